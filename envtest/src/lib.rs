@@ -1,0 +1,1 @@
+//! envtest tests live in `tests/`.

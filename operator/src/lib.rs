@@ -1,0 +1,1 @@
+//! Bloodraven operator library.
