@@ -711,15 +711,7 @@ async fn watch(
 }
 
 fn stream_response(body: Body) -> Response {
-    (
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, JSON),
-            (header::TRANSFER_ENCODING, "chunked"),
-        ],
-        body,
-    )
-        .into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, JSON)], body).into_response()
 }
 
 struct WatchState {
