@@ -908,3 +908,17 @@ fn request_counts_by_verb_resource_and_user_agent() {
         Some(1)
     );
 }
+
+#[test]
+fn secret_string_data_is_folded_into_data() {
+    let api = server();
+    let secrets = ResourceKey::core("v1", "secrets");
+    let created = api
+        .create(&secrets, Some("default"), json!({"metadata": {"name": "s"}, "stringData": {"root-password": "playground-root"}, "data": {"x": "eA=="}}), &ME)
+        .unwrap();
+    assert_eq!(
+        created["data"],
+        json!({"root-password": "cGxheWdyb3VuZC1yb290", "x": "eA=="})
+    );
+    assert!(created.get("stringData").is_none());
+}

@@ -1382,6 +1382,9 @@ fn absorb(info: &ResourceInfo, obj: Value) -> Value {
         }
         map.insert("kind".into(), Value::String(info.kind.clone()));
     }
+    if !info.custom && info.kind == "Secret" {
+        meta::fold_string_data(&mut obj);
+    }
     obj
 }
 
