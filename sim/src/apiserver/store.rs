@@ -1339,10 +1339,12 @@ impl Filter {
                 (old_match || new_match).then_some(WatchEvent::Deleted(new))
             }
             ChangeKind::Modified => {
-                let old_match = change
-                    .old
-                    .as_ref()
-                    .is_some_and(|old| self.matches(&present(info, old)));
+                // Without selectors the old object matched too (same namespace): skip
+                // converting it.
+                let old_match = change.old.as_ref().is_some_and(|old| {
+                    (self.labels.is_empty() && self.fields.is_empty())
+                        || self.matches(&present(info, old))
+                });
                 match (old_match, new_match) {
                     (true, true) => Some(WatchEvent::Modified(new)),
                     (false, true) => Some(WatchEvent::Added(new)),
