@@ -3,8 +3,14 @@
 //! custom-resource status, Events and /metrics, checks safety invariants over the
 //! counter workload's history, and reports to the terminal, JUnit and JSON.
 
+pub mod backend;
 pub mod cel_where;
+pub mod cluster;
 pub mod duration;
+pub mod invariants;
+pub mod ledger;
 pub mod metrics;
 pub mod partial;
+pub mod runner;
 pub mod scenario;
+pub mod workload;
