@@ -286,7 +286,7 @@ impl Cluster for KubeCluster {
                 .map_err(|e| api_error("list events for", object, e))?;
             list.items
                 .into_iter()
-                .map(|e| serde_json::to_value(e))
+                .map(serde_json::to_value)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| ClusterError::Api {
                     verb: "list events for",

@@ -5,12 +5,14 @@
 
 pub mod backend;
 pub mod cel_where;
+pub mod cli;
 pub mod cluster;
 pub mod duration;
 pub mod invariants;
 pub mod ledger;
 pub mod metrics;
 pub mod partial;
+pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod workload;

@@ -70,8 +70,24 @@ fn collect(expected: &Value, actual: Option<&Value>, path: &str, out: &mut Vec<M
                 // only "no element matches".
                 let label = element_label(want_item).unwrap_or_else(|| i.to_string());
                 let item_path = format!("{path}[{label}]");
-                let closest = have
-                    .iter()
+                // Compare against elements with the same name (or type, site...) when
+                // there are any: "the pdx entry is read-only" beats "the iad entry is
+                // named iad".
+                let label_key = element_label_key(want_item);
+                let same_label: Vec<&Value> = match label_key {
+                    Some(k) => have
+                        .iter()
+                        .filter(|h| h.get(k) == want_item.get(k))
+                        .collect(),
+                    None => Vec::new(),
+                };
+                let candidates: Vec<&Value> = if same_label.is_empty() {
+                    have.iter().collect()
+                } else {
+                    same_label
+                };
+                let closest = candidates
+                    .into_iter()
                     .map(|h| (mismatches(want_item, h, &item_path), h))
                     .filter(|(m, _)| !m.is_empty())
                     .min_by_key(|(m, _)| m.len());
@@ -100,14 +116,20 @@ fn collect(expected: &Value, actual: Option<&Value>, path: &str, out: &mut Vec<M
     }
 }
 
+/// The key that identifies a list element (`name`, `type`, ...), if it has one.
+fn element_label_key(item: &Value) -> Option<&'static str> {
+    let map = item.as_object()?;
+    ["name", "type", "site", "reason"]
+        .into_iter()
+        .find(|key| map.get(*key).is_some_and(Value::is_string))
+}
+
 /// `name=iad` for list elements that carry a name-like key, so paths stay readable.
 fn element_label(item: &Value) -> Option<String> {
-    let map = item.as_object()?;
-    ["name", "type", "site", "reason"].iter().find_map(|key| {
-        map.get(*key)
-            .and_then(Value::as_str)
-            .map(|v| format!("{key}={v}"))
-    })
+    let key = element_label_key(item)?;
+    item.get(key)
+        .and_then(Value::as_str)
+        .map(|v| format!("{key}={v}"))
 }
 
 fn count_leaves(value: &Value) -> usize {
@@ -185,12 +207,12 @@ pub fn line_diff(expected: &str, actual: &str) -> String {
             out.push_str(&format!("  {}\n", a[i]));
             i += 1;
             j += 1;
-        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out.push_str(&format!("+ {}\n", b[j]));
-            j += 1;
-        } else {
+        } else if i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1]) {
             out.push_str(&format!("- {}\n", a[i]));
             i += 1;
+        } else {
+            out.push_str(&format!("+ {}\n", b[j]));
+            j += 1;
         }
     }
     out
@@ -361,7 +383,7 @@ mod tests {
 
     #[test]
     fn line_diff_marks_changes() {
-        assert_eq!(line_diff("a\nb\nc", "a\nx\nc"), "  a\n+ x\n- b\n  c\n");
+        assert_eq!(line_diff("a\nb\nc", "a\nx\nc"), "  a\n- b\n+ x\n  c\n");
         assert_eq!(line_diff("", "a"), "+ a\n");
     }
 }

@@ -746,12 +746,11 @@ impl Run<'_> {
                     .filter(|ev| event_time_ms(ev) >= self.started_wall_ms - 1000)
                     .collect();
                 for ev in &new {
-                    let key = format!(
-                        "{}",
-                        ev.pointer("/metadata/uid")
-                            .and_then(Value::as_str)
-                            .unwrap_or("?")
-                    );
+                    let key = ev
+                        .pointer("/metadata/uid")
+                        .and_then(Value::as_str)
+                        .unwrap_or("?")
+                        .to_owned();
                     let count = ev.get("count").and_then(Value::as_i64).unwrap_or(1);
                     let first = self
                         .seen_events

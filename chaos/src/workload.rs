@@ -173,7 +173,7 @@ mod tests {
         fn increment(&self, seq: u64) -> BoxFuture<'_, Result<CounterAck, String>> {
             Box::pin(async move {
                 tokio::time::sleep(Duration::from_millis(5)).await;
-                if seq % 3 == 0 {
+                if seq.is_multiple_of(3) {
                     return Err("connection refused".into());
                 }
                 let value = self.0.fetch_add(1, Ordering::SeqCst) + 1;
