@@ -30,12 +30,17 @@ fn main() {
             Ok(_) => {
                 // The sim backend is not built: the trial exists and is ignored, with
                 // the reason printed once below. Running it must not report a pass.
-                trials.push(Trial::test(id, || Err(Failed::from(SIM_NOT_BUILT))).with_ignored_flag(true));
+                trials.push(
+                    Trial::test(id, || Err(Failed::from(SIM_NOT_BUILT))).with_ignored_flag(true),
+                );
             }
         }
     }
     if trials.is_empty() {
-        eprintln!("scenarios: 0 sim-capable scenarios found in {}", dir.display());
+        eprintln!(
+            "scenarios: 0 sim-capable scenarios found in {}",
+            dir.display()
+        );
     } else if trials.iter().any(Trial::has_ignored_flag) {
         eprintln!("scenarios: sim-capable scenarios are ignored: {SIM_NOT_BUILT}");
     }
