@@ -2,4 +2,5 @@
 //! one process (API server, nodes, kubelet, network, MySQL and Dragonfly models), on
 //! which the real operator, sidecar and chaos runner run unchanged.
 
+pub mod models;
 pub mod pod;
