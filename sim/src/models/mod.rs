@@ -3,4 +3,5 @@
 //! documentation for the behaviour the operator depends on; docs/simulation.md lists what
 //! each implements, what it leaves out, and the sources.
 
+pub mod dragonfly;
 pub mod mysql;
