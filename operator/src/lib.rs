@@ -6,5 +6,9 @@
 //! decision logic; `adapters` talk to MySQL, Dragonfly and Kubernetes; `controllers`
 //! run observe -> decide -> act; `transport` is the seam the simulation plugs into.
 
+pub mod api;
+pub mod cli;
 pub mod gtid;
+pub mod schema;
 pub mod transport;
+pub mod validate;
