@@ -28,7 +28,10 @@ pub struct SimClock {
 
 impl SimClock {
     pub fn new(epoch: Duration) -> Self {
-        Self { epoch, elapsed_nanos: Arc::new(AtomicU64::new(0)) }
+        Self {
+            epoch,
+            elapsed_nanos: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// Called by the world after each step with turmoil's elapsed simulated time.

@@ -74,7 +74,9 @@ impl ClusterDialer {
             [pod, service, ns] if self.service(ns, service).is_some() => {
                 Ok(Resolved::Host(crate::cluster::pod_host_name(ns, pod), port))
             }
-            [service, ns] if self.service(ns, service).is_some() => self.service_endpoint(ns, service, port),
+            [service, ns] if self.service(ns, service).is_some() => {
+                self.service_endpoint(ns, service, port)
+            }
             [service] if self.service(&self.namespace, service).is_some() => {
                 self.service_endpoint(&self.namespace.clone(), service, port)
             }
@@ -83,27 +85,49 @@ impl ClusterDialer {
     }
 
     fn service(&self, ns: &str, name: &str) -> Option<Value> {
-        self.api.get(&ResourceKey::core("v1", "services"), Some(ns), name).ok()
+        self.api
+            .get(&ResourceKey::core("v1", "services"), Some(ns), name)
+            .ok()
     }
 
     fn service_endpoint(&self, ns: &str, service: &str, port: u16) -> io::Result<Resolved> {
         let refused = |why: String| io::Error::new(io::ErrorKind::ConnectionRefused, why);
-        let svc = self.service(ns, service).ok_or_else(|| refused(format!("service {ns}/{service} not found")))?;
+        let svc = self
+            .service(ns, service)
+            .ok_or_else(|| refused(format!("service {ns}/{service} not found")))?;
         let service_port = at(&svc, &["spec", "ports"])
             .and_then(Value::as_array)
-            .and_then(|ports| ports.iter().find(|p| p.get("port").and_then(Value::as_u64) == Some(u64::from(port))))
+            .and_then(|ports| {
+                ports
+                    .iter()
+                    .find(|p| p.get("port").and_then(Value::as_u64) == Some(u64::from(port)))
+            })
             .cloned();
         let endpoints = self
             .api
             .get(&ResourceKey::core("v1", "endpoints"), Some(ns), service)
             .map_err(|_| refused(format!("service {ns}/{service} has no endpoints")))?;
-        let subsets = endpoints.get("subsets").and_then(Value::as_array).cloned().unwrap_or_default();
+        let subsets = endpoints
+            .get("subsets")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         for subset in &subsets {
-            let Some(address) = subset.get("addresses").and_then(Value::as_array).and_then(|a| a.first()) else {
+            let Some(address) = subset
+                .get("addresses")
+                .and_then(Value::as_array)
+                .and_then(|a| a.first())
+            else {
                 continue;
             };
-            let Some(ip) = str_at(address, &["ip"]) else { continue };
-            let ports = subset.get("ports").and_then(Value::as_array).cloned().unwrap_or_default();
+            let Some(ip) = str_at(address, &["ip"]) else {
+                continue;
+            };
+            let ports = subset
+                .get("ports")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             let target = match &service_port {
                 Some(sp) => {
                     let port_name = str_at(sp, &["name"]);
@@ -118,7 +142,9 @@ impl ClusterDialer {
             let target = target.and_then(|p| u16::try_from(p).ok()).unwrap_or(port);
             return Ok(Resolved::Host(ip.to_string(), target));
         }
-        Err(refused(format!("service {ns}/{service} has no ready endpoints")))
+        Err(refused(format!(
+            "service {ns}/{service} has no ready endpoints"
+        )))
     }
 }
 

@@ -22,7 +22,10 @@ pub struct StartupProfile {
 
 impl Default for StartupProfile {
     fn default() -> Self {
-        Self { delay: Duration::from_millis(500), jitter: Duration::from_millis(500) }
+        Self {
+            delay: Duration::from_millis(500),
+            jitter: Duration::from_millis(500),
+        }
     }
 }
 
@@ -55,8 +58,19 @@ pub struct ImageProgram {
 
 impl ImageRegistry {
     /// Registers `repository` (e.g. `mysql`, `docker.dragonflydb.io/dragonflydb/dragonfly`).
-    pub fn register(&mut self, repository: &str, program: impl PodProgram, startup: StartupProfile) -> &mut Self {
-        self.entries.insert(normalize_repository(repository), Entry { program: Arc::new(program), startup });
+    pub fn register(
+        &mut self,
+        repository: &str,
+        program: impl PodProgram,
+        startup: StartupProfile,
+    ) -> &mut Self {
+        self.entries.insert(
+            normalize_repository(repository),
+            Entry {
+                program: Arc::new(program),
+                startup,
+            },
+        );
         self
     }
 
@@ -64,7 +78,10 @@ impl ImageRegistry {
     pub fn resolve(&self, image: &str) -> Option<ImageProgram> {
         self.entries
             .get(&normalize_repository(image))
-            .map(|entry| ImageProgram { program: entry.program.clone(), startup: entry.startup })
+            .map(|entry| ImageProgram {
+                program: entry.program.clone(),
+                startup: entry.startup,
+            })
     }
 
     /// The registered repositories, sorted.
@@ -86,7 +103,10 @@ pub fn normalize_repository(image: &str) -> String {
         .strip_prefix("docker.io/")
         .or_else(|| without_tag.strip_prefix("index.docker.io/"))
         .unwrap_or(without_tag);
-    without_registry.strip_prefix("library/").unwrap_or(without_registry).to_string()
+    without_registry
+        .strip_prefix("library/")
+        .unwrap_or(without_registry)
+        .to_string()
 }
 
 #[cfg(test)]
@@ -113,7 +133,10 @@ mod tests {
             normalize_repository("docker.dragonflydb.io/dragonflydb/dragonfly@sha256:abc"),
             "docker.dragonflydb.io/dragonflydb/dragonfly"
         );
-        assert_eq!(normalize_repository("localhost:5000/bloodraven:dev"), "localhost:5000/bloodraven");
+        assert_eq!(
+            normalize_repository("localhost:5000/bloodraven:dev"),
+            "localhost:5000/bloodraven"
+        );
     }
 
     #[test]

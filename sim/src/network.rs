@@ -39,7 +39,12 @@ pub struct Network {
 
 impl Network {
     pub(crate) fn new(sim: turmoil::Sim<'static>) -> Self {
-        Self { sim, hosts: BTreeMap::new(), faults: BTreeSet::new(), cut: BTreeSet::new() }
+        Self {
+            sim,
+            hosts: BTreeMap::new(),
+            faults: BTreeSet::new(),
+            cut: BTreeSet::new(),
+        }
     }
 
     /// Registers host software (restarted from `software` on every bounce).
@@ -50,7 +55,8 @@ impl Network {
     {
         self.sim.host(name, software);
         let ip = self.sim.lookup(name);
-        self.hosts.insert(name.to_string(), HostEntry { ip, placement });
+        self.hosts
+            .insert(name.to_string(), HostEntry { ip, placement });
         self.apply_partitions();
     }
 
@@ -61,7 +67,8 @@ impl Network {
     {
         self.sim.client(name, client);
         let ip = self.sim.lookup(name);
-        self.hosts.insert(name.to_string(), HostEntry { ip, placement });
+        self.hosts
+            .insert(name.to_string(), HostEntry { ip, placement });
         self.apply_partitions();
     }
 
@@ -129,10 +136,13 @@ impl Network {
         }
         self.faults.iter().any(|fault| match fault {
             NetworkFault::IsolateSite(site) => {
-                matches!(a, Placement::Site(s) if s == site) || matches!(b, Placement::Site(s) if s == site)
+                matches!(a, Placement::Site(s) if s == site)
+                    || matches!(b, Placement::Site(s) if s == site)
             }
             NetworkFault::PartitionSites(x, y) => match (a, b) {
-                (Placement::Site(sa), Placement::Site(sb)) => (sa == x && sb == y) || (sa == y && sb == x),
+                (Placement::Site(sa), Placement::Site(sb)) => {
+                    (sa == x && sb == y) || (sa == y && sb == x)
+                }
                 _ => false,
             },
         })

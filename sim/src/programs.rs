@@ -22,7 +22,11 @@ pub struct EchoServer;
 impl PodProgram for EchoServer {
     fn run(&self, ctx: PodContext) -> ProgramFuture {
         Box::pin(async move {
-            let port: u16 = ctx.env.get("PORT").and_then(|p| p.parse().ok()).unwrap_or(8080);
+            let port: u16 = ctx
+                .env
+                .get("PORT")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(8080);
             let listener = turmoil::net::TcpListener::bind(("0.0.0.0", port)).await?;
             if let Some(delay) = ctx.env.get("READY_AFTER_MS").and_then(|d| d.parse().ok()) {
                 tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -54,7 +58,11 @@ impl PodProgram for RunToCompletion {
             let seconds: u64 = ctx.args.first().and_then(|s| s.parse().ok()).unwrap_or(1);
             let code: i32 = ctx.args.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
             tokio::time::sleep(Duration::from_secs(seconds)).await;
-            if code == 0 { Ok(()) } else { Err(format!("exited with code {code}").into()) }
+            if code == 0 {
+                Ok(())
+            } else {
+                Err(format!("exited with code {code}").into())
+            }
         })
     }
 }

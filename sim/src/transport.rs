@@ -66,9 +66,19 @@ impl Default for SimClientConfig {
 ///
 /// Must be called inside turmoil host software (the client spawns its request buffer
 /// on the host's runtime).
-pub fn kube_client(host: &str, port: u16, config: &SimClientConfig) -> Result<kube::Client, http::Error> {
-    let base_uri = Uri::builder().scheme("http").authority(format!("{host}:{port}")).path_and_query("/").build()?;
-    let connector = SimConnector { connect_timeout: config.connect_timeout };
+pub fn kube_client(
+    host: &str,
+    port: u16,
+    config: &SimClientConfig,
+) -> Result<kube::Client, http::Error> {
+    let base_uri = Uri::builder()
+        .scheme("http")
+        .authority(format!("{host}:{port}"))
+        .path_and_query("/")
+        .build()?;
+    let connector = SimConnector {
+        connect_timeout: config.connect_timeout,
+    };
     let http_client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(config.pool_idle_timeout)
@@ -88,7 +98,11 @@ pub fn kube_client(host: &str, port: u16, config: &SimClientConfig) -> Result<ku
 
 /// A `kube::Client` for the simulated API server, with the default timeouts.
 pub fn api_server_client() -> Result<kube::Client, http::Error> {
-    kube_client(API_SERVER_HOST, API_SERVER_PORT, &SimClientConfig::default())
+    kube_client(
+        API_SERVER_HOST,
+        API_SERVER_PORT,
+        &SimClientConfig::default(),
+    )
 }
 
 /// hyper-util connector dialing turmoil TCP with a connect timeout.
@@ -111,10 +125,20 @@ impl tower::Service<Uri> for SimConnector {
         Box::pin(async move {
             let host = uri
                 .host()
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("URI {uri} has no host")))?
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("URI {uri} has no host"),
+                    )
+                })?
                 .to_string();
             let port = uri.port_u16().unwrap_or(80);
-            match tokio::time::timeout(timeout, turmoil::net::TcpStream::connect((host.as_str(), port))).await {
+            match tokio::time::timeout(
+                timeout,
+                turmoil::net::TcpStream::connect((host.as_str(), port)),
+            )
+            .await
+            {
                 Ok(Ok(stream)) => Ok(SimStream(TokioIo::new(stream))),
                 Ok(Err(err)) => Err(err),
                 Err(_) => Err(io::Error::new(
@@ -147,7 +171,11 @@ impl hyper::rt::Read for SimStream {
 }
 
 impl hyper::rt::Write for SimStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -168,7 +196,11 @@ pub struct IdleTimeoutBody<B> {
 
 impl<B> IdleTimeoutBody<B> {
     pub fn new(inner: B, idle: Duration) -> Self {
-        Self { inner, idle, deadline: Box::pin(tokio::time::sleep(idle)) }
+        Self {
+            inner,
+            idle,
+            deadline: Box::pin(tokio::time::sleep(idle)),
+        }
     }
 }
 
@@ -194,7 +226,10 @@ where
             Poll::Pending => match this.deadline.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("response body idle for {:?} (connection presumed stalled)", this.idle),
+                    format!(
+                        "response body idle for {:?} (connection presumed stalled)",
+                        this.idle
+                    ),
                 ))))),
                 Poll::Pending => Poll::Pending,
             },
@@ -248,11 +283,18 @@ impl Iterator for SeededBackoff {
 
     fn next(&mut self) -> Option<Duration> {
         let now = tokio::time::Instant::now();
-        if self.last.is_some_and(|last| now.duration_since(last) >= self.reset_after) {
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) >= self.reset_after)
+        {
             self.current = Duration::ZERO;
         }
         self.last = Some(now);
-        self.current = if self.current.is_zero() { self.min } else { (self.current * 2).min(self.max) };
+        self.current = if self.current.is_zero() {
+            self.min
+        } else {
+            (self.current * 2).min(self.max)
+        };
         // Full jitter on top, as backon's `with_jitter` does: [current, 2 * current).
         let jitter = self.rng.random_range(0.0..1.0_f64);
         Some(self.current.mul_f64(1.0 + jitter))
@@ -277,14 +319,21 @@ mod tests {
         let other: Vec<Duration> = SeededBackoff::new(8).take(8).collect();
         assert_eq!(first, again);
         assert_ne!(first, other);
-        assert!(first[0] >= Duration::from_millis(800) && first[0] < Duration::from_millis(1600), "{first:?}");
-        assert!(first[7] >= Duration::from_secs(30) && first[7] < Duration::from_secs(60), "{first:?}");
+        assert!(
+            first[0] >= Duration::from_millis(800) && first[0] < Duration::from_millis(1600),
+            "{first:?}"
+        );
+        assert!(
+            first[7] >= Duration::from_secs(30) && first[7] < Duration::from_secs(60),
+            "{first:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn seeded_backoff_resets_after_quiet_period() {
         use kube::runtime::utils::Backoff;
-        let mut backoff = SeededBackoff::new(1).with_bounds(Duration::from_secs(1), Duration::from_secs(8));
+        let mut backoff =
+            SeededBackoff::new(1).with_bounds(Duration::from_secs(1), Duration::from_secs(8));
         let _ = backoff.next();
         let _ = backoff.next();
         let third = backoff.next().unwrap_or_default();

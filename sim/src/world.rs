@@ -16,9 +16,11 @@ use rand::rngs::StdRng;
 use serde_json::{Value, json};
 
 use crate::apiserver::{ApiServer, ServerConfig, TurmoilListener};
-use crate::cluster::obj::{name, str_at};
-use crate::cluster::{ClusterTimings, ControlPlane, ControllerApi, NodeInfo, key_events, key_nodes, key_pods};
 use crate::clock::{DEFAULT_EPOCH_SECONDS, SimClock};
+use crate::cluster::obj::{name, str_at};
+use crate::cluster::{
+    ClusterTimings, ControlPlane, ControllerApi, NodeInfo, key_events, key_nodes, key_pods,
+};
 use crate::images::ImageRegistry;
 use crate::network::{Network, NetworkFault, Placement};
 use crate::transport::{API_SERVER_HOST, API_SERVER_PORT};
@@ -126,41 +128,85 @@ impl WorldBuilder {
             .max_message_latency(self.max_latency);
         let sim = turmoil_builder.build();
         let clock = SimClock::new(self.epoch);
-        let api = ApiServer::with_config(Arc::new(clock.clone()), ServerConfig { seed: self.seed, ..ServerConfig::default() });
+        let api = ApiServer::with_config(
+            Arc::new(clock.clone()),
+            ServerConfig {
+                seed: self.seed,
+                ..ServerConfig::default()
+            },
+        );
         let mut net = Network::new(sim);
 
         let served = api.clone();
         net.add_host(API_SERVER_HOST, Placement::ControlPlane, move || {
             let api = served.clone();
             async move {
-                let listener = TurmoilListener(turmoil::net::TcpListener::bind(("0.0.0.0", API_SERVER_PORT)).await?);
+                let listener = TurmoilListener(
+                    turmoil::net::TcpListener::bind(("0.0.0.0", API_SERVER_PORT)).await?,
+                );
                 api.serve(listener).await?;
                 Ok(())
             }
         });
 
         let control_plane_node = format!("{}-control-plane", self.cluster);
-        let mut nodes = vec![NodeInfo { name: control_plane_node.clone(), host: control_plane_node, site: None, crashed: false }];
+        let mut nodes = vec![NodeInfo {
+            name: control_plane_node.clone(),
+            host: control_plane_node,
+            site: None,
+            crashed: false,
+        }];
         let mut sites = Vec::new();
         for site in &self.sites {
             let node = format!("{}-{site}", self.cluster);
-            sites.push(Site { name: site.clone(), node: node.clone() });
-            nodes.push(NodeInfo { name: node.clone(), host: node, site: Some(site.clone()), crashed: false });
+            sites.push(Site {
+                name: site.clone(),
+                node: node.clone(),
+            });
+            nodes.push(NodeInfo {
+                name: node.clone(),
+                host: node,
+                site: Some(site.clone()),
+                crashed: false,
+            });
         }
         let controller_api = ControllerApi { api: api.clone() };
         for node in &nodes {
-            let placement = node.site.clone().map_or(Placement::ControlPlane, Placement::Site);
+            let placement = node
+                .site
+                .clone()
+                .map_or(Placement::ControlPlane, Placement::Site);
             // A node host only holds the node's address: its kubelet is modelled by the
             // control plane, and each pod runs on a host of its own.
             net.add_host(&node.host, placement, || async { Ok(()) });
-            let ip = net.ip(&node.host).map(|ip| ip.to_string()).unwrap_or_default();
+            let ip = net
+                .ip(&node.host)
+                .map(|ip| ip.to_string())
+                .unwrap_or_default();
             register_node(&controller_api, node, &ip)?;
         }
 
         let rng = StdRng::seed_from_u64(self.seed ^ 0x6b75_6265_6c65_7400);
-        let control = ControlPlane::new(api.clone(), clock.clone(), self.timings.clone(), rng, self.images);
+        let control = ControlPlane::new(
+            api.clone(),
+            clock.clone(),
+            self.timings.clone(),
+            rng,
+            self.images,
+        );
         let next_pass = Duration::ZERO;
-        Ok(World { net, api, clock, control, nodes, sites, seed: self.seed, tick: self.tick, next_pass, api_down: false })
+        Ok(World {
+            net,
+            api,
+            clock,
+            control,
+            nodes,
+            sites,
+            seed: self.seed,
+            tick: self.tick,
+            next_pass,
+            api_down: false,
+        })
     }
 }
 
@@ -183,9 +229,20 @@ fn register_node(api: &ControllerApi, node: &NodeInfo, ip: &str) -> Result<(), W
     }
     let object = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node.name, "labels": labels}, "spec": {}});
     api.api
-        .create(&key_nodes(), None, object, &crate::apiserver::Caller { user_agent: "kubelet" })
-        .map_err(|err| WorldError::Api { what: format!("node {}", node.name), message: err.to_string() })?;
-    let resources = json!({"cpu": "4", "memory": "8Gi", "pods": "110", "ephemeral-storage": "100Gi"});
+        .create(
+            &key_nodes(),
+            None,
+            object,
+            &crate::apiserver::Caller {
+                user_agent: "kubelet",
+            },
+        )
+        .map_err(|err| WorldError::Api {
+            what: format!("node {}", node.name),
+            message: err.to_string(),
+        })?;
+    let resources =
+        json!({"cpu": "4", "memory": "8Gi", "pods": "110", "ephemeral-storage": "100Gi"});
     let status = json!({"status": {
         "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": node.name}],
         "capacity": resources,
@@ -211,7 +268,10 @@ fn register_node(api: &ControllerApi, node: &NodeInfo, ip: &str) -> Result<(), W
     }});
     api.merge_patch_status("kubelet", &key_nodes(), None, &node.name, status)
         .map(|_| ())
-        .ok_or_else(|| WorldError::Api { what: format!("status of node {}", node.name), message: "patch failed".to_string() })
+        .ok_or_else(|| WorldError::Api {
+            what: format!("status of node {}", node.name),
+            message: "patch failed".to_string(),
+        })
 }
 
 /// A fault applied between steps. Network faults name sites; node faults name nodes
@@ -292,7 +352,10 @@ impl World {
             .iter()
             .find(|s| s.name == site)
             .map(|s| s.node.as_str())
-            .ok_or_else(|| WorldError::UnknownSite { site: site.to_string(), known: self.site_names() })
+            .ok_or_else(|| WorldError::UnknownSite {
+                site: site.to_string(),
+                known: self.site_names(),
+            })
     }
 
     /// Every node name, the control-plane node first.
@@ -301,7 +364,11 @@ impl World {
     }
 
     fn site_names(&self) -> String {
-        self.sites.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+        self.sites
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     pub fn network(&mut self) -> &mut Network {
@@ -329,7 +396,10 @@ impl World {
     /// Advances simulated time by one tick, then runs the control plane if its
     /// interval has elapsed.
     pub fn step(&mut self) -> Result<(), WorldError> {
-        self.net.sim.step().map_err(|err| WorldError::Host(err.to_string()))?;
+        self.net
+            .sim
+            .step()
+            .map_err(|err| WorldError::Host(err.to_string()))?;
         self.clock.publish(self.net.sim.elapsed());
         if self.net.sim.elapsed() >= self.next_pass {
             self.next_pass = self.net.sim.elapsed() + self.control.timings.controller_interval;
@@ -340,7 +410,8 @@ impl World {
 
     fn run_pass(&mut self) {
         let api_reachable = !self.api_down;
-        self.control.pass(&mut self.net, &self.nodes, API_SERVER_HOST, api_reachable);
+        self.control
+            .pass(&mut self.net, &self.nodes, API_SERVER_HOST, api_reachable);
     }
 
     /// Steps for `duration` of simulated time.
@@ -354,7 +425,11 @@ impl World {
 
     /// Steps until `done` holds (checked once per control-plane interval) or `timeout`
     /// of simulated time passes; returns whether it held.
-    pub fn run_until(&mut self, timeout: Duration, mut done: impl FnMut(&World) -> bool) -> Result<bool, WorldError> {
+    pub fn run_until(
+        &mut self,
+        timeout: Duration,
+        mut done: impl FnMut(&World) -> bool,
+    ) -> Result<bool, WorldError> {
         let until = self.elapsed() + timeout;
         let check_every = self.control.timings.controller_interval;
         let mut next_check = self.elapsed();
@@ -398,9 +473,18 @@ impl World {
             Fault::Uncordon(node) => self.set_unschedulable(&node, false)?,
             Fault::Drain(node) => {
                 self.set_unschedulable(&node, true)?;
-                let who = crate::apiserver::Caller { user_agent: "kubectl-drain" };
-                let pods = self.api.list(&key_pods(), None, &Default::default()).map(|l| l.items).unwrap_or_default();
-                for pod in pods.iter().filter(|p| str_at(p, &["spec", "nodeName"]) == Some(node.as_str())) {
+                let who = crate::apiserver::Caller {
+                    user_agent: "kubectl-drain",
+                };
+                let pods = self
+                    .api
+                    .list(&key_pods(), None, &Default::default())
+                    .map(|l| l.items)
+                    .unwrap_or_default();
+                for pod in pods
+                    .iter()
+                    .filter(|p| str_at(p, &["spec", "nodeName"]) == Some(node.as_str()))
+                {
                     let ns = crate::cluster::obj::namespace(pod);
                     if let Err(err) = self.api.delete(&key_pods(), Some(ns), name(pod), &who) {
                         tracing::debug!(%err, pod = name(pod), "drain: delete failed");
@@ -420,11 +504,19 @@ impl World {
     }
 
     fn node_mut(&mut self, node: &str) -> Result<&mut NodeInfo, WorldError> {
-        let known = self.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ");
+        let known = self
+            .nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
         self.nodes
             .iter_mut()
             .find(|n| n.name == node)
-            .ok_or_else(|| WorldError::UnknownNode { node: node.to_string(), known })
+            .ok_or_else(|| WorldError::UnknownNode {
+                node: node.to_string(),
+                known,
+            })
     }
 
     fn set_unschedulable(&mut self, node: &str, unschedulable: bool) -> Result<(), WorldError> {
@@ -437,20 +529,39 @@ impl World {
                 node,
                 crate::apiserver::Patch::Merge(patch),
                 crate::apiserver::Subresource::Main,
-                &crate::apiserver::Caller { user_agent: "kubectl-cordon" },
+                &crate::apiserver::Caller {
+                    user_agent: "kubectl-cordon",
+                },
             )
             .map(|_| ())
-            .map_err(|err| WorldError::Api { what: format!("cordon of node {node}"), message: err.to_string() })
+            .map_err(|err| WorldError::Api {
+                what: format!("cordon of node {node}"),
+                message: err.to_string(),
+            })
     }
 
     /// Every Kubernetes Event so far, one line each in creation order:
     /// `time type reason kind/namespace/name: message (xN)`. Two runs with one seed
     /// produce byte-identical traces.
     pub fn event_trace(&self) -> String {
-        let mut events = self.api.list(&key_events(), None, &Default::default()).map(|l| l.items).unwrap_or_default();
+        let mut events = self
+            .api
+            .list(&key_events(), None, &Default::default())
+            .map(|l| l.items)
+            .unwrap_or_default();
         let created_order = |e: &Value| {
-            let suffix = name(e).rsplit('.').next().and_then(|hex| u64::from_str_radix(hex, 16).ok()).unwrap_or(u64::MAX);
-            (str_at(e, &["firstTimestamp"]).unwrap_or_default().to_string(), suffix, name(e).to_string())
+            let suffix = name(e)
+                .rsplit('.')
+                .next()
+                .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+                .unwrap_or(u64::MAX);
+            (
+                str_at(e, &["firstTimestamp"])
+                    .unwrap_or_default()
+                    .to_string(),
+                suffix,
+                name(e).to_string(),
+            )
         };
         events.sort_by_key(created_order);
         let mut trace = String::new();

@@ -5,7 +5,10 @@
 
 use serde_json::{Value, json};
 
-use super::obj::{at, is_terminating, labels, map_selector_matches, name, namespace, pod_is_ready, str_at, string_map, uid};
+use super::obj::{
+    at, is_terminating, labels, map_selector_matches, name, namespace, pod_is_ready, str_at,
+    string_map, uid,
+};
 use super::{ControlPlane, Snapshot, key_endpoints};
 
 const COMPONENT: &str = "endpoint-controller";
@@ -14,9 +17,17 @@ const COMPONENT: &str = "endpoint-controller";
 fn target_port(service_port: &Value, pod: &Value) -> Option<i64> {
     match service_port.get("targetPort") {
         Some(Value::Number(n)) => n.as_i64(),
-        Some(Value::String(port_name)) => at(pod, &["spec", "containers"])?.as_array()?.iter().find_map(|c| {
-            c.get("ports")?.as_array()?.iter().find(|p| str_at(p, &["name"]) == Some(port_name.as_str()))?.get("containerPort")?.as_i64()
-        }),
+        Some(Value::String(port_name)) => at(pod, &["spec", "containers"])?
+            .as_array()?
+            .iter()
+            .find_map(|c| {
+                c.get("ports")?
+                    .as_array()?
+                    .iter()
+                    .find(|p| str_at(p, &["name"]) == Some(port_name.as_str()))?
+                    .get("containerPort")?
+                    .as_i64()
+            }),
         _ => service_port.get("port").and_then(Value::as_i64),
     }
 }
@@ -24,7 +35,9 @@ fn target_port(service_port: &Value, pod: &Value) -> Option<i64> {
 /// The desired `subsets` of a Service's Endpoints.
 pub(crate) fn desired_subsets(service: &Value, pods: &[Value]) -> Vec<Value> {
     let selector = string_map(at(service, &["spec", "selector"]));
-    let publish_not_ready = at(service, &["spec", "publishNotReadyAddresses"]).and_then(Value::as_bool).unwrap_or(false);
+    let publish_not_ready = at(service, &["spec", "publishNotReadyAddresses"])
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let service_name = name(service);
     let mut members: Vec<&Value> = pods
         .iter()
@@ -33,8 +46,13 @@ pub(crate) fn desired_subsets(service: &Value, pods: &[Value]) -> Vec<Value> {
         .filter(|p| map_selector_matches(&selector, &labels(p)))
         .collect();
     members.sort_by_key(|p| name(p).to_string());
-    let Some(first) = members.first() else { return Vec::new() };
-    let service_ports = at(service, &["spec", "ports"]).and_then(Value::as_array).cloned().unwrap_or_default();
+    let Some(first) = members.first() else {
+        return Vec::new();
+    };
+    let service_ports = at(service, &["spec", "ports"])
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let ports: Vec<Value> = service_ports
         .iter()
         .filter_map(|sp| {
@@ -78,18 +96,34 @@ pub(crate) fn desired_subsets(service: &Value, pods: &[Value]) -> Vec<Value> {
 
 pub(crate) fn reconcile(cp: &mut ControlPlane, snap: &Snapshot) {
     for service in &snap.services {
-        if at(service, &["spec", "selector"]).and_then(Value::as_object).is_none_or(|s| s.is_empty()) || is_terminating(service) {
+        if at(service, &["spec", "selector"])
+            .and_then(Value::as_object)
+            .is_none_or(|s| s.is_empty())
+            || is_terminating(service)
+        {
             // Services without a selector have hand-managed Endpoints.
             continue;
         }
         let ns = namespace(service).to_string();
         let subsets = desired_subsets(service, &snap.pods);
-        let existing = snap.endpoints.iter().find(|e| namespace(e) == ns && name(e) == name(service));
+        let existing = snap
+            .endpoints
+            .iter()
+            .find(|e| namespace(e) == ns && name(e) == name(service));
         match existing {
             Some(endpoints) => {
-                let current = endpoints.get("subsets").cloned().unwrap_or_else(|| json!([]));
+                let current = endpoints
+                    .get("subsets")
+                    .cloned()
+                    .unwrap_or_else(|| json!([]));
                 if current != Value::Array(subsets.clone()) {
-                    cp.api.merge_patch(COMPONENT, &key_endpoints(), Some(&ns), name(service), json!({"subsets": subsets}));
+                    cp.api.merge_patch(
+                        COMPONENT,
+                        &key_endpoints(),
+                        Some(&ns),
+                        name(service),
+                        json!({"subsets": subsets}),
+                    );
                 }
             }
             None => {
@@ -99,7 +133,8 @@ pub(crate) fn reconcile(cp: &mut ControlPlane, snap: &Snapshot) {
                     "metadata": {"name": name(service), "namespace": ns, "labels": labels(service)},
                     "subsets": subsets,
                 });
-                cp.api.create(COMPONENT, &key_endpoints(), Some(&ns), endpoints);
+                cp.api
+                    .create(COMPONENT, &key_endpoints(), Some(&ns), endpoints);
             }
         }
     }
@@ -119,11 +154,17 @@ mod tests {
     fn endpoints_split_ready_and_not_ready_and_resolve_named_ports() {
         let service = json!({"metadata": {"name": "db", "namespace": "ns"},
             "spec": {"selector": {"app": "db"}, "ports": [{"name": "sql", "port": 3306, "targetPort": "mysql"}]}});
-        let pods = vec![pod("db-1", "192.168.0.4", false, "pdx"), pod("db-0", "192.168.0.3", true, "iad")];
+        let pods = vec![
+            pod("db-1", "192.168.0.4", false, "pdx"),
+            pod("db-0", "192.168.0.3", true, "iad"),
+        ];
         let subsets = desired_subsets(&service, &pods);
         assert_eq!(subsets[0]["addresses"][0]["ip"], "192.168.0.3");
         assert_eq!(subsets[0]["notReadyAddresses"][0]["ip"], "192.168.0.4");
-        assert_eq!(subsets[0]["ports"][0], json!({"name": "sql", "port": 3306, "protocol": "TCP"}));
+        assert_eq!(
+            subsets[0]["ports"][0],
+            json!({"name": "sql", "port": 3306, "protocol": "TCP"})
+        );
         let narrow = json!({"metadata": {"name": "db", "namespace": "ns"},
             "spec": {"selector": {"app": "db", "site": "iad"}, "ports": [{"port": 3306}]}});
         let subsets = desired_subsets(&narrow, &pods);

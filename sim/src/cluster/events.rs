@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::obj::{name, namespace, uid};
+use bloodraven::transport::Clock;
+
 use super::{ControllerApi, format_time, key_events};
+use crate::clock::SimClock;
 
 /// Repeats of an identical event within this window only bump the stored counter;
 /// the Event object is rewritten at most once per window (client-go's spam filter
@@ -25,18 +28,38 @@ struct Recorded {
 
 pub(crate) struct EventRecorder {
     api: ControllerApi,
+    clock: SimClock,
     counter: u64,
     seen: BTreeMap<(String, String, String, String), Recorded>,
 }
 
 impl EventRecorder {
-    pub fn new(api: ControllerApi) -> Self {
-        Self { api, counter: 0, seen: BTreeMap::new() }
+    pub fn new(api: ControllerApi, clock: SimClock) -> Self {
+        Self {
+            api,
+            clock,
+            counter: 0,
+            seen: BTreeMap::new(),
+        }
     }
 
     /// Records an event about `object` (a full object with apiVersion/kind/metadata).
-    pub fn record(&mut self, now: jiff::Timestamp, component: &str, host: Option<&str>, object: &Value, kind: &str, reason: &str, message: &str) {
-        let key = (uid(object).to_string(), reason.to_string(), message.to_string(), component.to_string());
+    pub fn record(
+        &mut self,
+        component: &str,
+        host: Option<&str>,
+        object: &Value,
+        kind: &str,
+        reason: &str,
+        message: &str,
+    ) {
+        let now = self.clock.now();
+        let key = (
+            uid(object).to_string(),
+            reason.to_string(),
+            message.to_string(),
+            component.to_string(),
+        );
         let stamp = format_time(now);
         if let Some(recorded) = self.seen.get_mut(&key) {
             recorded.count += 1;
@@ -48,11 +71,16 @@ impl EventRecorder {
             let patch = json!({"count": recorded.count, "lastTimestamp": stamp});
             let ns = recorded.namespace.clone();
             let event_name = recorded.event_name.clone();
-            self.api.merge_patch(component, &key_events(), Some(&ns), &event_name, patch);
+            self.api
+                .merge_patch(component, &key_events(), Some(&ns), &event_name, patch);
             return;
         }
         self.counter += 1;
-        let ns = if namespace(object).is_empty() { "default".to_string() } else { namespace(object).to_string() };
+        let ns = if namespace(object).is_empty() {
+            "default".to_string()
+        } else {
+            namespace(object).to_string()
+        };
         let event_name = format!("{}.{:016x}", name(object), self.counter);
         let mut involved = json!({
             "apiVersion": object.get("apiVersion").cloned().unwrap_or(Value::Null),
@@ -86,7 +114,13 @@ impl EventRecorder {
         self.api.create(component, &key_events(), Some(&ns), event);
         self.seen.insert(
             key,
-            Recorded { event_name, namespace: ns, count: 1, last_written: now.as_second(), last_seen: now },
+            Recorded {
+                event_name,
+                namespace: ns,
+                count: 1,
+                last_written: now.as_second(),
+                last_seen: now,
+            },
         );
         // Forget aggregation state of long-quiet events so the map stays small.
         if self.seen.len() > 4096 {

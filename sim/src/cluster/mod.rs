@@ -110,7 +110,9 @@ pub(crate) fn key_cronjobs() -> ResourceKey {
 
 /// Kubernetes' metav1.Time text (RFC 3339, whole seconds, UTC).
 pub(crate) fn format_time(ts: jiff::Timestamp) -> String {
-    jiff::Timestamp::from_second(ts.as_second()).unwrap_or(ts).to_string()
+    jiff::Timestamp::from_second(ts.as_second())
+        .unwrap_or(ts)
+        .to_string()
 }
 
 /// The objects one pass reads, listed once.
@@ -149,30 +151,97 @@ impl ControllerApi {
         self.api.get(key, ns, name).ok()
     }
 
-    pub fn create(&self, who: &str, key: &ResourceKey, ns: Option<&str>, obj: Value) -> Option<Value> {
-        log_failure(who, "create", key, self.api.create(key, ns, obj, &Caller { user_agent: who }))
+    pub fn create(
+        &self,
+        who: &str,
+        key: &ResourceKey,
+        ns: Option<&str>,
+        obj: Value,
+    ) -> Option<Value> {
+        log_failure(
+            who,
+            "create",
+            key,
+            self.api.create(key, ns, obj, &Caller { user_agent: who }),
+        )
     }
 
-    pub fn update_status(&self, who: &str, key: &ResourceKey, ns: Option<&str>, obj: Value) -> Option<Value> {
-        log_failure(who, "update status", key, self.api.update_status(key, ns, obj, &Caller { user_agent: who }))
+    pub fn update_status(
+        &self,
+        who: &str,
+        key: &ResourceKey,
+        ns: Option<&str>,
+        obj: Value,
+    ) -> Option<Value> {
+        log_failure(
+            who,
+            "update status",
+            key,
+            self.api
+                .update_status(key, ns, obj, &Caller { user_agent: who }),
+        )
     }
 
-    pub fn merge_patch(&self, who: &str, key: &ResourceKey, ns: Option<&str>, name: &str, patch: Value) -> Option<Value> {
-        let result = self.api.patch(key, ns, name, Patch::Merge(patch), Subresource::Main, &Caller { user_agent: who });
+    pub fn merge_patch(
+        &self,
+        who: &str,
+        key: &ResourceKey,
+        ns: Option<&str>,
+        name: &str,
+        patch: Value,
+    ) -> Option<Value> {
+        let result = self.api.patch(
+            key,
+            ns,
+            name,
+            Patch::Merge(patch),
+            Subresource::Main,
+            &Caller { user_agent: who },
+        );
         log_failure(who, "patch", key, result)
     }
 
-    pub fn merge_patch_status(&self, who: &str, key: &ResourceKey, ns: Option<&str>, name: &str, patch: Value) -> Option<Value> {
-        let result = self.api.patch(key, ns, name, Patch::Merge(patch), Subresource::Status, &Caller { user_agent: who });
+    pub fn merge_patch_status(
+        &self,
+        who: &str,
+        key: &ResourceKey,
+        ns: Option<&str>,
+        name: &str,
+        patch: Value,
+    ) -> Option<Value> {
+        let result = self.api.patch(
+            key,
+            ns,
+            name,
+            Patch::Merge(patch),
+            Subresource::Status,
+            &Caller { user_agent: who },
+        );
         log_failure(who, "patch status", key, result)
     }
 
-    pub fn delete(&self, who: &str, key: &ResourceKey, ns: Option<&str>, name: &str) -> Option<Value> {
-        log_failure(who, "delete", key, self.api.delete(key, ns, name, &Caller { user_agent: who }))
+    pub fn delete(
+        &self,
+        who: &str,
+        key: &ResourceKey,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Option<Value> {
+        log_failure(
+            who,
+            "delete",
+            key,
+            self.api.delete(key, ns, name, &Caller { user_agent: who }),
+        )
     }
 }
 
-fn log_failure(who: &str, verb: &str, key: &ResourceKey, result: Result<Value, ApiError>) -> Option<Value> {
+fn log_failure(
+    who: &str,
+    verb: &str,
+    key: &ResourceKey,
+    result: Result<Value, ApiError>,
+) -> Option<Value> {
     match result {
         Ok(value) => Some(value),
         Err(err) => {
@@ -209,10 +278,16 @@ pub(crate) struct NodeInfo {
 }
 
 impl ControlPlane {
-    pub fn new(api: ApiServer, clock: SimClock, timings: ClusterTimings, rng: StdRng, images: ImageRegistry) -> Self {
+    pub fn new(
+        api: ApiServer,
+        clock: SimClock,
+        timings: ClusterTimings,
+        rng: StdRng,
+        images: ImageRegistry,
+    ) -> Self {
         let api = ControllerApi { api };
         Self {
-            events: EventRecorder::new(api.clone()),
+            events: EventRecorder::new(api.clone(), clock.clone()),
             scheduler: scheduler::Scheduler::default(),
             nodes: NodeLifecycle::default(),
             kubelet: Kubelet::new(images),
@@ -245,7 +320,13 @@ impl ControlPlane {
     /// One pass of every controller and kubelet. `api_reachable` is false while the API
     /// server's host is down: then the control plane is down with it (its controllers
     /// cannot reach the store) and kubelets keep their pods running unreported.
-    pub fn pass(&mut self, net: &mut Network, nodes: &[NodeInfo], api_host: &str, api_reachable: bool) {
+    pub fn pass(
+        &mut self,
+        net: &mut Network,
+        nodes: &[NodeInfo],
+        api_host: &str,
+        api_reachable: bool,
+    ) {
         if !api_reachable {
             kubelet::run_detached(self, net, nodes);
             return;

@@ -36,7 +36,11 @@ pub(crate) fn is_terminating(obj: &Value) -> bool {
 pub(crate) fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
     value
         .and_then(Value::as_object)
-        .map(|map| map.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
+        .map(|map| {
+            map.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -67,7 +71,10 @@ pub(crate) fn controller_ref(owner: &Value) -> Value {
 }
 
 /// Does a `matchLabels`-only map selector (Service, nodeSelector) match?
-pub(crate) fn map_selector_matches(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+pub(crate) fn map_selector_matches(
+    selector: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
@@ -78,17 +85,32 @@ pub(crate) fn label_selector_matches(selector: &Value, labels: &BTreeMap<String,
     if !map_selector_matches(&match_labels, labels) {
         return false;
     }
-    let expressions = selector.get("matchExpressions").and_then(Value::as_array).cloned().unwrap_or_default();
-    expressions.iter().all(|expr| expression_matches(expr, |key| labels.get(key).map(String::as_str)))
+    let expressions = selector
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    expressions
+        .iter()
+        .all(|expr| expression_matches(expr, |key| labels.get(key).map(String::as_str)))
 }
 
 /// One `matchExpressions` entry (label selectors and node-affinity terms share the
 /// operators; Gt/Lt only occur in node affinity).
-pub(crate) fn expression_matches<'a>(expr: &Value, lookup: impl Fn(&str) -> Option<&'a str>) -> bool {
+pub(crate) fn expression_matches<'a>(
+    expr: &Value,
+    lookup: impl Fn(&str) -> Option<&'a str>,
+) -> bool {
     let key = expr.get("key").and_then(Value::as_str).unwrap_or_default();
-    let operator = expr.get("operator").and_then(Value::as_str).unwrap_or_default();
-    let values: Vec<&str> =
-        expr.get("values").and_then(Value::as_array).map(|v| v.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let operator = expr
+        .get("operator")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let values: Vec<&str> = expr
+        .get("values")
+        .and_then(Value::as_array)
+        .map(|v| v.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
     let actual = lookup(key);
     match operator {
         "In" => actual.is_some_and(|a| values.contains(&a)),
@@ -123,12 +145,22 @@ pub(crate) fn stable_hash(value: &Value) -> String {
 
 /// A Kubernetes condition list entry, keeping `lastTransitionTime` when the status did
 /// not change.
-pub(crate) fn upsert_condition(conditions: &mut Vec<Value>, kind: &str, status: &str, reason: Option<&str>, message: Option<&str>, now: &str) {
-    let previous = conditions.iter().position(|c| c.get("type").and_then(Value::as_str) == Some(kind));
+pub(crate) fn upsert_condition(
+    conditions: &mut Vec<Value>,
+    kind: &str,
+    status: &str,
+    reason: Option<&str>,
+    message: Option<&str>,
+    now: &str,
+) {
+    let previous = conditions
+        .iter()
+        .position(|c| c.get("type").and_then(Value::as_str) == Some(kind));
     let transition = match previous.and_then(|i| conditions.get(i)) {
-        Some(old) if old.get("status").and_then(Value::as_str) == Some(status) => {
-            old.get("lastTransitionTime").cloned().unwrap_or_else(|| json!(now))
-        }
+        Some(old) if old.get("status").and_then(Value::as_str) == Some(status) => old
+            .get("lastTransitionTime")
+            .cloned()
+            .unwrap_or_else(|| json!(now)),
         _ => json!(now),
     };
     let mut condition = json!({"type": kind, "status": status, "lastTransitionTime": transition, "lastProbeTime": null});
@@ -155,7 +187,8 @@ pub(crate) fn condition_status<'a>(obj: &'a Value, kind: &str) -> Option<&'a str
 
 /// Pod is Running with Ready=True.
 pub(crate) fn pod_is_ready(pod: &Value) -> bool {
-    str_at(pod, &["status", "phase"]) == Some("Running") && condition_status(pod, "Ready") == Some("True")
+    str_at(pod, &["status", "phase"]) == Some("Running")
+        && condition_status(pod, "Ready") == Some("True")
 }
 
 /// Ordinal of a StatefulSet pod name `<set>-<n>`.
@@ -168,21 +201,31 @@ mod tests {
     use super::*;
 
     fn labels_of(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn label_selectors_match_like_kubernetes() {
         let pod = labels_of(&[("app", "mysql"), ("site", "iad")]);
         assert!(label_selector_matches(&json!({}), &pod));
-        assert!(label_selector_matches(&json!({"matchLabels": {"app": "mysql"}}), &pod));
-        assert!(!label_selector_matches(&json!({"matchLabels": {"app": "redis"}}), &pod));
+        assert!(label_selector_matches(
+            &json!({"matchLabels": {"app": "mysql"}}),
+            &pod
+        ));
+        assert!(!label_selector_matches(
+            &json!({"matchLabels": {"app": "redis"}}),
+            &pod
+        ));
         let set_based = json!({"matchExpressions": [
             {"key": "site", "operator": "In", "values": ["iad", "pdx"]},
             {"key": "tier", "operator": "DoesNotExist"}
         ]});
         assert!(label_selector_matches(&set_based, &pod));
-        let not_in = json!({"matchExpressions": [{"key": "site", "operator": "NotIn", "values": ["iad"]}]});
+        let not_in =
+            json!({"matchExpressions": [{"key": "site", "operator": "NotIn", "values": ["iad"]}]});
         assert!(!label_selector_matches(&not_in, &pod));
         let gt = json!({"key": "cpu", "operator": "Gt", "values": ["4"]});
         assert!(expression_matches(&gt, |_| Some("8")));
