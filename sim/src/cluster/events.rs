@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::obj::{name, namespace, uid};
+use bloodraven::transport::Clock;
+
 use super::{ControllerApi, format_time, key_events};
+use crate::clock::SimClock;
 
 /// Repeats of an identical event within this window only bump the stored counter;
 /// the Event object is rewritten at most once per window (client-go's spam filter
@@ -25,14 +28,16 @@ struct Recorded {
 
 pub(crate) struct EventRecorder {
     api: ControllerApi,
+    clock: SimClock,
     counter: u64,
     seen: BTreeMap<(String, String, String, String), Recorded>,
 }
 
 impl EventRecorder {
-    pub fn new(api: ControllerApi) -> Self {
+    pub fn new(api: ControllerApi, clock: SimClock) -> Self {
         Self {
             api,
+            clock,
             counter: 0,
             seen: BTreeMap::new(),
         }
@@ -41,7 +46,6 @@ impl EventRecorder {
     /// Records an event about `object` (a full object with apiVersion/kind/metadata).
     pub fn record(
         &mut self,
-        now: jiff::Timestamp,
         component: &str,
         host: Option<&str>,
         object: &Value,
@@ -49,6 +53,7 @@ impl EventRecorder {
         reason: &str,
         message: &str,
     ) {
+        let now = self.clock.now();
         let key = (
             uid(object).to_string(),
             reason.to_string(),

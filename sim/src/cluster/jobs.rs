@@ -97,7 +97,6 @@ fn reconcile_job(cp: &mut ControlPlane, snap: &Snapshot, job: &Value) {
         ]);
         status["active"] = json!(0);
         cp.events.record(
-            now,
             JOB_COMPONENT,
             None,
             job,
@@ -116,7 +115,6 @@ fn reconcile_job(cp: &mut ControlPlane, snap: &Snapshot, job: &Value) {
                 .delete(JOB_COMPONENT, &key_pods(), Some(&ns), name(pod));
         }
         cp.events.record(
-            now,
             JOB_COMPONENT,
             None,
             job,
@@ -174,7 +172,6 @@ fn reconcile_job(cp: &mut ControlPlane, snap: &Snapshot, job: &Value) {
                     .is_some()
                 {
                     cp.events.record(
-                        now,
                         JOB_COMPONENT,
                         None,
                         job,
@@ -226,7 +223,6 @@ fn reconcile_cronjob(cp: &mut ControlPlane, snap: &Snapshot, cronjob: &Value) {
         Err(err) => {
             if cp.cronjobs.invalid_reported.get(uid(cronjob)) != Some(&schedule_text) {
                 cp.events.record(
-                    now,
                     CRON_COMPONENT,
                     None,
                     cronjob,
@@ -278,7 +274,6 @@ fn reconcile_cronjob(cp: &mut ControlPlane, snap: &Snapshot, cronjob: &Value) {
     {
         if let Some(outcome) = job_finished(job) {
             cp.events.record(
-                now,
                 CRON_COMPONENT,
                 None,
                 cronjob,
@@ -320,7 +315,6 @@ fn reconcile_cronjob(cp: &mut ControlPlane, snap: &Snapshot, cronjob: &Value) {
             let policy = str_at(cronjob, &["spec", "concurrencyPolicy"]).unwrap_or("Allow");
             if too_late {
                 cp.events.record(
-                    now,
                     CRON_COMPONENT,
                     None,
                     cronjob,
@@ -338,7 +332,6 @@ fn reconcile_cronjob(cp: &mut ControlPlane, snap: &Snapshot, cronjob: &Value) {
                         cp.api
                             .delete(CRON_COMPONENT, &key_jobs(), Some(&ns), name(job));
                         cp.events.record(
-                            now,
                             CRON_COMPONENT,
                             None,
                             cronjob,
@@ -374,7 +367,6 @@ fn reconcile_cronjob(cp: &mut ControlPlane, snap: &Snapshot, cronjob: &Value) {
                 });
                 if let Some(job) = cp.api.create(CRON_COMPONENT, &key_jobs(), Some(&ns), job) {
                     cp.events.record(
-                        now,
                         CRON_COMPONENT,
                         None,
                         cronjob,
@@ -405,7 +397,6 @@ fn reconcile_cronjob(cp: &mut ControlPlane, snap: &Snapshot, cronjob: &Value) {
             cp.api
                 .delete(CRON_COMPONENT, &key_jobs(), Some(&ns), name(job));
             cp.events.record(
-                now,
                 CRON_COMPONENT,
                 None,
                 cronjob,

@@ -413,7 +413,6 @@ fn local_maintenance(
                     if report {
                         let message = format!("Started container {}", container.name);
                         cp.events.record(
-                            now,
                             COMPONENT,
                             Some(&runtime.node),
                             &runtime.pod_ref,
@@ -457,7 +456,6 @@ fn local_maintenance(
                                 container.name, runtime.name, runtime.namespace, runtime.uid
                             );
                             cp.events.record(
-                                now,
                                 COMPONENT,
                                 Some(&runtime.node),
                                 &runtime.pod_ref,
@@ -539,7 +537,6 @@ fn relaunch(cp: &mut ControlPlane, net: &mut Network, runtime: &mut PodRuntime) 
 }
 
 fn start_container(cp: &mut ControlPlane, runtime: &mut PodRuntime, index: usize, report: bool) {
-    let now = cp.now();
     cp.kubelet.run_counter += 1;
     let run = cp.kubelet.run_counter;
     let Some(container) = runtime.containers.get_mut(index) else {
@@ -587,7 +584,6 @@ fn start_container(cp: &mut ControlPlane, runtime: &mut PodRuntime, index: usize
         );
         let created = format!("Created container: {}", container.name);
         cp.events.record(
-            now,
             COMPONENT,
             Some(&runtime.node),
             &runtime.pod_ref,
@@ -596,7 +592,6 @@ fn start_container(cp: &mut ControlPlane, runtime: &mut PodRuntime, index: usize
             &pulled,
         );
         cp.events.record(
-            now,
             COMPONENT,
             Some(&runtime.node),
             &runtime.pod_ref,
@@ -608,7 +603,6 @@ fn start_container(cp: &mut ControlPlane, runtime: &mut PodRuntime, index: usize
 }
 
 fn kill(cp: &mut ControlPlane, net: &mut Network, runtime: &PodRuntime) {
-    let now = cp.now();
     if !runtime.node_down {
         net.crash(&runtime.host);
     }
@@ -624,7 +618,6 @@ fn kill(cp: &mut ControlPlane, net: &mut Network, runtime: &PodRuntime) {
         ) {
             let message = format!("Stopping container {}", container.name);
             cp.events.record(
-                now,
                 COMPONENT,
                 Some(&runtime.node),
                 &runtime.pod_ref,
@@ -735,7 +728,6 @@ fn start_waiting_containers(
                 )
             };
             cp.events.record(
-                now,
                 COMPONENT,
                 Some(&runtime.node),
                 &runtime.pod_ref,
@@ -825,7 +817,6 @@ fn resolve_volumes(
     runtime: &PodRuntime,
     pod: &Value,
 ) -> Option<BTreeMap<String, Volume>> {
-    let now = cp.now();
     let mut volumes = BTreeMap::new();
     for volume in at(pod, &["spec", "volumes"])
         .and_then(Value::as_array)
@@ -841,7 +832,6 @@ fn resolve_volumes(
                         "Unable to attach or mount volumes: unmounted volumes=[{volume_name}]: persistentvolumeclaim \"{claim}\" not found"
                     );
                     cp.events.record(
-                        now,
                         COMPONENT,
                         Some(&runtime.node),
                         &runtime.pod_ref,

@@ -287,7 +287,7 @@ impl ControlPlane {
     ) -> Self {
         let api = ControllerApi { api };
         Self {
-            events: EventRecorder::new(api.clone()),
+            events: EventRecorder::new(api.clone(), clock.clone()),
             scheduler: scheduler::Scheduler::default(),
             nodes: NodeLifecycle::default(),
             kubelet: Kubelet::new(images),

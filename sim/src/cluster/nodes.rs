@@ -161,15 +161,8 @@ pub(crate) fn reconcile(
                 if connected != was_ready {
                     let message = format!("Node {} status is now: {reason}", info.name);
                     let component = if connected { "kubelet" } else { COMPONENT };
-                    cp.events.record(
-                        now,
-                        component,
-                        Some(&info.name),
-                        node,
-                        kind,
-                        reason,
-                        &message,
-                    );
+                    cp.events
+                        .record(component, Some(&info.name), node, kind, reason, &message);
                 }
             }
         }
@@ -187,7 +180,6 @@ pub(crate) fn reconcile(
                 mark_pod_not_ready(cp, pod, &stamp);
                 if silent_for >= evict_after && !is_terminating(pod) {
                     cp.events.record(
-                        now,
                         "taint-eviction-controller",
                         None,
                         pod,

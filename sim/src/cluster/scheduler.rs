@@ -185,7 +185,6 @@ pub(crate) fn reconcile(cp: &mut ControlPlane, snap: &Snapshot) {
             };
             if announce {
                 cp.events.record(
-                    now,
                     COMPONENT,
                     None,
                     pod,
@@ -230,7 +229,6 @@ pub(crate) fn reconcile(cp: &mut ControlPlane, snap: &Snapshot) {
         );
         cp.scheduler.unschedulable.remove(uid(pod));
         cp.events.record(
-            now,
             COMPONENT,
             None,
             pod,

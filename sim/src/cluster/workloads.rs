@@ -80,7 +80,6 @@ pub(crate) fn reconcile_statefulsets(cp: &mut ControlPlane, snap: &Snapshot) {
 }
 
 fn reconcile_statefulset(cp: &mut ControlPlane, snap: &Snapshot, set: &Value) {
-    let now = cp.now();
     let ns = namespace(set).to_string();
     let set_name = name(set).to_string();
     let replicas = u32::try_from(i64_at(set, &["spec", "replicas"]).unwrap_or(1)).unwrap_or(0);
@@ -97,7 +96,6 @@ fn reconcile_statefulset(cp: &mut ControlPlane, snap: &Snapshot, set: &Value) {
     // Failed (or, for an always-restarting set, exited) pods are deleted and recreated.
     for pod in pods.values().filter(|p| finished(p) && !is_terminating(p)) {
         cp.events.record(
-            now,
             STS_COMPONENT,
             None,
             set,
@@ -144,7 +142,6 @@ fn reconcile_statefulset(cp: &mut ControlPlane, snap: &Snapshot, set: &Value) {
                 break;
             }
             cp.events.record(
-                now,
                 STS_COMPONENT,
                 None,
                 set,
@@ -194,7 +191,6 @@ fn reconcile_statefulset(cp: &mut ControlPlane, snap: &Snapshot, set: &Value) {
             .find(|(_, p)| labels(p).get("controller-revision-hash") != Some(&update_revision));
         if let Some((_, pod)) = stale {
             cp.events.record(
-                now,
                 STS_COMPONENT,
                 None,
                 set,
@@ -255,7 +251,6 @@ fn create_stateful_pod(
     revision: &str,
     ordinal: u32,
 ) {
-    let now = cp.now();
     let ns = namespace(set).to_string();
     let set_name = name(set).to_string();
     let pod_name = format!("{set_name}-{ordinal}");
@@ -306,7 +301,6 @@ fn create_stateful_pod(
             .is_some()
         {
             cp.events.record(
-                now,
                 STS_COMPONENT,
                 None,
                 set,
@@ -355,7 +349,6 @@ fn create_stateful_pod(
         .is_some()
     {
         cp.events.record(
-            now,
             STS_COMPONENT,
             None,
             set,
@@ -523,7 +516,6 @@ fn reconcile_deployment(cp: &mut ControlPlane, snap: &Snapshot, deployment: &Val
         cp.api
             .delete(DEPLOY_COMPONENT, &key_pods(), Some(&ns), name(pod));
         cp.events.record(
-            now,
             DEPLOY_COMPONENT,
             None,
             deployment,
@@ -542,7 +534,6 @@ fn reconcile_deployment(cp: &mut ControlPlane, snap: &Snapshot, deployment: &Val
             .is_some()
         {
             cp.events.record(
-                now,
                 DEPLOY_COMPONENT,
                 None,
                 deployment,
