@@ -6,6 +6,7 @@
 //! decision logic; `adapters` talk to MySQL, Dragonfly and Kubernetes; `controllers`
 //! run observe -> decide -> act; `transport` is the seam the simulation plugs into.
 
+pub mod adapters;
 pub mod api;
 pub mod cli;
 pub mod gtid;
