@@ -10,6 +10,7 @@ pub mod images;
 pub mod network;
 pub mod pod;
 pub mod programs;
+pub mod serve;
 pub mod transport;
 pub mod world;
 
