@@ -40,7 +40,7 @@ enum Command {
         #[arg(long)]
         duration_seconds: Option<u64>,
         /// Simulated milliseconds per step.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 2)]
         tick_ms: u64,
     },
 }
