@@ -7,7 +7,7 @@ SEEDS ?= 50
 BACKEND ?= sim
 
 .PHONY: help build test ci fmt fmt-check lint generate generate-check chaos-list chaos-run \
-        chaos-run-all chaos-recover chaos-sweep test-integration docs-build
+        chaos-run-all chaos-recover chaos-sweep test-integration docs-build playground-sim
 
 help: ## Show the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ chaos-recover: ## Undo every fault recorded in the last run's ledger (after a ru
 
 chaos-sweep: ## Random fault schedules over many seeds: make chaos-sweep SEEDS=200
 	@echo "chaos-sweep: not implemented yet (the seed sweep has not landed)"; exit 2
+
+playground-sim: ## The simulated playground in real time, for kubectl (no Docker): make playground-sim [SEED=1] [PORT=6443]
+	$(CARGO) run --quiet -p bloodraven-sim -- serve --port $(or $(PORT),6443) --seed $(or $(SEED),1) --kubeconfig bloodraven-sim.kubeconfig
 
 test-integration: ## Adapters against real servers started by the harness
 	@echo "test-integration: not implemented yet (the adapters have not landed)"; exit 2

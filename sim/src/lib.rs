@@ -11,6 +11,7 @@ pub mod models;
 pub mod network;
 pub mod pod;
 pub mod programs;
+pub mod serve;
 pub mod transport;
 pub mod world;
 

@@ -64,7 +64,10 @@ impl WorldBuilder {
     pub fn new(seed: u64) -> Self {
         Self {
             seed,
-            tick: Duration::from_millis(1),
+            // 2 ms: half the steps of turmoil's 1 ms default for the same simulated time
+            // (10 idle minutes: ~1.1 s instead of ~2.5 s wall in the dev profile; see
+            // docs/simulation.md, "World performance"), still finer than any timeout here.
+            tick: Duration::from_millis(2),
             epoch: Duration::from_secs(DEFAULT_EPOCH_SECONDS),
             cluster: "bloodraven".to_string(),
             sites: vec!["iad".to_string(), "pdx".to_string()],
@@ -75,7 +78,7 @@ impl WorldBuilder {
         }
     }
 
-    /// Simulated time per step (default 1 ms). Coarser ticks run faster and quantise
+    /// Simulated time per step (default 2 ms). Coarser ticks run faster and quantise
     /// network latency and timers to the tick.
     pub fn tick(mut self, tick: Duration) -> Self {
         self.tick = tick;

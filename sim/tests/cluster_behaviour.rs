@@ -530,3 +530,67 @@ fn same_seed_gives_an_identical_event_trace_and_another_seed_does_not() {
         "a different seed should change pod names and scheduling"
     );
 }
+
+#[test]
+fn cluster_dns_reaches_ready_endpoints_and_refuses_without_them() {
+    use bloodraven_sim::dialer::ClusterDialer;
+    use bloodraven_sim::pod::Dialer;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut world = started_world(8, 1);
+    let api = world.api().clone();
+    create(
+        &api,
+        ResourceKey::core("v1", "services"),
+        json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web", "namespace": NS}, "spec": {"selector": {"app": "web"}, "ports": [{"name": "echo", "port": 80, "targetPort": 7000}]}}),
+    );
+    create(
+        &api,
+        ResourceKey::core("v1", "services"),
+        json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "nobody", "namespace": NS}, "spec": {"selector": {"app": "none"}, "ports": [{"port": 80}]}}),
+    );
+    world.run_for(Duration::from_secs(1)).unwrap();
+    let results = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = results.clone();
+    let dialer = ClusterDialer::new(api.clone(), NS, "client", Duration::from_secs(1));
+    world.add_client(
+        "client",
+        bloodraven_sim::Placement::Site("pdx".to_string()),
+        async move {
+            for name in [
+                "web",
+                "web.default.svc.cluster.local",
+                "web-0.web.default.svc.cluster.local",
+            ] {
+                let port = if name.starts_with("web-0") { 7000 } else { 80 };
+                let mut stream = dialer.dial(name, port).await?;
+                stream.write_all(b"ping").await?;
+                let mut buf = [0_u8; 4];
+                stream.read_exact(&mut buf).await?;
+                out.lock()
+                    .unwrap()
+                    .push(format!("{name}: {}", String::from_utf8_lossy(&buf)));
+            }
+            let refused = dialer
+                .dial("nobody", 80)
+                .await
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            out.lock().unwrap().push(format!("nobody: {refused}"));
+            Ok(())
+        },
+    );
+    world.run_for(Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        *results.lock().unwrap(),
+        vec![
+            "web: ping".to_string(),
+            "web.default.svc.cluster.local: ping".to_string(),
+            "web-0.web.default.svc.cluster.local: ping".to_string(),
+            "nobody: service default/nobody has no ready endpoints".to_string(),
+        ]
+    );
+}

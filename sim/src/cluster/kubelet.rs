@@ -184,6 +184,11 @@ pub(crate) struct Kubelet {
 }
 
 impl Kubelet {
+    /// No pod runtime exists (nothing to poll).
+    pub fn is_idle(&self) -> bool {
+        self.pods.is_empty()
+    }
+
     pub fn new(images: ImageRegistry) -> Self {
         Self {
             images,

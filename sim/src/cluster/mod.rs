@@ -264,6 +264,7 @@ pub(crate) struct ControlPlane {
     pub nodes: NodeLifecycle,
     pub kubelet: Kubelet,
     pub cronjobs: jobs::CronJobState,
+    cached_snapshot: Option<(u64, std::sync::Arc<Snapshot>)>,
 }
 
 /// What the world knows about one node that the control plane needs.
@@ -292,6 +293,7 @@ impl ControlPlane {
             nodes: NodeLifecycle::default(),
             kubelet: Kubelet::new(images),
             cronjobs: jobs::CronJobState::default(),
+            cached_snapshot: None,
             api,
             clock,
             timings,
@@ -303,7 +305,21 @@ impl ControlPlane {
         self.clock.now()
     }
 
-    fn snapshot(&self) -> Snapshot {
+    /// The pass's snapshot: re-listed only when the store changed since the last one
+    /// (an unchanged resourceVersion means every list would return the same objects).
+    fn snapshot(&mut self) -> std::sync::Arc<Snapshot> {
+        let rv = self.api.api.resource_version();
+        if let Some((cached_rv, snapshot)) = &self.cached_snapshot
+            && *cached_rv == rv
+        {
+            return snapshot.clone();
+        }
+        let snapshot = std::sync::Arc::new(self.list_snapshot());
+        self.cached_snapshot = Some((rv, snapshot.clone()));
+        snapshot
+    }
+
+    fn list_snapshot(&self) -> Snapshot {
         Snapshot {
             nodes: self.api.list_all(&key_nodes()),
             pods: self.api.list_all(&key_pods()),
@@ -331,7 +347,25 @@ impl ControlPlane {
             kubelet::run_detached(self, net, nodes);
             return;
         }
+        let unchanged = self
+            .cached_snapshot
+            .as_ref()
+            .is_some_and(|(rv, _)| *rv == self.api.api.resource_version());
         let snap = self.snapshot();
+        // A quiescent cluster has nothing any controller could act on: the store is
+        // unchanged, no pod, Job or CronJob exists (no timers: restarts, back-offs,
+        // schedules), and every kubelet is connected (no node-monitor grace running).
+        let quiescent = unchanged
+            && self.kubelet.is_idle()
+            && snap.pods.is_empty()
+            && snap.jobs.is_empty()
+            && snap.cronjobs.is_empty()
+            && nodes
+                .iter()
+                .all(|n| NodeLifecycle::kubelet_connected(n, net, api_host));
+        if quiescent {
+            return;
+        }
         nodes::reconcile(self, &snap, net, nodes, api_host);
         scheduler::reconcile(self, &snap);
         workloads::reconcile_statefulsets(self, &snap);
