@@ -223,7 +223,7 @@ fn printer_columns(version: &Value) -> Vec<PrinterColumn> {
 pub fn validate_custom(
     info: &ResourceInfo,
     obj: &mut Value,
-    _old: Option<&Value>,
+    old: Option<&Value>,
 ) -> Result<(), ApiError> {
     let Some(schema) = &info.schema else {
         return Ok(());
@@ -233,7 +233,7 @@ pub fn validate_custom(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let causes = super::schema_check::check(schema, obj);
+    let causes = super::schema_check::check(info, schema, obj, old);
     if causes.is_empty() {
         Ok(())
     } else {

@@ -99,6 +99,13 @@ async fn handle(
             }),
         )),
         (Method::GET, ["apis"]) => Ok(json_response(200, &group_list(&server))),
+        (Method::GET, ["openapi", "v3"]) => Ok(json_response(200, &openapi_root(&server))),
+        (Method::GET, ["openapi", "v3", "api", version]) => {
+            openapi_group_version(&server, "", version)
+        }
+        (Method::GET, ["openapi", "v3", "apis", group, version]) => {
+            openapi_group_version(&server, group, version)
+        }
         (Method::GET, ["api", version]) => resource_list(&server, "", version),
         (Method::GET, ["apis", group]) => group_info(&server, group),
         (Method::GET, ["apis", group, version]) => resource_list(&server, group, version),
@@ -244,6 +251,81 @@ fn resource_list(server: &ApiServer, group: &str, version: &str) -> Result<Respo
     Ok(json_response(
         200,
         &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
+    ))
+}
+
+/// The OpenAPI v3 index. kubectl reads it to learn that the server validates fields
+/// itself (`fieldValidation`), and then leaves validation to the server.
+fn openapi_root(server: &ApiServer) -> Value {
+    let mut paths = serde_json::Map::new();
+    for (group, versions) in server.lock().registry.group_versions() {
+        for version in versions {
+            let path = if group.is_empty() {
+                format!("api/{version}")
+            } else {
+                format!("apis/{group}/{version}")
+            };
+            paths.insert(
+                path.clone(),
+                json!({"serverRelativeURL": format!("/openapi/v3/{path}")}),
+            );
+        }
+    }
+    json!({"paths": paths})
+}
+
+/// A minimal OpenAPI v3 document of one group/version: the PATCH operation of every
+/// kind with the `fieldValidation` parameter and its group/version/kind. No schemas:
+/// kubectl then falls back to its compiled-in types for strategic merge patch.
+fn openapi_group_version(
+    server: &ApiServer,
+    group: &str,
+    version: &str,
+) -> Result<Response, ApiError> {
+    let infos: Vec<ResourceInfo> = server
+        .lock()
+        .registry
+        .all()
+        .filter(|i| i.key.group == group && i.key.version == version)
+        .map(|i| (**i).clone())
+        .collect();
+    if infos.is_empty() {
+        return Err(ApiError::new(
+            404,
+            "NotFound",
+            format!("no OpenAPI document for {group}/{version}"),
+        ));
+    }
+    let mut paths = serde_json::Map::new();
+    for info in &infos {
+        let prefix = if group.is_empty() {
+            format!("/api/{version}")
+        } else {
+            format!("/apis/{group}/{version}")
+        };
+        let path = if info.namespaced {
+            format!(
+                "{prefix}/namespaces/{{namespace}}/{}/{{name}}",
+                info.key.resource
+            )
+        } else {
+            format!("{prefix}/{}/{{name}}", info.key.resource)
+        };
+        let gvk = json!({"group": group, "version": version, "kind": info.kind});
+        paths.insert(path, json!({"patch": {
+            "x-kubernetes-group-version-kind": gvk,
+            "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "OK"}},
+        }}));
+    }
+    Ok(json_response(
+        200,
+        &json!({
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes", "version": "v1.33.0"},
+            "paths": paths,
+            "components": {"schemas": {}},
+        }),
     ))
 }
 
@@ -711,15 +793,7 @@ async fn watch(
 }
 
 fn stream_response(body: Body) -> Response {
-    (
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, JSON),
-            (header::TRANSFER_ENCODING, "chunked"),
-        ],
-        body,
-    )
-        .into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, JSON)], body).into_response()
 }
 
 struct WatchState {
