@@ -6,6 +6,5 @@
 //! decision logic; `adapters` talk to MySQL, Dragonfly and Kubernetes; `controllers`
 //! run observe -> decide -> act; `transport` is the seam the simulation plugs into.
 
-
-
+pub mod engine;
 pub mod transport;

@@ -85,7 +85,10 @@ impl Volume {
         F: FnOnce() -> T,
     {
         let key = std::any::type_name::<T>();
-        let mut slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slots = self
+            .slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(existing) = slots.get(key).cloned()
             && let Ok(typed) = existing.downcast::<T>()
         {
@@ -98,7 +101,10 @@ impl Volume {
 
     /// Wipes the volume (PVC deleted and re-provisioned).
     pub fn clear(&self) {
-        self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
+        self.slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
     }
 }
 
@@ -146,7 +152,9 @@ pub struct HostDialer {
 
 impl Default for HostDialer {
     fn default() -> Self {
-        Self { connect_timeout: Duration::from_secs(1) }
+        Self {
+            connect_timeout: Duration::from_secs(1),
+        }
     }
 }
 
@@ -155,8 +163,11 @@ impl Dialer for HostDialer {
         let host = host.to_string();
         let timeout = self.connect_timeout;
         Box::pin(async move {
-            match tokio::time::timeout(timeout, turmoil::net::TcpStream::connect((host.as_str(), port)))
-                .await
+            match tokio::time::timeout(
+                timeout,
+                turmoil::net::TcpStream::connect((host.as_str(), port)),
+            )
+            .await
             {
                 Ok(result) => result,
                 Err(_) => Err(io::Error::new(
