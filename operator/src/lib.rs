@@ -7,4 +7,5 @@
 //! run observe -> decide -> act; `transport` is the seam the simulation plugs into.
 
 pub mod engine;
+pub mod gtid;
 pub mod transport;
