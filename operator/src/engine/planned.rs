@@ -39,7 +39,7 @@ pub fn handle_annotation(ctx: &mut Ctx<'_>) {
                 EventReason::FailoverStarted,
                 format!("planned failover from {from} to {target} started"),
             ));
-            ctx.status.planned_failover = Some(PlannedFailover {
+            let plan = PlannedFailover {
                 target: target.clone(),
                 from: Some(from),
                 phase: PlannedPhase::WaitingForLag,
@@ -48,7 +48,10 @@ pub fn handle_annotation(ctx: &mut Ctx<'_>) {
                 fenced_at: None,
                 completed_at: None,
                 write_unavailable_ms: None,
-            });
+            };
+            // The bounds count from acceptance, not from the next reconcile.
+            ctx.phase_started(&started_key(&plan));
+            set(ctx, plan);
             ctx.requeue_soon();
         }
         Err(why) => {
@@ -400,4 +403,251 @@ fn started_key(plan: &PlannedFailover) -> String {
 
 fn phase_key(plan: &PlannedFailover) -> String {
     format!("planned/{}/{}", plan.target, plan.phase.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NOT_REPLICATING;
+    use crate::engine::testkit::*;
+    use crate::engine::*;
+
+    fn requested(target: &str) -> Snapshot {
+        let mut snap = healthy_pair();
+        snap.annotations.planned_failover = Some(target.into());
+        snap
+    }
+
+    fn plan(d: &Decision) -> &PlannedFailover {
+        status(d).planned_failover.as_ref().unwrap()
+    }
+
+    #[test]
+    fn rejections_name_the_problem_and_change_nothing() {
+        type Edit = fn(&mut Snapshot);
+        let cases: [(&str, &str, Edit, &str); 7] = [
+            (
+                "unknown site",
+                "ord",
+                |_| {},
+                "unknown site \"ord\" (sites: iad, pdx)",
+            ),
+            (
+                "the active site",
+                "iad",
+                |_| {},
+                "site iad is already the active site",
+            ),
+            (
+                "unreachable",
+                "pdx",
+                |s| s.sites[1] = silent("pdx", 11_000),
+                "site pdx is unhealthy: unreachable",
+            ),
+            (
+                "pod not ready",
+                "pdx",
+                |s| site_mut(s, "pdx").pod.ready = false,
+                "site pdx is unhealthy: pod not ready",
+            ),
+            (
+                "not replicating",
+                "pdx",
+                |s| replication_mut(s, "pdx").io_running = false,
+                NOT_REPLICATING,
+            ),
+            (
+                "lag over the limit",
+                "pdx",
+                |s| replication_mut(s, "pdx").lag_seconds = Some(31),
+                "site pdx lags 31s behind the primary, over the limit of 30s",
+            ),
+            (
+                "diverged",
+                "pdx",
+                |s| {
+                    with_recovery(
+                        s,
+                        "pdx",
+                        &format!("{PDX_UUID}:1"),
+                        RecoveryState::RecoveryPending,
+                    )
+                },
+                "site pdx is RecoveryPending: reclone it first",
+            ),
+        ];
+        for (name, target, edit, why) in cases {
+            let mut snap = requested(target);
+            edit(&mut snap);
+            let d = run(&snap, 12_000);
+            assert_eq!(plan(&d).phase, PlannedPhase::Rejected, "{name}");
+            assert_eq!(plan(&d).message, why, "{name}");
+            let rejection = d
+                .events
+                .iter()
+                .find(|e| e.reason == EventReason::PlannedFailoverRejected);
+            let rejection = rejection.unwrap_or_else(|| panic!("{name}: {:?}", d.events));
+            assert_eq!(rejection.kind, EventKind::Warning, "{name}");
+            assert!(
+                rejection.message.ends_with(why),
+                "{name}: {}",
+                rejection.message
+            );
+            assert!(
+                d.actions.contains(&Action::RemoveAnnotation {
+                    key: PLANNED_FAILOVER_ANNOTATION
+                }),
+                "{name}"
+            );
+            assert!(
+                !d.actions.iter().any(|a| matches!(
+                    a,
+                    Action::Fence { .. } | Action::Promote { .. } | Action::MoveLease { .. }
+                )),
+                "{name}: {:?}",
+                d.actions
+            );
+            assert_eq!(status(&d).active_site.as_deref(), Some("iad"), "{name}");
+        }
+    }
+
+    /// Accepted, caught up and fenced: returns the snapshot in phase Promoting at 13s.
+    fn fenced_at_13s() -> Snapshot {
+        let mut snap = requested("pdx");
+        let d = run(&snap, 12_000);
+        assert_eq!(plan(&d).phase, PlannedPhase::WaitingForLag);
+        assert_eq!(reasons(&d), [EventReason::FailoverStarted]);
+        carry(&mut snap, &d);
+        let d = run(&snap, 13_000);
+        assert_eq!(plan(&d).phase, PlannedPhase::Promoting);
+        assert_eq!(d.actions, [Action::Fence { site: "iad".into() }]);
+        assert_eq!(reasons(&d), [EventReason::SiteFenced]);
+        carry(&mut snap, &d);
+        let iad = mysql_mut(&mut snap, "iad");
+        iad.super_read_only = true;
+        iad.read_only = true;
+        snap
+    }
+
+    #[test]
+    fn walks_lag_fence_exact_catch_up_promotion_resuming_succeeded() {
+        let mut snap = fenced_at_13s();
+        // iad committed two last transactions before the fence; pdx has not applied
+        // them yet: no promotion before exact catch-up.
+        mysql_mut(&mut snap, "iad").gtid_executed = iad_txns(12);
+        let d = run(&snap, 13_100);
+        assert!(promotions(&d).is_empty(), "{:?}", d.actions);
+        assert!(
+            plan(&d).message.contains("2 transaction(s)"),
+            "{}",
+            plan(&d).message
+        );
+        carry(&mut snap, &d);
+
+        mysql_mut(&mut snap, "pdx").gtid_executed = iad_txns(12);
+        let d = run(&snap, 13_200);
+        assert_eq!(
+            d.actions[..2],
+            [
+                Action::MoveLease {
+                    to: "pdx".into(),
+                    expected_resource_version: Some("100".into())
+                },
+                Action::Promote { site: "pdx".into() },
+            ]
+        );
+        carry(&mut snap, &d);
+
+        snap.lease = lease_held_by(Some("pdx"), "101", 13_300);
+        snap.sites[1] = writable("pdx", iad_txns(12));
+        let d = run(&snap, 13_900);
+        assert_eq!(plan(&d).phase, PlannedPhase::Resuming);
+        assert_eq!(plan(&d).write_unavailable_ms, Some(900));
+        assert_eq!(status(&d).active_site.as_deref(), Some("pdx"));
+        assert!(d.actions.contains(&Action::ConfigureReplica {
+            site: "iad".into(),
+            source: "pdx".into()
+        }));
+        assert!(
+            d.actions
+                .contains(&Action::UpdateDns { site: "pdx".into() })
+        );
+        assert!(promotions(&d).is_empty());
+        carry(&mut snap, &d);
+
+        snap.sites[0] = replica_of("iad", "pdx", iad_txns(12));
+        snap.dns_target = Some("pdx".into());
+        let d = run(&snap, 14_500);
+        assert_eq!(plan(&d).phase, PlannedPhase::Succeeded);
+        assert_eq!(reasons(&d), [EventReason::FailoverSucceeded]);
+        let last = status(&d).last_failover.clone().unwrap();
+        assert_eq!(
+            (last.kind, last.result),
+            (FailoverKind::Planned, FailoverResult::Succeeded)
+        );
+        assert_eq!(
+            status(&d).health,
+            Some(Health::Healthy),
+            "{}",
+            status(&d).health_message
+        );
+    }
+
+    #[test]
+    fn no_catch_up_within_the_bound_undoes_the_fence() {
+        let mut snap = fenced_at_13s();
+        mysql_mut(&mut snap, "iad").gtid_executed = iad_txns(12);
+        let d = run(&snap, 22_999);
+        assert!(promotions(&d).is_empty());
+        carry(&mut snap, &d);
+        let d = run(&snap, 23_000);
+        assert_eq!(plan(&d).phase, PlannedPhase::Failed);
+        assert!(
+            plan(&d).message.contains("2 transaction(s) missing"),
+            "{}",
+            plan(&d).message
+        );
+        assert_eq!(
+            d.actions[..2],
+            [
+                Action::MoveLease {
+                    to: "iad".into(),
+                    expected_resource_version: Some("100".into())
+                },
+                Action::Promote { site: "iad".into() },
+            ],
+            "the old primary, still the lease holder, is lifted again"
+        );
+        assert_eq!(promotions(&d), ["iad"]);
+        assert!(reasons(&d).contains(&EventReason::FailoverFailed));
+        assert_eq!(status(&d).active_site.as_deref(), Some("iad"));
+    }
+
+    #[test]
+    fn a_lagging_target_fails_in_waiting_for_lag_without_fencing() {
+        let mut snap = requested("pdx");
+        replication_mut(&mut snap, "pdx").lag_seconds = Some(3);
+        let d = run(&snap, 12_000);
+        carry(&mut snap, &d);
+        let d = run(&snap, 21_999);
+        assert_eq!(plan(&d).phase, PlannedPhase::WaitingForLag);
+        carry(&mut snap, &d);
+        let d = run(&snap, 22_000);
+        assert_eq!(plan(&d).phase, PlannedPhase::Failed);
+        assert!(
+            !d.actions
+                .iter()
+                .any(|a| matches!(a, Action::Fence { .. } | Action::Promote { .. }))
+        );
+    }
+
+    #[test]
+    fn a_second_request_while_one_runs_is_rejected_by_event_only() {
+        let mut snap = requested("pdx");
+        let d = run(&snap, 12_000);
+        carry(&mut snap, &d);
+        snap.annotations.planned_failover = Some("iad".into());
+        let d = run(&snap, 12_100);
+        assert_eq!(plan(&d).target, "pdx");
+        assert!(reasons(&d).contains(&EventReason::PlannedFailoverRejected));
+    }
 }

@@ -218,3 +218,195 @@ pub fn site_list(ctx: &Ctx<'_>) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::testkit::*;
+    use crate::engine::*;
+    use crate::gtid::GtidSet;
+
+    /// pdx is the primary with IAD's 10 transactions plus 5 of its own; iad returns.
+    fn iad_returns(iad_executed: GtidSet) -> Snapshot {
+        let mut pdx_set = iad_txns(10);
+        pdx_set.add_interval(PDX_UUID, 1, 5);
+        let mut snap = healthy_pair();
+        snap.sites = vec![fresh("iad", iad_executed), writable("pdx", pdx_set)];
+        snap.lease = lease_held_by(Some("pdx"), "200", 10_000);
+        snap.status.active_site = Some("pdx".into());
+        snap.dns_target = Some("pdx".into());
+        site_mut(&mut snap, "iad").pod.role_label = Some(Role::Replica);
+        snap
+    }
+
+    #[test]
+    fn a_subset_rejoins_as_a_replica() {
+        let d = run(&iad_returns(iad_txns(10)), 12_000);
+        assert_eq!(
+            d.actions,
+            [Action::ConfigureReplica {
+                site: "iad".into(),
+                source: "pdx".into()
+            }]
+        );
+        assert!(status(&d).recovery("iad").is_none());
+    }
+
+    #[test]
+    fn extra_transactions_mean_recovery_pending_and_never_a_rejoin() {
+        let mut snap = iad_returns(iad_txns(12));
+        let d = run(&snap, 12_000);
+        let recovery = status(&d).recovery("iad").cloned().unwrap();
+        assert_eq!(recovery.state, RecoveryState::RecoveryPending);
+        assert_eq!(recovery.divergent_gtid, format!("{IAD_UUID}:11-12"));
+        assert_eq!(recovery.divergent_transaction_count, 2);
+        assert_eq!(reasons(&d), [EventReason::DivergenceDetected]);
+        assert!(
+            d.events[0].message.contains("iad:3e11fa47"),
+            "{}",
+            d.events[0].message
+        );
+        assert!(d.actions.is_empty(), "{:?}", d.actions);
+        assert_eq!(status(&d).health, Some(Health::Degraded));
+        carry(&mut snap, &d);
+        // Even if it later looks like a subset (someone purged the extras by hand),
+        // it stays out until a person confirms the reclone.
+        snap.sites[0] = fresh("iad", iad_txns(10));
+        site_mut(&mut snap, "iad").pod.role_label = Some(Role::Replica);
+        let d = run(&snap, 13_000);
+        assert!(d.actions.is_empty(), "{:?}", d.actions);
+        assert!(d.events.is_empty(), "announced once: {:?}", d.events);
+        assert_eq!(
+            status(&d).recovery("iad").unwrap().state,
+            RecoveryState::RecoveryPending
+        );
+    }
+
+    #[test]
+    fn a_replica_receiving_from_the_primary_may_be_ahead_on_the_primary_uuid() {
+        // The primary's probe predates the replica's: pdx:6 arrived in between.
+        let mut snap = iad_returns(iad_txns(10));
+        let mut ahead = iad_txns(10);
+        ahead.add_interval(PDX_UUID, 1, 6);
+        snap.sites[0] = replica_of("iad", "pdx", ahead);
+        let d = run(&snap, 12_000);
+        assert!(status(&d).recovery("iad").is_none());
+        assert!(d.actions.is_empty(), "{:?}", d.actions);
+    }
+
+    #[test]
+    fn reclone_annotation_validation() {
+        let mut pending = iad_returns(iad_txns(12));
+        with_recovery(
+            &mut pending,
+            "iad",
+            &format!("{IAD_UUID}:11-12"),
+            RecoveryState::RecoveryPending,
+        );
+        let cases = [
+            ("malformed", "iad", "expected <site>:<token>"),
+            (
+                "unknown site",
+                "ord:3e11fa47",
+                "unknown site \"ord\" (sites: iad, pdx)",
+            ),
+            (
+                "not pending",
+                "pdx:61553741",
+                "site pdx is not RecoveryPending: there is nothing to reclone",
+            ),
+            (
+                "wrong token",
+                "iad:61553741",
+                "wrong token \"61553741\" for site iad: expected iad:3e11fa47",
+            ),
+        ];
+        for (name, value, why) in cases {
+            let mut snap = pending.clone();
+            snap.annotations.reclone_site = Some(value.into());
+            let d = run(&snap, 12_000);
+            assert_eq!(reasons(&d), [EventReason::RecloneRejected], "{name}");
+            assert_eq!(d.events[0].kind, EventKind::Warning);
+            assert!(
+                d.events[0].message.contains(why),
+                "{name}: {}",
+                d.events[0].message
+            );
+            assert_eq!(
+                d.actions,
+                [Action::RemoveAnnotation {
+                    key: RECLONE_SITE_ANNOTATION
+                }],
+                "{name}"
+            );
+            assert_eq!(
+                status(&d).recovery("iad"),
+                pending.status.recovery("iad"),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_confirmed_reclone_clones_then_replicates_then_clears() {
+        let mut snap = iad_returns(iad_txns(12));
+        with_recovery(
+            &mut snap,
+            "iad",
+            &format!("{IAD_UUID}:11-12"),
+            RecoveryState::RecoveryPending,
+        );
+        snap.annotations.reclone_site = Some("iad:3e11fa47".into());
+        let d = run(&snap, 12_000);
+        assert_eq!(reasons(&d), [EventReason::RecloneStarted]);
+        assert_eq!(
+            status(&d).recovery("iad").unwrap().state,
+            RecoveryState::Recloning
+        );
+        assert_eq!(
+            d.actions,
+            [Action::RemoveAnnotation {
+                key: RECLONE_SITE_ANNOTATION
+            }]
+        );
+        carry(&mut snap, &d);
+
+        let d = run(&snap, 12_100);
+        assert_eq!(
+            d.actions,
+            [Action::Clone {
+                site: "iad".into(),
+                donor: "pdx".into()
+            }]
+        );
+        carry(&mut snap, &d);
+        let d = run(&snap, 12_200);
+        assert!(d.actions.is_empty(), "clone asked once: {:?}", d.actions);
+        carry(&mut snap, &d);
+
+        // Cloned: pdx's data, not replicating yet.
+        let mut cloned = iad_txns(10);
+        cloned.add_interval(PDX_UUID, 1, 5);
+        snap.sites[0] = fresh("iad", cloned.clone());
+        site_mut(&mut snap, "iad").pod.role_label = Some(Role::Replica);
+        let d = run(&snap, 30_000);
+        assert_eq!(
+            d.actions,
+            [Action::ConfigureReplica {
+                site: "iad".into(),
+                source: "pdx".into()
+            }]
+        );
+        carry(&mut snap, &d);
+
+        snap.sites[0] = replica_of("iad", "pdx", cloned);
+        let d = run(&snap, 31_000);
+        assert_eq!(reasons(&d), [EventReason::RecloneSucceeded]);
+        assert!(status(&d).recovery("iad").is_none());
+        assert_eq!(
+            status(&d).health,
+            Some(Health::Healthy),
+            "{}",
+            status(&d).health_message
+        );
+    }
+}
