@@ -1,0 +1,187 @@
+//! Backups, backup verification and restores of a `MysqlFailoverGroup`.
+//!
+//! A backup is taken from one site into one of the group's backup profiles; a
+//! verification restores a backup into a scratch mysqld and runs a sanity check; a
+//! restore replaces the group's data and therefore needs an explicit confirmation.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::failover_group::SanityCheck;
+
+/// Lifecycle of a backup, verification or restore.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum JobPhase {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// Which site a backup reads from.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupSource {
+    /// The replica, so the primary carries no extra load (falls back to the primary
+    /// when no replica is healthy).
+    #[default]
+    Replica,
+    Primary,
+}
+
+/// One backup of a failover group into one of its profiles.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "bloodraven.shipstream.io",
+    version = "v1alpha1",
+    kind = "MysqlBackup",
+    plural = "mysqlbackups",
+    shortname = "mbk",
+    category = "bloodraven",
+    namespaced,
+    status = "MysqlBackupStatus",
+    printcolumn = r#"{"name":"Group","type":"string","jsonPath":".spec.group"}"#,
+    printcolumn = r#"{"name":"Profile","type":"string","jsonPath":".spec.profile"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Site","type":"string","jsonPath":".status.site"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MysqlBackupSpec {
+    /// The `MysqlFailoverGroup` (same namespace) to back up.
+    #[schemars(length(min = 1))]
+    pub group: String,
+    /// The group's backup profile to write to.
+    #[schemars(length(min = 1))]
+    pub profile: String,
+    #[serde(default)]
+    pub source: BackupSource,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MysqlBackupStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<JobPhase>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    /// Where the backup was written (object key or path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<i64>,
+    /// gtid_executed of the source at the backup's consistent point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid_executed: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// Restores a backup into a scratch mysqld and checks it.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "bloodraven.shipstream.io",
+    version = "v1alpha1",
+    kind = "MysqlBackupVerification",
+    plural = "mysqlbackupverifications",
+    shortname = "mbv",
+    category = "bloodraven",
+    namespaced,
+    status = "MysqlBackupVerificationStatus",
+    printcolumn = r#"{"name":"Group","type":"string","jsonPath":".spec.group"}"#,
+    printcolumn = r#"{"name":"Backup","type":"string","jsonPath":".status.backup"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MysqlBackupVerificationSpec {
+    #[schemars(length(min = 1))]
+    pub group: String,
+    #[schemars(length(min = 1))]
+    pub profile: String,
+    /// The `MysqlBackup` to verify; default: the latest Succeeded backup of the profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sanity_check: Option<SanityCheck>,
+    /// Verify a point-in-time restore to this instant (needs `backup.pitr.enabled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point_in_time: Option<Time>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MysqlBackupVerificationStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<JobPhase>,
+    /// The backup that was verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_returned: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// Replaces a failover group's data with a backup. Destructive: `spec.confirm` must
+/// repeat the group's name.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "bloodraven.shipstream.io",
+    version = "v1alpha1",
+    kind = "MysqlRestore",
+    plural = "mysqlrestores",
+    shortname = "mrs",
+    category = "bloodraven",
+    namespaced,
+    status = "MysqlRestoreStatus",
+    printcolumn = r#"{"name":"Group","type":"string","jsonPath":".spec.group"}"#,
+    printcolumn = r#"{"name":"Backup","type":"string","jsonPath":".spec.backup"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.confirm == self.group", "message": "a restore replaces all data of the group: set spec.confirm to the group's name to confirm", "fieldPath": ".confirm"}
+]))]
+pub struct MysqlRestoreSpec {
+    #[schemars(length(min = 1))]
+    pub group: String,
+    /// The `MysqlBackup` to restore.
+    #[schemars(length(min = 1))]
+    pub backup: String,
+    /// Replay archived binlogs up to this instant (needs `backup.pitr.enabled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point_in_time: Option<Time>,
+    /// Must equal `group`: the restore overwrites both sites.
+    pub confirm: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MysqlRestoreStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<JobPhase>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}

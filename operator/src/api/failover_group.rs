@@ -1,0 +1,633 @@
+//! `MysqlFailoverGroup`: two sites, one writable MySQL primary and one GTID replica, with
+//! failover, fencing, DNS steering, an optional Dragonfly cache and backups.
+//!
+//! Field names are the ones runbooks and users type (DESIGN.md, "API"); do not rename.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::Duration;
+
+/// Annotation that starts a planned failover to the named site.
+pub const PLANNED_FAILOVER_ANNOTATION: &str = "bloodraven.shipstream.io/planned-failover";
+/// Annotation that confirms a destructive reclone: `<site>:<token>`, where the token is
+/// the first segment of the site's divergent GTID's UUID.
+pub const RECLONE_SITE_ANNOTATION: &str = "bloodraven.shipstream.io/reclone-site";
+
+/// Pod label naming the site a pod belongs to.
+pub const SITE_LABEL: &str = "shipstream.io/site";
+/// Pod label: `primary` or `replica`.
+pub const ROLE_LABEL: &str = "shipstream.io/role";
+/// Pod label: `master` or `replica` (Dragonfly).
+pub const DRAGONFLY_ROLE_LABEL: &str = "shipstream.io/dragonfly-role";
+/// Pod label: `enabled` or `disabled`; the app-facing Dragonfly Service requires `enabled`.
+pub const DRAGONFLY_TRAFFIC_LABEL: &str = "shipstream.io/dragonfly-traffic";
+
+/// A MySQL service kept writable across two sites.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "bloodraven.shipstream.io",
+    version = "v1alpha1",
+    kind = "MysqlFailoverGroup",
+    plural = "mysqlfailovergroups",
+    shortname = "mfg",
+    category = "bloodraven",
+    namespaced,
+    status = "MysqlFailoverGroupStatus",
+    printcolumn = r#"{"name":"Active","type":"string","jsonPath":".status.activeSite","description":"The writable site"}"#,
+    printcolumn = r#"{"name":"Health","type":"string","jsonPath":".status.health"}"#,
+    printcolumn = r#"{"name":"Planned","type":"string","jsonPath":".status.plannedFailover.phase","description":"Phase of the current or last planned failover"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Site-1","type":"string","jsonPath":".status.sites[0].name","priority":1}"#,
+    printcolumn = r#"{"name":"State-1","type":"string","jsonPath":".status.sites[0].state","priority":1}"#,
+    printcolumn = r#"{"name":"Site-2","type":"string","jsonPath":".status.sites[1].name","priority":1}"#,
+    printcolumn = r#"{"name":"State-2","type":"string","jsonPath":".status.sites[1].state","priority":1}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.dns) || self.sites.all(s, s.name in self.dns.targets)", "message": "dns.targets needs an entry for every site", "fieldPath": ".dns.targets"}
+]))]
+pub struct MysqlFailoverGroupSpec {
+    /// The two sites, in preference order: on a fresh group with equal data the first
+    /// site becomes the primary. Names must be distinct.
+    #[schemars(length(min = 2, max = 2))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub sites: Vec<SiteSpec>,
+    pub mysql: MysqlSpec,
+    #[serde(default)]
+    pub failover: FailoverSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsSpec>,
+    /// A co-managed Dragonfly cache per site. Remove the block to disable it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dragonfly: Option<DragonflySpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSpec>,
+}
+
+/// One site: where its pods run.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SiteSpec {
+    /// Short lower-case name used in pod names, labels and annotations (`iad`, `pdx`).
+    #[schemars(length(min = 1, max = 20), pattern(r"^[a-z]([-a-z0-9]*[a-z0-9])?$"))]
+    pub name: String,
+    /// Node labels that pin the site's pods, e.g. `topology.kubernetes.io/zone: zone-iad`.
+    #[schemars(length(min = 1))]
+    pub node_selector: BTreeMap<String, String>,
+}
+
+/// Which MySQL-compatible server the image runs.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MysqlFlavor {
+    /// Oracle MySQL 8.0 or 8.4.
+    #[default]
+    Mysql,
+    /// Percona Server for MySQL 8.0 or 8.4.
+    Percona,
+}
+
+/// How a commit on the primary relates to the replica.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Commits return before the replica has them; a failover may lose the last few.
+    #[default]
+    Async,
+    /// Commits wait for the replica's acknowledgement, up to `semisyncTimeout`.
+    Semisync,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MysqlSpec {
+    #[serde(default = "default_mysql_image")]
+    #[schemars(length(min = 1))]
+    pub image: String,
+    #[serde(default)]
+    pub flavor: MysqlFlavor,
+    /// Secret with keys `root-password`, `replication-password` and (for the counter
+    /// app and probes) `app-password`. Never logged.
+    #[schemars(length(min = 1))]
+    pub credentials_secret: String,
+    #[serde(default)]
+    pub storage: StorageSpec,
+    #[serde(default)]
+    pub durability: Durability,
+    /// How long a semisync commit waits for the replica before falling back to async.
+    #[serde(default = "default_semisync_timeout")]
+    pub semisync_timeout: Duration,
+    #[serde(default = "default_mysql_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// PVC size per site, as a Kubernetes quantity.
+    #[serde(default = "default_storage_size")]
+    #[schemars(pattern(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"))]
+    pub size: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        Self {
+            size: default_storage_size(),
+            storage_class_name: None,
+        }
+    }
+}
+
+/// Failure detection, fencing and failover timing. The defaults fail over a crashed
+/// primary in well under ten seconds while tolerating a probe or two lost.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "duration(self.leaseSafetyMargin) < duration(self.leaseDuration)", "message": "leaseSafetyMargin must be shorter than leaseDuration", "fieldPath": ".leaseSafetyMargin"},
+    {"rule": "duration(self.leaseRenewInterval) < duration(self.leaseDuration) - duration(self.leaseSafetyMargin)", "message": "leaseRenewInterval must be shorter than leaseDuration minus leaseSafetyMargin, or the primary fences itself between renewals", "fieldPath": ".leaseRenewInterval"},
+    {"rule": "duration(self.probeInterval) <= duration(self.detectionWindow)", "message": "probeInterval must not be longer than detectionWindow", "fieldPath": ".probeInterval"}
+]))]
+pub struct FailoverSpec {
+    /// Fail over automatically when the active site is lost. When false the operator
+    /// still fences and reports, but only planned failovers move the primary.
+    #[serde(default = "default_true")]
+    pub automatic: bool,
+    /// How often each site's MySQL is probed.
+    #[serde(default = "default_probe_interval")]
+    pub probe_interval: Duration,
+    /// How long one probe may take before it counts as failed.
+    #[serde(default = "default_probe_timeout")]
+    pub probe_timeout: Duration,
+    /// A site is unreachable only after its probes have failed for this long.
+    #[serde(default = "default_detection_window")]
+    pub detection_window: Duration,
+    /// Validity of the writer lease (`<group>-writer`) after each renewal.
+    #[serde(default = "default_lease_duration")]
+    pub lease_duration: Duration,
+    /// How often the active site's sidecar renews the writer lease.
+    #[serde(default = "default_lease_renew_interval")]
+    pub lease_renew_interval: Duration,
+    /// Subtracted by the sidecar (fences early) and added by the operator (promotes
+    /// late) so that the fence always precedes a promotion.
+    #[serde(default = "default_lease_safety_margin")]
+    pub lease_safety_margin: Duration,
+    /// Bound on waiting for the candidate to apply its relay log before promotion.
+    #[serde(default = "default_relay_log_drain_timeout")]
+    pub relay_log_drain_timeout: Duration,
+    /// A planned failover is refused while the target lags more than this.
+    #[serde(default = "default_max_lag_for_planned_failover")]
+    pub max_lag_for_planned_failover: Duration,
+    /// Bound on a planned failover's catch-up; on expiry it is undone and marked Failed.
+    #[serde(default = "default_planned_failover_timeout")]
+    pub planned_failover_timeout: Duration,
+}
+
+impl Default for FailoverSpec {
+    fn default() -> Self {
+        Self {
+            automatic: true,
+            probe_interval: default_probe_interval(),
+            probe_timeout: default_probe_timeout(),
+            detection_window: default_detection_window(),
+            lease_duration: default_lease_duration(),
+            lease_renew_interval: default_lease_renew_interval(),
+            lease_safety_margin: default_lease_safety_margin(),
+            relay_log_drain_timeout: default_relay_log_drain_timeout(),
+            max_lag_for_planned_failover: default_max_lag_for_planned_failover(),
+            planned_failover_timeout: default_planned_failover_timeout(),
+        }
+    }
+}
+
+/// DNS record type published for the group hostname.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RecordType {
+    A,
+    #[serde(rename = "AAAA")]
+    Aaaa,
+    #[default]
+    #[serde(rename = "CNAME")]
+    Cname,
+}
+
+impl RecordType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::A => "A",
+            Self::Aaaa => "AAAA",
+            Self::Cname => "CNAME",
+        }
+    }
+}
+
+/// DNS steering through an external-dns `DNSEndpoint`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsSpec {
+    /// The name applications use, e.g. `mysql.playground.example.internal`.
+    #[schemars(
+        length(min = 1, max = 253),
+        pattern(r"^[a-zA-Z0-9]([-a-zA-Z0-9.]*[a-zA-Z0-9])?$")
+    )]
+    pub hostname: String,
+    /// Record TTL in seconds; keep it short so that clients follow a failover.
+    #[serde(default = "default_dns_ttl")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub ttl: i64,
+    #[serde(default)]
+    pub record_type: RecordType,
+    /// The record targets per site name: where the hostname points while that site is
+    /// active. Every site needs an entry.
+    pub targets: BTreeMap<String, Vec<String>>,
+}
+
+/// A co-managed Dragonfly per site (cache/session state, never durable data).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DragonflySpec {
+    #[serde(default = "default_dragonfly_image")]
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// Extra Dragonfly flags. The operator owns the safety-critical ones (--port,
+    /// --admin_port, --requirepass, --break_replication_on_master_restart).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<DragonflySnapshotSpec>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DragonflySnapshotSpec {
+    /// Snapshot directory, e.g. `s3://bucket/prefix`.
+    #[schemars(length(min = 1))]
+    pub dir: String,
+    /// Secret with the object store's credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupSpec {
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub profiles: Vec<BackupProfile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pitr: Option<PitrSpec>,
+}
+
+/// A named backup destination with its schedule, retention and verification.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupProfile {
+    #[schemars(length(min = 1, max = 40), pattern(r"^[a-z]([-a-z0-9]*[a-z0-9])?$"))]
+    pub name: String,
+    pub storage: BackupStorage,
+    /// Cron schedule (5 fields) for backups; none means on demand only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationSpec>,
+}
+
+/// Where backups are written. Exactly one of the kinds.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.s3) != has(self.pvc)", "message": "set exactly one of s3 or pvc"}
+]))]
+pub struct BackupStorage {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Storage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pvc: Option<PvcStorage>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Storage {
+    #[schemars(length(min = 3, max = 63))]
+    pub bucket: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Endpoint URL for S3-compatible stores (MinIO, RustFS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Secret with `access-key-id` and `secret-access-key`.
+    #[schemars(length(min = 1))]
+    pub credentials_secret: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PvcStorage {
+    #[schemars(length(min = 1))]
+    pub claim_name: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Retention {
+    /// Keep at least this many successful backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub keep_last: Option<i32>,
+    /// Delete successful backups older than this (beyond `keepLast`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<Duration>,
+}
+
+/// Scheduled verification: restore the latest backup into a scratch mysqld and check it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationSpec {
+    /// Cron schedule (5 fields), e.g. `*/30 * * * *`.
+    #[schemars(length(min = 1))]
+    pub schedule: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sanity_check: Option<SanityCheck>,
+}
+
+/// A query run against the restored data; the verification fails if it errors or, when
+/// `expectRows` is set, returns fewer rows.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SanityCheck {
+    #[schemars(length(min = 1))]
+    pub query: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub expect_rows: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PitrSpec {
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+// ---------------------------------------------------------------------------------------
+// Status. Every field is optional or defaulted so that partial status patches work.
+// ---------------------------------------------------------------------------------------
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MysqlFailoverGroupStatus {
+    /// The site that holds the writer lease and accepts writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_site: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub sites: Vec<SiteStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_failover: Option<PlannedFailoverStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failover: Option<FailoverRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dragonfly: Option<DragonflyStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsStatus>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// The group's overall health, as the dashboard banner and alerts show it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Health {
+    /// One writable site, the other replicating within the lag limit.
+    Healthy,
+    /// Writable, but a site is unreachable, not replicating or lagging.
+    Degraded,
+    /// Two sites accept writes. The operator fences the one without the lease.
+    SplitBrain,
+    /// No site accepts writes.
+    NoPrimary,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum SiteState {
+    #[serde(rename = "writable")]
+    Writable,
+    #[serde(rename = "read-only")]
+    ReadOnly,
+    #[serde(rename = "unreachable")]
+    Unreachable,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RecoveryState {
+    /// The site has transactions the primary lacks; it waits for a confirmed reclone.
+    RecoveryPending,
+    /// A confirmed reclone is copying the primary's data onto the site.
+    Recloning,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SiteStatus {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<SiteState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid_executed: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_uuid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicating: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_state: Option<RecoveryState>,
+    /// The GTIDs this site has and the primary lacks, while RecoveryPending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub divergent_gtid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub divergent_transaction_count: Option<i64>,
+    /// The last replication or probe error, verbatim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Phases of a planned failover, in order. `Failed` is terminal after undoing the fence.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum PlannedFailoverPhase {
+    WaitingForLag,
+    WaitingForDragonflySync,
+    PromotingDragonfly,
+    Promoting,
+    Resuming,
+    Succeeded,
+    Failed,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedFailoverStatus {
+    pub target: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    pub phase: PlannedFailoverPhase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+    /// From fencing the old primary to the new primary accepting writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_unavailable_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dragonfly: Option<PlannedFailoverDragonfly>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedFailoverDragonfly {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions_preserved: Option<bool>,
+    /// `REPLTAKEOVER` or `REPLICAOF NO ONE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum FailoverKind {
+    Emergency,
+    Planned,
+}
+
+/// The most recent completed failover.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverRecord {
+    pub kind: FailoverKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    pub to: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DragonflyStatus {
+    /// The site whose Dragonfly is master and receives traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_site: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub sites: Vec<DragonflySiteStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DragonflySiteStatus {
+    pub name: String,
+    /// `master` or `replica`, as Dragonfly reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reachable: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<bool>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// The site the published record points at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_updated: Option<Time>,
+}
+
+// Defaults. Functions, because serde and schemars both read them.
+
+fn default_true() -> bool {
+    true
+}
+fn default_mysql_image() -> String {
+    "mysql:8.4".to_string()
+}
+fn default_mysql_port() -> i32 {
+    3306
+}
+fn default_storage_size() -> String {
+    "10Gi".to_string()
+}
+fn default_semisync_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_probe_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_probe_timeout() -> Duration {
+    Duration::from_millis(800)
+}
+fn default_detection_window() -> Duration {
+    Duration::from_secs(3)
+}
+fn default_lease_duration() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_lease_renew_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_lease_safety_margin() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_relay_log_drain_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_lag_for_planned_failover() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_planned_failover_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_dns_ttl() -> i64 {
+    30
+}
+fn default_dragonfly_image() -> String {
+    "docker.dragonflydb.io/dragonflydb/dragonfly:v1.38.0".to_string()
+}

@@ -1,0 +1,367 @@
+//! `bloodraven validate`: checks manifests offline against the CRD schemas the operator
+//! ships, and names the file, line, field and value of every problem — the first
+//! question a user has is "is my manifest right?".
+
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::schema::yaml::{self, Location};
+use crate::schema::{CrdSchema, FieldError, FieldErrorKind, UnknownFields};
+
+/// The outcome for one document of a manifest file.
+#[derive(Debug, Clone)]
+pub struct DocumentReport {
+    /// `Kind/name`, or as much of it as the document says.
+    pub object: String,
+    pub location: Location,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Valid,
+    /// Not a kind this operator defines (Namespace, Secret...): nothing to check here.
+    Skipped(String),
+    Invalid(Vec<Problem>),
+}
+
+/// One problem, located in the file.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub location: Location,
+    pub error: FieldError,
+}
+
+/// Every document of one file.
+#[derive(Debug, Clone)]
+pub struct FileReport {
+    pub file: String,
+    pub documents: Vec<DocumentReport>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ValidateError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}:{source}")]
+    Yaml {
+        file: String,
+        source: yaml::YamlError,
+    },
+}
+
+impl FileReport {
+    pub fn problem_count(&self) -> usize {
+        self.documents
+            .iter()
+            .map(|d| match &d.outcome {
+                Outcome::Invalid(problems) => problems.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
+impl fmt::Display for FileReport {
+    /// One line per problem (`file:line:col: Kind/name: path: message`), then a summary.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (mut valid, mut invalid, mut skipped) = (0, 0, Vec::new());
+        for doc in &self.documents {
+            match &doc.outcome {
+                Outcome::Valid => valid += 1,
+                Outcome::Skipped(kind) => skipped.push(kind.as_str()),
+                Outcome::Invalid(problems) => {
+                    invalid += 1;
+                    for p in problems {
+                        writeln!(
+                            f,
+                            "{}:{}:{}: {}: {}",
+                            self.file, p.location.line, p.location.column, doc.object, p.error
+                        )?;
+                    }
+                }
+            }
+        }
+        write!(
+            f,
+            "{}: {} document(s): {valid} valid, {invalid} invalid",
+            self.file,
+            self.documents.len()
+        )?;
+        if !skipped.is_empty() {
+            write!(
+                f,
+                ", {} not Bloodraven kinds and not checked ({})",
+                skipped.len(),
+                skipped.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Validates a manifest file on disk.
+pub fn validate_file(path: &str, schemas: &[CrdSchema]) -> Result<FileReport, ValidateError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ValidateError::Read {
+        file: path.to_string(),
+        source,
+    })?;
+    validate_text(path, &text, schemas)
+}
+
+/// Validates manifest text; `file` is used only in messages.
+pub fn validate_text(
+    file: &str,
+    text: &str,
+    schemas: &[CrdSchema],
+) -> Result<FileReport, ValidateError> {
+    let docs = yaml::load_documents(text).map_err(|source| ValidateError::Yaml {
+        file: file.to_string(),
+        source,
+    })?;
+    let documents = docs
+        .iter()
+        .map(|doc| validate_document(doc, schemas))
+        .collect();
+    Ok(FileReport {
+        file: file.to_string(),
+        documents,
+    })
+}
+
+fn validate_document(doc: &yaml::Document, schemas: &[CrdSchema]) -> DocumentReport {
+    let value = &doc.value;
+    let api_version = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .or_else(|| {
+            value
+                .pointer("/metadata/generateName")
+                .and_then(Value::as_str)
+        })
+        .unwrap_or("<unnamed>");
+    let object = format!(
+        "{}/{name}",
+        if kind.is_empty() { "<no kind>" } else { kind }
+    );
+    let location = doc.locate("");
+    let problem =
+        |path: &str, kind: FieldErrorKind, value: Option<Value>, detail: String| Problem {
+            location: doc.locate(path),
+            error: FieldError {
+                path: path.to_string(),
+                kind,
+                value,
+                detail,
+            },
+        };
+
+    if api_version.is_empty() || kind.is_empty() {
+        let missing = if api_version.is_empty() {
+            "apiVersion"
+        } else {
+            "kind"
+        };
+        return DocumentReport {
+            object,
+            location,
+            outcome: Outcome::Invalid(vec![problem(
+                missing,
+                FieldErrorKind::Required,
+                None,
+                "every manifest needs apiVersion and kind".into(),
+            )]),
+        };
+    }
+    let same_kind: Vec<&CrdSchema> = schemas
+        .iter()
+        .filter(|s| s.kind == kind && api_version.starts_with(&format!("{}/", s.group)))
+        .collect();
+    if same_kind.is_empty() {
+        return DocumentReport {
+            object,
+            location,
+            outcome: Outcome::Skipped(kind.to_string()),
+        };
+    }
+    let Some(schema) = same_kind.iter().find(|s| s.api_version() == api_version) else {
+        let served = same_kind
+            .iter()
+            .map(|s| s.api_version())
+            .collect::<Vec<_>>()
+            .join(", ");
+        return DocumentReport {
+            object,
+            location,
+            outcome: Outcome::Invalid(vec![problem(
+                "apiVersion",
+                FieldErrorKind::NotSupported,
+                Some(Value::from(api_version)),
+                format!("{kind} is served as {served}"),
+            )]),
+        };
+    };
+
+    let mut problems = Vec::new();
+    if value.pointer("/metadata/name").is_none()
+        && value.pointer("/metadata/generateName").is_none()
+    {
+        problems.push(problem(
+            "metadata.name",
+            FieldErrorKind::Required,
+            None,
+            "name or generateName is required".into(),
+        ));
+    }
+    problems.extend(
+        schema
+            .validate(value, UnknownFields::Reject)
+            .into_iter()
+            .map(|error| {
+                let location = match error.kind {
+                    FieldErrorKind::Unknown => doc.locate_key(&error.path),
+                    _ => doc.locate(&error.path),
+                };
+                Problem { location, error }
+            }),
+    );
+    let outcome = if problems.is_empty() {
+        Outcome::Valid
+    } else {
+        Outcome::Invalid(problems)
+    };
+    DocumentReport {
+        object,
+        location,
+        outcome,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::bloodraven_schemas;
+
+    const GROUP: &str = "\
+apiVersion: bloodraven.shipstream.io/v1alpha1
+kind: MysqlFailoverGroup
+metadata:
+  name: orders
+spec:
+  sites:
+    - name: iad
+      nodeSelector: {topology.kubernetes.io/zone: zone-iad}
+    - name: pdx
+      nodeSelector: {topology.kubernetes.io/zone: zone-pdx}
+  mysql:
+    credentialsSecret: orders-mysql
+";
+
+    fn report(text: &str) -> FileReport {
+        validate_text("m.yaml", text, &bloodraven_schemas().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_minimal_group_is_valid_and_other_kinds_are_skipped() {
+        let text =
+            format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: orders}}\n---\n{GROUP}");
+        let r = report(&text);
+        assert_eq!(r.problem_count(), 0, "{r}");
+        assert!(matches!(r.documents[0].outcome, Outcome::Skipped(ref k) if k == "Namespace"));
+        assert!(matches!(r.documents[1].outcome, Outcome::Valid));
+        assert!(
+            r.to_string()
+                .contains("1 valid, 0 invalid, 1 not Bloodraven kinds"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn errors_name_file_line_field_and_value() {
+        let cases = [
+            (
+                GROUP.replace("name: pdx", "name: iad"),
+                "m.yaml:9:7: MysqlFailoverGroup/orders: spec.sites[1]: Duplicate value: \"iad\"",
+            ),
+            (
+                GROUP.replace("name: pdx", "name: PDX"),
+                "m.yaml:9:13: MysqlFailoverGroup/orders: spec.sites[1].name: Invalid value: \"PDX\"",
+            ),
+            (
+                format!("{GROUP}    durability: sync\n"),
+                "m.yaml:13:17: MysqlFailoverGroup/orders: spec.mysql.durability: Unsupported value: \"sync\"",
+            ),
+            (
+                format!("{GROUP}  failover:\n    leaseDuration: 0s\n"),
+                "m.yaml:14:20: MysqlFailoverGroup/orders: spec.failover.leaseDuration: Invalid value: \"0s\"",
+            ),
+            (
+                format!("{GROUP}  failover:\n    detectionWindw: 3s\n"),
+                "m.yaml:14:5: MysqlFailoverGroup/orders: spec.failover.detectionWindw: unknown field",
+            ),
+            (
+                GROUP.replace(
+                    "    credentialsSecret: orders-mysql\n",
+                    "    image: mysql:8.4\n",
+                ),
+                "m.yaml:12:5: MysqlFailoverGroup/orders: spec.mysql.credentialsSecret: Required value",
+            ),
+            (
+                GROUP.replace("v1alpha1", "v1"),
+                "m.yaml:1:13: MysqlFailoverGroup/orders: apiVersion: Unsupported value: \"bloodraven.shipstream.io/v1\"",
+            ),
+        ];
+        for (text, expected) in cases {
+            let r = report(&text).to_string();
+            assert!(r.contains(expected), "expected {expected:?} in:\n{r}");
+        }
+    }
+
+    #[test]
+    fn exactly_two_sites_are_required() {
+        let one_site = GROUP.replace(
+            "    - name: pdx\n      nodeSelector: {topology.kubernetes.io/zone: zone-pdx}\n",
+            "",
+        );
+        let r = report(&one_site).to_string();
+        assert!(
+            r.contains("spec.sites: Invalid value: 1: must have at least 2 items"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn cel_rules_on_lease_timing_are_enforced() {
+        let text =
+            format!("{GROUP}  failover:\n    leaseDuration: 2s\n    leaseSafetyMargin: 3s\n");
+        let r = report(&text).to_string();
+        assert!(
+            r.contains("leaseSafetyMargin must be shorter than leaseDuration"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn dns_targets_must_cover_every_site() {
+        let text = format!(
+            "{GROUP}  dns:\n    hostname: mysql.example.internal\n    targets:\n      iad: [iad.example.internal]\n"
+        );
+        let r = report(&text).to_string();
+        assert!(
+            r.contains("dns.targets needs an entry for every site"),
+            "{r}"
+        );
+    }
+}

@@ -1,0 +1,64 @@
+//! The `bloodraven` binary as a user runs it: help, crd, validate and exit codes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Command;
+
+fn bloodraven(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_bloodraven"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn help_teaches_the_commands() {
+    let (code, out, _) = bloodraven(&["--help"]);
+    assert_eq!(code, 0);
+    for needle in [
+        "crd",
+        "validate",
+        "two Kubernetes sites",
+        "bloodraven validate -f",
+    ] {
+        assert!(out.contains(needle), "--help lacks {needle:?}:\n{out}");
+    }
+}
+
+#[test]
+fn crd_prints_the_committed_stream() {
+    let (code, out, _) = bloodraven(&["crd"]);
+    assert_eq!(code, 0);
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../charts/bloodraven/crds/bloodraven-crds.yaml"
+    ))
+    .unwrap();
+    assert_eq!(out, committed);
+}
+
+#[test]
+fn validate_exit_codes_and_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/playground.yaml");
+    let (code, out, _) = bloodraven(&["validate", "-f", example]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 valid, 0 invalid"), "{out}");
+
+    let bad = dir.path().join("bad.yaml");
+    let text = std::fs::read_to_string(example)
+        .unwrap()
+        .replace("durability: async", "durability: eventually");
+    std::fs::write(&bad, text).unwrap();
+    let (code, out, _) = bloodraven(&["validate", "-f", bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("bad.yaml:40:17: MysqlFailoverGroup/playground: spec.mysql.durability: Unsupported value: \"eventually\""), "{out}");
+
+    let (code, _, err) = bloodraven(&["validate", "-f", "/nonexistent.yaml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent.yaml: cannot read"), "{err}");
+}
