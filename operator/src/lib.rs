@@ -9,6 +9,7 @@
 pub mod adapters;
 pub mod api;
 pub mod cli;
+pub mod engine;
 pub mod gtid;
 pub mod schema;
 pub mod transport;
