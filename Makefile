@@ -37,7 +37,7 @@ generate: ## Regenerate the CRD YAML in charts/bloodraven/crds/
 	$(CARGO) run --quiet -p bloodraven -- crd > charts/bloodraven/crds/bloodraven-crds.yaml
 
 generate-check: ## Fail if the committed CRD YAML differs from the Rust types
-	@$(CARGO) run --quiet -p bloodraven -- crd > target/crds-check.yaml
+	@mkdir -p target && $(CARGO) run --quiet -p bloodraven -- crd > target/crds-check.yaml
 	@diff -u charts/bloodraven/crds/bloodraven-crds.yaml target/crds-check.yaml \
 	  || { echo "charts/bloodraven/crds/bloodraven-crds.yaml is stale: run 'make generate' and commit it"; exit 1; }
 	@echo "generate-check: CRDs are current"
