@@ -7,7 +7,7 @@ SEEDS ?= 50
 BACKEND ?= sim
 
 .PHONY: help build test ci fmt fmt-check lint generate generate-check chaos-list chaos-run \
-        chaos-run-all chaos-sweep test-integration docs-build
+        chaos-run-all chaos-recover chaos-sweep test-integration docs-build playground-sim
 
 help: ## Show the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -37,22 +37,31 @@ generate: ## Regenerate the CRD YAML in charts/bloodraven/crds/
 	$(CARGO) run --quiet -p bloodraven -- crd > charts/bloodraven/crds/bloodraven-crds.yaml
 
 generate-check: ## Fail if the committed CRD YAML differs from the Rust types
-	@$(CARGO) run --quiet -p bloodraven -- crd > target/crds-check.yaml
+	@mkdir -p target && $(CARGO) run --quiet -p bloodraven -- crd > target/crds-check.yaml
 	@diff -u charts/bloodraven/crds/bloodraven-crds.yaml target/crds-check.yaml \
 	  || { echo "charts/bloodraven/crds/bloodraven-crds.yaml is stale: run 'make generate' and commit it"; exit 1; }
 	@echo "generate-check: CRDs are current"
 
-chaos-list: ## List the chaos scenarios
-	@echo "chaos-list: not implemented yet (the chaos runner has not landed)"; exit 2
+CHAOS = $(CARGO) run --quiet -p bloodraven-chaos --
 
-chaos-run: ## Run one scenario: make chaos-run SCENARIO=02-kill-site-iad [BACKEND=sim|k3d]
-	@echo "chaos-run: not implemented yet (the chaos runner has not landed)"; exit 2
+chaos-list: ## List the chaos scenarios
+	$(CHAOS) list
+
+chaos-run: ## Run one scenario: make chaos-run SCENARIO=02-kill-site-iad [BACKEND=sim|k3d] [SEED=N]
+	@test -n "$(SCENARIO)" || { echo "usage: make chaos-run SCENARIO=<id or path> [BACKEND=sim|k3d] [SEED=N]"; exit 2; }
+	$(CHAOS) run $(SCENARIO) --backend $(BACKEND) $(if $(SEED),--seed $(SEED)) --junit reports/junit.xml --report-dir reports
 
 chaos-run-all: ## Run every scenario and write JUnit to reports/
-	@echo "chaos-run-all: not implemented yet (the chaos runner has not landed)"; exit 2
+	$(CHAOS) run-all --backend $(BACKEND) --junit reports/junit.xml --report-dir reports
+
+chaos-recover: ## Undo every fault recorded in the last run's ledger (after a runner crash)
+	$(CHAOS) recover
 
 chaos-sweep: ## Random fault schedules over many seeds: make chaos-sweep SEEDS=200
 	@echo "chaos-sweep: not implemented yet (the seed sweep has not landed)"; exit 2
+
+playground-sim: ## The simulated playground in real time, for kubectl (no Docker): make playground-sim [SEED=1] [PORT=6443]
+	$(CARGO) run --quiet -p bloodraven-sim -- serve --port $(or $(PORT),6443) --seed $(or $(SEED),1) --kubeconfig bloodraven-sim.kubeconfig
 
 test-integration: ## Adapters against real servers started by the harness
 	@echo "test-integration: not implemented yet (the adapters have not landed)"; exit 2

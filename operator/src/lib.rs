@@ -6,8 +6,11 @@
 //! decision logic; `adapters` talk to MySQL, Dragonfly and Kubernetes; `controllers`
 //! run observe -> decide -> act; `transport` is the seam the simulation plugs into.
 
+pub mod adapters;
 pub mod api;
 pub mod cli;
+pub mod engine;
+pub mod gtid;
 pub mod schema;
 pub mod transport;
 pub mod validate;

@@ -401,6 +401,11 @@ pub struct MysqlFailoverGroupStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub sites: Vec<SiteStatus>,
+    /// The emergency failover in progress, if any. A restarted operator resumes it from
+    /// here without repeating a phase it already completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency_failover: Option<EmergencyFailoverStatus>,
+    /// The current or latest planned failover.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub planned_failover: Option<PlannedFailoverStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -473,16 +478,45 @@ pub struct SiteStatus {
     pub message: Option<String>,
 }
 
-/// Phases of a planned failover, in order. `Failed` is terminal after undoing the fence.
+/// Phases of an emergency failover, in order. Each is resumable.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum EmergencyFailoverPhase {
+    /// Waiting until the old primary cannot write: its writer lease expired on the
+    /// operator's clock, or it answered with `super_read_only=ON` after a direct fence.
+    Fencing,
+    /// The candidate applies the transactions already in its relay log (bounded).
+    DrainingRelayLog,
+    /// Moving the writer lease to the candidate and promoting it.
+    Promoting,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EmergencyFailoverStatus {
+    pub from: String,
+    pub to: String,
+    pub phase: EmergencyFailoverPhase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// What the current phase is waiting for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Phases of a planned failover, in order. `Failed` is terminal after undoing the
+/// fence; `Rejected` means the request was refused before anything was touched. (The
+/// Dragonfly issue adds `WaitingForDragonflySync` and `PromotingDragonfly` between
+/// `WaitingForLag` and `Promoting`.)
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum PlannedFailoverPhase {
     WaitingForLag,
-    WaitingForDragonflySync,
-    PromotingDragonfly,
     Promoting,
     Resuming,
     Succeeded,
     Failed,
+    Rejected,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -496,6 +530,9 @@ pub struct PlannedFailoverStatus {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
+    /// When the old primary was fenced (writes stopped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fenced_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Time>,
     /// From fencing the old primary to the new primary accepting writes.
@@ -521,11 +558,19 @@ pub enum FailoverKind {
     Planned,
 }
 
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum FailoverResult {
+    Succeeded,
+    Failed,
+}
+
 /// The most recent completed failover.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FailoverRecord {
     pub kind: FailoverKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<FailoverResult>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
     pub to: String,

@@ -1,0 +1,734 @@
+//! The live backend: a k3d cluster built by playground/setup.sh (kubeconfig context
+//! `k3d-bloodraven`). Pod and node-scheduling faults go through the Kubernetes API;
+//! node faults go through the Docker API, because a k3d node is a Docker container:
+//! stop/start it (node-crash), disconnect it from the cluster network
+//! (network-partition), or exec iptables inside it (partition between sites).
+//!
+//! The Docker and Kubernetes calls sit behind two small traits (`DockerApi`, `NodeApi`)
+//! so that tests can record exactly which calls each fault makes and how it is undone.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use bloodraven::transport::{SharedClock, SystemClock};
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Backend, BackendError, FaultPlan};
+use crate::cluster::{KubeCluster, SharedCluster};
+use crate::scenario::{BackendKind, Component, Fault};
+use crate::workload::CounterTarget;
+
+/// Names the playground uses; override only for a differently built cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct K3dConfig {
+    pub context: String,
+    /// The Docker network k3d created for the cluster.
+    pub network: String,
+    /// Node label whose value is the site name.
+    pub site_node_label: String,
+    /// Pod label whose value is the site name (DESIGN.md pod labels).
+    pub site_pod_label: String,
+    /// Pod label that tells MySQL from Dragonfly pods.
+    pub component_label: String,
+    pub operator_namespace: String,
+    pub operator_selector: String,
+    /// `service:port` of the operator's metrics, reached through the API server proxy.
+    pub metrics_service: String,
+}
+
+impl Default for K3dConfig {
+    fn default() -> Self {
+        Self {
+            context: "k3d-bloodraven".into(),
+            network: "k3d-bloodraven".into(),
+            site_node_label: "topology.kubernetes.io/zone".into(),
+            site_pod_label: "shipstream.io/site".into(),
+            component_label: "app.kubernetes.io/name".into(),
+            operator_namespace: "bloodraven-system".into(),
+            operator_selector: "app.kubernetes.io/name=bloodraven".into(),
+            metrics_service: "bloodraven-metrics:8080".into(),
+        }
+    }
+}
+
+/// One concrete operation; what the ledger stores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum K3dOp {
+    DeletePods {
+        namespace: String,
+        selector: String,
+        node: Option<String>,
+    },
+    SetUnschedulable {
+        node: String,
+        unschedulable: bool,
+    },
+    StopContainer {
+        container: String,
+    },
+    StartContainer {
+        container: String,
+    },
+    DisconnectNetwork {
+        network: String,
+        container: String,
+    },
+    ConnectNetwork {
+        network: String,
+        container: String,
+    },
+    Exec {
+        container: String,
+        cmd: Vec<String>,
+    },
+}
+
+/// A k3d node: its Kubernetes name (also its Docker container's name) and its IP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub name: String,
+    pub internal_ip: Option<String>,
+}
+
+/// The Docker calls the backend makes.
+pub trait DockerApi: Send + Sync {
+    fn stop_container<'a>(&'a self, container: &'a str) -> BoxFuture<'a, Result<(), String>>;
+    fn start_container<'a>(&'a self, container: &'a str) -> BoxFuture<'a, Result<(), String>>;
+    fn disconnect_network<'a>(
+        &'a self,
+        network: &'a str,
+        container: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>>;
+    fn connect_network<'a>(
+        &'a self,
+        network: &'a str,
+        container: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>>;
+    /// Runs `cmd` in the container and returns its exit code.
+    fn exec<'a>(
+        &'a self,
+        container: &'a str,
+        cmd: &'a [String],
+    ) -> BoxFuture<'a, Result<i64, String>>;
+}
+
+/// The Kubernetes calls the backend makes for faults and metrics.
+pub trait NodeApi: Send + Sync {
+    fn nodes_with_label<'a>(
+        &'a self,
+        selector: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<NodeInfo>, String>>;
+    /// Deletes the pods matching `selector` (on `node` when given); returns their names.
+    fn delete_pods<'a>(
+        &'a self,
+        namespace: &'a str,
+        selector: &'a str,
+        node: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<String>, String>>;
+    fn set_unschedulable<'a>(
+        &'a self,
+        node: &'a str,
+        unschedulable: bool,
+    ) -> BoxFuture<'a, Result<(), String>>;
+    /// GET /metrics of `service:port` in `namespace` through the API server's proxy.
+    fn service_metrics<'a>(
+        &'a self,
+        namespace: &'a str,
+        service: &'a str,
+    ) -> BoxFuture<'a, Result<String, String>>;
+}
+
+pub struct K3dBackend {
+    config: K3dConfig,
+    docker: Arc<dyn DockerApi>,
+    nodes: Arc<dyn NodeApi>,
+    cluster: SharedCluster,
+    clock: SharedClock,
+}
+
+impl K3dBackend {
+    /// Builds the backend from its parts (tests pass recording doubles).
+    pub fn new(
+        config: K3dConfig,
+        docker: Arc<dyn DockerApi>,
+        nodes: Arc<dyn NodeApi>,
+        cluster: SharedCluster,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            config,
+            docker,
+            nodes,
+            cluster,
+            clock,
+        }
+    }
+
+    /// Connects to the real cluster: kubeconfig context and the local Docker daemon.
+    pub async fn connect(config: K3dConfig) -> Result<Self, BackendError> {
+        let unavailable = |reason: String| BackendError::Unavailable {
+            backend: BackendKind::K3d,
+            reason,
+        };
+        let options = kube::config::KubeConfigOptions {
+            context: Some(config.context.clone()),
+            ..Default::default()
+        };
+        let kube_config = kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| unavailable(format!("kubeconfig context {}: {e}", config.context)))?;
+        let client = kube::Client::try_from(kube_config)
+            .map_err(|e| unavailable(format!("kube client for {}: {e}", config.context)))?;
+        let docker = bollard::Docker::connect_with_defaults()
+            .map_err(|e| unavailable(format!("Docker daemon: {e}")))?;
+        Ok(Self::new(
+            config,
+            Arc::new(BollardDocker(docker)),
+            Arc::new(KubeNodes(client.clone())),
+            Arc::new(KubeCluster::new(client)),
+            Arc::new(SystemClock),
+        ))
+    }
+
+    fn call_error(operation: String, message: String) -> BackendError {
+        BackendError::Call {
+            backend: BackendKind::K3d,
+            operation,
+            message,
+        }
+    }
+
+    async fn site_nodes(&self, site: &str) -> Result<Vec<NodeInfo>, BackendError> {
+        let selector = format!("{}={site}", self.config.site_node_label);
+        let mut nodes = self
+            .nodes
+            .nodes_with_label(&selector)
+            .await
+            .map_err(|m| Self::call_error(format!("list nodes {selector}"), m))?;
+        if nodes.is_empty() {
+            return Err(BackendError::NoNodeForSite {
+                backend: BackendKind::K3d,
+                site: site.to_owned(),
+                selector,
+            });
+        }
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(nodes)
+    }
+
+    fn site_pods(&self, site: &str, component: Option<Component>) -> String {
+        let mut selector = format!("{}={site}", self.config.site_pod_label);
+        if let Some(c) = component {
+            selector.push_str(&format!(",{}={c}", self.config.component_label));
+        }
+        selector
+    }
+
+    /// iptables rules that drop traffic between every node of `from` and each IP of
+    /// `to`, both directions, as seen from `from`'s nodes.
+    fn drop_rules(action: &str, node: &NodeInfo, peer_ips: &BTreeSet<String>) -> Vec<K3dOp> {
+        let mut ops = Vec::new();
+        for ip in peer_ips {
+            for (chain, flag) in [("INPUT", "-s"), ("OUTPUT", "-d")] {
+                ops.push(K3dOp::Exec {
+                    container: node.name.clone(),
+                    cmd: ["iptables", "-w", action, chain, flag, ip, "-j", "DROP"]
+                        .iter()
+                        .map(|s| (*s).to_owned())
+                        .collect(),
+                });
+            }
+        }
+        ops
+    }
+
+    /// Decides the operations for `fault` and their undo.
+    pub async fn plan_ops(
+        &self,
+        fault: &Fault,
+        namespace: &str,
+    ) -> Result<(Vec<K3dOp>, Vec<K3dOp>), BackendError> {
+        let unsupported = |reason: &str| BackendError::UnsupportedFault {
+            backend: BackendKind::K3d,
+            fault: fault.to_string(),
+            reason: reason.to_owned(),
+        };
+        let delete = |selector: String, node: Option<String>| K3dOp::DeletePods {
+            namespace: namespace.to_owned(),
+            selector,
+            node,
+        };
+        Ok(match fault {
+            // Pod deletions need no undo: the StatefulSets recreate the pods.
+            Fault::KillSite(site) => (vec![delete(self.site_pods(site, None), None)], vec![]),
+            Fault::KillPod { site, component } => (
+                vec![delete(self.site_pods(site, Some(*component)), None)],
+                vec![],
+            ),
+            Fault::KillDragonfly(site) => (
+                vec![delete(
+                    self.site_pods(site, Some(Component::Dragonfly)),
+                    None,
+                )],
+                vec![],
+            ),
+            Fault::KillOperator {} => (
+                vec![K3dOp::DeletePods {
+                    namespace: self.config.operator_namespace.clone(),
+                    selector: self.config.operator_selector.clone(),
+                    node: None,
+                }],
+                vec![],
+            ),
+            Fault::Cordon(site) => {
+                let nodes = self.site_nodes(site).await?;
+                let mut apply = Vec::new();
+                let mut undo = Vec::new();
+                for node in &nodes {
+                    apply.push(K3dOp::SetUnschedulable {
+                        node: node.name.clone(),
+                        unschedulable: true,
+                    });
+                    undo.push(K3dOp::SetUnschedulable {
+                        node: node.name.clone(),
+                        unschedulable: false,
+                    });
+                }
+                // Evict: the site's pods leave the cordoned node(s) and cannot come back.
+                for node in &nodes {
+                    apply.push(delete(self.site_pods(site, None), Some(node.name.clone())));
+                }
+                (apply, undo)
+            }
+            Fault::Uncordon(site) => {
+                let nodes = self.site_nodes(site).await?;
+                let apply = nodes
+                    .iter()
+                    .map(|n| K3dOp::SetUnschedulable {
+                        node: n.name.clone(),
+                        unschedulable: false,
+                    })
+                    .collect();
+                (apply, vec![])
+            }
+            Fault::NetworkPartition(site) => {
+                let nodes = self.site_nodes(site).await?;
+                let network = self.config.network.clone();
+                let apply = nodes
+                    .iter()
+                    .map(|n| K3dOp::DisconnectNetwork {
+                        network: network.clone(),
+                        container: n.name.clone(),
+                    })
+                    .collect();
+                let undo = nodes
+                    .iter()
+                    .map(|n| K3dOp::ConnectNetwork {
+                        network: network.clone(),
+                        container: n.name.clone(),
+                    })
+                    .collect();
+                (apply, undo)
+            }
+            Fault::Partition { between: [a, b] } => {
+                let side_a = self.site_nodes(a).await?;
+                let side_b = self.site_nodes(b).await?;
+                let ips =
+                    |nodes: &[NodeInfo], site: &str| -> Result<BTreeSet<String>, BackendError> {
+                        nodes
+                            .iter()
+                            .map(|n| {
+                                n.internal_ip.clone().ok_or_else(|| {
+                                    unsupported(&format!(
+                                        "node {} of site {site} reports no InternalIP",
+                                        n.name
+                                    ))
+                                })
+                            })
+                            .collect()
+                    };
+                let (ips_a, ips_b) = (ips(&side_a, a)?, ips(&side_b, b)?);
+                let mut apply = Vec::new();
+                let mut undo = Vec::new();
+                for (nodes, peers) in [(&side_a, &ips_b), (&side_b, &ips_a)] {
+                    for node in nodes.iter() {
+                        apply.extend(Self::drop_rules("-I", node, peers));
+                        undo.extend(Self::drop_rules("-D", node, peers));
+                    }
+                }
+                (apply, undo)
+            }
+            Fault::NodeCrash(site) => {
+                let nodes = self.site_nodes(site).await?;
+                let apply = nodes
+                    .iter()
+                    .map(|n| K3dOp::StopContainer {
+                        container: n.name.clone(),
+                    })
+                    .collect();
+                let undo = nodes
+                    .iter()
+                    .map(|n| K3dOp::StartContainer {
+                        container: n.name.clone(),
+                    })
+                    .collect();
+                (apply, undo)
+            }
+            Fault::WriteDivergent { .. } | Fault::ReplicationDelay { .. } => {
+                return Err(unsupported(
+                    "it needs a SQL channel into the site's mysqld (pods/exec over WebSocket), \
+                     which the k3d backend does not have yet",
+                ));
+            }
+            Fault::Recover(_) => {
+                return Err(unsupported("recover is done by the runner from the ledger"));
+            }
+        })
+    }
+
+    async fn run_op(&self, op: &K3dOp) -> Result<(), BackendError> {
+        let label = format!("{op:?}");
+        let fail = |m: String| Self::call_error(label.clone(), m);
+        match op {
+            K3dOp::DeletePods {
+                namespace,
+                selector,
+                node,
+            } => self
+                .nodes
+                .delete_pods(namespace, selector, node.as_deref())
+                .await
+                .map(|_| ())
+                .map_err(fail),
+            K3dOp::SetUnschedulable {
+                node,
+                unschedulable,
+            } => self
+                .nodes
+                .set_unschedulable(node, *unschedulable)
+                .await
+                .map_err(fail),
+            K3dOp::StopContainer { container } => {
+                self.docker.stop_container(container).await.map_err(fail)
+            }
+            K3dOp::StartContainer { container } => {
+                self.docker.start_container(container).await.map_err(fail)
+            }
+            K3dOp::DisconnectNetwork { network, container } => self
+                .docker
+                .disconnect_network(network, container)
+                .await
+                .map_err(fail),
+            K3dOp::ConnectNetwork { network, container } => self
+                .docker
+                .connect_network(network, container)
+                .await
+                .map_err(fail),
+            K3dOp::Exec { container, cmd } => match self.docker.exec(container, cmd).await {
+                Ok(0) => Ok(()),
+                Ok(code) => Err(fail(format!("exited with {code}"))),
+                Err(m) => Err(fail(m)),
+            },
+        }
+    }
+}
+
+fn to_values(ops: Vec<K3dOp>) -> Result<Vec<Value>, BackendError> {
+    ops.into_iter()
+        .map(|op| {
+            serde_json::to_value(&op).map_err(|e| BackendError::BadOperation {
+                backend: BackendKind::K3d,
+                op: format!("{op:?}"),
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+impl Backend for K3dBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::K3d
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "k3d (context {}, network {})",
+            self.config.context, self.config.network
+        )
+    }
+
+    fn cluster(&self) -> SharedCluster {
+        self.cluster.clone()
+    }
+
+    fn clock(&self) -> SharedClock {
+        self.clock.clone()
+    }
+
+    fn plan_fault<'a>(
+        &'a self,
+        fault: &'a Fault,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<FaultPlan, BackendError>> {
+        Box::pin(async move {
+            let (apply, undo) = self.plan_ops(fault, namespace).await?;
+            Ok(FaultPlan {
+                apply: to_values(apply)?,
+                undo: to_values(undo)?,
+            })
+        })
+    }
+
+    fn execute<'a>(&'a self, ops: &'a [Value]) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(async move {
+            for value in ops {
+                let op: K3dOp = serde_json::from_value(value.clone()).map_err(|e| {
+                    BackendError::BadOperation {
+                        backend: BackendKind::K3d,
+                        op: value.to_string(),
+                        message: e.to_string(),
+                    }
+                })?;
+                self.run_op(&op).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn scrape_metrics(&self) -> BoxFuture<'_, Result<String, BackendError>> {
+        Box::pin(async move {
+            self.nodes
+                .service_metrics(
+                    &self.config.operator_namespace,
+                    &self.config.metrics_service,
+                )
+                .await
+                .map_err(|m| {
+                    Self::call_error(format!("GET {} /metrics", self.config.metrics_service), m)
+                })
+        })
+    }
+
+    fn counter(&self) -> Option<Arc<dyn CounterTarget>> {
+        // The live counter needs a SQL path to the primary Service from outside the
+        // cluster; not built yet (see docs/scenarios.md, "Backends").
+        None
+    }
+
+    fn writability(&self) -> BoxFuture<'_, Result<Option<BTreeMap<String, bool>>, BackendError>> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Production implementations of the two request boundaries.
+
+/// `DockerApi` over bollard.
+pub struct BollardDocker(pub bollard::Docker);
+
+impl DockerApi for BollardDocker {
+    fn stop_container<'a>(&'a self, container: &'a str) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.0
+                .stop_container(container, None)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn start_container<'a>(&'a self, container: &'a str) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.0
+                .start_container(container, None)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn disconnect_network<'a>(
+        &'a self,
+        network: &'a str,
+        container: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let request = bollard::models::NetworkDisconnectRequest {
+                container: container.to_owned(),
+                force: Some(true),
+            };
+            self.0
+                .disconnect_network(network, request)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn connect_network<'a>(
+        &'a self,
+        network: &'a str,
+        container: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let request = bollard::models::NetworkConnectRequest {
+                container: container.to_owned(),
+                endpoint_config: None,
+            };
+            self.0
+                .connect_network(network, request)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn exec<'a>(
+        &'a self,
+        container: &'a str,
+        cmd: &'a [String],
+    ) -> BoxFuture<'a, Result<i64, String>> {
+        use futures::StreamExt;
+        Box::pin(async move {
+            let options = bollard::exec::CreateExecOptions {
+                cmd: Some(cmd.to_vec()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            };
+            let created = self
+                .0
+                .create_exec(container, options)
+                .await
+                .map_err(|e| e.to_string())?;
+            match self
+                .0
+                .start_exec(&created.id, None)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                bollard::exec::StartExecResults::Attached { mut output, .. } => {
+                    // Drain the output so the command runs to completion.
+                    while let Some(chunk) = output.next().await {
+                        chunk.map_err(|e| e.to_string())?;
+                    }
+                }
+                bollard::exec::StartExecResults::Detached => {}
+            }
+            let inspected = self
+                .0
+                .inspect_exec(&created.id)
+                .await
+                .map_err(|e| e.to_string())?;
+            inspected
+                .exit_code
+                .ok_or_else(|| "exec finished without an exit code".to_owned())
+        })
+    }
+}
+
+/// `NodeApi` over kube.
+pub struct KubeNodes(pub kube::Client);
+
+impl NodeApi for KubeNodes {
+    fn nodes_with_label<'a>(
+        &'a self,
+        selector: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<NodeInfo>, String>> {
+        Box::pin(async move {
+            let api: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(self.0.clone());
+            let list = api
+                .list(&kube::api::ListParams::default().labels(selector))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(list
+                .items
+                .into_iter()
+                .map(|node| {
+                    let internal_ip = node
+                        .status
+                        .and_then(|s| s.addresses)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .find(|a| a.type_ == "InternalIP")
+                        .map(|a| a.address);
+                    NodeInfo {
+                        name: node.metadata.name.unwrap_or_default(),
+                        internal_ip,
+                    }
+                })
+                .collect())
+        })
+    }
+
+    fn delete_pods<'a>(
+        &'a self,
+        namespace: &'a str,
+        selector: &'a str,
+        node: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<String>, String>> {
+        Box::pin(async move {
+            let api: kube::Api<k8s_openapi::api::core::v1::Pod> =
+                kube::Api::namespaced(self.0.clone(), namespace);
+            let mut params = kube::api::ListParams::default().labels(selector);
+            let field;
+            if let Some(node) = node {
+                field = format!("spec.nodeName={node}");
+                params = params.fields(&field);
+            }
+            let pods = api.list(&params).await.map_err(|e| e.to_string())?;
+            let mut deleted = Vec::new();
+            for pod in pods.items {
+                let Some(name) = pod.metadata.name else {
+                    continue;
+                };
+                // Grace period 0: a killed site dies now, as in a crash.
+                let dp = kube::api::DeleteParams {
+                    grace_period_seconds: Some(0),
+                    ..Default::default()
+                };
+                match api.delete(&name, &dp).await {
+                    Ok(_) => deleted.push(name),
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => return Err(format!("delete pod {namespace}/{name}: {e}")),
+                }
+            }
+            Ok(deleted)
+        })
+    }
+
+    fn set_unschedulable<'a>(
+        &'a self,
+        node: &'a str,
+        unschedulable: bool,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let api: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(self.0.clone());
+            let patch = serde_json::json!({"spec": {"unschedulable": unschedulable}});
+            api.patch(
+                node,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        })
+    }
+
+    fn service_metrics<'a>(
+        &'a self,
+        namespace: &'a str,
+        service: &'a str,
+    ) -> BoxFuture<'a, Result<String, String>> {
+        Box::pin(async move {
+            let uri = format!("/api/v1/namespaces/{namespace}/services/{service}/proxy/metrics");
+            let request = http::Request::get(uri)
+                .body(Vec::new())
+                .map_err(|e| e.to_string())?;
+            self.0
+                .request_text(request)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}

@@ -1,0 +1,91 @@
+//! Where a scenario runs. A backend is a thin adapter: an API client for the steps
+//! (`cluster`), fault planning and execution, a metrics scrape, the workload's
+//! connection, site writability for single-writer, and the clock. Everything else —
+//! steps, polling, the ledger, invariants, reports — is the runner's, shared by both.
+
+pub mod k3d;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bloodraven::transport::SharedClock;
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use crate::cluster::SharedCluster;
+use crate::scenario::{BackendKind, Fault};
+use crate::workload::CounterTarget;
+
+/// How to inject a fault and how to undo it, as backend operations (data, so that the
+/// undo can be written to the ledger before the fault is applied and replayed by
+/// `bloodraven-chaos recover` in another process).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FaultPlan {
+    pub apply: Vec<Value>,
+    pub undo: Vec<Value>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    #[error("{backend} backend cannot inject `{fault}`: {reason}")]
+    UnsupportedFault {
+        backend: BackendKind,
+        fault: String,
+        reason: String,
+    },
+    #[error("{backend} backend: site {site:?} has no node (looked for nodes labelled {selector})")]
+    NoNodeForSite {
+        backend: BackendKind,
+        site: String,
+        selector: String,
+    },
+    #[error("{backend} backend: unknown ledger operation {op}: {message}")]
+    BadOperation {
+        backend: BackendKind,
+        op: String,
+        message: String,
+    },
+    #[error("{backend} backend: {operation}: {message}")]
+    Call {
+        backend: BackendKind,
+        operation: String,
+        message: String,
+    },
+    #[error("{backend} backend is not available: {reason}")]
+    Unavailable {
+        backend: BackendKind,
+        reason: String,
+    },
+}
+
+pub trait Backend: Send + Sync {
+    fn kind(&self) -> BackendKind;
+    /// A line for reports: which cluster, which context.
+    fn describe(&self) -> String;
+    /// The API operations scenario steps use.
+    fn cluster(&self) -> SharedCluster;
+    /// Wall time for timestamps (simulated time on sim).
+    fn clock(&self) -> SharedClock;
+    /// Decides the operations that inject `fault` and those that undo it, without
+    /// changing anything (it may read, e.g. to find a site's nodes).
+    fn plan_fault<'a>(
+        &'a self,
+        fault: &'a Fault,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<FaultPlan, BackendError>>;
+    /// Runs planned operations, in order.
+    fn execute<'a>(&'a self, ops: &'a [Value]) -> BoxFuture<'a, Result<(), BackendError>>;
+    /// The operator's /metrics body.
+    fn scrape_metrics(&self) -> BoxFuture<'_, Result<String, BackendError>>;
+    /// The counter workload's connection, when the backend has one.
+    fn counter(&self) -> Option<Arc<dyn CounterTarget>>;
+    /// Each site's current writability, when the backend can observe it.
+    fn writability(&self) -> BoxFuture<'_, Result<Option<BTreeMap<String, bool>>, BackendError>>;
+}
+
+pub type SharedBackend = Arc<dyn Backend>;
+
+/// Why `--backend sim` cannot run yet: said once, used by the CLI and the test harness.
+pub const SIM_NOT_BUILT: &str = "the simulated backend is not built yet: bloodraven-sim has no \
+World (simulated API server, kubelet, MySQL/Dragonfly models) on this branch. Run against a \
+live playground with --backend k3d, or merge the sim-cluster branch once it lands.";

@@ -1,0 +1,404 @@
+//! The `bloodraven-chaos` command line: list, run, run-all, recover. Wires options to
+//! the scenario loader, a backend, the runner and the reports; holds no logic of its own.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+
+use crate::backend::k3d::{K3dBackend, K3dConfig};
+use crate::backend::{SIM_NOT_BUILT, SharedBackend};
+use crate::ledger;
+use crate::report;
+use crate::runner::{self, RunConfig, ScenarioOutcome};
+use crate::scenario::{self, BackendKind, Scenario};
+
+const ABOUT: &str = "Run Bloodraven's chaos scenarios against a simulated or a live cluster.";
+
+const LONG_ABOUT: &str = "\
+Run Bloodraven's chaos scenarios against a simulated or a live cluster.
+
+A scenario is a YAML file, scenarios/NN-name.yaml; its id is the file name without
+.yaml. It applies a fixture, injects faults (kill-site, cordon, network-partition,
+partition between sites, node-crash, ...), and asserts on the MysqlFailoverGroup's
+status, Kubernetes Events and the operator's /metrics, while an optional counter
+workload checks that no acknowledged write is lost and that two sites are never
+writable at once. The format is documented in docs/scenarios.md.
+
+Every fault is written, with its undo, to a ledger (REPORT_DIR/ledgers/ID.ledger)
+before it is applied. If the runner itself dies, `bloodraven-chaos recover` undoes
+what it left behind.";
+
+const AFTER_HELP: &str = "\
+Examples:
+  bloodraven-chaos list
+  bloodraven-chaos list --tag failover
+  bloodraven-chaos run 02-kill-site-iad --backend k3d
+  bloodraven-chaos run ./my-experiment.yaml --backend k3d
+  bloodraven-chaos run-all --junit reports/junit.xml --parallel 2
+  bloodraven-chaos run 05-network-partition-iad --seed 1234     # replay a sim failure
+  bloodraven-chaos recover                                      # after a runner crash
+  bloodraven-chaos recover --ledger reports/ledgers/04-cordon-iad.ledger
+
+Exit status: 0 when every scenario passed, 1 when any failed, 2 when the command
+could not run (bad scenario file, backend unavailable, bad options).";
+
+#[derive(Debug, Parser)]
+#[command(name = "bloodraven-chaos", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Where scenarios live; `fixture: NAME` reads DIR/fixtures/NAME.yaml.
+    #[arg(long, global = true, default_value = "scenarios", value_name = "DIR")]
+    pub scenarios_dir: PathBuf,
+    /// Where the JSON report and the fault ledgers go.
+    #[arg(long, global = true, default_value = "reports", value_name = "DIR")]
+    pub report_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List scenarios: id, backends, tags and description.
+    List {
+        /// Only scenarios with this tag (repeat for any of several).
+        #[arg(long)]
+        tag: Vec<String>,
+    },
+    /// Run the given scenarios (ids from --scenarios-dir, or paths to YAML files).
+    Run {
+        #[arg(required = true, value_name = "ID|PATH")]
+        scenarios: Vec<String>,
+        #[command(flatten)]
+        options: RunOptions,
+    },
+    /// Run every scenario that supports the backend (optionally only some tags).
+    RunAll {
+        #[arg(long)]
+        tag: Vec<String>,
+        #[command(flatten)]
+        options: RunOptions,
+    },
+    /// Undo faults a crashed run left in effect, newest first, from its ledger(s).
+    Recover {
+        /// One ledger; default: every ledger under REPORT_DIR/ledgers with faults left.
+        #[arg(long, value_name = "PATH")]
+        ledger: Option<PathBuf>,
+        /// kubeconfig context of the live cluster.
+        #[arg(long, default_value = "k3d-bloodraven")]
+        k3d_context: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunOptions {
+    /// sim: the deterministic simulated cluster; k3d: a live playground cluster.
+    #[arg(long, value_enum, default_value_t = BackendKind::Sim)]
+    pub backend: BackendKind,
+    /// The simulation seed; a failing sim run prints the one to replay it with.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Also write JUnit XML here (one testsuite, one testcase per scenario).
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
+    /// Scenarios to run at once (sim only; k3d has one cluster and runs one at a time).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub parallel: usize,
+    /// Stop starting new scenarios after the first failure.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// kubeconfig context of the live cluster (k3d backend).
+    #[arg(long, default_value = "k3d-bloodraven")]
+    pub k3d_context: String,
+}
+
+/// Parses arguments and runs; the binary's whole `main`.
+pub async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run_cli(cli).await {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("bloodraven-chaos: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run_cli(cli: Cli) -> Result<ExitCode, String> {
+    match cli.command {
+        Command::List { tag } => {
+            let scenarios = load_dir(&cli.scenarios_dir, &tag)?;
+            if scenarios.is_empty() {
+                println!("no scenarios in {}", cli.scenarios_dir.display());
+            }
+            for s in &scenarios {
+                let backends: Vec<String> = s.backends.iter().map(ToString::to_string).collect();
+                println!(
+                    "{:<36} [{}] {{{}}}  {}",
+                    s.id,
+                    backends.join(","),
+                    s.tags.join(","),
+                    s.description
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { scenarios, options } => {
+            let loaded = scenarios
+                .iter()
+                .map(|arg| {
+                    scenario::load(&resolve(&cli.scenarios_dir, arg)).map_err(|e| e.to_string())
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            run_many(loaded, &options, &cli.report_dir).await
+        }
+        Command::RunAll { tag, options } => {
+            let all = load_dir(&cli.scenarios_dir, &tag)?;
+            let selected: Vec<Scenario> = all
+                .into_iter()
+                .filter(|s| s.supports(options.backend))
+                .collect();
+            if selected.is_empty() {
+                println!(
+                    "no scenarios for backend {} in {}",
+                    options.backend,
+                    cli.scenarios_dir.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            run_many(selected, &options, &cli.report_dir).await
+        }
+        Command::Recover {
+            ledger,
+            k3d_context,
+        } => recover(ledger, &cli.report_dir, &k3d_context).await,
+    }
+}
+
+/// `02-kill-site-iad` -> scenarios/02-kill-site-iad.yaml; anything that exists as a path
+/// (or ends in .yaml) is taken as a path.
+fn resolve(dir: &Path, arg: &str) -> PathBuf {
+    let as_path = PathBuf::from(arg);
+    if as_path.exists() || arg.ends_with(".yaml") || arg.ends_with(".yml") {
+        as_path
+    } else {
+        dir.join(format!("{arg}.yaml"))
+    }
+}
+
+fn load_dir(dir: &Path, tags: &[String]) -> Result<Vec<Scenario>, String> {
+    let mut scenarios = Vec::new();
+    let mut errors = Vec::new();
+    for path in scenario::discover(dir).map_err(|e| e.to_string())? {
+        match scenario::load(&path) {
+            Ok(s) => scenarios.push(s),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(format!("invalid scenario file(s):\n{}", errors.join("\n")));
+    }
+    Ok(scenarios
+        .into_iter()
+        .filter(|s| tags.is_empty() || s.tags.iter().any(|t| tags.contains(t)))
+        .collect())
+}
+
+async fn connect(kind: BackendKind, k3d_context: &str) -> Result<SharedBackend, String> {
+    match kind {
+        BackendKind::Sim => Err(SIM_NOT_BUILT.to_owned()),
+        BackendKind::K3d => {
+            let config = K3dConfig {
+                context: k3d_context.to_owned(),
+                ..K3dConfig::default()
+            };
+            K3dBackend::connect(config)
+                .await
+                .map(|b| Arc::new(b) as SharedBackend)
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+async fn run_many(
+    scenarios: Vec<Scenario>,
+    options: &RunOptions,
+    report_dir: &Path,
+) -> Result<ExitCode, String> {
+    for s in &scenarios {
+        if !s.supports(options.backend) {
+            return Err(format!(
+                "{} does not run on {} (backends: {:?})",
+                s.id, options.backend, s.backends
+            ));
+        }
+    }
+    // Fail before running anything when the backend cannot be built.
+    let first = connect(options.backend, &options.k3d_context).await?;
+    let parallel = match options.backend {
+        BackendKind::K3d if options.parallel > 1 => {
+            eprintln!(
+                "note: --parallel {} ignored: the k3d backend has one cluster",
+                options.parallel
+            );
+            1
+        }
+        _ => options.parallel.max(1),
+    };
+    let total = scenarios.len();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut first = Some(first);
+    let mut jobs = Vec::new();
+    for (i, s) in scenarios.into_iter().enumerate() {
+        let backend = match first.take() {
+            Some(b) => b,
+            None => connect(options.backend, &options.k3d_context).await?,
+        };
+        let mut config =
+            RunConfig::new(report_dir.join("ledgers").join(format!("{}.ledger", s.id)));
+        config.seed = options.seed;
+        let prefix = format!("[{}/{total}]", i + 1);
+        config.progress = Some(Arc::new(move |line: &str| eprintln!("{prefix} {line}")));
+        let stop = stop.clone();
+        let fail_fast = options.fail_fast;
+        jobs.push(async move {
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                return None;
+            }
+            let outcome = runner::run_scenario(&s, backend, &config).await;
+            let verdict = if outcome.passed() { "PASS" } else { "FAIL" };
+            eprintln!(
+                "{} {} {verdict} in {:.1}s",
+                config_prefix(&config),
+                s.id,
+                outcome.wall_ms as f64 / 1000.0
+            );
+            if !outcome.passed() {
+                eprintln!("{}", report::failure_text(&outcome));
+                if fail_fast {
+                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+            Some(outcome)
+        });
+    }
+    let outcomes: Vec<ScenarioOutcome> = futures::stream::iter(jobs)
+        .buffered(parallel)
+        .filter_map(|o| async move { o })
+        .collect()
+        .await;
+    print!("\n{}", report::summary_table(&outcomes));
+    let json = report::write_json(report_dir, options.backend, options.seed, &outcomes)
+        .map_err(|e| e.to_string())?;
+    println!("JSON report: {}", json.display());
+    if let Some(path) = &options.junit {
+        let junit = report::junit("bloodraven-chaos", options.backend, options.seed, &outcomes);
+        report::write_junit(path, &junit).map_err(|e| e.to_string())?;
+        println!("JUnit report: {}", path.display());
+    }
+    let failed: Vec<&ScenarioOutcome> = outcomes.iter().filter(|o| !o.passed()).collect();
+    for o in &failed {
+        println!("replay {}: {}", o.id, report::replay_command(o));
+    }
+    Ok(if failed.is_empty() && outcomes.len() == total {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn config_prefix(config: &RunConfig) -> String {
+    config
+        .ledger_path
+        .file_stem()
+        .map(|s| format!("[{}]", s.to_string_lossy()))
+        .unwrap_or_default()
+}
+
+async fn recover(
+    ledger_path: Option<PathBuf>,
+    report_dir: &Path,
+    k3d_context: &str,
+) -> Result<ExitCode, String> {
+    let paths = match ledger_path {
+        Some(p) => vec![p],
+        None => {
+            let dir = report_dir.join("ledgers");
+            let mut found: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "ledger"))
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            found.sort();
+            found
+        }
+    };
+    let mut failed = false;
+    let mut undone = 0;
+    for path in &paths {
+        let recovery = ledger::read_for_recovery(path).map_err(|e| e.to_string())?;
+        if recovery.pending.is_empty() {
+            continue;
+        }
+        if recovery.backend == BackendKind::Sim {
+            println!(
+                "{}: sim run; the simulated cluster ended with the runner, nothing to undo",
+                path.display()
+            );
+            continue;
+        }
+        let backend = connect(recovery.backend, k3d_context).await?;
+        let result = recover_ledger(path, &backend).await?;
+        for line in &result.undone {
+            println!("{}: undid {line}", recovery.scenario);
+        }
+        for line in &result.errors {
+            eprintln!("{}: could not undo {line}", recovery.scenario);
+        }
+        undone += result.undone.len();
+        failed |= !result.errors.is_empty();
+    }
+    println!(
+        "recover: {undone} fault(s) undone from {} ledger(s)",
+        paths.len()
+    );
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// What `recover_ledger` did: one line per fault undone, one per fault it could not undo.
+#[derive(Debug, Default)]
+pub struct RecoveryResult {
+    pub undone: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+/// Undoes the faults a ledger still lists, newest first, with an already-built backend,
+/// marking each undone in the ledger as it goes (so a second recover does nothing).
+pub async fn recover_ledger(
+    path: &Path,
+    backend: &SharedBackend,
+) -> Result<RecoveryResult, String> {
+    let recovery = ledger::read_for_recovery(path).map_err(|e| e.to_string())?;
+    let clock = backend.clock();
+    let mut result = RecoveryResult::default();
+    for entry in &recovery.pending {
+        let what = format!("#{} {} ({})", entry.seq, entry.fault, entry.step);
+        match backend.execute(&entry.undo).await {
+            Ok(()) => {
+                ledger::append_undone(path, entry.seq, clock.now().to_string())
+                    .map_err(|e| e.to_string())?;
+                result.undone.push(what);
+            }
+            Err(e) => result.errors.push(format!("{what}: {e}")),
+        }
+    }
+    Ok(result)
+}

@@ -1,0 +1,298 @@
+//! The Kubernetes API operations scenario steps need (apply, get, merge-patch, delete,
+//! Events), behind a small trait. Both backends hand the runner a `KubeCluster` over
+//! their `kube::Client`; the trait exists so the runner can be tested without a server.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
+use serde_json::Value;
+
+use crate::scenario::ObjectRef;
+
+/// The field manager for everything the runner writes.
+pub const FIELD_MANAGER: &str = "bloodraven-chaos";
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClusterError {
+    #[error("API discovery failed: {0}")]
+    Discovery(String),
+    #[error("no API resource has kind {kind}{}", api_version.as_ref().map(|v| format!(" in {v}")).unwrap_or_default())]
+    UnknownKind {
+        kind: String,
+        api_version: Option<String>,
+    },
+    #[error("kind {kind} is served by {candidates}; add apiVersion to the reference")]
+    AmbiguousKind { kind: String, candidates: String },
+    #[error("manifest has no {0}")]
+    BadManifest(&'static str),
+    #[error("{verb} {object}: {message}")]
+    Api {
+        verb: &'static str,
+        object: String,
+        message: String,
+    },
+}
+
+/// Object references carry a namespace once resolved (fixture namespace as default).
+pub trait Cluster: Send + Sync {
+    /// Server-side apply of one manifest (namespace defaulted to `namespace`).
+    fn apply<'a>(
+        &'a self,
+        manifest: &'a Value,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<(), ClusterError>>;
+    /// The object as JSON, or `None` when it does not exist.
+    fn get<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Value>, ClusterError>>;
+    /// A JSON merge patch (RFC 7386).
+    fn merge_patch<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        namespace: &'a str,
+        patch: &'a Value,
+    ) -> BoxFuture<'a, Result<(), ClusterError>>;
+    /// Deletes the object; deleting a missing object is not an error.
+    fn delete<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<(), ClusterError>>;
+    /// core/v1 Events whose involvedObject is the object.
+    fn events<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Value>, ClusterError>>;
+}
+
+pub type SharedCluster = Arc<dyn Cluster>;
+
+/// `Cluster` over a `kube::Client`, resolving kinds through API discovery (run once,
+/// lazily, so CRDs installed by the fixture are found).
+pub struct KubeCluster {
+    client: kube::Client,
+    discovery: tokio::sync::Mutex<Option<Arc<Discovery>>>,
+}
+
+impl KubeCluster {
+    pub fn new(client: kube::Client) -> Self {
+        Self {
+            client,
+            discovery: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    async fn discovery(&self, refresh: bool) -> Result<Arc<Discovery>, ClusterError> {
+        let mut guard = self.discovery.lock().await;
+        if let Some(d) = guard.as_ref()
+            && !refresh
+        {
+            return Ok(d.clone());
+        }
+        let d = Discovery::new(self.client.clone())
+            .run()
+            .await
+            .map_err(|e| ClusterError::Discovery(e.to_string()))?;
+        let d = Arc::new(d);
+        *guard = Some(d.clone());
+        Ok(d)
+    }
+
+    /// Finds the resource for a kind, re-running discovery once if it is unknown (the
+    /// fixture may just have installed its CRD).
+    async fn resolve(
+        &self,
+        kind: &str,
+        api_version: Option<&str>,
+    ) -> Result<(ApiResource, ApiCapabilities), ClusterError> {
+        for refresh in [false, true] {
+            let discovery = self.discovery(refresh).await?;
+            let mut found: Vec<(ApiResource, ApiCapabilities)> = discovery
+                .groups()
+                .flat_map(|g| g.recommended_resources())
+                .filter(|(ar, _)| ar.kind == kind)
+                .filter(|(ar, _)| api_version.is_none_or(|v| ar.api_version == v))
+                .collect();
+            found.sort_by(|a, b| a.0.api_version.cmp(&b.0.api_version));
+            match found.len() {
+                0 => continue,
+                1 => return Ok(found.remove(0)),
+                _ => {
+                    return Err(ClusterError::AmbiguousKind {
+                        kind: kind.to_owned(),
+                        candidates: found
+                            .iter()
+                            .map(|(ar, _)| ar.api_version.clone())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+            }
+        }
+        Err(ClusterError::UnknownKind {
+            kind: kind.to_owned(),
+            api_version: api_version.map(str::to_owned),
+        })
+    }
+
+    async fn api(
+        &self,
+        kind: &str,
+        api_version: Option<&str>,
+        namespace: &str,
+    ) -> Result<Api<DynamicObject>, ClusterError> {
+        let (ar, caps) = self.resolve(kind, api_version).await?;
+        Ok(match caps.scope {
+            Scope::Namespaced => Api::namespaced_with(self.client.clone(), namespace, &ar),
+            Scope::Cluster => Api::all_with(self.client.clone(), &ar),
+        })
+    }
+}
+
+fn api_error(verb: &'static str, object: &ObjectRef, e: kube::Error) -> ClusterError {
+    ClusterError::Api {
+        verb,
+        object: object.to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(status) if status.code == 404)
+}
+
+impl Cluster for KubeCluster {
+    fn apply<'a>(
+        &'a self,
+        manifest: &'a Value,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<(), ClusterError>> {
+        Box::pin(async move {
+            let kind = manifest
+                .get("kind")
+                .and_then(Value::as_str)
+                .ok_or(ClusterError::BadManifest("kind"))?;
+            let api_version = manifest
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .ok_or(ClusterError::BadManifest("apiVersion"))?;
+            let name = manifest
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .ok_or(ClusterError::BadManifest("metadata.name"))?;
+            let ns = manifest
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or(namespace);
+            let object = ObjectRef {
+                kind: kind.to_owned(),
+                name: name.to_owned(),
+                namespace: Some(ns.to_owned()),
+                api_version: Some(api_version.to_owned()),
+            };
+            let api = self.api(kind, Some(api_version), ns).await?;
+            api.patch(
+                name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(manifest),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| api_error("apply", &object, e))
+        })
+    }
+
+    fn get<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Value>, ClusterError>> {
+        Box::pin(async move {
+            let ns = object.namespace.as_deref().unwrap_or(namespace);
+            let api = self
+                .api(&object.kind, object.api_version.as_deref(), ns)
+                .await?;
+            match api.get(&object.name).await {
+                Ok(obj) => serde_json::to_value(obj)
+                    .map(Some)
+                    .map_err(|e| ClusterError::Api {
+                        verb: "get",
+                        object: object.to_string(),
+                        message: e.to_string(),
+                    }),
+                Err(e) if is_not_found(&e) => Ok(None),
+                Err(e) => Err(api_error("get", object, e)),
+            }
+        })
+    }
+
+    fn merge_patch<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        namespace: &'a str,
+        patch: &'a Value,
+    ) -> BoxFuture<'a, Result<(), ClusterError>> {
+        Box::pin(async move {
+            let ns = object.namespace.as_deref().unwrap_or(namespace);
+            let api = self
+                .api(&object.kind, object.api_version.as_deref(), ns)
+                .await?;
+            api.patch(&object.name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .map(|_| ())
+                .map_err(|e| api_error("patch", object, e))
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<(), ClusterError>> {
+        Box::pin(async move {
+            let ns = object.namespace.as_deref().unwrap_or(namespace);
+            let api = self
+                .api(&object.kind, object.api_version.as_deref(), ns)
+                .await?;
+            match api.delete(&object.name, &DeleteParams::default()).await {
+                Ok(_) => Ok(()),
+                Err(e) if is_not_found(&e) => Ok(()),
+                Err(e) => Err(api_error("delete", object, e)),
+            }
+        })
+    }
+
+    fn events<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Value>, ClusterError>> {
+        Box::pin(async move {
+            let ns = object.namespace.as_deref().unwrap_or(namespace);
+            let api: Api<k8s_openapi::api::core::v1::Event> =
+                Api::namespaced(self.client.clone(), ns);
+            let selector = format!(
+                "involvedObject.kind={},involvedObject.name={}",
+                object.kind, object.name
+            );
+            let list = api
+                .list(&ListParams::default().fields(&selector))
+                .await
+                .map_err(|e| api_error("list events for", object, e))?;
+            list.items
+                .into_iter()
+                .map(serde_json::to_value)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ClusterError::Api {
+                    verb: "list events for",
+                    object: object.to_string(),
+                    message: e.to_string(),
+                })
+        })
+    }
+}

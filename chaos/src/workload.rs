@@ -1,0 +1,233 @@
+//! The counter workload: one increment per tick through the primary Service (and an
+//! INCR through the Dragonfly Service when `cache: true`), with every attempt, ack,
+//! error and value recorded against the clock seam. The history is what the invariant
+//! checkers (`invariants`) and `workload` assertions read; this module only records.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bloodraven::transport::SharedClock;
+use futures::future::BoxFuture;
+use serde::Serialize;
+
+use crate::scenario::CounterSpec;
+
+/// Unix time in milliseconds, as read from the clock seam.
+pub type Millis = i64;
+
+pub fn now_ms(clock: &SharedClock) -> Millis {
+    clock.now().as_millisecond()
+}
+
+/// What a successful increment reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CounterAck {
+    /// The counter's value after this increment.
+    pub value: u64,
+    /// The site whose mysqld committed it.
+    pub site: String,
+}
+
+/// The workload's connection to the system under test, provided by the backend.
+pub trait CounterTarget: Send + Sync {
+    /// Commits increment number `seq` through the primary Service.
+    fn increment(&self, seq: u64) -> BoxFuture<'_, Result<CounterAck, String>>;
+    /// INCR through the Dragonfly Service; returns the cache counter's value.
+    fn cache_incr(&self) -> BoxFuture<'_, Result<u64, String>>;
+    /// The increment numbers present on the current primary, for no-acknowledged-write-lost.
+    fn committed(&self) -> BoxFuture<'_, Result<BTreeSet<u64>, String>>;
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "outcome")]
+pub enum WriteOutcome {
+    Acked { value: u64, site: String },
+    Failed { error: String },
+}
+
+/// One increment attempt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WriteRecord {
+    pub seq: u64,
+    pub invoked_at: Millis,
+    pub completed_at: Millis,
+    #[serde(flatten)]
+    pub outcome: WriteOutcome,
+}
+
+impl WriteRecord {
+    pub fn acked_site(&self) -> Option<&str> {
+        match &self.outcome {
+            WriteOutcome::Acked { site, .. } => Some(site),
+            WriteOutcome::Failed { .. } => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CacheRecord {
+    pub at: Millis,
+    pub result: Result<u64, String>,
+}
+
+/// A site's writability as observed at an instant (sim: from the MySQL models; live:
+/// from polling `read_only` on each site).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WritabilitySample {
+    pub at: Millis,
+    pub site: String,
+    pub writable: bool,
+}
+
+/// Everything the workload saw during one run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct History {
+    pub writes: Vec<WriteRecord>,
+    pub cache: Vec<CacheRecord>,
+    pub writability: Vec<WritabilitySample>,
+}
+
+impl History {
+    pub fn acknowledged(&self) -> impl Iterator<Item = &WriteRecord> {
+        self.writes
+            .iter()
+            .filter(|w| matches!(w.outcome, WriteOutcome::Acked { .. }))
+    }
+}
+
+pub type SharedHistory = Arc<Mutex<History>>;
+
+/// Runs the counter until `stop` flips to true: one increment per tick, waiting for
+/// each to finish before the next (a single sequential client, so that acks are
+/// totally ordered and write-unavailability windows are well defined).
+pub async fn run_counter(
+    target: Arc<dyn CounterTarget>,
+    spec: CounterSpec,
+    clock: SharedClock,
+    history: SharedHistory,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let per_second = u64::from(spec.writes_per_second.max(1));
+    let tick = Duration::from_millis(1000 / per_second);
+    let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seq = 0u64;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        seq += 1;
+        let invoked_at = now_ms(&clock);
+        let outcome = match target.increment(seq).await {
+            Ok(ack) => WriteOutcome::Acked {
+                value: ack.value,
+                site: ack.site,
+            },
+            Err(error) => WriteOutcome::Failed { error },
+        };
+        let completed_at = now_ms(&clock);
+        let cache = if spec.cache {
+            let result = target.cache_incr().await;
+            Some(CacheRecord {
+                at: now_ms(&clock),
+                result,
+            })
+        } else {
+            None
+        };
+        if let Ok(mut h) = history.lock() {
+            h.writes.push(WriteRecord {
+                seq,
+                invoked_at,
+                completed_at,
+                outcome,
+            });
+            h.cache.extend(cache);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bloodraven::transport::Clock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// A clock that follows tokio's (paused) time, so the test is instant and exact.
+    struct TokioClock(tokio::time::Instant);
+    impl Clock for TokioClock {
+        fn now(&self) -> jiff::Timestamp {
+            let ms = self.0.elapsed().as_millis() as i64;
+            jiff::Timestamp::from_millisecond(1_700_000_000_000 + ms).unwrap()
+        }
+    }
+
+    /// Fails every third increment; acks the rest from "iad".
+    struct Flaky(AtomicU64);
+    impl CounterTarget for Flaky {
+        fn increment(&self, seq: u64) -> BoxFuture<'_, Result<CounterAck, String>> {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                if seq.is_multiple_of(3) {
+                    return Err("connection refused".into());
+                }
+                let value = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+                Ok(CounterAck {
+                    value,
+                    site: "iad".into(),
+                })
+            })
+        }
+        fn cache_incr(&self) -> BoxFuture<'_, Result<u64, String>> {
+            Box::pin(async { Ok(7) })
+        }
+        fn committed(&self) -> BoxFuture<'_, Result<BTreeSet<u64>, String>> {
+            Box::pin(async { Ok(BTreeSet::new()) })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn records_attempts_acks_errors_and_cache_values_on_the_clock() {
+        let clock: SharedClock = Arc::new(TokioClock(tokio::time::Instant::now()));
+        let history = SharedHistory::default();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let spec = CounterSpec {
+            writes_per_second: 10,
+            cache: true,
+        };
+        let task = tokio::spawn(run_counter(
+            Arc::new(Flaky(AtomicU64::new(0))),
+            spec,
+            clock,
+            history.clone(),
+            stop_rx,
+        ));
+        tokio::time::sleep(Duration::from_millis(950)).await;
+        stop_tx.send(true).unwrap();
+        task.await.unwrap();
+        let h = history.lock().unwrap();
+        assert_eq!(h.writes.len(), 10, "{:?}", h.writes);
+        assert_eq!(
+            h.writes.iter().map(|w| w.seq).collect::<Vec<_>>(),
+            (1..=10).collect::<Vec<_>>()
+        );
+        assert_eq!(h.acknowledged().count(), 7);
+        let third = &h.writes[2];
+        assert_eq!(
+            third.outcome,
+            WriteOutcome::Failed {
+                error: "connection refused".into()
+            }
+        );
+        // Ticks every 100ms from t=0, each write takes 5ms of (virtual) time.
+        assert_eq!(h.writes[1].invoked_at - h.writes[0].invoked_at, 100);
+        assert_eq!(h.writes[0].completed_at - h.writes[0].invoked_at, 5);
+        assert_eq!(h.cache.len(), 10);
+        assert_eq!(h.cache[0].result, Ok(7));
+    }
+}

@@ -1,0 +1,82 @@
+//! `bloodraven-sim`: runs the simulated cluster outside tests. `serve` is the playground
+//! that needs no Docker: the simulated cluster in real time, reachable with kubectl.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "bloodraven-sim",
+    about = "Deterministic simulated Kubernetes cluster for Bloodraven"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the simulated playground in real time with the API server on a local port.
+    Serve {
+        /// Local port of the API server (0 picks a free one; see the kubeconfig).
+        #[arg(long, default_value_t = 6443)]
+        port: u16,
+        /// Address to listen on.
+        #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+        address: IpAddr,
+        /// Where to write the kubeconfig.
+        #[arg(long, default_value = "bloodraven-sim.kubeconfig")]
+        kubeconfig: PathBuf,
+        /// The seed of every random choice in the simulation.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Manifests (multi-document YAML) to create at start.
+        #[arg(long = "apply", value_name = "FILE")]
+        manifests: Vec<PathBuf>,
+        /// Stop after this many seconds (default: run until interrupted).
+        #[arg(long)]
+        duration_seconds: Option<u64>,
+        /// Simulated milliseconds per step.
+        #[arg(long, default_value_t = 2)]
+        tick_ms: u64,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve {
+            port,
+            address,
+            kubeconfig,
+            seed,
+            manifests,
+            duration_seconds,
+            tick_ms,
+        } => bloodraven_sim::serve::serve(&bloodraven_sim::serve::ServeOptions {
+            listen: SocketAddr::new(address, port),
+            kubeconfig,
+            seed,
+            manifests,
+            duration: duration_seconds.map(Duration::from_secs),
+            tick: Duration::from_millis(tick_ms.max(1)),
+        }),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bloodraven-sim: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

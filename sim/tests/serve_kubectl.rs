@@ -1,0 +1,210 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Serve mode against the real kubectl: the simulated playground in real time must
+//! answer `get nodes/pods -o wide`, `cordon`/`uncordon`, `delete pod` (recreated by its
+//! StatefulSet) and `get events --sort-by=.lastTimestamp`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const KUBECTL: &str = "/usr/bin/kubectl";
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String) {
+    let output = Command::new(KUBECTL)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("{what} did not happen within {timeout:?}; last: {last}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(250)),
+        }
+    }
+}
+
+#[test]
+fn kubectl_works_against_serve_mode() {
+    assert!(
+        Path::new(KUBECTL).exists(),
+        "kubectl is required at {KUBECTL} for this test; install it (e.g. `apt-get install -y kubectl` from the Kubernetes apt repository, or download https://dl.k8s.io/release/$(curl -Ls https://dl.k8s.io/release/stable.txt)/bin/linux/amd64/kubectl into /usr/bin)"
+    );
+    let dir = tempfile_dir();
+    let kubeconfig = dir.join("kubeconfig");
+    let manifest = dir.join("web.yaml");
+    std::fs::write(&manifest, MANIFEST).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_bloodraven-sim"))
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--seed",
+            "5",
+            "--duration-seconds",
+            "120",
+        ])
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--apply")
+        .arg(&manifest)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = Server(child);
+    eventually("kubeconfig written", Duration::from_secs(30), || {
+        if kubeconfig.exists() {
+            Ok(())
+        } else {
+            Err("no kubeconfig yet".into())
+        }
+    });
+
+    let (ok, nodes) = kubectl(&kubeconfig, &["get", "nodes", "-o", "wide"]);
+    assert!(ok, "{nodes}");
+    for expected in [
+        "bloodraven-control-plane",
+        "bloodraven-iad",
+        "bloodraven-pdx",
+        "Ready",
+        "192.168.",
+    ] {
+        assert!(
+            nodes.contains(expected),
+            "missing {expected:?} in:\n{nodes}"
+        );
+    }
+    let (ok, zoned) = kubectl(
+        &kubeconfig,
+        &[
+            "get",
+            "nodes",
+            "-l",
+            "topology.kubernetes.io/zone=zone-iad",
+            "-o",
+            "name",
+        ],
+    );
+    assert!(ok && zoned.trim() == "node/bloodraven-iad", "{zoned}");
+
+    eventually("web pods running", Duration::from_secs(30), || {
+        let (_, pods) = kubectl(&kubeconfig, &["get", "pods", "-o", "wide"]);
+        if pods.matches("Running").count() == 2 && pods.contains("bloodraven-iad") {
+            Ok(())
+        } else {
+            Err(pods)
+        }
+    });
+
+    let (ok, out) = kubectl(&kubeconfig, &["cordon", "bloodraven-iad"]);
+    assert!(ok, "{out}");
+    let (_, nodes) = kubectl(&kubeconfig, &["get", "nodes"]);
+    assert!(nodes.contains("Ready,SchedulingDisabled"), "{nodes}");
+    let (ok, out) = kubectl(&kubeconfig, &["uncordon", "bloodraven-iad"]);
+    assert!(ok, "{out}");
+    let (_, nodes) = kubectl(&kubeconfig, &["get", "nodes"]);
+    assert!(!nodes.contains("SchedulingDisabled"), "{nodes}");
+
+    let (_, before) = kubectl(
+        &kubeconfig,
+        &["get", "pod", "web-0", "-o", "jsonpath={.metadata.uid}"],
+    );
+    let (ok, out) = kubectl(
+        &kubeconfig,
+        &["delete", "pod", "web-0", "--wait=true", "--timeout=30s"],
+    );
+    assert!(ok, "{out}");
+    eventually(
+        "web-0 recreated by its StatefulSet",
+        Duration::from_secs(30),
+        || {
+            let (_, uid) = kubectl(
+                &kubeconfig,
+                &["get", "pod", "web-0", "-o", "jsonpath={.metadata.uid}"],
+            );
+            let (_, phase) = kubectl(
+                &kubeconfig,
+                &["get", "pod", "web-0", "-o", "jsonpath={.status.phase}"],
+            );
+            if !uid.is_empty() && uid != before && phase == "Running" {
+                Ok(())
+            } else {
+                Err(format!("{uid} {phase}"))
+            }
+        },
+    );
+
+    let (ok, events) = kubectl(&kubeconfig, &["get", "events", "--sort-by=.lastTimestamp"]);
+    assert!(ok, "{events}");
+    for expected in ["Scheduled", "Started", "Killing", "SuccessfulCreate"] {
+        assert!(
+            events.contains(expected),
+            "missing {expected:?} in:\n{events}"
+        );
+    }
+}
+
+fn tempfile_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bloodraven-sim-serve-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+const MANIFEST: &str = r#"
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  clusterIP: None
+  selector:
+    app: web
+  ports:
+  - port: 7000
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: web
+spec:
+  replicas: 2
+  serviceName: web
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      nodeSelector:
+        topology.kubernetes.io/zone: zone-iad
+      containers:
+      - name: echo
+        image: bloodraven.sim/echo:1
+        env:
+        - name: PORT
+          value: "7000"
+"#;
