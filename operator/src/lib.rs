@@ -9,5 +9,7 @@
 pub mod api;
 pub mod cli;
 pub mod schema;
+pub mod engine;
+pub mod gtid;
 pub mod transport;
 pub mod validate;
