@@ -4,5 +4,16 @@
 //! network and simulated time. Nothing in the operator asks which one it has.
 
 mod clock;
+pub mod dragonfly;
+pub mod mysql;
 
 pub use clock::{Clock, SharedClock, SystemClock};
+pub use dragonfly::{
+    DragonflyConnectError, DragonflyConnector, DragonflyTarget, DragonflyTimeouts,
+    SharedDragonflyConnector,
+};
+pub use mysql::{
+    CloneDonor, GtidWait, IoThreadState, MysqlConnector, MysqlError, MysqlSession, MysqlStatus,
+    MysqlTarget, MysqlTimeouts, ReadOnlyMode, ReplicaStatus, ReplicationError, ReplicationSource,
+    SemisyncSourceStatus, SharedMysqlConnector,
+};
