@@ -7,9 +7,10 @@
 //! run observe -> decide -> act; `transport` is the seam the simulation plugs into.
 
 pub mod api;
+pub mod children;
 pub mod cli;
-pub mod schema;
 pub mod engine;
 pub mod gtid;
+pub mod schema;
 pub mod transport;
 pub mod validate;
