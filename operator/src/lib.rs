@@ -6,11 +6,13 @@
 //! decision logic; `adapters` talk to MySQL, Dragonfly and Kubernetes; `controllers`
 //! run observe -> decide -> act; `transport` is the seam the simulation plugs into.
 
+pub mod adapters;
 pub mod api;
 pub mod children;
 pub mod cli;
 pub mod engine;
 pub mod gtid;
+pub mod metrics;
 pub mod schema;
 pub mod transport;
 pub mod validate;

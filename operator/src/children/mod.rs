@@ -222,3 +222,56 @@ fn check_server_ids(group: &MysqlFailoverGroup) -> Result<(), BuildError> {
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+/// One desired child, type-erased for the applier: its API resource (for the URL) and
+/// its body as JSON (the server-side apply patch).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredObject {
+    pub resource: kube::core::ApiResource,
+    pub namespace: String,
+    pub name: String,
+    pub body: serde_json::Value,
+}
+
+impl DesiredObject {
+    pub fn of<K>(object: &K) -> Result<Self, serde_json::Error>
+    where
+        K: Resource<DynamicType = ()> + serde::Serialize,
+    {
+        Ok(Self {
+            resource: kube::core::ApiResource::erase::<K>(&()),
+            namespace: object.meta().namespace.clone().unwrap_or_default(),
+            name: object.meta().name.clone().unwrap_or_default(),
+            body: serde_json::to_value(object)?,
+        })
+    }
+
+    /// `Kind namespace/name`, for errors and logs.
+    pub fn describe(&self) -> String {
+        format!("{} {}/{}", self.resource.kind, self.namespace, self.name)
+    }
+}
+
+impl Children {
+    /// Every child in apply order: RBAC, the writer Lease, per site the Services, the
+    /// StatefulSet and the PDB, then the primary Service and the DNSEndpoint.
+    pub fn objects(&self) -> Result<Vec<DesiredObject>, serde_json::Error> {
+        let mut out = vec![
+            DesiredObject::of(&self.service_account)?,
+            DesiredObject::of(&self.role)?,
+            DesiredObject::of(&self.role_binding)?,
+            DesiredObject::of(&self.writer_lease)?,
+        ];
+        for site in &self.sites {
+            out.push(DesiredObject::of(&site.headless_service)?);
+            out.push(DesiredObject::of(&site.service)?);
+            out.push(DesiredObject::of(&site.statefulset)?);
+            out.push(DesiredObject::of(&site.pod_disruption_budget)?);
+        }
+        out.push(DesiredObject::of(&self.primary_service)?);
+        if let Some(dns) = &self.dns_endpoint {
+            out.push(DesiredObject::of(dns)?);
+        }
+        Ok(out)
+    }
+}
