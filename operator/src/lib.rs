@@ -14,5 +14,6 @@ pub mod engine;
 pub mod gtid;
 pub mod metrics;
 pub mod schema;
+pub mod sidecar;
 pub mod transport;
 pub mod validate;
