@@ -112,8 +112,21 @@ impl SidecarLease {
 pub struct LeaseRecord {
     pub holder: Option<String>,
     pub renew_time: Option<String>,
-    pub resource_version: String,
+    /// `None` when the Lease object does not exist.
+    pub resource_version: Option<String>,
     pub declared_duration: Option<Duration>,
+}
+
+impl LeaseRecord {
+    /// The record of a Lease object that does not exist.
+    pub fn absent() -> Self {
+        Self {
+            holder: None,
+            renew_time: None,
+            resource_version: None,
+            declared_duration: None,
+        }
+    }
 }
 
 /// The operator's view of the lease: the record plus when, on the operator's own
@@ -149,10 +162,11 @@ impl LeaseSighting {
         timing.operator_expiry_at(self.seen_change_at, self.record.declared_duration)
     }
 
-    /// Expired after `seen + duration + margin`. A lease without a holder has nobody to
-    /// wait for.
+    /// Expired after `seen + duration + margin`. This holds for a lease without holder
+    /// (or a deleted Lease) too: whoever held it before the change the operator saw
+    /// may have renewed just before it, so it gets the same full wait.
     pub fn expired(&self, timing: &LeaseTiming, now: Millis) -> bool {
-        self.record.holder.is_none() || now >= self.expires_at(timing)
+        now >= self.expires_at(timing)
     }
 }
 
@@ -169,7 +183,7 @@ mod tests {
         LeaseRecord {
             holder: Some(holder.into()),
             renew_time: Some(renew.into()),
-            resource_version: rv.into(),
+            resource_version: Some(rv.into()),
             declared_duration: Some(Duration::from_secs(10)),
         }
     }
@@ -285,10 +299,13 @@ mod tests {
     }
 
     #[test]
-    fn a_lease_without_holder_is_expired() {
-        let mut rec = record("iad", "t0", "1");
-        rec.holder = None;
-        assert!(LeaseSighting::observe(None, rec, Millis(0)).expired(&timing(), Millis(0)));
+    fn a_lease_that_lost_its_holder_still_gets_the_full_wait() {
+        // Deleted (or emptied) while iad held it: iad may have renewed just before, so
+        // the absence counts from when the operator first saw it.
+        let held = LeaseSighting::observe(None, record("iad", "t0", "1"), Millis(0));
+        let gone = LeaseSighting::observe(Some(&held), LeaseRecord::absent(), Millis(5_000));
+        assert!(!gone.expired(&timing(), Millis(16_999)));
+        assert!(gone.expired(&timing(), Millis(17_000)));
     }
 
     /// One renewal attempt by the sidecar, in real time (the model assumes the two
@@ -360,7 +377,7 @@ mod tests {
                 let rec = LeaseRecord {
                     holder: Some("iad".into()),
                     renew_time: Some(format!("renewal-{latest}")),
-                    resource_version: format!("{latest}"),
+                    resource_version: Some(format!("{latest}")),
                     declared_duration: None,
                 };
                 let seen = LeaseSighting::observe(sighting.as_ref(), rec, Millis(poll_at));

@@ -1,6 +1,232 @@
 //! The decision engine: the pure heart of the operator. An observed snapshot and the
 //! time go in; actions, a status and Event intents come out. No I/O and no clock reads
 //! happen here, so every decision is a table test.
+//!
+//! Reading order: `snapshot` (what is observed), `decide` below (which situation we
+//! are in), then one module per situation: `bootstrap`, `steady`, `emergency`,
+//! `planned`, `recovery`; `fencing` guards every promotion, `health` summarises.
 
+mod bootstrap;
+pub mod decision;
+mod election;
+mod emergency;
+mod fencing;
+mod health;
 pub mod lease;
+mod planned;
+mod recovery;
+pub mod snapshot;
+pub mod status;
+mod steady;
 pub mod time;
+
+#[cfg(test)]
+mod safety_tests;
+#[cfg(test)]
+pub(crate) mod testkit;
+
+use jiff::Timestamp;
+
+pub use decision::{Action, Decision, EventIntent, EventKind, EventReason, MetricIntent, Role};
+pub use lease::{LeaseRecord, LeaseSighting, LeaseTiming, LeaseTimingError, SidecarLease};
+pub use snapshot::{
+    Annotations, EngineMemory, Knobs, Leadership, MysqlObservation, MysqlProbe,
+    PLANNED_FAILOVER_ANNOTATION, PodObservation, RECLONE_SITE_ANNOTATION, ReplicationObservation,
+    SiteObservation, Snapshot,
+};
+pub use status::{
+    EmergencyFailover, EmergencyPhase, FailoverKind, FailoverResult, GroupStatus, Health,
+    LastFailover, PlannedFailover, PlannedPhase, Recovery, RecoveryState, SiteState, SiteStatus,
+};
+pub use time::Millis;
+
+/// The time a decision is made at: the operator's monotonic clock for every decision,
+/// and the wall clock (from the transport `Clock`) only to stamp status timestamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    pub mono: Millis,
+    pub wall: Timestamp,
+}
+
+/// Decides what to do about one failover group. Without leadership nothing is
+/// decided and nothing is written.
+pub fn decide(snapshot: &Snapshot, now: Now) -> Decision {
+    if snapshot.leadership != Leadership::Leader {
+        return Decision::default();
+    }
+    let mut ctx = Ctx::new(snapshot, now);
+
+    // Safety before anything else: a writable site that does not hold the lease is
+    // fenced whatever else is going on.
+    fencing::fence_unsafe_writers(&mut ctx);
+
+    if ctx.status.failover.is_some() {
+        emergency::step(&mut ctx);
+    } else if ctx.status.active_site.is_none() {
+        bootstrap::step(&mut ctx);
+    }
+    if ctx.status.failover.is_none() && ctx.status.active_site.is_some() {
+        if ctx.status.planned_in_progress().is_some() {
+            planned::step(&mut ctx);
+        }
+        steady::step(&mut ctx);
+    }
+    planned::handle_annotation(&mut ctx);
+    recovery::handle_reclone_annotation(&mut ctx);
+    steady::converge_labels_and_dns(&mut ctx);
+    health::summarise(&mut ctx);
+    ctx.finish()
+}
+
+/// The decision being built: the snapshot, the status as it will be persisted, and
+/// everything emitted so far.
+pub(crate) struct Ctx<'a> {
+    pub snap: &'a Snapshot,
+    pub now: Now,
+    pub status: GroupStatus,
+    pub actions: Vec<Action>,
+    pub events: Vec<EventIntent>,
+    pub metrics: Vec<MetricIntent>,
+    /// Marks carried over from the previous decision; only those touched again are
+    /// kept, so memory does not outlive the phases it times.
+    old_memory: &'a EngineMemory,
+    pub memory: EngineMemory,
+    next_deadline: Option<Millis>,
+    requeue_soon: bool,
+    /// Sentences explaining what the decision is waiting for; they end up in the
+    /// health message.
+    pub notes: Vec<String>,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(snap: &'a Snapshot, now: Now) -> Self {
+        Self {
+            snap,
+            now,
+            status: snap.status.clone(),
+            actions: Vec::new(),
+            events: Vec::new(),
+            metrics: Vec::new(),
+            old_memory: &snap.memory,
+            memory: EngineMemory::default(),
+            next_deadline: None,
+            requeue_soon: false,
+            notes: Vec::new(),
+        }
+    }
+
+    /// When this process first saw the phase named `key`; now if this is the first
+    /// time (including after a restart, which only makes bounds later).
+    pub fn phase_started(&mut self, key: &str) -> Millis {
+        let at = self
+            .old_memory
+            .phase_entered
+            .get(key)
+            .copied()
+            .unwrap_or(self.now.mono);
+        self.memory.phase_entered.insert(key.to_string(), at);
+        at
+    }
+
+    /// Whether `bound` has passed since the phase named `key` started; if not, the
+    /// bound's end becomes a deadline.
+    pub fn phase_exceeded(&mut self, key: &str, bound: std::time::Duration) -> bool {
+        let end = self.phase_started(key).plus(bound);
+        if self.now.mono >= end {
+            true
+        } else {
+            self.deadline(end);
+            false
+        }
+    }
+
+    pub fn planned_fenced_at(&self) -> Option<Millis> {
+        self.memory
+            .planned_fenced_at
+            .or(self.old_memory.planned_fenced_at)
+    }
+
+    pub fn keep_planned_fenced_at(&mut self) {
+        self.memory.planned_fenced_at =
+            Some(self.old_memory.planned_fenced_at.unwrap_or(self.now.mono));
+    }
+
+    /// Whether this process already asked `site` to clone (and keeps the mark).
+    pub fn clone_requested(&mut self, site: &str) -> bool {
+        match self.old_memory.clone_requested.get(site) {
+            Some(at) => {
+                self.memory.clone_requested.insert(site.to_string(), *at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn mark_clone_requested(&mut self, site: &str) {
+        self.memory
+            .clone_requested
+            .insert(site.to_string(), self.now.mono);
+    }
+
+    pub fn act(&mut self, action: Action) {
+        if !self.actions.contains(&action) {
+            self.actions.push(action);
+        }
+        self.requeue_soon = true;
+    }
+
+    pub fn event(&mut self, event: EventIntent) {
+        self.events.push(event);
+    }
+
+    pub fn note(&mut self, sentence: impl Into<String>) {
+        self.notes.push(sentence.into());
+    }
+
+    pub fn deadline(&mut self, at: Millis) {
+        self.next_deadline = Some(self.next_deadline.map_or(at, |d| d.min(at)));
+    }
+
+    pub fn requeue_soon(&mut self) {
+        self.requeue_soon = true;
+    }
+
+    /// The only way any decision promotes a site. Refuses (returns false, emits
+    /// nothing) unless `fencing::may_take_lease` allows `site` to hold the lease now
+    /// and no other site is observed writable. Otherwise the lease is first (re)written
+    /// to name `site`, guarded by the resourceVersion this decision was based on, so
+    /// the promotion only happens if the lease is still exactly as observed.
+    pub fn promote(&mut self, site: &str) -> bool {
+        if !fencing::may_take_lease(self.snap, site, self.now.mono) {
+            return false;
+        }
+        let other_writer = self
+            .snap
+            .sites
+            .iter()
+            .any(|s| s.name != site && s.writable());
+        if other_writer {
+            return false;
+        }
+        self.act(Action::MoveLease {
+            to: site.to_string(),
+            expected_resource_version: self.snap.lease.record.resource_version.clone(),
+        });
+        self.act(Action::Promote {
+            site: site.to_string(),
+        });
+        true
+    }
+
+    fn finish(self) -> Decision {
+        Decision {
+            actions: self.actions,
+            status: Some(self.status),
+            events: self.events,
+            metrics: self.metrics,
+            memory: self.memory,
+            next_deadline: self.next_deadline,
+            requeue_soon: self.requeue_soon,
+        }
+    }
+}

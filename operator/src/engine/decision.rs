@@ -1,0 +1,153 @@
+//! What a decision hands to the controller: actions to carry out, the status to
+//! persist, Events and metric increments to emit, the monotonic marks to keep, and
+//! when the next time-based decision falls due.
+
+use super::snapshot::EngineMemory;
+use super::status::{FailoverKind, FailoverResult, GroupStatus};
+use super::time::Millis;
+use std::time::Duration;
+
+/// The result of `decide`. The controller persists `status` first, then carries out
+/// `actions` in order and stops at the first that fails (a later action may only be
+/// safe because an earlier one succeeded: `Promote` after `MoveLease`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Decision {
+    pub actions: Vec<Action>,
+    /// `None`: write nothing (this replica is not the leader).
+    pub status: Option<GroupStatus>,
+    pub events: Vec<EventIntent>,
+    pub metrics: Vec<MetricIntent>,
+    pub memory: EngineMemory,
+    /// The earliest instant at which the passage of time alone changes the decision
+    /// (a detection window fills, a lease expires, a bound runs out). The controller
+    /// reconciles again no later than this, or sooner on any change.
+    pub next_deadline: Option<Millis>,
+    /// A phase is advancing step by step: reconcile again as soon as the actions are
+    /// done rather than waiting for the probe interval.
+    pub requeue_soon: bool,
+}
+
+/// One small named operation on the cluster. Each is idempotent: repeating it after a
+/// restart is harmless.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Create the writer Lease naming `to` as holder, or update it to `to`. The update
+    /// carries `expected_resource_version` and must fail on a conflict (`None`: the
+    /// Lease must not exist yet).
+    MoveLease {
+        to: String,
+        expected_resource_version: Option<String>,
+    },
+    /// Make the lease holder `site` writable: stop and reset replication, instruct its
+    /// sidecar to lift the fence, `super_read_only=OFF`, `read_only=OFF`.
+    Promote { site: String },
+    /// `super_read_only=ON` and kill client connections at `site`.
+    Fence { site: String },
+    /// `CHANGE REPLICATION SOURCE TO` the `source` site with `SOURCE_AUTO_POSITION=1`,
+    /// then `START REPLICA`.
+    ConfigureReplica { site: String, source: String },
+    /// `CLONE INSTANCE FROM` the `donor` site onto `site` (destroys `site`'s data).
+    Clone { site: String, donor: String },
+    /// Set the pod label `shipstream.io/role`.
+    SetRoleLabel { site: String, role: Role },
+    /// Point the group's DNSEndpoint at `site`'s target.
+    UpdateDns { site: String },
+    /// Remove an annotation from the group once it has been handled.
+    RemoveAnnotation { key: &'static str },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Primary,
+    Replica,
+}
+
+impl Role {
+    /// The value of the `shipstream.io/role` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventIntent {
+    pub kind: EventKind,
+    pub reason: EventReason,
+    pub message: String,
+}
+
+impl EventIntent {
+    pub fn normal(reason: EventReason, message: impl Into<String>) -> Self {
+        Self {
+            kind: EventKind::Normal,
+            reason,
+            message: message.into(),
+        }
+    }
+
+    pub fn warning(reason: EventReason, message: impl Into<String>) -> Self {
+        Self {
+            kind: EventKind::Warning,
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Normal,
+    Warning,
+}
+
+/// Kubernetes Event reasons; users and scenarios match on these names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventReason {
+    FailoverStarted,
+    FailoverSucceeded,
+    FailoverFailed,
+    PlannedFailoverRejected,
+    SiteFenced,
+    DivergenceDetected,
+    RecloneRejected,
+    RecloneStarted,
+    RecloneSucceeded,
+    SplitBrainDetected,
+    DNSUpdated,
+}
+
+impl EventReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventReason::FailoverStarted => "FailoverStarted",
+            EventReason::FailoverSucceeded => "FailoverSucceeded",
+            EventReason::FailoverFailed => "FailoverFailed",
+            EventReason::PlannedFailoverRejected => "PlannedFailoverRejected",
+            EventReason::SiteFenced => "SiteFenced",
+            EventReason::DivergenceDetected => "DivergenceDetected",
+            EventReason::RecloneRejected => "RecloneRejected",
+            EventReason::RecloneStarted => "RecloneStarted",
+            EventReason::RecloneSucceeded => "RecloneSucceeded",
+            EventReason::SplitBrainDetected => "SplitBrainDetected",
+            EventReason::DNSUpdated => "DNSUpdated",
+        }
+    }
+}
+
+/// Counters the controller cannot derive from the status alone (gauges such as health
+/// or per-site lag are read from the status).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetricIntent {
+    /// `bloodraven_split_brain_detected_total`.
+    SplitBrainDetected,
+    /// `bloodraven_failovers_total{kind,result}` and
+    /// `bloodraven_failover_duration_seconds{kind}`.
+    FailoverFinished {
+        kind: FailoverKind,
+        result: FailoverResult,
+        duration: Duration,
+    },
+}

@@ -1,0 +1,653 @@
+//! Planned failover on `planned-failover: <site>`: validate, then WaitingForLag ->
+//! Promoting (fence the old primary, wait for exact GTID catch-up, move the lease,
+//! promote) -> Resuming -> Succeeded; on failure undo the fence -> Failed.
+
+use super::Ctx;
+use super::decision::{Action, EventIntent, EventReason, MetricIntent};
+use super::recovery::site_list;
+use super::snapshot::PLANNED_FAILOVER_ANNOTATION;
+use super::status::{
+    FailoverKind, FailoverResult, LastFailover, PlannedFailover, PlannedPhase, elapsed_ms,
+};
+
+/// The validation message for a target that is read-only but not replicating; users
+/// and runbooks match on it exactly.
+pub const NOT_REPLICATING: &str = "site is read-only but not replicating";
+
+/// Consumes the annotation: starts a planned failover or rejects it.
+pub fn handle_annotation(ctx: &mut Ctx<'_>) {
+    let Some(target) = ctx.snap.annotations.planned_failover.clone() else {
+        return;
+    };
+    let target = target.trim().to_string();
+    ctx.act(Action::RemoveAnnotation {
+        key: PLANNED_FAILOVER_ANNOTATION,
+    });
+    if let Some(current) = ctx.status.planned_in_progress() {
+        if current.target != target {
+            let why = format!(
+                "a planned failover to {} is already in progress",
+                current.target
+            );
+            ctx.event(rejected_event(&target, &why));
+        }
+        return;
+    }
+    match validate(ctx, &target) {
+        Ok(from) => {
+            ctx.event(EventIntent::normal(
+                EventReason::FailoverStarted,
+                format!("planned failover from {from} to {target} started"),
+            ));
+            let plan = PlannedFailover {
+                target: target.clone(),
+                from: Some(from),
+                phase: PlannedPhase::WaitingForLag,
+                message: format!("waiting for {target} to catch up"),
+                started_at: Some(ctx.now.wall),
+                fenced_at: None,
+                completed_at: None,
+                write_unavailable_ms: None,
+            };
+            // The bounds count from acceptance, not from the next reconcile.
+            ctx.phase_started(&started_key(&plan));
+            set(ctx, plan);
+            ctx.requeue_soon();
+        }
+        Err(why) => {
+            ctx.event(rejected_event(&target, &why));
+            ctx.status.planned_failover = Some(PlannedFailover {
+                target,
+                from: None,
+                phase: PlannedPhase::Rejected,
+                message: why,
+                started_at: None,
+                fenced_at: None,
+                completed_at: Some(ctx.now.wall),
+                write_unavailable_ms: None,
+            });
+        }
+    }
+}
+
+fn rejected_event(target: &str, why: &str) -> EventIntent {
+    EventIntent::warning(
+        EventReason::PlannedFailoverRejected,
+        format!("planned failover to {target} rejected: {why}"),
+    )
+}
+
+/// Returns the active site to fail over from, or why the request is refused.
+fn validate(ctx: &Ctx<'_>, target: &str) -> Result<String, String> {
+    let snap = ctx.snap;
+    if ctx.status.failover.is_some() {
+        return Err("an emergency failover is in progress".to_string());
+    }
+    let Some(site) = snap.site(target) else {
+        return Err(format!(
+            "unknown site \"{target}\" (sites: {})",
+            site_list(ctx)
+        ));
+    };
+    let Some(active) = ctx.status.active_site.clone() else {
+        return Err("the group has no active site yet".to_string());
+    };
+    if target == active {
+        return Err(format!("site {target} is already the active site"));
+    }
+    if !snap
+        .site(&active)
+        .is_some_and(|a| a.writable() && snap.holds_lease(&active))
+    {
+        return Err(format!(
+            "the active site {active} is unhealthy: it is not writable"
+        ));
+    }
+    if !site.reachable() {
+        return Err(format!("site {target} is unhealthy: unreachable"));
+    }
+    if !site.pod.ready {
+        return Err(format!("site {target} is unhealthy: pod not ready"));
+    }
+    let Some(replication) = site.replication().filter(|r| r.replicates_from(&active)) else {
+        return Err(NOT_REPLICATING.to_string());
+    };
+    if let Some(recovery) = ctx.status.recovery(target) {
+        return Err(format!(
+            "site {target} is {}: reclone it first",
+            recovery.state.as_str()
+        ));
+    }
+    let lag = replication.lag_seconds.unwrap_or(0);
+    if lag > snap.knobs.max_lag_seconds {
+        return Err(format!(
+            "site {target} lags {lag}s behind the primary, over the limit of {}s",
+            snap.knobs.max_lag_seconds
+        ));
+    }
+    Ok(active)
+}
+
+/// Advances the planned failover in progress.
+pub fn step(ctx: &mut Ctx<'_>) {
+    let Some(plan) = ctx.status.planned_in_progress().cloned() else {
+        return;
+    };
+    let Some(from) = plan.from.clone() else {
+        return;
+    };
+    ctx.requeue_soon();
+    ctx.phase_started(&started_key(&plan));
+    match plan.phase {
+        PlannedPhase::WaitingForLag => waiting_for_lag(ctx, plan, &from),
+        PlannedPhase::Promoting => promoting(ctx, plan, &from),
+        PlannedPhase::Resuming => resuming(ctx, plan, &from),
+        PlannedPhase::Succeeded | PlannedPhase::Failed | PlannedPhase::Rejected => {}
+    }
+}
+
+fn waiting_for_lag(ctx: &mut Ctx<'_>, mut plan: PlannedFailover, from: &str) {
+    let snap = ctx.snap;
+    let target = plan.target.clone();
+    if !snap.site(from).is_some_and(|s| s.writable()) {
+        return fail(
+            ctx,
+            plan,
+            from,
+            format!("the active site {from} stopped being writable"),
+        );
+    }
+    let Some(replication) = snap.site(&target).and_then(|s| s.replication()) else {
+        return fail(
+            ctx,
+            plan,
+            from,
+            format!("{target} stopped answering or replicating"),
+        );
+    };
+    if !replication.replicates_from(from) {
+        let error = replication
+            .last_io_error
+            .clone()
+            .or_else(|| replication.last_sql_error.clone())
+            .unwrap_or_default();
+        return fail(
+            ctx,
+            plan,
+            from,
+            format!("{target} stopped replicating from {from} {error}"),
+        );
+    }
+    let lag = replication.lag_seconds;
+    if lag == Some(0) {
+        return advance(ctx, plan, from);
+    }
+    if ctx.phase_exceeded(&phase_key(&plan), snap.knobs.drain_timeout) {
+        let shown = lag.map_or("unknown".to_string(), |l| format!("{l}s"));
+        return fail(
+            ctx,
+            plan,
+            from,
+            format!(
+                "{target} did not catch up within {:?} (lag {shown})",
+                snap.knobs.drain_timeout
+            ),
+        );
+    }
+    plan.message = format!(
+        "waiting for {target} to catch up (lag {}s)",
+        lag.unwrap_or(0)
+    );
+    set(ctx, plan);
+}
+
+/// Moves to the next phase of the success path and performs its entry actions.
+fn advance(ctx: &mut Ctx<'_>, mut plan: PlannedFailover, from: &str) {
+    plan.phase = plan.phase.next();
+    match plan.phase {
+        PlannedPhase::Promoting => {
+            // Writes stop here: the old primary is fenced before anything is promoted.
+            ctx.act(Action::Fence {
+                site: from.to_string(),
+            });
+            ctx.event(EventIntent::normal(
+                EventReason::SiteFenced,
+                format!("fenced {from} for the planned failover to {}", plan.target),
+            ));
+            ctx.keep_planned_fenced_at();
+            plan.fenced_at = Some(ctx.now.wall);
+            plan.message = format!("fencing {from}");
+            set(ctx, plan);
+        }
+        PlannedPhase::Resuming => {
+            plan.message = format!("{} is writable; repointing {from} and DNS", plan.target);
+            set(ctx, plan);
+        }
+        PlannedPhase::Succeeded => succeed(ctx, plan, from),
+        PlannedPhase::WaitingForLag | PlannedPhase::Failed | PlannedPhase::Rejected => {
+            set(ctx, plan)
+        }
+    }
+}
+
+fn promoting(ctx: &mut Ctx<'_>, mut plan: PlannedFailover, from: &str) {
+    let snap = ctx.snap;
+    let target = plan.target.clone();
+    ctx.keep_planned_fenced_at();
+    if snap.holds_lease(&target) {
+        // Past the point of no return: the target holds the lease and is the active
+        // site; if it never becomes writable the emergency logic takes over.
+        ctx.status.active_site = Some(target.clone());
+        if snap.site(&target).is_some_and(|s| s.writable()) {
+            plan.write_unavailable_ms = Some(elapsed_ms(
+                ctx.planned_fenced_at(),
+                ctx.now.mono,
+                plan.fenced_at,
+                ctx.now.wall,
+            ));
+            return advance(ctx, plan, from);
+        }
+        if snap
+            .site(&target)
+            .is_none_or(|s| s.unreachable_for(snap.knobs.detection_window, ctx.now.mono))
+        {
+            return fail(
+                ctx,
+                plan,
+                from,
+                format!("{target} became unreachable after taking the writer lease"),
+            );
+        }
+        ctx.promote(&target);
+        plan.message = format!("promoting {target}");
+        return set(ctx, plan);
+    }
+
+    let Some(old) = snap.site(from).and_then(|s| s.mysql()) else {
+        return fail(
+            ctx,
+            plan,
+            from,
+            format!("{from} became unreachable while fenced"),
+        );
+    };
+    let Some(candidate) = snap.site(&target).and_then(|s| s.mysql()) else {
+        return fail(ctx, plan, from, format!("{target} became unreachable"));
+    };
+    if ctx.phase_exceeded(&phase_key(&plan), snap.knobs.drain_timeout) {
+        let missing = old.gtid_executed.subtract(&candidate.gtid_executed).count();
+        return fail(
+            ctx,
+            plan,
+            from,
+            format!(
+                "{target} did not reach {from}'s exact GTID set within {:?} ({missing} \
+                 transaction(s) missing)",
+                snap.knobs.drain_timeout
+            ),
+        );
+    }
+    if !old.super_read_only {
+        ctx.act(Action::Fence {
+            site: from.to_string(),
+        });
+        plan.message = format!("waiting for {from} to report super_read_only=ON");
+        return set(ctx, plan);
+    }
+    // The old primary is fenced, so its set is final: promote only on exact catch-up.
+    let missing = old.gtid_executed.subtract(&candidate.gtid_executed);
+    if !missing.is_empty() {
+        plan.message = format!(
+            "waiting for {target} to apply {} transaction(s)",
+            missing.count()
+        );
+        return set(ctx, plan);
+    }
+    if ctx.promote(&target) {
+        plan.message = format!("moving the writer lease to {target} and promoting it");
+    } else {
+        plan.message = format!("waiting until {target} may take the writer lease");
+    }
+    set(ctx, plan);
+}
+
+fn resuming(ctx: &mut Ctx<'_>, mut plan: PlannedFailover, from: &str) {
+    let snap = ctx.snap;
+    let target = plan.target.clone();
+    let old_replicates = snap
+        .site(from)
+        .and_then(|s| s.replication())
+        .is_some_and(|r| r.replicates_from(&target));
+    let dns_moved = snap.dns_target.as_deref() == Some(target.as_str());
+    if old_replicates && dns_moved {
+        plan.message = format!("{target} is the primary; {from} replicates from it");
+        return advance(ctx, plan, from);
+    }
+    if ctx.phase_exceeded(&phase_key(&plan), snap.knobs.drain_timeout) {
+        plan.message =
+            format!("{target} is the primary; {from} is not replicating from it yet (see health)");
+        return advance(ctx, plan, from);
+    }
+    plan.message = format!("repointing {from} to {target} and DNS");
+    set(ctx, plan);
+}
+
+fn succeed(ctx: &mut Ctx<'_>, mut plan: PlannedFailover, from: &str) {
+    plan.completed_at = Some(ctx.now.wall);
+    record(ctx, &plan, from, FailoverResult::Succeeded);
+    ctx.event(EventIntent::normal(
+        EventReason::FailoverSucceeded,
+        format!(
+            "planned failover from {from} to {} succeeded; writes were unavailable for {}ms",
+            plan.target,
+            plan.write_unavailable_ms.unwrap_or(0)
+        ),
+    ));
+    ctx.status.planned_failover = Some(plan);
+}
+
+/// Gives up. Before the lease moved, the fence is undone: the old primary still holds
+/// the lease and is promoted again (through the same gate as every promotion).
+fn fail(ctx: &mut Ctx<'_>, mut plan: PlannedFailover, from: &str, reason: String) {
+    if plan.phase == PlannedPhase::Promoting && ctx.snap.holds_lease(from) {
+        ctx.promote(from);
+    }
+    plan.phase = PlannedPhase::Failed;
+    plan.message = reason.clone();
+    plan.completed_at = Some(ctx.now.wall);
+    record(ctx, &plan, from, FailoverResult::Failed);
+    ctx.event(EventIntent::warning(
+        EventReason::FailoverFailed,
+        format!(
+            "planned failover from {from} to {} failed: {reason}",
+            plan.target
+        ),
+    ));
+    ctx.status.planned_failover = Some(plan);
+}
+
+fn record(ctx: &mut Ctx<'_>, plan: &PlannedFailover, from: &str, result: FailoverResult) {
+    let started = ctx.phase_started(&started_key(plan));
+    let started_wall = plan.started_at.unwrap_or(ctx.now.wall);
+    let duration_ms = elapsed_ms(
+        Some(started),
+        ctx.now.mono,
+        Some(started_wall),
+        ctx.now.wall,
+    );
+    ctx.metrics.push(MetricIntent::FailoverFinished {
+        kind: FailoverKind::Planned,
+        result,
+        duration: std::time::Duration::from_millis(duration_ms),
+    });
+    ctx.status.last_failover = Some(LastFailover {
+        kind: FailoverKind::Planned,
+        from: from.to_string(),
+        to: plan.target.clone(),
+        reason: plan.message.clone(),
+        result,
+        started_at: started_wall,
+        completed_at: ctx.now.wall,
+        duration_ms,
+    });
+}
+
+fn set(ctx: &mut Ctx<'_>, plan: PlannedFailover) {
+    ctx.phase_started(&phase_key(&plan));
+    ctx.status.planned_failover = Some(plan);
+}
+
+fn started_key(plan: &PlannedFailover) -> String {
+    format!("planned/{}/started", plan.target)
+}
+
+fn phase_key(plan: &PlannedFailover) -> String {
+    format!("planned/{}/{}", plan.target, plan.phase.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NOT_REPLICATING;
+    use crate::engine::testkit::*;
+    use crate::engine::*;
+
+    fn requested(target: &str) -> Snapshot {
+        let mut snap = healthy_pair();
+        snap.annotations.planned_failover = Some(target.into());
+        snap
+    }
+
+    fn plan(d: &Decision) -> &PlannedFailover {
+        status(d).planned_failover.as_ref().unwrap()
+    }
+
+    #[test]
+    fn rejections_name_the_problem_and_change_nothing() {
+        type Edit = fn(&mut Snapshot);
+        let cases: [(&str, &str, Edit, &str); 7] = [
+            (
+                "unknown site",
+                "ord",
+                |_| {},
+                "unknown site \"ord\" (sites: iad, pdx)",
+            ),
+            (
+                "the active site",
+                "iad",
+                |_| {},
+                "site iad is already the active site",
+            ),
+            (
+                "unreachable",
+                "pdx",
+                |s| s.sites[1] = silent("pdx", 11_000),
+                "site pdx is unhealthy: unreachable",
+            ),
+            (
+                "pod not ready",
+                "pdx",
+                |s| site_mut(s, "pdx").pod.ready = false,
+                "site pdx is unhealthy: pod not ready",
+            ),
+            (
+                "not replicating",
+                "pdx",
+                |s| replication_mut(s, "pdx").io_running = false,
+                NOT_REPLICATING,
+            ),
+            (
+                "lag over the limit",
+                "pdx",
+                |s| replication_mut(s, "pdx").lag_seconds = Some(31),
+                "site pdx lags 31s behind the primary, over the limit of 30s",
+            ),
+            (
+                "diverged",
+                "pdx",
+                |s| {
+                    with_recovery(
+                        s,
+                        "pdx",
+                        &format!("{PDX_UUID}:1"),
+                        RecoveryState::RecoveryPending,
+                    )
+                },
+                "site pdx is RecoveryPending: reclone it first",
+            ),
+        ];
+        for (name, target, edit, why) in cases {
+            let mut snap = requested(target);
+            edit(&mut snap);
+            let d = run(&snap, 12_000);
+            assert_eq!(plan(&d).phase, PlannedPhase::Rejected, "{name}");
+            assert_eq!(plan(&d).message, why, "{name}");
+            let rejection = d
+                .events
+                .iter()
+                .find(|e| e.reason == EventReason::PlannedFailoverRejected);
+            let rejection = rejection.unwrap_or_else(|| panic!("{name}: {:?}", d.events));
+            assert_eq!(rejection.kind, EventKind::Warning, "{name}");
+            assert!(
+                rejection.message.ends_with(why),
+                "{name}: {}",
+                rejection.message
+            );
+            assert!(
+                d.actions.contains(&Action::RemoveAnnotation {
+                    key: PLANNED_FAILOVER_ANNOTATION
+                }),
+                "{name}"
+            );
+            assert!(
+                !d.actions.iter().any(|a| matches!(
+                    a,
+                    Action::Fence { .. } | Action::Promote { .. } | Action::MoveLease { .. }
+                )),
+                "{name}: {:?}",
+                d.actions
+            );
+            assert_eq!(status(&d).active_site.as_deref(), Some("iad"), "{name}");
+        }
+    }
+
+    /// Accepted, caught up and fenced: returns the snapshot in phase Promoting at 13s.
+    fn fenced_at_13s() -> Snapshot {
+        let mut snap = requested("pdx");
+        let d = run(&snap, 12_000);
+        assert_eq!(plan(&d).phase, PlannedPhase::WaitingForLag);
+        assert_eq!(reasons(&d), [EventReason::FailoverStarted]);
+        carry(&mut snap, &d);
+        let d = run(&snap, 13_000);
+        assert_eq!(plan(&d).phase, PlannedPhase::Promoting);
+        assert_eq!(d.actions, [Action::Fence { site: "iad".into() }]);
+        assert_eq!(reasons(&d), [EventReason::SiteFenced]);
+        carry(&mut snap, &d);
+        let iad = mysql_mut(&mut snap, "iad");
+        iad.super_read_only = true;
+        iad.read_only = true;
+        snap
+    }
+
+    #[test]
+    fn walks_lag_fence_exact_catch_up_promotion_resuming_succeeded() {
+        let mut snap = fenced_at_13s();
+        // iad committed two last transactions before the fence; pdx has not applied
+        // them yet: no promotion before exact catch-up.
+        mysql_mut(&mut snap, "iad").gtid_executed = iad_txns(12);
+        let d = run(&snap, 13_100);
+        assert!(promotions(&d).is_empty(), "{:?}", d.actions);
+        assert!(
+            plan(&d).message.contains("2 transaction(s)"),
+            "{}",
+            plan(&d).message
+        );
+        carry(&mut snap, &d);
+
+        mysql_mut(&mut snap, "pdx").gtid_executed = iad_txns(12);
+        let d = run(&snap, 13_200);
+        assert_eq!(
+            d.actions[..2],
+            [
+                Action::MoveLease {
+                    to: "pdx".into(),
+                    expected_resource_version: Some("100".into())
+                },
+                Action::Promote { site: "pdx".into() },
+            ]
+        );
+        carry(&mut snap, &d);
+
+        snap.lease = lease_held_by(Some("pdx"), "101", 13_300);
+        snap.sites[1] = writable("pdx", iad_txns(12));
+        let d = run(&snap, 13_900);
+        assert_eq!(plan(&d).phase, PlannedPhase::Resuming);
+        assert_eq!(plan(&d).write_unavailable_ms, Some(900));
+        assert_eq!(status(&d).active_site.as_deref(), Some("pdx"));
+        assert!(d.actions.contains(&Action::ConfigureReplica {
+            site: "iad".into(),
+            source: "pdx".into()
+        }));
+        assert!(
+            d.actions
+                .contains(&Action::UpdateDns { site: "pdx".into() })
+        );
+        assert!(promotions(&d).is_empty());
+        carry(&mut snap, &d);
+
+        snap.sites[0] = replica_of("iad", "pdx", iad_txns(12));
+        snap.dns_target = Some("pdx".into());
+        let d = run(&snap, 14_500);
+        assert_eq!(plan(&d).phase, PlannedPhase::Succeeded);
+        assert_eq!(reasons(&d), [EventReason::FailoverSucceeded]);
+        let last = status(&d).last_failover.clone().unwrap();
+        assert_eq!(
+            (last.kind, last.result),
+            (FailoverKind::Planned, FailoverResult::Succeeded)
+        );
+        assert_eq!(
+            status(&d).health,
+            Some(Health::Healthy),
+            "{}",
+            status(&d).health_message
+        );
+    }
+
+    #[test]
+    fn no_catch_up_within_the_bound_undoes_the_fence() {
+        let mut snap = fenced_at_13s();
+        mysql_mut(&mut snap, "iad").gtid_executed = iad_txns(12);
+        let d = run(&snap, 22_999);
+        assert!(promotions(&d).is_empty());
+        carry(&mut snap, &d);
+        let d = run(&snap, 23_000);
+        assert_eq!(plan(&d).phase, PlannedPhase::Failed);
+        assert!(
+            plan(&d).message.contains("2 transaction(s) missing"),
+            "{}",
+            plan(&d).message
+        );
+        assert_eq!(
+            d.actions[..2],
+            [
+                Action::MoveLease {
+                    to: "iad".into(),
+                    expected_resource_version: Some("100".into())
+                },
+                Action::Promote { site: "iad".into() },
+            ],
+            "the old primary, still the lease holder, is lifted again"
+        );
+        assert_eq!(promotions(&d), ["iad"]);
+        assert!(reasons(&d).contains(&EventReason::FailoverFailed));
+        assert_eq!(status(&d).active_site.as_deref(), Some("iad"));
+    }
+
+    #[test]
+    fn a_lagging_target_fails_in_waiting_for_lag_without_fencing() {
+        let mut snap = requested("pdx");
+        replication_mut(&mut snap, "pdx").lag_seconds = Some(3);
+        let d = run(&snap, 12_000);
+        carry(&mut snap, &d);
+        let d = run(&snap, 21_999);
+        assert_eq!(plan(&d).phase, PlannedPhase::WaitingForLag);
+        carry(&mut snap, &d);
+        let d = run(&snap, 22_000);
+        assert_eq!(plan(&d).phase, PlannedPhase::Failed);
+        assert!(
+            !d.actions
+                .iter()
+                .any(|a| matches!(a, Action::Fence { .. } | Action::Promote { .. }))
+        );
+    }
+
+    #[test]
+    fn a_second_request_while_one_runs_is_rejected_by_event_only() {
+        let mut snap = requested("pdx");
+        let d = run(&snap, 12_000);
+        carry(&mut snap, &d);
+        snap.annotations.planned_failover = Some("iad".into());
+        let d = run(&snap, 12_100);
+        assert_eq!(plan(&d).target, "pdx");
+        assert!(reasons(&d).contains(&EventReason::PlannedFailoverRejected));
+    }
+}

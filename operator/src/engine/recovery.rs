@@ -1,0 +1,412 @@
+//! Returning sites, divergence and confirmed reclone. A site whose GTIDs are a subset
+//! of the primary's rejoins as a replica; one with extra GTIDs is `RecoveryPending`
+//! and stays out until a person confirms a reclone with `<site>:<token>`.
+
+use super::Ctx;
+use super::decision::{Action, EventIntent, EventReason};
+use super::snapshot::{MysqlObservation, RECLONE_SITE_ANNOTATION};
+use super::status::{Recovery, RecoveryState};
+use crate::gtid::{GtidSet, reclone_token};
+
+/// The transactions `site` has that the primary does not. A replica whose IO thread
+/// is running from the primary may legitimately be ahead of the primary's probe on
+/// the primary's own server UUID (it received a commit made after that probe), so
+/// those are not counted for it. Anything else extra is divergence: MySQL itself
+/// refuses to replicate to a replica with GTIDs its source lacks.
+pub fn divergent(
+    site: &MysqlObservation,
+    primary_site: &str,
+    primary: &MysqlObservation,
+) -> GtidSet {
+    let extra = site.gtid_executed.subtract(&primary.gtid_executed);
+    let receiving_from_primary = site
+        .replication
+        .as_ref()
+        .is_some_and(|r| r.io_running && r.source_site.as_deref() == Some(primary_site));
+    if receiving_from_primary {
+        let mut primary_own = GtidSet::new();
+        primary_own.add_interval(&primary.server_uuid, 1, u64::MAX);
+        extra.subtract(&primary_own)
+    } else {
+        extra
+    }
+}
+
+/// Rejoins, marks or reclones the non-active `site` against the active primary.
+/// Called only while the active site answers probes.
+pub fn classify(ctx: &mut Ctx<'_>, site_name: &str, active: &str) {
+    let snap = ctx.snap;
+    let (Some(site), Some(primary)) = (snap.site(site_name), snap.site(active)) else {
+        return;
+    };
+    let (Some(mysql), Some(primary_mysql)) = (site.mysql(), primary.mysql()) else {
+        // Unreachable: whatever recovery state it has is kept until it answers.
+        return;
+    };
+    let extra = divergent(mysql, active, primary_mysql);
+    match ctx.status.recovery(site_name).map(|r| r.state) {
+        Some(RecoveryState::RecoveryPending) => {
+            // Never rejoined automatically, whatever it looks like now.
+            ctx.note(format!(
+                "{site_name} is RecoveryPending: annotate {RECLONE_SITE_ANNOTATION} to reclone it"
+            ));
+        }
+        Some(RecoveryState::Recloning) => reclone_progress(ctx, site_name, active, &extra),
+        None if !extra.is_empty() => mark_diverged(ctx, site_name, active, &extra),
+        None => {
+            let replicating = site
+                .replication()
+                .is_some_and(|r| r.replicates_from(active));
+            if !replicating {
+                ctx.act(Action::ConfigureReplica {
+                    site: site_name.to_string(),
+                    source: active.to_string(),
+                });
+            }
+        }
+    }
+}
+
+fn mark_diverged(ctx: &mut Ctx<'_>, site: &str, active: &str, extra: &GtidSet) {
+    let token = extra
+        .uuids()
+        .next()
+        .map(reclone_token)
+        .unwrap_or_default()
+        .to_string();
+    let recovery = Recovery {
+        state: RecoveryState::RecoveryPending,
+        divergent_gtid: extra.one_line().to_string(),
+        divergent_transaction_count: extra.count(),
+        reclone_token: token.clone(),
+    };
+    ctx.event(EventIntent::warning(
+        EventReason::DivergenceDetected,
+        format!(
+            "{site} has {} transaction(s) the primary {active} does not have ({}); it will \
+             not rejoin until a reclone is confirmed with {RECLONE_SITE_ANNOTATION}={site}:{token}",
+            recovery.divergent_transaction_count, recovery.divergent_gtid
+        ),
+    ));
+    set_recovery(ctx, site, Some(recovery));
+}
+
+fn set_recovery(ctx: &mut Ctx<'_>, site: &str, recovery: Option<Recovery>) {
+    if let Some(entry) = ctx.status.sites.iter_mut().find(|s| s.name == site) {
+        entry.recovery = recovery;
+    } else {
+        ctx.status.sites.push(super::status::SiteStatus {
+            name: site.to_string(),
+            recovery,
+            ..Default::default()
+        });
+    }
+}
+
+/// CLONE from the primary (once per operator process; the adapter treats a clone
+/// already running as success), then replicate, then clear the recovery state.
+fn reclone_progress(ctx: &mut Ctx<'_>, site: &str, active: &str, extra: &GtidSet) {
+    ctx.requeue_soon();
+    if !extra.is_empty() {
+        if !ctx.clone_requested(site) {
+            ctx.act(Action::Clone {
+                site: site.to_string(),
+                donor: active.to_string(),
+            });
+            ctx.mark_clone_requested(site);
+        }
+        ctx.note(format!("recloning {site} from {active}"));
+        return;
+    }
+    // The clone replaced the divergent data: the site is now a subset of the primary.
+    let replicating = ctx
+        .snap
+        .site(site)
+        .and_then(|s| s.replication())
+        .is_some_and(|r| r.replicates_from(active));
+    if replicating {
+        set_recovery(ctx, site, None);
+        ctx.event(EventIntent::normal(
+            EventReason::RecloneSucceeded,
+            format!("{site} was recloned from {active} and replicates from it"),
+        ));
+    } else {
+        ctx.clone_requested(site);
+        ctx.act(Action::ConfigureReplica {
+            site: site.to_string(),
+            source: active.to_string(),
+        });
+        ctx.note(format!(
+            "{site} was recloned; starting replication from {active}"
+        ));
+    }
+}
+
+/// Handles `reclone-site: <site>:<token>`: the right site and token start a reclone;
+/// anything else is refused with a Warning naming what was expected and changes
+/// nothing. Either way the annotation is removed.
+pub fn handle_reclone_annotation(ctx: &mut Ctx<'_>) {
+    let Some(value) = ctx.snap.annotations.reclone_site.clone() else {
+        return;
+    };
+    ctx.act(Action::RemoveAnnotation {
+        key: RECLONE_SITE_ANNOTATION,
+    });
+    match validate_reclone(ctx, &value) {
+        Ok((site, donor)) => {
+            if let Some(mut recovery) = ctx.status.recovery(&site).cloned() {
+                recovery.state = RecoveryState::Recloning;
+                set_recovery(ctx, &site, Some(recovery));
+            }
+            ctx.event(EventIntent::normal(
+                EventReason::RecloneStarted,
+                format!("recloning {site} from {donor}: its divergent transactions are discarded"),
+            ));
+            ctx.requeue_soon();
+        }
+        Err(why) => ctx.event(EventIntent::warning(
+            EventReason::RecloneRejected,
+            format!("{RECLONE_SITE_ANNOTATION}={value} refused: {why}"),
+        )),
+    }
+}
+
+/// Returns (site, donor) or why the request is refused.
+fn validate_reclone(ctx: &Ctx<'_>, value: &str) -> Result<(String, String), String> {
+    let Some((site, token)) = value.split_once(':') else {
+        return Err("expected <site>:<token>".to_string());
+    };
+    let (site, token) = (site.trim(), token.trim());
+    if ctx.snap.site(site).is_none() {
+        return Err(format!(
+            "unknown site \"{site}\" (sites: {})",
+            site_list(ctx)
+        ));
+    }
+    let Some(recovery) = ctx.status.recovery(site) else {
+        return Err(format!(
+            "site {site} is not RecoveryPending: there is nothing to reclone"
+        ));
+    };
+    if recovery.state == RecoveryState::Recloning {
+        return Err(format!("site {site} is already being recloned"));
+    }
+    if token != recovery.reclone_token {
+        return Err(format!(
+            "wrong token \"{token}\" for site {site}: expected {site}:{} (the first segment of \
+             divergentGtid {})",
+            recovery.reclone_token, recovery.divergent_gtid
+        ));
+    }
+    if ctx.status.failover.is_some() {
+        return Err("an emergency failover is in progress".to_string());
+    }
+    let donor = ctx
+        .status
+        .active_site
+        .clone()
+        .filter(|a| ctx.snap.site(a).is_some_and(|s| s.writable()))
+        .ok_or_else(|| "no writable primary to clone from".to_string())?;
+    Ok((site.to_string(), donor))
+}
+
+pub fn site_list(ctx: &Ctx<'_>) -> String {
+    ctx.snap
+        .sites
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::testkit::*;
+    use crate::engine::*;
+    use crate::gtid::GtidSet;
+
+    /// pdx is the primary with IAD's 10 transactions plus 5 of its own; iad returns.
+    fn iad_returns(iad_executed: GtidSet) -> Snapshot {
+        let mut pdx_set = iad_txns(10);
+        pdx_set.add_interval(PDX_UUID, 1, 5);
+        let mut snap = healthy_pair();
+        snap.sites = vec![fresh("iad", iad_executed), writable("pdx", pdx_set)];
+        snap.lease = lease_held_by(Some("pdx"), "200", 10_000);
+        snap.status.active_site = Some("pdx".into());
+        snap.dns_target = Some("pdx".into());
+        site_mut(&mut snap, "iad").pod.role_label = Some(Role::Replica);
+        snap
+    }
+
+    #[test]
+    fn a_subset_rejoins_as_a_replica() {
+        let d = run(&iad_returns(iad_txns(10)), 12_000);
+        assert_eq!(
+            d.actions,
+            [Action::ConfigureReplica {
+                site: "iad".into(),
+                source: "pdx".into()
+            }]
+        );
+        assert!(status(&d).recovery("iad").is_none());
+    }
+
+    #[test]
+    fn extra_transactions_mean_recovery_pending_and_never_a_rejoin() {
+        let mut snap = iad_returns(iad_txns(12));
+        let d = run(&snap, 12_000);
+        let recovery = status(&d).recovery("iad").cloned().unwrap();
+        assert_eq!(recovery.state, RecoveryState::RecoveryPending);
+        assert_eq!(recovery.divergent_gtid, format!("{IAD_UUID}:11-12"));
+        assert_eq!(recovery.divergent_transaction_count, 2);
+        assert_eq!(reasons(&d), [EventReason::DivergenceDetected]);
+        assert!(
+            d.events[0].message.contains("iad:3e11fa47"),
+            "{}",
+            d.events[0].message
+        );
+        assert!(d.actions.is_empty(), "{:?}", d.actions);
+        assert_eq!(status(&d).health, Some(Health::Degraded));
+        carry(&mut snap, &d);
+        // Even if it later looks like a subset (someone purged the extras by hand),
+        // it stays out until a person confirms the reclone.
+        snap.sites[0] = fresh("iad", iad_txns(10));
+        site_mut(&mut snap, "iad").pod.role_label = Some(Role::Replica);
+        let d = run(&snap, 13_000);
+        assert!(d.actions.is_empty(), "{:?}", d.actions);
+        assert!(d.events.is_empty(), "announced once: {:?}", d.events);
+        assert_eq!(
+            status(&d).recovery("iad").unwrap().state,
+            RecoveryState::RecoveryPending
+        );
+    }
+
+    #[test]
+    fn a_replica_receiving_from_the_primary_may_be_ahead_on_the_primary_uuid() {
+        // The primary's probe predates the replica's: pdx:6 arrived in between.
+        let mut snap = iad_returns(iad_txns(10));
+        let mut ahead = iad_txns(10);
+        ahead.add_interval(PDX_UUID, 1, 6);
+        snap.sites[0] = replica_of("iad", "pdx", ahead);
+        let d = run(&snap, 12_000);
+        assert!(status(&d).recovery("iad").is_none());
+        assert!(d.actions.is_empty(), "{:?}", d.actions);
+    }
+
+    #[test]
+    fn reclone_annotation_validation() {
+        let mut pending = iad_returns(iad_txns(12));
+        with_recovery(
+            &mut pending,
+            "iad",
+            &format!("{IAD_UUID}:11-12"),
+            RecoveryState::RecoveryPending,
+        );
+        let cases = [
+            ("malformed", "iad", "expected <site>:<token>"),
+            (
+                "unknown site",
+                "ord:3e11fa47",
+                "unknown site \"ord\" (sites: iad, pdx)",
+            ),
+            (
+                "not pending",
+                "pdx:61553741",
+                "site pdx is not RecoveryPending: there is nothing to reclone",
+            ),
+            (
+                "wrong token",
+                "iad:61553741",
+                "wrong token \"61553741\" for site iad: expected iad:3e11fa47",
+            ),
+        ];
+        for (name, value, why) in cases {
+            let mut snap = pending.clone();
+            snap.annotations.reclone_site = Some(value.into());
+            let d = run(&snap, 12_000);
+            assert_eq!(reasons(&d), [EventReason::RecloneRejected], "{name}");
+            assert_eq!(d.events[0].kind, EventKind::Warning);
+            assert!(
+                d.events[0].message.contains(why),
+                "{name}: {}",
+                d.events[0].message
+            );
+            assert_eq!(
+                d.actions,
+                [Action::RemoveAnnotation {
+                    key: RECLONE_SITE_ANNOTATION
+                }],
+                "{name}"
+            );
+            assert_eq!(
+                status(&d).recovery("iad"),
+                pending.status.recovery("iad"),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_confirmed_reclone_clones_then_replicates_then_clears() {
+        let mut snap = iad_returns(iad_txns(12));
+        with_recovery(
+            &mut snap,
+            "iad",
+            &format!("{IAD_UUID}:11-12"),
+            RecoveryState::RecoveryPending,
+        );
+        snap.annotations.reclone_site = Some("iad:3e11fa47".into());
+        let d = run(&snap, 12_000);
+        assert_eq!(reasons(&d), [EventReason::RecloneStarted]);
+        assert_eq!(
+            status(&d).recovery("iad").unwrap().state,
+            RecoveryState::Recloning
+        );
+        assert_eq!(
+            d.actions,
+            [Action::RemoveAnnotation {
+                key: RECLONE_SITE_ANNOTATION
+            }]
+        );
+        carry(&mut snap, &d);
+
+        let d = run(&snap, 12_100);
+        assert_eq!(
+            d.actions,
+            [Action::Clone {
+                site: "iad".into(),
+                donor: "pdx".into()
+            }]
+        );
+        carry(&mut snap, &d);
+        let d = run(&snap, 12_200);
+        assert!(d.actions.is_empty(), "clone asked once: {:?}", d.actions);
+        carry(&mut snap, &d);
+
+        // Cloned: pdx's data, not replicating yet.
+        let mut cloned = iad_txns(10);
+        cloned.add_interval(PDX_UUID, 1, 5);
+        snap.sites[0] = fresh("iad", cloned.clone());
+        site_mut(&mut snap, "iad").pod.role_label = Some(Role::Replica);
+        let d = run(&snap, 30_000);
+        assert_eq!(
+            d.actions,
+            [Action::ConfigureReplica {
+                site: "iad".into(),
+                source: "pdx".into()
+            }]
+        );
+        carry(&mut snap, &d);
+
+        snap.sites[0] = replica_of("iad", "pdx", cloned);
+        let d = run(&snap, 31_000);
+        assert_eq!(reasons(&d), [EventReason::RecloneSucceeded]);
+        assert!(status(&d).recovery("iad").is_none());
+        assert_eq!(
+            status(&d).health,
+            Some(Health::Healthy),
+            "{}",
+            status(&d).health_message
+        );
+    }
+}

@@ -1,0 +1,226 @@
+//! Builders for decision tables: a healthy IAD/PDX pair and small edits of it, so that
+//! each test states only what differs from the steady state.
+
+use std::time::Duration;
+
+use super::decision::{Action, EventReason, Role};
+use super::lease::{LeaseRecord, LeaseSighting, LeaseTiming};
+use super::snapshot::*;
+use super::status::{GroupStatus, Health, Recovery, RecoveryState, SiteStatus};
+use super::time::Millis;
+use super::{Decision, Now, decide};
+use crate::gtid::GtidSet;
+
+pub const IAD_UUID: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+pub const PDX_UUID: &str = "61553741-443a-11f1-8f55-0242ac120002";
+
+pub fn gtids(text: &str) -> GtidSet {
+    GtidSet::parse(text).unwrap()
+}
+
+/// `count` transactions originating at IAD.
+pub fn iad_txns(count: u64) -> GtidSet {
+    let mut set = GtidSet::new();
+    set.add_interval(IAD_UUID, 1, count);
+    set
+}
+
+pub fn knobs() -> Knobs {
+    Knobs {
+        automatic_failover: true,
+        detection_window: Duration::from_secs(5),
+        drain_timeout: Duration::from_secs(10),
+        lease: LeaseTiming::new(Duration::from_secs(6), Duration::from_secs(1)).unwrap(),
+        max_lag_seconds: 30,
+    }
+}
+
+pub fn uuid_of(site: &str) -> &'static str {
+    if site == "iad" { IAD_UUID } else { PDX_UUID }
+}
+
+pub fn healthy_pod(role: Role) -> PodObservation {
+    PodObservation {
+        exists: true,
+        role_label: Some(role),
+        ready: true,
+        ..Default::default()
+    }
+}
+
+pub fn writable(site: &str, executed: GtidSet) -> SiteObservation {
+    SiteObservation {
+        name: site.into(),
+        probe: MysqlProbe::Answered(MysqlObservation {
+            read_only: false,
+            super_read_only: false,
+            gtid_executed: executed,
+            server_uuid: uuid_of(site).into(),
+            replication: None,
+        }),
+        pod: healthy_pod(Role::Primary),
+    }
+}
+
+pub fn replica_of(site: &str, source: &str, executed: GtidSet) -> SiteObservation {
+    SiteObservation {
+        name: site.into(),
+        probe: MysqlProbe::Answered(MysqlObservation {
+            read_only: true,
+            super_read_only: true,
+            gtid_executed: executed.clone(),
+            server_uuid: uuid_of(site).into(),
+            replication: Some(ReplicationObservation {
+                source_site: Some(source.into()),
+                auto_position: true,
+                io_running: true,
+                sql_running: true,
+                retrieved: executed,
+                lag_seconds: Some(0),
+                last_io_error: None,
+                last_sql_error: None,
+            }),
+        }),
+        pod: healthy_pod(Role::Replica),
+    }
+}
+
+/// Read-only, nothing configured: how every mysqld boots.
+pub fn fresh(site: &str, executed: GtidSet) -> SiteObservation {
+    let mut s = replica_of(site, "none", executed);
+    if let MysqlProbe::Answered(m) = &mut s.probe {
+        m.replication = None;
+    }
+    s.pod.role_label = None;
+    s
+}
+
+pub fn silent(site: &str, since_ms: u64) -> SiteObservation {
+    SiteObservation {
+        name: site.into(),
+        probe: MysqlProbe::Failing {
+            since: Millis(since_ms),
+        },
+        pod: PodObservation {
+            exists: true,
+            role_label: Some(Role::Replica),
+            ..Default::default()
+        },
+    }
+}
+
+pub fn lease_held_by(holder: Option<&str>, rv: &str, seen_ms: u64) -> LeaseSighting {
+    LeaseSighting {
+        record: LeaseRecord {
+            holder: holder.map(Into::into),
+            renew_time: Some(format!("renew-{rv}")),
+            resource_version: Some(rv.into()),
+            declared_duration: Some(Duration::from_secs(6)),
+        },
+        seen_change_at: Millis(seen_ms),
+    }
+}
+
+/// IAD writable primary holding the lease (seen renewed at 10s), PDX replicating with
+/// the same 10 transactions, status Healthy, DNS on IAD.
+pub fn healthy_pair() -> Snapshot {
+    Snapshot {
+        leadership: Leadership::Leader,
+        knobs: knobs(),
+        sites: vec![
+            writable("iad", iad_txns(10)),
+            replica_of("pdx", "iad", iad_txns(10)),
+        ],
+        lease: lease_held_by(Some("iad"), "100", 10_000),
+        status: GroupStatus {
+            active_site: Some("iad".into()),
+            health: Some(Health::Healthy),
+            health_message: String::new(),
+            sites: vec![site_status("iad"), site_status("pdx")],
+            ..Default::default()
+        },
+        annotations: Annotations::default(),
+        dns_target: Some("iad".into()),
+        memory: EngineMemory::default(),
+    }
+}
+
+pub fn site_status(name: &str) -> SiteStatus {
+    SiteStatus {
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
+/// Marks `site` RecoveryPending in the persisted status with a divergent set.
+pub fn with_recovery(snap: &mut Snapshot, site: &str, divergent: &str, state: RecoveryState) {
+    let set = gtids(divergent);
+    let token = crate::gtid::reclone_token(set.uuids().next().unwrap()).to_string();
+    let entry = snap
+        .status
+        .sites
+        .iter_mut()
+        .find(|s| s.name == site)
+        .unwrap();
+    entry.recovery = Some(Recovery {
+        state,
+        divergent_gtid: set.one_line().to_string(),
+        divergent_transaction_count: set.count(),
+        reclone_token: token,
+    });
+}
+
+pub fn site_mut<'a>(snap: &'a mut Snapshot, name: &str) -> &'a mut SiteObservation {
+    snap.sites.iter_mut().find(|s| s.name == name).unwrap()
+}
+
+pub fn mysql_mut<'a>(snap: &'a mut Snapshot, name: &str) -> &'a mut MysqlObservation {
+    match &mut site_mut(snap, name).probe {
+        MysqlProbe::Answered(m) => m,
+        MysqlProbe::Failing { .. } => panic!("{name} is silent"),
+    }
+}
+
+pub fn replication_mut<'a>(snap: &'a mut Snapshot, name: &str) -> &'a mut ReplicationObservation {
+    mysql_mut(snap, name).replication.as_mut().unwrap()
+}
+
+pub fn at(ms: u64) -> Now {
+    Now {
+        mono: Millis(ms),
+        wall: jiff::Timestamp::from_millisecond(1_750_000_000_000 + ms as i64).unwrap(),
+    }
+}
+
+pub fn run(snap: &Snapshot, ms: u64) -> Decision {
+    decide(snap, at(ms))
+}
+
+/// Carries a decision's status and memory into the next snapshot, as the controller
+/// does between reconciles.
+pub fn carry(snap: &mut Snapshot, decision: &Decision) {
+    if let Some(status) = &decision.status {
+        snap.status = status.clone();
+    }
+    snap.memory = decision.memory.clone();
+    snap.annotations = Annotations::default();
+}
+
+pub fn promotions(decision: &Decision) -> Vec<String> {
+    decision
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Promote { site } => Some(site.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn reasons(decision: &Decision) -> Vec<EventReason> {
+    decision.events.iter().map(|e| e.reason).collect()
+}
+
+pub fn status(decision: &Decision) -> &GroupStatus {
+    decision.status.as_ref().unwrap()
+}
