@@ -2,4 +2,19 @@
 //! one process (API server, nodes, kubelet, network, MySQL and Dragonfly models), on
 //! which the real operator, sidecar and chaos runner run unchanged.
 
+pub mod apiserver;
+pub mod clock;
+pub mod cluster;
+pub mod dialer;
+pub mod images;
+pub mod models;
+pub mod network;
 pub mod pod;
+pub mod programs;
+pub mod transport;
+pub mod world;
+
+pub use clock::SimClock;
+pub use images::{ImageRegistry, StartupProfile};
+pub use network::Placement;
+pub use world::{Fault, Site, World, WorldBuilder, WorldError};

@@ -130,8 +130,10 @@ impl Readiness {
     }
 }
 
-/// Future returned by [`Dialer::dial`].
-pub type DialFuture = Pin<Box<dyn Future<Output = io::Result<turmoil::net::TcpStream>>>>;
+/// Future returned by [`Dialer::dial`]. `Send`, because the operator's transports (which
+/// dial through it in the simulation) must also run on tokio's multi-threaded runtime in
+/// production and therefore return `Send` futures.
+pub type DialFuture = Pin<Box<dyn Future<Output = io::Result<turmoil::net::TcpStream>> + Send>>;
 
 /// Opens TCP connections on the simulated network by name: turmoil host names, pod DNS
 /// names (`pod.headless-svc.ns.svc.cluster.local`) and Service names (resolved through

@@ -17,36 +17,34 @@ use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
+use crate::engine::{EventIntent, EventKind, EventReason};
 use crate::transport::SharedClock;
 
 /// Repeats of one event within this span are counted on the first Event object.
 pub const SERIES_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_mins(6);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum EventType {
-    Normal,
-    Warning,
-}
-
-impl EventType {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Normal => "Normal",
-            Self::Warning => "Warning",
-        }
+/// The `action` field of an Event: what the operator did or tried, derived from the
+/// reason so that the engine only has to say what happened.
+pub fn action_for(reason: EventReason) -> &'static str {
+    match reason {
+        EventReason::FailoverStarted
+        | EventReason::FailoverSucceeded
+        | EventReason::FailoverFailed
+        | EventReason::PlannedFailoverRejected => "Failover",
+        EventReason::SiteFenced | EventReason::SplitBrainDetected => "Fence",
+        EventReason::DivergenceDetected => "Observe",
+        EventReason::RecloneRejected
+        | EventReason::RecloneStarted
+        | EventReason::RecloneSucceeded => "Reclone",
+        EventReason::DNSUpdated => "UpdateDNS",
     }
 }
 
-/// An Event to publish about one object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventIntent {
-    pub type_: EventType,
-    /// `PascalCase`, from the documented list (FailoverStarted, SiteFenced, ...).
-    pub reason: String,
-    /// What happened, for a person; repeated identical notes aggregate.
-    pub note: String,
-    /// What the operator did or tried (`Failover`, `Fence`, `Reclone`, ...).
-    pub action: String,
+fn type_str(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Normal => "Normal",
+        EventKind::Warning => "Warning",
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,9 +66,8 @@ pub enum EventError {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct EventKey {
     regarding: (String, String, String, String),
-    type_: EventType,
-    reason: String,
-    action: String,
+    type_: &'static str,
+    reason: &'static str,
     note: String,
 }
 
@@ -124,10 +121,9 @@ impl EventPublisher {
                 regarding.name.clone().unwrap_or_default(),
                 regarding.uid.clone().unwrap_or_default(),
             ),
-            type_: intent.type_,
-            reason: intent.reason.clone(),
-            action: intent.action.clone(),
-            note: intent.note.clone(),
+            type_: type_str(intent.kind),
+            reason: intent.reason.as_str(),
+            note: intent.message.clone(),
         };
         let previous = {
             let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
@@ -135,7 +131,7 @@ impl EventPublisher {
             published.get(&key).cloned()
         };
         let error = |source| EventError::Publish {
-            reason: intent.reason.clone(),
+            reason: intent.reason.as_str().to_string(),
             kind: key.regarding.0.clone(),
             namespace: namespace.clone(),
             name: key.regarding.2.clone(),
@@ -173,7 +169,7 @@ impl EventPublisher {
                 }
             }
         };
-        tracing::debug!(event = %record.name, namespace = %record.namespace, count = record.count, reason = %intent.reason, "event published");
+        tracing::debug!(event = %record.name, namespace = %record.namespace, count = record.count, reason = intent.reason.as_str(), "event published");
         self.published
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -202,10 +198,10 @@ impl EventPublisher {
                 ..ObjectMeta::default()
             },
             event_time: Some(MicroTime(now)),
-            type_: Some(intent.type_.as_str().to_string()),
-            reason: Some(intent.reason.clone()),
-            note: Some(intent.note.clone()),
-            action: Some(intent.action.clone()),
+            type_: Some(type_str(intent.kind).to_string()),
+            reason: Some(intent.reason.as_str().to_string()),
+            note: Some(intent.message.clone()),
+            action: Some(action_for(intent.reason).to_string()),
             regarding: Some(regarding.clone()),
             reporting_controller: Some(self.controller.clone()),
             reporting_instance: Some(self.instance.clone()),
@@ -242,12 +238,7 @@ mod tests {
     }
 
     fn rejected(note: &str) -> EventIntent {
-        EventIntent {
-            type_: EventType::Warning,
-            reason: "RecloneRejected".into(),
-            note: note.into(),
-            action: "Reclone".into(),
-        }
+        EventIntent::warning(EventReason::RecloneRejected, note)
     }
 
     #[tokio::test]
@@ -285,6 +276,7 @@ mod tests {
         assert_eq!(created.body["eventTime"], "2030-01-01T00:00:00.000000Z");
         assert_eq!(created.body["type"], "Warning");
         assert_eq!(created.body["reason"], "RecloneRejected");
+        assert_eq!(created.body["action"], "Reclone");
         assert_eq!(created.body["note"], note);
         assert_eq!(created.body["regarding"]["name"], "playground");
         assert_eq!(

@@ -78,7 +78,7 @@ pub fn record(lease: &Lease) -> LeaseRecord {
     LeaseRecord {
         holder: holder(lease).map(String::from),
         renew_time: spec.renew_time.map(|t| t.0.to_string()),
-        resource_version: lease.resource_version().unwrap_or_default(),
+        resource_version: lease.resource_version(),
         declared_duration: spec
             .lease_duration_seconds
             .and_then(|s| u64::try_from(s).ok())

@@ -1,11 +1,13 @@
-//! Adapters: the operator's writes to the outside world. `kube` holds every Kubernetes
-//! write (server-side apply of children, status, pod labels, lease moves), `events`
-//! publishes Events with the injected clock. The MySQL and Dragonfly adapters live
-//! beside them.
+//! Adapters: the operator's connections to the outside world. `kube` holds every
+//! Kubernetes write (server-side apply of children, status, pod labels), `lease` the
+//! guarded Lease writes, `events` publishes Events with the injected clock; `mysql` and
+//! `dragonfly` are the production implementations of the data-plane transport seams.
 
+pub mod dragonfly;
 pub mod events;
 pub mod kube;
 pub mod lease;
+pub mod mysql;
 
 #[cfg(test)]
 pub(crate) mod fake_api;

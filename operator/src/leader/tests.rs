@@ -18,7 +18,7 @@ fn record(holder: Option<&str>, rv: &str) -> LeaseRecord {
     LeaseRecord {
         holder: holder.map(String::from),
         renew_time: Some(format!("t{rv}")),
-        resource_version: rv.into(),
+        resource_version: Some(rv.into()),
         declared_duration: Some(Duration::from_secs(15)),
     }
 }

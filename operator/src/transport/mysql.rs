@@ -221,12 +221,19 @@ pub mod error_codes {
     /// `ER_REPLICA_CHANNEL_IO_THREAD_MUST_STOP`: `CHANGE REPLICATION SOURCE` with the IO
     /// thread running.
     pub const IO_THREAD_MUST_STOP: u16 = 3021;
+    /// `ER_REPLICA_CHANNEL_SQL_THREAD_MUST_STOP`: `CHANGE REPLICATION SOURCE` (e.g. with
+    /// `SOURCE_DELAY`) with the SQL thread running.
+    pub const SQL_THREAD_MUST_STOP: u16 = 3022;
     /// `ER_REPLICA_CHANNEL_MUST_STOP`: `RESET REPLICA` with replication threads running.
     pub const REPLICA_MUST_STOP: u16 = 3081;
     /// `ER_REPLICA_CONFIGURATION`: `START REPLICA` without a configured source.
     pub const REPLICA_NOT_CONFIGURED: u16 = 1200;
     /// `ER_CLONE_DONOR` family: the donor could not be used for `CLONE INSTANCE`.
     pub const CLONE_DONOR: u16 = 3862;
+    /// `ER_ACCESS_DENIED_ERROR`: wrong user or password.
+    pub const ACCESS_DENIED: u16 = 1045;
+    /// `ER_SPECIFIC_ACCESS_DENIED_ERROR`: the statement needs SUPER (or a dynamic privilege).
+    pub const SPECIFIC_ACCESS_DENIED: u16 = 1227;
     /// `ER_WRONG_ARGUMENTS`-style refusal used for malformed requests.
     pub const WRONG_ARGUMENTS: u16 = 1210;
 }

@@ -1,0 +1,776 @@
+//! The Kubernetes REST API over HTTP: discovery, the resource paths (`/api/v1/...`,
+//! `/apis/G/V/...`), watch streams (newline-delimited JSON), Table responses for
+//! kubectl, every patch content type, and `Status` errors. Generic over the listener,
+//! so the same router serves on turmoil's simulated TCP and on real TCP.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use futures::stream::{self, StreamExt};
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::registry::ResourceInfo;
+use super::table::{self, IncludeObject};
+use super::{
+    ApiServer, Caller, DeleteOptions, ListQuery, Patch, Propagation, ResourceKey, Subresource,
+    WatchEvent,
+};
+
+/// turmoil's TCP listener as an axum listener (turmoil's TcpStream is tokio-compatible).
+pub struct TurmoilListener(pub turmoil::net::TcpListener);
+
+impl axum::serve::Listener for TurmoilListener {
+    type Io = turmoil::net::TcpStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.0.accept().await {
+                Ok(pair) => return pair,
+                // A failed accept (e.g. while the host is being torn down) is retried
+                // after a pause, as axum does for tokio listeners.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+pub fn router(server: ApiServer) -> Router {
+    Router::new().fallback(handle).with_state(server)
+}
+
+const JSON: &str = "application/json";
+
+fn json_response(status: u16, body: &Value) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (code, [(header::CONTENT_TYPE, JSON)], body.to_string()).into_response()
+}
+
+fn error_response(error: &ApiError) -> Response {
+    json_response(error.code, &error.to_status())
+}
+
+async fn handle(
+    State(server): State<ApiServer>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let query = parse_query(uri.query().unwrap_or_default());
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unknown")
+        .to_string();
+    let path = uri.path().trim_matches('/').to_string();
+    let segments: Vec<&str> = if path.is_empty() {
+        Vec::new()
+    } else {
+        path.split('/').collect()
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("127.0.0.1")
+        .to_string();
+    let result = match (method.clone(), segments.as_slice()) {
+        (Method::GET, ["version"]) => Ok(json_response(200, &version())),
+        (Method::GET, ["healthz" | "livez" | "readyz"]) => {
+            Ok((StatusCode::OK, "ok").into_response())
+        }
+        (Method::GET, ["api"]) => Ok(json_response(
+            200,
+            &json!({
+                "kind": "APIVersions",
+                "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": host}],
+            }),
+        )),
+        (Method::GET, ["apis"]) => Ok(json_response(200, &group_list(&server))),
+        (Method::GET, ["api", version]) => resource_list(&server, "", version),
+        (Method::GET, ["apis", group]) => group_info(&server, group),
+        (Method::GET, ["apis", group, version]) => resource_list(&server, group, version),
+        (_, ["api", version, rest @ ..]) if !rest.is_empty() => {
+            resource_request(
+                &server,
+                &method,
+                "",
+                version,
+                rest,
+                &query,
+                &headers,
+                &body,
+                &user_agent,
+            )
+            .await
+        }
+        (_, ["apis", group, version, rest @ ..]) if !rest.is_empty() => {
+            resource_request(
+                &server,
+                &method,
+                group,
+                version,
+                rest,
+                &query,
+                &headers,
+                &body,
+                &user_agent,
+            )
+            .await
+        }
+        _ => Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )),
+    };
+    result.unwrap_or_else(|e| error_response(&e))
+}
+
+fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": "33",
+        "gitVersion": "v1.33.0-bloodraven-sim",
+        "gitCommit": "0000000000000000000000000000000000000000",
+        "gitTreeState": "clean",
+        "buildDate": "2025-01-01T00:00:00Z",
+        "goVersion": "go1.24.0",
+        "compiler": "gc",
+        "platform": "linux/amd64",
+    })
+}
+
+fn group_entry(group: &str, versions: &[String]) -> Value {
+    let versions_json: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+        .collect();
+    let preferred = versions_json.first().cloned().unwrap_or(Value::Null);
+    json!({"name": group, "versions": versions_json, "preferredVersion": preferred})
+}
+
+fn group_list(server: &ApiServer) -> Value {
+    let groups: Vec<Value> = server
+        .lock()
+        .registry
+        .group_versions()
+        .iter()
+        .filter(|(group, _)| !group.is_empty())
+        .map(|(group, versions)| group_entry(group, versions))
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+fn group_info(server: &ApiServer, group: &str) -> Result<Response, ApiError> {
+    let groups = server.lock().registry.group_versions();
+    let versions = groups
+        .get(group)
+        .filter(|_| !group.is_empty())
+        .ok_or_else(|| {
+            ApiError::new(
+                404,
+                "NotFound",
+                format!("the server could not find the requested resource: group {group}"),
+            )
+        })?;
+    let mut entry = group_entry(group, versions);
+    entry["kind"] = json!("APIGroup");
+    entry["apiVersion"] = json!("v1");
+    Ok(json_response(200, &entry))
+}
+
+fn resource_list(server: &ApiServer, group: &str, version: &str) -> Result<Response, ApiError> {
+    let infos: Vec<ResourceInfo> = server
+        .lock()
+        .registry
+        .all()
+        .filter(|i| i.key.group == group && i.key.version == version)
+        .map(|i| (**i).clone())
+        .collect();
+    if infos.is_empty() {
+        return Err(ApiError::new(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource: {group}/{version}"),
+        ));
+    }
+    let verbs = [
+        "create",
+        "delete",
+        "deletecollection",
+        "get",
+        "list",
+        "patch",
+        "update",
+        "watch",
+    ];
+    let mut resources = Vec::new();
+    for info in &infos {
+        let mut entry = json!({
+            "name": info.key.resource,
+            "singularName": info.singular,
+            "namespaced": info.namespaced,
+            "kind": info.kind,
+            "verbs": verbs,
+        });
+        if !info.short_names.is_empty() {
+            entry["shortNames"] = json!(info.short_names);
+        }
+        if !info.categories.is_empty() {
+            entry["categories"] = json!(info.categories);
+        }
+        resources.push(entry);
+        if info.status_subresource {
+            resources.push(json!({"name": format!("{}/status", info.key.resource), "singularName": "", "namespaced": info.namespaced, "kind": info.kind, "verbs": ["get", "patch", "update"]}));
+        }
+        if info.scale_subresource {
+            resources.push(json!({"name": format!("{}/scale", info.key.resource), "singularName": "", "namespaced": info.namespaced, "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}));
+        }
+    }
+    let group_version = ResourceKey::new(group, version, "").api_version();
+    Ok(json_response(
+        200,
+        &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
+    ))
+}
+
+fn parse_query(query: &str) -> BTreeMap<String, String> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Where a resource path points.
+struct Target<'a> {
+    namespace: Option<&'a str>,
+    resource: &'a str,
+    name: Option<&'a str>,
+    subresource: Option<&'a str>,
+}
+
+fn parse_target<'a>(rest: &[&'a str]) -> Result<Target<'a>, ApiError> {
+    let not_found = || {
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+    };
+    let namespaced = rest.len() >= 3
+        && rest[0] == "namespaces"
+        && !(rest.len() == 3 && matches!(rest[2], "status" | "finalize"));
+    if namespaced {
+        if rest.len() > 5 {
+            return Err(not_found());
+        }
+        Ok(Target {
+            namespace: Some(rest[1]),
+            resource: rest[2],
+            name: rest.get(3).copied(),
+            subresource: rest.get(4).copied(),
+        })
+    } else {
+        if rest.len() > 3 {
+            return Err(not_found());
+        }
+        Ok(Target {
+            namespace: None,
+            resource: rest[0],
+            name: rest.get(1).copied(),
+            subresource: rest.get(2).copied(),
+        })
+    }
+}
+
+fn list_query(query: &BTreeMap<String, String>) -> ListQuery {
+    ListQuery {
+        label_selector: query
+            .get("labelSelector")
+            .filter(|s| !s.is_empty())
+            .cloned(),
+        field_selector: query
+            .get("fieldSelector")
+            .filter(|s| !s.is_empty())
+            .cloned(),
+    }
+}
+
+fn flag(query: &BTreeMap<String, String>, key: &str) -> bool {
+    query.get(key).is_some_and(|v| v == "true" || v == "1")
+}
+
+fn decode_body(body: &Bytes) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("the request body is empty"));
+    }
+    serde_json::from_slice(body).or_else(|json_error| {
+        let text = std::str::from_utf8(body)
+            .map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
+        serde_saphyr::from_str::<Value>(text).map_err(|yaml_error| {
+            ApiError::bad_request(format!(
+                "the request body is neither JSON ({json_error}) nor YAML ({yaml_error})"
+            ))
+        })
+    })
+}
+
+/// What the client asked the response to look like.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Plain,
+    Table,
+    Metadata,
+}
+
+fn shape(headers: &HeaderMap) -> Shape {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    // The first acceptable media type wins, as content negotiation goes.
+    for media in accept.split(',') {
+        let media = media.trim();
+        if media.contains("as=Table") {
+            return Shape::Table;
+        }
+        if media.contains("as=PartialObjectMetadata") {
+            return Shape::Metadata;
+        }
+        if media.starts_with("application/json")
+            || media.starts_with("*/*")
+            || media.starts_with("application/yaml")
+        {
+            return Shape::Plain;
+        }
+    }
+    Shape::Plain
+}
+
+fn metadata_only(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))})
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn resource_request(
+    server: &ApiServer,
+    method: &Method,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+    query: &BTreeMap<String, String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+    user_agent: &str,
+) -> Result<Response, ApiError> {
+    let target = parse_target(rest)?;
+    let key = ResourceKey::new(group, version, target.resource);
+    let info = server.resource(&key).ok_or_else(|| {
+        ApiError::new(
+            404,
+            "NotFound",
+            format!(
+                "the server could not find the requested resource ({group}/{version}, {})",
+                target.resource
+            ),
+        )
+    })?;
+    let who = Caller { user_agent };
+    let ns = target.namespace;
+    let sub = match target.subresource {
+        None => Subresource::Main,
+        Some("status") if info.status_subresource => Subresource::Status,
+        Some("status") if info.kind == "Namespace" => Subresource::Status,
+        Some("finalize") if info.kind == "Namespace" => Subresource::Status,
+        Some(other) => {
+            return Err(ApiError::new(
+                404,
+                "NotFound",
+                format!(
+                    "the server could not find the requested resource ({}/{other})",
+                    info.key.resource
+                ),
+            ));
+        }
+    };
+    let shape = shape(headers);
+    let manager = query.get("fieldManager").filter(|m| !m.is_empty()).cloned();
+    match (method, target.name) {
+        (&Method::GET, None) if flag(query, "watch") => watch(server, &info, ns, query, &who).await,
+        (&Method::GET, None) => {
+            let list = server.list_as(&key, ns, &list_query(query), &who)?;
+            match shape {
+                Shape::Table => Ok(json_response(
+                    200,
+                    &table::table(
+                        &info,
+                        &list.items,
+                        list.resource_version,
+                        now_seconds(server),
+                        include_object(query),
+                    ),
+                )),
+                _ => {
+                    let items: Vec<Value> = if shape == Shape::Metadata {
+                        list.items.iter().map(metadata_only).collect()
+                    } else {
+                        list.items
+                    };
+                    let (kind, api_version) = if shape == Shape::Metadata {
+                        (
+                            "PartialObjectMetadataList".to_string(),
+                            "meta.k8s.io/v1".to_string(),
+                        )
+                    } else {
+                        (info.list_kind.clone(), info.api_version())
+                    };
+                    Ok(json_response(
+                        200,
+                        &json!({
+                            "kind": kind,
+                            "apiVersion": api_version,
+                            "metadata": {"resourceVersion": list.resource_version.to_string()},
+                            "items": items,
+                        }),
+                    ))
+                }
+            }
+        }
+        (&Method::GET, Some(name)) => {
+            let obj = server.get_as(&key, ns, name, &who)?;
+            match shape {
+                Shape::Table => {
+                    let rv = server.resource_version();
+                    Ok(json_response(
+                        200,
+                        &table::table(
+                            &info,
+                            &[obj],
+                            rv,
+                            now_seconds(server),
+                            include_object(query),
+                        ),
+                    ))
+                }
+                Shape::Metadata => Ok(json_response(200, &metadata_only(&obj))),
+                Shape::Plain => Ok(json_response(200, &obj)),
+            }
+        }
+        (&Method::POST, None) => {
+            let obj = decode_body(body)?;
+            if is_dry_run(query) {
+                return Err(ApiError::bad_request(
+                    "dryRun is not supported by the simulated API server",
+                ));
+            }
+            let created = server.create_managed(&key, ns, obj, &who, manager.as_deref())?;
+            Ok(json_response(201, &created))
+        }
+        (&Method::PUT, Some(name)) => {
+            let obj = decode_body(body)?;
+            if meta_name(&obj) != name {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({}) does not match the name on the URL ({name})",
+                    meta_name(&obj)
+                )));
+            }
+            if is_dry_run(query) {
+                return Err(ApiError::bad_request(
+                    "dryRun is not supported by the simulated API server",
+                ));
+            }
+            let updated = server.update_managed(&key, ns, obj, sub, &who, manager.as_deref())?;
+            Ok(json_response(200, &updated))
+        }
+        (&Method::PATCH, Some(name)) => {
+            let content_type = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let content_type = content_type.split(';').next().unwrap_or_default().trim();
+            let value = decode_body(body)?;
+            let patch = match content_type {
+                "application/merge-patch+json" => Patch::Merge(value),
+                "application/json-patch+json" => Patch::Json(value),
+                "application/strategic-merge-patch+json" => Patch::StrategicMerge(value),
+                "application/apply-patch+yaml" | "application/apply-patch+cbor" => Patch::Apply {
+                    field_manager: query.get("fieldManager").cloned().unwrap_or_default(),
+                    force: flag(query, "force"),
+                    object: value,
+                },
+                other => {
+                    return Err(ApiError::unsupported_media_type(format!(
+                        "the body of the request was in an unknown format ({other}) - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json"
+                    )));
+                }
+            };
+            if is_dry_run(query) {
+                return Err(ApiError::bad_request(
+                    "dryRun is not supported by the simulated API server",
+                ));
+            }
+            let patched =
+                server.patch_managed(&key, ns, name, patch, sub, &who, manager.as_deref())?;
+            Ok(json_response(200, &patched))
+        }
+        (&Method::DELETE, Some(name)) => {
+            let opts = delete_options(body, query)?;
+            let (obj, gone) = server.delete_with(&key, ns, name, &opts, &who)?;
+            if gone {
+                Ok(json_response(
+                    200,
+                    &json!({
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "metadata": {},
+                        "status": "Success",
+                        "details": {"name": name, "group": info.key.group, "kind": info.key.resource, "uid": obj.pointer("/metadata/uid").cloned().unwrap_or(Value::Null)},
+                    }),
+                ))
+            } else {
+                Ok(json_response(200, &obj))
+            }
+        }
+        (&Method::DELETE, None) => {
+            let deleted = server.delete_collection(&key, ns, &list_query(query), &who)?;
+            Ok(json_response(
+                200,
+                &json!({
+                    "kind": info.list_kind,
+                    "apiVersion": info.api_version(),
+                    "metadata": {"resourceVersion": server.resource_version().to_string()},
+                    "items": deleted,
+                }),
+            ))
+        }
+        _ => Err(ApiError::method_not_supported(format!(
+            "{method} is not supported on {}",
+            rest.join("/")
+        ))),
+    }
+}
+
+fn meta_name(obj: &Value) -> &str {
+    obj.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+fn is_dry_run(query: &BTreeMap<String, String>) -> bool {
+    query.get("dryRun").is_some_and(|v| !v.is_empty())
+}
+
+fn include_object(query: &BTreeMap<String, String>) -> IncludeObject {
+    match query.get("includeObject").map(String::as_str) {
+        Some("None") => IncludeObject::None,
+        Some("Object") => IncludeObject::Object,
+        _ => IncludeObject::Metadata,
+    }
+}
+
+fn now_seconds(server: &ApiServer) -> i64 {
+    server.inner.clock.now().as_second()
+}
+
+fn delete_options(
+    body: &Bytes,
+    query: &BTreeMap<String, String>,
+) -> Result<DeleteOptions, ApiError> {
+    let body: Value = if body.is_empty() {
+        json!({})
+    } else {
+        decode_body(body)?
+    };
+    let policy = body
+        .get("propagationPolicy")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| query.get("propagationPolicy").cloned())
+        .or_else(
+            || match body.get("orphanDependents").and_then(Value::as_bool) {
+                Some(true) => Some("Orphan".into()),
+                _ => None,
+            },
+        );
+    let propagation = match policy.as_deref() {
+        None | Some("Background") => Propagation::Background,
+        Some("Foreground") => Propagation::Foreground,
+        Some("Orphan") => Propagation::Orphan,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unsupported propagationPolicy {other:?}"
+            )));
+        }
+    };
+    Ok(DeleteOptions {
+        propagation,
+        uid: body
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        resource_version: body
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    })
+}
+
+/// A watch stream: newline-delimited `{"type": ..., "object": ...}` until the timeout.
+async fn watch(
+    server: &ApiServer,
+    info: &ResourceInfo,
+    ns: Option<&str>,
+    query: &BTreeMap<String, String>,
+    who: &Caller<'_>,
+) -> Result<Response, ApiError> {
+    let from_rv = match query.get("resourceVersion").map(String::as_str) {
+        None | Some("") => None,
+        Some(rv) => Some(
+            rv.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
+        ),
+    };
+    let timeout = match query.get("timeoutSeconds") {
+        Some(t) => Duration::from_secs(
+            t.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds {t:?}")))?,
+        ),
+        None => server.config().default_watch_timeout,
+    };
+    let bookmarks = flag(query, "allowWatchBookmarks");
+    let watch = match server.watch_with(&info.key, ns, &list_query(query), from_rv, who) {
+        Ok(watch) => watch,
+        // Like the real server: a watch from a compacted rv is a 200 whose only event
+        // is an ERROR carrying the 410 Status.
+        Err(e) if e.code == 410 => {
+            let line = format!("{}\n", json!({"type": "ERROR", "object": e.to_status()}));
+            return Ok(stream_response(Body::from(line)));
+        }
+        Err(e) => return Err(e),
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    let bookmark_every = server.config().bookmark_interval;
+    let state = WatchState {
+        server: server.clone(),
+        id: watch.id,
+        events: watch.events,
+        deadline,
+        next_bookmark: bookmarks.then(|| tokio::time::Instant::now() + bookmark_every),
+        bookmark_every,
+        kind: info.kind.clone(),
+        api_version: info.api_version(),
+    };
+    let lines = stream::unfold(state, |mut state| async move {
+        let line = state.next_line().await?;
+        Some((Ok::<_, Infallible>(Bytes::from(line)), state))
+    });
+    Ok(stream_response(Body::from_stream(lines.boxed())))
+}
+
+fn stream_response(body: Body) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, JSON),
+            (header::TRANSFER_ENCODING, "chunked"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+struct WatchState {
+    server: ApiServer,
+    id: u64,
+    events: tokio::sync::mpsc::UnboundedReceiver<WatchEvent>,
+    deadline: tokio::time::Instant,
+    next_bookmark: Option<tokio::time::Instant>,
+    bookmark_every: Duration,
+    kind: String,
+    api_version: String,
+}
+
+impl WatchState {
+    async fn next_line(&mut self) -> Option<String> {
+        loop {
+            let bookmark_at = self
+                .next_bookmark
+                .unwrap_or(self.deadline)
+                .min(self.deadline);
+            tokio::select! {
+                event = self.events.recv() => {
+                    let event = event?;
+                    let (type_, object) = match event {
+                        WatchEvent::Added(o) => ("ADDED", o),
+                        WatchEvent::Modified(o) => ("MODIFIED", o),
+                        WatchEvent::Deleted(o) => ("DELETED", o),
+                        WatchEvent::Bookmark(rv) => ("BOOKMARK", json!({
+                            "kind": self.kind,
+                            "apiVersion": self.api_version,
+                            "metadata": {"resourceVersion": rv.to_string()},
+                        })),
+                    };
+                    return Some(format!("{}\n", json!({"type": type_, "object": object})));
+                }
+                _ = tokio::time::sleep_until(bookmark_at) => {
+                    if tokio::time::Instant::now() >= self.deadline {
+                        return None;
+                    }
+                    // The bookmark goes through the store so it is ordered after every
+                    // event already queued for this watch.
+                    self.server.send_bookmark(self.id);
+                    self.next_bookmark = Some(tokio::time::Instant::now() + self.bookmark_every);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for WatchState {
+    fn drop(&mut self) {
+        self.server.cancel_watch(self.id);
+    }
+}

@@ -1,0 +1,345 @@
+//! Cluster behaviour: the controllers a real control plane and kubelets run (scheduler,
+//! StatefulSets, Deployments, Jobs and CronJobs, Service endpoints, PVC binding, node
+//! lifecycle, kubelets), as deterministic passes over the in-process API server that
+//! the world runs between simulation steps.
+//!
+//! Every pass reads one snapshot of the objects it needs, then each controller writes
+//! what differs from the desired state; a write is made only on a real change, so an
+//! idle cluster costs no resourceVersions.
+
+mod cron;
+mod endpoints;
+mod events;
+mod jobs;
+mod kubelet;
+mod nodes;
+pub(crate) mod obj;
+mod scheduler;
+mod workloads;
+
+use std::time::Duration;
+
+use bloodraven::transport::Clock;
+use rand::rngs::StdRng;
+use serde_json::Value;
+
+use crate::apiserver::{ApiError, ApiServer, Caller, ListQuery, Patch, ResourceKey, Subresource};
+use crate::clock::SimClock;
+use crate::images::ImageRegistry;
+use crate::network::Network;
+
+pub use cron::{CronError, CronSchedule};
+pub(crate) use events::EventRecorder;
+pub(crate) use kubelet::Kubelet;
+pub use kubelet::pod_host_name;
+pub(crate) use nodes::NodeLifecycle;
+
+/// Timings of the simulated control plane and kubelets (Kubernetes defaults unless
+/// noted).
+#[derive(Clone, Debug)]
+pub struct ClusterTimings {
+    /// How often the controllers and kubelets run a pass (real ones react to watches
+    /// within milliseconds; 100 ms keeps the reaction shape at a fraction of the cost).
+    pub controller_interval: Duration,
+    /// A node whose kubelet has not reported for this long is marked NotReady
+    /// (`node-monitor-grace-period`, 40 s).
+    pub node_monitor_grace: Duration,
+    /// Pods on an unreachable node are evicted after this long (the default
+    /// `tolerationSeconds` of the `unreachable:NoExecute` taint, 300 s). They stay
+    /// Terminating until the node's kubelet confirms, as live.
+    pub unreachable_eviction: Duration,
+    /// First container restart delay; doubles per restart (CrashLoopBackOff).
+    pub restart_backoff_initial: Duration,
+    pub restart_backoff_max: Duration,
+    /// A container that ran this long resets its restart backoff.
+    pub restart_backoff_reset: Duration,
+    /// Retry interval of an image that has no program (ImagePullBackOff).
+    pub image_pull_backoff: Duration,
+}
+
+impl Default for ClusterTimings {
+    fn default() -> Self {
+        Self {
+            controller_interval: Duration::from_millis(100),
+            node_monitor_grace: Duration::from_secs(40),
+            unreachable_eviction: Duration::from_secs(300),
+            restart_backoff_initial: Duration::from_secs(10),
+            restart_backoff_max: Duration::from_secs(300),
+            restart_backoff_reset: Duration::from_secs(600),
+            image_pull_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+pub(crate) fn key_pods() -> ResourceKey {
+    ResourceKey::core("v1", "pods")
+}
+pub(crate) fn key_nodes() -> ResourceKey {
+    ResourceKey::core("v1", "nodes")
+}
+pub(crate) fn key_services() -> ResourceKey {
+    ResourceKey::core("v1", "services")
+}
+pub(crate) fn key_endpoints() -> ResourceKey {
+    ResourceKey::core("v1", "endpoints")
+}
+pub(crate) fn key_pvcs() -> ResourceKey {
+    ResourceKey::core("v1", "persistentvolumeclaims")
+}
+pub(crate) fn key_secrets() -> ResourceKey {
+    ResourceKey::core("v1", "secrets")
+}
+pub(crate) fn key_configmaps() -> ResourceKey {
+    ResourceKey::core("v1", "configmaps")
+}
+pub(crate) fn key_events() -> ResourceKey {
+    ResourceKey::core("v1", "events")
+}
+pub(crate) fn key_statefulsets() -> ResourceKey {
+    ResourceKey::new("apps", "v1", "statefulsets")
+}
+pub(crate) fn key_deployments() -> ResourceKey {
+    ResourceKey::new("apps", "v1", "deployments")
+}
+pub(crate) fn key_jobs() -> ResourceKey {
+    ResourceKey::new("batch", "v1", "jobs")
+}
+pub(crate) fn key_cronjobs() -> ResourceKey {
+    ResourceKey::new("batch", "v1", "cronjobs")
+}
+
+/// Kubernetes' metav1.Time text (RFC 3339, whole seconds, UTC).
+pub(crate) fn format_time(ts: jiff::Timestamp) -> String {
+    jiff::Timestamp::from_second(ts.as_second())
+        .unwrap_or(ts)
+        .to_string()
+}
+
+/// The objects one pass reads, listed once.
+#[derive(Default)]
+pub(crate) struct Snapshot {
+    pub nodes: Vec<Value>,
+    pub pods: Vec<Value>,
+    pub services: Vec<Value>,
+    pub endpoints: Vec<Value>,
+    pub pvcs: Vec<Value>,
+    pub statefulsets: Vec<Value>,
+    pub deployments: Vec<Value>,
+    pub jobs: Vec<Value>,
+    pub cronjobs: Vec<Value>,
+}
+
+/// Typed-error-free wrapper around the API server for controllers: a failed write is
+/// logged and retried by the next pass, as a real controller requeues.
+#[derive(Clone)]
+pub(crate) struct ControllerApi {
+    pub api: ApiServer,
+}
+
+impl ControllerApi {
+    pub fn list_all(&self, key: &ResourceKey) -> Vec<Value> {
+        match self.api.list(key, None, &ListQuery::default()) {
+            Ok(list) => list.items,
+            Err(err) => {
+                tracing::debug!(resource = %key.resource, %err, "list failed");
+                Vec::new()
+            }
+        }
+    }
+
+    pub fn get(&self, key: &ResourceKey, ns: Option<&str>, name: &str) -> Option<Value> {
+        self.api.get(key, ns, name).ok()
+    }
+
+    pub fn create(
+        &self,
+        who: &str,
+        key: &ResourceKey,
+        ns: Option<&str>,
+        obj: Value,
+    ) -> Option<Value> {
+        log_failure(
+            who,
+            "create",
+            key,
+            self.api.create(key, ns, obj, &Caller { user_agent: who }),
+        )
+    }
+
+    pub fn update_status(
+        &self,
+        who: &str,
+        key: &ResourceKey,
+        ns: Option<&str>,
+        obj: Value,
+    ) -> Option<Value> {
+        log_failure(
+            who,
+            "update status",
+            key,
+            self.api
+                .update_status(key, ns, obj, &Caller { user_agent: who }),
+        )
+    }
+
+    pub fn merge_patch(
+        &self,
+        who: &str,
+        key: &ResourceKey,
+        ns: Option<&str>,
+        name: &str,
+        patch: Value,
+    ) -> Option<Value> {
+        let result = self.api.patch(
+            key,
+            ns,
+            name,
+            Patch::Merge(patch),
+            Subresource::Main,
+            &Caller { user_agent: who },
+        );
+        log_failure(who, "patch", key, result)
+    }
+
+    pub fn merge_patch_status(
+        &self,
+        who: &str,
+        key: &ResourceKey,
+        ns: Option<&str>,
+        name: &str,
+        patch: Value,
+    ) -> Option<Value> {
+        let result = self.api.patch(
+            key,
+            ns,
+            name,
+            Patch::Merge(patch),
+            Subresource::Status,
+            &Caller { user_agent: who },
+        );
+        log_failure(who, "patch status", key, result)
+    }
+
+    pub fn delete(
+        &self,
+        who: &str,
+        key: &ResourceKey,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Option<Value> {
+        log_failure(
+            who,
+            "delete",
+            key,
+            self.api.delete(key, ns, name, &Caller { user_agent: who }),
+        )
+    }
+}
+
+fn log_failure(
+    who: &str,
+    verb: &str,
+    key: &ResourceKey,
+    result: Result<Value, ApiError>,
+) -> Option<Value> {
+    match result {
+        Ok(value) => Some(value),
+        Err(err) => {
+            // Conflicts and not-founds are normal races between passes; the next pass
+            // re-reads and retries.
+            tracing::debug!(controller = who, verb, resource = %key.resource, %err, "write failed; retrying next pass");
+            None
+        }
+    }
+}
+
+/// The whole simulated control plane plus the kubelets.
+pub(crate) struct ControlPlane {
+    pub api: ControllerApi,
+    pub clock: SimClock,
+    pub timings: ClusterTimings,
+    pub rng: StdRng,
+    pub events: EventRecorder,
+    pub scheduler: scheduler::Scheduler,
+    pub nodes: NodeLifecycle,
+    pub kubelet: Kubelet,
+    pub cronjobs: jobs::CronJobState,
+}
+
+/// What the world knows about one node that the control plane needs.
+#[derive(Clone, Debug)]
+pub(crate) struct NodeInfo {
+    pub name: String,
+    /// The turmoil host holding the node's address.
+    pub host: String,
+    pub site: Option<String>,
+    /// The node is powered off (Fault::CrashNode).
+    pub crashed: bool,
+}
+
+impl ControlPlane {
+    pub fn new(
+        api: ApiServer,
+        clock: SimClock,
+        timings: ClusterTimings,
+        rng: StdRng,
+        images: ImageRegistry,
+    ) -> Self {
+        let api = ControllerApi { api };
+        Self {
+            events: EventRecorder::new(api.clone(), clock.clone()),
+            scheduler: scheduler::Scheduler::default(),
+            nodes: NodeLifecycle::default(),
+            kubelet: Kubelet::new(images),
+            cronjobs: jobs::CronJobState::default(),
+            api,
+            clock,
+            timings,
+            rng,
+        }
+    }
+
+    pub fn now(&self) -> jiff::Timestamp {
+        self.clock.now()
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            nodes: self.api.list_all(&key_nodes()),
+            pods: self.api.list_all(&key_pods()),
+            services: self.api.list_all(&key_services()),
+            endpoints: self.api.list_all(&key_endpoints()),
+            pvcs: self.api.list_all(&key_pvcs()),
+            statefulsets: self.api.list_all(&key_statefulsets()),
+            deployments: self.api.list_all(&key_deployments()),
+            jobs: self.api.list_all(&key_jobs()),
+            cronjobs: self.api.list_all(&key_cronjobs()),
+        }
+    }
+
+    /// One pass of every controller and kubelet. `api_reachable` is false while the API
+    /// server's host is down: then the control plane is down with it (its controllers
+    /// cannot reach the store) and kubelets keep their pods running unreported.
+    pub fn pass(
+        &mut self,
+        net: &mut Network,
+        nodes: &[NodeInfo],
+        api_host: &str,
+        api_reachable: bool,
+    ) {
+        if !api_reachable {
+            kubelet::run_detached(self, net, nodes);
+            return;
+        }
+        let snap = self.snapshot();
+        nodes::reconcile(self, &snap, net, nodes, api_host);
+        scheduler::reconcile(self, &snap);
+        workloads::reconcile_statefulsets(self, &snap);
+        workloads::reconcile_deployments(self, &snap);
+        jobs::reconcile_jobs(self, &snap);
+        jobs::reconcile_cronjobs(self, &snap);
+        workloads::bind_claims(self, &snap);
+        endpoints::reconcile(self, &snap);
+        kubelet::reconcile(self, &snap, net, nodes, api_host);
+    }
+}

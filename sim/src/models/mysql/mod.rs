@@ -1,0 +1,223 @@
+//! A model of one MySQL 8 server (mysqld in a pod), detailed enough that the operator's
+//! failover logic meets the behaviours that make failover hard: GTID sets, asynchronous
+//! and semi-synchronous replication with auto-position, relay logs lost on crash,
+//! `read_only`/`super_read_only`, errant transactions, `CLONE`, killed connections.
+//!
+//! The server's committed state lives on the pod's data volume (survives crashes and pod
+//! deletion); everything else (flags, replication threads, relay log, connections) is
+//! rebuilt at every start. See docs/simulation.md, "MySQL model", for what is and is not
+//! modelled and where each behaviour comes from.
+
+pub mod client;
+pub mod protocol;
+mod replication;
+mod server;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::pod::{PodContext, PodProgram, ProgramFuture, Volume};
+
+pub use client::{SimMysqlConnector, SimMysqlSession};
+pub use server::DataDir;
+
+/// The port mysqld listens on.
+pub const MYSQL_PORT: u16 = 3306;
+
+/// A database account. `super_user` accounts (root) hold SUPER and may write while only
+/// `read_only` is ON, set global variables, clone and kill; others are ordinary clients.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Account {
+    pub user: String,
+    pub password: String,
+    pub super_user: bool,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("user", &self.user)
+            .field("super_user", &self.super_user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a modelled mysqld behaves. The defaults are MySQL 8's defaults where MySQL has one;
+/// container args in mysqld's own `--flag=value` form override them (see
+/// [`MysqlConfig::apply_args`]).
+#[derive(Debug, Clone)]
+pub struct MysqlConfig {
+    pub port: u16,
+    /// Accounts besides those the official image creates from its environment
+    /// (`MYSQL_ROOT_PASSWORD` -> root, `MYSQL_USER`/`MYSQL_PASSWORD` -> an ordinary user).
+    pub accounts: Vec<Account>,
+    /// Name of the pod volume that holds the data directory. Without such a volume the
+    /// data lives only as long as this program run (like a container without a PVC).
+    pub data_volume: String,
+    /// Time from process start to accepting connections (InnoDB recovery and so on).
+    pub startup_time: Duration,
+    /// Time a client write spends before it is durable (binlog fsync). A crash or a KILL
+    /// inside this window loses the transaction, as it would on a real server.
+    pub commit_latency: Duration,
+    /// `rpl_semi_sync_source_enabled`.
+    pub semisync_source_enabled: bool,
+    /// `rpl_semi_sync_replica_enabled`.
+    pub semisync_replica_enabled: bool,
+    /// `rpl_semi_sync_source_timeout` (MySQL default 10 s).
+    pub semisync_timeout: Duration,
+    /// `replica_net_timeout` (MySQL default 60 s): a replica that hears nothing from its
+    /// source for this long reconnects.
+    pub replica_net_timeout: Duration,
+    /// `SOURCE_HEARTBEAT_PERIOD` (MySQL default: half of `replica_net_timeout`).
+    pub heartbeat_period: Duration,
+    /// `skip_replica_start`: do not start the replication threads at boot.
+    pub skip_replica_start: bool,
+}
+
+impl Default for MysqlConfig {
+    fn default() -> Self {
+        Self {
+            port: MYSQL_PORT,
+            accounts: Vec::new(),
+            data_volume: "data".to_string(),
+            startup_time: Duration::from_millis(500),
+            commit_latency: Duration::from_millis(2),
+            semisync_source_enabled: false,
+            semisync_replica_enabled: false,
+            semisync_timeout: Duration::from_secs(10),
+            replica_net_timeout: Duration::from_secs(60),
+            heartbeat_period: Duration::from_secs(30),
+            skip_replica_start: false,
+        }
+    }
+}
+
+/// Why a container's args could not be applied.
+#[derive(Debug, thiserror::Error)]
+#[error("mysqld argument {arg:?}: {problem}")]
+pub struct MysqlArgError {
+    pub arg: String,
+    pub problem: String,
+}
+
+impl MysqlConfig {
+    /// Applies mysqld command-line options the model understands (`--name=value`, `-` and
+    /// `_` interchangeable, booleans as ON/OFF/1/0/TRUE/FALSE); unknown options are ignored,
+    /// as the model does not implement most of mysqld.
+    pub fn apply_args(&mut self, args: &[String]) -> Result<(), MysqlArgError> {
+        for arg in args {
+            let Some(option) = arg.strip_prefix("--") else {
+                continue;
+            };
+            let (name, value) = match option.split_once('=') {
+                Some((name, value)) => (name.replace('_', "-"), Some(value)),
+                None => (option.replace('_', "-"), None),
+            };
+            let bad = |problem: &str| MysqlArgError {
+                arg: arg.clone(),
+                problem: problem.into(),
+            };
+            let flag = |value: Option<&str>| -> Result<bool, MysqlArgError> {
+                match value.map(str::to_ascii_uppercase).as_deref() {
+                    None | Some("ON") | Some("1") | Some("TRUE") => Ok(true),
+                    Some("OFF") | Some("0") | Some("FALSE") => Ok(false),
+                    Some(_) => Err(bad("expected ON or OFF")),
+                }
+            };
+            let seconds = |value: Option<&str>| -> Result<u64, MysqlArgError> {
+                value
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| bad("expected a number"))
+            };
+            match name.as_str() {
+                "port" => {
+                    self.port = value
+                        .and_then(|v| v.parse().ok())
+                        .ok_or_else(|| bad("port"))?
+                }
+                "rpl-semi-sync-source-enabled" | "rpl-semi-sync-master-enabled" => {
+                    self.semisync_source_enabled = flag(value)?
+                }
+                "rpl-semi-sync-replica-enabled" | "rpl-semi-sync-slave-enabled" => {
+                    self.semisync_replica_enabled = flag(value)?
+                }
+                "rpl-semi-sync-source-timeout" | "rpl-semi-sync-master-timeout" => {
+                    self.semisync_timeout = Duration::from_millis(seconds(value)?)
+                }
+                "replica-net-timeout" | "slave-net-timeout" => {
+                    self.replica_net_timeout = Duration::from_secs(seconds(value)?);
+                    self.heartbeat_period = self.replica_net_timeout / 2;
+                }
+                "skip-replica-start" | "skip-slave-start" => self.skip_replica_start = flag(value)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The accounts a server started with `env` has: the official image's environment
+    /// contract plus [`MysqlConfig::accounts`].
+    pub fn accounts_for(&self, env: &BTreeMap<String, String>) -> Vec<Account> {
+        let mut accounts = self.accounts.clone();
+        if let Some(password) = env.get("MYSQL_ROOT_PASSWORD") {
+            accounts.push(Account {
+                user: "root".into(),
+                password: password.clone(),
+                super_user: true,
+            });
+        } else if env.contains_key("MYSQL_ALLOW_EMPTY_PASSWORD") {
+            accounts.push(Account {
+                user: "root".into(),
+                password: String::new(),
+                super_user: true,
+            });
+        }
+        if let (Some(user), Some(password)) = (env.get("MYSQL_USER"), env.get("MYSQL_PASSWORD")) {
+            accounts.push(Account {
+                user: user.clone(),
+                password: password.clone(),
+                super_user: false,
+            });
+        }
+        accounts
+    }
+}
+
+/// The MySQL model as a pod program (image `mysql:*`).
+#[derive(Debug, Clone, Default)]
+pub struct MysqlProgram {
+    config: MysqlConfig,
+}
+
+impl MysqlProgram {
+    pub fn new(config: MysqlConfig) -> Self {
+        Self { config }
+    }
+}
+
+impl PodProgram for MysqlProgram {
+    fn run(&self, ctx: PodContext) -> ProgramFuture {
+        let mut config = self.config.clone();
+        Box::pin(async move {
+            config.apply_args(&ctx.args)?;
+            let accounts = config.accounts_for(&ctx.env);
+            if accounts.is_empty() {
+                // What the official image says when it has no credentials to initialise with.
+                return Err(
+                    "Database is uninitialized and password option is not specified".into(),
+                );
+            }
+            let volume = ctx
+                .volumes
+                .get(&config.data_volume)
+                .cloned()
+                .unwrap_or_default();
+            server::run(config, accounts, ctx, data_dir(&volume)).await
+        })
+    }
+}
+
+/// The data directory kept on `volume`.
+pub fn data_dir(volume: &Volume) -> std::sync::Arc<DataDir> {
+    volume.get_or_init(DataDir::default)
+}

@@ -1,0 +1,849 @@
+//! The modelled mysqld: durable state on the data volume, per-run state in memory, the
+//! client connection handler and the commit path (read-only checks, commit latency,
+//! semisync waits). Replication threads live in `replication.rs`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bloodraven::gtid::GtidSet;
+use bloodraven::transport::SharedClock;
+use bloodraven::transport::mysql::{
+    GtidWait, IoThreadState, MysqlStatus, ReadOnlyMode, ReplicaStatus, ReplicationError,
+    ReplicationSource, SemisyncSourceStatus, error_codes,
+};
+use tokio::io::BufReader;
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+
+use super::protocol::{CloneSnapshot, Request, Response, Transaction, read_line, write_line};
+use super::{Account, MysqlConfig, replication};
+use crate::pod::{PodContext, ProgramResult, SharedDialer};
+
+/// What survives a crash: the data directory (InnoDB data, binlog, `auto.cnf`, the
+/// replication metadata tables). Created empty; initialised at first boot.
+#[derive(Default)]
+pub struct DataDir {
+    inner: Mutex<Option<Durable>>,
+}
+
+impl DataDir {
+    fn lock(&self) -> MutexGuard<'_, Option<Durable>> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The server UUID, once the server has booted on this data directory.
+    pub fn server_uuid(&self) -> Option<String> {
+        self.lock().as_ref().map(|d| d.server_uuid.clone())
+    }
+
+    /// `gtid_executed` as persisted, for tests and invariant checks.
+    pub fn gtid_executed(&self) -> GtidSet {
+        self.lock()
+            .as_ref()
+            .map(|d| d.gtid_executed.clone())
+            .unwrap_or_default()
+    }
+
+    /// The counter table as persisted.
+    pub fn rows(&self) -> BTreeMap<String, i64> {
+        self.lock()
+            .as_ref()
+            .map(|d| d.data.clone())
+            .unwrap_or_default()
+    }
+}
+
+pub(super) struct Durable {
+    pub server_uuid: String,
+    pub data: BTreeMap<String, i64>,
+    /// The binary log, oldest first; `binlog_first_seq` numbers its first entry.
+    pub binlog: VecDeque<Transaction>,
+    pub binlog_first_seq: u64,
+    pub gtid_executed: GtidSet,
+    pub gtid_purged: GtidSet,
+    /// The replication channel (`mysql.slave_master_info`), crash-safe as in MySQL 8.
+    pub source: Option<ReplicationSource>,
+}
+
+impl Durable {
+    pub fn binlog_end_seq(&self) -> u64 {
+        self.binlog_first_seq + self.binlog.len() as u64
+    }
+
+    fn append(&mut self, transaction: Transaction) {
+        for (key, value) in &transaction.changes {
+            self.data.insert(key.clone(), *value);
+        }
+        self.gtid_executed
+            .insert(&transaction.uuid, transaction.gno);
+        self.binlog.push_back(transaction);
+    }
+}
+
+/// Replica-side state that is rebuilt at every start (relay_log_recovery=ON: the relay
+/// log is discarded at startup and fetched again through auto-position).
+pub(super) struct ReplicaRuntime {
+    pub io: Option<AbortHandle>,
+    pub sql: Option<AbortHandle>,
+    pub io_state: IoThreadState,
+    pub relay: VecDeque<Transaction>,
+    pub retrieved: GtidSet,
+    pub last_io_error: Option<ReplicationError>,
+    pub last_sql_error: Option<ReplicationError>,
+}
+
+impl Default for ReplicaRuntime {
+    fn default() -> Self {
+        Self {
+            io: None,
+            sql: None,
+            io_state: IoThreadState::Stopped,
+            relay: VecDeque::new(),
+            retrieved: GtidSet::default(),
+            last_io_error: None,
+            last_sql_error: None,
+        }
+    }
+}
+
+pub(super) struct Runtime {
+    pub read_only: bool,
+    pub super_read_only: bool,
+    pub next_connection_id: u64,
+    /// Client connections by id, with the handle that kills them.
+    pub connections: BTreeMap<u64, AbortHandle>,
+    /// Binlog dump threads by replica server UUID: a replica that reconnects replaces its
+    /// old dump thread, as MySQL does.
+    pub dumps: BTreeMap<String, AbortHandle>,
+    pub replica: ReplicaRuntime,
+    pub semisync_active: bool,
+    pub semisync_no_tx: u64,
+    /// Every task this run spawned, aborted together at shutdown (crash, clone restart).
+    pub tasks: Vec<AbortHandle>,
+    pub restart_requested: bool,
+}
+
+/// One running mysqld.
+pub(super) struct Server {
+    pub config: MysqlConfig,
+    pub accounts: Vec<Account>,
+    pub host: String,
+    pub clock: SharedClock,
+    pub dialer: SharedDialer,
+    pub disk: Arc<DataDir>,
+    pub state: Mutex<Runtime>,
+    /// Bumped on every commit (client, forced or replicated): wakes GTID waits and dumps.
+    pub commits: watch::Sender<u64>,
+    /// Transactions acknowledged by a semisync replica.
+    pub acks: watch::Sender<GtidSet>,
+    /// Wakes the SQL thread when the relay log grows.
+    pub relay_grew: tokio::sync::Notify,
+    /// Tells the main loop to restart (after CLONE).
+    pub restart: tokio::sync::Notify,
+}
+
+pub(super) type ServerError = (u16, String);
+
+fn err(code: u16, message: impl Into<String>) -> ServerError {
+    (code, message.into())
+}
+
+impl Server {
+    pub fn state(&self) -> MutexGuard<'_, Runtime> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` on the durable state. Lock order: `state` before `disk`, never the reverse.
+    pub fn with_disk<T>(&self, f: impl FnOnce(&mut Durable) -> T) -> Option<T> {
+        self.disk.lock().as_mut().map(f)
+    }
+
+    pub fn server_uuid(&self) -> String {
+        self.disk.server_uuid().unwrap_or_default()
+    }
+
+    pub fn now_us(&self) -> i64 {
+        self.clock.now().as_microsecond()
+    }
+
+    pub fn spawn<F>(self: &Arc<Self>, future: F) -> AbortHandle
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let handle = tokio::spawn(future).abort_handle();
+        self.state().tasks.push(handle.clone());
+        handle
+    }
+
+    fn authenticate(&self, user: &str, password: &str) -> Result<&Account, ServerError> {
+        self.accounts
+            .iter()
+            .find(|a| a.user == user && a.password == password)
+            .ok_or_else(|| {
+                err(
+                    error_codes::ACCESS_DENIED,
+                    format!("Access denied for user '{user}'@'%' (using password: YES)"),
+                )
+            })
+    }
+
+    fn bump_commits(&self) {
+        self.commits.send_modify(|n| *n += 1);
+    }
+
+    /// Commits a transaction originating here: read-only checks (unless `forced`), the
+    /// commit latency (a KILL or crash inside it loses the transaction), then the durable
+    /// append, then the semisync wait. Returns the new value of `key`.
+    async fn commit_local(
+        self: &Arc<Self>,
+        account: &Account,
+        key: &str,
+        value: Option<i64>,
+        forced: bool,
+    ) -> Result<i64, ServerError> {
+        tokio::time::sleep(self.config.commit_latency).await;
+        let transaction = {
+            let state = self.state();
+            if !forced {
+                if state.super_read_only {
+                    return Err(read_only_error("--super-read-only"));
+                }
+                if state.read_only && !account.super_user {
+                    return Err(read_only_error("--read-only"));
+                }
+            }
+            let now = self.now_us();
+            self.with_disk(|disk| {
+                let new_value =
+                    value.unwrap_or_else(|| disk.data.get(key).copied().unwrap_or(0) + 1);
+                let uuid = disk.server_uuid.clone();
+                let gno = disk.gtid_executed.next_gno(&uuid);
+                let transaction = Transaction {
+                    uuid,
+                    gno,
+                    changes: vec![(key.to_string(), new_value)],
+                    original_commit_us: now,
+                };
+                disk.append(transaction.clone());
+                transaction
+            })
+            .ok_or_else(|| err(2013, "server is not initialised"))?
+        };
+        self.bump_commits();
+        self.semisync_wait(&transaction).await;
+        Ok(transaction
+            .changes
+            .first()
+            .map(|(_, v)| *v)
+            .unwrap_or_default())
+    }
+
+    /// AFTER_SYNC semisync: the transaction is already durable in the binlog; the client's
+    /// OK waits for one replica ack or the timeout, after which the source falls back to
+    /// asynchronous replication (`Rpl_semi_sync_source_status=OFF`) until a replica catches up.
+    async fn semisync_wait(&self, transaction: &Transaction) {
+        if !self.config.semisync_source_enabled || !self.state().semisync_active {
+            return;
+        }
+        let mut acks = self.acks.subscribe();
+        let acked = tokio::time::timeout(self.config.semisync_timeout, async {
+            loop {
+                if acks
+                    .borrow_and_update()
+                    .contains(&transaction.uuid, transaction.gno)
+                {
+                    return;
+                }
+                if acks.changed().await.is_err() {
+                    // No more acks can come; wait out the timeout like MySQL does.
+                    std::future::pending::<()>().await;
+                }
+            }
+        })
+        .await;
+        if acked.is_err() {
+            let mut state = self.state();
+            if state.semisync_active {
+                tracing::warn!(host = %self.host, "semisync timeout: switching to asynchronous replication");
+            }
+            state.semisync_active = false;
+            state.semisync_no_tx += 1;
+        }
+    }
+
+    /// A semisync replica acknowledged `uuid:gno`; an ack of the newest binlog transaction
+    /// means the replica caught up, and semisync switches back on.
+    pub fn record_ack(&self, uuid: &str, gno: u64) {
+        self.acks.send_modify(|acked| acked.insert(uuid, gno));
+        let caught_up = self
+            .with_disk(|disk| {
+                disk.binlog
+                    .back()
+                    .is_some_and(|t| t.uuid == uuid && t.gno == gno)
+            })
+            .unwrap_or(false);
+        if caught_up && self.config.semisync_source_enabled {
+            self.state().semisync_active = true;
+        }
+    }
+
+    /// Applies a replicated transaction (SQL thread). Already-executed GTIDs are skipped,
+    /// as MySQL's auto-skip does. Replication threads are not subject to read-only.
+    pub fn apply_replicated(&self, transaction: &Transaction) {
+        let applied = self
+            .with_disk(|disk| {
+                if disk
+                    .gtid_executed
+                    .contains(&transaction.uuid, transaction.gno)
+                {
+                    false
+                } else {
+                    disk.append(transaction.clone());
+                    true
+                }
+            })
+            .unwrap_or(false);
+        if applied {
+            self.bump_commits();
+        }
+    }
+
+    fn observe(&self) -> MysqlStatus {
+        let state = self.state();
+        let now = self.now_us();
+        let (uuid, executed, purged, source) = self
+            .with_disk(|d| {
+                (
+                    d.server_uuid.clone(),
+                    d.gtid_executed.clone(),
+                    d.gtid_purged.clone(),
+                    d.source.clone(),
+                )
+            })
+            .unwrap_or_default();
+        let replica = source.map(|source| {
+            let r = &state.replica;
+            let sql_running = r.sql.is_some();
+            let lag =
+                if !sql_running || (r.relay.is_empty() && r.io_state != IoThreadState::Running) {
+                    None
+                } else {
+                    Some(match r.relay.front() {
+                        None => 0,
+                        Some(head) => {
+                            u64::try_from((now - head.original_commit_us) / 1_000_000).unwrap_or(0)
+                        }
+                    })
+                };
+            ReplicaStatus {
+                source_host: source.host.clone(),
+                source_port: source.port,
+                io_thread: r.io_state,
+                sql_thread_running: sql_running,
+                retrieved_gtid_set: r.retrieved.clone(),
+                seconds_behind_source: lag,
+                last_io_error: r.last_io_error.clone(),
+                last_sql_error: r.last_sql_error.clone(),
+                auto_position: true,
+                sql_delay_seconds: source.delay_seconds,
+            }
+        });
+        MysqlStatus {
+            server_uuid: uuid,
+            read_only: state.read_only,
+            super_read_only: state.super_read_only,
+            gtid_executed: executed,
+            gtid_purged: purged,
+            replica,
+            semisync_source: SemisyncSourceStatus {
+                enabled: self.config.semisync_source_enabled,
+                active: self.config.semisync_source_enabled && state.semisync_active,
+                no_ack_transactions: state.semisync_no_tx,
+            },
+        }
+    }
+
+    fn set_read_only(&self, mode: ReadOnlyMode) {
+        let mut state = self.state();
+        (state.read_only, state.super_read_only) = match mode {
+            ReadOnlyMode::Writable => (false, false),
+            ReadOnlyMode::ReadOnly => (true, false),
+            ReadOnlyMode::SuperReadOnly => (true, true),
+        };
+    }
+
+    fn change_source(self: &Arc<Self>, source: ReplicationSource) -> Result<(), ServerError> {
+        let mut state = self.state();
+        if state.replica.io.is_some() {
+            return Err(err(
+                error_codes::IO_THREAD_MUST_STOP,
+                "This operation cannot be performed with a running replica io thread; run STOP REPLICA IO_THREAD FOR CHANNEL '' first.",
+            ));
+        }
+        if state.replica.sql.is_some() {
+            return Err(err(
+                error_codes::SQL_THREAD_MUST_STOP,
+                "This operation cannot be performed with a running replica sql thread; run STOP REPLICA SQL_THREAD FOR CHANNEL '' first.",
+            ));
+        }
+        // CHANGE REPLICATION SOURCE deletes the relay logs.
+        state.replica.relay.clear();
+        state.replica.retrieved = GtidSet::default();
+        self.with_disk(|disk| disk.source = Some(source));
+        Ok(())
+    }
+
+    fn reset_replica_all(&self) -> Result<(), ServerError> {
+        let mut state = self.state();
+        if state.replica.io.is_some() || state.replica.sql.is_some() {
+            return Err(err(
+                error_codes::REPLICA_MUST_STOP,
+                "This operation cannot be performed with running replication threads; run STOP REPLICA FOR ALL CHANNELS first",
+            ));
+        }
+        state.replica = ReplicaRuntime::default();
+        self.with_disk(|disk| disk.source = None);
+        Ok(())
+    }
+
+    pub fn start_replica(self: &Arc<Self>) -> Result<(), ServerError> {
+        let configured = self
+            .with_disk(|disk| disk.source.is_some())
+            .unwrap_or(false);
+        if !configured {
+            return Err(err(
+                error_codes::REPLICA_NOT_CONFIGURED,
+                "The server is not configured as replica; fix in config file or with CHANGE REPLICATION SOURCE TO",
+            ));
+        }
+        let (start_io, start_sql) = {
+            let mut state = self.state();
+            state.replica.last_io_error = None;
+            state.replica.last_sql_error = None;
+            (state.replica.io.is_none(), state.replica.sql.is_none())
+        };
+        if start_io {
+            let handle = self.spawn(replication::io_thread(self.clone()));
+            let mut state = self.state();
+            state.replica.io = Some(handle);
+            state.replica.io_state = IoThreadState::Connecting;
+        }
+        if start_sql {
+            let handle = self.spawn(replication::sql_thread(self.clone()));
+            self.state().replica.sql = Some(handle);
+        }
+        Ok(())
+    }
+
+    fn stop_replica(&self) {
+        let mut state = self.state();
+        if let Some(io) = state.replica.io.take() {
+            io.abort();
+        }
+        if let Some(sql) = state.replica.sql.take() {
+            sql.abort();
+        }
+        state.replica.io_state = IoThreadState::Stopped;
+    }
+
+    fn kill_clients(&self, except: u64) -> u64 {
+        let mut state = self.state();
+        let victims: Vec<u64> = state
+            .connections
+            .keys()
+            .copied()
+            .filter(|id| *id != except)
+            .collect();
+        for id in &victims {
+            if let Some(handle) = state.connections.remove(id) {
+                handle.abort();
+            }
+        }
+        victims.len() as u64
+    }
+
+    async fn wait_for_gtids(&self, set: &GtidSet, timeout: Duration) -> GtidWait {
+        let mut commits = self.commits.subscribe();
+        let reached = tokio::time::timeout(timeout, async {
+            loop {
+                commits.borrow_and_update();
+                if set.is_subset(&self.disk.gtid_executed()) {
+                    return;
+                }
+                if commits.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        })
+        .await;
+        if reached.is_ok() {
+            GtidWait::Reached
+        } else {
+            GtidWait::TimedOut
+        }
+    }
+
+    fn clone_snapshot(&self) -> Option<CloneSnapshot> {
+        self.with_disk(|disk| CloneSnapshot {
+            data: disk.data.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            gtid_executed: disk.gtid_executed.clone(),
+            source: disk.source.clone(),
+        })
+    }
+
+    /// Replaces the data directory's contents with a donor snapshot. The server UUID
+    /// (`auto.cnf`) is not cloned; the binlog is not cloned, so everything cloned is
+    /// purged from this server's point of view.
+    fn install_snapshot(&self, snapshot: CloneSnapshot) {
+        self.with_disk(|disk| {
+            disk.data = snapshot.data.into_iter().collect();
+            disk.gtid_executed = snapshot.gtid_executed.clone();
+            disk.gtid_purged = snapshot.gtid_executed;
+            disk.binlog_first_seq = disk.binlog_end_seq();
+            disk.binlog.clear();
+            disk.source = snapshot.source;
+        });
+    }
+
+    fn purge_binary_logs(&self) {
+        self.with_disk(|disk| {
+            disk.gtid_purged = disk.gtid_executed.clone();
+            disk.binlog_first_seq = disk.binlog_end_seq();
+            disk.binlog.clear();
+        });
+    }
+}
+
+fn read_only_error(option: &str) -> ServerError {
+    err(
+        error_codes::OPTION_PREVENTS_STATEMENT,
+        format!(
+            "The MySQL server is running with the {option} option so it cannot execute this statement"
+        ),
+    )
+}
+
+fn denied(privilege: &str) -> ServerError {
+    err(
+        error_codes::SPECIFIC_ACCESS_DENIED,
+        format!(
+            "Access denied; you need (at least one of) the {privilege} privilege(s) for this operation"
+        ),
+    )
+}
+
+/// A server UUID derived from the pod, the host and the simulated time of first boot:
+/// deterministic for a seed, different for a re-provisioned volume.
+fn generate_server_uuid(pod: &str, host: &str) -> String {
+    let elapsed = turmoil::sim_elapsed().unwrap_or_default().as_nanos();
+    let mut hash: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    for byte in pod
+        .bytes()
+        .chain([0])
+        .chain(host.bytes())
+        .chain(elapsed.to_le_bytes())
+    {
+        hash ^= u128::from(byte);
+        hash = hash.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
+    }
+    let hex = format!("{hash:032x}");
+    // Shape it as a version-1-like UUID, as MySQL generates.
+    format!(
+        "{}-{}-1{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// Runs mysqld until the program is dropped (crash, pod deletion); restarts in place after
+/// a CLONE, as mysqld does under a supervisor.
+pub(super) async fn run(
+    config: MysqlConfig,
+    accounts: Vec<Account>,
+    ctx: PodContext,
+    disk: Arc<DataDir>,
+) -> ProgramResult {
+    {
+        let mut durable = disk.lock();
+        if durable.is_none() {
+            *durable = Some(Durable {
+                server_uuid: generate_server_uuid(&ctx.pod, &ctx.host),
+                data: BTreeMap::new(),
+                binlog: VecDeque::new(),
+                binlog_first_seq: 0,
+                gtid_executed: GtidSet::default(),
+                gtid_purged: GtidSet::default(),
+                source: None,
+            });
+        }
+    }
+    loop {
+        ctx.ready.set(false);
+        tokio::time::sleep(config.startup_time).await;
+        let server = Arc::new(Server {
+            config: config.clone(),
+            accounts: accounts.clone(),
+            host: ctx.host.clone(),
+            clock: ctx.clock.clone(),
+            dialer: ctx.dialer.clone(),
+            disk: disk.clone(),
+            state: Mutex::new(Runtime {
+                // Every mysqld boots fenced (DESIGN.md, Safety): super_read_only=ON in my.cnf.
+                read_only: true,
+                super_read_only: true,
+                next_connection_id: 1,
+                connections: BTreeMap::new(),
+                dumps: BTreeMap::new(),
+                replica: ReplicaRuntime::default(),
+                semisync_active: config.semisync_source_enabled,
+                semisync_no_tx: 0,
+                tasks: Vec::new(),
+                restart_requested: false,
+            }),
+            commits: watch::channel(0).0,
+            acks: watch::channel(GtidSet::default()).0,
+            relay_grew: tokio::sync::Notify::new(),
+            restart: tokio::sync::Notify::new(),
+        });
+        let _shutdown = ShutdownGuard(server.clone());
+        let listener = turmoil::net::TcpListener::bind(("0.0.0.0", config.port)).await?;
+        if !config.skip_replica_start && server.with_disk(|d| d.source.is_some()).unwrap_or(false) {
+            // Errors here are impossible (the source is configured); ignore like mysqld would log.
+            let _ = server.start_replica();
+        }
+        ctx.ready.set(true);
+        tracing::info!(host = %ctx.host, uuid = %server.server_uuid(), "mysqld ready for connections");
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((stream, _peer)) = accepted else { continue };
+                    let id = {
+                        let mut state = server.state();
+                        let id = state.next_connection_id;
+                        state.next_connection_id += 1;
+                        id
+                    };
+                    let handle = server.spawn(handle_connection(server.clone(), id, stream));
+                    server.state().connections.insert(id, handle);
+                }
+                () = server.restart.notified() => break,
+            }
+        }
+        tracing::info!(host = %ctx.host, "mysqld restarting after CLONE");
+    }
+}
+
+/// Aborts every task of a server run when the run ends (restart, crash, pod deletion).
+struct ShutdownGuard(Arc<Server>);
+
+impl Drop for ShutdownGuard {
+    fn drop(&mut self) {
+        let tasks = std::mem::take(&mut self.0.state().tasks);
+        for task in tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn handle_connection(server: Arc<Server>, id: u64, stream: turmoil::net::TcpStream) {
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    let _deregister = Deregister(server.clone(), id);
+    // Handshake.
+    let account = match read_line::<_, Request>(&mut read).await {
+        Ok(Some(Request::Hello { user, password })) => {
+            match server.authenticate(&user, &password) {
+                Ok(account) => account.clone(),
+                Err((code, message)) => {
+                    let _ = write_line(&mut write, &Response::Error { code, message }).await;
+                    return;
+                }
+            }
+        }
+        _ => return,
+    };
+    let hello = Response::Hello {
+        connection_id: id,
+        server_uuid: server.server_uuid(),
+    };
+    if write_line(&mut write, &hello).await.is_err() {
+        return;
+    }
+    loop {
+        let request = match read_line::<_, Request>(&mut read).await {
+            Ok(Some(request)) => request,
+            _ => return,
+        };
+        match request {
+            Request::BinlogDump {
+                replica_uuid,
+                gtid_set,
+                semisync,
+            } => {
+                // The connection becomes a dump thread, not a client: KILL of client
+                // connections leaves it alone.
+                {
+                    let mut state = server.state();
+                    if let Some(own) = state.connections.remove(&id)
+                        && let Some(previous) = state.dumps.insert(replica_uuid.clone(), own)
+                    {
+                        previous.abort();
+                    }
+                }
+                replication::binlog_dump(
+                    server.clone(),
+                    read,
+                    write,
+                    replica_uuid,
+                    gtid_set,
+                    semisync,
+                )
+                .await;
+                return;
+            }
+            Request::Clone { donor, timeout_ms } => {
+                if !account.super_user {
+                    let (code, message) = denied("CLONE_ADMIN");
+                    let _ = write_line(&mut write, &Response::Error { code, message }).await;
+                    continue;
+                }
+                match replication::fetch_clone(&server, &donor, Duration::from_millis(timeout_ms))
+                    .await
+                {
+                    Ok(snapshot) => {
+                        // The recipient restarts after installing the clone; the client's
+                        // connection ends with it, without a reply.
+                        server.install_snapshot(snapshot);
+                        server.state().restart_requested = true;
+                        server.restart.notify_one();
+                        return;
+                    }
+                    Err((code, message)) => {
+                        let _ = write_line(&mut write, &Response::Error { code, message }).await;
+                        continue;
+                    }
+                }
+            }
+            other => {
+                let response = match execute(&server, &account, id, other).await {
+                    Ok(response) => response,
+                    Err((code, message)) => Response::Error { code, message },
+                };
+                if write_line(&mut write, &response).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Removes a connection from the registry when its task ends.
+struct Deregister(Arc<Server>, u64);
+
+impl Drop for Deregister {
+    fn drop(&mut self) {
+        self.0.state().connections.remove(&self.1);
+    }
+}
+
+async fn execute(
+    server: &Arc<Server>,
+    account: &Account,
+    connection_id: u64,
+    request: Request,
+) -> Result<Response, ServerError> {
+    let need_super = |what: &str| {
+        if account.super_user {
+            Ok(())
+        } else {
+            Err(denied(what))
+        }
+    };
+    Ok(match request {
+        Request::Observe => Response::Status {
+            status: Box::new(server.observe()),
+        },
+        Request::SetReadOnly { mode } => {
+            need_super("SUPER or SYSTEM_VARIABLES_ADMIN")?;
+            server.set_read_only(mode);
+            Response::Ok
+        }
+        Request::StopReplica => {
+            need_super("SUPER or REPLICATION_SLAVE_ADMIN")?;
+            server.stop_replica();
+            Response::Ok
+        }
+        Request::StartReplica => {
+            need_super("SUPER or REPLICATION_SLAVE_ADMIN")?;
+            server.start_replica()?;
+            Response::Ok
+        }
+        Request::ResetReplicaAll => {
+            need_super("RELOAD")?;
+            server.reset_replica_all()?;
+            Response::Ok
+        }
+        Request::ChangeSource { source } => {
+            need_super("SUPER or REPLICATION_SLAVE_ADMIN")?;
+            server.change_source(source)?;
+            Response::Ok
+        }
+        Request::WaitForExecutedGtidSet { set, timeout_ms } => Response::Wait {
+            result: server
+                .wait_for_gtids(&set, Duration::from_millis(timeout_ms))
+                .await,
+        },
+        Request::KillClientConnections => {
+            need_super("CONNECTION_ADMIN")?;
+            Response::Count {
+                count: server.kill_clients(connection_id),
+            }
+        }
+        Request::CounterIncrement { key } => Response::Value {
+            value: Some(server.commit_local(account, &key, None, false).await?),
+        },
+        Request::CounterRead { key } => Response::Value {
+            value: server.disk.rows().get(&key).copied(),
+        },
+        Request::ForcedWrite { key, value } => {
+            need_super("SUPER")?;
+            server
+                .commit_local(account, &key, Some(value), true)
+                .await?;
+            Response::Ok
+        }
+        Request::PurgeBinaryLogs => {
+            need_super("BINLOG_ADMIN")?;
+            server.purge_binary_logs();
+            Response::Ok
+        }
+        Request::CloneSnapshot => {
+            need_super("BACKUP_ADMIN")?;
+            match server.clone_snapshot() {
+                Some(snapshot) => Response::Snapshot {
+                    snapshot: Box::new(snapshot),
+                },
+                None => {
+                    return Err(err(
+                        error_codes::CLONE_DONOR,
+                        "Clone Donor Error: not initialised",
+                    ));
+                }
+            }
+        }
+        Request::Hello { .. } | Request::BinlogDump { .. } | Request::Clone { .. } => {
+            return Err(err(
+                error_codes::WRONG_ARGUMENTS,
+                "unexpected request on an established connection",
+            ));
+        }
+    })
+}

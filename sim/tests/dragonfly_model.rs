@@ -1,0 +1,487 @@
+//! Dragonfly model tests, driven through the real `redis` crate over the simulated network
+//! (the connector the operator uses in the simulation).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::Duration;
+
+use bloodraven::transport::dragonfly::{
+    DragonflyConnectError, DragonflyConnector, DragonflyTarget, DragonflyTimeouts,
+};
+use bloodraven_sim::models::dragonfly::{DragonflyConfig, DragonflyProgram, SimDragonflyConnector};
+use bloodraven_sim::pod::{PodProgram, Volume};
+use redis::aio::MultiplexedConnection;
+use support::{Faults, context, dialer, run, sim};
+
+const PASSWORD: &str = "cache-secret";
+
+fn dragonfly(
+    sim: &mut turmoil::Sim<'_>,
+    host: &str,
+    config: DragonflyConfig,
+    args: &'static [&'static str],
+) {
+    let program = DragonflyProgram::new(config);
+    let name = host.to_string();
+    sim.host(host, move || {
+        let ctx = context(&name, &Volume::default(), &[], args);
+        let program = program.clone();
+        async move { program.run(ctx).await }
+    });
+}
+
+const AUTH_ARGS: &[&str] = &["--requirepass=cache-secret", "--masterauth=cache-secret"];
+
+fn target(host: &str, password: Option<&str>) -> DragonflyTarget {
+    DragonflyTarget {
+        host: host.into(),
+        port: 6379,
+        password: password.map(str::to_string),
+    }
+}
+
+async fn connect(host: &str) -> MultiplexedConnection {
+    let connector = SimDragonflyConnector::new(dialer(), DragonflyTimeouts::default());
+    for _ in 0..50 {
+        if let Ok(connection) = connector.connect(&target(host, Some(PASSWORD))).await {
+            return connection;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("could not connect to {host}");
+}
+
+async fn info(connection: &mut MultiplexedConnection) -> String {
+    redis::cmd("INFO")
+        .arg("replication")
+        .query_async(connection)
+        .await
+        .unwrap()
+}
+
+fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+}
+
+async fn replicaof(connection: &mut MultiplexedConnection, host: &str) {
+    let _: () = redis::cmd("REPLICAOF")
+        .arg(host)
+        .arg(6379)
+        .query_async(connection)
+        .await
+        .unwrap();
+}
+
+async fn wait_for_stable_sync(replica: &mut MultiplexedConnection) {
+    for _ in 0..100 {
+        if field(&info(replica).await, "master_link_status") == Some("up") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("replica never reached stable sync");
+}
+
+#[test]
+fn replica_follows_the_master_and_refuses_writes() {
+    let mut sim = sim(11);
+    dragonfly(&mut sim, "m", DragonflyConfig::default(), AUTH_ARGS);
+    dragonfly(&mut sim, "r", DragonflyConfig::default(), AUTH_ARGS);
+    sim.client("test", async {
+        let mut m = connect("m").await;
+        let mut r = connect("r").await;
+        let _: () = redis::cmd("SET")
+            .arg("before")
+            .arg("1")
+            .query_async(&mut m)
+            .await
+            .unwrap();
+        replicaof(&mut r, "m").await;
+        wait_for_stable_sync(&mut r).await;
+        let _: () = redis::cmd("SET")
+            .arg("session:1")
+            .arg("alice")
+            .query_async(&mut m)
+            .await
+            .unwrap();
+        let n: i64 = redis::cmd("INCR")
+            .arg("hits")
+            .query_async(&mut m)
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let session: Option<String> = redis::cmd("GET")
+            .arg("session:1")
+            .query_async(&mut r)
+            .await
+            .unwrap();
+        assert_eq!(session.as_deref(), Some("alice"));
+        let before: Option<String> = redis::cmd("GET")
+            .arg("before")
+            .query_async(&mut r)
+            .await
+            .unwrap();
+        assert_eq!(
+            before.as_deref(),
+            Some("1"),
+            "full sync copies existing data"
+        );
+        let size: i64 = redis::cmd("DBSIZE").query_async(&mut r).await.unwrap();
+        assert_eq!(size, 3);
+        let error = redis::cmd("SET")
+            .arg("x")
+            .arg("y")
+            .query_async::<()>(&mut r)
+            .await
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("You can't write against a read only replica"),
+            "{error}"
+        );
+        let deleted: i64 = redis::cmd("DEL")
+            .arg("before")
+            .query_async(&mut m)
+            .await
+            .unwrap();
+        assert_eq!(deleted, 1);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let gone: Option<String> = redis::cmd("GET")
+            .arg("before")
+            .query_async(&mut r)
+            .await
+            .unwrap();
+        assert_eq!(gone, None);
+        Ok(())
+    });
+    run(&mut sim, &Faults::default());
+}
+
+#[test]
+fn info_replication_prints_dragonflys_fields() {
+    let mut sim = sim(12);
+    dragonfly(&mut sim, "m", DragonflyConfig::default(), AUTH_ARGS);
+    dragonfly(&mut sim, "r", DragonflyConfig::default(), AUTH_ARGS);
+    sim.client("test", async {
+        let mut m = connect("m").await;
+        let mut r = connect("r").await;
+        let master = info(&mut m).await;
+        assert!(master.starts_with("# Replication\r\n"), "{master:?}");
+        assert_eq!(field(&master, "role"), Some("master"));
+        assert_eq!(field(&master, "connected_slaves"), Some("0"));
+        let replid = field(&master, "master_replid").unwrap();
+        assert_eq!(replid.len(), 40);
+        assert!(replid.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(
+            field(&master, "master_repl_offset"),
+            None,
+            "Dragonfly prints no master_repl_offset"
+        );
+
+        replicaof(&mut r, "m").await;
+        let replica = info(&mut r).await;
+        assert_eq!(field(&replica, "role"), Some("slave"));
+        assert_eq!(field(&replica, "master_host"), Some("m"));
+        assert_eq!(field(&replica, "master_port"), Some("6379"));
+        wait_for_stable_sync(&mut r).await;
+        let replica = info(&mut r).await;
+        assert_eq!(field(&replica, "master_link_status"), Some("up"));
+        assert_eq!(field(&replica, "master_sync_in_progress"), Some("0"));
+        assert_eq!(field(&replica, "slave_repl_offset"), Some("0"));
+        let ago: i64 = field(&replica, "master_last_io_seconds_ago")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((0..=1).contains(&ago), "{ago}");
+        let _: () = redis::cmd("SET")
+            .arg("k")
+            .arg("v")
+            .query_async(&mut m)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(field(&info(&mut r).await, "slave_repl_offset"), Some("1"));
+
+        let master = info(&mut m).await;
+        assert_eq!(field(&master, "connected_slaves"), Some("1"));
+        let slave0 = field(&master, "slave0").unwrap();
+        assert!(
+            slave0.starts_with("ip=") && slave0.contains(",port=6379,state=online,lag=0"),
+            "{slave0}"
+        );
+        let role: redis::Value = redis::cmd("ROLE").query_async(&mut m).await.unwrap();
+        assert!(format!("{role:?}").contains("online"), "{role:?}");
+        Ok(())
+    });
+    run(&mut sim, &Faults::default());
+}
+
+#[test]
+fn full_sync_shows_in_progress_and_takeover_is_refused_until_stable() {
+    let mut sim = sim(13);
+    let slow = DragonflyConfig {
+        full_sync_time: Duration::from_secs(3),
+        ..DragonflyConfig::default()
+    };
+    dragonfly(&mut sim, "m", slow, AUTH_ARGS);
+    dragonfly(&mut sim, "r", DragonflyConfig::default(), AUTH_ARGS);
+    sim.client("test", async {
+        let mut r = connect("r").await;
+        let _m = connect("m").await;
+        replicaof(&mut r, "m").await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let replica = info(&mut r).await;
+        assert_eq!(field(&replica, "master_sync_in_progress"), Some("1"));
+        assert_eq!(field(&replica, "master_link_status"), Some("down"));
+        assert_eq!(
+            field(&replica, "slave_repl_offset"),
+            None,
+            "only after a full sync"
+        );
+        let error = redis::cmd("REPLTAKEOVER")
+            .arg(5)
+            .query_async::<()>(&mut r)
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("not in stable sync"), "{error}");
+        wait_for_stable_sync(&mut r).await;
+        Ok(())
+    });
+    run(&mut sim, &Faults::default());
+}
+
+#[test]
+fn repltakeover_promotes_the_replica_and_stops_the_old_master() {
+    let mut sim = sim(14);
+    dragonfly(&mut sim, "m", DragonflyConfig::default(), AUTH_ARGS);
+    dragonfly(&mut sim, "r", DragonflyConfig::default(), AUTH_ARGS);
+    sim.client("test", async {
+        let mut m = connect("m").await;
+        let mut r = connect("r").await;
+        replicaof(&mut r, "m").await;
+        wait_for_stable_sync(&mut r).await;
+        for i in 0..5 {
+            let _: () = redis::cmd("SET")
+                .arg(format!("s{i}"))
+                .arg(i)
+                .query_async(&mut m)
+                .await
+                .unwrap();
+        }
+        let _: () = redis::cmd("REPLTAKEOVER")
+            .arg(10)
+            .query_async(&mut r)
+            .await
+            .unwrap();
+        assert_eq!(field(&info(&mut r).await, "role"), Some("master"));
+        let size: i64 = redis::cmd("DBSIZE").query_async(&mut r).await.unwrap();
+        assert_eq!(size, 5, "sessions preserved");
+        let _: () = redis::cmd("SET")
+            .arg("after")
+            .arg("1")
+            .query_async(&mut r)
+            .await
+            .unwrap();
+        // The old master shut down.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            redis::cmd("PING")
+                .query_async::<String>(&mut m)
+                .await
+                .is_err()
+        );
+        Ok(())
+    });
+    run(&mut sim, &Faults::default());
+}
+
+#[test]
+fn repltakeover_without_time_to_catch_up_fails_and_the_master_resumes() {
+    let mut sim = sim(15);
+    dragonfly(&mut sim, "m", DragonflyConfig::default(), AUTH_ARGS);
+    dragonfly(&mut sim, "r", DragonflyConfig::default(), AUTH_ARGS);
+    sim.client("test", async {
+        let mut m = connect("m").await;
+        let mut r = connect("r").await;
+        replicaof(&mut r, "m").await;
+        wait_for_stable_sync(&mut r).await;
+        let error = redis::cmd("REPLTAKEOVER")
+            .arg(0)
+            .query_async::<()>(&mut r)
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("Takeover failed!"), "{error}");
+        assert_eq!(field(&info(&mut r).await, "role"), Some("slave"));
+        let _: () = redis::cmd("SET")
+            .arg("k")
+            .arg("v")
+            .query_async(&mut m)
+            .await
+            .unwrap();
+
+        // A master the takeover request cannot reach: the replica gives up after its timeout.
+        turmoil::partition("m", "r");
+        let error = redis::cmd("REPLTAKEOVER")
+            .arg(1)
+            .query_async::<()>(&mut r)
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("Takeover failed!"), "{error}");
+        turmoil::repair("m", "r");
+        Ok(())
+    });
+    run(&mut sim, &Faults::default());
+}
+
+#[test]
+fn replicaof_no_one_promotes_and_keeps_the_data() {
+    let mut sim = sim(16);
+    dragonfly(&mut sim, "m", DragonflyConfig::default(), AUTH_ARGS);
+    dragonfly(&mut sim, "r", DragonflyConfig::default(), AUTH_ARGS);
+    sim.client("test", async {
+        let mut m = connect("m").await;
+        let mut r = connect("r").await;
+        replicaof(&mut r, "m").await;
+        wait_for_stable_sync(&mut r).await;
+        let _: () = redis::cmd("SET")
+            .arg("k")
+            .arg("v")
+            .query_async(&mut m)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let old_replid = field(&info(&mut m).await, "master_replid")
+            .unwrap()
+            .to_string();
+        let _: () = redis::cmd("REPLICAOF")
+            .arg("NO")
+            .arg("ONE")
+            .query_async(&mut r)
+            .await
+            .unwrap();
+        let promoted = info(&mut r).await;
+        assert_eq!(field(&promoted, "role"), Some("master"));
+        assert_ne!(field(&promoted, "master_replid"), Some(old_replid.as_str()));
+        let value: Option<String> = redis::cmd("GET")
+            .arg("k")
+            .query_async(&mut r)
+            .await
+            .unwrap();
+        assert_eq!(value.as_deref(), Some("v"));
+        let _: () = redis::cmd("SET")
+            .arg("k2")
+            .arg("v2")
+            .query_async(&mut r)
+            .await
+            .unwrap();
+        // Two masters now: nothing in Dragonfly prevents it (the operator's traffic label must).
+        assert_eq!(field(&info(&mut m).await, "role"), Some("master"));
+        Ok(())
+    });
+    run(&mut sim, &Faults::default());
+}
+
+#[test]
+fn auth_failures_are_reported() {
+    let mut sim = sim(17);
+    dragonfly(&mut sim, "m", DragonflyConfig::default(), AUTH_ARGS);
+    sim.client("test", async {
+        let _ready = connect("m").await;
+        let connector = SimDragonflyConnector::new(dialer(), DragonflyTimeouts::default());
+        let error = connector
+            .connect(&target("m", Some("wrong")))
+            .await
+            .unwrap_err();
+        match &error {
+            DragonflyConnectError::Handshake { source, .. } => {
+                assert_eq!(
+                    source.kind(),
+                    redis::ErrorKind::AuthenticationFailed,
+                    "{source}"
+                )
+            }
+            other => panic!("expected a handshake error, got {other}"),
+        }
+        // Without a password the connection opens but every command is refused.
+        let mut anonymous = connector.connect(&target("m", None)).await.unwrap();
+        let error = redis::cmd("GET")
+            .arg("k")
+            .query_async::<Option<String>>(&mut anonymous)
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("NOAUTH"), "{error}");
+        // Connecting to a host that is not there fails within the connect timeout.
+        let error = connector
+            .connect(&target("nowhere", Some(PASSWORD)))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                DragonflyConnectError::Io { .. } | DragonflyConnectError::Timeout { .. }
+            ),
+            "{error}"
+        );
+        Ok(())
+    });
+    run(&mut sim, &Faults::default());
+}
+
+#[test]
+fn master_restart_wipes_replicas_unless_replication_breaks() {
+    for (break_on_restart, expect_kept) in [(false, false), (true, true)] {
+        let mut sim = sim(18);
+        dragonfly(&mut sim, "m", DragonflyConfig::default(), AUTH_ARGS);
+        let replica_config = DragonflyConfig {
+            break_replication_on_master_restart: break_on_restart,
+            replication_timeout: Duration::from_secs(3),
+            ..DragonflyConfig::default()
+        };
+        dragonfly(&mut sim, "r", replica_config, AUTH_ARGS);
+        let faults = Faults::default();
+        let script = faults.clone();
+        sim.client("test", async move {
+            let mut m = connect("m").await;
+            let mut r = connect("r").await;
+            replicaof(&mut r, "m").await;
+            wait_for_stable_sync(&mut r).await;
+            let _: () = redis::cmd("SET")
+                .arg("k")
+                .arg("v")
+                .query_async(&mut m)
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            script.crash("m");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            script.bounce("m");
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            let value: Option<String> = redis::cmd("GET")
+                .arg("k")
+                .query_async(&mut r)
+                .await
+                .unwrap();
+            let role = info(&mut r).await;
+            if expect_kept {
+                assert_eq!(value.as_deref(), Some("v"));
+                assert_eq!(
+                    field(&role, "role"),
+                    Some("master"),
+                    "replication broken, data kept"
+                );
+            } else {
+                assert_eq!(value, None, "full sync from the restarted, empty master");
+                assert_eq!(field(&role, "role"), Some("slave"));
+            }
+            let mut m = connect("m").await;
+            let size: i64 = redis::cmd("DBSIZE").query_async(&mut m).await.unwrap();
+            assert_eq!(size, 0, "Dragonfly data is lost on restart");
+            Ok(())
+        });
+        run(&mut sim, &faults);
+    }
+}
