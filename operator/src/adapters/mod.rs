@@ -1,6 +1,13 @@
-//! Production implementations of the transport seams: MySQL over mysql_async. (The
-//! Dragonfly seam already hands out a `redis` connection; the production Dragonfly
-//! connector lives beside it.)
+//! Adapters: the operator's connections to the outside world. `kube` holds every
+//! Kubernetes write (server-side apply of children, status, pod labels), `lease` the
+//! guarded Lease writes, `events` publishes Events with the injected clock; `mysql` and
+//! `dragonfly` are the production implementations of the data-plane transport seams.
 
 pub mod dragonfly;
+pub mod events;
+pub mod kube;
+pub mod lease;
 pub mod mysql;
+
+#[cfg(test)]
+pub(crate) mod fake_api;
