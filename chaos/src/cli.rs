@@ -296,9 +296,6 @@ async fn run_many(
             );
             if !outcome.passed() {
                 eprintln!("{}", report::failure_text(&outcome));
-                if outcome.backend == BackendKind::Sim {
-                    eprintln!("replay: {}", report::replay_command(&outcome));
-                }
                 if fail_fast {
                     stop.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
