@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use futures::StreamExt;
 
 use crate::backend::k3d::{K3dBackend, K3dConfig};
-use crate::backend::{SIM_NOT_BUILT, SharedBackend};
+use crate::backend::{SharedBackend, sim};
 use crate::ledger;
 use crate::report;
 use crate::runner::{self, RunConfig, ScenarioOutcome};
@@ -207,7 +207,8 @@ fn load_dir(dir: &Path, tags: &[String]) -> Result<Vec<Scenario>, String> {
 
 async fn connect(kind: BackendKind, k3d_context: &str) -> Result<SharedBackend, String> {
     match kind {
-        BackendKind::Sim => Err(SIM_NOT_BUILT.to_owned()),
+        // Each sim run builds its own World on its own thread (see `run_one`).
+        BackendKind::Sim => Err("the sim backend has no shared cluster to connect to: every run builds its own simulated world".to_owned()),
         BackendKind::K3d => {
             let config = K3dConfig {
                 context: k3d_context.to_owned(),
@@ -234,8 +235,27 @@ async fn run_many(
             ));
         }
     }
-    // Fail before running anything when the backend cannot be built.
-    let first = connect(options.backend, &options.k3d_context).await?;
+    // Fail before running anything when the backend cannot be built (k3d); a sim run
+    // builds its own World per scenario.
+    let mut first = match options.backend {
+        BackendKind::K3d => Some(connect(options.backend, &options.k3d_context).await?),
+        BackendKind::Sim => None,
+    };
+    let seed = match options.backend {
+        BackendKind::Sim => {
+            let seed = options.seed.unwrap_or(sim::DEFAULT_SEED);
+            eprintln!(
+                "sim: seed {seed}{}",
+                if options.seed.is_none() {
+                    " (the default; --seed N to change)"
+                } else {
+                    ""
+                }
+            );
+            Some(seed)
+        }
+        BackendKind::K3d => options.seed,
+    };
     let parallel = match options.backend {
         BackendKind::K3d if options.parallel > 1 => {
             eprintln!(
@@ -248,16 +268,16 @@ async fn run_many(
     };
     let total = scenarios.len();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut first = Some(first);
     let mut jobs = Vec::new();
     for (i, s) in scenarios.into_iter().enumerate() {
-        let backend = match first.take() {
-            Some(b) => b,
-            None => connect(options.backend, &options.k3d_context).await?,
+        let backend = match (options.backend, first.take()) {
+            (BackendKind::Sim, _) => None,
+            (_, Some(b)) => Some(b),
+            (kind, None) => Some(connect(kind, &options.k3d_context).await?),
         };
         let mut config =
             RunConfig::new(report_dir.join("ledgers").join(format!("{}.ledger", s.id)));
-        config.seed = options.seed;
+        config.seed = seed;
         let prefix = format!("[{}/{total}]", i + 1);
         config.progress = Some(Arc::new(move |line: &str| eprintln!("{prefix} {line}")));
         let stop = stop.clone();
@@ -266,7 +286,7 @@ async fn run_many(
             if stop.load(std::sync::atomic::Ordering::SeqCst) {
                 return None;
             }
-            let outcome = runner::run_scenario(&s, backend, &config).await;
+            let outcome = run_one(s.clone(), backend, config.clone()).await;
             let verdict = if outcome.passed() { "PASS" } else { "FAIL" };
             eprintln!(
                 "{} {} {verdict} in {:.1}s",
@@ -289,11 +309,11 @@ async fn run_many(
         .collect()
         .await;
     print!("\n{}", report::summary_table(&outcomes));
-    let json = report::write_json(report_dir, options.backend, options.seed, &outcomes)
+    let json = report::write_json(report_dir, options.backend, seed, &outcomes)
         .map_err(|e| e.to_string())?;
     println!("JSON report: {}", json.display());
     if let Some(path) = &options.junit {
-        let junit = report::junit("bloodraven-chaos", options.backend, options.seed, &outcomes);
+        let junit = report::junit("bloodraven-chaos", options.backend, seed, &outcomes);
         report::write_junit(path, &junit).map_err(|e| e.to_string())?;
         println!("JUnit report: {}", path.display());
     }
@@ -306,6 +326,42 @@ async fn run_many(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Runs one scenario: on its own blocking thread with a fresh World for sim, on the
+/// given backend otherwise.
+async fn run_one(
+    scenario: Scenario,
+    backend: Option<SharedBackend>,
+    config: RunConfig,
+) -> ScenarioOutcome {
+    match backend {
+        Some(backend) => runner::run_scenario(&scenario, backend, &config).await,
+        None => {
+            let id = scenario.id.clone();
+            let ledger = config.ledger_path.clone();
+            let seed = config.seed;
+            tokio::task::spawn_blocking(move || sim::run_scenario(&scenario, &config))
+                .await
+                .unwrap_or_else(|e| ScenarioOutcome {
+                    id,
+                    backend: BackendKind::Sim,
+                    backend_description: "simulated playground".into(),
+                    seed,
+                    failures: vec![runner::Failure {
+                        step: "setup".into(),
+                        message: format!("the simulation thread failed: {e}"),
+                        detail: String::new(),
+                        last_error: None,
+                    }],
+                    wall_ms: 0,
+                    simulated_ms: 0,
+                    timeline: Vec::new(),
+                    workload: None,
+                    ledger,
+                })
+        }
+    }
 }
 
 fn config_prefix(config: &RunConfig) -> String {

@@ -28,7 +28,7 @@ use crate::scenario::{
 use crate::workload::{self, History, Millis, SharedHistory, WritabilitySample};
 
 /// How long the fixture's groups get to become Healthy.
-const FIXTURE_HEALTHY_WITHIN: Duration = Duration::from_secs(300);
+pub const FIXTURE_HEALTHY_WITHIN: Duration = Duration::from_secs(300);
 
 pub type ProgressFn = Arc<dyn Fn(&str) + Send + Sync>;
 
@@ -343,7 +343,12 @@ impl Run<'_> {
             tokio::spawn(async move {
                 let mut last: BTreeMap<String, bool> = BTreeMap::new();
                 loop {
-                    if let Ok(Some(sites)) = backend.writability().await {
+                    if let Some(changes) = backend.writability_changes() {
+                        // The backend saw every change at its instant: take them as they are.
+                        if let Ok(mut h) = history.lock() {
+                            h.writability.extend(changes);
+                        }
+                    } else if let Ok(Some(sites)) = backend.writability().await {
                         let at = workload::now_ms(&backend.clock());
                         if let Ok(mut h) = history.lock() {
                             for (site, writable) in sites {
@@ -393,6 +398,11 @@ impl Run<'_> {
             let _ = task.await;
         }
         let _ = observer.await;
+        if let Some(changes) = self.backend.writability_changes()
+            && let Ok(mut h) = self.history.lock()
+        {
+            h.writability.extend(changes);
+        }
         self.recover_leftovers(&mut failures).await;
         let summary = self.check_invariants(workload_target, &mut failures).await;
         (failures, summary)

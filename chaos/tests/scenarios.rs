@@ -1,22 +1,32 @@
 //! `cargo test -p bloodraven-chaos` runs every sim-capable scenario under scenarios/ as
-//! its own test (libtest-mimic), filterable by name: `cargo test -p bloodraven-chaos
-//! --test scenarios -- kill-site`.
-//!
-//! Until bloodraven-sim's World exists there is no backend to run them on: each
-//! scenario still becomes a test (so it is listed and filterable), its file is parsed
-//! for real, and the test is reported as ignored with the reason, never as passed.
+//! its own test (libtest-mimic) on the sim backend, filterable by name:
+//! `cargo test -p bloodraven-chaos --test scenarios -- kill-site`. The seed is
+//! `BLOODRAVEN_CHAOS_SEED` or the backend's default; a failure prints the replay command.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
 
-use bloodraven_chaos::backend::SIM_NOT_BUILT;
+use bloodraven_chaos::backend::sim;
+use bloodraven_chaos::report;
+use bloodraven_chaos::runner::RunConfig;
 use bloodraven_chaos::scenario::{self, BackendKind};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 fn main() {
     let args = Arguments::from_args();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
-    let paths = scenario::discover(&dir).unwrap();
+    let seed = std::env::var("BLOODRAVEN_CHAOS_SEED")
+        .ok()
+        .map(|s| {
+            s.parse::<u64>()
+                .expect("BLOODRAVEN_CHAOS_SEED must be a number")
+        })
+        .unwrap_or(sim::DEFAULT_SEED);
+    let paths = if dir.is_dir() {
+        scenario::discover(&dir).unwrap()
+    } else {
+        Vec::new()
+    };
     let mut trials = Vec::new();
     for path in paths {
         let id = path.file_stem().unwrap().to_string_lossy().into_owned();
@@ -27,13 +37,26 @@ fn main() {
                 trials.push(Trial::test(id, move || Err(Failed::from(message))));
             }
             Ok(s) if !s.supports(BackendKind::Sim) => {}
-            Ok(_) => {
-                // The sim backend is not built: the trial exists and is ignored, with
-                // the reason printed once below. Running it must not report a pass.
-                trials.push(
-                    Trial::test(id, || Err(Failed::from(SIM_NOT_BUILT))).with_ignored_flag(true),
-                );
-            }
+            Ok(s) => trials.push(Trial::test(id, move || {
+                let ledgers = tempfile::tempdir().map_err(|e| Failed::from(e.to_string()))?;
+                let mut config = RunConfig::new(ledgers.path().join(format!("{}.ledger", s.id)));
+                config.seed = Some(seed);
+                let outcome = sim::run_scenario(&s, &config);
+                if outcome.passed() {
+                    Ok(())
+                } else {
+                    let timeline: String = outcome
+                        .timeline
+                        .iter()
+                        .map(|t| format!("  {t}\n"))
+                        .collect();
+                    Err(Failed::from(format!(
+                        "{}\ntimeline:\n{timeline}replay: {}",
+                        report::failure_text(&outcome),
+                        report::replay_command(&outcome)
+                    )))
+                }
+            })),
         }
     }
     if trials.is_empty() {
@@ -41,8 +64,6 @@ fn main() {
             "scenarios: 0 sim-capable scenarios found in {}",
             dir.display()
         );
-    } else if trials.iter().any(Trial::has_ignored_flag) {
-        eprintln!("scenarios: sim-capable scenarios are ignored: {SIM_NOT_BUILT}");
     }
     libtest_mimic::run(&args, trials).exit();
 }

@@ -4,6 +4,7 @@
 //! steps, polling, the ledger, invariants, reports — is the runner's, shared by both.
 
 pub mod k3d;
+pub mod sim;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use serde_json::Value;
 
 use crate::cluster::SharedCluster;
 use crate::scenario::{BackendKind, Fault};
-use crate::workload::CounterTarget;
+use crate::workload::{CounterTarget, WritabilitySample};
 
 /// How to inject a fault and how to undo it, as backend operations (data, so that the
 /// undo can be written to the ledger before the fault is applied and replayed by
@@ -81,11 +82,13 @@ pub trait Backend: Send + Sync {
     fn counter(&self) -> Option<Arc<dyn CounterTarget>>;
     /// Each site's current writability, when the backend can observe it.
     fn writability(&self) -> BoxFuture<'_, Result<Option<BTreeMap<String, bool>>, BackendError>>;
+    /// Writability changes the backend recorded itself since the last call, oldest
+    /// first, when it can see every change as it happens (sim: sampled from the models
+    /// after every simulated tick). `None`: it cannot, and the runner polls
+    /// [`Backend::writability`] instead.
+    fn writability_changes(&self) -> Option<Vec<WritabilitySample>> {
+        None
+    }
 }
 
 pub type SharedBackend = Arc<dyn Backend>;
-
-/// Why `--backend sim` cannot run yet: said once, used by the CLI and the test harness.
-pub const SIM_NOT_BUILT: &str = "the simulated backend is not built yet: bloodraven-sim has no \
-World (simulated API server, kubelet, MySQL/Dragonfly models) on this branch. Run against a \
-live playground with --backend k3d, or merge the sim-cluster branch once it lands.";

@@ -9,6 +9,7 @@
 //! modelled and where each behaviour comes from.
 
 pub mod client;
+mod observer;
 pub mod protocol;
 mod replication;
 mod server;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use crate::pod::{PodContext, PodProgram, ProgramFuture, Volume};
 
 pub use client::{SimMysqlConnector, SimMysqlSession};
+pub use observer::{MysqlObserver, ObservedServer};
 pub use server::DataDir;
 
 /// The port mysqld listens on.
@@ -72,6 +74,12 @@ pub struct MysqlConfig {
     pub heartbeat_period: Duration,
     /// `skip_replica_start`: do not start the replication threads at boot.
     pub skip_replica_start: bool,
+    /// `read_only` / `super_read_only` at boot. ON by default: every mysqld of the
+    /// group boots fenced (DESIGN.md, Safety, via my.cnf); `--read-only=OFF` or
+    /// `--super-read-only=OFF` on the command line override it, as they override
+    /// my.cnf on a real server (for fixtures without the operator).
+    pub boot_read_only: bool,
+    pub boot_super_read_only: bool,
 }
 
 impl Default for MysqlConfig {
@@ -88,6 +96,8 @@ impl Default for MysqlConfig {
             replica_net_timeout: Duration::from_secs(60),
             heartbeat_period: Duration::from_secs(30),
             skip_replica_start: false,
+            boot_read_only: true,
+            boot_super_read_only: true,
         }
     }
 }
@@ -149,6 +159,20 @@ impl MysqlConfig {
                     self.heartbeat_period = self.replica_net_timeout / 2;
                 }
                 "skip-replica-start" | "skip-slave-start" => self.skip_replica_start = flag(value)?,
+                // MySQL couples the two: read_only=OFF turns super_read_only OFF, and
+                // super_read_only=ON turns read_only ON.
+                "read-only" => {
+                    self.boot_read_only = flag(value)?;
+                    if !self.boot_read_only {
+                        self.boot_super_read_only = false;
+                    }
+                }
+                "super-read-only" => {
+                    self.boot_super_read_only = flag(value)?;
+                    if self.boot_super_read_only {
+                        self.boot_read_only = true;
+                    }
+                }
                 _ => {}
             }
         }
@@ -187,17 +211,28 @@ impl MysqlConfig {
 #[derive(Debug, Clone, Default)]
 pub struct MysqlProgram {
     config: MysqlConfig,
+    observer: Option<MysqlObserver>,
 }
 
 impl MysqlProgram {
     pub fn new(config: MysqlConfig) -> Self {
-        Self { config }
+        Self {
+            config,
+            observer: None,
+        }
+    }
+
+    /// Registers every server this program runs with `observer` (read-only side channel).
+    pub fn with_observer(mut self, observer: MysqlObserver) -> Self {
+        self.observer = Some(observer);
+        self
     }
 }
 
 impl PodProgram for MysqlProgram {
     fn run(&self, ctx: PodContext) -> ProgramFuture {
         let mut config = self.config.clone();
+        let observer = self.observer.clone();
         Box::pin(async move {
             config.apply_args(&ctx.args)?;
             let accounts = config.accounts_for(&ctx.env);
@@ -212,7 +247,7 @@ impl PodProgram for MysqlProgram {
                 .get(&config.data_volume)
                 .cloned()
                 .unwrap_or_default();
-            server::run(config, accounts, ctx, data_dir(&volume)).await
+            server::run(config, accounts, ctx, data_dir(&volume), observer).await
         })
     }
 }
@@ -220,4 +255,27 @@ impl PodProgram for MysqlProgram {
 /// The data directory kept on `volume`.
 pub fn data_dir(volume: &Volume) -> std::sync::Arc<DataDir> {
     volume.get_or_init(DataDir::default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn boot_flags(args: &[&str]) -> (bool, bool) {
+        let mut config = MysqlConfig::default();
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        config.apply_args(&args).unwrap();
+        (config.boot_read_only, config.boot_super_read_only)
+    }
+
+    #[test]
+    fn boot_read_only_flags_follow_mysqls_coupling() {
+        assert_eq!(boot_flags(&[]), (true, true), "boots fenced by default");
+        assert_eq!(boot_flags(&["--read-only=OFF"]), (false, false));
+        assert_eq!(boot_flags(&["--super-read-only=OFF"]), (true, false));
+        assert_eq!(
+            boot_flags(&["--read-only=OFF", "--super_read_only=ON"]),
+            (true, true)
+        );
+    }
 }

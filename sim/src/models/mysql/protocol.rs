@@ -53,6 +53,11 @@ pub enum Request {
     ChangeSource {
         source: ReplicationSource,
     },
+    /// `CHANGE REPLICATION SOURCE TO SOURCE_DELAY = n` alone: MySQL keeps every option a
+    /// CHANGE statement does not name, so this changes the delay and nothing else.
+    SetSourceDelay {
+        seconds: u32,
+    },
     WaitForExecutedGtidSet {
         set: GtidSet,
         timeout_ms: u64,

@@ -398,6 +398,36 @@ impl Server {
         Ok(())
     }
 
+    /// `CHANGE REPLICATION SOURCE TO SOURCE_DELAY = n`: needs a configured channel and a
+    /// stopped SQL thread (MySQL refuses with ER_REPLICA_CHANNEL_SQL_THREAD_MUST_STOP).
+    fn set_source_delay(&self, seconds: u32) -> Result<(), ServerError> {
+        let state = self.state();
+        if state.replica.sql.is_some() {
+            return Err(err(
+                error_codes::SQL_THREAD_MUST_STOP,
+                "This operation cannot be performed with a running replica sql thread; run STOP REPLICA SQL_THREAD FOR CHANNEL '' first.",
+            ));
+        }
+        let configured = self
+            .with_disk(|disk| match disk.source.as_mut() {
+                Some(source) => {
+                    source.delay_seconds = seconds;
+                    true
+                }
+                None => false,
+            })
+            .unwrap_or(false);
+        drop(state);
+        if configured {
+            Ok(())
+        } else {
+            Err(err(
+                error_codes::REPLICA_NOT_CONFIGURED,
+                "The server is not configured as replica; fix in config file or with CHANGE REPLICATION SOURCE TO",
+            ))
+        }
+    }
+
     fn reset_replica_all(&self) -> Result<(), ServerError> {
         let mut state = self.state();
         if state.replica.io.is_some() || state.replica.sql.is_some() {
@@ -570,6 +600,7 @@ pub(super) async fn run(
     accounts: Vec<Account>,
     ctx: PodContext,
     disk: Arc<DataDir>,
+    observer: Option<super::MysqlObserver>,
 ) -> ProgramResult {
     {
         let mut durable = disk.lock();
@@ -596,9 +627,10 @@ pub(super) async fn run(
             dialer: ctx.dialer.clone(),
             disk: disk.clone(),
             state: Mutex::new(Runtime {
-                // Every mysqld boots fenced (DESIGN.md, Safety): super_read_only=ON in my.cnf.
-                read_only: true,
-                super_read_only: true,
+                // Every mysqld boots fenced (DESIGN.md, Safety): super_read_only=ON in my.cnf,
+                // unless the command line overrides it.
+                read_only: config.boot_read_only,
+                super_read_only: config.boot_super_read_only,
                 next_connection_id: 1,
                 connections: BTreeMap::new(),
                 dumps: BTreeMap::new(),
@@ -619,6 +651,9 @@ pub(super) async fn run(
             // Errors here are impossible (the source is configured); ignore like mysqld would log.
             let _ = server.start_replica();
         }
+        let _registration = observer
+            .as_ref()
+            .map(|o| o.register(&ctx.host, &ctx.namespace, &ctx.pod, &ctx.node, &server));
         ctx.ready.set(true);
         tracing::info!(host = %ctx.host, uuid = %server.server_uuid(), "mysqld ready for connections");
         loop {
@@ -794,6 +829,11 @@ async fn execute(
         Request::ChangeSource { source } => {
             need_super("SUPER or REPLICATION_SLAVE_ADMIN")?;
             server.change_source(source)?;
+            Response::Ok
+        }
+        Request::SetSourceDelay { seconds } => {
+            need_super("SUPER or REPLICATION_SLAVE_ADMIN")?;
+            server.set_source_delay(seconds)?;
             Response::Ok
         }
         Request::WaitForExecutedGtidSet { set, timeout_ms } => Response::Wait {
