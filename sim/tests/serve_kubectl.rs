@@ -74,7 +74,7 @@ fn kubectl_works_against_serve_mode() {
         .spawn()
         .unwrap();
     let _server = Server(child);
-    eventually("kubeconfig written", Duration::from_secs(30), || {
+    eventually("kubeconfig written", Duration::from_secs(120), || {
         if kubeconfig.exists() {
             Ok(())
         } else {
@@ -109,7 +109,7 @@ fn kubectl_works_against_serve_mode() {
     );
     assert!(ok && zoned.trim() == "node/bloodraven-iad", "{zoned}");
 
-    eventually("web pods running", Duration::from_secs(30), || {
+    eventually("web pods running", Duration::from_secs(120), || {
         let (_, pods) = kubectl(&kubeconfig, &["get", "pods", "-o", "wide"]);
         if pods.matches("Running").count() == 2 && pods.contains("bloodraven-iad") {
             Ok(())
@@ -133,12 +133,12 @@ fn kubectl_works_against_serve_mode() {
     );
     let (ok, out) = kubectl(
         &kubeconfig,
-        &["delete", "pod", "web-0", "--wait=true", "--timeout=30s"],
+        &["delete", "pod", "web-0", "--wait=true", "--timeout=120s"],
     );
     assert!(ok, "{out}");
     eventually(
         "web-0 recreated by its StatefulSet",
-        Duration::from_secs(30),
+        Duration::from_secs(120),
         || {
             let (_, uid) = kubectl(
                 &kubeconfig,
