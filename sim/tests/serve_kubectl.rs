@@ -64,7 +64,7 @@ fn kubectl_works_against_serve_mode() {
             "--seed",
             "5",
             "--duration-seconds",
-            "120",
+            "600",
         ])
         .arg("--kubeconfig")
         .arg(&kubeconfig)
