@@ -6,6 +6,8 @@
 //!
 //! The Docker and Kubernetes calls sit behind two small traits (`DockerApi`, `NodeApi`)
 //! so that tests can record exactly which calls each fault makes and how it is undone.
+//! The data plane (counter, writability, the SQL faults) is `k3d_live`, over
+//! port-forward tunnels (`tunnel`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -15,6 +17,8 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::k3d_live::{K3dCounter, KubeGroups, Live, LiveConfig, LiveParts};
+use super::tunnel::KubeForwarder;
 use super::{Backend, BackendError, FaultPlan};
 use crate::cluster::{KubeCluster, SharedCluster};
 use crate::scenario::{BackendKind, Component, Fault};
@@ -36,6 +40,11 @@ pub struct K3dConfig {
     pub operator_selector: String,
     /// `service:port` of the operator's metrics, reached through the API server proxy.
     pub metrics_service: String,
+    /// The ordinary MySQL account the counter writes as (password: the group's
+    /// credentials Secret, key `app-password`).
+    pub app_user: String,
+    /// Dragonfly's client port in its pods.
+    pub dragonfly_port: u16,
 }
 
 impl Default for K3dConfig {
@@ -49,6 +58,8 @@ impl Default for K3dConfig {
             operator_namespace: "bloodraven-system".into(),
             operator_selector: "app.kubernetes.io/name=bloodraven".into(),
             metrics_service: "bloodraven-metrics:8080".into(),
+            app_user: "app".into(),
+            dragonfly_port: 6379,
         }
     }
 }
@@ -83,6 +94,20 @@ pub enum K3dOp {
     Exec {
         container: String,
         cmd: Vec<String>,
+    },
+    /// As root through a tunnel to the site's mysqld: `transactions` forced writes
+    /// (`chaos-divergent/1..=n`) that bypass read-only.
+    ForcedWrites {
+        namespace: String,
+        site: String,
+        transactions: u32,
+    },
+    /// As root on the site's mysqld: STOP REPLICA; CHANGE REPLICATION SOURCE TO
+    /// SOURCE_DELAY = seconds; START REPLICA.
+    SetSourceDelay {
+        namespace: String,
+        site: String,
+        seconds: u32,
     },
 }
 
@@ -147,6 +172,9 @@ pub struct K3dBackend {
     nodes: Arc<dyn NodeApi>,
     cluster: SharedCluster,
     clock: SharedClock,
+    /// The data plane, when the backend has one (`with_live`).
+    live: Option<Arc<Live>>,
+    counter: Option<Arc<K3dCounter>>,
 }
 
 impl K3dBackend {
@@ -164,7 +192,28 @@ impl K3dBackend {
             nodes,
             cluster,
             clock,
+            live: None,
+            counter: None,
         }
+    }
+
+    /// Adds the data plane: tunnels into pods and SQL/Redis sessions over them, for the
+    /// counter, the writability poll and the SQL faults.
+    pub fn with_live(mut self, parts: LiveParts) -> Self {
+        let live = Arc::new(Live::new(
+            LiveConfig {
+                site_pod_label: self.config.site_pod_label.clone(),
+                component_label: self.config.component_label.clone(),
+                app_user: self.config.app_user.clone(),
+                dragonfly_port: self.config.dragonfly_port,
+            },
+            parts,
+        ));
+        // One counter for the run: it remembers which increments it attempted, which
+        // no-acknowledged-write-lost reads back at the end.
+        self.counter = Some(Arc::new(K3dCounter::new(live.clone())));
+        self.live = Some(live);
+        self
     }
 
     /// Connects to the real cluster: kubeconfig context and the local Docker daemon.
@@ -184,13 +233,26 @@ impl K3dBackend {
             .map_err(|e| unavailable(format!("kube client for {}: {e}", config.context)))?;
         let docker = bollard::Docker::connect_with_defaults()
             .map_err(|e| unavailable(format!("Docker daemon: {e}")))?;
+        let live = LiveParts {
+            forwarder: Arc::new(KubeForwarder(client.clone())),
+            groups: Arc::new(KubeGroups(client.clone())),
+            mysql: Arc::new(bloodraven::adapters::mysql::MysqlAsyncConnector::new(
+                super::k3d_live::counter_timeouts(),
+            )),
+            dragonfly: Arc::new(
+                bloodraven::adapters::dragonfly::RedisDragonflyConnector::new(
+                    bloodraven::transport::DragonflyTimeouts::default(),
+                ),
+            ),
+        };
         Ok(Self::new(
             config,
             Arc::new(BollardDocker(docker)),
             Arc::new(KubeNodes(client.clone())),
             Arc::new(KubeCluster::new(client)),
             Arc::new(SystemClock),
-        ))
+        )
+        .with_live(live))
     }
 
     fn call_error(operation: String, message: String) -> BackendError {
@@ -377,11 +439,27 @@ impl K3dBackend {
                     .collect();
                 (apply, undo)
             }
-            Fault::WriteDivergent { .. } | Fault::ReplicationDelay { .. } => {
-                return Err(unsupported(
-                    "it needs a SQL channel into the site's mysqld (pods/exec over WebSocket), \
-                     which the k3d backend does not have yet",
-                ));
+            Fault::WriteDivergent { site, transactions } => {
+                self.require_live(fault)?;
+                (
+                    vec![K3dOp::ForcedWrites {
+                        namespace: namespace.to_owned(),
+                        site: site.to_string(),
+                        transactions: *transactions,
+                    }],
+                    // Committed transactions cannot be taken back: resolving the
+                    // divergence is the operator's reclone flow, which scenarios assert.
+                    vec![],
+                )
+            }
+            Fault::ReplicationDelay { site, seconds } => {
+                self.require_live(fault)?;
+                let delay = |seconds: u32| K3dOp::SetSourceDelay {
+                    namespace: namespace.to_owned(),
+                    site: site.to_string(),
+                    seconds,
+                };
+                (vec![delay(*seconds)], vec![delay(0)])
             }
             Fault::Recover(_) => {
                 return Err(unsupported("recover is done by the runner from the ledger"));
@@ -389,10 +467,43 @@ impl K3dBackend {
         })
     }
 
+    fn require_live(&self, fault: &Fault) -> Result<&Arc<Live>, BackendError> {
+        self.live
+            .as_ref()
+            .ok_or_else(|| BackendError::UnsupportedFault {
+                backend: BackendKind::K3d,
+                fault: fault.to_string(),
+                reason: "this k3d backend was built without a data plane (no port-forward tunnels)"
+                    .into(),
+            })
+    }
+
     async fn run_op(&self, op: &K3dOp) -> Result<(), BackendError> {
         let label = format!("{op:?}");
         let fail = |m: String| Self::call_error(label.clone(), m);
+        let live = || {
+            self.live.as_ref().ok_or_else(|| BackendError::Unavailable {
+                backend: BackendKind::K3d,
+                reason: format!("{label} needs the data plane (port-forward tunnels)"),
+            })
+        };
         match op {
+            K3dOp::ForcedWrites {
+                namespace,
+                site,
+                transactions,
+            } => live()?
+                .forced_writes(namespace, site, *transactions)
+                .await
+                .map_err(|m| Self::call_error(format!("write-divergent {site}"), m)),
+            K3dOp::SetSourceDelay {
+                namespace,
+                site,
+                seconds,
+            } => live()?
+                .set_source_delay(namespace, site, *seconds)
+                .await
+                .map_err(|m| Self::call_error(format!("replication-delay {site} {seconds}s"), m)),
             K3dOp::DeletePods {
                 namespace,
                 selector,
@@ -513,13 +624,19 @@ impl Backend for K3dBackend {
     }
 
     fn counter(&self) -> Option<Arc<dyn CounterTarget>> {
-        // The live counter needs a SQL path to the primary Service from outside the
-        // cluster; not built yet (see docs/scenarios.md, "Backends").
-        None
+        self.counter.clone().map(|c| c as Arc<dyn CounterTarget>)
     }
 
     fn writability(&self) -> BoxFuture<'_, Result<Option<BTreeMap<String, bool>>, BackendError>> {
-        Box::pin(async { Ok(None) })
+        Box::pin(async move {
+            let Some(live) = &self.live else {
+                return Ok(None);
+            };
+            live.site_writability()
+                .await
+                .map(Some)
+                .map_err(|m| Self::call_error("poll read_only".into(), m))
+        })
     }
 }
 

@@ -4,7 +4,9 @@
 //! steps, polling, the ledger, invariants, reports — is the runner's, shared by both.
 
 pub mod k3d;
+pub mod k3d_live;
 pub mod sim;
+pub mod tunnel;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

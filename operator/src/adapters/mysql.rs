@@ -97,6 +97,24 @@ pub mod sql {
         )
     }
 
+    /// Changes only the delay of the existing channel (MySQL keeps every option not named).
+    pub fn set_source_delay(seconds: u32) -> String {
+        format!("CHANGE REPLICATION SOURCE TO SOURCE_DELAY = {seconds}")
+    }
+
+    /// A write as a SUPER user would make it through read-only: lift super_read_only
+    /// (read_only stays ON, so ordinary clients remain refused), make sure the counter
+    /// table exists, write, and restore the fence if it was up.
+    pub fn forced_write(key: &str, value: i64, was_fenced: bool) -> Vec<String> {
+        let mut statements = vec!["SET GLOBAL super_read_only = OFF".to_string()];
+        statements.extend(COUNTER_SCHEMA.iter().map(|s| s.to_string()));
+        statements.push(counter_set(key, value));
+        if was_fenced {
+            statements.push("SET GLOBAL super_read_only = ON".to_string());
+        }
+        statements
+    }
+
     /// `WAIT_FOR_EXECUTED_GTID_SET` takes whole or fractional seconds.
     pub fn wait_for_executed_gtid_set(set: &GtidSet, timeout: Duration) -> String {
         format!(
@@ -406,6 +424,13 @@ impl MysqlSession for MysqlAsyncSession {
         ))
     }
 
+    fn set_source_delay(&mut self, seconds: u32) -> BoxFuture<'_, Result<(), MysqlError>> {
+        Box::pin(self.execute_all(
+            "CHANGE REPLICATION SOURCE TO SOURCE_DELAY",
+            vec![sql::set_source_delay(seconds)],
+        ))
+    }
+
     fn wait_for_executed_gtid_set<'a>(
         &'a mut self,
         set: &'a GtidSet,
@@ -533,16 +558,9 @@ impl MysqlSession for MysqlAsyncSession {
         key: &'a str,
         value: i64,
     ) -> BoxFuture<'a, Result<(), MysqlError>> {
-        // As a SUPER user would: lift super_read_only (read_only stays ON, so ordinary
-        // clients remain refused), write, and restore the flag if it was set.
         Box::pin(async move {
             let was_fenced = self.observe().await?.super_read_only;
-            let mut statements = vec!["SET GLOBAL super_read_only = OFF".to_string()];
-            statements.extend(sql::COUNTER_SCHEMA.iter().map(|s| s.to_string()));
-            statements.push(sql::counter_set(key, value));
-            if was_fenced {
-                statements.push("SET GLOBAL super_read_only = ON".to_string());
-            }
+            let statements = sql::forced_write(key, value, was_fenced);
             self.execute_all("forced write", statements).await
         })
     }
@@ -643,6 +661,25 @@ mod tests {
             "SELECT value FROM bloodraven_counter.counters WHERE name = 'k'"
         );
         assert!(KILL_CANDIDATES.contains("'Binlog Dump GTID'"));
+    }
+
+    #[test]
+    fn chaos_statements_change_only_the_delay_and_restore_the_fence() {
+        assert_eq!(
+            set_source_delay(30),
+            "CHANGE REPLICATION SOURCE TO SOURCE_DELAY = 30"
+        );
+        let fenced = forced_write("chaos-divergent/1", 1, true);
+        assert_eq!(fenced.first().unwrap(), "SET GLOBAL super_read_only = OFF");
+        assert!(
+            fenced
+                .iter()
+                .any(|s| s.contains("CREATE TABLE IF NOT EXISTS"))
+        );
+        assert!(fenced[fenced.len() - 2].contains("VALUES ('chaos-divergent/1', 1)"));
+        assert_eq!(fenced.last().unwrap(), "SET GLOBAL super_read_only = ON");
+        let open = forced_write("k", 2, false);
+        assert!(open.last().unwrap().contains("VALUES ('k', 2)"));
     }
 
     #[test]

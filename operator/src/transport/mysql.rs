@@ -320,6 +320,10 @@ pub trait MysqlSession: Send {
         source: &'a ReplicationSource,
     ) -> BoxFuture<'a, Result<(), MysqlError>>;
 
+    /// `CHANGE REPLICATION SOURCE TO SOURCE_DELAY = seconds`, keeping every other channel
+    /// option (the chaos runner's replication-delay fault; the SQL thread must be stopped).
+    fn set_source_delay(&mut self, seconds: u32) -> BoxFuture<'_, Result<(), MysqlError>>;
+
     /// `WAIT_FOR_EXECUTED_GTID_SET(set, timeout)`.
     fn wait_for_executed_gtid_set<'a>(
         &'a mut self,

@@ -125,17 +125,6 @@ impl SimMysqlSession {
         .await
     }
 
-    /// `CHANGE REPLICATION SOURCE TO SOURCE_DELAY = seconds`, keeping every other channel
-    /// option (the chaos runner's replication-delay fault; the SQL thread must be stopped).
-    pub async fn set_source_delay(&mut self, seconds: u32) -> Result<(), MysqlError> {
-        self.expect_ok(
-            "CHANGE REPLICATION SOURCE TO SOURCE_DELAY",
-            Request::SetSourceDelay { seconds },
-            Duration::ZERO,
-        )
-        .await
-    }
-
     async fn request(
         &mut self,
         operation: &'static str,
@@ -249,6 +238,14 @@ impl MysqlSession for SimMysqlSession {
         Box::pin(self.expect_ok(
             "RESET REPLICA ALL",
             Request::ResetReplicaAll,
+            Duration::ZERO,
+        ))
+    }
+
+    fn set_source_delay(&mut self, seconds: u32) -> BoxFuture<'_, Result<(), MysqlError>> {
+        Box::pin(self.expect_ok(
+            "CHANGE REPLICATION SOURCE TO SOURCE_DELAY",
+            Request::SetSourceDelay { seconds },
             Duration::ZERO,
         ))
     }

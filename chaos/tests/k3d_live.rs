@@ -1,0 +1,737 @@
+//! The k3d backend's data plane at its request boundary: which pod each tunnel forwards
+//! to (and that a primary move re-resolves it), which account connects, which SQL each
+//! fault and its undo run, the counter's history and the writability poll. Recording
+//! doubles stand in for the API server's port-forward and for MySQL; the Dragonfly path
+//! runs the production redis-crate connector against a tiny RESP server behind the
+//! forwarded stream.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use bloodraven::adapters::mysql::sql;
+use bloodraven::gtid::GtidSet;
+use bloodraven::transport::{
+    DragonflyTimeouts, GtidWait, MysqlConnector, MysqlError, MysqlSession, MysqlStatus,
+    MysqlTarget, ReadOnlyMode, SemisyncSourceStatus,
+};
+use bloodraven_chaos::backend::k3d::{DockerApi, K3dBackend, K3dConfig, NodeApi, NodeInfo};
+use bloodraven_chaos::backend::k3d_live::{GroupApi, GroupInfo, LiveParts};
+use bloodraven_chaos::backend::tunnel::{BoxPodStream, PodForwarder, ResolvedPod};
+use bloodraven_chaos::backend::{Backend, BackendError};
+use bloodraven_chaos::scenario::Fault;
+use bloodraven_chaos::workload::CounterAck;
+use futures::future::BoxFuture;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+const NS: &str = "bloodraven-playground";
+const PRIMARY: &str = "shipstream.io/role=primary";
+const DRAGONFLY: &str =
+    "shipstream.io/dragonfly-role=master,shipstream.io/dragonfly-traffic=enabled";
+
+#[derive(Default)]
+struct World {
+    calls: Mutex<Vec<String>>,
+    /// selector -> the pod it resolves to (name, site).
+    pods: Mutex<BTreeMap<String, (String, String)>>,
+    /// pod -> (read_only, super_read_only); a pod missing here is down.
+    flags: Mutex<BTreeMap<String, (bool, bool)>>,
+    /// pod -> counter keys committed there.
+    rows: Mutex<BTreeMap<String, BTreeSet<String>>>,
+    cache: Mutex<i64>,
+}
+
+impl World {
+    fn push(&self, call: String) {
+        self.calls.lock().unwrap().push(call);
+    }
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+    fn place(&self, selector: &str, pod: &str, site: &str) {
+        self.pods
+            .lock()
+            .unwrap()
+            .insert(selector.into(), (pod.into(), site.into()));
+    }
+    fn set_flags(&self, pod: &str, read_only: bool, super_read_only: bool) {
+        self.flags
+            .lock()
+            .unwrap()
+            .insert(pod.into(), (read_only, super_read_only));
+    }
+}
+
+struct Forwarder(Arc<World>);
+
+impl PodForwarder for Forwarder {
+    fn resolve<'a>(
+        &'a self,
+        ns: &'a str,
+        selector: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ResolvedPod>, String>> {
+        let found = self.0.pods.lock().unwrap().get(selector).cloned();
+        self.0.push(format!(
+            "kube GET pods -n {ns} labelSelector={selector} -> {}",
+            found.as_ref().map_or("none", |(p, _)| p.as_str())
+        ));
+        Box::pin(async move {
+            Ok(found.map(|(name, site)| ResolvedPod {
+                name,
+                labels: BTreeMap::from([("shipstream.io/site".to_owned(), site)]),
+            }))
+        })
+    }
+
+    fn forward<'a>(
+        &'a self,
+        ns: &'a str,
+        pod: &'a str,
+        port: u16,
+    ) -> BoxFuture<'a, Result<BoxPodStream, String>> {
+        self.0.push(format!(
+            "kube POST /api/v1/namespaces/{ns}/pods/{pod}/portforward?ports={port}"
+        ));
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        let world = self.0.clone();
+        let pod = pod.to_owned();
+        tokio::spawn(async move {
+            if port == 6379 {
+                resp_server(theirs, world).await;
+            } else {
+                // A "MySQL" that greets with its pod name, read by `Mysql` below.
+                let mut theirs = theirs;
+                let _ = theirs.write_all(format!("{pod}\n").as_bytes()).await;
+                let mut sink = [0u8; 64];
+                while matches!(theirs.read(&mut sink).await, Ok(n) if n > 0) {}
+            }
+        });
+        Box::pin(async move { Ok(Box::new(ours) as BoxPodStream) })
+    }
+}
+
+/// Just enough RESP2 for the redis crate: arrays of bulk strings in, `+OK` or an
+/// integer out. Records AUTH (password shown, it is a test value) and INCR.
+async fn resp_server(stream: tokio::io::DuplexStream, world: Arc<World>) {
+    let (read, mut write) = tokio::io::split(stream);
+    let mut read = BufReader::new(read);
+    loop {
+        let mut line = String::new();
+        if read.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return;
+        }
+        let n: usize = line.trim().trim_start_matches('*').parse().unwrap();
+        let mut args = Vec::new();
+        for _ in 0..n {
+            let mut len = String::new();
+            read.read_line(&mut len).await.unwrap();
+            let len: usize = len.trim().trim_start_matches('$').parse().unwrap();
+            let mut buf = vec![0u8; len + 2];
+            read.read_exact(&mut buf).await.unwrap();
+            args.push(String::from_utf8_lossy(&buf[..len]).into_owned());
+        }
+        let reply = match args[0].to_ascii_uppercase().as_str() {
+            "AUTH" => {
+                world.push(format!("dragonfly AUTH {}", args[1..].join(" ")));
+                "+OK\r\n".to_owned()
+            }
+            "INCR" => {
+                world.push(format!("dragonfly INCR {}", args[1]));
+                let mut c = world.cache.lock().unwrap();
+                *c += 1;
+                format!(":{c}\r\n")
+            }
+            _ => "+OK\r\n".to_owned(),
+        };
+        if write.write_all(reply.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A MySQL client that connects for real (to the tunnel), learns the pod from the
+/// greeting, and records each session call as the SQL the production adapter sends.
+struct Mysql(Arc<World>);
+
+impl MysqlConnector for Mysql {
+    fn connect<'a>(
+        &'a self,
+        target: &'a MysqlTarget,
+    ) -> BoxFuture<'a, Result<Box<dyn MysqlSession>, MysqlError>> {
+        Box::pin(async move {
+            assert_eq!(
+                target.host, "127.0.0.1",
+                "clients connect to the local tunnel"
+            );
+            let refused = |m: &str| MysqlError::Connect {
+                address: target.address(),
+                message: m.into(),
+            };
+            let stream = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
+                .await
+                .map_err(|e| refused(&e.to_string()))?;
+            let mut stream = BufReader::new(stream);
+            let mut pod = String::new();
+            stream
+                .read_line(&mut pod)
+                .await
+                .map_err(|e| refused(&e.to_string()))?;
+            let pod = pod.trim().to_owned();
+            if pod.is_empty() {
+                return Err(refused("connection closed"));
+            }
+            self.0.push(format!(
+                "mysql connect {}@{pod} password={}",
+                target.user, target.password
+            ));
+            Ok(Box::new(Session {
+                world: self.0.clone(),
+                pod,
+                _stream: stream,
+            }) as Box<dyn MysqlSession>)
+        })
+    }
+}
+
+struct Session {
+    world: Arc<World>,
+    pod: String,
+    _stream: BufReader<tokio::net::TcpStream>,
+}
+
+impl Session {
+    fn run(&self, statements: &[String]) {
+        for s in statements {
+            self.world.push(format!("{}: {s}", self.pod));
+        }
+    }
+    fn flags(&self) -> Result<(bool, bool), MysqlError> {
+        self.world
+            .flags
+            .lock()
+            .unwrap()
+            .get(&self.pod)
+            .copied()
+            .ok_or_else(|| MysqlError::ConnectionLost {
+                address: self.pod.clone(),
+                operation: "query",
+                message: "server went away".into(),
+            })
+    }
+    fn unsupported<T: Send + 'static>(&self) -> BoxFuture<'static, Result<T, MysqlError>> {
+        let address = self.pod.clone();
+        Box::pin(async move {
+            Err(MysqlError::Protocol {
+                address,
+                operation: "unsupported in this test",
+                message: String::new(),
+            })
+        })
+    }
+}
+
+impl MysqlSession for Session {
+    fn address(&self) -> &str {
+        &self.pod
+    }
+    fn observe(&mut self) -> BoxFuture<'_, Result<MysqlStatus, MysqlError>> {
+        self.run(&[sql::OBSERVE.to_owned()]);
+        let flags = self.flags();
+        Box::pin(async move {
+            let (read_only, super_read_only) = flags?;
+            Ok(MysqlStatus {
+                server_uuid: "uuid".into(),
+                read_only,
+                super_read_only,
+                gtid_executed: GtidSet::default(),
+                gtid_purged: GtidSet::default(),
+                replica: None,
+                semisync_source: SemisyncSourceStatus::default(),
+            })
+        })
+    }
+    fn set_read_only(&mut self, _: ReadOnlyMode) -> BoxFuture<'_, Result<(), MysqlError>> {
+        self.unsupported()
+    }
+    fn stop_replica(&mut self) -> BoxFuture<'_, Result<(), MysqlError>> {
+        self.run(&[sql::STOP_REPLICA.to_owned()]);
+        Box::pin(async { Ok(()) })
+    }
+    fn start_replica(&mut self) -> BoxFuture<'_, Result<(), MysqlError>> {
+        self.run(&[sql::START_REPLICA.to_owned()]);
+        Box::pin(async { Ok(()) })
+    }
+    fn reset_replica_all(&mut self) -> BoxFuture<'_, Result<(), MysqlError>> {
+        self.unsupported()
+    }
+    fn set_source_delay(&mut self, seconds: u32) -> BoxFuture<'_, Result<(), MysqlError>> {
+        self.run(&[sql::set_source_delay(seconds)]);
+        Box::pin(async { Ok(()) })
+    }
+    fn change_source<'a>(
+        &'a mut self,
+        _: &'a bloodraven::transport::ReplicationSource,
+    ) -> BoxFuture<'a, Result<(), MysqlError>> {
+        self.unsupported()
+    }
+    fn wait_for_executed_gtid_set<'a>(
+        &'a mut self,
+        _: &'a GtidSet,
+        _: std::time::Duration,
+    ) -> BoxFuture<'a, Result<GtidWait, MysqlError>> {
+        self.unsupported()
+    }
+    fn clone_from<'a>(
+        &'a mut self,
+        _: &'a bloodraven::transport::CloneDonor,
+        _: std::time::Duration,
+    ) -> BoxFuture<'a, Result<(), MysqlError>> {
+        self.unsupported()
+    }
+    fn kill_client_connections(&mut self) -> BoxFuture<'_, Result<u64, MysqlError>> {
+        self.unsupported()
+    }
+    fn counter_increment<'a>(&'a mut self, key: &'a str) -> BoxFuture<'a, Result<i64, MysqlError>> {
+        let [_, upsert, _, _] = sql::counter_increment(key);
+        self.run(&[upsert]);
+        let result = self.flags().and_then(|(ro, sro)| {
+            if ro || sro {
+                return Err(MysqlError::Server {
+                    address: self.pod.clone(),
+                    operation: "counter increment",
+                    code: 1290,
+                    message: "read-only".into(),
+                });
+            }
+            self.world
+                .rows
+                .lock()
+                .unwrap()
+                .entry(self.pod.clone())
+                .or_default()
+                .insert(key.to_owned());
+            Ok(1)
+        });
+        Box::pin(async move { result })
+    }
+    fn counter_read<'a>(
+        &'a mut self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<i64>, MysqlError>> {
+        let present = self
+            .world
+            .rows
+            .lock()
+            .unwrap()
+            .get(&self.pod)
+            .is_some_and(|r| r.contains(key));
+        Box::pin(async move { Ok(present.then_some(1)) })
+    }
+    fn forced_write<'a>(
+        &'a mut self,
+        key: &'a str,
+        value: i64,
+    ) -> BoxFuture<'a, Result<(), MysqlError>> {
+        let fenced = self.flags().map(|(_, sro)| sro);
+        Box::pin(async move {
+            self.run(&sql::forced_write(key, value, fenced?));
+            Ok(())
+        })
+    }
+}
+
+struct Groups;
+
+impl GroupApi for Groups {
+    fn groups(&self) -> BoxFuture<'_, Result<Vec<GroupInfo>, String>> {
+        Box::pin(async {
+            Ok(vec![GroupInfo {
+                namespace: NS.into(),
+                name: "playground".into(),
+                sites: vec!["iad".into(), "pdx".into()],
+                credentials_secret: "playground-mysql".into(),
+                mysql_port: 3306,
+            }])
+        })
+    }
+    fn secret_value<'a>(
+        &'a self,
+        ns: &'a str,
+        name: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, String>> {
+        assert_eq!((ns, name), (NS, "playground-mysql"));
+        let value = match key {
+            "root-password" => Some("r00t".to_owned()),
+            "app-password" => Some("app-pw".to_owned()),
+            _ => None,
+        };
+        Box::pin(async move { Ok(value) })
+    }
+    fn dragonfly_password<'a>(
+        &'a self,
+        ns: &'a str,
+        selector: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, String>> {
+        assert_eq!((ns, selector), (NS, DRAGONFLY));
+        Box::pin(async { Ok(Some("dfly-pw".into())) })
+    }
+}
+
+/// No Docker or node calls are expected in these tests.
+struct NoDocker;
+impl DockerApi for NoDocker {
+    fn stop_container<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), String>> {
+        panic!("no docker call expected")
+    }
+    fn start_container<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), String>> {
+        panic!("no docker call expected")
+    }
+    fn disconnect_network<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        panic!("no docker call expected")
+    }
+    fn connect_network<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, Result<(), String>> {
+        panic!("no docker call expected")
+    }
+    fn exec<'a>(&'a self, _: &'a str, _: &'a [String]) -> BoxFuture<'a, Result<i64, String>> {
+        panic!("no docker call expected")
+    }
+}
+struct NoNodes;
+impl NodeApi for NoNodes {
+    fn nodes_with_label<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Vec<NodeInfo>, String>> {
+        panic!("no node call expected")
+    }
+    fn delete_pods<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<String>, String>> {
+        panic!("no node call expected")
+    }
+    fn set_unschedulable<'a>(&'a self, _: &'a str, _: bool) -> BoxFuture<'a, Result<(), String>> {
+        panic!("no node call expected")
+    }
+    fn service_metrics<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<String, String>> {
+        panic!("no node call expected")
+    }
+}
+
+/// The playground: iad primary (writable), pdx replica (super_read_only).
+fn live_backend() -> (K3dBackend, Arc<World>) {
+    let world = Arc::new(World::default());
+    world.place(PRIMARY, "mysql-iad-0", "iad");
+    world.place(
+        "shipstream.io/site=iad,app.kubernetes.io/name=mysql",
+        "mysql-iad-0",
+        "iad",
+    );
+    world.place(
+        "shipstream.io/site=pdx,app.kubernetes.io/name=mysql",
+        "mysql-pdx-0",
+        "pdx",
+    );
+    world.place(DRAGONFLY, "dragonfly-iad-0", "iad");
+    world.set_flags("mysql-iad-0", false, false);
+    world.set_flags("mysql-pdx-0", true, true);
+    let backend = K3dBackend::new(
+        K3dConfig::default(),
+        Arc::new(NoDocker),
+        Arc::new(NoNodes),
+        Arc::new(support::FakeCluster::default()),
+        Arc::new(support::TokioClock(tokio::time::Instant::now())),
+    )
+    .with_live(LiveParts {
+        forwarder: Arc::new(Forwarder(world.clone())),
+        groups: Arc::new(Groups),
+        mysql: Arc::new(Mysql(world.clone())),
+        dragonfly: Arc::new(
+            bloodraven::adapters::dragonfly::RedisDragonflyConnector::new(
+                DragonflyTimeouts::default(),
+            ),
+        ),
+    });
+    (backend, world)
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn sorted(v: &[&str]) -> Vec<String> {
+    let mut v = strings(v);
+    v.sort();
+    v
+}
+
+fn upsert(key: &str) -> String {
+    sql::counter_increment(key)[1].clone()
+}
+
+#[tokio::test]
+async fn the_counter_writes_as_the_app_user_through_the_primary_and_follows_it() {
+    let (backend, world) = live_backend();
+    let counter = backend.counter().expect("a live backend has a counter");
+    let ack = counter.increment(1).await.unwrap();
+    assert_eq!(
+        ack,
+        CounterAck {
+            value: 1,
+            site: "iad".into()
+        }
+    );
+    counter.increment(2).await.unwrap();
+    assert_eq!(
+        world.take(),
+        vec![
+            format!("kube GET pods -n {NS} labelSelector={PRIMARY} -> mysql-iad-0"),
+            format!("kube POST /api/v1/namespaces/{NS}/pods/mysql-iad-0/portforward?ports=3306"),
+            "mysql connect app@mysql-iad-0 password=app-pw".into(),
+            format!("mysql-iad-0: {}", upsert("chaos-counter/1")),
+            // The session stays open: no new resolve or forward.
+            format!("mysql-iad-0: {}", upsert("chaos-counter/2")),
+        ]
+    );
+
+    // Failover: iad fenced, the primary label moves to pdx.
+    world.set_flags("mysql-iad-0", true, true);
+    world.set_flags("mysql-pdx-0", false, false);
+    world.place(PRIMARY, "mysql-pdx-0", "pdx");
+    let err = counter.increment(3).await.unwrap_err();
+    assert!(err.contains("ERROR 1290"), "{err}");
+    let ack = counter.increment(4).await.unwrap();
+    assert_eq!(
+        ack,
+        CounterAck {
+            value: 1,
+            site: "pdx".into()
+        }
+    );
+    assert_eq!(
+        world.take(),
+        vec![
+            format!("mysql-iad-0: {}", upsert("chaos-counter/3")),
+            // The failed write dropped the session; reconnecting re-resolves the tunnel.
+            format!("kube GET pods -n {NS} labelSelector={PRIMARY} -> mysql-pdx-0"),
+            format!("kube POST /api/v1/namespaces/{NS}/pods/mysql-pdx-0/portforward?ports=3306"),
+            "mysql connect app@mysql-pdx-0 password=app-pw".into(),
+            format!("mysql-pdx-0: {}", upsert("chaos-counter/4")),
+        ]
+    );
+    // no-acknowledged-write-lost reads every attempted increment back on the final
+    // primary (this fake does not replicate, so only #4 is there) — through the same
+    // backend counter, which remembers what it attempted.
+    let committed = backend.counter().unwrap().committed().await.unwrap();
+    assert_eq!(committed, BTreeSet::from([4]));
+}
+
+#[tokio::test]
+async fn a_primary_that_cannot_be_resolved_is_a_failed_write_that_says_why() {
+    let (backend, world) = live_backend();
+    world.pods.lock().unwrap().remove(PRIMARY);
+    let err = backend.counter().unwrap().increment(1).await.unwrap_err();
+    assert_eq!(
+        err,
+        format!("connecting to the primary: no Running pod matches {NS}/[{PRIMARY}]:3306")
+    );
+}
+
+#[tokio::test]
+async fn cache_incr_goes_through_the_dragonfly_master_with_its_password() {
+    let (backend, world) = live_backend();
+    let counter = backend.counter().unwrap();
+    assert_eq!(counter.cache_incr().await.unwrap(), 1);
+    assert_eq!(counter.cache_incr().await.unwrap(), 2);
+    let calls = world.take();
+    let forward =
+        format!("kube POST /api/v1/namespaces/{NS}/pods/dragonfly-iad-0/portforward?ports=6379");
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| !c.starts_with("kube GET"))
+            .cloned()
+            .collect::<Vec<_>>(),
+        vec![
+            forward.clone(),
+            "dragonfly AUTH dfly-pw".into(),
+            "dragonfly INCR chaos-counter".into(),
+            forward,
+            "dragonfly AUTH dfly-pw".into(),
+            "dragonfly INCR chaos-counter".into(),
+        ]
+    );
+    assert!(calls.contains(&format!(
+        "kube GET pods -n {NS} labelSelector={DRAGONFLY} -> dragonfly-iad-0"
+    )));
+}
+
+#[tokio::test]
+async fn writability_polls_read_only_flags_of_both_sites_as_root() {
+    let (backend, world) = live_backend();
+    let sites = backend.writability().await.unwrap().unwrap();
+    assert_eq!(
+        sites,
+        BTreeMap::from([("iad".to_owned(), true), ("pdx".to_owned(), false)])
+    );
+    let mut calls = world.take();
+    calls.sort(); // the two sites are polled concurrently
+    assert_eq!(
+        calls,
+        sorted(&[
+            "kube GET pods -n bloodraven-playground labelSelector=shipstream.io/site=iad,app.kubernetes.io/name=mysql -> mysql-iad-0",
+            "kube GET pods -n bloodraven-playground labelSelector=shipstream.io/site=pdx,app.kubernetes.io/name=mysql -> mysql-pdx-0",
+            "kube POST /api/v1/namespaces/bloodraven-playground/pods/mysql-iad-0/portforward?ports=3306",
+            "kube POST /api/v1/namespaces/bloodraven-playground/pods/mysql-pdx-0/portforward?ports=3306",
+            &format!("mysql-iad-0: {}", sql::OBSERVE),
+            &format!("mysql-pdx-0: {}", sql::OBSERVE),
+            "mysql connect root@mysql-iad-0 password=r00t",
+            "mysql connect root@mysql-pdx-0 password=r00t",
+        ])
+    );
+
+    // Next tick: the sessions are reused; iad's mysqld dies, pdx is promoted.
+    world.flags.lock().unwrap().remove("mysql-iad-0");
+    world.set_flags("mysql-pdx-0", false, false);
+    let sites = backend.writability().await.unwrap().unwrap();
+    assert_eq!(
+        sites,
+        BTreeMap::from([("iad".to_owned(), false), ("pdx".to_owned(), true)])
+    );
+    let mut calls = world.take();
+    calls.sort();
+    assert_eq!(
+        calls,
+        vec![
+            format!("mysql-iad-0: {}", sql::OBSERVE),
+            format!("mysql-pdx-0: {}", sql::OBSERVE)
+        ]
+    );
+
+    // The site's pod is gone: not writable, and the next poll resolves it again.
+    world
+        .pods
+        .lock()
+        .unwrap()
+        .remove("shipstream.io/site=iad,app.kubernetes.io/name=mysql");
+    let sites = backend.writability().await.unwrap().unwrap();
+    assert_eq!(sites.get("iad"), Some(&false));
+    assert!(world.take().contains(
+        &"kube GET pods -n bloodraven-playground labelSelector=shipstream.io/site=iad,app.kubernetes.io/name=mysql -> none".to_owned()
+    ));
+}
+
+/// Plans the fault, executes it, then its undo; returns (plan, apply calls, undo calls).
+async fn fault_calls(fault: Fault) -> (serde_json::Value, Vec<String>, Vec<String>) {
+    let (backend, world) = live_backend();
+    let plan = backend.plan_fault(&fault, NS).await.unwrap();
+    assert!(
+        world.take().is_empty(),
+        "planning changes and reads nothing"
+    );
+    backend.execute(&plan.apply).await.unwrap();
+    let apply = world.take();
+    backend.execute(&plan.undo).await.unwrap();
+    let undo = world.take();
+    let json = serde_json::json!({"apply": plan.apply, "undo": plan.undo});
+    (json, apply, undo)
+}
+
+#[tokio::test]
+async fn write_divergent_commits_forced_writes_as_root_and_has_no_undo() {
+    let (plan, apply, undo) = fault_calls(Fault::WriteDivergent {
+        site: "pdx".into(),
+        transactions: 2,
+    })
+    .await;
+    assert_eq!(
+        plan,
+        serde_json::json!({
+            "apply": [{"op": "forced-writes", "namespace": NS, "site": "pdx", "transactions": 2}],
+            "undo": []
+        })
+    );
+    let mut want = strings(&[
+        "kube GET pods -n bloodraven-playground labelSelector=shipstream.io/site=pdx,app.kubernetes.io/name=mysql -> mysql-pdx-0",
+        "kube POST /api/v1/namespaces/bloodraven-playground/pods/mysql-pdx-0/portforward?ports=3306",
+        "mysql connect root@mysql-pdx-0 password=r00t",
+    ]);
+    // pdx is fenced (super_read_only): each write lifts the fence and puts it back.
+    for n in 1..=2 {
+        for s in sql::forced_write(&format!("chaos-divergent/{n}"), n, true) {
+            want.push(format!("mysql-pdx-0: {s}"));
+        }
+    }
+    assert_eq!(apply, want);
+    assert!(
+        apply
+            .iter()
+            .any(|c| c.ends_with("SET GLOBAL super_read_only = OFF"))
+    );
+    assert!(undo.is_empty());
+}
+
+#[tokio::test]
+async fn replication_delay_sets_source_delay_and_the_undo_resets_it() {
+    let (plan, apply, undo) = fault_calls(Fault::ReplicationDelay {
+        site: "pdx".into(),
+        seconds: 30,
+    })
+    .await;
+    assert_eq!(
+        plan["undo"],
+        serde_json::json!([{"op": "set-source-delay", "namespace": NS, "site": "pdx", "seconds": 0}])
+    );
+    let connect = strings(&[
+        "kube GET pods -n bloodraven-playground labelSelector=shipstream.io/site=pdx,app.kubernetes.io/name=mysql -> mysql-pdx-0",
+        "kube POST /api/v1/namespaces/bloodraven-playground/pods/mysql-pdx-0/portforward?ports=3306",
+        "mysql connect root@mysql-pdx-0 password=r00t",
+    ]);
+    let session = |seconds: &str| {
+        let mut calls = connect.clone();
+        calls.extend(strings(&[
+            "mysql-pdx-0: STOP REPLICA",
+            &format!("mysql-pdx-0: CHANGE REPLICATION SOURCE TO SOURCE_DELAY = {seconds}"),
+            "mysql-pdx-0: START REPLICA",
+        ]));
+        calls
+    };
+    assert_eq!(apply, session("30"));
+    assert_eq!(undo, session("0"));
+}
+
+#[tokio::test]
+async fn sql_faults_on_an_unreachable_site_fail_naming_it() {
+    let (backend, world) = live_backend();
+    world
+        .pods
+        .lock()
+        .unwrap()
+        .remove("shipstream.io/site=pdx,app.kubernetes.io/name=mysql");
+    let plan = backend
+        .plan_fault(
+            &Fault::ReplicationDelay {
+                site: "pdx".into(),
+                seconds: 5,
+            },
+            NS,
+        )
+        .await
+        .unwrap();
+    let err = backend.execute(&plan.apply).await.unwrap_err();
+    assert!(matches!(err, BackendError::Call { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "k3d backend: replication-delay pdx 5s: root session to the MySQL of site pdx: no Running pod matches bloodraven-playground/[shipstream.io/site=pdx,app.kubernetes.io/name=mysql]:3306"
+    );
+}
