@@ -176,6 +176,9 @@ struct Run<'a> {
     ledger: Mutex<Ledger>,
     timeline: Mutex<Vec<TimelineEntry>>,
     history: SharedHistory,
+    /// The counter the workload writes through, kept for the whole run: the
+    /// acknowledged-writes check must ask the same client what it attempted.
+    workload_target: Option<Arc<dyn workload::CounterTarget>>,
     last_status: Mutex<BTreeMap<String, Value>>,
     seen_events: Mutex<BTreeMap<String, i64>>,
 }
@@ -231,6 +234,7 @@ pub async fn run_scenario(
         ledger: Mutex::new(ledger),
         timeline: Mutex::new(Vec::new()),
         history: SharedHistory::default(),
+        workload_target: None,
         last_status: Mutex::new(BTreeMap::new()),
         seen_events: Mutex::new(BTreeMap::new()),
     };
@@ -335,6 +339,7 @@ impl Run<'_> {
             },
             None => None,
         };
+        self.workload_target = workload_target.clone();
         let observer = {
             let backend = self.backend.clone();
             let history = self.history.clone();
@@ -956,8 +961,8 @@ impl Run<'_> {
             }
         }
         if let Some(want) = w.acknowledged_writes_lost {
-            let Some(target) = self.backend.counter() else {
-                return Probe::Error("no counter client on this backend".into());
+            let Some(target) = self.workload_target.clone() else {
+                return Probe::Error("this scenario runs no counter workload".into());
             };
             match target.committed().await {
                 Ok(committed) => {
