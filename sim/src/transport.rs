@@ -5,7 +5,9 @@
 //! turmoil's TCP does not retransmit: a connection that lost segments in a partition
 //! stalls forever after repair, and a connect to a crashed host hangs until it is
 //! bounced. Every client built here therefore bounds connects, requests, idle pooled
-//! connections and silent response bodies (watches) with timeouts.
+//! connections and silent response bodies (watches) with timeouts. A crashed host's
+//! sockets close with FIN/RST, so pooled connections to it are discarded, not reused;
+//! docs/simulation.md, "Transport behaviour on an API-host crash", has the details.
 
 use std::future::Future;
 use std::io;
