@@ -8,9 +8,12 @@
 
 pub mod adapters;
 pub mod api;
+pub mod children;
 pub mod cli;
 pub mod engine;
 pub mod gtid;
+pub mod metrics;
 pub mod schema;
+pub mod sidecar;
 pub mod transport;
 pub mod validate;

@@ -1,0 +1,384 @@
+//! Builders for one site's MySQL children (StatefulSet, headless and per-site Services,
+//! PodDisruptionBudget) and the app-facing primary Service.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, HTTPGetAction, ObjectFieldSelector,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe,
+    SecretKeySelector, Service, ServicePort, ServiceSpec, TCPSocketAction, VolumeMount,
+    VolumeResourceRequirements,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{
+    BuildContext, INSTANCE_LABEL, MYSQL_APP_NAME, NAME_LABEL, Owner, SIDECAR_HTTP_PORT, names,
+};
+use crate::api::{Durability, MysqlFailoverGroup, ROLE_LABEL, SiteSpec};
+
+/// Secret keys the pods read (documented on `MysqlSpec::credentials_secret`).
+pub const ROOT_PASSWORD_KEY: &str = "root-password";
+/// Environment variable the sidecar reads the MySQL password from.
+pub const SIDECAR_PASSWORD_ENV: &str = "BLOODRAVEN_MYSQL_PASSWORD";
+/// The role label value of the writable site's pod.
+pub const ROLE_PRIMARY: &str = "primary";
+/// The role label value of a replica pod.
+pub const ROLE_REPLICA: &str = "replica";
+
+const MYSQL_CONTAINER: &str = "mysqld";
+const SIDECAR_CONTAINER: &str = "sidecar";
+const DATA_DIR: &str = "/var/lib/mysql";
+
+/// A stable MySQL `server_id` for a site: derived from the site name alone (FNV-1a,
+/// mapped into 1..=2^32-1; 0 disables replication), so that reordering `spec.sites`
+/// or recreating a pod never changes it.
+pub fn server_id(site: &str) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in site.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % (u32::MAX - 1) + 1
+}
+
+/// The per-site StatefulSet: one mysqld pod and its sidecar, pinned to the site's nodes.
+pub fn statefulset(
+    owner: &Owner,
+    group: &MysqlFailoverGroup,
+    site: &SiteSpec,
+    ctx: &BuildContext,
+) -> StatefulSet {
+    let name = names::mysql_statefulset(&owner.name, &site.name);
+    let labels = owner.site_labels(&site.name);
+    let storage = &group.spec.mysql.storage;
+    StatefulSet {
+        metadata: owner.child_meta(name, labels.clone()),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(1),
+            service_name: Some(names::mysql_headless_service(&owner.name, &site.name)),
+            selector: LabelSelector {
+                match_labels: Some(owner.site_selector(&site.name)),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                // The role label is absent on purpose: the controller sets it on the
+                // pod, and a template value would reset it on every restart.
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels.clone()),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    node_selector: Some(site.node_selector.clone()),
+                    service_account_name: Some(names::sidecar_account(&owner.name)),
+                    // mysqld needs time to flush on SIGTERM; a killed mysqld recovers
+                    // but a clean shutdown keeps restarts fast.
+                    termination_grace_period_seconds: Some(30),
+                    containers: vec![
+                        mysqld_container(owner, group, &site.name),
+                        sidecar_container(owner, group, &site.name, ctx),
+                    ],
+                    ..PodSpec::default()
+                }),
+            },
+            volume_claim_templates: Some(vec![PersistentVolumeClaim {
+                metadata: ObjectMeta {
+                    name: Some(names::DATA_VOLUME.to_string()),
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteOnce".to_string()]),
+                    storage_class_name: storage.storage_class_name.clone(),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some(BTreeMap::from([(
+                            "storage".to_string(),
+                            Quantity(storage.size.clone()),
+                        )])),
+                        ..VolumeResourceRequirements::default()
+                    }),
+                    ..PersistentVolumeClaimSpec::default()
+                }),
+                ..PersistentVolumeClaim::default()
+            }]),
+            ..StatefulSetSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// mysqld's command-line flags. Every mysqld boots fenced (`super_read_only=ON`): only
+/// the lease holder is made writable, so a new or restarted server can never take
+/// writes on its own (DESIGN.md "Safety").
+pub fn mysqld_args(group: &MysqlFailoverGroup, site: &str, namespace: &str) -> Vec<String> {
+    let group_name = group.metadata.name.as_deref().unwrap_or_default();
+    let mut args = vec![
+        format!("--server-id={}", server_id(site)),
+        format!("--port={}", group.spec.mysql.port),
+        "--read-only=ON".to_string(),
+        "--super-read-only=ON".to_string(),
+        "--gtid-mode=ON".to_string(),
+        "--enforce-gtid-consistency=ON".to_string(),
+        "--log-bin=mysql-bin".to_string(),
+        "--binlog-format=ROW".to_string(),
+        "--log-replica-updates=ON".to_string(),
+        // A restarted replica must not resume replicating before the operator has
+        // checked it for divergence and chosen its source.
+        "--skip-replica-start=ON".to_string(),
+        // Crash safety of the replica's position, so a crash never re-applies events.
+        "--relay-log-recovery=ON".to_string(),
+        format!(
+            "--report-host={}",
+            names::mysql_pod_host(group_name, site, namespace)
+        ),
+    ];
+    if group.spec.mysql.durability == Durability::Semisync {
+        // Loaded at boot, enabled by the operator only on the primary/replica roles.
+        args.push("--plugin-load-add=semisync_source.so".to_string());
+        args.push("--plugin-load-add=semisync_replica.so".to_string());
+    }
+    args
+}
+
+fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.to_string(),
+                key: key.to_string(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_string(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn mysqld_container(owner: &Owner, group: &MysqlFailoverGroup, site: &str) -> Container {
+    let mysql = &group.spec.mysql;
+    Container {
+        name: MYSQL_CONTAINER.to_string(),
+        image: Some(mysql.image.clone()),
+        args: Some(mysqld_args(group, site, &owner.namespace)),
+        env: Some(vec![secret_env(
+            "MYSQL_ROOT_PASSWORD",
+            &mysql.credentials_secret,
+            ROOT_PASSWORD_KEY,
+        )]),
+        ports: Some(vec![ContainerPort {
+            name: Some("mysql".to_string()),
+            container_port: mysql.port,
+            protocol: Some("TCP".to_string()),
+            ..ContainerPort::default()
+        }]),
+        // `mysqladmin ping` succeeds for a running server even without credentials,
+        // so the probe needs no password; a read-only replica is ready too (the
+        // primary Service selects by role label, not readiness alone).
+        readiness_probe: Some(Probe {
+            exec: Some(ExecAction {
+                command: Some(vec![
+                    "mysqladmin".to_string(),
+                    "ping".to_string(),
+                    "--host=127.0.0.1".to_string(),
+                    format!("--port={}", mysql.port),
+                    "--silent".to_string(),
+                ]),
+            }),
+            period_seconds: Some(2),
+            timeout_seconds: Some(1),
+            failure_threshold: Some(2),
+            ..Probe::default()
+        }),
+        // Liveness only checks that the port accepts connections: a busy server must
+        // not be restarted for being slow, and crash recovery can take a while.
+        liveness_probe: Some(Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::String("mysql".to_string()),
+                ..TCPSocketAction::default()
+            }),
+            initial_delay_seconds: Some(30),
+            period_seconds: Some(10),
+            timeout_seconds: Some(5),
+            failure_threshold: Some(6),
+            ..Probe::default()
+        }),
+        resources: mysql.resources.clone(),
+        volume_mounts: Some(vec![VolumeMount {
+            name: names::DATA_VOLUME.to_string(),
+            mount_path: DATA_DIR.to_string(),
+            ..VolumeMount::default()
+        }]),
+        ..Container::default()
+    }
+}
+
+/// The fencing agent beside mysqld. Its lease timings come from the group's
+/// `spec.failover`; the password comes from the Secret, never from an argument.
+pub fn sidecar_args(owner: &Owner, group: &MysqlFailoverGroup, site: &str) -> Vec<String> {
+    let failover = &group.spec.failover;
+    vec![
+        "sidecar".to_string(),
+        format!("--group={}", owner.name),
+        format!("--site={site}"),
+        format!("--mysql-port={}", group.spec.mysql.port),
+        format!("--lease-duration={}", failover.lease_duration),
+        format!("--lease-renew-interval={}", failover.lease_renew_interval),
+        format!("--lease-safety-margin={}", failover.lease_safety_margin),
+        format!("--listen=0.0.0.0:{SIDECAR_HTTP_PORT}"),
+    ]
+}
+
+fn sidecar_container(
+    owner: &Owner,
+    group: &MysqlFailoverGroup,
+    site: &str,
+    ctx: &BuildContext,
+) -> Container {
+    let health = |period| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some("/healthz".to_string()),
+            port: IntOrString::String("sidecar-http".to_string()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(1),
+        ..Probe::default()
+    };
+    Container {
+        name: SIDECAR_CONTAINER.to_string(),
+        image: Some(ctx.sidecar_image.clone()),
+        args: Some(sidecar_args(owner, group, site)),
+        env: Some(vec![
+            field_env("POD_NAMESPACE", "metadata.namespace"),
+            field_env("POD_NAME", "metadata.name"),
+            secret_env(
+                SIDECAR_PASSWORD_ENV,
+                &group.spec.mysql.credentials_secret,
+                ROOT_PASSWORD_KEY,
+            ),
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some("sidecar-http".to_string()),
+            container_port: SIDECAR_HTTP_PORT,
+            protocol: Some("TCP".to_string()),
+            ..ContainerPort::default()
+        }]),
+        readiness_probe: Some(health(5)),
+        liveness_probe: Some(health(10)),
+        ..Container::default()
+    }
+}
+
+fn mysql_port(group: &MysqlFailoverGroup) -> ServicePort {
+    ServicePort {
+        name: Some("mysql".to_string()),
+        port: group.spec.mysql.port,
+        target_port: Some(IntOrString::String("mysql".to_string())),
+        protocol: Some("TCP".to_string()),
+        ..ServicePort::default()
+    }
+}
+
+/// The headless Service that gives `<group>-mysql-<site>-0` its DNS name. It publishes
+/// not-ready addresses: the operator must reach a mysqld that is up but not yet ready
+/// (or fenced) to observe and fence it.
+pub fn headless_service(owner: &Owner, group: &MysqlFailoverGroup, site: &str) -> Service {
+    Service {
+        metadata: owner.child_meta(
+            names::mysql_headless_service(&owner.name, site),
+            owner.site_labels(site),
+        ),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".to_string()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(owner.site_selector(site)),
+            ports: Some(vec![mysql_port(group)]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// A ClusterIP Service per site, for clients that want one site regardless of role
+/// (read scaling, the dashboard, debugging).
+pub fn site_service(owner: &Owner, group: &MysqlFailoverGroup, site: &str) -> Service {
+    Service {
+        metadata: owner.child_meta(
+            names::mysql_site_service(&owner.name, site),
+            owner.site_labels(site),
+        ),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".to_string()),
+            selector: Some(owner.site_selector(site)),
+            ports: Some(vec![mysql_port(group)]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The app-facing Service: whichever pod carries `shipstream.io/role=primary`. The
+/// controller moves the label only after promotion, so the Service never points at a
+/// fenced server for longer than a relabel.
+pub fn primary_service(owner: &Owner, group: &MysqlFailoverGroup) -> Service {
+    Service {
+        metadata: owner.child_meta(
+            names::mysql_primary_service(&owner.name),
+            owner.labels(MYSQL_APP_NAME),
+        ),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".to_string()),
+            selector: Some(BTreeMap::from([
+                (NAME_LABEL.to_string(), MYSQL_APP_NAME.to_string()),
+                (INSTANCE_LABEL.to_string(), owner.name.clone()),
+                (ROLE_LABEL.to_string(), ROLE_PRIMARY.to_string()),
+            ])),
+            ports: Some(vec![mysql_port(group)]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// A PodDisruptionBudget per site that forbids voluntary eviction of the site's pod
+/// while it is the primary (selector includes `role=primary`): draining the primary's
+/// node would otherwise cause an emergency failover. A replica's pod stays evictable;
+/// drain a primary's node after a planned failover.
+pub fn pod_disruption_budget(
+    owner: &Owner,
+    _group: &MysqlFailoverGroup,
+    site: &str,
+) -> PodDisruptionBudget {
+    let mut selector = owner.site_selector(site);
+    selector.insert(ROLE_LABEL.to_string(), ROLE_PRIMARY.to_string());
+    PodDisruptionBudget {
+        metadata: owner.child_meta(names::mysql_pdb(&owner.name, site), owner.site_labels(site)),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(0)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        status: None,
+    }
+}

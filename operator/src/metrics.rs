@@ -1,0 +1,686 @@
+//! The operator's Prometheus metrics (`bloodraven_` prefix) and the HTTP router that
+//! serves them with `/healthz` and `/readyz`. One [`Metrics`] value is created at start
+//! and shared; the controllers call its small setters, never the registry directly.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, text::encode};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::api::{FailoverKind, Health};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct GroupLabels {
+    pub namespace: String,
+    pub group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HealthLabels {
+    pub namespace: String,
+    pub group: String,
+    pub health: HealthLabel,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // label values are written as users see them in status
+pub enum HealthLabel {
+    Healthy,
+    Degraded,
+    SplitBrain,
+    NoPrimary,
+}
+
+impl From<Health> for HealthLabel {
+    fn from(health: Health) -> Self {
+        match health {
+            Health::Healthy => Self::Healthy,
+            Health::Degraded => Self::Degraded,
+            Health::SplitBrain => Self::SplitBrain,
+            Health::NoPrimary => Self::NoPrimary,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SiteLabels {
+    pub namespace: String,
+    pub group: String,
+    pub site: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailoverLabels {
+    pub namespace: String,
+    pub group: String,
+    pub kind: KindLabel,
+    pub result: FailoverResult,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailoverKindLabels {
+    pub namespace: String,
+    pub group: String,
+    pub kind: KindLabel,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // lower-case label values, as PromQL users write them
+pub enum KindLabel {
+    emergency,
+    planned,
+}
+
+impl From<FailoverKind> for KindLabel {
+    fn from(kind: FailoverKind) -> Self {
+        match kind {
+            FailoverKind::Emergency => Self::emergency,
+            FailoverKind::Planned => Self::planned,
+        }
+    }
+}
+
+/// How a failover ended: `success`, `failure` (started and undone), `rejected`
+/// (refused before anything changed, e.g. a planned failover to a lagging site).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum FailoverResult {
+    success,
+    failure,
+    rejected,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    pub namespace: String,
+    pub group: String,
+    pub result: ReconcileResult,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum ReconcileResult {
+    success,
+    error,
+}
+
+/// What the operator observed about one site, for the per-site gauges.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SiteGauges {
+    pub writable: bool,
+    pub reachable: bool,
+    pub replicating: bool,
+    /// `None` when not replicating (MySQL reports NULL): the gauge is then removed
+    /// rather than showing a misleading 0.
+    pub lag_seconds: Option<f64>,
+    pub divergent_transactions: u64,
+}
+
+type F64Gauge = Gauge<f64, AtomicU64>;
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+struct Inner {
+    registry: Registry,
+    group_health: Family<HealthLabels, Gauge>,
+    active_site: Family<SiteLabels, Gauge>,
+    site_writable: Family<SiteLabels, Gauge>,
+    site_reachable: Family<SiteLabels, Gauge>,
+    site_replicating: Family<SiteLabels, Gauge>,
+    site_lag_seconds: Family<SiteLabels, F64Gauge>,
+    divergent_transactions: Family<SiteLabels, Gauge>,
+    split_brain: Family<GroupLabels, Gauge>,
+    failovers: Family<FailoverLabels, Counter>,
+    failover_duration: HistogramFamily<FailoverKindLabels>,
+    reconciles: Family<ReconcileLabels, Counter>,
+    reconcile_duration: HistogramFamily<GroupLabels>,
+    status_writes_dropped: Family<GroupLabels, Counter>,
+    leader: Gauge,
+}
+
+/// The operator's metrics. Cheap to clone; all clones share one registry.
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+fn failover_buckets() -> Histogram {
+    // Emergency failovers target <= 10 s, planned ones seconds: 0.25 s .. 64 s.
+    Histogram::new([0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 16.0, 32.0, 64.0])
+}
+
+fn reconcile_buckets() -> Histogram {
+    Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0])
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("bloodraven");
+        let inner = Inner {
+            group_health: Family::default(),
+            active_site: Family::default(),
+            site_writable: Family::default(),
+            site_reachable: Family::default(),
+            site_replicating: Family::default(),
+            site_lag_seconds: Family::default(),
+            divergent_transactions: Family::default(),
+            split_brain: Family::default(),
+            failovers: Family::default(),
+            failover_duration: Family::new_with_constructor(failover_buckets),
+            reconciles: Family::default(),
+            reconcile_duration: Family::new_with_constructor(reconcile_buckets),
+            status_writes_dropped: Family::default(),
+            leader: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "group_health",
+            "1 for the group's current health (Healthy, Degraded, SplitBrain, NoPrimary), 0 for the others",
+            inner.group_health.clone(),
+        );
+        registry.register(
+            "active_site",
+            "1 for the site that holds the writer lease and accepts writes, 0 for the others",
+            inner.active_site.clone(),
+        );
+        registry.register(
+            "site_writable",
+            "1 while the site's mysqld accepts writes (read_only=OFF)",
+            inner.site_writable.clone(),
+        );
+        registry.register(
+            "site_reachable",
+            "1 while the operator's probes reach the site's mysqld within the detection window",
+            inner.site_reachable.clone(),
+        );
+        registry.register(
+            "site_replicating",
+            "1 while the site's replica IO and SQL threads both run",
+            inner.site_replicating.clone(),
+        );
+        registry.register(
+            "site_replication_lag_seconds",
+            "Seconds_Behind_Source of the site's replica; absent while not replicating",
+            inner.site_lag_seconds.clone(),
+        );
+        registry.register(
+            "divergent_transactions",
+            "Transactions the site has and the primary lacks (RecoveryPending while > 0)",
+            inner.divergent_transactions.clone(),
+        );
+        registry.register(
+            "split_brain",
+            "1 while two sites of the group accept writes",
+            inner.split_brain.clone(),
+        );
+        registry.register(
+            "failovers",
+            "Failovers by kind (emergency, planned) and result (success, failure, rejected)",
+            inner.failovers.clone(),
+        );
+        registry.register(
+            "failover_duration_seconds",
+            "From detection (emergency) or the annotation (planned) to the new primary accepting writes",
+            inner.failover_duration.clone(),
+        );
+        registry.register(
+            "reconciles",
+            "Reconcile passes by result (success, error)",
+            inner.reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Wall time of one reconcile pass",
+            inner.reconcile_duration.clone(),
+        );
+        registry.register(
+            "status_writes_dropped",
+            "Status writes that failed and were dropped (the next pass writes the status again)",
+            inner.status_writes_dropped.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this operator replica holds the leader lease and acts",
+            inner.leader.clone(),
+        );
+        Self(Arc::new(Inner { registry, ..inner }))
+    }
+
+    fn group(namespace: &str, group: &str) -> GroupLabels {
+        GroupLabels {
+            namespace: namespace.to_string(),
+            group: group.to_string(),
+        }
+    }
+
+    fn site(namespace: &str, group: &str, site: &str) -> SiteLabels {
+        SiteLabels {
+            namespace: namespace.to_string(),
+            group: group.to_string(),
+            site: site.to_string(),
+        }
+    }
+
+    /// Sets the health state set: 1 for `health`, 0 for the other three.
+    pub fn set_health(&self, namespace: &str, group: &str, health: Health) {
+        let current = HealthLabel::from(health);
+        for label in [
+            HealthLabel::Healthy,
+            HealthLabel::Degraded,
+            HealthLabel::SplitBrain,
+            HealthLabel::NoPrimary,
+        ] {
+            let labels = HealthLabels {
+                namespace: namespace.to_string(),
+                group: group.to_string(),
+                health: label,
+            };
+            self.0
+                .group_health
+                .get_or_create(&labels)
+                .set(i64::from(label == current));
+        }
+        self.0
+            .split_brain
+            .get_or_create(&Self::group(namespace, group))
+            .set(i64::from(health == Health::SplitBrain));
+    }
+
+    /// Marks `active` (if any) as the active site among `sites`.
+    pub fn set_active_site(
+        &self,
+        namespace: &str,
+        group: &str,
+        sites: &[&str],
+        active: Option<&str>,
+    ) {
+        for site in sites {
+            self.0
+                .active_site
+                .get_or_create(&Self::site(namespace, group, site))
+                .set(i64::from(Some(*site) == active));
+        }
+    }
+
+    pub fn set_site(&self, namespace: &str, group: &str, site: &str, gauges: SiteGauges) {
+        let labels = Self::site(namespace, group, site);
+        let inner = &self.0;
+        inner
+            .site_writable
+            .get_or_create(&labels)
+            .set(i64::from(gauges.writable));
+        inner
+            .site_reachable
+            .get_or_create(&labels)
+            .set(i64::from(gauges.reachable));
+        inner
+            .site_replicating
+            .get_or_create(&labels)
+            .set(i64::from(gauges.replicating));
+        match gauges.lag_seconds {
+            Some(lag) => {
+                inner.site_lag_seconds.get_or_create(&labels).set(lag);
+            }
+            None => {
+                inner.site_lag_seconds.remove(&labels);
+            }
+        }
+        inner
+            .divergent_transactions
+            .get_or_create(&labels)
+            .set(i64::try_from(gauges.divergent_transactions).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a finished (or rejected) failover; `duration` is recorded for successes
+    /// and failures, not for rejections (nothing ran).
+    pub fn failover(
+        &self,
+        namespace: &str,
+        group: &str,
+        kind: FailoverKind,
+        result: FailoverResult,
+        duration: Option<Duration>,
+    ) {
+        let kind = KindLabel::from(kind);
+        self.0
+            .failovers
+            .get_or_create(&FailoverLabels {
+                namespace: namespace.to_string(),
+                group: group.to_string(),
+                kind,
+                result,
+            })
+            .inc();
+        if let Some(duration) = duration {
+            self.0
+                .failover_duration
+                .get_or_create(&FailoverKindLabels {
+                    namespace: namespace.to_string(),
+                    group: group.to_string(),
+                    kind,
+                })
+                .observe(duration.as_secs_f64());
+        }
+    }
+
+    pub fn reconciled(
+        &self,
+        namespace: &str,
+        group: &str,
+        result: ReconcileResult,
+        took: Duration,
+    ) {
+        self.0
+            .reconciles
+            .get_or_create(&ReconcileLabels {
+                namespace: namespace.to_string(),
+                group: group.to_string(),
+                result,
+            })
+            .inc();
+        self.0
+            .reconcile_duration
+            .get_or_create(&Self::group(namespace, group))
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn status_write_dropped(&self, namespace: &str, group: &str) {
+        self.0
+            .status_writes_dropped
+            .get_or_create(&Self::group(namespace, group))
+            .inc();
+    }
+
+    pub fn set_leader(&self, leader: bool) {
+        self.0.leader.set(i64::from(leader));
+    }
+
+    /// Drops every per-group series of a deleted group, so that dashboards do not show
+    /// a ghost group forever. Counters and histograms are kept (they are history).
+    pub fn forget_group(&self, namespace: &str, group: &str, sites: &[&str]) {
+        let inner = &self.0;
+        for health in [
+            HealthLabel::Healthy,
+            HealthLabel::Degraded,
+            HealthLabel::SplitBrain,
+            HealthLabel::NoPrimary,
+        ] {
+            inner.group_health.remove(&HealthLabels {
+                namespace: namespace.to_string(),
+                group: group.to_string(),
+                health,
+            });
+        }
+        inner.split_brain.remove(&Self::group(namespace, group));
+        for site in sites {
+            let labels = Self::site(namespace, group, site);
+            for family in [
+                &inner.active_site,
+                &inner.site_writable,
+                &inner.site_reachable,
+                &inner.site_replicating,
+                &inner.divergent_transactions,
+            ] {
+                family.remove(&labels);
+            }
+            inner.site_lag_seconds.remove(&labels);
+        }
+    }
+
+    /// The registry in the OpenMetrics text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail; an encoder error would be a bug in a
+        // label type, which the tests exercise.
+        if let Err(err) = encode(&mut out, &self.0.registry) {
+            tracing::error!(%err, "encoding metrics failed");
+        }
+        out
+    }
+}
+
+/// Whether the process is ready to serve (its caches have synced). Shared between the
+/// controller, which sets it, and `/readyz`.
+#[derive(Clone, Default, Debug)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// `/metrics`, `/healthz` (the process runs) and `/readyz` (caches synced).
+pub fn router(metrics: Metrics, readiness: Readiness) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move { ([(header::CONTENT_TYPE, OPENMETRICS)], metrics.render()) }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let readiness = readiness.clone();
+                async move {
+                    if readiness.is_ready() {
+                        (StatusCode::OK, "ready").into_response()
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced").into_response()
+                    }
+                }
+            }),
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    fn lines(text: &str, prefix: &str) -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn health_is_a_state_set_and_split_brain_follows_it() {
+        let m = Metrics::new();
+        m.set_health("bp", "playground", Health::SplitBrain);
+        let text = m.render();
+        let mut health = lines(&text, "bloodraven_group_health{");
+        health.sort();
+        assert_eq!(
+            health,
+            vec![
+                r#"bloodraven_group_health{namespace="bp",group="playground",health="Degraded"} 0"#,
+                r#"bloodraven_group_health{namespace="bp",group="playground",health="Healthy"} 0"#,
+                r#"bloodraven_group_health{namespace="bp",group="playground",health="NoPrimary"} 0"#,
+                r#"bloodraven_group_health{namespace="bp",group="playground",health="SplitBrain"} 1"#,
+            ]
+        );
+        assert!(
+            text.contains("# TYPE bloodraven_group_health gauge"),
+            "{text}"
+        );
+        assert!(text.contains(r#"bloodraven_split_brain{namespace="bp",group="playground"} 1"#));
+        m.set_health("bp", "playground", Health::Healthy);
+        assert!(
+            m.render()
+                .contains(r#"bloodraven_split_brain{namespace="bp",group="playground"} 0"#)
+        );
+    }
+
+    #[test]
+    fn per_site_gauges_and_active_site() {
+        let m = Metrics::new();
+        m.set_active_site("bp", "g", &["iad", "pdx"], Some("pdx"));
+        m.set_site(
+            "bp",
+            "g",
+            "iad",
+            SiteGauges {
+                writable: false,
+                reachable: true,
+                replicating: true,
+                lag_seconds: Some(2.5),
+                divergent_transactions: 0,
+            },
+        );
+        m.set_site(
+            "bp",
+            "g",
+            "pdx",
+            SiteGauges {
+                writable: true,
+                reachable: true,
+                replicating: false,
+                lag_seconds: None,
+                divergent_transactions: 3,
+            },
+        );
+        let text = m.render();
+        for expected in [
+            r#"bloodraven_active_site{namespace="bp",group="g",site="pdx"} 1"#,
+            r#"bloodraven_active_site{namespace="bp",group="g",site="iad"} 0"#,
+            r#"bloodraven_site_writable{namespace="bp",group="g",site="pdx"} 1"#,
+            r#"bloodraven_site_reachable{namespace="bp",group="g",site="iad"} 1"#,
+            r#"bloodraven_site_replicating{namespace="bp",group="g",site="iad"} 1"#,
+            r#"bloodraven_site_replication_lag_seconds{namespace="bp",group="g",site="iad"} 2.5"#,
+            r#"bloodraven_divergent_transactions{namespace="bp",group="g",site="pdx"} 3"#,
+        ] {
+            assert!(text.contains(expected), "missing {expected} in\n{text}");
+        }
+        assert!(!text.contains(
+            r#"bloodraven_site_replication_lag_seconds{namespace="bp",group="g",site="pdx"}"#
+        ));
+        m.forget_group("bp", "g", &["iad", "pdx"]);
+        assert!(!m.render().contains(r#"group="g""#), "{}", m.render());
+    }
+
+    #[test]
+    fn failovers_count_by_kind_and_result_with_a_duration_histogram() {
+        let m = Metrics::new();
+        m.failover(
+            "bp",
+            "g",
+            FailoverKind::Emergency,
+            FailoverResult::success,
+            Some(Duration::from_millis(7_300)),
+        );
+        m.failover(
+            "bp",
+            "g",
+            FailoverKind::Planned,
+            FailoverResult::rejected,
+            None,
+        );
+        let text = m.render();
+        assert!(
+            text.contains("# TYPE bloodraven_failovers counter"),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"bloodraven_failovers_total{namespace="bp",group="g",kind="emergency",result="success"} 1"#
+        ));
+        assert!(text.contains(
+            r#"bloodraven_failovers_total{namespace="bp",group="g",kind="planned",result="rejected"} 1"#
+        ));
+        assert!(text.contains("# TYPE bloodraven_failover_duration_seconds histogram"));
+        assert!(text.contains(
+            r#"bloodraven_failover_duration_seconds_bucket{le="4.0",namespace="bp",group="g",kind="emergency"} 0"#
+        ), "{text}");
+        assert!(text.contains(
+            r#"bloodraven_failover_duration_seconds_bucket{le="8.0",namespace="bp",group="g",kind="emergency"} 1"#
+        ));
+        assert!(text.contains(
+            r#"bloodraven_failover_duration_seconds_sum{namespace="bp",group="g",kind="emergency"} 7.3"#
+        ));
+        // No histogram series for the rejected planned failover.
+        assert!(
+            !text.contains(r#"kind="planned"} "#)
+                || !text.contains(
+                    "duration_seconds_count{namespace=\"bp\",group=\"g\",kind=\"planned\"}"
+                )
+        );
+    }
+
+    #[test]
+    fn reconciles_dropped_writes_and_leadership() {
+        let m = Metrics::new();
+        m.reconciled(
+            "bp",
+            "g",
+            ReconcileResult::success,
+            Duration::from_millis(3),
+        );
+        m.reconciled("bp", "g", ReconcileResult::error, Duration::from_millis(30));
+        m.status_write_dropped("bp", "g");
+        m.set_leader(true);
+        let text = m.render();
+        for expected in [
+            r#"bloodraven_reconciles_total{namespace="bp",group="g",result="success"} 1"#,
+            r#"bloodraven_reconciles_total{namespace="bp",group="g",result="error"} 1"#,
+            r#"bloodraven_reconcile_duration_seconds_count{namespace="bp",group="g"} 2"#,
+            r#"bloodraven_status_writes_dropped_total{namespace="bp",group="g"} 1"#,
+            "bloodraven_leader 1",
+        ] {
+            assert!(text.contains(expected), "missing {expected} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[tokio::test]
+    async fn router_serves_metrics_health_and_readiness() {
+        let metrics = Metrics::new();
+        metrics.set_leader(true);
+        let readiness = Readiness::default();
+        let app = router(metrics, readiness.clone());
+        let get = |path: &'static str| {
+            let app = app.clone();
+            async move {
+                let response = app
+                    .oneshot(Request::get(path).body(Body::empty()).unwrap())
+                    .await
+                    .unwrap();
+                let status = response.status();
+                let body = response.into_body().collect().await.unwrap().to_bytes();
+                (status, String::from_utf8(body.to_vec()).unwrap())
+            }
+        };
+        assert_eq!(get("/healthz").await, (StatusCode::OK, "ok".into()));
+        assert_eq!(get("/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        readiness.set(true);
+        assert_eq!(get("/readyz").await.0, StatusCode::OK);
+        let (status, text) = get("/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(text.contains("bloodraven_leader 1"), "{text}");
+    }
+}

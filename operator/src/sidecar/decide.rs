@@ -1,0 +1,381 @@
+//! The sidecar's decisions, pure: from what it last learned about the writer lease, its
+//! own renewal history and the mysqld's read-only mode, whether to renew, fence or lift
+//! the fence. Time is an input ([`Millis`] on the sidecar's own monotonic clock).
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::engine::lease::{LeaseTiming, SidecarLease};
+use crate::engine::time::Millis;
+use crate::transport::ReadOnlyMode;
+
+/// The sidecar's fixed settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SidecarSettings {
+    pub site: String,
+    pub timing: LeaseTiming,
+    pub renew_interval: Duration,
+}
+
+/// What the sidecar last learned about the writer lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KnownLease {
+    pub holder: Option<String>,
+    /// The operator's writable grant names this site in the lease's current term.
+    pub granted_to_me: bool,
+}
+
+/// Something that happened to the sidecar's view of the lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseEvent {
+    /// A read of the lease succeeded.
+    Read(KnownLease),
+    /// A read failed (API server unreachable, timeout): the view is unchanged and the
+    /// renewal deadline keeps running.
+    ReadFailed,
+    /// A renewal that was sent at `started` was acknowledged.
+    RenewalSucceeded { started: Millis, lease: KnownLease },
+    /// The renewal was refused with 409; `latest` is the re-read lease.
+    RenewalConflict { latest: KnownLease },
+    /// No answer (timeout, connection error, response lost): nothing is known about
+    /// whether it was applied, so it counts for nothing.
+    RenewalFailed,
+}
+
+/// The sidecar's memory between ticks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SidecarMemory {
+    pub lease: SidecarLease,
+    pub known: Option<KnownLease>,
+    pub last_renewal_attempt: Option<Millis>,
+}
+
+impl SidecarMemory {
+    /// Folds an event into the memory. Seeing another holder ends our writability at
+    /// once, whatever our last renewal says.
+    pub fn record(&mut self, settings: &SidecarSettings, event: LeaseEvent) {
+        let view = match event {
+            LeaseEvent::Read(view) | LeaseEvent::RenewalConflict { latest: view } => view,
+            LeaseEvent::RenewalSucceeded { started, lease } => {
+                self.lease.renewal_succeeded(started);
+                lease
+            }
+            LeaseEvent::ReadFailed | LeaseEvent::RenewalFailed => return,
+        };
+        if view.holder.as_deref() != Some(settings.site.as_str()) {
+            self.lease.holdership_lost();
+        }
+        self.known = Some(view);
+    }
+
+    /// Records that a renewal request is being sent now.
+    pub fn renewal_attempted(&mut self, now: Millis) {
+        self.last_renewal_attempt = Some(now);
+    }
+
+    fn holds(&self, settings: &SidecarSettings) -> bool {
+        self.known
+            .as_ref()
+            .is_some_and(|k| k.holder.as_deref() == Some(settings.site.as_str()))
+    }
+}
+
+/// Renew while our site holds the lease, once per renew interval.
+pub fn renewal_due(settings: &SidecarSettings, memory: &SidecarMemory, now: Millis) -> bool {
+    memory.holds(settings)
+        && memory
+            .last_renewal_attempt
+            .is_none_or(|last| now >= last.plus(settings.renew_interval))
+}
+
+/// Why the mysqld must be read-only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "reason")]
+pub enum FenceReason {
+    /// The sidecar has never read the lease.
+    LeaseUnknown,
+    /// Another site (or nobody) holds the lease.
+    NotHolder { holder: Option<String> },
+    /// The last acknowledged renewal is older than leaseDuration - margin (or there is
+    /// none): the operator may soon promote another site.
+    RenewalStale,
+    /// We hold the lease but the operator has not granted writability in this term
+    /// (not yet promoted, or a planned failover is fencing us).
+    NoGrant,
+}
+
+/// What to do to the mysqld.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "action")]
+pub enum MysqlAction {
+    /// It is already as it must be (or unreachable: nothing can be done now).
+    Nothing,
+    /// `super_read_only=ON`, then kill client connections.
+    Fence(FenceReason),
+    /// `read_only=OFF`: the holder, freshly renewed and granted.
+    LiftFence,
+}
+
+/// Whether the mysqld may be writable now, and if not, why.
+pub fn writable_allowed(
+    settings: &SidecarSettings,
+    memory: &SidecarMemory,
+    now: Millis,
+) -> Result<(), FenceReason> {
+    let Some(known) = &memory.known else {
+        return Err(FenceReason::LeaseUnknown);
+    };
+    if known.holder.as_deref() != Some(settings.site.as_str()) {
+        return Err(FenceReason::NotHolder {
+            holder: known.holder.clone(),
+        });
+    }
+    if !memory.lease.may_write(&settings.timing, now) {
+        return Err(FenceReason::RenewalStale);
+    }
+    if !known.granted_to_me {
+        return Err(FenceReason::NoGrant);
+    }
+    Ok(())
+}
+
+/// The action for a mysqld observed in `mode` (`None`: unreachable).
+pub fn mysql_action(
+    settings: &SidecarSettings,
+    memory: &SidecarMemory,
+    mode: Option<ReadOnlyMode>,
+    now: Millis,
+) -> MysqlAction {
+    let Some(mode) = mode else {
+        return MysqlAction::Nothing;
+    };
+    match writable_allowed(settings, memory, now) {
+        Err(reason) if mode != ReadOnlyMode::SuperReadOnly => MysqlAction::Fence(reason),
+        Ok(()) if mode != ReadOnlyMode::Writable => MysqlAction::LiftFence,
+        _ => MysqlAction::Nothing,
+    }
+}
+
+/// How long the next renewal may wait for its answer: never past the fence deadline,
+/// so that a hung request cannot delay the fence.
+pub fn renewal_timeout(
+    settings: &SidecarSettings,
+    memory: &SidecarMemory,
+    now: Millis,
+) -> Duration {
+    let deadline = memory
+        .lease
+        .fence_at(&settings.timing)
+        .filter(|fence| *fence > now)
+        .map_or(settings.renew_interval, |fence| fence.since(now));
+    deadline.min(settings.renew_interval)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use MysqlAction::{Fence, LiftFence, Nothing};
+    use ReadOnlyMode::{ReadOnly, SuperReadOnly, Writable};
+
+    /// Playground defaults: lease 5 s, margin 1 s, renew every 1 s.
+    fn settings() -> SidecarSettings {
+        SidecarSettings {
+            site: "iad".into(),
+            timing: LeaseTiming::new(Duration::from_secs(5), Duration::from_secs(1)).unwrap(),
+            renew_interval: Duration::from_secs(1),
+        }
+    }
+
+    fn view(holder: Option<&str>, granted: bool) -> KnownLease {
+        KnownLease {
+            holder: holder.map(String::from),
+            granted_to_me: granted,
+        }
+    }
+
+    /// A sidecar whose site holds the lease, granted, last renewed at `renewed_at`.
+    fn holder_renewed_at(renewed_at: u64) -> SidecarMemory {
+        let mut memory = SidecarMemory::default();
+        memory.renewal_attempted(Millis(renewed_at));
+        memory.record(
+            &settings(),
+            LeaseEvent::RenewalSucceeded {
+                started: Millis(renewed_at),
+                lease: view(Some("iad"), true),
+            },
+        );
+        memory
+    }
+
+    #[test]
+    fn decision_table() {
+        let s = settings();
+        let granted_holder = holder_renewed_at(10_000);
+        let mut not_granted = granted_holder.clone();
+        not_granted.record(&s, LeaseEvent::Read(view(Some("iad"), false)));
+        let mut other_holder = granted_holder.clone();
+        other_holder.record(&s, LeaseEvent::Read(view(Some("pdx"), false)));
+        let mut nobody = granted_holder.clone();
+        nobody.record(&s, LeaseEvent::Read(view(None, false)));
+        let never_renewed = {
+            let mut m = SidecarMemory::default();
+            m.record(&s, LeaseEvent::Read(view(Some("iad"), true)));
+            m
+        };
+        let fresh = SidecarMemory::default();
+        let pdx_holder = SidecarMemory {
+            known: Some(view(Some("pdx"), false)),
+            ..SidecarMemory::default()
+        };
+
+        #[rustfmt::skip]
+        let table: Vec<(&str, &SidecarMemory, Option<ReadOnlyMode>, u64, MysqlAction)> = vec![
+            ("holder, fresh, granted, writable", &granted_holder, Some(Writable), 12_000, Nothing),
+            ("holder, fresh, granted, fenced: lift", &granted_holder, Some(SuperReadOnly), 12_000, LiftFence),
+            ("holder, fresh, granted, read_only only: lift", &granted_holder, Some(ReadOnly), 12_000, LiftFence),
+            ("last writable instant", &granted_holder, Some(Writable), 13_999, Nothing),
+            ("renewal older than duration - margin: fence", &granted_holder, Some(Writable), 14_000, Fence(FenceReason::RenewalStale)),
+            ("stale and already fenced: nothing, never lift", &granted_holder, Some(SuperReadOnly), 14_000, Nothing),
+            ("grant revoked (planned failover): fence", &not_granted, Some(Writable), 12_000, Fence(FenceReason::NoGrant)),
+            ("no grant and fenced: stay fenced", &not_granted, Some(SuperReadOnly), 12_000, Nothing),
+            ("another holder: fence at once", &other_holder, Some(Writable), 10_001, Fence(FenceReason::NotHolder { holder: Some("pdx".into()) })),
+            ("another holder, read_only only: fence fully", &pdx_holder, Some(ReadOnly), 0, Fence(FenceReason::NotHolder { holder: Some("pdx".into()) })),
+            ("nobody holds: fence", &nobody, Some(Writable), 10_001, Fence(FenceReason::NotHolder { holder: None })),
+            ("never renewed, though granted: fence", &never_renewed, Some(Writable), 0, Fence(FenceReason::RenewalStale)),
+            ("never read the lease: fence", &fresh, Some(Writable), 0, Fence(FenceReason::LeaseUnknown)),
+            ("mysqld unreachable: nothing to do", &other_holder, None, 10_001, Nothing),
+        ];
+        for (case, memory, mode, now, expected) in table {
+            assert_eq!(
+                mysql_action(&s, memory, mode, Millis(now)),
+                expected,
+                "{case}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_lost_renewal_response_fences_on_the_last_acknowledged_one() {
+        let s = settings();
+        let mut memory = holder_renewed_at(0);
+        // Renewals at 1 s, 2 s and 3 s reach the API server, but their responses are
+        // lost: the sidecar cannot count them.
+        for at in [1_000, 2_000, 3_000] {
+            assert!(renewal_due(&s, &memory, Millis(at)));
+            memory.renewal_attempted(Millis(at));
+            memory.record(&s, LeaseEvent::RenewalFailed);
+        }
+        assert_eq!(
+            mysql_action(&s, &memory, Some(Writable), Millis(3_999)),
+            Nothing
+        );
+        assert_eq!(
+            mysql_action(&s, &memory, Some(Writable), Millis(4_000)),
+            Fence(FenceReason::RenewalStale)
+        );
+    }
+
+    #[test]
+    fn an_unreachable_api_server_fences_the_primary_by_itself_and_lifting_needs_a_fresh_renewal() {
+        let s = settings();
+        let mut memory = holder_renewed_at(0);
+        let mut t = 0;
+        let mut fenced_at = None;
+        while t <= 10_000 {
+            if renewal_due(&s, &memory, Millis(t)) {
+                memory.renewal_attempted(Millis(t));
+                memory.record(&s, LeaseEvent::RenewalFailed);
+            } else {
+                memory.record(&s, LeaseEvent::ReadFailed);
+            }
+            if fenced_at.is_none()
+                && mysql_action(&s, &memory, Some(Writable), Millis(t)) != Nothing
+            {
+                fenced_at = Some(t);
+            }
+            t += 500;
+        }
+        assert_eq!(fenced_at, Some(4_000), "0 + 5 s - 1 s");
+        // The API server returns and still names us holder with the grant: only an
+        // acknowledged renewal makes the sidecar lift again.
+        memory.record(&s, LeaseEvent::Read(view(Some("iad"), true)));
+        assert_eq!(
+            mysql_action(&s, &memory, Some(SuperReadOnly), Millis(10_500)),
+            Nothing
+        );
+        memory.record(
+            &s,
+            LeaseEvent::RenewalSucceeded {
+                started: Millis(10_500),
+                lease: view(Some("iad"), true),
+            },
+        );
+        assert_eq!(
+            mysql_action(&s, &memory, Some(SuperReadOnly), Millis(10_600)),
+            LiftFence
+        );
+    }
+
+    #[test]
+    fn a_conflict_revealing_another_holder_fences_at_once_and_stops_renewing() {
+        let s = settings();
+        let mut memory = holder_renewed_at(10_000);
+        memory.renewal_attempted(Millis(11_000));
+        memory.record(
+            &s,
+            LeaseEvent::RenewalConflict {
+                latest: view(Some("pdx"), false),
+            },
+        );
+        assert_eq!(
+            mysql_action(&s, &memory, Some(Writable), Millis(11_001)),
+            Fence(FenceReason::NotHolder {
+                holder: Some("pdx".into())
+            })
+        );
+        assert!(!renewal_due(&s, &memory, Millis(20_000)));
+        // Even if the lease comes back to us later, the old renewal no longer counts.
+        memory.record(&s, LeaseEvent::Read(view(Some("iad"), true)));
+        assert_eq!(
+            mysql_action(&s, &memory, Some(SuperReadOnly), Millis(11_500)),
+            Nothing
+        );
+    }
+
+    #[test]
+    fn renews_only_while_holding_once_per_interval() {
+        let s = settings();
+        assert!(!renewal_due(&s, &SidecarMemory::default(), Millis(0)));
+        let mut memory = SidecarMemory::default();
+        memory.record(&s, LeaseEvent::Read(view(Some("pdx"), false)));
+        assert!(!renewal_due(&s, &memory, Millis(0)), "replica never renews");
+        memory.record(&s, LeaseEvent::Read(view(Some("iad"), false)));
+        assert!(
+            renewal_due(&s, &memory, Millis(0)),
+            "new holder renews at once"
+        );
+        memory.renewal_attempted(Millis(0));
+        assert!(!renewal_due(&s, &memory, Millis(999)));
+        assert!(renewal_due(&s, &memory, Millis(1_000)));
+    }
+
+    #[test]
+    fn a_renewal_never_waits_past_the_fence_deadline() {
+        let s = settings();
+        let memory = holder_renewed_at(0);
+        assert_eq!(
+            renewal_timeout(&s, &memory, Millis(1_000)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            renewal_timeout(&s, &memory, Millis(3_700)),
+            Duration::from_millis(300)
+        );
+        assert_eq!(
+            renewal_timeout(&s, &SidecarMemory::default(), Millis(0)),
+            Duration::from_secs(1)
+        );
+    }
+}
