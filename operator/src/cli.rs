@@ -31,6 +31,11 @@ pub enum Command {
         #[arg(short = 'f', long = "filename", required = true, value_name = "FILE")]
         files: Vec<String>,
     },
+    /// The fencing agent beside each mysqld (started by the operator's StatefulSets):
+    /// renews the writer lease while its site holds it and keeps mysqld read-only
+    /// unless the lease is fresh and the operator granted writability. Serves
+    /// /healthz and /status on --listen.
+    Sidecar(Box<crate::sidecar::SidecarArgs>),
 }
 
 /// Errors that end a command.
@@ -44,6 +49,10 @@ pub enum CliError {
     Validate(#[from] crate::validate::ValidateError),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    #[error("{0}")]
+    Sidecar(#[from] crate::sidecar::SidecarError),
+    #[error("cannot connect to the Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
 }
 
 /// Runs a command; returns the process exit code.
@@ -51,6 +60,13 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<i32, CliError> {
     match cli.command {
         Command::Crd => {
             out.write_all(crate::api::crds_yaml()?.as_bytes())?;
+            Ok(0)
+        }
+        Command::Sidecar(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(crate::sidecar::run_in_cluster(*args))?;
             Ok(0)
         }
         Command::Validate { files } => {

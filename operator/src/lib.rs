@@ -12,6 +12,7 @@ pub mod children;
 pub mod cli;
 pub mod engine;
 pub mod gtid;
+pub mod leader;
 pub mod metrics;
 pub mod schema;
 pub mod sidecar;

@@ -17,7 +17,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::api::{FailoverKind, Health};
+use crate::api::Health;
+use crate::engine::{FailoverKind, FailoverResult, MetricIntent};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 pub struct GroupLabels {
@@ -64,7 +65,7 @@ pub struct FailoverLabels {
     pub namespace: String,
     pub group: String,
     pub kind: KindLabel,
-    pub result: FailoverResult,
+    pub result: ResultLabel,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -90,14 +91,21 @@ impl From<FailoverKind> for KindLabel {
     }
 }
 
-/// How a failover ended: `success`, `failure` (started and undone), `rejected`
-/// (refused before anything changed, e.g. a planned failover to a lagging site).
+/// How a failover ended: `succeeded`, or `failed` (started, then undone).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)]
-pub enum FailoverResult {
-    success,
-    failure,
-    rejected,
+pub enum ResultLabel {
+    succeeded,
+    failed,
+}
+
+impl From<FailoverResult> for ResultLabel {
+    fn from(result: FailoverResult) -> Self {
+        match result {
+            FailoverResult::Succeeded => Self::succeeded,
+            FailoverResult::Failed => Self::failed,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -139,6 +147,7 @@ struct Inner {
     site_lag_seconds: Family<SiteLabels, F64Gauge>,
     divergent_transactions: Family<SiteLabels, Gauge>,
     split_brain: Family<GroupLabels, Gauge>,
+    split_brain_detected: Family<GroupLabels, Counter>,
     failovers: Family<FailoverLabels, Counter>,
     failover_duration: HistogramFamily<FailoverKindLabels>,
     reconciles: Family<ReconcileLabels, Counter>,
@@ -178,6 +187,7 @@ impl Metrics {
             site_lag_seconds: Family::default(),
             divergent_transactions: Family::default(),
             split_brain: Family::default(),
+            split_brain_detected: Family::default(),
             failovers: Family::default(),
             failover_duration: Family::new_with_constructor(failover_buckets),
             reconciles: Family::default(),
@@ -227,8 +237,13 @@ impl Metrics {
             inner.split_brain.clone(),
         );
         registry.register(
+            "split_brain_detected",
+            "Times two writable sites were detected (and the one without the lease fenced)",
+            inner.split_brain_detected.clone(),
+        );
+        registry.register(
             "failovers",
-            "Failovers by kind (emergency, planned) and result (success, failure, rejected)",
+            "Failovers by kind (emergency, planned) and result (succeeded, failed)",
             inner.failovers.clone(),
         );
         registry.register(
@@ -344,15 +359,14 @@ impl Metrics {
             .set(i64::try_from(gauges.divergent_transactions).unwrap_or(i64::MAX));
     }
 
-    /// Counts a finished (or rejected) failover; `duration` is recorded for successes
-    /// and failures, not for rejections (nothing ran).
+    /// Counts a finished failover and records how long it took.
     pub fn failover(
         &self,
         namespace: &str,
         group: &str,
         kind: FailoverKind,
         result: FailoverResult,
-        duration: Option<Duration>,
+        duration: Duration,
     ) {
         let kind = KindLabel::from(kind);
         self.0
@@ -361,18 +375,35 @@ impl Metrics {
                 namespace: namespace.to_string(),
                 group: group.to_string(),
                 kind,
-                result,
+                result: result.into(),
             })
             .inc();
-        if let Some(duration) = duration {
-            self.0
-                .failover_duration
-                .get_or_create(&FailoverKindLabels {
-                    namespace: namespace.to_string(),
-                    group: group.to_string(),
-                    kind,
-                })
-                .observe(duration.as_secs_f64());
+        self.0
+            .failover_duration
+            .get_or_create(&FailoverKindLabels {
+                namespace: namespace.to_string(),
+                group: group.to_string(),
+                kind,
+            })
+            .observe(duration.as_secs_f64());
+    }
+
+    pub fn split_brain_detected(&self, namespace: &str, group: &str) {
+        self.0
+            .split_brain_detected
+            .get_or_create(&Self::group(namespace, group))
+            .inc();
+    }
+
+    /// Applies a counter the engine asked for.
+    pub fn record(&self, namespace: &str, group: &str, intent: &MetricIntent) {
+        match intent {
+            MetricIntent::SplitBrainDetected => self.split_brain_detected(namespace, group),
+            MetricIntent::FailoverFinished {
+                kind,
+                result,
+                duration,
+            } => self.failover(namespace, group, *kind, *result, *duration),
         }
     }
 
@@ -588,48 +619,37 @@ mod tests {
     #[test]
     fn failovers_count_by_kind_and_result_with_a_duration_histogram() {
         let m = Metrics::new();
-        m.failover(
+        m.record(
             "bp",
             "g",
-            FailoverKind::Emergency,
-            FailoverResult::success,
-            Some(Duration::from_millis(7_300)),
+            &MetricIntent::FailoverFinished {
+                kind: FailoverKind::Emergency,
+                result: FailoverResult::Succeeded,
+                duration: Duration::from_millis(7_300),
+            },
         );
         m.failover(
             "bp",
             "g",
             FailoverKind::Planned,
-            FailoverResult::rejected,
-            None,
+            FailoverResult::Failed,
+            Duration::from_secs(30),
         );
+        m.record("bp", "g", &MetricIntent::SplitBrainDetected);
         let text = m.render();
-        assert!(
-            text.contains("# TYPE bloodraven_failovers counter"),
-            "{text}"
-        );
-        assert!(text.contains(
-            r#"bloodraven_failovers_total{namespace="bp",group="g",kind="emergency",result="success"} 1"#
-        ));
-        assert!(text.contains(
-            r#"bloodraven_failovers_total{namespace="bp",group="g",kind="planned",result="rejected"} 1"#
-        ));
-        assert!(text.contains("# TYPE bloodraven_failover_duration_seconds histogram"));
-        assert!(text.contains(
-            r#"bloodraven_failover_duration_seconds_bucket{le="4.0",namespace="bp",group="g",kind="emergency"} 0"#
-        ), "{text}");
-        assert!(text.contains(
-            r#"bloodraven_failover_duration_seconds_bucket{le="8.0",namespace="bp",group="g",kind="emergency"} 1"#
-        ));
-        assert!(text.contains(
-            r#"bloodraven_failover_duration_seconds_sum{namespace="bp",group="g",kind="emergency"} 7.3"#
-        ));
-        // No histogram series for the rejected planned failover.
-        assert!(
-            !text.contains(r#"kind="planned"} "#)
-                || !text.contains(
-                    "duration_seconds_count{namespace=\"bp\",group=\"g\",kind=\"planned\"}"
-                )
-        );
+        for expected in [
+            "# TYPE bloodraven_failovers counter",
+            r#"bloodraven_failovers_total{namespace="bp",group="g",kind="emergency",result="succeeded"} 1"#,
+            r#"bloodraven_failovers_total{namespace="bp",group="g",kind="planned",result="failed"} 1"#,
+            "# TYPE bloodraven_failover_duration_seconds histogram",
+            r#"bloodraven_failover_duration_seconds_bucket{le="4.0",namespace="bp",group="g",kind="emergency"} 0"#,
+            r#"bloodraven_failover_duration_seconds_bucket{le="8.0",namespace="bp",group="g",kind="emergency"} 1"#,
+            r#"bloodraven_failover_duration_seconds_sum{namespace="bp",group="g",kind="emergency"} 7.3"#,
+            r#"bloodraven_failover_duration_seconds_count{namespace="bp",group="g",kind="planned"} 1"#,
+            r#"bloodraven_split_brain_detected_total{namespace="bp",group="g"} 1"#,
+        ] {
+            assert!(text.contains(expected), "missing {expected} in\n{text}");
+        }
     }
 
     #[test]

@@ -1,8 +1,7 @@
-//! Adapters: the operator's writes to the outside world and the production
-//! implementations of the transport seams. `kube` holds every Kubernetes write
-//! (server-side apply of children, status, pod labels, lease moves), `events`
-//! publishes Events with the injected clock; `mysql` (mysql_async) and `dragonfly`
-//! (redis) are the production MySQL and Dragonfly connectors.
+//! Adapters: the operator's connections to the outside world. `kube` holds every
+//! Kubernetes write (server-side apply of children, status, pod labels), `lease` the
+//! guarded Lease writes, `events` publishes Events with the injected clock; `mysql` and
+//! `dragonfly` are the production implementations of the data-plane transport seams.
 
 pub mod dragonfly;
 pub mod events;

@@ -83,6 +83,14 @@ pub struct SidecarArgs {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SidecarError {
+    #[error("sidecar: cannot reach the Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("sidecar: cannot serve /healthz on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("sidecar for site {site}: {source}")]
     Timing {
         site: String,
@@ -188,6 +196,61 @@ fn known(lease: &Lease, site: &str) -> KnownLease {
     KnownLease {
         holder: lease_object::holder(lease).map(String::from),
         granted_to_me: lease_object::grants_writable(lease, site),
+    }
+}
+
+/// Production wiring: the in-cluster Kubernetes client, mysql_async, the machine's
+/// clock; serves `/healthz` and `/status` on `--listen`; stops on SIGTERM or Ctrl-C.
+pub async fn run_in_cluster(args: SidecarArgs) -> Result<(), SidecarError> {
+    let settings = args.settings()?;
+    let client = kube::Client::try_default().await?;
+    let mysql = Arc::new(crate::adapters::mysql::MysqlAsyncConnector::new(
+        crate::transport::MysqlTimeouts {
+            connect: settings.renew_interval,
+            request: settings.renew_interval,
+        },
+    ));
+    let deps = SidecarDeps {
+        client,
+        mysql,
+        clock: Arc::new(crate::transport::SystemClock),
+    };
+    let status = SharedSidecarStatus::default();
+    let stale_after = tick_interval(settings.renew_interval) * 3 + settings.renew_interval * 2;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| SidecarError::Listen {
+            address: args.listen,
+            source,
+        })?;
+    let app = router(status.clone(), stale_after);
+    tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, app).await {
+            tracing::error!(%err, "sidecar HTTP server stopped");
+        }
+    });
+    run(args, deps, status, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
