@@ -83,6 +83,7 @@ pub fn record(lease: &Lease) -> LeaseRecord {
             .lease_duration_seconds
             .and_then(|s| u64::try_from(s).ok())
             .map(std::time::Duration::from_secs),
+        holder_granted: holder(lease).is_some_and(|h| grants_writable(lease, h)),
     }
 }
 

@@ -379,7 +379,7 @@ async fn reconcile(
                 .probe(&deps.mysql, site, &target, probe_timeout, now)
                 .await
             {
-                Ok(status) => MysqlProbe::Answered(observe::mysql_observation(group, &status)),
+                Ok(status) => MysqlProbe::Answered(observe::mysql_observation(group, &status, now)),
                 Err(since) => MysqlProbe::Failing { since },
             };
             state.probes.insert(site.to_string(), probe);

@@ -162,8 +162,14 @@ pub fn replication_observation(
     }
 }
 
-pub fn mysql_observation(group: &MysqlFailoverGroup, status: &MysqlStatus) -> MysqlObservation {
+/// `probed_at`: when the probe started, on the operator's monotonic clock.
+pub fn mysql_observation(
+    group: &MysqlFailoverGroup,
+    status: &MysqlStatus,
+    probed_at: Millis,
+) -> MysqlObservation {
     MysqlObservation {
+        probed_at,
         read_only: status.read_only,
         super_read_only: status.super_read_only,
         gtid_executed: status.gtid_executed.clone(),

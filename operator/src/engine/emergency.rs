@@ -414,8 +414,39 @@ mod tests {
         // It reports super_read_only=ON: no need to wait for its lease (17s).
         mysql_mut(&mut snap, "iad").super_read_only = true;
         mysql_mut(&mut snap, "iad").read_only = true;
+        // ...but only a probe that started after the operator saw the Lease without a
+        // grant for iad counts: an older one may predate a lift by iad's sidecar.
+        mysql_mut(&mut snap, "iad").probed_at = Millis(0);
+        snap.lease.seen_change_at = Millis(16_150);
+        assert!(promotions(&run(&snap, 16_200)).is_empty());
+        mysql_mut(&mut snap, "iad").probed_at = Millis(16_160);
         let d = run(&snap, 16_200);
         assert_eq!(promotions(&d), ["pdx"]);
+    }
+
+    #[test]
+    fn a_fence_seen_while_the_grant_stands_is_not_final() {
+        // iad's sidecar fenced itself on a stale renewal, but iad still holds the
+        // grant: after one fresh renewal it lifts the fence again. Moving the lease on
+        // this observation could leave two writable sites.
+        let mut snap = iad_down();
+        let d = run(&snap, 16_000);
+        carry(&mut snap, &d);
+        snap.sites[0] = writable("iad", iad_txns(10));
+        let iad = mysql_mut(&mut snap, "iad");
+        iad.super_read_only = true;
+        iad.read_only = true;
+        iad.probed_at = Millis(16_100);
+        snap.lease.record.holder_granted = true;
+        let d = run(&snap, 16_100);
+        assert!(promotions(&d).is_empty(), "{:?}", d.actions);
+        assert!(
+            !d.actions
+                .iter()
+                .any(|a| matches!(a, Action::MoveLease { .. })),
+            "{:?}",
+            d.actions
+        );
     }
 
     #[test]

@@ -12,19 +12,31 @@ use crate::api::Health;
 /// already holds the lease, or whoever held it can no longer write. The previous
 /// holder can no longer write once its lease expired on the operator's clock
 /// (`seen + duration + margin`, which the sidecar's own fence precedes by two margins)
-/// or once it answered a probe with `super_read_only=ON` (its sidecar lifts that only
-/// on the operator's instruction to a lease holder).
+/// or once it is [`fenced_for_good`].
 pub fn may_take_lease(snap: &Snapshot, site: &str, now: Millis) -> bool {
     match snap.lease_holder() {
         Some(holder) if holder == site => true,
-        Some(holder) => {
-            snap.lease.expired(&snap.knobs.lease, now)
-                || snap.site(holder).is_some_and(|h| h.observed_fenced())
-        }
+        Some(holder) => snap.lease.expired(&snap.knobs.lease, now) || fenced_for_good(snap, holder),
         // No holder named (never granted, emptied or deleted): whoever held it before
         // the operator saw the change gets the full wait.
         None => snap.lease.expired(&snap.knobs.lease, now),
     }
+}
+
+/// The lease holder answered `super_read_only=ON` AND cannot lift that fence before
+/// the lease moves: the Lease the operator last saw carries no writable grant for it
+/// (its sidecar lifts a fence only with a grant, and granting changes the
+/// resourceVersion the lease move is guarded by), and the probe started after the
+/// operator saw that Lease version. A fence seen while a grant stands — a sidecar that
+/// fenced itself on a stale renewal, say — may be lifted the next moment, and moving
+/// the lease on it could leave two writable sites.
+pub fn fenced_for_good(snap: &Snapshot, holder: &str) -> bool {
+    !snap.lease.record.holder_granted
+        && snap.site(holder).is_some_and(|h| {
+            h.observed_fenced()
+                && h.mysql()
+                    .is_some_and(|m| m.probed_at >= snap.lease.seen_change_at)
+        })
 }
 
 /// When `may_take_lease` would next change its answer by time alone.

@@ -115,6 +115,10 @@ pub struct LeaseRecord {
     /// `None` when the Lease object does not exist.
     pub resource_version: Option<String>,
     pub declared_duration: Option<Duration>,
+    /// Whether the holder has the operator's writable grant in the current term. While
+    /// it does, its sidecar may lift a fence at any moment (after a fresh renewal), so
+    /// an observed `super_read_only=ON` proves nothing about the next second.
+    pub holder_granted: bool,
 }
 
 impl LeaseRecord {
@@ -125,6 +129,7 @@ impl LeaseRecord {
             renew_time: None,
             resource_version: None,
             declared_duration: None,
+            holder_granted: false,
         }
     }
 }
@@ -185,6 +190,7 @@ mod tests {
             renew_time: Some(renew.into()),
             resource_version: Some(rv.into()),
             declared_duration: Some(Duration::from_secs(10)),
+            holder_granted: false,
         }
     }
 
@@ -379,6 +385,7 @@ mod tests {
                     renew_time: Some(format!("renewal-{latest}")),
                     resource_version: Some(format!("{latest}")),
                     declared_duration: None,
+                    holder_granted: false,
                 };
                 let seen = LeaseSighting::observe(sighting.as_ref(), rec, Millis(poll_at));
                 if seen.expired(&t, Millis(poll_at)) {

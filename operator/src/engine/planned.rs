@@ -541,6 +541,8 @@ mod tests {
         let iad = mysql_mut(&mut snap, "iad");
         iad.super_read_only = true;
         iad.read_only = true;
+        // Probed after the operator saw the fence withdraw iad's grant.
+        iad.probed_at = Millis(13_000);
         snap
     }
 

@@ -137,12 +137,22 @@ mod world {
         sidecar: SidecarLease,
         lose_next_response: bool,
         failing_since: Option<u64>,
+        /// The operator's last probe of this site, reused until the next probe is due:
+        /// a real operator decides on probes up to one probe interval old.
+        last_probe: Option<MysqlProbe>,
+        last_probe_at: Option<u64>,
     }
 
     struct Lease {
         holder: Option<usize>,
         version: u64,
+        /// The operator's writable grant to the holder (the annotation on the Lease):
+        /// the holder's sidecar lifts its fence only while it stands.
+        granted: bool,
     }
+
+    /// How often the world's operator probes each site.
+    const PROBE_INTERVAL_MS: u64 = 1_000;
 
     pub fn run_world(faults: Vec<Fault>) -> Result<u64, TestCaseError> {
         let knobs = knobs();
@@ -158,11 +168,14 @@ mod world {
                 sidecar: SidecarLease::default(),
                 lose_next_response: false,
                 failing_since: None,
+                last_probe: None,
+                last_probe_at: None,
             })
             .collect();
         let mut lease = Lease {
             holder: None,
             version: 0,
+            granted: false,
         };
         let mut sighting: Option<LeaseSighting> = None;
         let mut status = MysqlFailoverGroupStatus::default();
@@ -208,6 +221,28 @@ mod world {
                     site.super_read_only = true;
                 }
             }
+            // A holder's sidecar lifts its fence after a fresh renewal while the grant
+            // stands. The safety property: at the moment a site becomes writable, no
+            // other site is.
+            for i in 0..2 {
+                let may_lift = sites[i].up
+                    && sites[i].api_link
+                    && lease.holder == Some(i)
+                    && lease.granted
+                    && sites[i].super_read_only
+                    && sites[i].sidecar.may_write(&knobs.lease, Millis(now));
+                if may_lift {
+                    let other = 1 - i;
+                    prop_assert!(
+                        !sites[other].up || sites[other].super_read_only,
+                        "{} became writable at {now}ms while {} is writable",
+                        SITES[i],
+                        SITES[other]
+                    );
+                    sites[i].super_read_only = false;
+                    promotions += 1;
+                }
+            }
             // Writes and replication.
             for i in 0..2 {
                 if sites[i].up && !sites[i].super_read_only {
@@ -227,6 +262,7 @@ mod world {
                     renew_time: Some(format!("r{}", lease.version)),
                     resource_version: Some(lease.version.to_string()),
                     declared_duration: Some(knobs.lease.duration()),
+                    holder_granted: lease.granted,
                 },
                 None => LeaseRecord::absent(),
             };
@@ -235,7 +271,14 @@ mod world {
             let observed: Vec<SiteObservation> = (0..2)
                 .map(|i| {
                     let site = &mut sites[i];
-                    let probe = if site.up && site.operator_link {
+                    let due = site
+                        .last_probe_at
+                        .is_none_or(|at| now >= at + PROBE_INTERVAL_MS);
+                    let probe = if !due {
+                        site.last_probe
+                            .clone()
+                            .unwrap_or(MysqlProbe::Failing { since: Millis(now) })
+                    } else if site.up && site.operator_link {
                         site.failing_since = None;
                         MysqlProbe::Answered(MysqlObservation {
                             read_only: site.super_read_only,
@@ -252,6 +295,7 @@ mod world {
                                 last_io_error: None,
                                 last_sql_error: None,
                             }),
+                            probed_at: Millis(now),
                         })
                     } else {
                         let since = *site.failing_since.get_or_insert(now);
@@ -259,6 +303,10 @@ mod world {
                             since: Millis(since),
                         }
                     };
+                    if due {
+                        site.last_probe = Some(probe.clone());
+                        site.last_probe_at = Some(now);
+                    }
                     SiteObservation {
                         name: SITES[i].to_string(),
                         probe,
@@ -301,42 +349,41 @@ mod world {
                         if *expected_resource_version == current {
                             lease.holder = SITES.iter().position(|s| s == to);
                             lease.version += 1;
+                            lease.granted = false;
                             true
                         } else {
                             false
                         }
                     }
                     Action::Promote { site } => {
+                        // As the controller does: replication reset, then the writable
+                        // grant on the Lease; the holder's sidecar lifts the fence.
                         let i = SITES.iter().position(|s| s == site).unwrap();
                         if sites[i].up && sites[i].operator_link && lease.holder == Some(i) {
-                            // The safety property: at the moment a site becomes
-                            // writable, no other site is.
-                            for (j, other) in sites.iter().enumerate() {
-                                prop_assert!(
-                                    j == i || !other.up || other.super_read_only,
-                                    "promoted {site} at {now}ms while {} is writable",
-                                    SITES[j]
-                                );
-                            }
-                            if sites[i].super_read_only {
-                                promotions += 1;
-                            }
-                            sites[i].super_read_only = false;
                             sites[i].source = None;
-                            // The sidecar lifts its fence only as the holder, and
-                            // renews at once.
-                            sites[i].sidecar.renewal_succeeded(Millis(now));
+                            if !lease.granted {
+                                lease.granted = true;
+                                lease.version += 1;
+                            }
                             true
                         } else {
                             false
                         }
                     }
                     Action::Fence { site } => {
+                        // As the controller does: withdraw the grant first, then
+                        // super_read_only=ON (which fails when the site is unreachable).
                         let i = SITES.iter().position(|s| s == site).unwrap();
+                        if lease.holder == Some(i) && lease.granted {
+                            lease.granted = false;
+                            lease.version += 1;
+                        }
                         if sites[i].up && sites[i].operator_link {
                             sites[i].super_read_only = true;
+                            true
+                        } else {
+                            false
                         }
-                        true
                     }
                     Action::ConfigureReplica { site, source } => {
                         let i = SITES.iter().position(|s| s == site).unwrap();

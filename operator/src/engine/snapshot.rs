@@ -110,6 +110,9 @@ pub struct MysqlObservation {
     pub server_uuid: String,
     /// `None` when no replication source is configured.
     pub replication: Option<ReplicationObservation>,
+    /// When the probe that produced this observation started, on the operator's
+    /// monotonic clock: what it saw is true no earlier than this.
+    pub probed_at: Millis,
 }
 
 impl MysqlObservation {

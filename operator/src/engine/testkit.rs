@@ -59,6 +59,7 @@ pub fn writable(site: &str, executed: GtidSet) -> SiteObservation {
             gtid_executed: executed,
             server_uuid: uuid_of(site).into(),
             replication: None,
+            probed_at: Millis(0),
         }),
         pod: healthy_pod(Role::Primary),
     }
@@ -82,6 +83,7 @@ pub fn replica_of(site: &str, source: &str, executed: GtidSet) -> SiteObservatio
                 last_io_error: None,
                 last_sql_error: None,
             }),
+            probed_at: Millis(0),
         }),
         pod: healthy_pod(Role::Replica),
     }
@@ -118,6 +120,7 @@ pub fn lease_held_by(holder: Option<&str>, rv: &str, seen_ms: u64) -> LeaseSight
             renew_time: Some(format!("renew-{rv}")),
             resource_version: Some(rv.into()),
             declared_duration: Some(Duration::from_secs(6)),
+            holder_granted: false,
         },
         seen_change_at: Millis(seen_ms),
     }

@@ -20,6 +20,7 @@ fn record(holder: Option<&str>, rv: &str) -> LeaseRecord {
         renew_time: Some(format!("t{rv}")),
         resource_version: Some(rv.into()),
         declared_duration: Some(Duration::from_secs(15)),
+        holder_granted: false,
     }
 }
 
