@@ -36,6 +36,11 @@ pub enum Command {
     /// unless the lease is fresh and the operator granted writability. Serves
     /// /healthz and /status on --listen.
     Sidecar(Box<crate::sidecar::SidecarArgs>),
+    /// Runs the operator: watches MysqlFailoverGroups, probes their MySQL sites, fails
+    /// over, fences and steers DNS. Uses the in-cluster service account (or
+    /// KUBECONFIG), elects a leader among replicas, serves /metrics, /healthz and
+    /// /readyz on --listen, and stops gracefully on SIGTERM.
+    Operator(Box<crate::controllers::cli::OperatorArgs>),
 }
 
 /// Errors that end a command.
@@ -53,6 +58,8 @@ pub enum CliError {
     Sidecar(#[from] crate::sidecar::SidecarError),
     #[error("cannot connect to the Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Operator(#[from] crate::controllers::cli::OperatorError),
 }
 
 /// Runs a command; returns the process exit code.
@@ -67,6 +74,17 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<i32, CliError> {
                 .enable_all()
                 .build()?;
             runtime.block_on(crate::sidecar::run_in_cluster(*args))?;
+            Ok(0)
+        }
+        Command::Operator(args) => {
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+            // Fails only if a subscriber is already installed (tests): keep that one.
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(crate::controllers::cli::run_in_cluster(*args))?;
             Ok(0)
         }
         Command::Validate { files } => {

@@ -10,6 +10,7 @@ pub mod adapters;
 pub mod api;
 pub mod children;
 pub mod cli;
+pub mod controllers;
 pub mod engine;
 pub mod gtid;
 pub mod leader;

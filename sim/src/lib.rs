@@ -3,12 +3,14 @@
 //! which the real operator, sidecar and chaos runner run unchanged.
 
 pub mod apiserver;
+pub mod bloodraven_image;
 pub mod clock;
 pub mod cluster;
 pub mod dialer;
 pub mod images;
 pub mod models;
 pub mod network;
+pub mod playground;
 pub mod pod;
 pub mod programs;
 pub mod serve;

@@ -73,6 +73,7 @@ pub fn register_builtins(registry: &mut ImageRegistry) {
     registry.register(ECHO_IMAGE, EchoServer, StartupProfile::default());
     registry.register(JOB_IMAGE, RunToCompletion, StartupProfile::default());
     crate::models::register(registry);
+    crate::bloodraven_image::register(registry);
 }
 
 /// A registry holding only the built-in programs.

@@ -49,6 +49,8 @@ pub struct SimClientConfig {
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_host: usize,
     pub default_namespace: String,
+    /// The `User-Agent` header, by which the API server counts requests per client.
+    pub user_agent: Option<String>,
 }
 
 impl Default for SimClientConfig {
@@ -60,6 +62,7 @@ impl Default for SimClientConfig {
             pool_idle_timeout: Duration::from_secs(5),
             pool_max_idle_per_host: 4,
             default_namespace: "default".to_string(),
+            user_agent: None,
         }
     }
 }
@@ -87,8 +90,20 @@ pub fn kube_client(
         .pool_max_idle_per_host(config.pool_max_idle_per_host)
         .build::<_, kube::client::Body>(connector);
     let body_idle_timeout = config.body_idle_timeout;
+    let user_agent = config
+        .user_agent
+        .as_deref()
+        .and_then(|ua| http::HeaderValue::from_str(ua).ok());
     let service = ServiceBuilder::new()
         .layer(BaseUriLayer::new(base_uri))
+        .map_request(move |mut request: http::Request<kube::client::Body>| {
+            if let Some(ua) = &user_agent {
+                request
+                    .headers_mut()
+                    .insert(http::header::USER_AGENT, ua.clone());
+            }
+            request
+        })
         .map_response(move |response: http::Response<hyper::body::Incoming>| {
             response.map(|body| IdleTimeoutBody::new(body, body_idle_timeout))
         })

@@ -155,7 +155,7 @@ pub struct ApplyReport {
 pub async fn apply_children(
     client: &Client,
     objects: &[DesiredObject],
-    cache: &dyn ChildCache,
+    cache: &(dyn ChildCache + Sync),
 ) -> Result<ApplyReport, KubeWriteError> {
     let mut report = ApplyReport::default();
     let params = PatchParams::apply(FIELD_MANAGER).force();

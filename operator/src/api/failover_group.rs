@@ -676,3 +676,146 @@ fn default_dns_ttl() -> i64 {
 fn default_dragonfly_image() -> String {
     "docker.dragonflydb.io/dragonflydb/dragonfly:v1.38.0".to_string()
 }
+
+// ---------------------------------------------------------------------------------------
+// Status helpers: the names as they appear in YAML, and the lookups the engine and the
+// controller both need. Kept beside the types so that there is one place per concept.
+// ---------------------------------------------------------------------------------------
+
+impl MysqlFailoverGroupStatus {
+    pub fn site(&self, name: &str) -> Option<&SiteStatus> {
+        self.sites.iter().find(|s| s.name == name)
+    }
+
+    /// The entry for `name`, created (at the end) when missing.
+    pub fn site_mut(&mut self, name: &str) -> &mut SiteStatus {
+        let index = match self.sites.iter().position(|s| s.name == name) {
+            Some(index) => index,
+            None => {
+                self.sites.push(SiteStatus {
+                    name: name.to_string(),
+                    ..SiteStatus::default()
+                });
+                self.sites.len() - 1
+            }
+        };
+        &mut self.sites[index]
+    }
+
+    /// A site's recovery state (diverged or being recloned), if any.
+    pub fn recovery_state(&self, site: &str) -> Option<RecoveryState> {
+        self.site(site).and_then(|s| s.recovery_state)
+    }
+
+    /// A planned failover that has started and not finished.
+    pub fn planned_in_progress(&self) -> Option<&PlannedFailoverStatus> {
+        self.planned_failover
+            .as_ref()
+            .filter(|p| !p.phase.is_terminal())
+    }
+}
+
+impl SiteStatus {
+    /// The token a reclone confirmation must carry: the first segment of the divergent
+    /// GTID's (first) UUID, e.g. `61553741` for `61553741-443a-11f1-...:1-3`.
+    pub fn reclone_token(&self) -> Option<&str> {
+        let gtid = self.divergent_gtid.as_deref()?;
+        let uuid = gtid.split(':').next().filter(|u| !u.trim().is_empty())?;
+        Some(crate::gtid::reclone_token(uuid.trim()))
+    }
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Healthy => "Healthy",
+            Health::Degraded => "Degraded",
+            Health::SplitBrain => "SplitBrain",
+            Health::NoPrimary => "NoPrimary",
+        }
+    }
+}
+
+impl SiteState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SiteState::Writable => "writable",
+            SiteState::ReadOnly => "read-only",
+            SiteState::Unreachable => "unreachable",
+        }
+    }
+}
+
+impl RecoveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecoveryState::RecoveryPending => "RecoveryPending",
+            RecoveryState::Recloning => "Recloning",
+        }
+    }
+}
+
+impl EmergencyFailoverPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmergencyFailoverPhase::Fencing => "Fencing",
+            EmergencyFailoverPhase::DrainingRelayLog => "DrainingRelayLog",
+            EmergencyFailoverPhase::Promoting => "Promoting",
+        }
+    }
+}
+
+impl PlannedFailoverPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlannedFailoverPhase::WaitingForLag => "WaitingForLag",
+            PlannedFailoverPhase::Promoting => "Promoting",
+            PlannedFailoverPhase::Resuming => "Resuming",
+            PlannedFailoverPhase::Succeeded => "Succeeded",
+            PlannedFailoverPhase::Failed => "Failed",
+            PlannedFailoverPhase::Rejected => "Rejected",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            PlannedFailoverPhase::Succeeded
+                | PlannedFailoverPhase::Failed
+                | PlannedFailoverPhase::Rejected
+        )
+    }
+
+    /// The phase that follows this one on the success path. The Dragonfly issue
+    /// inserts its two phases here and gives them an arm in `engine::planned::step`.
+    pub fn next(self) -> PlannedFailoverPhase {
+        match self {
+            PlannedFailoverPhase::WaitingForLag => PlannedFailoverPhase::Promoting,
+            PlannedFailoverPhase::Promoting => PlannedFailoverPhase::Resuming,
+            PlannedFailoverPhase::Resuming => PlannedFailoverPhase::Succeeded,
+            terminal @ (PlannedFailoverPhase::Succeeded
+            | PlannedFailoverPhase::Failed
+            | PlannedFailoverPhase::Rejected) => terminal,
+        }
+    }
+}
+
+impl FailoverKind {
+    /// The `kind` label of `bloodraven_failovers_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailoverKind::Emergency => "emergency",
+            FailoverKind::Planned => "planned",
+        }
+    }
+}
+
+impl FailoverResult {
+    /// The `result` label of `bloodraven_failovers_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailoverResult::Succeeded => "succeeded",
+            FailoverResult::Failed => "failed",
+        }
+    }
+}

@@ -40,7 +40,7 @@ pub fn step(ctx: &mut Ctx<'_>) {
     let candidates: Vec<(&str, crate::gtid::GtidSet)> = snap
         .sites
         .iter()
-        .filter(|s| ctx.status.recovery(&s.name).is_none())
+        .filter(|s| ctx.status.recovery_state(&s.name).is_none())
         .filter_map(|s| s.gtid_executed().map(|set| (s.name.as_str(), set.clone())))
         .collect();
     let Some(chosen) = most_advanced(&candidates) else {
@@ -63,8 +63,8 @@ pub fn step(ctx: &mut Ctx<'_>) {
 
 #[cfg(test)]
 mod tests {
+    use crate::api::{MysqlFailoverGroupStatus, RecoveryState};
     use crate::engine::lease::{LeaseRecord, LeaseSighting};
-    use crate::engine::status::{GroupStatus, RecoveryState};
     use crate::engine::testkit::*;
     use crate::engine::*;
 
@@ -76,7 +76,7 @@ mod tests {
             record: LeaseRecord::absent(),
             seen_change_at: Millis(0),
         };
-        snap.status = GroupStatus::default();
+        snap.status = MysqlFailoverGroupStatus::default();
         snap.dns_target = None;
         snap
     }
@@ -177,7 +177,7 @@ mod tests {
         pdx.add_interval(PDX_UUID, 1, 5);
         let d = run(&fresh_pair(iad_txns(3), pdx), 7_000);
         assert_eq!(promotions(&d), ["pdx"]);
-        let iad = status(&d).site("iad").unwrap().recovery.clone().unwrap();
+        let iad = recovery(status(&d), "iad").unwrap();
         assert_eq!(iad.state, RecoveryState::RecoveryPending);
         assert_eq!(iad.divergent_transaction_count, 3);
         assert_eq!(iad.reclone_token, "3e11fa47");

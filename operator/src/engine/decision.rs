@@ -3,8 +3,8 @@
 //! when the next time-based decision falls due.
 
 use super::snapshot::EngineMemory;
-use super::status::{FailoverKind, FailoverResult, GroupStatus};
 use super::time::Millis;
+use crate::api::{FailoverKind, FailoverResult, MysqlFailoverGroupStatus};
 use std::time::Duration;
 
 /// The result of `decide`. The controller persists `status` first, then carries out
@@ -14,7 +14,10 @@ use std::time::Duration;
 pub struct Decision {
     pub actions: Vec<Action>,
     /// `None`: write nothing (this replica is not the leader).
-    pub status: Option<GroupStatus>,
+    pub status: Option<MysqlFailoverGroupStatus>,
+    /// Why the group has the health it has, in a sentence: what is wrong, and what the
+    /// decision waits for. The controller puts it in the `Ready` condition's message.
+    pub health_reason: String,
     pub events: Vec<EventIntent>,
     pub metrics: Vec<MetricIntent>,
     pub memory: EngineMemory,

@@ -7,8 +7,9 @@ use super::Ctx;
 use super::decision::{Action, EventIntent, EventReason, MetricIntent};
 use super::election::most_advanced;
 use super::fencing;
-use super::status::{
-    EmergencyFailover, EmergencyPhase, FailoverKind, FailoverResult, LastFailover, elapsed_ms,
+use super::status::{as_i64, elapsed_ms};
+use crate::api::{
+    EmergencyFailoverPhase, EmergencyFailoverStatus, FailoverKind, FailoverRecord, FailoverResult,
 };
 use crate::gtid::GtidSet;
 
@@ -26,7 +27,7 @@ pub fn start(ctx: &mut Ctx<'_>, from: &str) {
     let candidates: Vec<(&str, GtidSet)> = snap
         .sites
         .iter()
-        .filter(|s| s.name != from && ctx.status.recovery(&s.name).is_none())
+        .filter(|s| s.name != from && ctx.status.recovery_state(&s.name).is_none())
         .filter_map(|s| {
             let mysql = s.mysql()?;
             let relay = s
@@ -52,20 +53,20 @@ pub fn start(ctx: &mut Ctx<'_>, from: &str) {
         EventReason::FailoverStarted,
         format!("emergency failover from {from} to {to}: {reason}"),
     ));
-    ctx.status.failover = Some(EmergencyFailover {
+    ctx.status.emergency_failover = Some(EmergencyFailoverStatus {
         from: from.to_string(),
         to: to.to_string(),
-        phase: EmergencyPhase::Fencing,
-        reason,
-        started_at: ctx.now.wall,
-        message: String::new(),
+        phase: EmergencyFailoverPhase::Fencing,
+        reason: Some(reason),
+        started_at: Some(ctx.now.wall.into()),
+        message: None,
     });
     step(ctx);
 }
 
 /// Advances the failover in progress as far as this snapshot allows.
 pub fn step(ctx: &mut Ctx<'_>) {
-    let Some(failover) = ctx.status.failover.clone() else {
+    let Some(failover) = ctx.status.emergency_failover.clone() else {
         return;
     };
     ctx.requeue_soon();
@@ -93,13 +94,13 @@ pub fn step(ctx: &mut Ctx<'_>) {
         return;
     }
     match failover.phase {
-        EmergencyPhase::Fencing => fencing_phase(ctx, failover),
-        EmergencyPhase::DrainingRelayLog => draining_phase(ctx, failover),
-        EmergencyPhase::Promoting => promoting_phase(ctx, failover),
+        EmergencyFailoverPhase::Fencing => fencing_phase(ctx, failover),
+        EmergencyFailoverPhase::DrainingRelayLog => draining_phase(ctx, failover),
+        EmergencyFailoverPhase::Promoting => promoting_phase(ctx, failover),
     }
 }
 
-fn fencing_phase(ctx: &mut Ctx<'_>, mut failover: EmergencyFailover) {
+fn fencing_phase(ctx: &mut Ctx<'_>, mut failover: EmergencyFailoverStatus) {
     let snap = ctx.snap;
     let old = snap.site(&failover.from);
     if let Some(old) = old.filter(|o| o.reachable() && !o.observed_fenced()) {
@@ -113,28 +114,28 @@ fn fencing_phase(ctx: &mut Ctx<'_>, mut failover: EmergencyFailover) {
                 old.name, failover.to
             ),
         ));
-        failover.message = format!("fencing {} directly", failover.from);
+        failover.message = Some(format!("fencing {} directly", failover.from));
         return set(ctx, failover);
     }
     if fencing::may_take_lease(snap, &failover.to, ctx.now.mono) {
-        failover.phase = EmergencyPhase::DrainingRelayLog;
+        failover.phase = EmergencyFailoverPhase::DrainingRelayLog;
         return draining_phase(ctx, failover);
     }
     let expiry = fencing::lease_expiry(snap);
     ctx.deadline(expiry);
-    failover.message = format!(
+    failover.message = Some(format!(
         "waiting for {}'s writer lease to expire (operator clock {expiry}) or for {} to answer \
          so that it can be fenced",
         failover.from, failover.from
-    );
+    ));
     set(ctx, failover);
 }
 
-fn draining_phase(ctx: &mut Ctx<'_>, mut failover: EmergencyFailover) {
+fn draining_phase(ctx: &mut Ctx<'_>, mut failover: EmergencyFailoverStatus) {
     let snap = ctx.snap;
-    let key = phase_key(&failover, EmergencyPhase::DrainingRelayLog);
+    let key = phase_key(&failover, EmergencyFailoverPhase::DrainingRelayLog);
     let Some(candidate) = snap.site(&failover.to).and_then(|c| c.mysql()) else {
-        failover.message = format!("waiting for {} to answer", failover.to);
+        failover.message = Some(format!("waiting for {} to answer", failover.to));
         return set(ctx, failover);
     };
     // Everything the candidate has received, plus everything the old primary has if
@@ -171,23 +172,26 @@ fn draining_phase(ctx: &mut Ctx<'_>, mut failover: EmergencyFailover) {
             snap.knobs.drain_timeout
         ))
     } else {
-        failover.message = format!(
+        failover.message = Some(format!(
             "draining the relay log of {}: {} transaction(s) to apply",
             failover.to,
             missing.count()
-        );
+        ));
         return set(ctx, failover);
     };
     if let Some(loss) = proceed {
         // Promoting anyway is the availability trade-off of asynchronous replication:
         // these transactions stay on the old primary, which then shows as diverged.
-        failover.reason = format!("{}; {loss}", failover.reason);
+        failover.reason = Some(match failover.reason.take() {
+            Some(reason) => format!("{reason}; {loss}"),
+            None => loss,
+        });
     }
-    failover.phase = EmergencyPhase::Promoting;
+    failover.phase = EmergencyFailoverPhase::Promoting;
     promoting_phase(ctx, failover);
 }
 
-fn promoting_phase(ctx: &mut Ctx<'_>, mut failover: EmergencyFailover) {
+fn promoting_phase(ctx: &mut Ctx<'_>, mut failover: EmergencyFailoverStatus) {
     let snap = ctx.snap;
     let to = failover.to.clone();
     let candidate_writable = snap.site(&to).is_some_and(|c| c.writable());
@@ -203,27 +207,29 @@ fn promoting_phase(ctx: &mut Ctx<'_>, mut failover: EmergencyFailover) {
         }
     }
     if ctx.promote(&to) {
-        failover.message = format!("moving the writer lease to {to} and promoting it");
+        failover.message = Some(format!("moving the writer lease to {to} and promoting it"));
         return set(ctx, failover);
     }
     if snap.holds_lease(&to) {
-        failover.message = format!("waiting for other writers to be fenced before promoting {to}");
+        failover.message = Some(format!(
+            "waiting for other writers to be fenced before promoting {to}"
+        ));
         return set(ctx, failover);
     }
     // The old holder renewed its lease since the fence was judged safe: it is alive.
     // Back to waiting; nothing has been promoted.
-    failover.phase = EmergencyPhase::Fencing;
+    failover.phase = EmergencyFailoverPhase::Fencing;
     fencing_phase(ctx, failover);
 }
 
-fn set(ctx: &mut Ctx<'_>, failover: EmergencyFailover) {
+fn set(ctx: &mut Ctx<'_>, failover: EmergencyFailoverStatus) {
     ctx.phase_started(&phase_key(&failover, failover.phase));
-    ctx.status.failover = Some(failover);
+    ctx.status.emergency_failover = Some(failover);
 }
 
 fn finish(
     ctx: &mut Ctx<'_>,
-    failover: &EmergencyFailover,
+    failover: &EmergencyFailoverStatus,
     result: FailoverResult,
     message: String,
 ) {
@@ -231,7 +237,7 @@ fn finish(
     let duration_ms = elapsed_ms(
         Some(started),
         ctx.now.mono,
-        Some(failover.started_at),
+        failover.started_at.as_ref(),
         ctx.now.wall,
     );
     let (reason, text) = match result {
@@ -260,24 +266,24 @@ fn finish(
         result,
         duration: std::time::Duration::from_millis(duration_ms),
     });
-    ctx.status.last_failover = Some(LastFailover {
+    ctx.status.last_failover = Some(FailoverRecord {
         kind: FailoverKind::Emergency,
-        from: failover.from.clone(),
+        result: Some(result),
+        from: Some(failover.from.clone()),
         to: failover.to.clone(),
         reason: failover.reason.clone(),
-        result,
-        started_at: failover.started_at,
-        completed_at: ctx.now.wall,
-        duration_ms,
+        started_at: failover.started_at.clone(),
+        completed_at: Some(ctx.now.wall.into()),
+        duration_ms: Some(as_i64(duration_ms)),
     });
-    ctx.status.failover = None;
+    ctx.status.emergency_failover = None;
 }
 
-fn started_key(failover: &EmergencyFailover) -> String {
+fn started_key(failover: &EmergencyFailoverStatus) -> String {
     format!("emergency/{}->{}/started", failover.from, failover.to)
 }
 
-fn phase_key(failover: &EmergencyFailover, phase: EmergencyPhase) -> String {
+fn phase_key(failover: &EmergencyFailoverStatus, phase: EmergencyFailoverPhase) -> String {
     format!(
         "emergency/{}->{}/{}",
         failover.from,
@@ -300,8 +306,8 @@ mod tests {
         snap
     }
 
-    fn failover(d: &Decision) -> &EmergencyFailover {
-        status(d).failover.as_ref().unwrap()
+    fn failover(d: &Decision) -> &EmergencyFailoverStatus {
+        status(d).emergency_failover.as_ref().unwrap()
     }
 
     #[test]
@@ -309,7 +315,7 @@ mod tests {
         let mut snap = iad_down();
         let d = run(&snap, 16_000);
         assert_eq!(reasons(&d), [EventReason::FailoverStarted]);
-        assert_eq!(failover(&d).phase, EmergencyPhase::Fencing);
+        assert_eq!(failover(&d).phase, EmergencyFailoverPhase::Fencing);
         assert_eq!(
             (failover(&d).from.as_str(), failover(&d).to.as_str()),
             ("iad", "pdx")
@@ -337,7 +343,7 @@ mod tests {
                 Action::Promote { site: "pdx".into() },
             ]
         );
-        assert_eq!(failover(&d).phase, EmergencyPhase::Promoting);
+        assert_eq!(failover(&d).phase, EmergencyFailoverPhase::Promoting);
         carry(&mut snap, &d);
 
         // The lease moved and pdx is writable.
@@ -345,7 +351,7 @@ mod tests {
         snap.sites[1] = writable("pdx", iad_txns(10));
         site_mut(&mut snap, "pdx").pod.role_label = Some(Role::Replica);
         let d = run(&snap, 17_200);
-        assert!(status(&d).failover.is_none());
+        assert!(status(&d).emergency_failover.is_none());
         assert_eq!(status(&d).active_site.as_deref(), Some("pdx"));
         assert_eq!(
             reasons(&d),
@@ -354,9 +360,9 @@ mod tests {
         let last = status(&d).last_failover.clone().unwrap();
         assert_eq!(
             (last.kind, last.result),
-            (FailoverKind::Emergency, FailoverResult::Succeeded)
+            (FailoverKind::Emergency, Some(FailoverResult::Succeeded))
         );
-        assert_eq!(last.duration_ms, 1_200);
+        assert_eq!(last.duration_ms, Some(1_200));
         assert!(
             promotions(&d).is_empty(),
             "never promoted twice: {:?}",
@@ -387,7 +393,7 @@ mod tests {
             snap.lease = lease_held_by(Some("iad"), &format!("rv{seen}"), seen);
             let d = run(&snap, now);
             assert!(promotions(&d).is_empty(), "at {now}: {:?}", d.actions);
-            assert_eq!(failover(&d).phase, EmergencyPhase::Fencing);
+            assert_eq!(failover(&d).phase, EmergencyFailoverPhase::Fencing);
             carry(&mut snap, &d);
         }
         assert_eq!(promotions(&run(&snap, 26_000)), ["pdx"]);
@@ -419,10 +425,10 @@ mod tests {
         let d = run(&snap, 16_000);
         carry(&mut snap, &d);
         let d = run(&snap, 17_000);
-        assert_eq!(failover(&d).phase, EmergencyPhase::DrainingRelayLog);
+        assert_eq!(failover(&d).phase, EmergencyFailoverPhase::DrainingRelayLog);
         assert!(
-            failover(&d).message.contains("2 transaction(s) to apply"),
-            "{}",
+            text(&failover(&d).message).contains("2 transaction(s) to apply"),
+            "{:?}",
             failover(&d).message
         );
         assert!(promotions(&d).is_empty());
@@ -439,8 +445,8 @@ mod tests {
         let d = run(&snap, 27_000);
         assert_eq!(promotions(&d), ["pdx"]);
         assert!(
-            failover(&d).reason.contains("2 transaction(s) not applied"),
-            "{}",
+            text(&failover(&d).reason).contains("2 transaction(s) not applied"),
+            "{:?}",
             failover(&d).reason
         );
     }
@@ -464,7 +470,7 @@ mod tests {
             ("both down", both_down),
         ] {
             let d = run(&snap, 30_000);
-            assert!(status(&d).failover.is_none(), "{name}");
+            assert!(status(&d).emergency_failover.is_none(), "{name}");
             assert!(promotions(&d).is_empty(), "{name}");
             assert_eq!(status(&d).health, Some(Health::NoPrimary), "{name}");
         }
@@ -485,7 +491,7 @@ mod tests {
         let d = run(&snap, 40_000);
         assert!(promotions(&d).is_empty(), "{:?}", d.actions);
         assert_eq!(reasons(&d)[0], EventReason::FailoverSucceeded);
-        assert!(status(&d).failover.is_none());
+        assert!(status(&d).emergency_failover.is_none());
     }
 
     #[test]
@@ -496,13 +502,13 @@ mod tests {
         let d = run(&snap, 16_000);
         carry(&mut snap, &d);
         let d = run(&snap, 17_000);
-        assert_eq!(failover(&d).phase, EmergencyPhase::Promoting);
+        assert_eq!(failover(&d).phase, EmergencyFailoverPhase::Promoting);
         carry(&mut snap, &d);
         snap.memory = EngineMemory::default();
         snap.lease = lease_held_by(Some("iad"), "100", 50_000);
         let d = run(&snap, 50_000);
         assert!(promotions(&d).is_empty(), "{:?}", d.actions);
-        assert_eq!(failover(&d).phase, EmergencyPhase::Fencing);
+        assert_eq!(failover(&d).phase, EmergencyFailoverPhase::Fencing);
         assert_eq!(d.next_deadline, Some(Millis(57_000)));
     }
 
@@ -513,12 +519,12 @@ mod tests {
         carry(&mut snap, &d);
         snap.sites[1] = silent("pdx", 16_500);
         let d = run(&snap, 21_500);
-        assert!(status(&d).failover.is_none());
+        assert!(status(&d).emergency_failover.is_none());
         assert_eq!(status(&d).active_site.as_deref(), Some("iad"));
         assert!(reasons(&d).contains(&EventReason::FailoverFailed));
         assert_eq!(
             status(&d).last_failover.as_ref().unwrap().result,
-            FailoverResult::Failed
+            Some(FailoverResult::Failed)
         );
     }
 }

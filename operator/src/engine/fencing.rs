@@ -5,8 +5,8 @@
 use super::Ctx;
 use super::decision::{Action, EventIntent, EventReason, MetricIntent};
 use super::snapshot::Snapshot;
-use super::status::Health;
 use super::time::Millis;
+use crate::api::Health;
 
 /// Whether `site` may be named lease holder (and so become writable) at `now`: it
 /// already holds the lease, or whoever held it can no longer write. The previous

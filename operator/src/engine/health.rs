@@ -3,7 +3,8 @@
 //! sites), `NoPrimary`; with a message that says why.
 
 use super::Ctx;
-use super::status::{Health, SiteState, SiteStatus};
+use super::status::as_i64;
+use crate::api::{Health, SiteState, SiteStatus};
 
 pub fn summarise(ctx: &mut Ctx<'_>) {
     let snap = ctx.snap;
@@ -13,36 +14,41 @@ pub fn summarise(ctx: &mut Ctx<'_>) {
         .iter()
         .map(|site| {
             let previous = ctx.status.site(&site.name);
-            let recovery = previous.and_then(|p| p.recovery.clone());
+            // The recovery fields are owned by `recovery` and only carried here.
+            let mut entry = SiteStatus {
+                name: site.name.clone(),
+                recovery_state: previous.and_then(|p| p.recovery_state),
+                divergent_gtid: previous.and_then(|p| p.divergent_gtid.clone()),
+                divergent_transaction_count: previous.and_then(|p| p.divergent_transaction_count),
+                ..SiteStatus::default()
+            };
             match site.mysql() {
-                Some(mysql) => SiteStatus {
-                    name: site.name.clone(),
-                    state: if mysql.writable() {
+                Some(mysql) => {
+                    let replication = mysql.replication.as_ref();
+                    entry.state = Some(if mysql.writable() {
                         SiteState::Writable
                     } else {
                         SiteState::ReadOnly
-                    },
-                    gtid_executed: Some(mysql.gtid_executed.one_line().to_string()),
-                    server_uuid: Some(mysql.server_uuid.clone()),
-                    replicating: mysql
-                        .replication
-                        .as_ref()
-                        .is_some_and(|r| r.io_running && r.sql_running),
-                    lag_seconds: mysql.replication.as_ref().and_then(|r| r.lag_seconds),
-                    recovery,
-                },
+                    });
+                    entry.gtid_executed = Some(mysql.gtid_executed.one_line().to_string());
+                    entry.server_uuid = Some(mysql.server_uuid.clone());
+                    entry.replicating =
+                        Some(replication.is_some_and(|r| r.io_running && r.sql_running));
+                    entry.lag_seconds = replication.and_then(|r| r.lag_seconds).map(as_i64);
+                    entry.message = replication
+                        .and_then(|r| r.last_io_error.clone().or_else(|| r.last_sql_error.clone()));
+                }
                 // Unreachable: keep the last known GTID set and UUID, they still say
                 // what the site had.
-                None => SiteStatus {
-                    name: site.name.clone(),
-                    state: SiteState::Unreachable,
-                    gtid_executed: previous.and_then(|p| p.gtid_executed.clone()),
-                    server_uuid: previous.and_then(|p| p.server_uuid.clone()),
-                    replicating: false,
-                    lag_seconds: None,
-                    recovery,
-                },
+                None => {
+                    entry.state = Some(SiteState::Unreachable);
+                    entry.gtid_executed = previous.and_then(|p| p.gtid_executed.clone());
+                    entry.server_uuid = previous.and_then(|p| p.server_uuid.clone());
+                    entry.replicating = Some(false);
+                    entry.message = Some(site.outage_detail());
+                }
             }
+            entry
         })
         .collect();
 
@@ -57,13 +63,13 @@ pub fn summarise(ctx: &mut Ctx<'_>) {
         reasons.push(format!("sites {} are all writable", writable.join(", ")));
         Health::SplitBrain
     } else if writable.is_empty() {
-        reasons.push(match (&ctx.status.failover, &active) {
+        reasons.push(match (&ctx.status.emergency_failover, &active) {
             (Some(f), _) => format!(
                 "emergency failover from {} to {}: {} ({})",
                 f.from,
                 f.to,
                 f.phase.as_str(),
-                f.message
+                f.message.as_deref().unwrap_or_default()
             ),
             (None, Some(a)) => format!("no site is writable (active site {a})"),
             (None, None) => "no site is writable and no active site is elected yet".to_string(),
@@ -77,8 +83,8 @@ pub fn summarise(ctx: &mut Ctx<'_>) {
                 reasons.push(format!("{name} is unreachable"));
                 continue;
             }
-            if let Some(recovery) = ctx.status.recovery(name) {
-                reasons.push(format!("{name} is {}", recovery.state.as_str()));
+            if let Some(recovery) = ctx.status.recovery_state(name) {
+                reasons.push(format!("{name} is {}", recovery.as_str()));
                 continue;
             }
             if is_active {
@@ -108,5 +114,5 @@ pub fn summarise(ctx: &mut Ctx<'_>) {
     reasons.append(&mut ctx.notes);
     ctx.status.sites = sites;
     ctx.status.health = Some(health);
-    ctx.status.health_message = reasons.join("; ");
+    ctx.health_reason = reasons.join("; ");
 }

@@ -34,9 +34,11 @@ pub use snapshot::{
     PLANNED_FAILOVER_ANNOTATION, PodObservation, RECLONE_SITE_ANNOTATION, ReplicationObservation,
     SiteObservation, Snapshot,
 };
-pub use status::{
-    EmergencyFailover, EmergencyPhase, FailoverKind, FailoverResult, GroupStatus, Health,
-    LastFailover, PlannedFailover, PlannedPhase, Recovery, RecoveryState, SiteState, SiteStatus,
+// The status the engine reads and writes is the API's own (one concept, one place).
+pub use crate::api::{
+    EmergencyFailoverPhase, EmergencyFailoverStatus, FailoverKind, FailoverRecord, FailoverResult,
+    Health, MysqlFailoverGroupStatus, PlannedFailoverPhase, PlannedFailoverStatus, RecoveryState,
+    SiteState, SiteStatus,
 };
 pub use time::Millis;
 
@@ -60,12 +62,12 @@ pub fn decide(snapshot: &Snapshot, now: Now) -> Decision {
     // fenced whatever else is going on.
     fencing::fence_unsafe_writers(&mut ctx);
 
-    if ctx.status.failover.is_some() {
+    if ctx.status.emergency_failover.is_some() {
         emergency::step(&mut ctx);
     } else if ctx.status.active_site.is_none() {
         bootstrap::step(&mut ctx);
     }
-    if ctx.status.failover.is_none() && ctx.status.active_site.is_some() {
+    if ctx.status.emergency_failover.is_none() && ctx.status.active_site.is_some() {
         if ctx.status.planned_in_progress().is_some() {
             planned::step(&mut ctx);
         }
@@ -83,7 +85,9 @@ pub fn decide(snapshot: &Snapshot, now: Now) -> Decision {
 pub(crate) struct Ctx<'a> {
     pub snap: &'a Snapshot,
     pub now: Now,
-    pub status: GroupStatus,
+    pub status: MysqlFailoverGroupStatus,
+    /// Why the group has the health it has, in a sentence (see `Decision`).
+    pub health_reason: String,
     pub actions: Vec<Action>,
     pub events: Vec<EventIntent>,
     pub metrics: Vec<MetricIntent>,
@@ -104,6 +108,7 @@ impl<'a> Ctx<'a> {
             snap,
             now,
             status: snap.status.clone(),
+            health_reason: String::new(),
             actions: Vec::new(),
             events: Vec::new(),
             metrics: Vec::new(),
@@ -222,6 +227,7 @@ impl<'a> Ctx<'a> {
         Decision {
             actions: self.actions,
             status: Some(self.status),
+            health_reason: self.health_reason,
             events: self.events,
             metrics: self.metrics,
             memory: self.memory,

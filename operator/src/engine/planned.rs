@@ -6,8 +6,9 @@ use super::Ctx;
 use super::decision::{Action, EventIntent, EventReason, MetricIntent};
 use super::recovery::site_list;
 use super::snapshot::PLANNED_FAILOVER_ANNOTATION;
-use super::status::{
-    FailoverKind, FailoverResult, LastFailover, PlannedFailover, PlannedPhase, elapsed_ms,
+use super::status::{as_i64, elapsed_ms};
+use crate::api::{
+    FailoverKind, FailoverRecord, FailoverResult, PlannedFailoverPhase, PlannedFailoverStatus,
 };
 
 /// The validation message for a target that is read-only but not replicating; users
@@ -39,15 +40,16 @@ pub fn handle_annotation(ctx: &mut Ctx<'_>) {
                 EventReason::FailoverStarted,
                 format!("planned failover from {from} to {target} started"),
             ));
-            let plan = PlannedFailover {
+            let plan = PlannedFailoverStatus {
                 target: target.clone(),
                 from: Some(from),
-                phase: PlannedPhase::WaitingForLag,
-                message: format!("waiting for {target} to catch up"),
-                started_at: Some(ctx.now.wall),
+                phase: PlannedFailoverPhase::WaitingForLag,
+                message: Some(format!("waiting for {target} to catch up")),
+                started_at: Some(ctx.now.wall.into()),
                 fenced_at: None,
                 completed_at: None,
                 write_unavailable_ms: None,
+                dragonfly: None,
             };
             // The bounds count from acceptance, not from the next reconcile.
             ctx.phase_started(&started_key(&plan));
@@ -56,15 +58,16 @@ pub fn handle_annotation(ctx: &mut Ctx<'_>) {
         }
         Err(why) => {
             ctx.event(rejected_event(&target, &why));
-            ctx.status.planned_failover = Some(PlannedFailover {
+            ctx.status.planned_failover = Some(PlannedFailoverStatus {
                 target,
                 from: None,
-                phase: PlannedPhase::Rejected,
-                message: why,
+                phase: PlannedFailoverPhase::Rejected,
+                message: Some(why),
                 started_at: None,
                 fenced_at: None,
-                completed_at: Some(ctx.now.wall),
+                completed_at: Some(ctx.now.wall.into()),
                 write_unavailable_ms: None,
+                dragonfly: None,
             });
         }
     }
@@ -80,7 +83,7 @@ fn rejected_event(target: &str, why: &str) -> EventIntent {
 /// Returns the active site to fail over from, or why the request is refused.
 fn validate(ctx: &Ctx<'_>, target: &str) -> Result<String, String> {
     let snap = ctx.snap;
-    if ctx.status.failover.is_some() {
+    if ctx.status.emergency_failover.is_some() {
         return Err("an emergency failover is in progress".to_string());
     }
     let Some(site) = snap.site(target) else {
@@ -112,10 +115,10 @@ fn validate(ctx: &Ctx<'_>, target: &str) -> Result<String, String> {
     let Some(replication) = site.replication().filter(|r| r.replicates_from(&active)) else {
         return Err(NOT_REPLICATING.to_string());
     };
-    if let Some(recovery) = ctx.status.recovery(target) {
+    if let Some(recovery) = ctx.status.recovery_state(target) {
         return Err(format!(
             "site {target} is {}: reclone it first",
-            recovery.state.as_str()
+            recovery.as_str()
         ));
     }
     let lag = replication.lag_seconds.unwrap_or(0);
@@ -139,14 +142,16 @@ pub fn step(ctx: &mut Ctx<'_>) {
     ctx.requeue_soon();
     ctx.phase_started(&started_key(&plan));
     match plan.phase {
-        PlannedPhase::WaitingForLag => waiting_for_lag(ctx, plan, &from),
-        PlannedPhase::Promoting => promoting(ctx, plan, &from),
-        PlannedPhase::Resuming => resuming(ctx, plan, &from),
-        PlannedPhase::Succeeded | PlannedPhase::Failed | PlannedPhase::Rejected => {}
+        PlannedFailoverPhase::WaitingForLag => waiting_for_lag(ctx, plan, &from),
+        PlannedFailoverPhase::Promoting => promoting(ctx, plan, &from),
+        PlannedFailoverPhase::Resuming => resuming(ctx, plan, &from),
+        PlannedFailoverPhase::Succeeded
+        | PlannedFailoverPhase::Failed
+        | PlannedFailoverPhase::Rejected => {}
     }
 }
 
-fn waiting_for_lag(ctx: &mut Ctx<'_>, mut plan: PlannedFailover, from: &str) {
+fn waiting_for_lag(ctx: &mut Ctx<'_>, mut plan: PlannedFailoverStatus, from: &str) {
     let snap = ctx.snap;
     let target = plan.target.clone();
     if !snap.site(from).is_some_and(|s| s.writable()) {
@@ -182,7 +187,7 @@ fn waiting_for_lag(ctx: &mut Ctx<'_>, mut plan: PlannedFailover, from: &str) {
     if lag == Some(0) {
         return advance(ctx, plan, from);
     }
-    if ctx.phase_exceeded(&phase_key(&plan), snap.knobs.drain_timeout) {
+    if ctx.phase_exceeded(&phase_key(&plan), snap.knobs.planned_timeout) {
         let shown = lag.map_or("unknown".to_string(), |l| format!("{l}s"));
         return fail(
             ctx,
@@ -190,22 +195,22 @@ fn waiting_for_lag(ctx: &mut Ctx<'_>, mut plan: PlannedFailover, from: &str) {
             from,
             format!(
                 "{target} did not catch up within {:?} (lag {shown})",
-                snap.knobs.drain_timeout
+                snap.knobs.planned_timeout
             ),
         );
     }
-    plan.message = format!(
+    plan.message = Some(format!(
         "waiting for {target} to catch up (lag {}s)",
         lag.unwrap_or(0)
-    );
+    ));
     set(ctx, plan);
 }
 
 /// Moves to the next phase of the success path and performs its entry actions.
-fn advance(ctx: &mut Ctx<'_>, mut plan: PlannedFailover, from: &str) {
+fn advance(ctx: &mut Ctx<'_>, mut plan: PlannedFailoverStatus, from: &str) {
     plan.phase = plan.phase.next();
     match plan.phase {
-        PlannedPhase::Promoting => {
+        PlannedFailoverPhase::Promoting => {
             // Writes stop here: the old primary is fenced before anything is promoted.
             ctx.act(Action::Fence {
                 site: from.to_string(),
@@ -215,22 +220,25 @@ fn advance(ctx: &mut Ctx<'_>, mut plan: PlannedFailover, from: &str) {
                 format!("fenced {from} for the planned failover to {}", plan.target),
             ));
             ctx.keep_planned_fenced_at();
-            plan.fenced_at = Some(ctx.now.wall);
-            plan.message = format!("fencing {from}");
+            plan.fenced_at = Some(ctx.now.wall.into());
+            plan.message = Some(format!("fencing {from}"));
             set(ctx, plan);
         }
-        PlannedPhase::Resuming => {
-            plan.message = format!("{} is writable; repointing {from} and DNS", plan.target);
+        PlannedFailoverPhase::Resuming => {
+            plan.message = Some(format!(
+                "{} is writable; repointing {from} and DNS",
+                plan.target
+            ));
             set(ctx, plan);
         }
-        PlannedPhase::Succeeded => succeed(ctx, plan, from),
-        PlannedPhase::WaitingForLag | PlannedPhase::Failed | PlannedPhase::Rejected => {
-            set(ctx, plan)
-        }
+        PlannedFailoverPhase::Succeeded => succeed(ctx, plan, from),
+        PlannedFailoverPhase::WaitingForLag
+        | PlannedFailoverPhase::Failed
+        | PlannedFailoverPhase::Rejected => set(ctx, plan),
     }
 }
 
-fn promoting(ctx: &mut Ctx<'_>, mut plan: PlannedFailover, from: &str) {
+fn promoting(ctx: &mut Ctx<'_>, mut plan: PlannedFailoverStatus, from: &str) {
     let snap = ctx.snap;
     let target = plan.target.clone();
     ctx.keep_planned_fenced_at();
@@ -239,12 +247,12 @@ fn promoting(ctx: &mut Ctx<'_>, mut plan: PlannedFailover, from: &str) {
         // site; if it never becomes writable the emergency logic takes over.
         ctx.status.active_site = Some(target.clone());
         if snap.site(&target).is_some_and(|s| s.writable()) {
-            plan.write_unavailable_ms = Some(elapsed_ms(
+            plan.write_unavailable_ms = Some(as_i64(elapsed_ms(
                 ctx.planned_fenced_at(),
                 ctx.now.mono,
-                plan.fenced_at,
+                plan.fenced_at.as_ref(),
                 ctx.now.wall,
-            ));
+            )));
             return advance(ctx, plan, from);
         }
         if snap
@@ -259,7 +267,7 @@ fn promoting(ctx: &mut Ctx<'_>, mut plan: PlannedFailover, from: &str) {
             );
         }
         ctx.promote(&target);
-        plan.message = format!("promoting {target}");
+        plan.message = Some(format!("promoting {target}"));
         return set(ctx, plan);
     }
 
@@ -274,7 +282,7 @@ fn promoting(ctx: &mut Ctx<'_>, mut plan: PlannedFailover, from: &str) {
     let Some(candidate) = snap.site(&target).and_then(|s| s.mysql()) else {
         return fail(ctx, plan, from, format!("{target} became unreachable"));
     };
-    if ctx.phase_exceeded(&phase_key(&plan), snap.knobs.drain_timeout) {
+    if ctx.phase_exceeded(&phase_key(&plan), snap.knobs.planned_timeout) {
         let missing = old.gtid_executed.subtract(&candidate.gtid_executed).count();
         return fail(
             ctx,
@@ -283,7 +291,7 @@ fn promoting(ctx: &mut Ctx<'_>, mut plan: PlannedFailover, from: &str) {
             format!(
                 "{target} did not reach {from}'s exact GTID set within {:?} ({missing} \
                  transaction(s) missing)",
-                snap.knobs.drain_timeout
+                snap.knobs.planned_timeout
             ),
         );
     }
@@ -291,27 +299,29 @@ fn promoting(ctx: &mut Ctx<'_>, mut plan: PlannedFailover, from: &str) {
         ctx.act(Action::Fence {
             site: from.to_string(),
         });
-        plan.message = format!("waiting for {from} to report super_read_only=ON");
+        plan.message = Some(format!("waiting for {from} to report super_read_only=ON"));
         return set(ctx, plan);
     }
     // The old primary is fenced, so its set is final: promote only on exact catch-up.
     let missing = old.gtid_executed.subtract(&candidate.gtid_executed);
     if !missing.is_empty() {
-        plan.message = format!(
+        plan.message = Some(format!(
             "waiting for {target} to apply {} transaction(s)",
             missing.count()
-        );
+        ));
         return set(ctx, plan);
     }
     if ctx.promote(&target) {
-        plan.message = format!("moving the writer lease to {target} and promoting it");
+        plan.message = Some(format!(
+            "moving the writer lease to {target} and promoting it"
+        ));
     } else {
-        plan.message = format!("waiting until {target} may take the writer lease");
+        plan.message = Some(format!("waiting until {target} may take the writer lease"));
     }
     set(ctx, plan);
 }
 
-fn resuming(ctx: &mut Ctx<'_>, mut plan: PlannedFailover, from: &str) {
+fn resuming(ctx: &mut Ctx<'_>, mut plan: PlannedFailoverStatus, from: &str) {
     let snap = ctx.snap;
     let target = plan.target.clone();
     let old_replicates = snap
@@ -320,20 +330,23 @@ fn resuming(ctx: &mut Ctx<'_>, mut plan: PlannedFailover, from: &str) {
         .is_some_and(|r| r.replicates_from(&target));
     let dns_moved = snap.dns_target.as_deref() == Some(target.as_str());
     if old_replicates && dns_moved {
-        plan.message = format!("{target} is the primary; {from} replicates from it");
+        plan.message = Some(format!(
+            "{target} is the primary; {from} replicates from it"
+        ));
         return advance(ctx, plan, from);
     }
-    if ctx.phase_exceeded(&phase_key(&plan), snap.knobs.drain_timeout) {
-        plan.message =
-            format!("{target} is the primary; {from} is not replicating from it yet (see health)");
+    if ctx.phase_exceeded(&phase_key(&plan), snap.knobs.planned_timeout) {
+        plan.message = Some(format!(
+            "{target} is the primary; {from} is not replicating from it yet (see health)"
+        ));
         return advance(ctx, plan, from);
     }
-    plan.message = format!("repointing {from} to {target} and DNS");
+    plan.message = Some(format!("repointing {from} to {target} and DNS"));
     set(ctx, plan);
 }
 
-fn succeed(ctx: &mut Ctx<'_>, mut plan: PlannedFailover, from: &str) {
-    plan.completed_at = Some(ctx.now.wall);
+fn succeed(ctx: &mut Ctx<'_>, mut plan: PlannedFailoverStatus, from: &str) {
+    plan.completed_at = Some(ctx.now.wall.into());
     record(ctx, &plan, from, FailoverResult::Succeeded);
     ctx.event(EventIntent::normal(
         EventReason::FailoverSucceeded,
@@ -348,13 +361,13 @@ fn succeed(ctx: &mut Ctx<'_>, mut plan: PlannedFailover, from: &str) {
 
 /// Gives up. Before the lease moved, the fence is undone: the old primary still holds
 /// the lease and is promoted again (through the same gate as every promotion).
-fn fail(ctx: &mut Ctx<'_>, mut plan: PlannedFailover, from: &str, reason: String) {
-    if plan.phase == PlannedPhase::Promoting && ctx.snap.holds_lease(from) {
+fn fail(ctx: &mut Ctx<'_>, mut plan: PlannedFailoverStatus, from: &str, reason: String) {
+    if plan.phase == PlannedFailoverPhase::Promoting && ctx.snap.holds_lease(from) {
         ctx.promote(from);
     }
-    plan.phase = PlannedPhase::Failed;
-    plan.message = reason.clone();
-    plan.completed_at = Some(ctx.now.wall);
+    plan.phase = PlannedFailoverPhase::Failed;
+    plan.message = Some(reason.clone());
+    plan.completed_at = Some(ctx.now.wall.into());
     record(ctx, &plan, from, FailoverResult::Failed);
     ctx.event(EventIntent::warning(
         EventReason::FailoverFailed,
@@ -366,13 +379,16 @@ fn fail(ctx: &mut Ctx<'_>, mut plan: PlannedFailover, from: &str, reason: String
     ctx.status.planned_failover = Some(plan);
 }
 
-fn record(ctx: &mut Ctx<'_>, plan: &PlannedFailover, from: &str, result: FailoverResult) {
+fn record(ctx: &mut Ctx<'_>, plan: &PlannedFailoverStatus, from: &str, result: FailoverResult) {
     let started = ctx.phase_started(&started_key(plan));
-    let started_wall = plan.started_at.unwrap_or(ctx.now.wall);
+    let started_wall = plan
+        .started_at
+        .clone()
+        .unwrap_or_else(|| ctx.now.wall.into());
     let duration_ms = elapsed_ms(
         Some(started),
         ctx.now.mono,
-        Some(started_wall),
+        Some(&started_wall),
         ctx.now.wall,
     );
     ctx.metrics.push(MetricIntent::FailoverFinished {
@@ -380,28 +396,28 @@ fn record(ctx: &mut Ctx<'_>, plan: &PlannedFailover, from: &str, result: Failove
         result,
         duration: std::time::Duration::from_millis(duration_ms),
     });
-    ctx.status.last_failover = Some(LastFailover {
+    ctx.status.last_failover = Some(FailoverRecord {
         kind: FailoverKind::Planned,
-        from: from.to_string(),
+        result: Some(result),
+        from: Some(from.to_string()),
         to: plan.target.clone(),
         reason: plan.message.clone(),
-        result,
-        started_at: started_wall,
-        completed_at: ctx.now.wall,
-        duration_ms,
+        started_at: Some(started_wall),
+        completed_at: Some(ctx.now.wall.into()),
+        duration_ms: Some(as_i64(duration_ms)),
     });
 }
 
-fn set(ctx: &mut Ctx<'_>, plan: PlannedFailover) {
+fn set(ctx: &mut Ctx<'_>, plan: PlannedFailoverStatus) {
     ctx.phase_started(&phase_key(&plan));
     ctx.status.planned_failover = Some(plan);
 }
 
-fn started_key(plan: &PlannedFailover) -> String {
+fn started_key(plan: &PlannedFailoverStatus) -> String {
     format!("planned/{}/started", plan.target)
 }
 
-fn phase_key(plan: &PlannedFailover) -> String {
+fn phase_key(plan: &PlannedFailoverStatus) -> String {
     format!("planned/{}/{}", plan.target, plan.phase.as_str())
 }
 
@@ -417,7 +433,7 @@ mod tests {
         snap
     }
 
-    fn plan(d: &Decision) -> &PlannedFailover {
+    fn plan(d: &Decision) -> &PlannedFailoverStatus {
         status(d).planned_failover.as_ref().unwrap()
     }
 
@@ -479,8 +495,8 @@ mod tests {
             let mut snap = requested(target);
             edit(&mut snap);
             let d = run(&snap, 12_000);
-            assert_eq!(plan(&d).phase, PlannedPhase::Rejected, "{name}");
-            assert_eq!(plan(&d).message, why, "{name}");
+            assert_eq!(plan(&d).phase, PlannedFailoverPhase::Rejected, "{name}");
+            assert_eq!(plan(&d).message.as_deref(), Some(why), "{name}");
             let rejection = d
                 .events
                 .iter()
@@ -514,11 +530,11 @@ mod tests {
     fn fenced_at_13s() -> Snapshot {
         let mut snap = requested("pdx");
         let d = run(&snap, 12_000);
-        assert_eq!(plan(&d).phase, PlannedPhase::WaitingForLag);
+        assert_eq!(plan(&d).phase, PlannedFailoverPhase::WaitingForLag);
         assert_eq!(reasons(&d), [EventReason::FailoverStarted]);
         carry(&mut snap, &d);
         let d = run(&snap, 13_000);
-        assert_eq!(plan(&d).phase, PlannedPhase::Promoting);
+        assert_eq!(plan(&d).phase, PlannedFailoverPhase::Promoting);
         assert_eq!(d.actions, [Action::Fence { site: "iad".into() }]);
         assert_eq!(reasons(&d), [EventReason::SiteFenced]);
         carry(&mut snap, &d);
@@ -537,8 +553,8 @@ mod tests {
         let d = run(&snap, 13_100);
         assert!(promotions(&d).is_empty(), "{:?}", d.actions);
         assert!(
-            plan(&d).message.contains("2 transaction(s)"),
-            "{}",
+            text(&plan(&d).message).contains("2 transaction(s)"),
+            "{:?}",
             plan(&d).message
         );
         carry(&mut snap, &d);
@@ -560,7 +576,7 @@ mod tests {
         snap.lease = lease_held_by(Some("pdx"), "101", 13_300);
         snap.sites[1] = writable("pdx", iad_txns(12));
         let d = run(&snap, 13_900);
-        assert_eq!(plan(&d).phase, PlannedPhase::Resuming);
+        assert_eq!(plan(&d).phase, PlannedFailoverPhase::Resuming);
         assert_eq!(plan(&d).write_unavailable_ms, Some(900));
         assert_eq!(status(&d).active_site.as_deref(), Some("pdx"));
         assert!(d.actions.contains(&Action::ConfigureReplica {
@@ -577,18 +593,18 @@ mod tests {
         snap.sites[0] = replica_of("iad", "pdx", iad_txns(12));
         snap.dns_target = Some("pdx".into());
         let d = run(&snap, 14_500);
-        assert_eq!(plan(&d).phase, PlannedPhase::Succeeded);
+        assert_eq!(plan(&d).phase, PlannedFailoverPhase::Succeeded);
         assert_eq!(reasons(&d), [EventReason::FailoverSucceeded]);
         let last = status(&d).last_failover.clone().unwrap();
         assert_eq!(
             (last.kind, last.result),
-            (FailoverKind::Planned, FailoverResult::Succeeded)
+            (FailoverKind::Planned, Some(FailoverResult::Succeeded))
         );
         assert_eq!(
             status(&d).health,
             Some(Health::Healthy),
             "{}",
-            status(&d).health_message
+            d.health_reason
         );
     }
 
@@ -600,10 +616,10 @@ mod tests {
         assert!(promotions(&d).is_empty());
         carry(&mut snap, &d);
         let d = run(&snap, 23_000);
-        assert_eq!(plan(&d).phase, PlannedPhase::Failed);
+        assert_eq!(plan(&d).phase, PlannedFailoverPhase::Failed);
         assert!(
-            plan(&d).message.contains("2 transaction(s) missing"),
-            "{}",
+            text(&plan(&d).message).contains("2 transaction(s) missing"),
+            "{:?}",
             plan(&d).message
         );
         assert_eq!(
@@ -629,10 +645,10 @@ mod tests {
         let d = run(&snap, 12_000);
         carry(&mut snap, &d);
         let d = run(&snap, 21_999);
-        assert_eq!(plan(&d).phase, PlannedPhase::WaitingForLag);
+        assert_eq!(plan(&d).phase, PlannedFailoverPhase::WaitingForLag);
         carry(&mut snap, &d);
         let d = run(&snap, 22_000);
-        assert_eq!(plan(&d).phase, PlannedPhase::Failed);
+        assert_eq!(plan(&d).phase, PlannedFailoverPhase::Failed);
         assert!(
             !d.actions
                 .iter()

@@ -5,7 +5,8 @@
 use super::Ctx;
 use super::decision::{Action, EventIntent, EventReason};
 use super::snapshot::{MysqlObservation, RECLONE_SITE_ANNOTATION};
-use super::status::{Recovery, RecoveryState};
+use super::status::as_i64;
+use crate::api::RecoveryState;
 use crate::gtid::{GtidSet, reclone_token};
 
 /// The transactions `site` has that the primary does not. A replica whose IO thread
@@ -44,7 +45,7 @@ pub fn classify(ctx: &mut Ctx<'_>, site_name: &str, active: &str) {
         return;
     };
     let extra = divergent(mysql, active, primary_mysql);
-    match ctx.status.recovery(site_name).map(|r| r.state) {
+    match ctx.status.recovery_state(site_name) {
         Some(RecoveryState::RecoveryPending) => {
             // Never rejoined automatically, whatever it looks like now.
             ctx.note(format!(
@@ -74,33 +75,28 @@ fn mark_diverged(ctx: &mut Ctx<'_>, site: &str, active: &str, extra: &GtidSet) {
         .map(reclone_token)
         .unwrap_or_default()
         .to_string();
-    let recovery = Recovery {
-        state: RecoveryState::RecoveryPending,
-        divergent_gtid: extra.one_line().to_string(),
-        divergent_transaction_count: extra.count(),
-        reclone_token: token.clone(),
-    };
+    let divergent_gtid = extra.one_line().to_string();
     ctx.event(EventIntent::warning(
         EventReason::DivergenceDetected,
         format!(
-            "{site} has {} transaction(s) the primary {active} does not have ({}); it will \
-             not rejoin until a reclone is confirmed with {RECLONE_SITE_ANNOTATION}={site}:{token}",
-            recovery.divergent_transaction_count, recovery.divergent_gtid
+            "{site} has {} transaction(s) the primary {active} does not have ({divergent_gtid}); \
+             it will not rejoin until a reclone is confirmed with \
+             {RECLONE_SITE_ANNOTATION}={site}:{token}",
+            extra.count()
         ),
     ));
-    set_recovery(ctx, site, Some(recovery));
+    let entry = ctx.status.site_mut(site);
+    entry.recovery_state = Some(RecoveryState::RecoveryPending);
+    entry.divergent_gtid = Some(divergent_gtid);
+    entry.divergent_transaction_count = Some(as_i64(extra.count()));
 }
 
-fn set_recovery(ctx: &mut Ctx<'_>, site: &str, recovery: Option<Recovery>) {
-    if let Some(entry) = ctx.status.sites.iter_mut().find(|s| s.name == site) {
-        entry.recovery = recovery;
-    } else {
-        ctx.status.sites.push(super::status::SiteStatus {
-            name: site.to_string(),
-            recovery,
-            ..Default::default()
-        });
-    }
+/// Clears a site's recovery record: it replicates from the primary again.
+fn clear_recovery(ctx: &mut Ctx<'_>, site: &str) {
+    let entry = ctx.status.site_mut(site);
+    entry.recovery_state = None;
+    entry.divergent_gtid = None;
+    entry.divergent_transaction_count = None;
 }
 
 /// CLONE from the primary (once per operator process; the adapter treats a clone
@@ -125,7 +121,7 @@ fn reclone_progress(ctx: &mut Ctx<'_>, site: &str, active: &str, extra: &GtidSet
         .and_then(|s| s.replication())
         .is_some_and(|r| r.replicates_from(active));
     if replicating {
-        set_recovery(ctx, site, None);
+        clear_recovery(ctx, site);
         ctx.event(EventIntent::normal(
             EventReason::RecloneSucceeded,
             format!("{site} was recloned from {active} and replicates from it"),
@@ -154,10 +150,7 @@ pub fn handle_reclone_annotation(ctx: &mut Ctx<'_>) {
     });
     match validate_reclone(ctx, &value) {
         Ok((site, donor)) => {
-            if let Some(mut recovery) = ctx.status.recovery(&site).cloned() {
-                recovery.state = RecoveryState::Recloning;
-                set_recovery(ctx, &site, Some(recovery));
-            }
+            ctx.status.site_mut(&site).recovery_state = Some(RecoveryState::Recloning);
             ctx.event(EventIntent::normal(
                 EventReason::RecloneStarted,
                 format!("recloning {site} from {donor}: its divergent transactions are discarded"),
@@ -183,22 +176,23 @@ fn validate_reclone(ctx: &Ctx<'_>, value: &str) -> Result<(String, String), Stri
             site_list(ctx)
         ));
     }
-    let Some(recovery) = ctx.status.recovery(site) else {
+    let Some(recovery) = ctx.status.site(site).filter(|s| s.recovery_state.is_some()) else {
         return Err(format!(
             "site {site} is not RecoveryPending: there is nothing to reclone"
         ));
     };
-    if recovery.state == RecoveryState::Recloning {
+    if recovery.recovery_state == Some(RecoveryState::Recloning) {
         return Err(format!("site {site} is already being recloned"));
     }
-    if token != recovery.reclone_token {
+    let expected = recovery.reclone_token().unwrap_or_default();
+    if token != expected {
         return Err(format!(
-            "wrong token \"{token}\" for site {site}: expected {site}:{} (the first segment of \
-             divergentGtid {})",
-            recovery.reclone_token, recovery.divergent_gtid
+            "wrong token \"{token}\" for site {site}: expected {site}:{expected} (the first \
+             segment of divergentGtid {})",
+            recovery.divergent_gtid.as_deref().unwrap_or_default()
         ));
     }
-    if ctx.status.failover.is_some() {
+    if ctx.status.emergency_failover.is_some() {
         return Err("an emergency failover is in progress".to_string());
     }
     let donor = ctx
@@ -248,17 +242,18 @@ mod tests {
                 source: "pdx".into()
             }]
         );
-        assert!(status(&d).recovery("iad").is_none());
+        assert!(recovery(status(&d), "iad").is_none());
     }
 
     #[test]
     fn extra_transactions_mean_recovery_pending_and_never_a_rejoin() {
         let mut snap = iad_returns(iad_txns(12));
         let d = run(&snap, 12_000);
-        let recovery = status(&d).recovery("iad").cloned().unwrap();
-        assert_eq!(recovery.state, RecoveryState::RecoveryPending);
-        assert_eq!(recovery.divergent_gtid, format!("{IAD_UUID}:11-12"));
-        assert_eq!(recovery.divergent_transaction_count, 2);
+        let pending = recovery(status(&d), "iad").unwrap();
+        assert_eq!(pending.state, RecoveryState::RecoveryPending);
+        assert_eq!(pending.divergent_gtid, format!("{IAD_UUID}:11-12"));
+        assert_eq!(pending.divergent_transaction_count, 2);
+        assert_eq!(pending.reclone_token, "3e11fa47");
         assert_eq!(reasons(&d), [EventReason::DivergenceDetected]);
         assert!(
             d.events[0].message.contains("iad:3e11fa47"),
@@ -276,7 +271,7 @@ mod tests {
         assert!(d.actions.is_empty(), "{:?}", d.actions);
         assert!(d.events.is_empty(), "announced once: {:?}", d.events);
         assert_eq!(
-            status(&d).recovery("iad").unwrap().state,
+            recovery(status(&d), "iad").unwrap().state,
             RecoveryState::RecoveryPending
         );
     }
@@ -289,7 +284,7 @@ mod tests {
         ahead.add_interval(PDX_UUID, 1, 6);
         snap.sites[0] = replica_of("iad", "pdx", ahead);
         let d = run(&snap, 12_000);
-        assert!(status(&d).recovery("iad").is_none());
+        assert!(recovery(status(&d), "iad").is_none());
         assert!(d.actions.is_empty(), "{:?}", d.actions);
     }
 
@@ -339,8 +334,8 @@ mod tests {
                 "{name}"
             );
             assert_eq!(
-                status(&d).recovery("iad"),
-                pending.status.recovery("iad"),
+                recovery(status(&d), "iad"),
+                recovery(&pending.status, "iad"),
                 "{name}"
             );
         }
@@ -359,7 +354,7 @@ mod tests {
         let d = run(&snap, 12_000);
         assert_eq!(reasons(&d), [EventReason::RecloneStarted]);
         assert_eq!(
-            status(&d).recovery("iad").unwrap().state,
+            recovery(status(&d), "iad").unwrap().state,
             RecoveryState::Recloning
         );
         assert_eq!(
@@ -401,12 +396,12 @@ mod tests {
         snap.sites[0] = replica_of("iad", "pdx", cloned);
         let d = run(&snap, 31_000);
         assert_eq!(reasons(&d), [EventReason::RecloneSucceeded]);
-        assert!(status(&d).recovery("iad").is_none());
+        assert!(recovery(status(&d), "iad").is_none());
         assert_eq!(
             status(&d).health,
             Some(Health::Healthy),
             "{}",
-            status(&d).health_message
+            d.health_reason
         );
     }
 }

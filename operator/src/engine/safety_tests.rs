@@ -86,7 +86,7 @@ fn never_promotes_a_less_advanced_site_while_a_better_one_answers() {
     }
     snap.dns_target = Some("iad".into());
     let d = run(&snap, 16_000);
-    assert_eq!(status(&d).failover.as_ref().unwrap().to, "lax");
+    assert_eq!(status(&d).emergency_failover.as_ref().unwrap().to, "lax");
     let d = run(&snap, 17_000);
     assert!(promotions(&d).iter().all(|p| p == "lax"), "{:?}", d.actions);
 }
@@ -111,7 +111,7 @@ mod world {
         ToggleApiLink(usize),
         LoseNextRenewalResponse(usize),
         RestartOperator,
-        PlannedFailover(usize),
+        PlannedFailoverStatus(usize),
     }
 
     pub fn faults() -> impl Strategy<Value = Vec<Fault>> {
@@ -122,7 +122,7 @@ mod world {
             1 => (0usize..2).prop_map(Fault::ToggleApiLink),
             1 => (0usize..2).prop_map(Fault::LoseNextRenewalResponse),
             1 => Just(Fault::RestartOperator),
-            1 => (0usize..2).prop_map(Fault::PlannedFailover),
+            1 => (0usize..2).prop_map(Fault::PlannedFailoverStatus),
         ];
         prop::collection::vec(fault, 1..150)
     }
@@ -165,7 +165,7 @@ mod world {
             version: 0,
         };
         let mut sighting: Option<LeaseSighting> = None;
-        let mut status = GroupStatus::default();
+        let mut status = MysqlFailoverGroupStatus::default();
         let mut memory = EngineMemory::default();
         let mut annotation: Option<String> = None;
         let mut promotions = 0u64;
@@ -186,7 +186,7 @@ mod world {
                     sighting = None;
                     memory = EngineMemory::default();
                 }
-                Fault::PlannedFailover(i) => annotation = Some(SITES[i].to_string()),
+                Fault::PlannedFailoverStatus(i) => annotation = Some(SITES[i].to_string()),
             }
 
             // Sidecars renew while their site holds the lease, and fence themselves.

@@ -6,15 +6,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::decision::Role;
-use super::lease::{LeaseSighting, LeaseTiming};
-use super::status::GroupStatus;
+use super::lease::{LeaseSighting, LeaseTiming, LeaseTimingError};
 use super::time::Millis;
+use crate::api::MysqlFailoverGroupSpec;
+use crate::api::MysqlFailoverGroupStatus;
 use crate::gtid::GtidSet;
 
-/// `bloodraven.shipstream.io/planned-failover: <site>` starts a planned failover.
-pub const PLANNED_FAILOVER_ANNOTATION: &str = "bloodraven.shipstream.io/planned-failover";
-/// `bloodraven.shipstream.io/reclone-site: <site>:<token>` confirms a destructive reclone.
-pub const RECLONE_SITE_ANNOTATION: &str = "bloodraven.shipstream.io/reclone-site";
+/// The annotations a person sets on the group; defined with the API types.
+pub use crate::api::{PLANNED_FAILOVER_ANNOTATION, RECLONE_SITE_ANNOTATION};
 
 /// One reconcile's view of a failover group.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,7 +29,7 @@ pub struct Snapshot {
     /// that "absent since" is known too.
     pub lease: LeaseSighting,
     /// The group's status as last persisted: where a restarted operator resumes from.
-    pub status: GroupStatus,
+    pub status: MysqlFailoverGroupStatus,
     pub annotations: Annotations,
     /// Which site the group's DNSEndpoint currently points at, if any.
     pub dns_target: Option<String>,
@@ -52,12 +51,39 @@ pub struct Knobs {
     pub automatic_failover: bool,
     /// How long the primary must stay unreachable before an emergency failover.
     pub detection_window: Duration,
-    /// Upper bound on waiting for a candidate's relay log (emergency) or for exact
-    /// catch-up (planned) before giving up on it.
+    /// `failover.relayLogDrainTimeout`: upper bound on waiting for an emergency
+    /// candidate's relay log before promoting it anyway.
     pub drain_timeout: Duration,
+    /// `failover.plannedFailoverTimeout`: bound on each phase of a planned failover
+    /// (catch-up, exact GTID catch-up after the fence, resuming); on expiry before the
+    /// lease moved, the fence is undone and the failover is Failed.
+    pub planned_timeout: Duration,
+    /// `spec.dns` is set: the DNSEndpoint follows the writable primary.
+    pub manage_dns: bool,
     pub lease: LeaseTiming,
     /// Largest replica lag a planned failover accepts.
     pub max_lag_seconds: u64,
+}
+
+impl Knobs {
+    /// The one mapping from a group's spec to the engine's settings. Errors when the
+    /// lease timing leaves no safety margin (the CRD's CEL rules refuse such a spec, but
+    /// an object that bypassed validation must not reach a decision).
+    pub fn from_spec(spec: &MysqlFailoverGroupSpec) -> Result<Self, LeaseTimingError> {
+        let failover = &spec.failover;
+        Ok(Self {
+            automatic_failover: failover.automatic,
+            detection_window: failover.detection_window.as_std(),
+            drain_timeout: failover.relay_log_drain_timeout.as_std(),
+            planned_timeout: failover.planned_failover_timeout.as_std(),
+            manage_dns: spec.dns.is_some(),
+            lease: LeaseTiming::new(
+                failover.lease_duration.as_std(),
+                failover.lease_safety_margin.as_std(),
+            )?,
+            max_lag_seconds: failover.max_lag_for_planned_failover.as_std().as_secs(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -234,5 +260,39 @@ impl SiteObservation {
         } else {
             format!("mysqld unreachable, {}", parts.join(", "))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knobs_come_from_the_spec_with_the_planned_timeout_for_the_planned_path() {
+        let mut group = crate::children::tests::playground();
+        group.spec.failover.planned_failover_timeout = crate::api::Duration::from_secs(42);
+        group.spec.failover.relay_log_drain_timeout = crate::api::Duration::from_secs(7);
+        group.spec.failover.max_lag_for_planned_failover = crate::api::Duration::from_secs(5);
+        let knobs = Knobs::from_spec(&group.spec).unwrap();
+        assert_eq!(knobs.planned_timeout, Duration::from_secs(42));
+        assert_eq!(knobs.drain_timeout, Duration::from_secs(7));
+        assert_eq!(knobs.max_lag_seconds, 5);
+        assert_eq!(knobs.detection_window, Duration::from_secs(3));
+        assert_eq!(knobs.lease.duration(), Duration::from_secs(5));
+        assert_eq!(knobs.lease.margin(), Duration::from_secs(1));
+        assert!(knobs.automatic_failover);
+        assert!(knobs.manage_dns);
+        group.spec.dns = None;
+        assert!(!Knobs::from_spec(&group.spec).unwrap().manage_dns);
+    }
+
+    #[test]
+    fn a_spec_without_a_safety_margin_is_refused() {
+        let mut group = crate::children::tests::playground();
+        group.spec.failover.lease_safety_margin = crate::api::Duration::from_secs(5);
+        assert!(matches!(
+            Knobs::from_spec(&group.spec),
+            Err(LeaseTimingError::DurationNotAboveMargin { .. })
+        ));
     }
 }

@@ -93,6 +93,7 @@ pub fn converge_labels_and_dns(ctx: &mut Ctx<'_>) {
         }
     }
     if let Some(primary) = serving
+        && snap.knobs.manage_dns
         && snap.dns_target.as_deref() != Some(primary)
     {
         ctx.act(Action::UpdateDns {
@@ -122,11 +123,11 @@ mod tests {
             status(&d).health,
             Some(Health::Healthy),
             "{}",
-            status(&d).health_message
+            d.health_reason
         );
-        assert_eq!(status(&d).sites[0].state, SiteState::Writable);
-        assert_eq!(status(&d).sites[1].state, SiteState::ReadOnly);
-        assert!(status(&d).sites[1].replicating);
+        assert_eq!(status(&d).sites[0].state, Some(SiteState::Writable));
+        assert_eq!(status(&d).sites[1].state, Some(SiteState::ReadOnly));
+        assert_eq!(status(&d).sites[1].replicating, Some(true));
     }
 
     #[test]
@@ -188,13 +189,13 @@ mod tests {
         snap.sites[0] = silent("iad", 11_000);
         let d = run(&snap, 15_999);
         assert!(promotions(&d).is_empty());
-        assert!(status(&d).failover.is_none());
+        assert!(status(&d).emergency_failover.is_none());
         assert_eq!(d.next_deadline, Some(Millis(16_000)));
         // It comes back (a restart with every committed transaction): no failover,
         // nothing to do.
         let d = run(&healthy_pair(), 15_999);
         assert!(d.actions.is_empty());
-        assert!(status(&d).failover.is_none());
+        assert!(status(&d).emergency_failover.is_none());
     }
 
     #[test]

@@ -6,9 +6,9 @@ use std::time::Duration;
 use super::decision::{Action, EventReason, Role};
 use super::lease::{LeaseRecord, LeaseSighting, LeaseTiming};
 use super::snapshot::*;
-use super::status::{GroupStatus, Health, Recovery, RecoveryState, SiteStatus};
 use super::time::Millis;
 use super::{Decision, Now, decide};
+use crate::api::{Health, MysqlFailoverGroupStatus, RecoveryState, SiteStatus};
 use crate::gtid::GtidSet;
 
 pub const IAD_UUID: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
@@ -30,6 +30,8 @@ pub fn knobs() -> Knobs {
         automatic_failover: true,
         detection_window: Duration::from_secs(5),
         drain_timeout: Duration::from_secs(10),
+        planned_timeout: Duration::from_secs(10),
+        manage_dns: true,
         lease: LeaseTiming::new(Duration::from_secs(6), Duration::from_secs(1)).unwrap(),
         max_lag_seconds: 30,
     }
@@ -132,10 +134,9 @@ pub fn healthy_pair() -> Snapshot {
             replica_of("pdx", "iad", iad_txns(10)),
         ],
         lease: lease_held_by(Some("iad"), "100", 10_000),
-        status: GroupStatus {
+        status: MysqlFailoverGroupStatus {
             active_site: Some("iad".into()),
             health: Some(Health::Healthy),
-            health_message: String::new(),
             sites: vec![site_status("iad"), site_status("pdx")],
             ..Default::default()
         },
@@ -155,19 +156,15 @@ pub fn site_status(name: &str) -> SiteStatus {
 /// Marks `site` RecoveryPending in the persisted status with a divergent set.
 pub fn with_recovery(snap: &mut Snapshot, site: &str, divergent: &str, state: RecoveryState) {
     let set = gtids(divergent);
-    let token = crate::gtid::reclone_token(set.uuids().next().unwrap()).to_string();
     let entry = snap
         .status
         .sites
         .iter_mut()
         .find(|s| s.name == site)
         .unwrap();
-    entry.recovery = Some(Recovery {
-        state,
-        divergent_gtid: set.one_line().to_string(),
-        divergent_transaction_count: set.count(),
-        reclone_token: token,
-    });
+    entry.recovery_state = Some(state);
+    entry.divergent_gtid = Some(set.one_line().to_string());
+    entry.divergent_transaction_count = Some(set.count() as i64);
 }
 
 pub fn site_mut<'a>(snap: &'a mut Snapshot, name: &str) -> &'a mut SiteObservation {
@@ -221,6 +218,31 @@ pub fn reasons(decision: &Decision) -> Vec<EventReason> {
     decision.events.iter().map(|e| e.reason).collect()
 }
 
-pub fn status(decision: &Decision) -> &GroupStatus {
+pub fn status(decision: &Decision) -> &MysqlFailoverGroupStatus {
     decision.status.as_ref().unwrap()
+}
+
+/// An optional status text, empty when unset (for `contains` assertions).
+pub fn text(value: &Option<String>) -> &str {
+    value.as_deref().unwrap_or_default()
+}
+
+/// A site's recovery fields from a status, gathered for assertions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryFields {
+    pub state: RecoveryState,
+    pub divergent_gtid: String,
+    pub divergent_transaction_count: i64,
+    pub reclone_token: String,
+}
+
+/// `site`'s recovery record in `status`, when it has a recovery state.
+pub fn recovery(status: &MysqlFailoverGroupStatus, site: &str) -> Option<RecoveryFields> {
+    let entry = status.site(site)?;
+    Some(RecoveryFields {
+        state: entry.recovery_state?,
+        divergent_gtid: entry.divergent_gtid.clone().unwrap_or_default(),
+        divergent_transaction_count: entry.divergent_transaction_count.unwrap_or_default(),
+        reclone_token: entry.reclone_token().unwrap_or_default().to_string(),
+    })
 }

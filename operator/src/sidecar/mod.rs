@@ -232,7 +232,8 @@ pub async fn run_in_cluster(args: SidecarArgs) -> Result<(), SidecarError> {
     run(args, deps, status, shutdown_signal()).await
 }
 
-async fn shutdown_signal() {
+/// Completes on SIGTERM or Ctrl-C (the kubelet stops a pod with SIGTERM).
+pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -1,0 +1,275 @@
+//! In-memory indexes fed by watches: the groups, their pods, the nodes, the writer
+//! Leases and every child kind the operator applies. Decisions read these stores,
+//! never the API server in a loop. Writer-lease sightings are stamped here, on the
+//! operator's monotonic clock, at the moment each change arrives.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::Api;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::adapters::kube::ChildCache;
+use crate::adapters::lease as lease_object;
+use crate::api::{DNSEndpoint, MysqlFailoverGroup};
+use crate::children::{DesiredObject, MANAGED_BY_LABEL, MYSQL_APP_NAME, NAME_LABEL};
+use crate::engine::lease::{LeaseRecord, LeaseSighting};
+use crate::engine::time::Millis;
+
+/// Every store the controller reads, plus the lease sightings.
+#[derive(Clone)]
+pub struct Indexes {
+    pub groups: Store<MysqlFailoverGroup>,
+    pub pods: Store<Pod>,
+    pub nodes: Store<Node>,
+    pub leases: Store<Lease>,
+    pub services: Store<Service>,
+    pub statefulsets: Store<StatefulSet>,
+    pub pdbs: Store<PodDisruptionBudget>,
+    pub service_accounts: Store<ServiceAccount>,
+    pub roles: Store<Role>,
+    pub role_bindings: Store<RoleBinding>,
+    pub dns_endpoints: Store<DNSEndpoint>,
+    pub sightings: LeaseSightings,
+    /// Woken when a group or one of its pods changes, so that a reconcile follows at
+    /// once instead of at the next probe.
+    pub changed: Arc<Notify>,
+}
+
+/// The operator's sightings of each writer Lease, keyed by (namespace, name), on the
+/// monotonic clock whose origin is `origin`.
+#[derive(Clone)]
+pub struct LeaseSightings {
+    origin: Instant,
+    seen: Arc<Mutex<BTreeMap<(String, String), LeaseSighting>>>,
+}
+
+impl LeaseSightings {
+    pub fn new(origin: Instant) -> Self {
+        Self {
+            origin,
+            seen: Arc::default(),
+        }
+    }
+
+    pub fn now(&self) -> Millis {
+        Millis::from_instant(self.origin, Instant::now())
+    }
+
+    /// Folds a fresh read of a Lease (`None`: it does not exist) into the sighting.
+    pub fn observe(&self, namespace: &str, name: &str, record: LeaseRecord) -> LeaseSighting {
+        let now = self.now();
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (namespace.to_string(), name.to_string());
+        let sighting = LeaseSighting::observe(seen.get(&key), record, now);
+        seen.insert(key, sighting.clone());
+        sighting
+    }
+}
+
+/// How the watches behave. The API server ends a watch after `timeout` and the
+/// watcher resumes it from the last resourceVersion; short timeouts suit networks that
+/// silently drop connections (the simulation's), long ones save requests.
+#[derive(Debug, Clone)]
+pub struct WatchSettings {
+    pub namespace: Option<String>,
+    pub timeout_seconds: u32,
+}
+
+/// Exponential backoff without jitter (500 ms doubling to 10 s), on tokio's clock: a
+/// handful of watches per operator needs no thundering-herd protection, and a seeded
+/// simulation needs the same delays on every run.
+#[derive(Debug, Clone, Default)]
+pub struct WatchBackoff {
+    current: Option<Duration>,
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        let next = self.current.map_or(Duration::from_millis(500), |d| {
+            (d * 2).min(Duration::from_secs(10))
+        });
+        self.current = Some(next);
+        Some(next)
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.current = None;
+    }
+}
+
+/// An event handler that wakes the workers.
+fn notify<K>(changed: &Arc<Notify>) -> impl Fn(&watcher::Event<K>) + Send + 'static {
+    let changed = changed.clone();
+    move |_| changed.notify_waiters()
+}
+
+fn api<K>(client: &Client, settings: &WatchSettings) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match &settings.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Starts one reflector; `on_event` sees every event after the store applied it.
+fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    tasks: &mut JoinSet<()>,
+    on_event: impl Fn(&watcher::Event<K>) + Send + 'static,
+) -> Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let kind = K::kind(&()).to_string();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, config).backoff(WatchBackoff::default()),
+    );
+    tasks.spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(event) => on_event(&event),
+                Err(err) => tracing::warn!(%err, %kind, "watch failed; retrying"),
+            }
+        }
+    });
+    reader
+}
+
+impl Indexes {
+    /// Starts every watch; the stores fill in the background (see `wait_ready`).
+    pub fn start(client: &Client, settings: &WatchSettings, tasks: &mut JoinSet<()>) -> Self {
+        let changed = Arc::new(Notify::new());
+        let sightings = LeaseSightings::new(Instant::now());
+        let base = watcher::Config::default().timeout(settings.timeout_seconds);
+        let children = base
+            .clone()
+            .labels(&format!("{MANAGED_BY_LABEL}=bloodraven"));
+        let groups = reflect(
+            api::<MysqlFailoverGroup>(client, settings),
+            base.clone(),
+            tasks,
+            notify(&changed),
+        );
+        let pods = reflect(
+            api::<Pod>(client, settings),
+            base.clone()
+                .labels(&format!("{NAME_LABEL}={MYSQL_APP_NAME}")),
+            tasks,
+            notify(&changed),
+        );
+        let nodes = reflect(
+            Api::<Node>::all(client.clone()),
+            base.clone(),
+            tasks,
+            |_| {},
+        );
+        let lease_sightings = sightings.clone();
+        let leases = reflect(
+            api::<Lease>(client, settings),
+            children.clone(),
+            tasks,
+            move |event| {
+                let seen = |lease: &Lease, record: LeaseRecord| {
+                    lease_sightings.observe(
+                        &lease.namespace().unwrap_or_default(),
+                        &lease.name_any(),
+                        record,
+                    );
+                };
+                match event {
+                    watcher::Event::Apply(lease) | watcher::Event::InitApply(lease) => {
+                        seen(lease, lease_object::record(lease));
+                    }
+                    watcher::Event::Delete(lease) => seen(lease, LeaseRecord::absent()),
+                    watcher::Event::Init | watcher::Event::InitDone => {}
+                }
+            },
+        );
+        Self {
+            groups,
+            pods,
+            nodes,
+            leases,
+            services: reflect(api(client, settings), children.clone(), tasks, |_| {}),
+            statefulsets: reflect(api(client, settings), children.clone(), tasks, |_| {}),
+            pdbs: reflect(api(client, settings), children.clone(), tasks, |_| {}),
+            service_accounts: reflect(api(client, settings), children.clone(), tasks, |_| {}),
+            roles: reflect(api(client, settings), children.clone(), tasks, |_| {}),
+            role_bindings: reflect(api(client, settings), children.clone(), tasks, |_| {}),
+            dns_endpoints: reflect(api(client, settings), children, tasks, |_| {}),
+            sightings,
+            changed,
+        }
+    }
+
+    /// Waits until every store has its first full list.
+    pub async fn wait_ready(&self) {
+        // A store's only error is its writer being dropped (the operator is stopping).
+        let _ = futures::join!(
+            self.groups.wait_until_ready(),
+            self.pods.wait_until_ready(),
+            self.nodes.wait_until_ready(),
+            self.leases.wait_until_ready(),
+            self.services.wait_until_ready(),
+            self.statefulsets.wait_until_ready(),
+            self.pdbs.wait_until_ready(),
+            self.service_accounts.wait_until_ready(),
+            self.roles.wait_until_ready(),
+            self.role_bindings.wait_until_ready(),
+            self.dns_endpoints.wait_until_ready(),
+        );
+    }
+}
+
+fn cached<K: Resource<DynamicType = ()> + Clone + serde::Serialize>(
+    store: &Store<K>,
+    object: &DesiredObject,
+) -> Option<Value> {
+    let reference = ObjectRef::new(&object.name).within(&object.namespace);
+    store
+        .get(&reference)
+        .and_then(|o| serde_json::to_value(o.as_ref()).ok())
+}
+
+impl ChildCache for Indexes {
+    fn cached(&self, object: &DesiredObject) -> Option<Value> {
+        match object.resource.kind.as_str() {
+            "Service" => cached(&self.services, object),
+            "StatefulSet" => cached(&self.statefulsets, object),
+            "PodDisruptionBudget" => cached(&self.pdbs, object),
+            "ServiceAccount" => cached(&self.service_accounts, object),
+            "Role" => cached(&self.roles, object),
+            "RoleBinding" => cached(&self.role_bindings, object),
+            "Lease" => cached(&self.leases, object),
+            "DNSEndpoint" => cached(&self.dns_endpoints, object),
+            // Unknown kinds are always applied: writing too often is safe, never
+            // writing is not.
+            _ => None,
+        }
+    }
+}

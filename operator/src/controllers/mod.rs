@@ -1,0 +1,496 @@
+//! The MysqlFailoverGroup controller: observe -> `engine::decide` -> act -> status.
+//!
+//! Watches fill in-memory indexes (`indexes`); one worker per group probes its sites
+//! (`observe`), asks the engine, writes the status (one writer, merge patch, only when
+//! changed), publishes Events and metrics, then carries out the actions (`act`) in
+//! order, stopping at the first failure. Nothing is written without the operator's
+//! leader lease. The worker reconciles again at the decision's deadline, at the next
+//! probe, or at once when the group or its pods change.
+
+pub mod act;
+pub mod cli;
+pub mod indexes;
+pub mod observe;
+pub mod status;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use kube::api::Api;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Client, Resource, ResourceExt};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::adapters::events::EventPublisher;
+use crate::adapters::kube::{apply_children, patch_status};
+use crate::api::{MysqlFailoverGroup, MysqlFailoverGroupStatus};
+use crate::children::{self, BuildContext, ROOT_PASSWORD_KEY};
+use crate::engine::lease::LeaseTiming;
+use crate::engine::{self, EngineMemory, Knobs, Leadership, MysqlProbe, Now};
+use crate::leader::{Elector, LeaderSettings};
+use crate::metrics::{Metrics, Readiness, ReconcileResult};
+use crate::transport::{SharedClock, SharedMysqlConnector};
+use act::Operations;
+use indexes::{Indexes, WatchSettings};
+use observe::Prober;
+
+/// `reportingController` of the operator's Events.
+pub const REPORTING_CONTROLLER: &str = "bloodraven.shipstream.io/operator";
+
+/// How soon a worker reconciles again while a phase advances step by step.
+pub const STEP_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The operator's own settings (not any group's).
+#[derive(Debug, Clone)]
+pub struct ControllerSettings {
+    /// This replica's identity (its pod name): leader-lease holder and Event instance.
+    pub identity: String,
+    /// Namespace of the operator's leader Lease.
+    pub leader_namespace: String,
+    pub leader_lease: String,
+    pub leader_timing: LeaseTiming,
+    pub leader_renew_interval: Duration,
+    pub watch: WatchSettings,
+    pub build: BuildContext,
+}
+
+/// The transports: everything the controller talks to goes through these.
+#[derive(Clone)]
+pub struct ControllerDeps {
+    pub client: Client,
+    pub mysql: SharedMysqlConnector,
+    pub clock: SharedClock,
+    pub metrics: Metrics,
+    pub readiness: Readiness,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("MysqlFailoverGroup {group}: {source}")]
+    Spec {
+        group: String,
+        #[source]
+        source: engine::LeaseTimingError,
+    },
+    #[error("reading Secret {namespace}/{name} (spec.mysql.credentialsSecret): {source}")]
+    Secret {
+        namespace: String,
+        name: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("Secret {namespace}/{name} has no key {key}")]
+    SecretKey {
+        namespace: String,
+        name: String,
+        key: &'static str,
+    },
+    #[error("building the children of MysqlFailoverGroup {group}: {source}")]
+    Build {
+        group: String,
+        #[source]
+        source: children::BuildError,
+    },
+    #[error("serializing the children of MysqlFailoverGroup {group}: {source}")]
+    Serialize {
+        group: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{0}")]
+    Kube(#[from] crate::adapters::kube::KubeWriteError),
+    #[error("MysqlFailoverGroup {group}: {source}")]
+    Act {
+        group: String,
+        #[source]
+        source: act::ActError,
+    },
+}
+
+/// Shared by every worker.
+struct Shared {
+    deps: ControllerDeps,
+    settings: ControllerSettings,
+    indexes: Indexes,
+    elector: Elector,
+    events: EventPublisher,
+}
+
+/// What a group's worker keeps between reconciles.
+#[derive(Default)]
+struct GroupState {
+    prober: Prober,
+    memory: EngineMemory,
+    /// (Secret name, root password).
+    credentials: Option<(String, String)>,
+    probes: BTreeMap<String, MysqlProbe>,
+    last_probe: Option<Instant>,
+    probe_now: bool,
+}
+
+/// Runs the controller until `shutdown` completes: starts the watches and the leader
+/// election, marks the process ready once the caches synced, and runs one worker per
+/// group. On shutdown each worker finishes the reconcile it is in, then stops.
+pub async fn run(
+    settings: ControllerSettings,
+    deps: ControllerDeps,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let mut background = JoinSet::new();
+    let indexes = Indexes::start(&deps.client, &settings.watch, &mut background);
+    let elector = Elector::new(
+        LeaderSettings {
+            identity: settings.identity.clone(),
+            timing: settings.leader_timing,
+            renew_interval: settings.leader_renew_interval,
+        },
+        Api::<Lease>::namespaced(deps.client.clone(), &settings.leader_namespace),
+        &settings.leader_lease,
+        deps.clock.clone(),
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    {
+        let elector = elector.clone();
+        let metrics = deps.metrics.clone();
+        let mut stop = stop_rx.clone();
+        background.spawn(async move {
+            elector
+                .run(metrics, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+        });
+    }
+    let shared = Arc::new(Shared {
+        events: EventPublisher::new(
+            deps.client.clone(),
+            REPORTING_CONTROLLER,
+            &settings.identity,
+            deps.clock.clone(),
+        ),
+        deps,
+        settings,
+        indexes,
+        elector,
+    });
+    tokio::pin!(shutdown);
+    tokio::select! {
+        () = shared.indexes.wait_ready() => {}
+        () = &mut shutdown => {
+            let _ = stop_tx.send(true);
+            background.shutdown().await;
+            return;
+        }
+    }
+    shared.deps.readiness.set(true);
+    tracing::info!(identity = %shared.settings.identity, "caches synced; controller running");
+
+    let mut workers: BTreeMap<(String, String), tokio::task::JoinHandle<()>> = BTreeMap::new();
+    loop {
+        let mut present = Vec::new();
+        for group in shared.indexes.groups.state() {
+            let key = (group.namespace().unwrap_or_default(), group.name_any());
+            present.push(key.clone());
+            if workers.get(&key).is_none_or(|w| w.is_finished()) {
+                let shared = shared.clone();
+                let stop = stop_rx.clone();
+                let reference = ObjectRef::new(&key.1).within(&key.0);
+                workers.insert(key, tokio::spawn(group_worker(shared, reference, stop)));
+            }
+        }
+        let gone: Vec<_> = workers
+            .keys()
+            .filter(|k| !present.contains(k))
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some(worker) = workers.remove(&key) {
+                worker.abort();
+            }
+            shared.deps.metrics.forget_group(&key.0, &key.1, &[]);
+        }
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = shared.indexes.changed.notified() => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+    tracing::info!("shutting down: finishing the reconciles in progress");
+    shared.deps.readiness.set(false);
+    let _ = stop_tx.send(true);
+    for (_, worker) in workers {
+        let _ = worker.await;
+    }
+    background.shutdown().await;
+}
+
+async fn group_worker(
+    shared: Arc<Shared>,
+    reference: ObjectRef<MysqlFailoverGroup>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut state = GroupState {
+        probe_now: true,
+        ..GroupState::default()
+    };
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let Some(group) = shared.indexes.groups.get(&reference) else {
+            return;
+        };
+        let namespace = group.namespace().unwrap_or_default();
+        let name = group.name_any();
+        let started = Instant::now();
+        let wait = match reconcile(&shared, &group, &mut state).await {
+            Ok(wait) => {
+                shared.deps.metrics.reconciled(
+                    &namespace,
+                    &name,
+                    ReconcileResult::success,
+                    started.elapsed(),
+                );
+                wait
+            }
+            Err(err) => {
+                tracing::warn!(%err, group = %name, %namespace, "reconcile failed");
+                shared.deps.metrics.reconciled(
+                    &namespace,
+                    &name,
+                    ReconcileResult::error,
+                    started.elapsed(),
+                );
+                state.probe_now = true;
+                STEP_INTERVAL * 5
+            }
+        };
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = shared.indexes.changed.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+async fn credentials(
+    client: &Client,
+    group: &MysqlFailoverGroup,
+    cached: &mut Option<(String, String)>,
+) -> Result<String, ReconcileError> {
+    let name = &group.spec.mysql.credentials_secret;
+    if let Some((secret, password)) = cached
+        && secret == name
+    {
+        return Ok(password.clone());
+    }
+    let namespace = group.namespace().unwrap_or_default();
+    let secret = Api::<Secret>::namespaced(client.clone(), &namespace)
+        .get(name)
+        .await
+        .map_err(|source| ReconcileError::Secret {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            source: Box::new(source),
+        })?;
+    let from_data = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(ROOT_PASSWORD_KEY))
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned());
+    let from_string = secret
+        .string_data
+        .as_ref()
+        .and_then(|d| d.get(ROOT_PASSWORD_KEY).cloned());
+    let password = from_data
+        .or(from_string)
+        .ok_or_else(|| ReconcileError::SecretKey {
+            namespace,
+            name: name.clone(),
+            key: ROOT_PASSWORD_KEY,
+        })?;
+    *cached = Some((name.clone(), password.clone()));
+    Ok(password)
+}
+
+/// One reconcile of one group; returns how long to wait before the next.
+async fn reconcile(
+    shared: &Shared,
+    group: &MysqlFailoverGroup,
+    state: &mut GroupState,
+) -> Result<Duration, ReconcileError> {
+    let deps = &shared.deps;
+    let indexes = &shared.indexes;
+    let name = group.name_any();
+    let namespace = group.namespace().unwrap_or_default();
+    if group.meta().deletion_timestamp.is_some() {
+        // Children go with the group through their ownerReferences.
+        return Ok(Duration::from_secs(5));
+    }
+    let knobs = Knobs::from_spec(&group.spec).map_err(|source| ReconcileError::Spec {
+        group: name.clone(),
+        source,
+    })?;
+    let probe_interval = group.spec.failover.probe_interval.as_std();
+    let probe_timeout = group.spec.failover.probe_timeout.as_std();
+    let password = credentials(&deps.client, group, &mut state.credentials).await?;
+
+    // Children first: the writer Lease, the StatefulSets and Services must exist before
+    // anything can be probed. The DNSEndpoint is built for the site it points at now:
+    // only the engine's UpdateDns moves it.
+    let dns_now = observe::dns_target(indexes, group);
+    if shared.elector.is_leader() {
+        let built = children::build(group, dns_now.as_deref(), &shared.settings.build).map_err(
+            |source| ReconcileError::Build {
+                group: name.clone(),
+                source,
+            },
+        )?;
+        let objects = built
+            .objects()
+            .map_err(|source| ReconcileError::Serialize {
+                group: name.clone(),
+                source,
+            })?;
+        apply_children(&deps.client, &objects, indexes).await?;
+    }
+
+    // Probes, on the probe interval, or at once while a phase advances. The active
+    // site is probed last, so that its answer is the freshest: a replica's set may only
+    // ever look behind the primary's, never spuriously ahead of it.
+    let due = state.probe_now
+        || state
+            .last_probe
+            .is_none_or(|at| at.elapsed() >= probe_interval);
+    if due {
+        let active = group.status.as_ref().and_then(|s| s.active_site.clone());
+        let mut order: Vec<&str> = group.spec.sites.iter().map(|s| s.name.as_str()).collect();
+        order.sort_by_key(|site| Some(*site) == active.as_deref());
+        for site in order {
+            let target = observe::mysql_target(group, site, &password);
+            let now = indexes.sightings.now();
+            let probe = match state
+                .prober
+                .probe(&deps.mysql, site, &target, probe_timeout, now)
+                .await
+            {
+                Ok(status) => MysqlProbe::Answered(observe::mysql_observation(group, &status)),
+                Err(since) => MysqlProbe::Failing { since },
+            };
+            state.probes.insert(site.to_string(), probe);
+        }
+        state.last_probe = Some(Instant::now());
+    }
+
+    let leadership = if shared.elector.is_leader() {
+        Leadership::Leader
+    } else {
+        Leadership::NotLeader
+    };
+    let snapshot = observe::snapshot(
+        indexes,
+        group,
+        knobs,
+        state.probes.clone(),
+        leadership,
+        state.memory.clone(),
+    );
+    let now = Now {
+        mono: indexes.sightings.now(),
+        wall: deps.clock.now(),
+    };
+    let decision = engine::decide(&snapshot, now);
+    let Some(new_status) = decision.status.clone() else {
+        state.probe_now = false;
+        return Ok(probe_interval);
+    };
+
+    // Status first: a restarted operator resumes from it.
+    let previous = group.status.clone().unwrap_or_default();
+    let new_status = status::with_conditions(
+        new_status,
+        &previous,
+        &decision.health_reason,
+        group.meta().generation,
+        now.wall,
+    );
+    if shared.elector.is_leader() {
+        patch_status(&deps.client, group, &new_status, &deps.metrics).await?;
+    }
+    status::publish_gauges(&deps.metrics, &namespace, &name, &new_status);
+    let regarding = regarding(group);
+    for event in &decision.events {
+        if let Err(err) = shared.events.publish(event, &regarding).await {
+            tracing::warn!(%err, "publishing an Event failed");
+        }
+    }
+    for intent in &decision.metrics {
+        deps.metrics.record(&namespace, &name, intent);
+    }
+
+    let mut operations = Operations {
+        client: &deps.client,
+        group,
+        indexes,
+        prober: &mut state.prober,
+        connector: &deps.mysql,
+        clock: &deps.clock,
+        password: &password,
+        connect_timeout: probe_timeout,
+        latest_lease: None,
+    };
+    let mut failure = None;
+    for action in &decision.actions {
+        if !shared.elector.is_leader() {
+            tracing::warn!(group = %name, "lost leadership; stopping before {action:?}");
+            break;
+        }
+        tracing::info!(group = %name, %namespace, ?action, "acting");
+        if let Err(source) = operations.carry_out(action).await {
+            failure = Some(ReconcileError::Act {
+                group: name.clone(),
+                source,
+            });
+            break;
+        }
+    }
+    state.memory = decision.memory.clone();
+    state.probe_now = decision.requeue_soon || !decision.actions.is_empty();
+    if let Some(err) = failure {
+        return Err(err);
+    }
+    let mut wait = if state.probe_now {
+        STEP_INTERVAL
+    } else {
+        probe_interval
+    };
+    if let Some(deadline) = decision.next_deadline {
+        wait = wait.min(
+            deadline
+                .since(indexes.sightings.now())
+                .max(Duration::from_millis(1)),
+        );
+    }
+    Ok(wait)
+}
+
+fn regarding(group: &MysqlFailoverGroup) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(MysqlFailoverGroup::api_version(&()).to_string()),
+        kind: Some(MysqlFailoverGroup::kind(&()).to_string()),
+        name: Some(group.name_any()),
+        namespace: group.namespace(),
+        uid: group.uid(),
+        ..ObjectReference::default()
+    }
+}
+
+/// The status a group shows before the operator wrote one.
+pub fn initial_status() -> MysqlFailoverGroupStatus {
+    MysqlFailoverGroupStatus::default()
+}

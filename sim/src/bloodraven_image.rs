@@ -1,0 +1,162 @@
+//! The Bloodraven image in the simulation: `ghcr.io/shipstream/bloodraven` (any tag)
+//! runs the SAME `bloodraven operator` and `bloodraven sidecar` code as the real
+//! binary, parsed from the container's args by the real CLI, with the simulation's
+//! transports: a kube client over simulated TCP, the MySQL model's connector over the
+//! cluster dialer, and the simulated clock. Nothing in the operator knows.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bloodraven::cli::{Cli, Command};
+use bloodraven::controllers::{self, ControllerDeps};
+use bloodraven::metrics::{Metrics, Readiness};
+use bloodraven::sidecar::{self, SharedSidecarStatus, SidecarDeps};
+use bloodraven::transport::MysqlTimeouts;
+use clap::Parser;
+
+use crate::apiserver::TurmoilListener;
+use crate::images::{ImageRegistry, StartupProfile};
+use crate::models::mysql::SimMysqlConnector;
+use crate::pod::{PodContext, PodProgram, ProgramFuture};
+use crate::transport::{API_SERVER_HOST, API_SERVER_PORT, SimClientConfig, kube_client};
+
+/// The operator's image repository.
+pub const BLOODRAVEN_IMAGE: &str = "ghcr.io/shipstream/bloodraven";
+
+/// Watches are resumed this often: turmoil drops segments in partitions without
+/// retransmitting, so a long-lived watch could stall unnoticed (see `transport`).
+pub const SIM_WATCH_TIMEOUT_SECONDS: u32 = 10;
+
+/// Runs `bloodraven <args>` as the real binary would.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BloodravenProgram;
+
+/// User agents of the two roles, by which the API server's request counts tell the
+/// operator's load from the sidecars'.
+pub const OPERATOR_USER_AGENT: &str = "bloodraven-operator";
+pub const SIDECAR_USER_AGENT: &str = "bloodraven-sidecar";
+
+fn sim_client(ctx: &PodContext, user_agent: &str) -> Result<kube::Client, http::Error> {
+    kube_client(
+        API_SERVER_HOST,
+        API_SERVER_PORT,
+        &SimClientConfig {
+            default_namespace: ctx.namespace.clone(),
+            user_agent: Some(user_agent.to_string()),
+            ..SimClientConfig::default()
+        },
+    )
+}
+
+/// The container's argv, with what the real binary would read from its environment
+/// (clap's `env` reads the process environment, which a simulated pod does not have).
+fn argv(ctx: &PodContext) -> Vec<String> {
+    let mut argv = vec!["bloodraven".to_string()];
+    argv.extend(
+        ctx.command
+            .iter()
+            .skip_while(|c| c.contains("bloodraven"))
+            .cloned(),
+    );
+    argv.extend(ctx.args.iter().cloned());
+    match argv.get(1).map(String::as_str) {
+        Some("operator") => {
+            argv.push(format!("--identity={}", ctx.pod));
+            argv.push(format!("--leader-namespace={}", ctx.namespace));
+            argv.push(format!(
+                "--watch-timeout-seconds={SIM_WATCH_TIMEOUT_SECONDS}"
+            ));
+        }
+        Some("sidecar") => {
+            argv.push(format!("--namespace={}", ctx.namespace));
+            if let Some(password) = ctx.env.get(bloodraven::children::SIDECAR_PASSWORD_ENV) {
+                argv.push(format!("--mysql-password={password}"));
+            }
+        }
+        _ => {}
+    }
+    argv
+}
+
+impl PodProgram for BloodravenProgram {
+    fn run(&self, ctx: PodContext) -> ProgramFuture {
+        Box::pin(async move {
+            let cli = Cli::try_parse_from(argv(&ctx))?;
+            match cli.command {
+                Command::Operator(args) => {
+                    let settings = args.settings()?;
+                    let deps = ControllerDeps {
+                        client: sim_client(&ctx, OPERATOR_USER_AGENT)?,
+                        mysql: Arc::new(SimMysqlConnector::new(
+                            ctx.dialer.clone(),
+                            MysqlTimeouts {
+                                connect: Duration::from_secs(1),
+                                request: Duration::from_secs(2),
+                            },
+                        )),
+                        clock: ctx.clock.clone(),
+                        metrics: Metrics::new(),
+                        readiness: Readiness::default(),
+                    };
+                    let listener =
+                        turmoil::net::TcpListener::bind(("0.0.0.0", args.listen.port())).await?;
+                    let app =
+                        bloodraven::metrics::router(deps.metrics.clone(), deps.readiness.clone());
+                    tokio::task::spawn_local(async move {
+                        let _ = axum::serve(TurmoilListener(listener), app).await;
+                    });
+                    // The pod is Ready once the caches synced, as /readyz says.
+                    let readiness = deps.readiness.clone();
+                    let pod_ready = ctx.ready.clone();
+                    tokio::task::spawn_local(async move {
+                        while !readiness.is_ready() {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        pod_ready.set(true);
+                    });
+                    // A pod is stopped by crashing its host: no shutdown signal.
+                    controllers::run(settings, deps, std::future::pending()).await;
+                    Ok(())
+                }
+                Command::Sidecar(args) => {
+                    let deps = SidecarDeps {
+                        client: sim_client(&ctx, SIDECAR_USER_AGENT)?,
+                        mysql: Arc::new(SimMysqlConnector::new(
+                            ctx.dialer.clone(),
+                            MysqlTimeouts {
+                                connect: Duration::from_millis(500),
+                                request: Duration::from_secs(1),
+                            },
+                        )),
+                        clock: ctx.clock.clone(),
+                    };
+                    let status = SharedSidecarStatus::default();
+                    let listener =
+                        turmoil::net::TcpListener::bind(("0.0.0.0", args.listen.port())).await?;
+                    let app = sidecar::router(status.clone(), Duration::from_secs(10));
+                    tokio::task::spawn_local(async move {
+                        let _ = axum::serve(TurmoilListener(listener), app).await;
+                    });
+                    ctx.ready.set(true);
+                    sidecar::run(*args, deps, status, std::future::pending()).await?;
+                    Ok(())
+                }
+                other => {
+                    Err(format!("the simulated bloodraven image does not run {other:?}").into())
+                }
+            }
+        })
+    }
+}
+
+/// Registers the Bloodraven image (operator and sidecar).
+pub fn register(registry: &mut ImageRegistry) {
+    registry.register(
+        BLOODRAVEN_IMAGE,
+        BloodravenProgram,
+        StartupProfile {
+            delay: Duration::from_millis(300),
+            jitter: Duration::from_millis(200),
+        },
+    );
+}
