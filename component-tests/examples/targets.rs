@@ -18,7 +18,11 @@ fn status(world: &World) -> Value {
     world
         .api()
         .get(
-            &ResourceKey::new("bloodraven.shipstream.io", "v1alpha1", "mysqlfailovergroups"),
+            &ResourceKey::new(
+                "bloodraven.shipstream.io",
+                "v1alpha1",
+                "mysqlfailovergroups",
+            ),
             Some(PLAYGROUND_NAMESPACE),
             PLAYGROUND_GROUP,
         )
@@ -28,9 +32,11 @@ fn status(world: &World) -> Value {
 }
 
 fn site_writable(world: &World, site: &str) -> bool {
-    status(world)["sites"]
-        .as_array()
-        .is_some_and(|sites| sites.iter().any(|s| s["name"] == site && s["state"] == "writable"))
+    status(world)["sites"].as_array().is_some_and(|sites| {
+        sites
+            .iter()
+            .any(|s| s["name"] == site && s["state"] == "writable")
+    })
 }
 
 fn healthy(world: &World, active: &str) -> bool {
@@ -73,14 +79,20 @@ fn main() -> Result<(), Error> {
     // Planned failover: writeUnavailableMs as the operator records it.
     let mut world = bootstrapped(seed)?;
     world.api().patch(
-        &ResourceKey::new("bloodraven.shipstream.io", "v1alpha1", "mysqlfailovergroups"),
+        &ResourceKey::new(
+            "bloodraven.shipstream.io",
+            "v1alpha1",
+            "mysqlfailovergroups",
+        ),
         Some(PLAYGROUND_NAMESPACE),
         PLAYGROUND_GROUP,
         bloodraven_sim::apiserver::Patch::Merge(serde_json::json!(
             {"metadata": {"annotations": {"bloodraven.shipstream.io/planned-failover": "pdx"}}}
         )),
         bloodraven_sim::apiserver::Subresource::Main,
-        &bloodraven_sim::apiserver::Caller { user_agent: "targets" },
+        &bloodraven_sim::apiserver::Caller {
+            user_agent: "targets",
+        },
     )?;
     world.run_until(Duration::from_secs(60), |w| {
         status(w)["plannedFailover"]["phase"] == "Succeeded"
@@ -95,9 +107,14 @@ fn main() -> Result<(), Error> {
     let after = writes(&world);
 
     println!("Bloodraven targets, simulation seed {seed} (playground defaults)");
-    println!("  emergency failover, node crash -> new primary writable: {:.2} s (target <= 10 s)", rto.as_secs_f64());
+    println!(
+        "  emergency failover, node crash -> new primary writable: {:.2} s (target <= 10 s)",
+        rto.as_secs_f64()
+    );
     println!("  planned failover writeUnavailableMs: {planned} ms (target <= 2000 ms)");
-    println!("  acknowledged writes lost in planned failover: not measured (no write workload yet)");
+    println!(
+        "  acknowledged writes lost in planned failover: not measured (no write workload yet)"
+    );
     println!("  API writes over 10 idle simulated minutes, by client, verb and resource:");
     let mut operator_group_writes = 0;
     for (key, n) in &after {
@@ -106,10 +123,14 @@ fn main() -> Result<(), Error> {
             continue;
         }
         println!("    {:<22} {:<7} {:<40} {delta}", key.0, key.1, key.2);
-        if key.0 == "bloodraven-operator" && !(key.2 == "leases.coordination.k8s.io" && key.1 == "update") {
+        if key.0 == "bloodraven-operator"
+            && !(key.2 == "leases.coordination.k8s.io" && key.1 == "update")
+        {
             operator_group_writes += delta;
         }
     }
-    println!("  operator writes for the group (everything but its own leader-lease renewals): {operator_group_writes} (target 0)");
+    println!(
+        "  operator writes for the group (everything but its own leader-lease renewals): {operator_group_writes} (target 0)"
+    );
     Ok(())
 }
