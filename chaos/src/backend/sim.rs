@@ -54,6 +54,15 @@ const DRAGONFLY_SELECTOR: (&str, &str) = ("shipstream.io/dragonfly-role", "maste
 const COUNTER_KEY_PREFIX: &str = "chaos-counter/";
 const CACHE_COUNTER_KEY: &str = "chaos-counter";
 const DIVERGENT_KEY_PREFIX: &str = "chaos-divergent/";
+/// How long mysqld takes from container start to accepting connections in the
+/// scenarios' World: a server with an existing data directory (InnoDB recovery, GTID
+/// state, the image's entrypoint) takes seconds, not the model's default half second;
+/// with that default a killed primary came back inside the 3 s detection window and
+/// `kill-site` could never cause a failover.
+pub const MYSQL_STARTUP: StartupProfile = StartupProfile {
+    delay: Duration::from_secs(5),
+    jitter: Duration::from_secs(3),
+};
 /// Simulated time the driver grants a run beyond the scenario's own timeout and the
 /// fixture's wait, before it declares the simulation stuck.
 const DRIVER_SLACK: Duration = Duration::from_secs(600);
@@ -232,7 +241,7 @@ impl SimWorld {
         builder.images_mut().register(
             MYSQL_IMAGE,
             MysqlProgram::default().with_observer(observer.clone()),
-            StartupProfile::default(),
+            MYSQL_STARTUP,
         );
         let world = builder.build()?;
         let api = world.api().clone();
