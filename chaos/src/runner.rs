@@ -615,11 +615,7 @@ impl Run<'_> {
     }
 
     async fn apply_fixture(&self, name: &str) -> Result<String, Failure> {
-        let path = self
-            .scenario
-            .base_dir()
-            .join("fixtures")
-            .join(format!("{name}.yaml"));
+        let path = fixture_path(self.scenario, name);
         let fail = |message: String| Failure {
             step: format!("fixture {name}"),
             message,
@@ -653,7 +649,13 @@ impl Run<'_> {
                     resource: ObjectRef {
                         kind: "MysqlFailoverGroup".into(),
                         name: group.into(),
-                        namespace: None,
+                        // `self.namespace` is set only once the fixture is in place.
+                        namespace: Some(
+                            m.pointer("/metadata/namespace")
+                                .and_then(Value::as_str)
+                                .unwrap_or(&namespace)
+                                .to_owned(),
+                        ),
                         api_version: None,
                     },
                     partial: BTreeMap::from([(
@@ -1167,6 +1169,26 @@ pub fn load_manifests(path: &Path) -> Result<Vec<Value>, String> {
     let docs: Vec<Value> =
         serde_saphyr::from_multiple(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
+}
+
+/// `fixtures/<name>.yaml` next to the scenario file.
+pub fn fixture_path(scenario: &Scenario, name: &str) -> PathBuf {
+    scenario
+        .base_dir()
+        .join("fixtures")
+        .join(format!("{name}.yaml"))
+}
+
+/// Whether the scenario's fixture holds a MysqlFailoverGroup, which only the operator
+/// makes Healthy (a backend that can install the operator does so for it).
+pub fn fixture_needs_operator(scenario: &Scenario) -> Result<bool, String> {
+    let Some(name) = &scenario.fixture else {
+        return Ok(false);
+    };
+    let manifests = load_manifests(&fixture_path(scenario, name))?;
+    Ok(manifests
+        .iter()
+        .any(|m| m.get("kind").and_then(Value::as_str) == Some("MysqlFailoverGroup")))
 }
 
 /// The fixture's namespace: its Namespace object, else the first namespaced object's.

@@ -11,6 +11,7 @@ pub mod api;
 pub mod children;
 pub mod cli;
 pub mod controllers;
+pub mod deploy;
 pub mod engine;
 pub mod gtid;
 pub mod leader;

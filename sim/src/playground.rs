@@ -11,7 +11,7 @@ use crate::bloodraven_image::BLOODRAVEN_IMAGE;
 use crate::world::World;
 
 /// Namespace of the operator Deployment.
-pub const OPERATOR_NAMESPACE: &str = "bloodraven-system";
+pub const OPERATOR_NAMESPACE: &str = bloodraven::deploy::OPERATOR_NAMESPACE;
 pub const OPERATOR_NAME: &str = "bloodraven-operator";
 /// Namespace and name of the playground group in `examples/playground.yaml`.
 pub const PLAYGROUND_NAMESPACE: &str = "bloodraven-playground";
@@ -70,17 +70,18 @@ fn create(
 
 /// The operator Deployment: one replica of `bloodraven operator` on the control plane.
 pub fn operator_deployment(image_tag: &str) -> Value {
+    use bloodraven::deploy::{METRICS_PORT, METRICS_PORT_NAME, OPERATOR_APP_NAME};
     let image = format!("{BLOODRAVEN_IMAGE}:{image_tag}");
     json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": OPERATOR_NAME, "namespace": OPERATOR_NAMESPACE,
-                     "labels": {"app.kubernetes.io/name": OPERATOR_NAME}},
+                     "labels": {"app.kubernetes.io/name": OPERATOR_APP_NAME}},
         "spec": {
             "replicas": 1,
-            "selector": {"matchLabels": {"app.kubernetes.io/name": OPERATOR_NAME}},
+            "selector": {"matchLabels": {"app.kubernetes.io/name": OPERATOR_APP_NAME}},
             "template": {
-                "metadata": {"labels": {"app.kubernetes.io/name": OPERATOR_NAME}},
+                "metadata": {"labels": {"app.kubernetes.io/name": OPERATOR_APP_NAME}},
                 "spec": {
                     "nodeSelector": {"node-role.kubernetes.io/control-plane": "true"},
                     "tolerations": [{"key": "node-role.kubernetes.io/control-plane",
@@ -89,7 +90,7 @@ pub fn operator_deployment(image_tag: &str) -> Value {
                         "name": "operator",
                         "image": image,
                         "args": ["operator", format!("--sidecar-image={image}")],
-                        "ports": [{"name": "metrics", "containerPort": 8080}]
+                        "ports": [{"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT}]
                     }]
                 }
             }
@@ -100,6 +101,12 @@ pub fn operator_deployment(image_tag: &str) -> Value {
 /// Installs the CRDs, the operator's namespace and its Deployment (no RBAC: the
 /// simulated API server does not enforce it).
 pub fn install(world: &World) -> Result<(), InstallError> {
+    install_crds(world)?;
+    install_operator(world)
+}
+
+/// Installs the Bloodraven CRDs only.
+pub fn install_crds(world: &World) -> Result<(), InstallError> {
     let api = world.api();
     let crd_key = ResourceKey::new("apiextensions.k8s.io", "v1", "customresourcedefinitions");
     for crd in bloodraven::api::crds() {
@@ -108,6 +115,12 @@ pub fn install(world: &World) -> Result<(), InstallError> {
             serde_json::to_value(&crd).map_err(|source| InstallError::Crd { name, source })?;
         create(api, &crd_key, None, value)?;
     }
+    Ok(())
+}
+
+/// Installs the operator's namespace and Deployment (the CRDs must be there already).
+pub fn install_operator(world: &World) -> Result<(), InstallError> {
+    let api = world.api();
     create(
         api,
         &ResourceKey::core("v1", "namespaces"),

@@ -56,9 +56,9 @@ impl Default for K3dConfig {
             site_pod_label: "shipstream.io/site".into(),
             component_label: "app.kubernetes.io/name".into(),
             operator_namespace: "bloodraven-system".into(),
-            operator_selector: "app.kubernetes.io/name=bloodraven".into(),
+            operator_selector: bloodraven::deploy::OPERATOR_POD_SELECTOR.into(),
             metrics_service: "bloodraven-metrics:8080".into(),
-            app_user: "app".into(),
+            app_user: bloodraven::children::APP_USER.into(),
             dragonfly_port: 6379,
         }
     }

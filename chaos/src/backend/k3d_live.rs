@@ -30,8 +30,8 @@ pub const COUNTER_KEY_PREFIX: &str = "chaos-counter/";
 pub const CACHE_COUNTER_KEY: &str = "chaos-counter";
 pub const DIVERGENT_KEY_PREFIX: &str = "chaos-divergent/";
 /// Keys of the group's credentials Secret (`spec.mysql.credentialsSecret`).
-pub const ROOT_PASSWORD_KEY: &str = "root-password";
-pub const APP_PASSWORD_KEY: &str = "app-password";
+pub const ROOT_PASSWORD_KEY: &str = bloodraven::children::ROOT_PASSWORD_KEY;
+pub const APP_PASSWORD_KEY: &str = bloodraven::children::APP_PASSWORD_KEY;
 
 /// What the live data plane needs to know about a MysqlFailoverGroup.
 #[derive(Debug, Clone, PartialEq, Eq)]

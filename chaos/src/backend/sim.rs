@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bloodraven::transport::mysql::{MysqlConnector, MysqlSession, MysqlTarget, MysqlTimeouts};
 use bloodraven::transport::{DragonflyConnector, DragonflyTarget, DragonflyTimeouts, SharedClock};
-use bloodraven_sim::apiserver::{ApiServer, Caller, ResourceKey};
+use bloodraven_sim::apiserver::{ApiServer, ResourceKey};
 use bloodraven_sim::dialer::ClusterDialer;
 use bloodraven_sim::images::{StartupProfile, normalize_repository};
 use bloodraven_sim::models::dragonfly::SimDragonflyConnector;
@@ -42,10 +42,10 @@ use crate::workload::{self, CounterAck, CounterTarget, WritabilitySample};
 pub const DEFAULT_SEED: u64 = 1;
 /// The turmoil host the runner runs on.
 pub const RUNNER_HOST: &str = "chaos-runner";
-/// How the operator's pods are found (the Helm chart's and the sim install's label).
-pub const OPERATOR_SELECTOR: &str = "app.kubernetes.io/name=bloodraven";
+/// How the operator's pods are found (the label its Deployment sets).
+pub const OPERATOR_SELECTOR: &str = bloodraven::deploy::OPERATOR_POD_SELECTOR;
 /// The operator's metrics port when its pod names no `metrics` container port.
-pub const OPERATOR_METRICS_PORT: u16 = 8080;
+pub const OPERATOR_METRICS_PORT: u16 = bloodraven::deploy::METRICS_PORT;
 /// Pod selector of the primary Service and of the app-facing Dragonfly Service
 /// (DESIGN.md, pod labels): the counter finds its Services by what they select.
 const PRIMARY_SELECTOR: (&str, &str) = ("shipstream.io/role", "primary");
@@ -54,6 +54,15 @@ const DRAGONFLY_SELECTOR: (&str, &str) = ("shipstream.io/dragonfly-role", "maste
 const COUNTER_KEY_PREFIX: &str = "chaos-counter/";
 const CACHE_COUNTER_KEY: &str = "chaos-counter";
 const DIVERGENT_KEY_PREFIX: &str = "chaos-divergent/";
+/// How long mysqld takes from container start to accepting connections in the
+/// scenarios' World: a server with an existing data directory (InnoDB recovery, GTID
+/// state, the image's entrypoint) takes seconds, not the model's default half second;
+/// with that default a killed primary came back inside the 3 s detection window and
+/// `kill-site` could never cause a failover.
+pub const MYSQL_STARTUP: StartupProfile = StartupProfile {
+    delay: Duration::from_secs(5),
+    jitter: Duration::from_secs(3),
+};
 /// Simulated time the driver grants a run beyond the scenario's own timeout and the
 /// fixture's wait, before it declares the simulation stuck.
 const DRIVER_SLACK: Duration = Duration::from_secs(600);
@@ -232,11 +241,14 @@ impl SimWorld {
         builder.images_mut().register(
             MYSQL_IMAGE,
             MysqlProgram::default().with_observer(observer.clone()),
-            StartupProfile::default(),
+            MYSQL_STARTUP,
         );
         let world = builder.build()?;
         let api = world.api().clone();
-        install_crds(&api)?;
+        bloodraven_sim::playground::install_crds(&world).map_err(|e| SimError::Install {
+            what: "the Bloodraven CRDs".into(),
+            message: e.to_string(),
+        })?;
         let sites = world
             .sites()
             .iter()
@@ -256,6 +268,15 @@ impl SimWorld {
             shared,
             last: BTreeMap::new(),
             clients: 0,
+        })
+    }
+
+    /// Installs the operator (its namespace and Deployment, running the real
+    /// controller through the Bloodraven image), as `bloodraven_sim::playground` does.
+    pub fn install_operator(&mut self) -> Result<(), SimError> {
+        bloodraven_sim::playground::install_operator(&self.world).map_err(|e| SimError::Install {
+            what: "the operator".into(),
+            message: e.to_string(),
         })
     }
 
@@ -352,28 +373,6 @@ impl SimWorld {
     }
 }
 
-fn install_crds(api: &ApiServer) -> Result<(), SimError> {
-    let key = ResourceKey::new("apiextensions.k8s.io", "v1", "customresourcedefinitions");
-    for crd in bloodraven::api::crds() {
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        let install = |message: String| SimError::Install {
-            what: format!("CRD {name}"),
-            message,
-        };
-        let object = serde_json::to_value(&crd).map_err(|e| install(e.to_string()))?;
-        api.create(
-            &key,
-            None,
-            object,
-            &Caller {
-                user_agent: "bloodraven-chaos",
-            },
-        )
-        .map_err(|e| install(e.to_string()))?;
-    }
-    Ok(())
-}
-
 /// Runs one scenario on a fresh playground World seeded with `config.seed` (default
 /// [`DEFAULT_SEED`]). Blocking: the World lives on the calling thread.
 pub fn run_scenario(scenario: &Scenario, config: &RunConfig) -> ScenarioOutcome {
@@ -402,6 +401,16 @@ pub fn run_scenario(scenario: &Scenario, config: &RunConfig) -> ScenarioOutcome 
         Ok(sim) => sim,
         Err(e) => return setup_failure(e.to_string()),
     };
+    // A fixture with a failover group needs the operator to make it Healthy.
+    match runner::fixture_needs_operator(scenario) {
+        Ok(false) => {}
+        Ok(true) => {
+            if let Err(e) = sim.install_operator() {
+                return setup_failure(e.to_string());
+            }
+        }
+        Err(e) => return setup_failure(e),
+    }
     let limit = scenario.timeout.as_duration() + runner::FIXTURE_HEALTHY_WITHIN + DRIVER_SLACK;
     let owned = scenario.clone();
     let run_config = config.clone();
@@ -680,7 +689,9 @@ impl SimBackend {
                     .iter()
                     .flat_map(|s| s.containers.iter())
                     .flat_map(|c| c.ports.iter().flatten())
-                    .find(|port| port.name.as_deref() == Some("metrics"))
+                    .find(|port| {
+                        port.name.as_deref() == Some(bloodraven::deploy::METRICS_PORT_NAME)
+                    })
                     .and_then(|port| u16::try_from(port.container_port).ok())
                     .unwrap_or(OPERATOR_METRICS_PORT);
                 Some((bloodraven_sim::cluster::pod_host_name(ns, name), port))

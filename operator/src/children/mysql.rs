@@ -22,6 +22,11 @@ use crate::api::{Durability, MysqlFailoverGroup, ROLE_LABEL, SiteSpec};
 
 /// Secret keys the pods read (documented on `MysqlSpec::credentials_secret`).
 pub const ROOT_PASSWORD_KEY: &str = "root-password";
+/// The ordinary application account every mysqld creates at first boot (the official
+/// image's `MYSQL_USER`/`MYSQL_PASSWORD` contract), with its password under this key:
+/// what apps and the chaos runner's counter write as, never root.
+pub const APP_USER: &str = "app";
+pub const APP_PASSWORD_KEY: &str = "app-password";
 /// Environment variable the sidecar reads the MySQL password from.
 pub const SIDECAR_PASSWORD_ENV: &str = "BLOODRAVEN_MYSQL_PASSWORD";
 /// The role label value of the writable site's pod.
@@ -178,11 +183,23 @@ fn mysqld_container(owner: &Owner, group: &MysqlFailoverGroup, site: &str) -> Co
         name: MYSQL_CONTAINER.to_string(),
         image: Some(mysql.image.clone()),
         args: Some(mysqld_args(group, site, &owner.namespace)),
-        env: Some(vec![secret_env(
-            "MYSQL_ROOT_PASSWORD",
-            &mysql.credentials_secret,
-            ROOT_PASSWORD_KEY,
-        )]),
+        env: Some(vec![
+            secret_env(
+                "MYSQL_ROOT_PASSWORD",
+                &mysql.credentials_secret,
+                ROOT_PASSWORD_KEY,
+            ),
+            EnvVar {
+                name: "MYSQL_USER".to_string(),
+                value: Some(APP_USER.to_string()),
+                ..EnvVar::default()
+            },
+            secret_env(
+                "MYSQL_PASSWORD",
+                &mysql.credentials_secret,
+                APP_PASSWORD_KEY,
+            ),
+        ]),
         ports: Some(vec![ContainerPort {
             name: Some("mysql".to_string()),
             container_port: mysql.port,

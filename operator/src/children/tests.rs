@@ -73,10 +73,11 @@ fn statefulset_runs_a_fenced_mysqld_and_the_sidecar_on_the_site_nodes() {
     let children = built();
     let iad = &children.sites[0];
     assert_eq!(iad.site, "iad");
-    let secret = |env: &str| {
+    let secret_key = |env: &str, key: &str| {
         json!({"name": env, "valueFrom": {"secretKeyRef":
-            {"name": "playground-mysql", "key": "root-password", "optional": false}}})
+            {"name": "playground-mysql", "key": key, "optional": false}}})
     };
+    let secret = |env: &str| secret_key(env, "root-password");
     let expected = json!({
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -114,7 +115,9 @@ fn statefulset_runs_a_fenced_mysqld_and_the_sidecar_on_the_site_nodes() {
                                 "--relay-log-recovery=ON",
                                 "--report-host=playground-mysql-iad-0.playground-mysql-iad-headless.bp.svc"
                             ],
-                            "env": [secret("MYSQL_ROOT_PASSWORD")],
+                            "env": [secret("MYSQL_ROOT_PASSWORD"),
+                                    {"name": "MYSQL_USER", "value": "app"},
+                                    secret_key("MYSQL_PASSWORD", "app-password")],
                             "ports": [{"name": "mysql", "containerPort": 3306, "protocol": "TCP"}],
                             "readinessProbe": {
                                 "exec": {"command": ["mysqladmin", "ping", "--host=127.0.0.1",
@@ -163,14 +166,17 @@ fn statefulset_runs_a_fenced_mysqld_and_the_sidecar_on_the_site_nodes() {
 #[test]
 fn no_password_is_ever_inlined() {
     // Credentials reach the pods only as secretKeyRefs: the literal password (which
-    // the builders never see) cannot appear, and no env var carries a plain value.
+    // the builders never see) cannot appear, and no env var but the account name
+    // (`MYSQL_USER`, not a secret) carries a plain value.
     let children = built();
     for site in &children.sites {
         let spec = site.statefulset.spec.as_ref().unwrap();
         let pod = spec.template.spec.as_ref().unwrap();
         for container in &pod.containers {
             for env in container.env.as_deref().unwrap_or_default() {
-                assert!(env.value.is_none(), "{} has an inline value", env.name);
+                if env.name != "MYSQL_USER" {
+                    assert!(env.value.is_none(), "{} has an inline value", env.name);
+                }
             }
             for arg in container.args.as_deref().unwrap_or_default() {
                 assert!(!arg.to_lowercase().contains("password"), "{arg}");
