@@ -61,7 +61,8 @@ chaos-sweep: ## Random fault schedules over many seeds: make chaos-sweep SEEDS=2
 	@echo "chaos-sweep: not implemented yet (the seed sweep has not landed)"; exit 2
 
 playground-sim: ## The simulated playground in real time, for kubectl (no Docker): make playground-sim [SEED=1] [PORT=6443]
-	$(CARGO) run --quiet -p bloodraven-sim -- serve --port $(or $(PORT),6443) --seed $(or $(SEED),1) --kubeconfig bloodraven-sim.kubeconfig
+	$(CARGO) run --quiet -p bloodraven-sim -- serve --port $(or $(PORT),6443) --seed $(or $(SEED),1) --kubeconfig bloodraven-sim.kubeconfig \
+	  --bloodraven --apply examples/playground.yaml
 
 test-integration: ## Adapters against real servers started by the harness
 	@echo "test-integration: not implemented yet (the adapters have not landed)"; exit 2

@@ -43,6 +43,8 @@ pub enum ServeError {
     },
     #[error(transparent)]
     World(#[from] WorldError),
+    #[error("cannot install Bloodraven: {0}")]
+    Install(#[from] crate::playground::InstallError),
     #[error("cannot start the HTTP runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -53,6 +55,9 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     pub kubeconfig: PathBuf,
     pub seed: u64,
+    /// Install the Bloodraven CRDs and the operator Deployment before the manifests,
+    /// so that a failover group applied afterwards is managed by the real operator.
+    pub bloodraven: bool,
     /// Manifests (multi-document YAML) created once the cluster is up.
     pub manifests: Vec<PathBuf>,
     /// Stop after this much time (default: run until killed).
@@ -129,6 +134,10 @@ pub fn kubeconfig_yaml(server: &str) -> String {
 /// Runs the playground in real time until killed (or `duration` passes).
 pub fn serve(options: &ServeOptions) -> Result<(), ServeError> {
     let mut world: World = WorldBuilder::new(options.seed).tick(options.tick).build()?;
+    if options.bloodraven {
+        crate::playground::install(&world)?;
+        tracing::info!("installed the Bloodraven CRDs and operator");
+    }
     for manifest in &options.manifests {
         let created = apply_manifest(world.api(), manifest)?;
         tracing::info!(manifest = %manifest.display(), created, "applied");

@@ -33,6 +33,10 @@ enum Command {
         /// The seed of every random choice in the simulation.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Install the Bloodraven CRDs and operator first (the no-Docker playground:
+        /// `--bloodraven --apply examples/playground.yaml`).
+        #[arg(long)]
+        bloodraven: bool,
         /// Manifests (multi-document YAML) to create at start.
         #[arg(long = "apply", value_name = "FILE")]
         manifests: Vec<PathBuf>,
@@ -60,6 +64,7 @@ fn main() -> std::process::ExitCode {
             address,
             kubeconfig,
             seed,
+            bloodraven,
             manifests,
             duration_seconds,
             tick_ms,
@@ -67,6 +72,7 @@ fn main() -> std::process::ExitCode {
             listen: SocketAddr::new(address, port),
             kubeconfig,
             seed,
+            bloodraven,
             manifests,
             duration: duration_seconds.map(Duration::from_secs),
             tick: Duration::from_millis(tick_ms.max(1)),
