@@ -116,7 +116,10 @@ pub fn schedule(seed: u64) -> String {
             }
         }
     }
-    out.push_str("  - fault: {recover: all}\n");
+    // The last disruption may have just struck (a kill right before the end): give the
+    // operator time to notice and act before looking, or the first look sees a stale
+    // status and the hold below breaks on the failover that follows.
+    out.push_str("  - fault: {recover: all}\n  - wait: 30s\n");
     // Settle before the invariants read the final primary: a site stays writable for
     // 15 s and the counter's writes are acknowledged again.
     let _ = writeln!(
