@@ -5,9 +5,10 @@ CARGO ?= cargo
 SCENARIO ?=
 SEEDS ?= 50
 BACKEND ?= sim
+PARALLEL ?= 2
 
 .PHONY: help build test ci fmt fmt-check lint generate generate-check chaos-list chaos-run \
-        chaos-run-all chaos-recover chaos-sweep test-integration docs-build playground-sim
+        chaos-run-all chaos-recover chaos-sweep report test-integration docs-build playground-sim
 
 help: ## Show the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -51,14 +52,21 @@ chaos-run: ## Run one scenario: make chaos-run SCENARIO=02-kill-site-iad [BACKEN
 	@test -n "$(SCENARIO)" || { echo "usage: make chaos-run SCENARIO=<id or path> [BACKEND=sim|k3d] [SEED=N]"; exit 2; }
 	$(CHAOS) run $(SCENARIO) --backend $(BACKEND) $(if $(SEED),--seed $(SEED)) --junit reports/junit.xml --report-dir reports
 
-chaos-run-all: ## Run every scenario and write JUnit to reports/
-	$(CHAOS) run-all --backend $(BACKEND) --junit reports/junit.xml --report-dir reports
+chaos-run-all: ## Run every scenario and write JUnit to reports/ (prints the wall time)
+	@start=$$(date +%s.%N); \
+	$(CHAOS) run-all --backend $(BACKEND) --parallel $(PARALLEL) --junit reports/junit.xml --report-dir reports; \
+	status=$$?; \
+	echo "chaos-run-all: $$(awk "BEGIN {printf \"%.1f\", $$(date +%s.%N) - $$start}") s wall ($(PARALLEL) parallel, $$(nproc) CPUs)"; \
+	exit $$status
 
 chaos-recover: ## Undo every fault recorded in the last run's ledger (after a runner crash)
 	$(CHAOS) recover
 
-chaos-sweep: ## Random fault schedules over many seeds: make chaos-sweep SEEDS=200
-	@echo "chaos-sweep: not implemented yet (the seed sweep has not landed)"; exit 2
+chaos-sweep: ## Random fault schedules over many seeds: make chaos-sweep SEEDS=200 [FIRST=1]
+	$(CHAOS) sweep --seeds $(SEEDS) --first $(or $(FIRST),1) --parallel $(PARALLEL) --report-dir reports
+
+report: ## Run the sim suite and a sweep; write docs/report.md: make report [SEEDS=50]
+	$(CHAOS) report --sweep-seeds $(SEEDS) --parallel $(PARALLEL) --out docs/report.md --report-dir reports
 
 playground-sim: ## The simulated playground in real time, for kubectl (no Docker): make playground-sim [SEED=1] [PORT=6443]
 	$(CARGO) run --quiet -p bloodraven-sim -- serve --port $(or $(PORT),6443) --seed $(or $(SEED),1) --kubeconfig bloodraven-sim.kubeconfig \

@@ -14,6 +14,7 @@ use crate::ledger;
 use crate::report;
 use crate::runner::{self, RunConfig, ScenarioOutcome};
 use crate::scenario::{self, BackendKind, Scenario};
+use crate::sweep;
 
 const ABOUT: &str = "Run Bloodraven's chaos scenarios against a simulated or a live cluster.";
 
@@ -41,6 +42,9 @@ Examples:
   bloodraven-chaos run 05-network-partition-iad --seed 1234     # replay a sim failure
   bloodraven-chaos recover                                      # after a runner crash
   bloodraven-chaos recover --ledger reports/ledgers/04-cordon-iad.ledger
+  bloodraven-chaos sweep --seeds 200                            # random fault schedules
+  bloodraven-chaos sweep --first 17 --seeds 1                   # replay one sweep seed
+  bloodraven-chaos report --sweep-seeds 50                      # writes docs/report.md
 
 Exit status: 0 when every scenario passed, 1 when any failed, 2 when the command
 could not run (bad scenario file, backend unavailable, bad options).";
@@ -79,6 +83,34 @@ pub enum Command {
         tag: Vec<String>,
         #[command(flatten)]
         options: RunOptions,
+    },
+    /// Random fault schedules over the playground, one per seed, on sim with both
+    /// invariants on; prints each failing seed with its replay command.
+    Sweep {
+        /// How many seeds.
+        #[arg(long, default_value_t = 50, value_name = "N")]
+        seeds: u64,
+        /// The first seed (seeds FIRST..FIRST+N).
+        #[arg(long, default_value_t = 1, value_name = "SEED")]
+        first: u64,
+        /// Worlds to run at once.
+        #[arg(long, default_value_t = 2, value_name = "N")]
+        parallel: usize,
+        /// Print the schedule (a scenario file) of each seed instead of running it.
+        #[arg(long)]
+        show: bool,
+    },
+    /// Run every sim scenario and a sweep, and write the measured report (Markdown).
+    Report {
+        /// Seeds for the sweep part.
+        #[arg(long, default_value_t = 50, value_name = "N")]
+        sweep_seeds: u64,
+        /// Worlds to run at once.
+        #[arg(long, default_value_t = 2, value_name = "N")]
+        parallel: usize,
+        /// Where to write the report.
+        #[arg(long, default_value = "docs/report.md", value_name = "PATH")]
+        out: PathBuf,
     },
     /// Undo faults a crashed run left in effect, newest first, from its ledger(s).
     Recover {
@@ -173,6 +205,67 @@ async fn run_cli(cli: Cli) -> Result<ExitCode, String> {
             ledger,
             k3d_context,
         } => recover(ledger, &cli.report_dir, &k3d_context).await,
+        Command::Sweep {
+            seeds,
+            first,
+            parallel,
+            show,
+        } => {
+            if show {
+                for seed in first..first + seeds {
+                    println!("# seed {seed}\n{}", sweep::schedule(seed));
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let summary = run_sweep(first, seeds, parallel, &cli.scenarios_dir, &cli.report_dir)?;
+            Ok(if summary.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Report {
+            sweep_seeds,
+            parallel,
+            out,
+        } => {
+            let all = load_dir(&cli.scenarios_dir, &[])?;
+            let selected: Vec<Scenario> = all
+                .into_iter()
+                .filter(|s| s.supports(BackendKind::Sim))
+                .collect();
+            let options = RunOptions {
+                backend: BackendKind::Sim,
+                seed: None,
+                junit: None,
+                parallel,
+                fail_fast: false,
+                k3d_context: String::new(),
+            };
+            let wall = std::time::Instant::now();
+            let (code, outcomes) = run_many_outcomes(selected, &options, &cli.report_dir).await?;
+            let suite_wall_ms = u64::try_from(wall.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let summary = run_sweep(
+                1,
+                sweep_seeds,
+                parallel,
+                &cli.scenarios_dir,
+                &cli.report_dir,
+            )?;
+            let text = report::markdown(
+                &outcomes,
+                suite_wall_ms,
+                &summary,
+                &report::Machine::detect(),
+            );
+            report::write_text(&out, &text).map_err(|e| e.to_string())?;
+            println!("report: {}", out.display());
+            Ok(if code == ExitCode::SUCCESS && summary.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
     }
 }
 
@@ -222,11 +315,76 @@ async fn connect(kind: BackendKind, k3d_context: &str) -> Result<SharedBackend, 
     }
 }
 
+fn run_sweep(
+    first: u64,
+    seeds: u64,
+    parallel: usize,
+    scenarios_dir: &Path,
+    report_dir: &Path,
+) -> Result<sweep::SweepSummary, String> {
+    eprintln!(
+        "sweep: seeds {first}..{} on {parallel} thread(s)",
+        first + seeds
+    );
+    let progress = |r: &sweep::SeedResult, outcome: &ScenarioOutcome| {
+        if r.passed {
+            eprintln!(
+                "sweep: seed {} ok ({:.1}s wall)",
+                r.seed,
+                r.wall_ms as f64 / 1000.0
+            );
+        } else {
+            let failures: String = outcome.failures.iter().map(ToString::to_string).collect();
+            eprintln!(
+                "sweep: seed {} FAILED\n{failures}replay: {}\n",
+                r.seed, r.replay
+            );
+        }
+    };
+    let summary = sweep::run(
+        first,
+        seeds,
+        parallel,
+        scenarios_dir,
+        &report_dir.join("ledgers"),
+        &progress,
+    )
+    .map_err(|e| format!("the sweep generated an invalid schedule: {e}"))?;
+    println!(
+        "sweep: {} seed(s) in {:.1}s wall ({:.0}s simulated), {} failed",
+        summary.seeds,
+        summary.wall_ms as f64 / 1000.0,
+        summary.simulated_ms as f64 / 1000.0,
+        summary.failed.len()
+    );
+    for r in &summary.failed {
+        println!(
+            "  seed {}: {}\n    replay: {}",
+            r.seed,
+            r.failure.as_deref().unwrap_or("?"),
+            r.replay
+        );
+    }
+    let json = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
+    report::write_text(&report_dir.join("sweep.json"), &json).map_err(|e| e.to_string())?;
+    Ok(summary)
+}
+
 async fn run_many(
     scenarios: Vec<Scenario>,
     options: &RunOptions,
     report_dir: &Path,
 ) -> Result<ExitCode, String> {
+    run_many_outcomes(scenarios, options, report_dir)
+        .await
+        .map(|(code, _)| code)
+}
+
+async fn run_many_outcomes(
+    scenarios: Vec<Scenario>,
+    options: &RunOptions,
+    report_dir: &Path,
+) -> Result<(ExitCode, Vec<ScenarioOutcome>), String> {
     for s in &scenarios {
         if !s.supports(options.backend) {
             return Err(format!(
@@ -321,11 +479,12 @@ async fn run_many(
     for o in &failed {
         println!("replay {}: {}", o.id, report::replay_command(o));
     }
-    Ok(if failed.is_empty() && outcomes.len() == total {
+    let code = if failed.is_empty() && outcomes.len() == total {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    };
+    Ok((code, outcomes))
 }
 
 /// Runs one scenario: on its own blocking thread with a fresh World for sim, on the

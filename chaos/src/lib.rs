@@ -15,4 +15,5 @@ pub mod partial;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod sweep;
 pub mod workload;

@@ -203,6 +203,9 @@ pub enum Fault {
     WriteDivergent { site: Site, transactions: u32 },
     /// Delay the site's replication applier by `seconds`.
     ReplicationDelay { site: Site, seconds: u32 },
+    /// Make the site's mysqld writable behind the operator's back, as root would
+    /// (`SET GLOBAL super_read_only=OFF, read_only=OFF`): a second writable site.
+    ForceWritable(Site),
     /// Delete the operator's pod.
     KillOperator {},
     /// Undo faults recorded in the ledger, newest first.
@@ -226,6 +229,7 @@ impl fmt::Display for Fault {
             Fault::ReplicationDelay { site, seconds } => {
                 write!(f, "replication-delay {site} {seconds}s")
             }
+            Fault::ForceWritable(s) => write!(f, "force-writable {s}"),
             Fault::KillOperator {} => write!(f, "kill-operator"),
             Fault::Recover(RecoverScope::All) => write!(f, "recover all"),
         }

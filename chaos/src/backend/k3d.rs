@@ -102,6 +102,12 @@ pub enum K3dOp {
         site: String,
         transactions: u32,
     },
+    /// As root through a tunnel to the site's mysqld: `read_only=OFF,
+    /// super_read_only=OFF`.
+    ForceWritable {
+        namespace: String,
+        site: String,
+    },
     /// As root on the site's mysqld: STOP REPLICA; CHANGE REPLICATION SOURCE TO
     /// SOURCE_DELAY = seconds; START REPLICA.
     SetSourceDelay {
@@ -452,6 +458,17 @@ impl K3dBackend {
                     vec![],
                 )
             }
+            Fault::ForceWritable(site) => {
+                self.require_live(fault)?;
+                (
+                    vec![K3dOp::ForceWritable {
+                        namespace: namespace.to_owned(),
+                        site: site.to_string(),
+                    }],
+                    // No undo: fencing the second writer is the operator's job.
+                    vec![],
+                )
+            }
             Fault::ReplicationDelay { site, seconds } => {
                 self.require_live(fault)?;
                 let delay = |seconds: u32| K3dOp::SetSourceDelay {
@@ -496,6 +513,10 @@ impl K3dBackend {
                 .forced_writes(namespace, site, *transactions)
                 .await
                 .map_err(|m| Self::call_error(format!("write-divergent {site}"), m)),
+            K3dOp::ForceWritable { namespace, site } => live()?
+                .force_writable(namespace, site)
+                .await
+                .map_err(|m| Self::call_error(format!("force-writable {site}"), m)),
             K3dOp::SetSourceDelay {
                 namespace,
                 site,

@@ -261,6 +261,16 @@ impl Live {
         Ok(())
     }
 
+    /// force-writable: `read_only=OFF, super_read_only=OFF` on `site`'s mysqld as root.
+    pub async fn force_writable(&self, namespace: &str, site: &str) -> Result<(), String> {
+        let group = self.group(Some(namespace)).await?;
+        let mut session = self.root_session(&group, site).await?;
+        session
+            .set_read_only(bloodraven::transport::mysql::ReadOnlyMode::Writable)
+            .await
+            .map_err(|e| format!("on site {site}: {e}"))
+    }
+
     /// replication-delay: STOP REPLICA; CHANGE REPLICATION SOURCE TO SOURCE_DELAY = n;
     /// START REPLICA on `site`'s mysqld.
     pub async fn set_source_delay(

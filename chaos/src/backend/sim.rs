@@ -113,6 +113,11 @@ pub enum SimOp {
         site: String,
         transactions: u32,
     },
+    /// `read_only=OFF, super_read_only=OFF` on the site's mysqld as root.
+    ForceWritable {
+        namespace: String,
+        site: String,
+    },
     /// STOP REPLICA; CHANGE REPLICATION SOURCE TO SOURCE_DELAY = seconds; START REPLICA.
     SetSourceDelay {
         namespace: String,
@@ -561,6 +566,13 @@ impl SimBackend {
                 }
                 Ok(())
             }
+            SimOp::ForceWritable { namespace, site } => {
+                let mut session = self.site_mysql_root(namespace, site).await?;
+                session
+                    .set_read_only(bloodraven::transport::mysql::ReadOnlyMode::Writable)
+                    .await
+                    .map_err(|e| call_error("force-writable", e))
+            }
             SimOp::SetSourceDelay {
                 namespace,
                 site,
@@ -886,6 +898,15 @@ impl Backend for SimBackend {
                         vec![SimOp::RecoverNode { site: s }],
                     )
                 }
+                Fault::ForceWritable(s) => (
+                    vec![SimOp::ForceWritable {
+                        namespace: ns.clone(),
+                        site: site(s)?,
+                    }],
+                    // No undo: fencing the second writer is the operator's job, which
+                    // scenarios assert; a runner that re-fenced it would hide that.
+                    vec![],
+                ),
                 Fault::WriteDivergent {
                     site: s,
                     transactions,
@@ -1333,6 +1354,16 @@ mod tests {
         assert_eq!(
             value,
             serde_json::json!({"op": "partition-sites", "sites": ["iad", "pdx"]})
+        );
+        assert_eq!(serde_json::from_value::<SimOp>(value).unwrap(), op);
+        let op = SimOp::ForceWritable {
+            namespace: "bp".into(),
+            site: "pdx".into(),
+        };
+        let value = serde_json::to_value(&op).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"op": "force-writable", "namespace": "bp", "site": "pdx"})
         );
         assert_eq!(serde_json::from_value::<SimOp>(value).unwrap(), op);
     }
