@@ -135,6 +135,12 @@ pub fn mysqld_args(group: &MysqlFailoverGroup, site: &str, namespace: &str) -> V
         "--skip-replica-start=ON".to_string(),
         // Crash safety of the replica's position, so a crash never re-applies events.
         "--relay-log-recovery=ON".to_string(),
+        // A replica must notice a dead link to its source in seconds, not MySQL's
+        // default 60 s: until it does, it reports a running IO thread and zero lag while
+        // receiving nothing, and an emergency failover in that window would promote a
+        // replica missing everything since the link died. The heartbeat (half of this)
+        // keeps a quiet but healthy link alive.
+        "--replica-net-timeout=5".to_string(),
         format!(
             "--report-host={}",
             names::mysql_pod_host(group_name, site, namespace)

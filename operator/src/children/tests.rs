@@ -113,6 +113,7 @@ fn statefulset_runs_a_fenced_mysqld_and_the_sidecar_on_the_site_nodes() {
                                 "--log-replica-updates=ON",
                                 "--skip-replica-start=ON",
                                 "--relay-log-recovery=ON",
+                                "--replica-net-timeout=5",
                                 "--report-host=playground-mysql-iad-0.playground-mysql-iad-headless.bp.svc"
                             ],
                             "env": [secret("MYSQL_ROOT_PASSWORD"),
