@@ -29,6 +29,34 @@ pub struct CounterAck {
     pub site: String,
 }
 
+/// Each increment writes its own row `chaos-counter/<seq>`, so that the
+/// no-acknowledged-write-lost check can look up every acknowledged write by number.
+pub const COUNTER_KEY_PREFIX: &str = "chaos-counter/";
+
+/// A counter client's session to the current primary, with the site it belongs to;
+/// `None` until (re)connected.
+pub type SessionSlot = Option<(String, Box<dyn bloodraven::transport::MysqlSession>)>;
+
+/// One increment through `slot` (which the backend has connected to the primary). On an
+/// error the session is dropped so the next write reconnects and finds the primary again
+/// (it may have moved).
+pub async fn increment_in(slot: &mut SessionSlot, seq: u64) -> Result<CounterAck, String> {
+    let key = format!("{COUNTER_KEY_PREFIX}{seq}");
+    let Some((site, session)) = slot.as_mut() else {
+        return Err("no session to the primary".into());
+    };
+    match session.counter_increment(&key).await {
+        Ok(value) => Ok(CounterAck {
+            value: u64::try_from(value).unwrap_or_default(),
+            site: site.clone(),
+        }),
+        Err(e) => {
+            *slot = None;
+            Err(e.to_string())
+        }
+    }
+}
+
 /// The workload's connection to the system under test, provided by the backend.
 pub trait CounterTarget: Send + Sync {
     /// Commits increment number `seq` through the primary Service.

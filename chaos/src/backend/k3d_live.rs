@@ -22,11 +22,11 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 
 use super::tunnel::{LastConnection, SharedForwarder, Tunnel, TunnelTarget, Tunnels};
-use crate::workload::{CounterAck, CounterTarget};
+use crate::workload::{CounterAck, CounterTarget, SessionSlot, increment_in};
 
 /// Keys the counter and write-divergent write; the same as the sim backend's, so that a
 /// scenario reads the same on both.
-pub const COUNTER_KEY_PREFIX: &str = "chaos-counter/";
+pub use crate::workload::COUNTER_KEY_PREFIX;
 pub const CACHE_COUNTER_KEY: &str = "chaos-counter";
 pub const DIVERGENT_KEY_PREFIX: &str = "chaos-divergent/";
 /// Keys of the group's credentials Secret (`spec.mysql.credentialsSecret`).
@@ -293,7 +293,7 @@ impl Live {
 /// through the Dragonfly master that takes traffic.
 pub struct K3dCounter {
     live: Arc<Live>,
-    session: tokio::sync::Mutex<Option<(String, Box<dyn MysqlSession>)>>,
+    session: tokio::sync::Mutex<SessionSlot>,
     attempted: Mutex<BTreeSet<u64>>,
 }
 
@@ -307,9 +307,7 @@ impl K3dCounter {
     }
 
     /// Opens a session to the current primary when none is open; returns the slot.
-    async fn open(
-        &self,
-    ) -> Result<tokio::sync::MutexGuard<'_, Option<(String, Box<dyn MysqlSession>)>>, String> {
+    async fn open(&self) -> Result<tokio::sync::MutexGuard<'_, SessionSlot>, String> {
         let mut slot = self.session.lock().await;
         if slot.is_none() {
             let live = &self.live;
@@ -352,22 +350,8 @@ impl CounterTarget for K3dCounter {
             if let Ok(mut a) = self.attempted.lock() {
                 a.insert(seq);
             }
-            let key = format!("{COUNTER_KEY_PREFIX}{seq}");
             let mut slot = self.open().await?;
-            let Some((site, session)) = slot.as_mut() else {
-                return Err("no session to the primary".into());
-            };
-            match session.counter_increment(&key).await {
-                Ok(value) => Ok(CounterAck {
-                    value: u64::try_from(value).unwrap_or_default(),
-                    site: site.clone(),
-                }),
-                Err(e) => {
-                    // The primary may have moved: reconnect (and re-resolve) next time.
-                    *slot = None;
-                    Err(e.to_string())
-                }
-            }
+            increment_in(&mut slot, seq).await
         })
     }
 

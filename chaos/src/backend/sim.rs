@@ -36,7 +36,10 @@ use super::{Backend, BackendError, FaultPlan};
 use crate::cluster::{KubeCluster, SharedCluster};
 use crate::runner::{self, Failure, RunConfig, ScenarioOutcome};
 use crate::scenario::{BackendKind, Component, Fault, Scenario};
-use crate::workload::{self, CounterAck, CounterTarget, WritabilitySample};
+use crate::workload::{
+    self, COUNTER_KEY_PREFIX, CounterAck, CounterTarget, SessionSlot, WritabilitySample,
+    increment_in,
+};
 
 /// The seed a sim run uses when `--seed` is not given (printed with every run).
 pub const DEFAULT_SEED: u64 = 1;
@@ -51,7 +54,6 @@ pub const OPERATOR_METRICS_PORT: u16 = bloodraven::deploy::METRICS_PORT;
 const PRIMARY_SELECTOR: (&str, &str) = ("shipstream.io/role", "primary");
 const DRAGONFLY_SELECTOR: (&str, &str) = ("shipstream.io/dragonfly-role", "master");
 /// Keys the counter and write-divergent write in the models' counter table.
-const COUNTER_KEY_PREFIX: &str = "chaos-counter/";
 const CACHE_COUNTER_KEY: &str = "chaos-counter";
 const DIVERGENT_KEY_PREFIX: &str = "chaos-divergent/";
 /// How long mysqld takes from container start to accepting connections in the
@@ -1042,8 +1044,6 @@ struct SimCounter {
     attempted: Mutex<BTreeSet<u64>>,
 }
 
-type SessionSlot = Option<(String, Box<dyn MysqlSession>)>;
-
 /// Where the counter connects: the Service (by DNS name) and the account.
 struct Endpoint {
     namespace: String,
@@ -1240,21 +1240,8 @@ impl CounterTarget for SimCounter {
             if let Ok(mut a) = self.attempted.lock() {
                 a.insert(seq);
             }
-            let key = format!("{COUNTER_KEY_PREFIX}{seq}");
             let mut slot = self.open_session().await?;
-            let Some((site, session)) = slot.as_mut() else {
-                return Err("no session to the primary".into());
-            };
-            match session.counter_increment(&key).await {
-                Ok(value) => Ok(CounterAck {
-                    value: u64::try_from(value).unwrap_or_default(),
-                    site: site.clone(),
-                }),
-                Err(e) => {
-                    *slot = None;
-                    Err(e.to_string())
-                }
-            }
+            increment_in(&mut slot, seq).await
         })
     }
 
