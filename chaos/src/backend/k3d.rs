@@ -569,15 +569,7 @@ impl K3dBackend {
 }
 
 fn to_values(ops: Vec<K3dOp>) -> Result<Vec<Value>, BackendError> {
-    ops.into_iter()
-        .map(|op| {
-            serde_json::to_value(&op).map_err(|e| BackendError::BadOperation {
-                backend: BackendKind::K3d,
-                op: format!("{op:?}"),
-                message: e.to_string(),
-            })
-        })
-        .collect()
+    super::encode_ops(BackendKind::K3d, ops)
 }
 
 impl Backend for K3dBackend {
@@ -617,13 +609,7 @@ impl Backend for K3dBackend {
     fn execute<'a>(&'a self, ops: &'a [Value]) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
             for value in ops {
-                let op: K3dOp = serde_json::from_value(value.clone()).map_err(|e| {
-                    BackendError::BadOperation {
-                        backend: BackendKind::K3d,
-                        op: value.to_string(),
-                        message: e.to_string(),
-                    }
-                })?;
+                let op: K3dOp = super::decode_op(BackendKind::K3d, value)?;
                 self.run_op(&op).await?;
             }
             Ok(())

@@ -94,3 +94,33 @@ pub trait Backend: Send + Sync {
 }
 
 pub type SharedBackend = Arc<dyn Backend>;
+
+/// Encodes a backend's fault operations for the ledger (JSON, so that `recover` can
+/// replay them after the runner itself crashed).
+pub fn encode_ops<T: serde::Serialize + std::fmt::Debug>(
+    backend: BackendKind,
+    ops: Vec<T>,
+) -> Result<Vec<serde_json::Value>, BackendError> {
+    ops.into_iter()
+        .map(|op| {
+            serde_json::to_value(&op).map_err(|e| BackendError::BadOperation {
+                backend,
+                op: format!("{op:?}"),
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Decodes one ledger operation of `backend`; a foreign or corrupt entry is an error
+/// that names it.
+pub fn decode_op<T: serde::de::DeserializeOwned>(
+    backend: BackendKind,
+    value: &serde_json::Value,
+) -> Result<T, BackendError> {
+    serde_json::from_value(value.clone()).map_err(|e| BackendError::BadOperation {
+        backend,
+        op: value.to_string(),
+        message: e.to_string(),
+    })
+}

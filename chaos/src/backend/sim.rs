@@ -129,15 +129,7 @@ pub enum SimOp {
 }
 
 fn ops(list: Vec<SimOp>) -> Result<Vec<Value>, BackendError> {
-    list.into_iter()
-        .map(|op| {
-            serde_json::to_value(&op).map_err(|e| BackendError::BadOperation {
-                backend: BackendKind::Sim,
-                op: format!("{op:?}"),
-                message: e.to_string(),
-            })
-        })
-        .collect()
+    super::encode_ops(BackendKind::Sim, list)
 }
 
 fn call_error(operation: impl Into<String>, message: impl std::fmt::Display) -> BackendError {
@@ -961,13 +953,7 @@ impl Backend for SimBackend {
     fn execute<'a>(&'a self, ops: &'a [Value]) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
             for value in ops {
-                let op: SimOp = serde_json::from_value(value.clone()).map_err(|e| {
-                    BackendError::BadOperation {
-                        backend: BackendKind::Sim,
-                        op: value.to_string(),
-                        message: e.to_string(),
-                    }
-                })?;
+                let op: SimOp = super::decode_op(BackendKind::Sim, value)?;
                 self.run_op(&op).await?;
             }
             Ok(())

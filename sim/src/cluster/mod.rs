@@ -190,15 +190,7 @@ impl ControllerApi {
         name: &str,
         patch: Value,
     ) -> Option<Value> {
-        let result = self.api.patch(
-            key,
-            ns,
-            name,
-            Patch::Merge(patch),
-            Subresource::Main,
-            &Caller { user_agent: who },
-        );
-        log_failure(who, "patch", key, result)
+        self.merge_patch_to(Subresource::Main, who, key, ns, name, patch)
     }
 
     pub fn merge_patch_status(
@@ -209,15 +201,31 @@ impl ControllerApi {
         name: &str,
         patch: Value,
     ) -> Option<Value> {
+        self.merge_patch_to(Subresource::Status, who, key, ns, name, patch)
+    }
+
+    fn merge_patch_to(
+        &self,
+        sub: Subresource,
+        who: &str,
+        key: &ResourceKey,
+        ns: Option<&str>,
+        name: &str,
+        patch: Value,
+    ) -> Option<Value> {
+        let operation = match sub {
+            Subresource::Status => "patch status",
+            Subresource::Main => "patch",
+        };
         let result = self.api.patch(
             key,
             ns,
             name,
             Patch::Merge(patch),
-            Subresource::Status,
+            sub,
             &Caller { user_agent: who },
         );
-        log_failure(who, "patch status", key, result)
+        log_failure(who, operation, key, result)
     }
 
     pub fn delete(
