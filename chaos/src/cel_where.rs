@@ -1,5 +1,10 @@
 //! `where:` expressions: CEL over the object as `self`, the same convention Kubernetes
 //! uses for CRD validation rules, so an expression reads the same in both places.
+//! `capture:` steps use the same binding for an expression that yields a value.
+//! Besides the cel crate's functions there is `split`, from the CEL strings extension
+//! Kubernetes enables: `'a-b'.split('-') == ['a', 'b']`.
+
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -18,21 +23,50 @@ pub enum WhereOutcome {
     Error(String),
 }
 
+/// `'a-b-c'.split('-')`: the CEL strings extension's split (every occurrence).
+fn split(
+    cel::extractors::This(this): cel::extractors::This<Arc<String>>,
+    separator: Arc<String>,
+) -> Result<cel::Value, cel::ExecutionError> {
+    let parts: Vec<cel::Value> = this
+        .split(separator.as_str())
+        .map(|part| cel::Value::String(Arc::new(part.to_owned())))
+        .collect();
+    Ok(cel::Value::List(Arc::new(parts)))
+}
+
+/// Runs `expression` with `self` bound to `object`.
+fn execute(expression: &str, object: &Value) -> Result<cel::Value, String> {
+    let program = compile(expression)?;
+    let mut context = cel::Context::default();
+    context.add_function("split", split);
+    context
+        .add_variable("self", object)
+        .map_err(|e| format!("cannot expose the object to CEL: {e}"))?;
+    program
+        .execute(&context)
+        .map_err(|e| format!("evaluation failed: {e}"))
+}
+
 /// Evaluates `expression` with `self` bound to `object`.
 pub fn evaluate(expression: &str, object: &Value) -> WhereOutcome {
-    let program = match compile(expression) {
-        Ok(p) => p,
-        Err(e) => return WhereOutcome::Error(e),
-    };
-    let mut context = cel::Context::default();
-    if let Err(e) = context.add_variable("self", object) {
-        return WhereOutcome::Error(format!("cannot expose the object to CEL: {e}"));
-    }
-    match program.execute(&context) {
+    match execute(expression, object) {
         Ok(cel::Value::Bool(true)) => WhereOutcome::True,
         Ok(cel::Value::Bool(false)) => WhereOutcome::False,
         Ok(other) => WhereOutcome::Error(format!("evaluated to {other:?}, not a boolean")),
-        Err(e) => WhereOutcome::Error(format!("evaluation failed: {e}")),
+        Err(e) => WhereOutcome::Error(e),
+    }
+}
+
+/// Evaluates a `capture` expression: a string, or a number (written in decimal).
+/// Anything else (a list, a map, null, a boolean) is an error naming what it was.
+pub fn evaluate_value(expression: &str, object: &Value) -> Result<String, String> {
+    match execute(expression, object)? {
+        cel::Value::String(s) => Ok(s.to_string()),
+        cel::Value::Int(n) => Ok(n.to_string()),
+        cel::Value::UInt(n) => Ok(n.to_string()),
+        cel::Value::Float(n) => Ok(n.to_string()),
+        other => Err(format!("evaluated to {other:?}, not a string or a number")),
     }
 }
 
@@ -97,6 +131,29 @@ mod tests {
         assert!(
             matches!(not_bool, WhereOutcome::Error(ref m) if m.contains("not a boolean")),
             "{not_bool:?}"
+        );
+    }
+
+    #[test]
+    fn values_for_capture() {
+        let divergent = json!({"status": {"sites": [
+            {"name": "pdx", "state": "writable"},
+            {"name": "iad", "divergentGtid": "3e11fa47-71ca-11e1-9e33-c80aa9429562:11-13", "divergentTransactionCount": 3}
+        ]}});
+        let token = "self.status.sites.filter(s, s.name == 'iad')[0].divergentGtid.split('-')[0]";
+        assert_eq!(evaluate_value(token, &divergent).unwrap(), "3e11fa47");
+        let count = "self.status.sites.filter(s, s.name == 'iad')[0].divergentTransactionCount";
+        assert_eq!(evaluate_value(count, &divergent).unwrap(), "3");
+        let list = evaluate_value("'a-b'.split('-')", &divergent).unwrap_err();
+        assert!(list.contains("not a string or a number"), "{list}");
+        let boolean = evaluate_value("true", &divergent).unwrap_err();
+        assert!(boolean.contains("not a string or a number"), "{boolean}");
+        let missing = evaluate_value("self.status.nope", &divergent).unwrap_err();
+        assert!(missing.contains("evaluation failed"), "{missing}");
+        // split keeps empty parts, as the CEL strings extension does.
+        assert_eq!(
+            evaluate("'a--b'.split('-') == ['a', '', 'b']", &divergent),
+            WhereOutcome::True
         );
     }
 

@@ -16,4 +16,5 @@ pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod sweep;
+pub mod template;
 pub mod workload;

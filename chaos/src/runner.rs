@@ -22,9 +22,10 @@ use crate::ledger::Ledger;
 use crate::metrics;
 use crate::partial;
 use crate::scenario::{
-    Action, ApplySource, Assertion, BackendKind, Check, Fault, Invariant, ObjectRef, Refutation,
-    ResourceCheck, Scenario, Step, WorkloadCheck,
+    Action, ApplySource, Assertion, BackendKind, CaptureAction, Check, Fault, Invariant, ObjectRef,
+    Refutation, ResourceCheck, Scenario, Step, WorkloadCheck,
 };
+use crate::template;
 use crate::workload::{self, History, Millis, SharedHistory, WritabilitySample};
 
 /// How long the fixture's groups get to become Healthy.
@@ -181,6 +182,8 @@ struct Run<'a> {
     workload_target: Option<Arc<dyn workload::CounterTarget>>,
     last_status: Mutex<BTreeMap<String, Value>>,
     seen_events: Mutex<BTreeMap<String, i64>>,
+    /// Values kept by `capture` steps, by name, for `${name}` references.
+    captured: Mutex<BTreeMap<String, String>>,
 }
 
 /// Runs `scenario` on `backend`. Never panics on scenario failure: everything ends up
@@ -237,6 +240,7 @@ pub async fn run_scenario(
         workload_target: None,
         last_status: Mutex::new(BTreeMap::new()),
         seen_events: Mutex::new(BTreeMap::new()),
+        captured: Mutex::new(BTreeMap::new()),
     };
     let (failures, workload) = run.execute().await;
     outcome.failures = failures;
@@ -503,7 +507,20 @@ impl Run<'_> {
                 .await
                 .map_err(|e| fail(e.to_string())),
             Action::Annotate(a) => {
-                let patch = serde_json::json!({"metadata": {"annotations": a.set}});
+                let captured = self.captured.lock().map(|c| c.clone()).unwrap_or_default();
+                let mut annotations = serde_json::Map::new();
+                for (key, value) in &a.set {
+                    let value = match value {
+                        Some(template) => Value::String(
+                            template
+                                .render(&captured)
+                                .map_err(|e| fail(format!("annotation {key}: {e}")))?,
+                        ),
+                        None => Value::Null,
+                    };
+                    annotations.insert(key.clone(), value);
+                }
+                let patch = serde_json::json!({"metadata": {"annotations": annotations}});
                 self.cluster
                     .merge_patch(&a.resource, &self.namespace, &patch)
                     .await
@@ -521,6 +538,55 @@ impl Run<'_> {
             }
             Action::Assert(a) => self.assert(a).await,
             Action::Refute(r) => self.refute(r).await,
+            Action::Capture(c) => self.capture(c).await,
+        }
+    }
+
+    /// Polls the object until the expression yields a value, and keeps it.
+    async fn capture(&self, c: &CaptureAction) -> Result<(), Failure> {
+        let deadline = Instant::now() + c.within.as_duration();
+        let mut last_explanation = String::from("(never looked)");
+        let mut last_error = None;
+        loop {
+            match self.cluster.get(&c.resource, &self.namespace).await {
+                Ok(Some(object)) => {
+                    self.record_status_change(&c.resource, &object);
+                    match cel_where::evaluate_value(&c.value, &object) {
+                        Ok(value) => {
+                            self.note(
+                                TimelineKind::Step,
+                                format!("captured {} = {value:?}", c.name),
+                            );
+                            if let Ok(mut captured) = self.captured.lock() {
+                                captured.insert(c.name.clone(), value);
+                            }
+                            return Ok(());
+                        }
+                        Err(e) => {
+                            last_explanation = format!(
+                                "`{}`: {e}\nactual {}:\n{}",
+                                c.value,
+                                c.resource,
+                                partial::indent(&partial::to_yaml(&shown_object(&object)))
+                            );
+                        }
+                    }
+                }
+                Ok(None) => last_explanation = format!("{} does not exist", c.resource),
+                Err(e) => last_error = Some(e.to_string()),
+            }
+            if Instant::now() >= deadline {
+                return Err(Failure {
+                    step: String::new(),
+                    message: format!(
+                        "capture {}: `{}` yielded no string or number within {}",
+                        c.name, c.value, c.within
+                    ),
+                    detail: last_explanation,
+                    last_error,
+                });
+            }
+            tokio::time::sleep(self.config.poll_interval).await;
         }
     }
 
@@ -857,8 +923,13 @@ impl Run<'_> {
             Err(e) => return Probe::Error(e.to_string()),
         };
         self.record_status_change(&r.resource, &object);
+        let captured = self.captured.lock().map(|c| c.clone()).unwrap_or_default();
         let mut why = String::new();
         for (field, expected) in &r.partial {
+            let expected = &match template::render_strings(expected, &captured) {
+                Ok(rendered) => rendered,
+                Err(e) => return Probe::Error(format!("{field}: {e}")),
+            };
             let actual = object.get(field);
             let ok = actual.is_some_and(|a| partial::matches(expected, a));
             if !ok {

@@ -13,6 +13,7 @@ use serde_json::Value;
 use serde_saphyr::Spanned;
 
 use crate::duration::ScenarioDuration;
+use crate::template::{self, Template};
 
 /// The whole-scenario timeout when a scenario does not set one.
 pub const DEFAULT_TIMEOUT: ScenarioDuration = ScenarioDuration::from_secs(600);
@@ -108,6 +109,7 @@ pub enum Action {
     Assert(Assertion),
     Refute(Refutation),
     Wait(ScenarioDuration),
+    Capture(CaptureAction),
 }
 
 impl Action {
@@ -126,6 +128,7 @@ impl Action {
             Action::Assert(a) => format!("assert {}", a.check.summary()),
             Action::Refute(r) => format!("refute {}", r.check.summary()),
             Action::Wait(d) => format!("wait {d}"),
+            Action::Capture(c) => format!("capture {} from {}", c.name, c.resource),
         }
     }
 }
@@ -167,12 +170,24 @@ pub struct PatchAction {
     pub merge: Value,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AnnotateAction {
     pub resource: ObjectRef,
-    /// Annotations to set; `null` removes one.
-    pub set: BTreeMap<String, Option<String>>,
+    /// Annotations to set, values with `${name}` references to captured values;
+    /// `null` removes one.
+    pub set: BTreeMap<String, Option<Template>>,
+}
+
+/// `{resource: REF, value: CEL, as: name, within?}`: polls the object until the CEL
+/// expression (with `self` bound to it) yields a string or a number, and keeps that as
+/// `name` for later `${name}` references.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CaptureAction {
+    pub resource: ObjectRef,
+    pub value: String,
+    #[serde(rename = "as")]
+    pub name: String,
+    pub within: ScenarioDuration,
 }
 
 /// A site name as the group spells it (`iad`, `pdx`).
@@ -206,6 +221,10 @@ pub enum Fault {
     /// Make the site's mysqld writable behind the operator's back, as root would
     /// (`SET GLOBAL super_read_only=OFF, read_only=OFF`): a second writable site.
     ForceWritable(Site),
+    /// Freeze the site's fencing sidecar (SIGSTOP; the cgroup freezer in the
+    /// simulation): mysqld runs on with nobody beside it to fence it. Undone by thawing
+    /// it (SIGCONT); a restart of the container also ends it.
+    DisableSidecar(Site),
     /// Delete the operator's pod.
     KillOperator {},
     /// Undo faults recorded in the ledger, newest first.
@@ -230,6 +249,7 @@ impl fmt::Display for Fault {
                 write!(f, "replication-delay {site} {seconds}s")
             }
             Fault::ForceWritable(s) => write!(f, "force-writable {s}"),
+            Fault::DisableSidecar(s) => write!(f, "disable-sidecar {s}"),
             Fault::KillOperator {} => write!(f, "kill-operator"),
             Fault::Recover(RecoverScope::All) => write!(f, "recover all"),
         }
@@ -491,7 +511,9 @@ struct RawStep {
     #[serde(default)]
     patch: Option<PatchAction>,
     #[serde(default)]
-    annotate: Option<AnnotateAction>,
+    annotate: Option<RawAnnotate>,
+    #[serde(default)]
+    capture: Option<Spanned<RawCapture>>,
     #[serde(default)]
     delete: Option<ObjectRef>,
     #[serde(default)]
@@ -502,6 +524,27 @@ struct RawStep {
     refute: Option<Spanned<RawCheck>>,
     #[serde(default)]
     wait: Option<ScenarioDuration>,
+}
+
+/// An annotate as written: values located, so a bad `${...}` names its line.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnnotate {
+    resource: ObjectRef,
+    set: BTreeMap<String, Option<Spanned<String>>>,
+}
+
+/// A capture as written. Its errors are reported at the capture's own location (spans
+/// on its fields would put `.value` hops into the key path).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCapture {
+    resource: ObjectRef,
+    value: String,
+    #[serde(rename = "as")]
+    name: String,
+    #[serde(default)]
+    within: Option<ScenarioDuration>,
 }
 
 /// An assert/refute as written: one of resource/events/metric/workload plus timing.
@@ -556,13 +599,26 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
             key,
             message,
         };
+    // A `${name}` must be captured by an earlier step; `finally` may use any capture
+    // of the steps (and says so at run time if that step never ran).
+    let mut captured = std::collections::BTreeSet::new();
     let mut steps = Vec::with_capacity(raw.steps.len());
     for (i, step) in raw.steps.into_iter().enumerate() {
-        steps.push(validate_step(step, &format!("steps[{i}]"), &invalid)?);
+        steps.push(validate_step(
+            step,
+            &format!("steps[{i}]"),
+            &mut captured,
+            &invalid,
+        )?);
     }
     let mut finally = Vec::with_capacity(raw.finally.len());
     for (i, step) in raw.finally.into_iter().enumerate() {
-        finally.push(validate_step(step, &format!("finally[{i}]"), &invalid)?);
+        finally.push(validate_step(
+            step,
+            &format!("finally[{i}]"),
+            &mut captured,
+            &invalid,
+        )?);
     }
     Ok(Scenario {
         id,
@@ -620,7 +676,10 @@ fn deserialize_with_path<T: serde::de::DeserializeOwned>(
 fn readable_key_path(raw: &str, message: &str) -> String {
     static SPANNED_HOP: std::sync::LazyLock<Option<regex::Regex>> =
         std::sync::LazyLock::new(|| {
-            regex::Regex::new(r"((?:steps|finally|where)\[\d+\]|\.assert|\.refute)\.value").ok()
+            regex::Regex::new(
+                r"((?:steps|finally|where)\[\d+\]|\.assert|\.refute|\.capture)\.value",
+            )
+            .ok()
         });
     let mut path = match SPANNED_HOP.as_ref() {
         Some(re) => re.replace_all(raw, "$1").into_owned(),
@@ -651,6 +710,7 @@ fn strip_location_suffix(message: &str) -> String {
 fn validate_step(
     step: Spanned<RawStep>,
     key: &str,
+    captured: &mut std::collections::BTreeSet<String>,
     invalid: &dyn Fn(&serde_saphyr::Location, String, String) -> ScenarioError,
 ) -> Result<Step, ScenarioError> {
     let loc = step.referenced;
@@ -672,7 +732,54 @@ fn validate_step(
         actions.push(("patch", Action::Patch(p)));
     }
     if let Some(a) = raw.annotate {
-        actions.push(("annotate", Action::Annotate(a)));
+        let mut set = BTreeMap::new();
+        for (name, value) in a.set {
+            let Some(value) = value else {
+                set.insert(name, None);
+                continue;
+            };
+            let at = format!("{key}.annotate.set.{name}");
+            let template = Template::parse(&value.value)
+                .map_err(|m| invalid(&value.referenced, at.clone(), m))?;
+            uncaptured(std::slice::from_ref(&template), captured)
+                .map_err(|m| invalid(&value.referenced, at, m))?;
+            set.insert(name, Some(template));
+        }
+        actions.push((
+            "annotate",
+            Action::Annotate(AnnotateAction {
+                resource: a.resource,
+                set,
+            }),
+        ));
+    }
+    if let Some(c) = raw.capture {
+        let at = c.referenced;
+        let c = c.value;
+        if let Err(message) = crate::cel_where::compile(&c.value) {
+            return Err(invalid(&at, format!("{key}.capture.value"), message));
+        }
+        if !template::valid_name(&c.name) {
+            return Err(invalid(
+                &at,
+                format!("{key}.capture.as"),
+                format!(
+                    "{:?} cannot be captured into: {}",
+                    c.name,
+                    template::name_rule()
+                ),
+            ));
+        }
+        captured.insert(c.name.clone());
+        actions.push((
+            "capture",
+            Action::Capture(CaptureAction {
+                resource: c.resource,
+                value: c.value,
+                name: c.name,
+                within: c.within.unwrap_or(DEFAULT_WITHIN),
+            }),
+        ));
     }
     if let Some(r) = raw.delete {
         actions.push(("delete", Action::Delete(r)));
@@ -691,7 +798,7 @@ fn validate_step(
     }
     if let Some(check) = raw.assert {
         let k = format!("{key}.assert");
-        let (check, timing) = validate_check(check, &k, invalid)?;
+        let (check, timing) = validate_check(check, &k, captured, invalid)?;
         if timing.during.is_some() {
             return Err(invalid(
                 &timing.loc,
@@ -710,7 +817,7 @@ fn validate_step(
     }
     if let Some(check) = raw.refute {
         let k = format!("{key}.refute");
-        let (check, timing) = validate_check(check, &k, invalid)?;
+        let (check, timing) = validate_check(check, &k, captured, invalid)?;
         for (name, present) in [
             ("within", timing.within.is_some()),
             ("hold", timing.hold.is_some()),
@@ -742,7 +849,7 @@ fn validate_step(
         0 => Err(invalid(
             &loc,
             key.to_owned(),
-            "step has no action (one of apply, patch, annotate, delete, fault, assert, refute, wait)"
+            "step has no action (one of apply, patch, annotate, capture, delete, fault, assert, refute, wait)"
                 .into(),
         )),
         _ => {
@@ -751,6 +858,30 @@ fn validate_step(
                 &loc,
                 key.to_owned(),
                 format!("step has {} actions ({}); split it into one step each", names.len(), names.join(", ")),
+            ))
+        }
+    }
+}
+
+/// Refuses a `${name}` that no earlier step captures.
+fn uncaptured(
+    templates: &[Template],
+    captured: &std::collections::BTreeSet<String>,
+) -> Result<(), String> {
+    let unknown = templates
+        .iter()
+        .flat_map(Template::references)
+        .find(|r| !captured.contains(*r));
+    match unknown {
+        None => Ok(()),
+        Some(unknown) => {
+            let known = if captured.is_empty() {
+                "none".to_owned()
+            } else {
+                captured.iter().cloned().collect::<Vec<_>>().join(", ")
+            };
+            Err(format!(
+                "`${{{unknown}}}` is not captured by an earlier step (captured so far: {known})"
             ))
         }
     }
@@ -794,6 +925,7 @@ struct Timing {
 fn validate_check(
     check: Spanned<RawCheck>,
     key: &str,
+    captured: &std::collections::BTreeSet<String>,
     invalid: &dyn Fn(&serde_saphyr::Location, String, String) -> ScenarioError,
 ) -> Result<(Check, Timing), ScenarioError> {
     let loc = check.referenced;
@@ -850,6 +982,9 @@ fn validate_check(
             ("metadata", raw.metadata),
         ] {
             if let Some(fragment) = fragment {
+                crate::template::parse_strings(&fragment)
+                    .and_then(|templates| uncaptured(&templates, captured))
+                    .map_err(|m| invalid(&loc, format!("{key}.{name}"), m))?;
                 partial.insert(name.to_owned(), fragment);
             }
         }

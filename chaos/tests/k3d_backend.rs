@@ -343,3 +343,92 @@ async fn metrics_are_scraped_through_the_api_server_proxy() {
         ])
     );
 }
+
+#[tokio::test]
+async fn disable_sidecar_stops_the_sites_sidecar_process_in_its_node_and_continues_it() {
+    let (apply, undo) = calls_for(Fault::DisableSidecar("pdx".into())).await;
+    let stop = bloodraven_chaos::backend::k3d::sidecar_signal_command("pdx", "STOP", true);
+    let cont = bloodraven_chaos::backend::k3d::sidecar_signal_command("pdx", "CONT", false);
+    assert_eq!(
+        apply,
+        vec![format!(
+            "docker exec k3d-bloodraven-agent-1: {}",
+            stop.join(" ")
+        )]
+    );
+    assert_eq!(
+        undo,
+        vec![format!(
+            "docker exec k3d-bloodraven-agent-1: {}",
+            cont.join(" ")
+        )]
+    );
+    assert_eq!(stop[..2], ["sh", "-c"]);
+    assert!(stop[2].contains("kill -STOP") && stop[2].contains("--site=pdx"));
+    assert!(
+        stop[2].ends_with("exit 1; }"),
+        "the fault fails when no sidecar is found"
+    );
+    assert!(cont[2].contains("kill -CONT") && cont[2].ends_with("true"));
+}
+
+/// The script itself, run by this machine's sh against a stand-in process whose command
+/// line looks like the sidecar's: it is stopped (state T), then continued, and a site
+/// with no sidecar is an error for the fault but not for its undo.
+#[cfg(target_os = "linux")]
+#[test]
+fn sidecar_signal_script_stops_and_continues_only_the_matching_process() {
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("bloodraven");
+    std::fs::write(&fake, "#!/bin/sh\nsleep 30\n").unwrap();
+    let site = format!("test{}", std::process::id());
+    let mut child = Command::new("sh")
+        .arg(&fake)
+        .args([
+            "sidecar",
+            "--group=playground",
+            &format!("--site={site}"),
+            "--mysql-port=3306",
+        ])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let state = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        stat.rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    // Wait until the shell has exec'd into its command line.
+    for _ in 0..100 {
+        if std::fs::read(format!("/proc/{pid}/cmdline")).unwrap().len() > 10 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let run = |cmd: Vec<String>| Command::new(&cmd[0]).args(&cmd[1..]).output().unwrap();
+    use bloodraven_chaos::backend::k3d::sidecar_signal_command;
+    let stopped = run(sidecar_signal_command(&site, "STOP", true));
+    assert!(stopped.status.success(), "{stopped:?}");
+    assert_eq!(state(), "T");
+    let continued = run(sidecar_signal_command(&site, "CONT", false));
+    assert!(continued.status.success(), "{continued:?}");
+    assert_ne!(state(), "T");
+    let missing = run(sidecar_signal_command("nosuchsite", "STOP", true));
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no sidecar process for site nosuchsite")
+    );
+    assert!(
+        run(sidecar_signal_command("nosuchsite", "CONT", false))
+            .status
+            .success()
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -34,7 +34,7 @@ fn parse_errors_match_their_golden_messages() {
         }
         checked += 1;
     }
-    assert!(checked >= 15, "only {checked} golden cases found");
+    assert!(checked >= 21, "only {checked} golden cases found");
     assert!(
         failures.is_empty(),
         "golden mismatches:\n{}",
@@ -117,4 +117,67 @@ finally:
         vec![Invariant::SingleWriter, Invariant::NoAcknowledgedWriteLost]
     );
     assert!(s.workload.unwrap().counter.cache);
+}
+
+#[test]
+fn captures_and_references_parse() {
+    let text = r#"
+description: read a value, then use it
+steps:
+  - capture:
+      resource: {kind: MysqlFailoverGroup, name: playground}
+      value: "self.status.sites.filter(s, s.name == 'iad')[0].divergentGtid.split('-')[0]"
+      as: token
+      within: 30s
+  - capture: {resource: {kind: MysqlFailoverGroup, name: playground}, value: "self.status.activeSite", as: active}
+  - annotate:
+      resource: {kind: MysqlFailoverGroup, name: playground}
+      set: {"bloodraven.shipstream.io/reclone-site": "iad:${token}", "note": "costs $5, literally $${token}", "gone": null}
+  - assert:
+      resource: {kind: MysqlFailoverGroup, name: playground}
+      status: {activeSite: "${active}"}
+finally:
+  - annotate: {resource: {kind: MysqlFailoverGroup, name: playground}, set: {"again": "${token}"}}
+"#;
+    use bloodraven_chaos::scenario::*;
+    use std::collections::BTreeMap;
+    let s = parse(Path::new("scenarios/99-capture.yaml"), text).unwrap();
+    let Action::Capture(c) = &s.steps[0].action else {
+        panic!("{:?}", s.steps[0].action)
+    };
+    assert_eq!(c.name, "token");
+    assert_eq!(c.within.to_string(), "30s");
+    assert!(c.value.ends_with(".split('-')[0]"));
+    let Action::Capture(c) = &s.steps[1].action else {
+        panic!()
+    };
+    assert_eq!(c.within, DEFAULT_WITHIN);
+    assert_eq!(
+        s.steps[1].action.summary(),
+        "capture active from MysqlFailoverGroup/playground"
+    );
+    let Action::Annotate(a) = &s.steps[2].action else {
+        panic!()
+    };
+    let captured = BTreeMap::from([
+        ("token".to_owned(), "3e11fa47".to_owned()),
+        ("active".to_owned(), "pdx".to_owned()),
+    ]);
+    let rendered: BTreeMap<&str, Option<String>> = a
+        .set
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_ref().map(|t| t.render(&captured).unwrap())))
+        .collect();
+    assert_eq!(
+        rendered,
+        BTreeMap::from([
+            (
+                "bloodraven.shipstream.io/reclone-site",
+                Some("iad:3e11fa47".to_owned())
+            ),
+            ("note", Some("costs $5, literally ${token}".to_owned())),
+            ("gone", None),
+        ])
+    );
+    assert_eq!(s.finally.len(), 1);
 }

@@ -232,6 +232,7 @@ fn every_fault_kind_has_a_plan_and_an_undo() {
                 "{write-divergent: {site: iad, transactions: 3}}",
                 "{replication-delay: {site: pdx, seconds: 30}}",
                 "{kill-operator: {}}",
+                "{disable-sidecar: pdx}",
             ] {
                 let fault: Fault = serde_saphyr::from_str(yaml).unwrap();
                 let plan = backend.plan_fault(&fault, "ns").await.unwrap();
@@ -281,6 +282,15 @@ fn every_fault_kind_has_a_plan_and_an_undo() {
     assert_eq!(undo[0]["seconds"], 0);
     let (_, apply, _) = get("kill-operator");
     assert_eq!(apply[0]["op"], "delete-operator-pods");
+    let (_, apply, undo) = get("disable-sidecar pdx");
+    assert_eq!(
+        apply,
+        json!([{"op": "freeze-container", "namespace": "ns", "site": "pdx", "container": "sidecar", "frozen": true}])
+    );
+    assert_eq!(
+        undo,
+        json!([{"op": "freeze-container", "namespace": "ns", "site": "pdx", "container": "sidecar", "frozen": false}])
+    );
     let (_, err, _) = get("error");
     assert!(err.as_str().unwrap().contains("sfo"), "{err}");
 }

@@ -35,6 +35,8 @@ pub enum WorldError {
     UnknownSite { site: String, known: String },
     #[error("API server rejected {what}: {message}")]
     Api { what: String, message: String },
+    #[error("cannot freeze or thaw a container: {0}")]
+    Freeze(#[from] crate::cluster::FreezeError),
 }
 
 /// A site of the topology: a zone with one node.
@@ -299,6 +301,19 @@ pub enum Fault {
     Uncordon(String),
     /// `kubectl drain`: cordon, then delete every pod on the node.
     Drain(String),
+    /// Freeze one container of a running pod (the cgroup freezer: `docker pause`,
+    /// SIGSTOP): its program stops where it is, its pod and the other containers run on.
+    FreezeContainer {
+        namespace: String,
+        pod: String,
+        container: String,
+    },
+    /// Let a frozen container run again.
+    ThawContainer {
+        namespace: String,
+        pod: String,
+        container: String,
+    },
     /// Crash the API server's host (and with it the control plane).
     CrashApiServer,
     RecoverApiServer,
@@ -494,6 +509,22 @@ impl World {
                     }
                 }
             }
+            Fault::FreezeContainer {
+                namespace,
+                pod,
+                container,
+            } => self
+                .control
+                .kubelet
+                .set_frozen(&namespace, &pod, &container, true)?,
+            Fault::ThawContainer {
+                namespace,
+                pod,
+                container,
+            } => self
+                .control
+                .kubelet
+                .set_frozen(&namespace, &pod, &container, false)?,
             Fault::CrashApiServer => {
                 self.net.crash(API_SERVER_HOST);
                 self.api_down = true;

@@ -594,3 +594,119 @@ fn cluster_dns_reaches_ready_endpoints_and_refuses_without_them() {
         ]
     );
 }
+
+/// Counts, per container, the seconds its program has been running (polled).
+#[derive(Clone, Default)]
+struct Ticker(std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u32>>>);
+
+impl bloodraven_sim::pod::PodProgram for Ticker {
+    fn run(&self, ctx: bloodraven_sim::pod::PodContext) -> bloodraven_sim::pod::ProgramFuture {
+        let ticks = self.0.clone();
+        Box::pin(async move {
+            ctx.ready.set(true);
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                *ticks
+                    .lock()
+                    .unwrap()
+                    .entry(ctx.container.clone())
+                    .or_default() += 1;
+            }
+        })
+    }
+}
+
+#[test]
+fn a_frozen_container_stops_where_it_is_and_its_neighbour_runs_on() {
+    let ticker = Ticker::default();
+    let mut builder = bloodraven_sim::WorldBuilder::new(3);
+    builder.images_mut().register(
+        "ticker",
+        ticker.clone(),
+        bloodraven_sim::StartupProfile::default(),
+    );
+    let mut world = builder.build().unwrap();
+    let api = world.api().clone();
+    create(
+        &api,
+        pods(),
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "two", "namespace": NS},
+            "spec": {"containers": [
+                {"name": "main", "image": "ticker:1"},
+                {"name": "sidecar", "image": "ticker:1"}
+            ]}
+        }),
+    );
+    assert!(
+        world
+            .run_until(Duration::from_secs(30), |w| pod(w.api(), "two")
+                .is_some_and(|p| ready(&p)))
+            .unwrap()
+    );
+    world.run_for(Duration::from_secs(3)).unwrap();
+    let count = |c: &str| ticker.0.lock().unwrap().get(c).copied().unwrap_or(0);
+    assert!(count("sidecar") >= 2, "{:?}", ticker.0.lock().unwrap());
+
+    let freeze = |frozen: bool| {
+        let (namespace, pod, container) =
+            (NS.to_string(), "two".to_string(), "sidecar".to_string());
+        if frozen {
+            Fault::FreezeContainer {
+                namespace,
+                pod,
+                container,
+            }
+        } else {
+            Fault::ThawContainer {
+                namespace,
+                pod,
+                container,
+            }
+        }
+    };
+    world.apply(freeze(true)).unwrap();
+    let (main_before, sidecar_before) = (count("main"), count("sidecar"));
+    world.run_for(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        count("sidecar"),
+        sidecar_before,
+        "a frozen program must not run"
+    );
+    assert!(
+        count("main") >= main_before + 9,
+        "the other container runs on"
+    );
+    // Frozen is not dead: the pod stays Running and Ready, no restart.
+    let p = pod(&api, "two").unwrap();
+    assert!(ready(&p), "{p}");
+    assert_eq!(p["status"]["containerStatuses"][1]["restartCount"], 0);
+
+    world.apply(freeze(false)).unwrap();
+    world.run_for(Duration::from_secs(3)).unwrap();
+    assert!(count("sidecar") > sidecar_before, "thawed, it runs again");
+
+    let unknown = world
+        .apply(Fault::FreezeContainer {
+            namespace: NS.into(),
+            pod: "two".into(),
+            container: "nope".into(),
+        })
+        .unwrap_err();
+    assert_eq!(
+        unknown.to_string(),
+        "cannot freeze or thaw a container: pod default/two has no container \"nope\" (containers: main, sidecar)"
+    );
+    let no_pod = world
+        .apply(Fault::ThawContainer {
+            namespace: NS.into(),
+            pod: "gone".into(),
+            container: "main".into(),
+        })
+        .unwrap_err();
+    assert_eq!(
+        no_pod.to_string(),
+        "cannot freeze or thaw a container: no pod default/gone runs on any node"
+    );
+}

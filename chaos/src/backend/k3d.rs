@@ -2,7 +2,8 @@
 //! `k3d-bloodraven`). Pod and node-scheduling faults go through the Kubernetes API;
 //! node faults go through the Docker API, because a k3d node is a Docker container:
 //! stop/start it (node-crash), disconnect it from the cluster network
-//! (network-partition), or exec iptables inside it (partition between sites).
+//! (network-partition), or exec iptables inside it (partition between sites), or
+//! exec `kill -STOP`/`-CONT` inside it on the sidecar's process (disable-sidecar).
 //!
 //! The Docker and Kubernetes calls sit behind two small traits (`DockerApi`, `NodeApi`)
 //! so that tests can record exactly which calls each fault makes and how it is undone.
@@ -429,6 +430,22 @@ impl K3dBackend {
                 }
                 (apply, undo)
             }
+            Fault::DisableSidecar(site) => {
+                let nodes = self.site_nodes(site).await?;
+                let signal = |signal: &str, must_find: bool| -> Vec<K3dOp> {
+                    nodes
+                        .iter()
+                        .map(|n| K3dOp::Exec {
+                            container: n.name.clone(),
+                            cmd: sidecar_signal_command(site, signal, must_find),
+                        })
+                        .collect()
+                };
+                // The undo finds nothing to continue when the kubelet has meanwhile
+                // restarted the stopped container (its liveness probe fails after
+                // 3 x 10 s): that is not an error.
+                (signal("STOP", true), signal("CONT", false))
+            }
             Fault::NodeCrash(site) => {
                 let nodes = self.site_nodes(site).await?;
                 let apply = nodes
@@ -566,6 +583,27 @@ impl K3dBackend {
             },
         }
     }
+}
+
+/// A shell command, run in a k3d node container (its PID namespace holds every pod
+/// process on the node), that sends `signal` to the site's sidecar processes: those
+/// whose command line is `.../bloodraven sidecar ... --site=<site> ...` (as
+/// `children::sidecar_args` writes it). The pattern's quotes keep the script's own
+/// command line from matching it, and its own PID is skipped besides. With
+/// `must_find`, finding none exits 1. Uses only POSIX sh, `tr` and `kill`, which the
+/// k3s node image has.
+pub fn sidecar_signal_command(site: &str, signal: &str, must_find: bool) -> Vec<String> {
+    let check = if must_find {
+        format!(
+            "[ \"$found\" = 1 ] || {{ echo 'no sidecar process for site {site} on this node' >&2; exit 1; }}"
+        )
+    } else {
+        "true".to_owned()
+    };
+    let script = format!(
+        r#"found=0; for d in /proc/[0-9]*; do p="${{d#/proc/}}"; [ "$p" = "$$" ] && continue; c=$(tr '\000' ' ' < "$d/cmdline" 2>/dev/null) || continue; case "$c " in *bloodraven' sidecar '*' --site={site} '*) kill -{signal} "$p" && found=1;; esac; done; {check}"#
+    );
+    vec!["sh".to_owned(), "-c".to_owned(), script]
 }
 
 fn to_values(ops: Vec<K3dOp>) -> Result<Vec<Value>, BackendError> {

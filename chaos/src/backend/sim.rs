@@ -120,6 +120,14 @@ pub enum SimOp {
         namespace: String,
         site: String,
     },
+    /// Freeze (`frozen: true`) or thaw the named container of the namespace's MySQL
+    /// pods on the site's node (the sidecar runs in the MySQL pod).
+    FreezeContainer {
+        namespace: String,
+        site: String,
+        container: String,
+        frozen: bool,
+    },
     /// STOP REPLICA; CHANGE REPLICATION SOURCE TO SOURCE_DELAY = seconds; START REPLICA.
     SetSourceDelay {
         namespace: String,
@@ -567,6 +575,44 @@ impl SimBackend {
                     .await
                     .map_err(|e| call_error("force-writable", e))
             }
+            SimOp::FreezeContainer {
+                namespace,
+                site,
+                container,
+                frozen,
+            } => {
+                let pods = self
+                    .site_pods(namespace, &node(site)?, &[Component::Mysql])
+                    .await?;
+                if pods.is_empty() && *frozen {
+                    return Err(call_error(
+                        format!("freeze {container} at {site}"),
+                        format!("no MySQL pod of {namespace} runs on {site}'s node"),
+                    ));
+                }
+                // Thawing a pod that was recreated since is a no-op: its container
+                // started unfrozen.
+                let faults = pods
+                    .into_iter()
+                    .map(|pod| {
+                        let (namespace, container) = (namespace.clone(), container.clone());
+                        if *frozen {
+                            WorldFault::FreezeContainer {
+                                namespace,
+                                pod,
+                                container,
+                            }
+                        } else {
+                            WorldFault::ThawContainer {
+                                namespace,
+                                pod,
+                                container,
+                            }
+                        }
+                    })
+                    .collect();
+                world(faults).await
+            }
             SimOp::SetSourceDelay {
                 namespace,
                 site,
@@ -901,6 +947,16 @@ impl Backend for SimBackend {
                     // scenarios assert; a runner that re-fenced it would hide that.
                     vec![],
                 ),
+                Fault::DisableSidecar(s) => {
+                    let s = site(s)?;
+                    let freeze = |frozen: bool| SimOp::FreezeContainer {
+                        namespace: ns.clone(),
+                        site: s.clone(),
+                        container: bloodraven::children::SIDECAR_CONTAINER.to_owned(),
+                        frozen,
+                    };
+                    (vec![freeze(true)], vec![freeze(false)])
+                }
                 Fault::WriteDivergent {
                     site: s,
                     transactions,

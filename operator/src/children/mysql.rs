@@ -35,7 +35,8 @@ pub const ROLE_PRIMARY: &str = "primary";
 pub const ROLE_REPLICA: &str = "replica";
 
 const MYSQL_CONTAINER: &str = "mysqld";
-const SIDECAR_CONTAINER: &str = "sidecar";
+/// The fencing sidecar's container in the MySQL pod (chaos faults stop it by name).
+pub const SIDECAR_CONTAINER: &str = "sidecar";
 const DATA_DIR: &str = "/var/lib/mysql";
 
 /// A stable MySQL `server_id` for a site: derived from the site name alone (FNV-1a,

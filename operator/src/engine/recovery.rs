@@ -47,7 +47,13 @@ pub fn classify(ctx: &mut Ctx<'_>, site_name: &str, active: &str) {
     let extra = divergent(mysql, active, primary_mysql);
     match ctx.status.recovery_state(site_name) {
         Some(RecoveryState::RecoveryPending) => {
-            // Never rejoined automatically, whatever it looks like now.
+            // Never rejoined automatically, whatever it looks like now. The divergence
+            // reported follows what the site holds now: writes that land after the
+            // detection are discarded by the reclone too, and the person confirming it
+            // must see them. A site that now looks like a subset keeps its last report.
+            if !extra.is_empty() {
+                record_divergence(ctx, site_name, &extra);
+            }
             ctx.note(format!(
                 "{site_name} is RecoveryPending: annotate {RECLONE_SITE_ANNOTATION} to reclone it"
             ));
@@ -85,9 +91,14 @@ fn mark_diverged(ctx: &mut Ctx<'_>, site: &str, active: &str, extra: &GtidSet) {
             extra.count()
         ),
     ));
+    ctx.status.site_mut(site).recovery_state = Some(RecoveryState::RecoveryPending);
+    record_divergence(ctx, site, extra);
+}
+
+/// The site's divergent GTIDs and their count, as the status reports them.
+fn record_divergence(ctx: &mut Ctx<'_>, site: &str, extra: &GtidSet) {
     let entry = ctx.status.site_mut(site);
-    entry.recovery_state = Some(RecoveryState::RecoveryPending);
-    entry.divergent_gtid = Some(divergent_gtid);
+    entry.divergent_gtid = Some(extra.one_line().to_string());
     entry.divergent_transaction_count = Some(as_i64(extra.count()));
 }
 
@@ -263,6 +274,19 @@ mod tests {
         assert!(d.actions.is_empty(), "{:?}", d.actions);
         assert_eq!(status(&d).health, Some(Health::Degraded));
         carry(&mut snap, &d);
+        // A write that lands after the detection is reported too (the reclone discards
+        // it as well), without a second announcement.
+        snap.sites[0] = fresh("iad", iad_txns(13));
+        site_mut(&mut snap, "iad").pod.role_label = Some(Role::Replica);
+        let d = run(&snap, 12_500);
+        let pending = recovery(status(&d), "iad").unwrap();
+        assert_eq!(pending.state, RecoveryState::RecoveryPending);
+        assert_eq!(pending.divergent_gtid, format!("{IAD_UUID}:11-13"));
+        assert_eq!(pending.divergent_transaction_count, 3);
+        assert_eq!(pending.reclone_token, "3e11fa47");
+        assert!(d.events.is_empty(), "announced once: {:?}", d.events);
+        assert!(d.actions.is_empty(), "{:?}", d.actions);
+        carry(&mut snap, &d);
         // Even if it later looks like a subset (someone purged the extras by hand),
         // it stays out until a person confirms the reclone.
         snap.sites[0] = fresh("iad", iad_txns(10));
@@ -270,10 +294,10 @@ mod tests {
         let d = run(&snap, 13_000);
         assert!(d.actions.is_empty(), "{:?}", d.actions);
         assert!(d.events.is_empty(), "announced once: {:?}", d.events);
-        assert_eq!(
-            recovery(status(&d), "iad").unwrap().state,
-            RecoveryState::RecoveryPending
-        );
+        let kept = recovery(status(&d), "iad").unwrap();
+        assert_eq!(kept.state, RecoveryState::RecoveryPending);
+        assert_eq!(kept.divergent_gtid, format!("{IAD_UUID}:11-13"));
+        assert_eq!(kept.divergent_transaction_count, 3);
     }
 
     #[test]

@@ -11,6 +11,10 @@
 //! crashed node's pod hosts are crashed; on recovery every container restarts.
 //! Deleted pods carry the kubelet's finalizer until their containers are stopped, the
 //! simulation's stand-in for graceful deletion.
+//!
+//! A running container can be frozen (`World::apply(Fault::FreezeContainer)`), as the
+//! cgroup freezer behind `docker pause` or a SIGSTOP would: its program is not polled
+//! until it is thawed, and a restart of the container starts it unfrozen.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -61,6 +65,7 @@ struct StartCommand {
     run: u64,
     delay: Duration,
     ready: Readiness,
+    frozen: tokio::sync::watch::Receiver<bool>,
 }
 
 struct ContainerLaunch {
@@ -102,7 +107,7 @@ async fn run_pod(launch: Arc<Launch>) {
             {
                 report.started_at = Some(clock.now());
             }
-            let result = program.run(ctx).await;
+            let result = freezable(program.run(ctx), command.frozen).await;
             let (code, message) = match result {
                 Ok(()) => (0, "Completed".to_string()),
                 Err(err) => (1, err.to_string()),
@@ -116,6 +121,35 @@ async fn run_pod(launch: Arc<Launch>) {
         });
     }
     std::future::pending::<()>().await;
+}
+
+/// Runs `program` like a process the cgroup freezer can stop: while `frozen` is true
+/// the future is not polled at all (its timers run out meanwhile and fire on thaw, as
+/// a stopped process's would); it resumes where it was. `biased` keeps the select
+/// from drawing on a random number, so runs stay deterministic.
+async fn freezable<F: std::future::Future>(
+    program: F,
+    mut frozen: tokio::sync::watch::Receiver<bool>,
+) -> F::Output {
+    tokio::pin!(program);
+    loop {
+        if *frozen.borrow_and_update() {
+            if frozen.changed().await.is_err() {
+                // The kubelet forgot the container: nobody can thaw it, nor needs to.
+                return std::future::pending().await;
+            }
+            continue;
+        }
+        tokio::select! {
+            biased;
+            output = &mut program => return output,
+            changed = frozen.changed() => {
+                if changed.is_err() {
+                    return program.await;
+                }
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -150,6 +184,8 @@ struct ContainerRuntime {
     state: ContainerState,
     run: u64,
     ready: Readiness,
+    /// Whether the current run is frozen; a fresh channel for every (re)start.
+    frozen: Arc<tokio::sync::watch::Sender<bool>>,
     restart_count: u32,
     backoff: Duration,
     last_terminated: Option<Value>,
@@ -183,7 +219,57 @@ pub(crate) struct Kubelet {
     finalized: BTreeSet<String>,
 }
 
+/// Why a container could not be frozen or thawed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FreezeError {
+    #[error("no pod {namespace}/{pod} runs on any node")]
+    NoPod { namespace: String, pod: String },
+    #[error("pod {namespace}/{pod} has no container {container:?} (containers: {known})")]
+    NoContainer {
+        namespace: String,
+        pod: String,
+        container: String,
+        known: String,
+    },
+}
+
 impl Kubelet {
+    /// Freezes (`true`) or thaws (`false`) a container's current run. Freezing one that
+    /// has not started yet freezes it from its first instruction on.
+    pub fn set_frozen(
+        &mut self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        frozen: bool,
+    ) -> Result<(), FreezeError> {
+        let runtime = self
+            .pods
+            .values()
+            .find(|r| r.namespace == namespace && r.name == pod)
+            .ok_or_else(|| FreezeError::NoPod {
+                namespace: namespace.to_string(),
+                pod: pod.to_string(),
+            })?;
+        let target = runtime
+            .containers
+            .iter()
+            .find(|c| c.name == container)
+            .ok_or_else(|| FreezeError::NoContainer {
+                namespace: namespace.to_string(),
+                pod: pod.to_string(),
+                container: container.to_string(),
+                known: runtime
+                    .containers
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        target.frozen.send_replace(frozen);
+        Ok(())
+    }
+
     /// No pod runtime exists (nothing to poll).
     pub fn is_idle(&self) -> bool {
         self.pods.is_empty()
@@ -553,6 +639,7 @@ fn start_container(cp: &mut ControlPlane, runtime: &mut PodRuntime, index: usize
     let delay = startup_delay(cp, &program);
     container.run = run;
     container.ready = Readiness::default();
+    container.frozen = Arc::new(tokio::sync::watch::channel(false).0);
     container.state = ContainerState::Starting;
     if let Some(slot) = lock(&runtime.reports).get_mut(index) {
         *slot = RunReport {
@@ -580,6 +667,7 @@ fn start_container(cp: &mut ControlPlane, runtime: &mut PodRuntime, index: usize
             run,
             delay,
             ready: container.ready.clone(),
+            frozen: container.frozen.subscribe(),
         });
     }
     if report {
@@ -667,6 +755,7 @@ fn admit(cp: &mut ControlPlane, net: &mut Network, node: &NodeInfo, pod: &Value)
                 state,
                 run: 0,
                 ready: Readiness::default(),
+                frozen: Arc::new(tokio::sync::watch::channel(false).0),
                 restart_count: 0,
                 backoff: Duration::ZERO,
                 last_terminated: None,

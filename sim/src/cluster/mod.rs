@@ -30,6 +30,7 @@ use crate::network::Network;
 
 pub use cron::{CronError, CronSchedule};
 pub(crate) use events::EventRecorder;
+pub use kubelet::FreezeError;
 pub(crate) use kubelet::Kubelet;
 pub use kubelet::pod_host_name;
 pub(crate) use nodes::NodeLifecycle;
