@@ -68,7 +68,26 @@ pub trait Cluster: Send + Sync {
         object: &'a ObjectRef,
         namespace: &'a str,
     ) -> BoxFuture<'a, Result<Vec<Value>, ClusterError>>;
+    /// Every version of the object from `resource_version` on (`"0"`: starting with the
+    /// current one), until the server ends the watch; `None` when this cluster cannot
+    /// watch (asserts then only poll).
+    fn watch<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        namespace: &'a str,
+        resource_version: &'a str,
+    ) -> BoxFuture<'a, Option<Result<ObjectVersions, ClusterError>>> {
+        let _ = (object, namespace, resource_version);
+        Box::pin(async { None })
+    }
 }
+
+/// The versions a watch delivers, as JSON objects.
+pub type ObjectVersions = futures::stream::BoxStream<'static, Result<Value, ClusterError>>;
+
+/// How long one watch request lasts before it is reopened: in the simulation a dropped
+/// segment could otherwise stall it unnoticed (as for the operator's watches).
+const WATCH_TIMEOUT_SECONDS: u32 = 10;
 
 pub type SharedCluster = Arc<dyn Cluster>;
 
@@ -167,6 +186,54 @@ fn is_not_found(e: &kube::Error) -> bool {
 }
 
 impl Cluster for KubeCluster {
+    fn watch<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        namespace: &'a str,
+        resource_version: &'a str,
+    ) -> BoxFuture<'a, Option<Result<ObjectVersions, ClusterError>>> {
+        use futures::StreamExt;
+        Box::pin(async move {
+            let ns = object.namespace.as_deref().unwrap_or(namespace);
+            let api = match self
+                .api(&object.kind, object.api_version.as_deref(), ns)
+                .await
+            {
+                Ok(api) => api,
+                Err(e) => return Some(Err(e)),
+            };
+            let params = kube::api::WatchParams::default()
+                .fields(&format!("metadata.name={}", object.name))
+                .timeout(WATCH_TIMEOUT_SECONDS);
+            let described = object.to_string();
+            let stream = match api.watch(&params, resource_version).await {
+                Ok(stream) => stream,
+                Err(e) => return Some(Err(api_error("watch", object, e))),
+            };
+            let versions = stream.filter_map(move |event| {
+                let described = described.clone();
+                async move {
+                    let fail = |message: String| ClusterError::Api {
+                        verb: "watch",
+                        object: described.clone(),
+                        message,
+                    };
+                    match event {
+                        Ok(
+                            kube::api::WatchEvent::Added(o) | kube::api::WatchEvent::Modified(o),
+                        ) => Some(serde_json::to_value(o).map_err(|e| fail(e.to_string()))),
+                        Ok(
+                            kube::api::WatchEvent::Deleted(_) | kube::api::WatchEvent::Bookmark(_),
+                        ) => None,
+                        Ok(kube::api::WatchEvent::Error(e)) => Some(Err(fail(e.to_string()))),
+                        Err(e) => Some(Err(fail(e.to_string()))),
+                    }
+                }
+            });
+            Some(Ok(versions.boxed()))
+        })
+    }
+
     fn apply<'a>(
         &'a self,
         manifest: &'a Value,

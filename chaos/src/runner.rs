@@ -742,6 +742,23 @@ impl Run<'_> {
     }
 
     async fn assert(&self, a: &Assertion) -> Result<(), Failure> {
+        let polling = self.assert_by_polling(a);
+        let Check::Resource(r) = &a.check else {
+            return polling.await;
+        };
+        // Polls and watches at once: whichever sees the object satisfy the check first.
+        // `biased` keeps the select from drawing a random number (determinism on sim).
+        tokio::select! {
+            biased;
+            result = polling => result,
+            () = self.watch_until_holds(r) => match a.hold {
+                None => Ok(()),
+                Some(hold) => self.hold(&a.check, hold.as_duration()).await,
+            },
+        }
+    }
+
+    async fn assert_by_polling(&self, a: &Assertion) -> Result<(), Failure> {
         let deadline = Instant::now() + a.within.as_duration();
         let mut last_explanation = String::from("(never looked)");
         let mut last_error = None;
@@ -923,6 +940,50 @@ impl Run<'_> {
             Err(e) => return Probe::Error(e.to_string()),
         };
         self.record_status_change(&r.resource, &object);
+        self.judge_resource(r, &object)
+    }
+
+    /// Watches the object and returns once a version of it satisfies the check. A
+    /// state that lasts less than a poll interval (a split brain the operator ends in
+    /// the reconcile after the one that saw it) is visible only this way. Never
+    /// returns when the cluster cannot watch; a watch that fails is reopened.
+    async fn watch_until_holds(&self, r: &ResourceCheck) {
+        use futures::StreamExt;
+        let mut from = String::from("0");
+        loop {
+            match self
+                .cluster
+                .watch(&r.resource, &self.namespace, &from)
+                .await
+            {
+                None => return std::future::pending().await,
+                Some(Err(_)) => from = String::from("0"),
+                Some(Ok(mut versions)) => {
+                    while let Some(version) = versions.next().await {
+                        let Ok(object) = version else {
+                            // An expired resourceVersion, say: start again from now.
+                            from = String::from("0");
+                            break;
+                        };
+                        if let Some(rv) = object
+                            .pointer("/metadata/resourceVersion")
+                            .and_then(Value::as_str)
+                        {
+                            from = rv.to_owned();
+                        }
+                        self.record_status_change(&r.resource, &object);
+                        if let Probe::Holds(_) = self.judge_resource(r, &object) {
+                            return;
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(self.config.poll_interval).await;
+        }
+    }
+
+    /// Whether `object` satisfies the resource check, and if not, why.
+    fn judge_resource(&self, r: &ResourceCheck, object: &Value) -> Probe {
         let captured = self.captured.lock().map(|c| c.clone()).unwrap_or_default();
         let mut why = String::new();
         for (field, expected) in &r.partial {
@@ -941,13 +1002,13 @@ impl Run<'_> {
             }
         }
         for expr in &r.where_ {
-            match cel_where::evaluate(expr, &object) {
+            match cel_where::evaluate(expr, object) {
                 WhereOutcome::True => {}
                 WhereOutcome::False => why.push_str(&format!("where `{expr}` is false\n")),
                 WhereOutcome::Error(e) => why.push_str(&format!("where `{expr}`: {e}\n")),
             }
         }
-        let shown = shown_object(&object);
+        let shown = shown_object(object);
         if why.is_empty() {
             Probe::Holds(format!(
                 "{} matched; actual object:\n{}",

@@ -140,14 +140,16 @@ async fn freezable<F: std::future::Future>(
             }
             continue;
         }
+        // The freeze is looked at first, so that a container frozen between two polls
+        // of its program is not polled once more.
         tokio::select! {
             biased;
-            output = &mut program => return output,
             changed = frozen.changed() => {
                 if changed.is_err() {
                     return program.await;
                 }
             }
+            output = &mut program => return output,
         }
     }
 }
