@@ -195,6 +195,90 @@ async fn persistent_errors_are_reported_as_the_last_error() {
     );
 }
 
+/// A state shorter than a poll interval (the operator reports SplitBrain and ends it in
+/// the next reconcile) is seen through the watch an assert keeps beside its polls; a
+/// cluster that cannot watch only polls, and misses it.
+#[tokio::test(start_paused = true)]
+async fn assert_sees_a_state_too_short_for_polling_through_the_watch() {
+    let text = r#"
+description: transient
+steps:
+  - assert: {resource: {kind: MysqlFailoverGroup, name: playground}, status: {health: SplitBrain}, within: 3s}
+"#;
+    let s = scenario::parse(Path::new("t/94-transient.yaml"), text).unwrap();
+    for watching in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = Arc::new(FakeCluster::default());
+        cluster.put(group("iad", "Healthy"));
+        if watching {
+            *cluster.watch_versions.lock().unwrap() = Some(vec![
+                group("iad", "Healthy"),
+                group("iad", "SplitBrain"),
+                group("iad", "Healthy"),
+            ]);
+        }
+        let backend = Arc::new(FakeBackend::new(cluster.clone()));
+        let outcome = run_scenario(&s, backend as SharedBackend, &config(&dir, &s.id)).await;
+        if watching {
+            assert!(outcome.passed(), "{}", report::failure_text(&outcome));
+            let timeline: Vec<String> = outcome.timeline.iter().map(|t| t.text.clone()).collect();
+            assert!(
+                timeline
+                    .iter()
+                    .any(|t| t.contains("status.health: Healthy -> SplitBrain")),
+                "the watched change is in the timeline: {timeline:?}"
+            );
+        } else {
+            assert!(
+                outcome.failures[0]
+                    .message
+                    .contains("did not hold within 3s"),
+                "{:?}",
+                outcome.failures
+            );
+        }
+    }
+}
+
+/// A captured value reaches the annotation written and a fragment compared; a capture
+/// whose expression never yields a value fails with the last evaluation error.
+#[tokio::test(start_paused = true)]
+async fn captured_values_fill_annotations_and_fragments() {
+    let text = r#"
+description: capture
+steps:
+  - capture: {resource: {kind: MysqlFailoverGroup, name: playground}, value: "self.status.activeSite", as: site}
+  - annotate: {resource: {kind: MysqlFailoverGroup, name: playground}, set: {note: "from-${site}"}}
+  - assert: {resource: {kind: MysqlFailoverGroup, name: playground}, metadata: {annotations: {note: "from-${site}"}}, status: {activeSite: "${site}"}, within: 1s}
+  - capture: {resource: {kind: MysqlFailoverGroup, name: playground}, value: "self.status.nope", as: nope, within: 2s}
+"#;
+    let s = scenario::parse(Path::new("t/95-capture.yaml"), text).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Arc::new(FakeCluster::default());
+    cluster.put(group("iad", "Healthy"));
+    let backend = Arc::new(FakeBackend::new(cluster.clone()));
+    let outcome = run_scenario(&s, backend as SharedBackend, &config(&dir, &s.id)).await;
+    let object = cluster.objects.lock().unwrap()["MysqlFailoverGroup/playground"].clone();
+    assert_eq!(object["metadata"]["annotations"]["note"], "from-iad");
+    assert!(
+        outcome
+            .timeline
+            .iter()
+            .any(|t| t.text == "captured site = \"iad\""),
+        "{:?}",
+        outcome.timeline
+    );
+    assert_eq!(outcome.failures.len(), 1, "{:?}", outcome.failures);
+    let f = &outcome.failures[0];
+    assert!(f.step.starts_with("steps[3]"), "{f}");
+    assert!(
+        f.message
+            .contains("capture nope: `self.status.nope` yielded no string or number within 2s"),
+        "{f}"
+    );
+    assert!(f.detail.contains("evaluation failed"), "{f}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn hold_fails_when_the_condition_stops_holding() {
     let dir = tempfile::tempdir().unwrap();

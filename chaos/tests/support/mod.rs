@@ -38,6 +38,10 @@ pub struct FakeCluster {
     pub calls: Mutex<Vec<String>>,
     /// Fails this many `get` calls with a transient error before answering.
     pub flaky_gets: Mutex<u32>,
+    /// `None`: the cluster cannot watch. `Some(versions)`: the first watch delivers
+    /// these versions (which `get` never shows: a state shorter than a poll), then
+    /// stays open with nothing more.
+    pub watch_versions: Mutex<Option<Vec<Value>>>,
 }
 
 impl FakeCluster {
@@ -75,6 +79,27 @@ fn merge(target: &mut Value, patch: &Value) {
 }
 
 impl Cluster for FakeCluster {
+    fn watch<'a>(
+        &'a self,
+        _object: &'a ObjectRef,
+        _ns: &'a str,
+        _resource_version: &'a str,
+    ) -> BoxFuture<'a, Option<Result<bloodraven_chaos::cluster::ObjectVersions, ClusterError>>>
+    {
+        use futures::StreamExt;
+        Box::pin(async move {
+            let versions = self
+                .watch_versions
+                .lock()
+                .unwrap()
+                .as_mut()
+                .map(std::mem::take)?;
+            let stream = futures::stream::iter(versions.into_iter().map(Ok))
+                .chain(futures::stream::pending());
+            Some(Ok(stream.boxed()))
+        })
+    }
+
     fn apply<'a>(
         &'a self,
         manifest: &'a Value,
