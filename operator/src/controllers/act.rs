@@ -26,6 +26,26 @@ use crate::transport::{
 /// How long a CLONE may take before the operator gives up waiting for it.
 pub const CLONE_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// What the operations call directly (see `crate::rbac`); the Lease replace and the
+/// applies go through `adapters`, whose tables list them.
+pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[
+    crate::rbac::ApiAccess {
+        group: "coordination.k8s.io",
+        resource: "leases",
+        // create at bootstrap; update (and get after a 409) through replace_guarded.
+        verbs: &["create", "get", "update"],
+        scope: crate::rbac::Scope::Watched,
+        why: "MoveLease and the writable grant: the writer Lease, resourceVersion-guarded",
+    },
+    crate::rbac::ApiAccess {
+        group: "bloodraven.shipstream.io",
+        resource: "mysqlfailovergroups",
+        verbs: &["patch"],
+        scope: crate::rbac::Scope::Watched,
+        why: "RemoveAnnotation consumes a handled planned-failover or reclone annotation",
+    },
+];
+
 /// An operation that did not happen, naming the object.
 #[derive(Debug, thiserror::Error)]
 pub enum ActError {

@@ -39,6 +39,15 @@ use act::Operations;
 use indexes::{Indexes, WatchSettings};
 use observe::Prober;
 
+/// What this module calls directly (see `crate::rbac`).
+pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[crate::rbac::ApiAccess {
+    group: "",
+    resource: "secrets",
+    verbs: &["get"],
+    scope: crate::rbac::Scope::Watched,
+    why: "the MySQL passwords in spec.mysql.credentialsSecret (read once per group, never logged)",
+}];
+
 /// `reportingController` of the operator's Events.
 pub const REPORTING_CONTROLLER: &str = "bloodraven.shipstream.io/operator";
 
