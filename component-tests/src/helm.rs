@@ -57,6 +57,12 @@ enum Action {
     End,
 }
 
+/// A text piece and the action after it (with its line), if any.
+type Token = (String, Option<(Action, usize)>);
+
+/// A block's nodes and what ended it: `(is_else, line)`, `None` at the end of input.
+type Block = (Vec<Node>, Option<(bool, usize)>);
+
 struct Parser<'a> {
     file: &'a str,
 }
@@ -71,8 +77,8 @@ impl Parser<'_> {
     }
 
     /// Splits the text into text pieces and actions, applying the trim markers.
-    fn lex(&self, text: &str) -> Result<Vec<(String, Option<(Action, usize)>)>, RenderError> {
-        let mut out: Vec<(String, Option<(Action, usize)>)> = Vec::new();
+    fn lex(&self, text: &str) -> Result<Vec<Token>, RenderError> {
+        let mut out: Vec<Token> = Vec::new();
         let mut rest = text;
         let mut consumed = 0;
         let mut trim_next = false;
@@ -233,9 +239,9 @@ impl Parser<'_> {
     /// Builds the tree; stops at `else`/`end` and says which one ended the block.
     fn tree(
         &self,
-        tokens: &mut std::vec::IntoIter<(String, Option<(Action, usize)>)>,
+        tokens: &mut std::vec::IntoIter<Token>,
         opened_at: Option<usize>,
-    ) -> Result<(Vec<Node>, Option<(bool, usize)>), RenderError> {
+    ) -> Result<Block, RenderError> {
         let mut nodes = Vec::new();
         while let Some((text, action)) = tokens.next() {
             if !text.is_empty() {

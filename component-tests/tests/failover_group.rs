@@ -100,6 +100,22 @@ fn bootstrap_makes_the_first_site_writable_and_the_other_a_replica() {
     assert_eq!(ready["status"], "True", "{s:#}");
 }
 
+/// Every request the operator made so far is granted by its API_ACCESS tables (the
+/// chart's RBAC is generated from them; tests/chart.rs checks that step).
+fn assert_operator_calls_granted(world: &World) {
+    use bloodraven_component_tests::rbac_audit::{calls_outside, operator_rule_sets};
+    let counts = world.api().request_counts();
+    let calls = counts
+        .keys()
+        .filter(|k| k.user_agent == bloodraven_sim::bloodraven_image::OPERATOR_USER_AGENT)
+        .map(|k| (k.verb.as_str(), k.resource.as_str()));
+    let outside = calls_outside(calls, &operator_rule_sets());
+    assert!(
+        outside.is_empty(),
+        "the operator made calls no API_ACCESS table declares: {outside:?}"
+    );
+}
+
 fn annotate(world: &World, key: &str, value: &str) {
     use bloodraven_sim::apiserver::{Caller, Patch, Subresource};
     world
@@ -151,6 +167,7 @@ fn a_crashed_primary_fails_over_to_the_replica() {
     assert_eq!(str_at(&s, "/lastFailover/kind"), Some("Emergency"), "{s:#}");
     assert!(rto <= Duration::from_secs(10), "RTO {rto:?}: {s:#}");
     assert!(!events(&world, "FailoverStarted").is_empty());
+    assert_operator_calls_granted(&world);
 }
 
 const PLANNED: &str = "bloodraven.shipstream.io/planned-failover";
@@ -188,6 +205,7 @@ fn a_planned_failover_moves_the_primary_and_records_write_unavailability() {
             .and_then(|a| a.get(PLANNED))
             .is_none()
     );
+    assert_operator_calls_granted(&world);
 }
 
 #[test]
