@@ -24,8 +24,9 @@ use crate::transport::{
     SharedMysqlConnector,
 };
 
-/// The account the operator uses for probes and operations, and replicas for
-/// replication (the only account the mysqld pods create; see docs/operator.md).
+/// The account the operator uses for probes and operations (the image creates it from
+/// `root-password`). Replicas and clones use the replication account instead
+/// (`accounts`).
 pub const OPERATOR_MYSQL_USER: &str = "root";
 
 /// Where a site's mysqld is reached: its pod's stable DNS name.

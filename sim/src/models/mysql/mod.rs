@@ -26,13 +26,24 @@ pub use server::DataDir;
 /// The port mysqld listens on.
 pub const MYSQL_PORT: u16 = 3306;
 
-/// A database account. `super_user` accounts (root) hold SUPER and may write while only
-/// `read_only` is ON, set global variables, clone and kill; others are ordinary clients.
-#[derive(Clone, PartialEq, Eq)]
+/// A database account. `super_user` accounts (root) hold every privilege: SUPER (write
+/// while only `read_only` is ON, set global variables, kill), CLONE_ADMIN and so on.
+/// Others are ordinary clients holding only the global `privileges` listed (MySQL's
+/// names: `REPLICATION SLAVE`, `BACKUP_ADMIN`, ...).
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Account {
     pub user: String,
     pub password: String,
     pub super_user: bool,
+    #[serde(default)]
+    pub privileges: Vec<String>,
+}
+
+impl Account {
+    /// Whether the account holds the global privilege `privilege`.
+    pub fn has(&self, privilege: &str) -> bool {
+        self.super_user || self.privileges.iter().any(|p| p == privilege)
+    }
 }
 
 impl std::fmt::Debug for Account {
@@ -40,6 +51,7 @@ impl std::fmt::Debug for Account {
         f.debug_struct("Account")
             .field("user", &self.user)
             .field("super_user", &self.super_user)
+            .field("privileges", &self.privileges)
             .finish_non_exhaustive()
     }
 }
@@ -188,12 +200,14 @@ impl MysqlConfig {
                 user: "root".into(),
                 password: password.clone(),
                 super_user: true,
+                privileges: Vec::new(),
             });
         } else if env.contains_key("MYSQL_ALLOW_EMPTY_PASSWORD") {
             accounts.push(Account {
                 user: "root".into(),
                 password: String::new(),
                 super_user: true,
+                privileges: Vec::new(),
             });
         }
         if let (Some(user), Some(password)) = (env.get("MYSQL_USER"), env.get("MYSQL_PASSWORD")) {
@@ -201,6 +215,7 @@ impl MysqlConfig {
                 user: user.clone(),
                 password: password.clone(),
                 super_user: false,
+                privileges: Vec::new(),
             });
         }
         accounts
