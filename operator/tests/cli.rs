@@ -56,7 +56,7 @@ fn validate_exit_codes_and_messages() {
     std::fs::write(&bad, text).unwrap();
     let (code, out, _) = bloodraven(&["validate", "-f", bad.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("bad.yaml:40:17: MysqlFailoverGroup/playground: spec.mysql.durability: Unsupported value: \"eventually\""), "{out}");
+    assert!(out.contains("bad.yaml:42:17: MysqlFailoverGroup/playground: spec.mysql.durability: Unsupported value: \"eventually\""), "{out}");
 
     let (code, _, err) = bloodraven(&["validate", "-f", "/nonexistent.yaml"]);
     assert_eq!(code, 2);

@@ -20,6 +20,7 @@ const ENV: &[(&str, &str)] = &[
     ("MYSQL_ROOT_PASSWORD", ROOT_PASSWORD),
     ("MYSQL_USER", "app"),
     ("MYSQL_PASSWORD", "app-secret"),
+    ("MYSQL_DATABASE", "bloodraven_counter"),
 ];
 
 fn root(host: &str) -> MysqlTarget {
@@ -741,6 +742,40 @@ fn accounts_without_the_privileges_cannot_replicate_or_donate_a_clone() {
             .unwrap_err();
         assert!(error.to_string().contains("BACKUP_ADMIN"), "{error}");
         assert!(b.observe().await.unwrap().gtid_executed.is_empty());
+        Ok(())
+    });
+    run(&mut sim, &Faults::default());
+}
+
+#[test]
+fn the_app_account_may_use_only_the_database_the_image_granted_it() {
+    const NO_DATABASE: &[(&str, &str)] = &[
+        ("MYSQL_ROOT_PASSWORD", ROOT_PASSWORD),
+        ("MYSQL_USER", "app"),
+        ("MYSQL_PASSWORD", "app-secret"),
+    ];
+    let mut sim = sim(23);
+    let program = MysqlProgram::new(MysqlConfig::default());
+    let volume = Volume::default();
+    sim.host("a", move || {
+        let ctx = context("a", &volume, NO_DATABASE, &[]);
+        let program = program.clone();
+        async move { program.run(ctx).await }
+    });
+    sim.client("test", async {
+        let mut a = session(root("a")).await;
+        make_primary(&mut a).await;
+        // Without MYSQL_DATABASE the image creates the account with no privileges.
+        let mut as_app = session(app("a")).await;
+        let error = as_app.counter_increment("k").await.unwrap_err();
+        assert_eq!(
+            error.server_code(),
+            Some(error_codes::DATABASE_ACCESS_DENIED),
+            "{error}"
+        );
+        assert!(error.to_string().contains("bloodraven_counter"), "{error}");
+        assert!(as_app.counter_read("k").await.is_err());
+        assert!(gtids(&mut a).await.is_empty());
         Ok(())
     });
     run(&mut sim, &Faults::default());

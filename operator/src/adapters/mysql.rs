@@ -28,6 +28,10 @@ pub mod sql {
         CloneDonor, REPLICATION_PRIVILEGES, ReadOnlyMode, ReplicationAccount, ReplicationSource,
     };
 
+    /// The counter app's database: the application account needs privileges on it
+    /// (the Secret's `app-database`; see docs/install.md).
+    pub const COUNTER_DATABASE: &str = "bloodraven_counter";
+
     /// The counter app's schema: one key/value table.
     pub const COUNTER_SCHEMA: [&str; 2] = [
         "CREATE DATABASE IF NOT EXISTS bloodraven_counter",
@@ -694,6 +698,9 @@ mod tests {
             "SELECT value FROM bloodraven_counter.counters WHERE name = 'k'"
         );
         assert!(KILL_CANDIDATES.contains("'Binlog Dump GTID'"));
+        for statement in COUNTER_SCHEMA.iter().chain([&counter_read("k").as_str()]) {
+            assert!(statement.contains(COUNTER_DATABASE), "{statement}");
+        }
     }
 
     #[test]

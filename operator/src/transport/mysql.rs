@@ -258,6 +258,8 @@ pub mod error_codes {
     pub const CLONE_DONOR: u16 = 3862;
     /// `ER_ACCESS_DENIED_ERROR`: wrong user or password.
     pub const ACCESS_DENIED: u16 = 1045;
+    /// `ER_DBACCESS_DENIED_ERROR`: the account has no privileges on the database.
+    pub const DATABASE_ACCESS_DENIED: u16 = 1044;
     /// `ER_SPECIFIC_ACCESS_DENIED_ERROR`: the statement needs SUPER (or a dynamic privilege).
     pub const SPECIFIC_ACCESS_DENIED: u16 = 1227;
     /// `ER_WRONG_ARGUMENTS`-style refusal used for malformed requests.

@@ -252,6 +252,7 @@ impl MysqlSession for SimMysqlSession {
                 password: account.password.clone(),
                 super_user: false,
                 privileges: REPLICATION_PRIVILEGES.map(String::from).to_vec(),
+                database: None,
             },
         };
         Box::pin(self.expect_ok("CREATE USER (replication account)", request, Duration::ZERO))

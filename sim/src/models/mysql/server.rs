@@ -21,6 +21,7 @@ use super::protocol::{
 };
 use super::{Account, MysqlConfig, replication};
 use crate::pod::{PodContext, ProgramResult, SharedDialer};
+use bloodraven::adapters::mysql::sql::COUNTER_DATABASE;
 
 /// What survives a crash: the data directory (InnoDB data, binlog, `auto.cnf`, the
 /// replication metadata tables). Created empty; initialised at first boot.
@@ -915,6 +916,17 @@ async fn execute(
             Response::Count {
                 count: server.kill_clients(connection_id),
             }
+        }
+        Request::CounterIncrement { .. } | Request::CounterRead { .. }
+            if !account.may_use(COUNTER_DATABASE) =>
+        {
+            return Err(err(
+                error_codes::DATABASE_ACCESS_DENIED,
+                format!(
+                    "Access denied for user '{}'@'%' to database '{COUNTER_DATABASE}'",
+                    account.user
+                ),
+            ));
         }
         Request::CounterIncrement { key } => Response::Value {
             value: Some(server.commit_local(account, &key, None, false).await?),
