@@ -306,7 +306,7 @@ fn the_deployment_matches_the_operator_binary() {
     };
     assert_eq!(args.listen.port(), METRICS_PORT);
     let settings = args.settings().unwrap();
-    assert_eq!(settings.leader_lease, RELEASE);
+    assert_eq!(settings.leader_lease, bloodraven::leader::LEADER_LEASE);
     assert_eq!(settings.leader_timing.duration(), Duration::from_secs(15));
     // The Service reaches the pods' metrics port.
     let service = find(&objects, "Service", "bloodraven-metrics").unwrap();

@@ -112,8 +112,10 @@ pub struct MysqlSpec {
     pub image: String,
     #[serde(default)]
     pub flavor: MysqlFlavor,
-    /// Secret with keys `root-password`, `replication-password` and (for the counter
-    /// app and probes) `app-password`. Never logged.
+    /// Secret with keys `root-password` (the operator's account), `replication-password`
+    /// (and optionally `replication-user`, default `repl`: the account replicas and
+    /// clones use, created by the operator), `app-password` (and optionally
+    /// `app-database`: the application account `app` the image creates). Never logged.
     #[schemars(length(min = 1))]
     pub credentials_secret: String,
     #[serde(default)]
