@@ -39,6 +39,8 @@ pub fn action_for(reason: EventReason) -> &'static str {
         EventReason::FailoverStarted
         | EventReason::FailoverSucceeded
         | EventReason::FailoverFailed
+        | EventReason::FailoverBlocked
+        | EventReason::ForceFailoverRejected
         | EventReason::PlannedFailoverRejected => "Failover",
         EventReason::SiteFenced | EventReason::SplitBrainDetected => "Fence",
         EventReason::DivergenceDetected => "Observe",

@@ -12,7 +12,8 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::indexes::Indexes;
 use crate::api::{
-    MysqlFailoverGroup, PLANNED_FAILOVER_ANNOTATION, RECLONE_SITE_ANNOTATION, ROLE_LABEL,
+    FORCE_FAILOVER_ANNOTATION, MysqlFailoverGroup, PLANNED_FAILOVER_ANNOTATION,
+    RECLONE_SITE_ANNOTATION, ROLE_LABEL,
 };
 use crate::children::names;
 use crate::engine::{
@@ -269,6 +270,7 @@ pub fn annotations(group: &MysqlFailoverGroup) -> Annotations {
     Annotations {
         planned_failover: get(PLANNED_FAILOVER_ANNOTATION),
         reclone_site: get(RECLONE_SITE_ANNOTATION),
+        force_failover: get(FORCE_FAILOVER_ANNOTATION),
     }
 }
 
