@@ -722,9 +722,12 @@ fn a_diverged_site_waits_for_a_confirmed_reclone_and_refuses_a_wrong_token() {
         .world()
         .run_until(Duration::from_secs(60), |w| {
             let pdx = site_status(&status(w), "pdx");
+            // The status is written before the reconcile's Events are published:
+            // wait for the Event too, or the check below races the publisher.
             pdx.get("recoveryState").is_none_or(Value::is_null)
                 && pdx["replicating"] == true
                 && healthy_with(w, "iad")
+                && event_count(w, "RecloneSucceeded") >= 1
         })
         .unwrap();
     let s = status(sim.world());

@@ -1,4 +1,4 @@
-//! The `bloodraven` binary as a user runs it: help, crd, validate and exit codes.
+//! The `bloodraven` binary as a user runs it: help, crd, rbac, validate and exit codes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
@@ -39,6 +39,21 @@ fn crd_prints_the_committed_stream() {
     ))
     .unwrap();
     assert_eq!(out, committed);
+}
+
+#[test]
+fn rbac_prints_the_committed_chart_template() {
+    let (code, out, _) = bloodraven(&["rbac"]);
+    assert_eq!(code, 0);
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../charts/bloodraven/templates/rbac.yaml"
+    ))
+    .unwrap();
+    assert_eq!(
+        out, committed,
+        "charts/bloodraven/templates/rbac.yaml is stale: run `make generate`"
+    );
 }
 
 #[test]
