@@ -946,3 +946,61 @@ fn an_operator_restarted_mid_failover_resumes_and_promotes_once() {
     );
     assert_eq!(str_at(&status(sim.world()), "/activeSite"), Some("pdx"));
 }
+
+/// The replication account exists on both sites after bootstrap (created on the
+/// primary, replicated to the replica), with the Secret's password, and is not root:
+/// it cannot touch data. The application account writes to its own database.
+#[test]
+fn bootstrap_creates_a_replication_account_that_replicates_and_is_not_root() {
+    let mut sim = sim_bootstrapped(31, StartupProfile::default());
+    let world = sim.world();
+    let target = |site: &str, user: &str, password: &str| MysqlTarget {
+        user: user.into(),
+        password: password.into(),
+        ..root_target(world, site)
+    };
+    let repl_iad = target("iad", "repl", "playground-repl");
+    let repl_pdx = target("pdx", "repl", "playground-repl");
+    let wrong = target("iad", "repl", "not-the-password");
+    let app_iad = target("iad", "app", "playground-app");
+    let api = world.api().clone();
+    let outcome = sim
+        .run_client(Duration::from_secs(30), move |_| async move {
+            let dialer = bloodraven_sim::dialer::ClusterDialer::new(
+                api.clone(),
+                PLAYGROUND_NAMESPACE,
+                "component-test",
+                Duration::from_secs(1),
+            )
+            .shared();
+            let connect = |t: MysqlTarget| {
+                let dialer = dialer.clone();
+                async move { SimMysqlSession::connect(&dialer, &t, MysqlTimeouts::default()).await }
+            };
+            let mut on_iad = connect(repl_iad)
+                .await
+                .expect("repl logs in to the primary");
+            let on_pdx = connect(repl_pdx).await;
+            let wrong = connect(wrong).await;
+            let repl_write = on_iad.counter_increment("component-test/repl").await;
+            let mut app = connect(app_iad).await.expect("app logs in to the primary");
+            let app_write = app.counter_increment("component-test/app").await;
+            (on_pdx.is_ok(), wrong.err(), repl_write.err(), app_write)
+        })
+        .unwrap();
+    let (replicated, wrong, repl_write, app_write) = outcome;
+    assert!(
+        replicated,
+        "the replication account did not reach the replica"
+    );
+    assert_eq!(
+        wrong.and_then(|e| e.server_code()),
+        Some(bloodraven::transport::mysql::error_codes::ACCESS_DENIED)
+    );
+    assert_eq!(
+        repl_write.and_then(|e| e.server_code()),
+        Some(bloodraven::transport::mysql::error_codes::DATABASE_ACCESS_DENIED),
+        "the replication account must hold no data privileges"
+    );
+    assert_eq!(app_write.unwrap(), 1);
+}
