@@ -34,14 +34,18 @@ fmt-check: ## Fail if the code is not formatted
 lint: ## Clippy on everything; any warning fails
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-generate: ## Regenerate the CRD YAML in charts/bloodraven/crds/
+generate: ## Regenerate the chart's CRDs and operator RBAC from the Rust code
 	$(CARGO) run --quiet -p bloodraven -- crd > charts/bloodraven/crds/bloodraven-crds.yaml
+	$(CARGO) run --quiet -p bloodraven -- rbac > charts/bloodraven/templates/rbac.yaml
 
-generate-check: ## Fail if the committed CRD YAML differs from the Rust types
+generate-check: ## Fail if the committed CRDs or RBAC template differ from the Rust code
 	@mkdir -p target && $(CARGO) run --quiet -p bloodraven -- crd > target/crds-check.yaml
 	@diff -u charts/bloodraven/crds/bloodraven-crds.yaml target/crds-check.yaml \
 	  || { echo "charts/bloodraven/crds/bloodraven-crds.yaml is stale: run 'make generate' and commit it"; exit 1; }
-	@echo "generate-check: CRDs are current"
+	@$(CARGO) run --quiet -p bloodraven -- rbac > target/rbac-check.yaml
+	@diff -u charts/bloodraven/templates/rbac.yaml target/rbac-check.yaml \
+	  || { echo "charts/bloodraven/templates/rbac.yaml is stale: run 'make generate' and commit it"; exit 1; }
+	@echo "generate-check: CRDs and RBAC are current"
 
 CHAOS = $(CARGO) run --quiet -p bloodraven-chaos --
 

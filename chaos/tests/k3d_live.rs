@@ -290,6 +290,12 @@ impl MysqlSession for Session {
     ) -> BoxFuture<'a, Result<(), MysqlError>> {
         self.unsupported()
     }
+    fn ensure_replication_account<'a>(
+        &'a mut self,
+        _: &'a bloodraven::transport::ReplicationAccount,
+    ) -> BoxFuture<'a, Result<(), MysqlError>> {
+        self.unsupported()
+    }
     fn kill_client_connections(&mut self) -> BoxFuture<'_, Result<u64, MysqlError>> {
         self.unsupported()
     }

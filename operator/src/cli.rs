@@ -22,6 +22,10 @@ pub enum Command {
     /// Print every CRD Bloodraven uses (its own and external-dns' DNSEndpoint) as one
     /// YAML stream, exactly as shipped in charts/bloodraven/crds/.
     Crd,
+    /// Print the operator's RBAC as the Helm template shipped in
+    /// charts/bloodraven/templates/rbac.yaml, generated from the API_ACCESS tables kept
+    /// next to the operator's Kubernetes calls.
+    Rbac,
     /// Check manifests offline against the CRD schemas: types, required fields, enums,
     /// patterns, exactly two distinct sites, positive durations and the lease timing
     /// rules. Prints `file:line:column: Kind/name: field: problem` for each problem and
@@ -67,6 +71,10 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<i32, CliError> {
     match cli.command {
         Command::Crd => {
             out.write_all(crate::api::crds_yaml()?.as_bytes())?;
+            Ok(0)
+        }
+        Command::Rbac => {
+            out.write_all(crate::rbac::chart_template().as_bytes())?;
             Ok(0)
         }
         Command::Sidecar(args) => {

@@ -23,6 +23,16 @@ use crate::transport::SharedClock;
 /// Default name of the operator's leader Lease (in the operator's namespace).
 pub const LEADER_LEASE: &str = "bloodraven-operator";
 
+/// What the elector calls (see `crate::rbac`): read, create on first start, and renew
+/// or take over through `replace_guarded` (update, get after a 409).
+pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[crate::rbac::ApiAccess {
+    group: "coordination.k8s.io",
+    resource: "leases",
+    verbs: &["create", "get", "update"],
+    scope: crate::rbac::Scope::OperatorNamespace,
+    why: "leader election among the operator's replicas",
+}];
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaderSettings {
     /// This replica's identity (its pod name).

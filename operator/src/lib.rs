@@ -16,6 +16,7 @@ pub mod engine;
 pub mod gtid;
 pub mod leader;
 pub mod metrics;
+pub mod rbac;
 pub mod schema;
 pub mod sidecar;
 pub mod transport;

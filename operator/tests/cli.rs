@@ -1,4 +1,4 @@
-//! The `bloodraven` binary as a user runs it: help, crd, validate and exit codes.
+//! The `bloodraven` binary as a user runs it: help, crd, rbac, validate and exit codes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
@@ -42,6 +42,21 @@ fn crd_prints_the_committed_stream() {
 }
 
 #[test]
+fn rbac_prints_the_committed_chart_template() {
+    let (code, out, _) = bloodraven(&["rbac"]);
+    assert_eq!(code, 0);
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../charts/bloodraven/templates/rbac.yaml"
+    ))
+    .unwrap();
+    assert_eq!(
+        out, committed,
+        "charts/bloodraven/templates/rbac.yaml is stale: run `make generate`"
+    );
+}
+
+#[test]
 fn validate_exit_codes_and_messages() {
     let dir = tempfile::tempdir().unwrap();
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/playground.yaml");
@@ -56,7 +71,7 @@ fn validate_exit_codes_and_messages() {
     std::fs::write(&bad, text).unwrap();
     let (code, out, _) = bloodraven(&["validate", "-f", bad.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("bad.yaml:40:17: MysqlFailoverGroup/playground: spec.mysql.durability: Unsupported value: \"eventually\""), "{out}");
+    assert!(out.contains("bad.yaml:42:17: MysqlFailoverGroup/playground: spec.mysql.durability: Unsupported value: \"eventually\""), "{out}");
 
     let (code, _, err) = bloodraven(&["validate", "-f", "/nonexistent.yaml"]);
     assert_eq!(code, 2);

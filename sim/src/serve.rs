@@ -8,12 +8,9 @@
 //! same cluster modulo kubectl's own timing.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::Value;
-
-use crate::apiserver::{ApiServer, Caller};
 use crate::world::{World, WorldBuilder, WorldError};
 
 #[derive(Debug, thiserror::Error)]
@@ -27,19 +24,6 @@ pub enum ServeError {
     Kubeconfig {
         path: PathBuf,
         source: std::io::Error,
-    },
-    #[error("cannot read manifest {path}: {source}")]
-    ReadManifest {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("manifest {path}: invalid YAML: {message}")]
-    ParseManifest { path: PathBuf, message: String },
-    #[error("manifest {path}, document {index}: {message}")]
-    ApplyManifest {
-        path: PathBuf,
-        index: usize,
-        message: String,
     },
     #[error(transparent)]
     World(#[from] WorldError),
@@ -66,64 +50,6 @@ pub struct ServeOptions {
     pub tick: Duration,
 }
 
-/// Creates every object of a multi-document YAML manifest through the in-process API.
-pub fn apply_manifest(api: &ApiServer, path: &Path) -> Result<usize, ServeError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ServeError::ReadManifest {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let documents: Vec<Value> =
-        serde_saphyr::from_multiple(&text).map_err(|err| ServeError::ParseManifest {
-            path: path.to_path_buf(),
-            message: err.to_string(),
-        })?;
-    let mut created = 0;
-    for (index, object) in documents
-        .into_iter()
-        .enumerate()
-        .filter(|(_, d)| !d.is_null())
-    {
-        let fail = |message: String| ServeError::ApplyManifest {
-            path: path.to_path_buf(),
-            index: index + 1,
-            message,
-        };
-        let api_version = object
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let kind = object
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let resource = api
-            .resources()
-            .into_iter()
-            .find(|r| r.kind == kind && r.api_version() == api_version)
-            .ok_or_else(|| fail(format!("no resource serves {api_version} {kind}")))?;
-        let namespace = resource.namespaced.then(|| {
-            object
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .unwrap_or("default")
-                .to_string()
-        });
-        api.create(
-            &resource.key,
-            namespace.as_deref(),
-            object,
-            &Caller {
-                user_agent: "bloodraven-sim-serve",
-            },
-        )
-        .map_err(|err| fail(err.to_string()))?;
-        created += 1;
-    }
-    Ok(created)
-}
-
 /// A kubeconfig for a plain-HTTP local server without credentials.
 pub fn kubeconfig_yaml(server: &str) -> String {
     format!(
@@ -139,7 +65,7 @@ pub fn serve(options: &ServeOptions) -> Result<(), ServeError> {
         tracing::info!("installed the Bloodraven CRDs and operator");
     }
     for manifest in &options.manifests {
-        let created = apply_manifest(world.api(), manifest)?;
+        let created = crate::playground::apply_file(&world, manifest)?;
         tracing::info!(manifest = %manifest.display(), created, "applied");
     }
 

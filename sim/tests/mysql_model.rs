@@ -9,7 +9,7 @@ use std::time::Duration;
 use bloodraven::gtid::{GtidSet, reclone_token};
 use bloodraven::transport::mysql::{
     CloneDonor, GtidWait, IoThreadState, MysqlSession, MysqlTarget, MysqlTimeouts, ReadOnlyMode,
-    ReplicationSource, error_codes,
+    ReplicationAccount, ReplicationSource, error_codes,
 };
 use bloodraven_sim::models::mysql::{MysqlConfig, MysqlProgram, SimMysqlSession};
 use bloodraven_sim::pod::{PodProgram, Volume};
@@ -20,6 +20,7 @@ const ENV: &[(&str, &str)] = &[
     ("MYSQL_ROOT_PASSWORD", ROOT_PASSWORD),
     ("MYSQL_USER", "app"),
     ("MYSQL_PASSWORD", "app-secret"),
+    ("MYSQL_DATABASE", "bloodraven_counter"),
 ];
 
 fn root(host: &str) -> MysqlTarget {
@@ -582,6 +583,199 @@ fn forced_write_then_failover_leaves_an_errant_gtid() {
         );
         // And the diverged row is silently overwritten by the new primary's row image.
         assert_eq!(a.counter_read("k").await.unwrap(), Some(4));
+        Ok(())
+    });
+    run(&mut sim, &Faults::default());
+}
+
+fn repl_account() -> ReplicationAccount {
+    ReplicationAccount {
+        user: "repl".into(),
+        password: "repl-secret".into(),
+    }
+}
+
+fn repl_source(host: &str, password: &str) -> ReplicationSource {
+    ReplicationSource {
+        user: "repl".into(),
+        password: password.into(),
+        ..source(host)
+    }
+}
+
+#[test]
+fn the_replication_account_is_created_on_the_primary_replicates_and_is_all_a_replica_needs() {
+    let mut sim = sim(21);
+    mysqld(&mut sim, "a", &[]);
+    mysqld(&mut sim, "b", &[]);
+    mysqld(&mut sim, "c", &[]);
+    sim.client("test", async {
+        let mut a = session(root("a")).await;
+        let mut b = session(root("b")).await;
+        // Under super_read_only even root cannot create it (every mysqld boots fenced).
+        let refused = a.ensure_replication_account(&repl_account()).await;
+        assert!(refused.unwrap_err().is_read_only_refusal());
+        // An ordinary account may not create accounts.
+        make_primary(&mut a).await;
+        let mut as_app = session(app("a")).await;
+        let denied = as_app
+            .ensure_replication_account(&repl_account())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            denied.server_code(),
+            Some(error_codes::SPECIFIC_ACCESS_DENIED)
+        );
+
+        // Before the account exists a replica cannot log in: Access denied, retrying.
+        make_replica(&mut b, repl_source("a", "repl-secret")).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let replica = b.observe().await.unwrap().replica.unwrap();
+        assert_eq!(replica.io_thread, IoThreadState::Connecting);
+        let error = replica.last_io_error.unwrap();
+        assert_eq!(error.number, u32::from(error_codes::ACCESS_DENIED));
+        assert!(error.message.contains("'repl@a:3306'"), "{}", error.message);
+        assert!(!error.message.contains("repl-secret"), "{}", error.message);
+
+        // Created on the primary (one transaction), the replica connects on its next retry.
+        let before = gtids(&mut a).await.count();
+        a.ensure_replication_account(&repl_account()).await.unwrap();
+        assert_eq!(gtids(&mut a).await.count(), before + 1);
+        // Idempotent: ensuring it again changes nothing.
+        a.ensure_replication_account(&repl_account()).await.unwrap();
+        assert_eq!(gtids(&mut a).await.count(), before + 1);
+        a.counter_increment("k").await.unwrap();
+        let primary = gtids(&mut a).await;
+        let wait = b
+            .wait_for_executed_gtid_set(&primary, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(wait, GtidWait::Reached);
+        assert_eq!(
+            b.observe().await.unwrap().replica.unwrap().io_thread,
+            IoThreadState::Running
+        );
+
+        // It replicated: after a failover, a may replicate from b as the same account.
+        b.stop_replica().await.unwrap();
+        make_primary(&mut b).await;
+        a.set_read_only(ReadOnlyMode::SuperReadOnly).await.unwrap();
+        make_replica(&mut a, repl_source("b", "repl-secret")).await;
+        b.counter_increment("k").await.unwrap();
+        let wait = a
+            .wait_for_executed_gtid_set(&gtids(&mut b).await, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(wait, GtidWait::Reached);
+
+        // A wrong password is refused.
+        let mut c = session(root("c")).await;
+        make_replica(&mut c, repl_source("b", "wrong")).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let replica = c.observe().await.unwrap().replica.unwrap();
+        assert_eq!(replica.io_thread, IoThreadState::Connecting);
+        assert_eq!(
+            replica.last_io_error.unwrap().number,
+            u32::from(error_codes::ACCESS_DENIED)
+        );
+        assert!(c.observe().await.unwrap().gtid_executed.is_empty());
+
+        // The account is a clone donor (BACKUP_ADMIN); the clone carries it along, so
+        // c can then replicate as repl from b.
+        c.stop_replica().await.unwrap();
+        let donor = CloneDonor {
+            host: "b".into(),
+            port: 3306,
+            user: "repl".into(),
+            password: "repl-secret".into(),
+        };
+        c.clone_from(&donor, Duration::from_secs(10)).await.unwrap();
+        let mut c = session(root("c")).await;
+        assert_eq!(gtids(&mut c).await, gtids(&mut b).await);
+        make_replica(&mut c, repl_source("a", "repl-secret")).await;
+        let wait = c
+            .wait_for_executed_gtid_set(&gtids(&mut b).await, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(wait, GtidWait::Reached);
+        Ok(())
+    });
+    run(&mut sim, &Faults::default());
+}
+
+#[test]
+fn accounts_without_the_privileges_cannot_replicate_or_donate_a_clone() {
+    let mut sim = sim(22);
+    mysqld(&mut sim, "a", &[]);
+    mysqld(&mut sim, "b", &[]);
+    sim.client("test", async {
+        let mut a = session(root("a")).await;
+        let mut b = session(root("b")).await;
+        make_primary(&mut a).await;
+        a.counter_increment("k").await.unwrap();
+        // `app` logs in fine but holds neither REPLICATION SLAVE nor BACKUP_ADMIN.
+        let as_app = ReplicationSource {
+            user: "app".into(),
+            password: "app-secret".into(),
+            ..source("a")
+        };
+        make_replica(&mut b, as_app).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let replica = b.observe().await.unwrap().replica.unwrap();
+        assert_eq!(replica.io_thread, IoThreadState::Stopped);
+        let error = replica.last_io_error.unwrap();
+        assert!(
+            error.message.contains("REPLICATION SLAVE"),
+            "{}",
+            error.message
+        );
+        assert!(b.observe().await.unwrap().gtid_executed.is_empty());
+        let donor = CloneDonor {
+            host: "a".into(),
+            port: 3306,
+            user: "app".into(),
+            password: "app-secret".into(),
+        };
+        let error = b
+            .clone_from(&donor, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("BACKUP_ADMIN"), "{error}");
+        assert!(b.observe().await.unwrap().gtid_executed.is_empty());
+        Ok(())
+    });
+    run(&mut sim, &Faults::default());
+}
+
+#[test]
+fn the_app_account_may_use_only_the_database_the_image_granted_it() {
+    const NO_DATABASE: &[(&str, &str)] = &[
+        ("MYSQL_ROOT_PASSWORD", ROOT_PASSWORD),
+        ("MYSQL_USER", "app"),
+        ("MYSQL_PASSWORD", "app-secret"),
+    ];
+    let mut sim = sim(23);
+    let program = MysqlProgram::new(MysqlConfig::default());
+    let volume = Volume::default();
+    sim.host("a", move || {
+        let ctx = context("a", &volume, NO_DATABASE, &[]);
+        let program = program.clone();
+        async move { program.run(ctx).await }
+    });
+    sim.client("test", async {
+        let mut a = session(root("a")).await;
+        make_primary(&mut a).await;
+        // Without MYSQL_DATABASE the image creates the account with no privileges.
+        let mut as_app = session(app("a")).await;
+        let error = as_app.counter_increment("k").await.unwrap_err();
+        assert_eq!(
+            error.server_code(),
+            Some(error_codes::DATABASE_ACCESS_DENIED),
+            "{error}"
+        );
+        assert!(error.to_string().contains("bloodraven_counter"), "{error}");
+        assert!(as_app.counter_read("k").await.is_err());
+        assert!(gtids(&mut a).await.is_empty());
         Ok(())
     });
     run(&mut sim, &Faults::default());

@@ -243,12 +243,22 @@ pub enum SimError {
 impl SimWorld {
     /// The playground topology (sites iad and pdx) for `seed`, with the Bloodraven CRDs.
     pub fn playground(seed: u64) -> Result<Self, SimError> {
+        Self::playground_with_mysql_startup(seed, MYSQL_STARTUP)
+    }
+
+    /// [`SimWorld::playground`] with another mysqld start-up time: component tests that
+    /// restart a primary within the detection window need a mysqld that comes back in
+    /// well under it.
+    pub fn playground_with_mysql_startup(
+        seed: u64,
+        mysql_startup: StartupProfile,
+    ) -> Result<Self, SimError> {
         let observer = MysqlObserver::default();
         let mut builder = WorldBuilder::new(seed);
         builder.images_mut().register(
             MYSQL_IMAGE,
             MysqlProgram::default().with_observer(observer.clone()),
-            MYSQL_STARTUP,
+            mysql_startup,
         );
         let world = builder.build()?;
         let api = world.api().clone();

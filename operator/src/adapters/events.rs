@@ -23,6 +23,15 @@ use crate::transport::SharedClock;
 /// Repeats of one event within this span are counted on the first Event object.
 pub const SERIES_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_mins(6);
 
+/// What the publisher calls (see `crate::rbac`): create an Event, patch its series.
+pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[crate::rbac::ApiAccess {
+    group: "events.k8s.io",
+    resource: "events",
+    verbs: &["create", "patch"],
+    scope: crate::rbac::Scope::Watched,
+    why: "Events on the groups (FailoverStarted, SiteFenced, ...)",
+}];
+
 /// The `action` field of an Event: what the operator did or tried, derived from the
 /// reason so that the engine only has to say what happened.
 pub fn action_for(reason: EventReason) -> &'static str {
@@ -30,6 +39,8 @@ pub fn action_for(reason: EventReason) -> &'static str {
         EventReason::FailoverStarted
         | EventReason::FailoverSucceeded
         | EventReason::FailoverFailed
+        | EventReason::FailoverBlocked
+        | EventReason::ForceFailoverRejected
         | EventReason::PlannedFailoverRejected => "Failover",
         EventReason::SiteFenced | EventReason::SplitBrainDetected => "Fence",
         EventReason::DivergenceDetected => "Observe",

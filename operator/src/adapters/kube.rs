@@ -13,11 +13,80 @@ use serde_json::{Map, Value, json};
 use crate::api::{MysqlFailoverGroup, MysqlFailoverGroupStatus, ROLE_LABEL};
 use crate::children::{DesiredObject, FIELD_MANAGER};
 use crate::metrics::Metrics;
+use crate::rbac::ApiAccess;
 
 /// Annotation holding a hash of what the operator last applied. The cache comparison
 /// alone cannot see a field we *stopped* setting (server-side apply removes it, the
 /// cached object still has it); a changed hash can.
 pub const DESIRED_HASH_ANNOTATION: &str = "bloodraven.shipstream.io/desired-hash";
+
+const APPLY: &[&str] = &["create", "patch"];
+
+/// What this module writes (see `crate::rbac`). Server-side apply is a PATCH, and the
+/// API server authorises one that creates the object as `create` too. Every child kind
+/// `children::build` returns must be here (a test in `crate::rbac` checks it).
+pub const API_ACCESS: &[ApiAccess] = &[
+    ApiAccess::watched(
+        "",
+        "services",
+        APPLY,
+        "children: headless, per-site and primary Services",
+    ),
+    ApiAccess::watched(
+        "apps",
+        "statefulsets",
+        APPLY,
+        "children: one mysqld StatefulSet per site",
+    ),
+    ApiAccess::watched(
+        "policy",
+        "poddisruptionbudgets",
+        APPLY,
+        "children: one PodDisruptionBudget per site",
+    ),
+    ApiAccess::watched(
+        "",
+        "serviceaccounts",
+        APPLY,
+        "children: the sidecars' ServiceAccount",
+    ),
+    ApiAccess::watched(
+        "rbac.authorization.k8s.io",
+        "roles",
+        APPLY,
+        "children: the sidecars' Role (writer Lease only)",
+    ),
+    ApiAccess::watched(
+        "rbac.authorization.k8s.io",
+        "rolebindings",
+        APPLY,
+        "children: the sidecars' RoleBinding",
+    ),
+    ApiAccess::watched(
+        "coordination.k8s.io",
+        "leases",
+        APPLY,
+        "children: the writer Lease",
+    ),
+    ApiAccess::watched(
+        "externaldns.k8s.io",
+        "dnsendpoints",
+        APPLY,
+        "children: the DNSEndpoint (UpdateDns moves it)",
+    ),
+    ApiAccess::watched(
+        "bloodraven.shipstream.io",
+        "mysqlfailovergroups/status",
+        &["patch"],
+        "the status, one writer",
+    ),
+    ApiAccess::watched(
+        "",
+        "pods",
+        &["patch"],
+        "SetRoleLabel: shipstream.io/role on the mysqld pods",
+    ),
+];
 
 /// A Kubernetes write that failed, naming the object.
 #[derive(Debug, thiserror::Error)]

@@ -14,8 +14,8 @@ use mysql_async::{Conn, OptsBuilder, Row};
 use crate::gtid::GtidSet;
 use crate::transport::mysql::{
     CloneDonor, GtidWait, IoThreadState, MysqlConnector, MysqlError, MysqlSession, MysqlStatus,
-    MysqlTarget, MysqlTimeouts, ReadOnlyMode, ReplicaStatus, ReplicationError, ReplicationSource,
-    SemisyncSourceStatus,
+    MysqlTarget, MysqlTimeouts, ReadOnlyMode, ReplicaStatus, ReplicationAccount, ReplicationError,
+    ReplicationSource, SemisyncSourceStatus,
 };
 
 /// MySQL 8 statements, built as text. Values are embedded as escaped string literals
@@ -24,7 +24,13 @@ pub mod sql {
     use std::time::Duration;
 
     use crate::gtid::GtidSet;
-    use crate::transport::mysql::{CloneDonor, ReadOnlyMode, ReplicationSource};
+    use crate::transport::mysql::{
+        CloneDonor, REPLICATION_PRIVILEGES, ReadOnlyMode, ReplicationAccount, ReplicationSource,
+    };
+
+    /// The counter app's database: the application account needs privileges on it
+    /// (the Secret's `app-database`; see docs/install.md).
+    pub const COUNTER_DATABASE: &str = "bloodraven_counter";
 
     /// The counter app's schema: one key/value table.
     pub const COUNTER_SCHEMA: [&str; 2] = [
@@ -137,6 +143,27 @@ pub mod sql {
                 literal(&donor.host),
                 donor.port,
                 literal(&donor.password)
+            ),
+        ]
+    }
+
+    /// `'user'@'%'`: the replication account logs in from any pod address (a site's
+    /// pod IP changes with every restart).
+    fn account_name(user: &str) -> String {
+        format!("{}@'%'", literal(user))
+    }
+
+    /// Creates the replication account, (re)sets its password from the Secret (so a
+    /// rotated password takes effect) and grants `REPLICATION_PRIVILEGES` on `*.*`.
+    pub fn ensure_replication_account(account: &ReplicationAccount) -> [String; 3] {
+        let name = account_name(&account.user);
+        let password = literal(&account.password);
+        [
+            format!("CREATE USER IF NOT EXISTS {name} IDENTIFIED BY {password}"),
+            format!("ALTER USER {name} IDENTIFIED BY {password}"),
+            format!(
+                "GRANT {} ON *.* TO {name}",
+                REPLICATION_PRIVILEGES.join(", ")
             ),
         ]
     }
@@ -474,6 +501,16 @@ impl MysqlSession for MysqlAsyncSession {
         })
     }
 
+    fn ensure_replication_account<'a>(
+        &'a mut self,
+        account: &'a ReplicationAccount,
+    ) -> BoxFuture<'a, Result<(), MysqlError>> {
+        Box::pin(self.execute_all(
+            "CREATE USER (replication account)",
+            sql::ensure_replication_account(account).to_vec(),
+        ))
+    }
+
     fn kill_client_connections(&mut self) -> BoxFuture<'_, Result<u64, MysqlError>> {
         Box::pin(async move {
             self.bounded("KILL", Duration::ZERO, async |conn| {
@@ -661,6 +698,35 @@ mod tests {
             "SELECT value FROM bloodraven_counter.counters WHERE name = 'k'"
         );
         assert!(KILL_CANDIDATES.contains("'Binlog Dump GTID'"));
+        for statement in COUNTER_SCHEMA.iter().chain([&counter_read("k").as_str()]) {
+            assert!(statement.contains(COUNTER_DATABASE), "{statement}");
+        }
+    }
+
+    #[test]
+    fn the_replication_account_gets_exactly_its_privileges_with_an_escaped_password() {
+        let account = ReplicationAccount {
+            user: "repl".into(),
+            password: "p'w\\".into(),
+        };
+        assert_eq!(
+            ensure_replication_account(&account),
+            [
+                "CREATE USER IF NOT EXISTS 'repl'@'%' IDENTIFIED BY 'p\\'w\\\\'".to_string(),
+                "ALTER USER 'repl'@'%' IDENTIFIED BY 'p\\'w\\\\'".to_string(),
+                "GRANT REPLICATION SLAVE, REPLICATION CLIENT, BACKUP_ADMIN ON *.* TO 'repl'@'%'"
+                    .to_string(),
+            ]
+        );
+        // A user name cannot break out of its literal either.
+        let hostile = ReplicationAccount {
+            user: "x'@'%' WITH GRANT OPTION; --".into(),
+            password: "p".into(),
+        };
+        assert!(
+            ensure_replication_account(&hostile)[2]
+                .ends_with("TO 'x\\'@\\'%\\' WITH GRANT OPTION; --'@'%'")
+        );
     }
 
     #[test]

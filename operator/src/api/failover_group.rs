@@ -18,6 +18,10 @@ pub const PLANNED_FAILOVER_ANNOTATION: &str = "bloodraven.shipstream.io/planned-
 /// Annotation that confirms a destructive reclone: `<site>:<token>`, where the token is
 /// the first segment of the site's divergent GTID's UUID.
 pub const RECLONE_SITE_ANNOTATION: &str = "bloodraven.shipstream.io/reclone-site";
+/// Annotation that confirms promoting a stale emergency candidate: `<site>:<count>`,
+/// where the count is the number of transactions last seen on the lost primary that the
+/// site does not have and that the promotion gives up.
+pub const FORCE_FAILOVER_ANNOTATION: &str = "bloodraven.shipstream.io/force-failover";
 
 /// Pod label naming the site a pod belongs to.
 pub const SITE_LABEL: &str = "shipstream.io/site";
@@ -112,8 +116,10 @@ pub struct MysqlSpec {
     pub image: String,
     #[serde(default)]
     pub flavor: MysqlFlavor,
-    /// Secret with keys `root-password`, `replication-password` and (for the counter
-    /// app and probes) `app-password`. Never logged.
+    /// Secret with keys `root-password` (the operator's account), `replication-password`
+    /// (and optionally `replication-user`, default `repl`: the account replicas and
+    /// clones use, created by the operator), `app-password` (and optionally
+    /// `app-database`: the application account `app` the image creates). Never logged.
     #[schemars(length(min = 1))]
     pub credentials_secret: String,
     #[serde(default)]

@@ -26,9 +26,10 @@ use crate::api::{DNSEndpoint, MysqlFailoverGroup, SITE_LABEL};
 pub use dns::dns_endpoint;
 pub use lease::writer_lease;
 pub use mysql::{
-    APP_PASSWORD_KEY, APP_USER, ROLE_PRIMARY, ROLE_REPLICA, ROOT_PASSWORD_KEY, SIDECAR_CONTAINER,
-    SIDECAR_PASSWORD_ENV, headless_service, mysqld_args, pod_disruption_budget, primary_service,
-    server_id, sidecar_args, site_service, statefulset,
+    APP_DATABASE_KEY, APP_PASSWORD_KEY, APP_USER, DEFAULT_REPLICATION_USER,
+    REPLICATION_PASSWORD_KEY, REPLICATION_USER_KEY, ROLE_PRIMARY, ROLE_REPLICA, ROOT_PASSWORD_KEY,
+    SIDECAR_CONTAINER, SIDECAR_PASSWORD_ENV, headless_service, mysqld_args, pod_disruption_budget,
+    primary_service, server_id, sidecar_args, site_service, statefulset,
 };
 pub use rbac::{sidecar_role, sidecar_role_binding, sidecar_service_account};
 

@@ -27,6 +27,15 @@ pub const ROOT_PASSWORD_KEY: &str = "root-password";
 /// what apps and the chaos runner's counter write as, never root.
 pub const APP_USER: &str = "app";
 pub const APP_PASSWORD_KEY: &str = "app-password";
+/// The database the application account owns: the image creates it and grants the
+/// account every privilege on it (its `MYSQL_DATABASE` contract). Optional: without the
+/// key the account exists but may use no database, exactly as the image leaves it.
+pub const APP_DATABASE_KEY: &str = "app-database";
+/// The replication account (see `controllers::accounts`): its password under this key
+/// (required), its user name under `replication-user` (optional, default `repl`).
+pub const REPLICATION_PASSWORD_KEY: &str = "replication-password";
+pub const REPLICATION_USER_KEY: &str = "replication-user";
+pub const DEFAULT_REPLICATION_USER: &str = "repl";
 /// Environment variable the sidecar reads the MySQL password from.
 pub const SIDECAR_PASSWORD_ENV: &str = "BLOODRAVEN_MYSQL_PASSWORD";
 /// The role label value of the writable site's pod.
@@ -156,13 +165,17 @@ pub fn mysqld_args(group: &MysqlFailoverGroup, site: &str, namespace: &str) -> V
 }
 
 fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+    secret_env_optional(name, secret, key, false)
+}
+
+fn secret_env_optional(name: &str, secret: &str, key: &str, optional: bool) -> EnvVar {
     EnvVar {
         name: name.to_string(),
         value_from: Some(EnvVarSource {
             secret_key_ref: Some(SecretKeySelector {
                 name: secret.to_string(),
                 key: key.to_string(),
-                optional: Some(false),
+                optional: Some(optional),
             }),
             ..EnvVarSource::default()
         }),
@@ -205,6 +218,12 @@ fn mysqld_container(owner: &Owner, group: &MysqlFailoverGroup, site: &str) -> Co
                 "MYSQL_PASSWORD",
                 &mysql.credentials_secret,
                 APP_PASSWORD_KEY,
+            ),
+            secret_env_optional(
+                "MYSQL_DATABASE",
+                &mysql.credentials_secret,
+                APP_DATABASE_KEY,
+                true,
             ),
         ]),
         ports: Some(vec![ContainerPort {

@@ -118,7 +118,10 @@ fn statefulset_runs_a_fenced_mysqld_and_the_sidecar_on_the_site_nodes() {
                             ],
                             "env": [secret("MYSQL_ROOT_PASSWORD"),
                                     {"name": "MYSQL_USER", "value": "app"},
-                                    secret_key("MYSQL_PASSWORD", "app-password")],
+                                    secret_key("MYSQL_PASSWORD", "app-password"),
+                                    {"name": "MYSQL_DATABASE", "valueFrom": {"secretKeyRef": {
+                                        "name": "playground-mysql", "key": "app-database",
+                                        "optional": true}}}],
                             "ports": [{"name": "mysql", "containerPort": 3306, "protocol": "TCP"}],
                             "readinessProbe": {
                                 "exec": {"command": ["mysqladmin", "ping", "--host=127.0.0.1",

@@ -13,18 +13,39 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use super::indexes::Indexes;
-use super::observe::{OPERATOR_MYSQL_USER, Prober, mysql_target};
+use super::observe::{Prober, mysql_target};
 use crate::adapters::kube::{KubeWriteError, apply_children, set_pod_role};
 use crate::adapters::lease::{self as lease_object, LeaseWriteError};
 use crate::api::MysqlFailoverGroup;
 use crate::children::{self, BuildError, DesiredObject, Owner, names};
 use crate::engine::{Action, Role};
 use crate::transport::{
-    CloneDonor, MysqlError, ReadOnlyMode, ReplicationSource, SharedClock, SharedMysqlConnector,
+    CloneDonor, MysqlError, ReadOnlyMode, ReplicationAccount, ReplicationSource, SharedClock,
+    SharedMysqlConnector,
 };
 
 /// How long a CLONE may take before the operator gives up waiting for it.
 pub const CLONE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What the operations call directly (see `crate::rbac`); the Lease replace and the
+/// applies go through `adapters`, whose tables list them.
+pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[
+    crate::rbac::ApiAccess {
+        group: "coordination.k8s.io",
+        resource: "leases",
+        // create at bootstrap; update (and get after a 409) through replace_guarded.
+        verbs: &["create", "get", "update"],
+        scope: crate::rbac::Scope::Watched,
+        why: "MoveLease and the writable grant: the writer Lease, resourceVersion-guarded",
+    },
+    crate::rbac::ApiAccess {
+        group: "bloodraven.shipstream.io",
+        resource: "mysqlfailovergroups",
+        verbs: &["patch"],
+        scope: crate::rbac::Scope::Watched,
+        why: "RemoveAnnotation consumes a handled planned-failover or reclone annotation",
+    },
+];
 
 /// An operation that did not happen, naming the object.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +114,7 @@ enum Statement<'a> {
     ChangeSource(&'a ReplicationSource),
     StartReplica,
     Clone(&'a CloneDonor),
+    EnsureReplicationAccount(&'a ReplicationAccount),
 }
 
 impl Statement<'_> {
@@ -105,6 +127,7 @@ impl Statement<'_> {
             Statement::ChangeSource(_) => "CHANGE REPLICATION SOURCE",
             Statement::StartReplica => "START REPLICA",
             Statement::Clone(_) => "CLONE INSTANCE",
+            Statement::EnsureReplicationAccount(_) => "CREATE USER (replication account)",
         }
     }
 }
@@ -117,7 +140,10 @@ pub struct Operations<'a> {
     pub prober: &'a mut Prober,
     pub connector: &'a SharedMysqlConnector,
     pub clock: &'a SharedClock,
+    /// The operator's own (root) password.
     pub password: &'a str,
+    /// The account replicas and clone recipients use to reach the primary.
+    pub replication: &'a ReplicationAccount,
     /// Bound on connecting for an operation.
     pub connect_timeout: Duration,
     /// The writer Lease as the last write returned it (newer than the index).
@@ -198,6 +224,9 @@ impl Operations<'_> {
                 Statement::ChangeSource(source) => session.change_source(source).await,
                 Statement::StartReplica => session.start_replica().await,
                 Statement::Clone(donor) => session.clone_from(donor, CLONE_TIMEOUT).await,
+                Statement::EnsureReplicationAccount(account) => {
+                    session.ensure_replication_account(account).await
+                }
             },
             Err(err) => Err(err),
         };
@@ -337,8 +366,8 @@ impl Operations<'_> {
         let source = ReplicationSource {
             host: mysql_target(self.group, source, "").host,
             port: u16::try_from(self.group.spec.mysql.port).unwrap_or(3306),
-            user: OPERATOR_MYSQL_USER.to_string(),
-            password: self.password.to_string(),
+            user: self.replication.user.clone(),
+            password: self.replication.password.clone(),
             delay_seconds: 0,
             connect_retry_seconds: 1,
         };
@@ -350,16 +379,24 @@ impl Operations<'_> {
     /// `CLONE INSTANCE FROM` the donor; the server restarts afterwards, so the session
     /// is dropped either way.
     async fn clone_site(&mut self, site: &str, donor: &str) -> Result<(), ActError> {
-        let target = mysql_target(self.group, donor, self.password);
+        let target = mysql_target(self.group, donor, "");
         let donor = CloneDonor {
             host: target.host,
             port: target.port,
-            user: target.user,
-            password: target.password,
+            user: self.replication.user.clone(),
+            password: self.replication.password.clone(),
         };
         let result = self.mysql(site, Statement::Clone(&donor)).await;
         self.prober.forget(site);
         result
+    }
+
+    /// Creates or updates the replication account on `site` (the writable lease
+    /// holder; see `accounts::account_site`), from where it replicates.
+    pub async fn ensure_replication_account(&mut self, site: &str) -> Result<(), ActError> {
+        let account = self.replication;
+        self.mysql(site, Statement::EnsureReplicationAccount(account))
+            .await
     }
 
     async fn set_role_label(&mut self, site: &str, role: Role) -> Result<(), ActError> {

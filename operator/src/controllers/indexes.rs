@@ -30,6 +30,65 @@ use crate::api::{DNSEndpoint, MysqlFailoverGroup};
 use crate::children::{DesiredObject, MANAGED_BY_LABEL, MYSQL_APP_NAME, NAME_LABEL};
 use crate::engine::lease::{LeaseRecord, LeaseSighting};
 use crate::engine::time::Millis;
+use crate::rbac::{ApiAccess, Scope};
+
+const LIST_WATCH: &[&str] = &["list", "watch"];
+
+/// What [`Indexes::start`] watches (see `crate::rbac`): every store is a list + watch.
+pub const API_ACCESS: &[ApiAccess] = &[
+    ApiAccess::watched(
+        "bloodraven.shipstream.io",
+        "mysqlfailovergroups",
+        LIST_WATCH,
+        "the groups the operator reconciles",
+    ),
+    ApiAccess::watched(
+        "",
+        "pods",
+        LIST_WATCH,
+        "mysqld pods: phase, readiness, node, role label",
+    ),
+    ApiAccess {
+        group: "",
+        resource: "nodes",
+        verbs: LIST_WATCH,
+        scope: Scope::Cluster,
+        why: "node readiness and cordon of each site",
+    },
+    ApiAccess::watched(
+        "coordination.k8s.io",
+        "leases",
+        LIST_WATCH,
+        "writer Lease sightings, on the operator's clock",
+    ),
+    ApiAccess::watched(
+        "",
+        "services",
+        LIST_WATCH,
+        "child cache: skip applies that change nothing",
+    ),
+    ApiAccess::watched("apps", "statefulsets", LIST_WATCH, "child cache"),
+    ApiAccess::watched("policy", "poddisruptionbudgets", LIST_WATCH, "child cache"),
+    ApiAccess::watched("", "serviceaccounts", LIST_WATCH, "child cache"),
+    ApiAccess::watched(
+        "rbac.authorization.k8s.io",
+        "roles",
+        LIST_WATCH,
+        "child cache",
+    ),
+    ApiAccess::watched(
+        "rbac.authorization.k8s.io",
+        "rolebindings",
+        LIST_WATCH,
+        "child cache",
+    ),
+    ApiAccess::watched(
+        "externaldns.k8s.io",
+        "dnsendpoints",
+        LIST_WATCH,
+        "child cache and the DNS target now",
+    ),
+];
 
 /// Every store the controller reads, plus the lease sightings.
 #[derive(Clone)]

@@ -7,6 +7,7 @@
 //! leader lease. The worker reconciles again at the decision's deadline, at the next
 //! probe, or at once when the group or its pods change.
 
+pub mod accounts;
 pub mod act;
 pub mod cli;
 pub mod indexes;
@@ -29,15 +30,25 @@ use tokio::time::Instant;
 use crate::adapters::events::EventPublisher;
 use crate::adapters::kube::{apply_children, patch_status};
 use crate::api::{MysqlFailoverGroup, MysqlFailoverGroupStatus};
-use crate::children::{self, BuildContext, ROOT_PASSWORD_KEY};
+use crate::children::{self, BuildContext};
 use crate::engine::lease::LeaseTiming;
 use crate::engine::{self, EngineMemory, Knobs, Leadership, MysqlProbe, Now};
 use crate::leader::{Elector, LeaderSettings};
 use crate::metrics::{Metrics, Readiness, ReconcileResult};
 use crate::transport::{SharedClock, SharedMysqlConnector};
+use accounts::Credentials;
 use act::Operations;
 use indexes::{Indexes, WatchSettings};
 use observe::Prober;
+
+/// What this module calls directly (see `crate::rbac`).
+pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[crate::rbac::ApiAccess {
+    group: "",
+    resource: "secrets",
+    verbs: &["get"],
+    scope: crate::rbac::Scope::Watched,
+    why: "the MySQL passwords in spec.mysql.credentialsSecret (read once per group, never logged)",
+}];
 
 /// `reportingController` of the operator's Events.
 pub const REPORTING_CONTROLLER: &str = "bloodraven.shipstream.io/operator";
@@ -84,11 +95,12 @@ pub enum ReconcileError {
         #[source]
         source: Box<kube::Error>,
     },
-    #[error("Secret {namespace}/{name} has no key {key}")]
+    #[error("Secret {namespace}/{name} (spec.mysql.credentialsSecret) {source}")]
     SecretKey {
         namespace: String,
         name: String,
-        key: &'static str,
+        #[source]
+        source: accounts::MissingKey,
     },
     #[error("building the children of MysqlFailoverGroup {group}: {source}")]
     Build {
@@ -126,8 +138,10 @@ struct Shared {
 struct GroupState {
     prober: Prober,
     memory: EngineMemory,
-    /// (Secret name, root password).
-    credentials: Option<(String, String)>,
+    /// (Secret name, what it holds).
+    credentials: Option<(String, Credentials)>,
+    /// Server UUID of the primary the replication account was last ensured on.
+    replication_account_on: Option<String>,
     probes: BTreeMap<String, MysqlProbe>,
     last_probe: Option<Instant>,
     probe_now: bool,
@@ -281,13 +295,13 @@ async fn group_worker(
 async fn credentials(
     client: &Client,
     group: &MysqlFailoverGroup,
-    cached: &mut Option<(String, String)>,
-) -> Result<String, ReconcileError> {
+    cached: &mut Option<(String, Credentials)>,
+) -> Result<Credentials, ReconcileError> {
     let name = &group.spec.mysql.credentials_secret;
-    if let Some((secret, password)) = cached
+    if let Some((secret, credentials)) = cached
         && secret == name
     {
-        return Ok(password.clone());
+        return Ok(credentials.clone());
     }
     let namespace = group.namespace().unwrap_or_default();
     let secret = Api::<Secret>::namespaced(client.clone(), &namespace)
@@ -298,24 +312,14 @@ async fn credentials(
             name: name.clone(),
             source: Box::new(source),
         })?;
-    let from_data = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(ROOT_PASSWORD_KEY))
-        .map(|b| String::from_utf8_lossy(&b.0).into_owned());
-    let from_string = secret
-        .string_data
-        .as_ref()
-        .and_then(|d| d.get(ROOT_PASSWORD_KEY).cloned());
-    let password = from_data
-        .or(from_string)
-        .ok_or_else(|| ReconcileError::SecretKey {
+    let credentials =
+        Credentials::from_secret(&secret).map_err(|source| ReconcileError::SecretKey {
             namespace,
             name: name.clone(),
-            key: ROOT_PASSWORD_KEY,
+            source,
         })?;
-    *cached = Some((name.clone(), password.clone()));
-    Ok(password)
+    *cached = Some((name.clone(), credentials.clone()));
+    Ok(credentials)
 }
 
 /// One reconcile of one group; returns how long to wait before the next.
@@ -338,7 +342,8 @@ async fn reconcile(
     })?;
     let probe_interval = group.spec.failover.probe_interval.as_std();
     let probe_timeout = group.spec.failover.probe_timeout.as_std();
-    let password = credentials(&deps.client, group, &mut state.credentials).await?;
+    let credentials = credentials(&deps.client, group, &mut state.credentials).await?;
+    let password = credentials.root_password.clone();
 
     // Children first: the writer Lease, the StatefulSets and Services must exist before
     // anything can be probed. The DNSEndpoint is built for the site it points at now:
@@ -441,6 +446,7 @@ async fn reconcile(
         connector: &deps.mysql,
         clock: &deps.clock,
         password: &password,
+        replication: &credentials.replication,
         connect_timeout: probe_timeout,
         latest_lease: None,
     };
@@ -457,6 +463,27 @@ async fn reconcile(
                 source,
             });
             break;
+        }
+    }
+    // The replication account, on the primary once it is writable (from there it
+    // replicates). A failure is logged and retried on a later reconcile: replicas keep
+    // retrying their connection meanwhile, and nothing else waits on it.
+    if failure.is_none()
+        && shared.elector.is_leader()
+        && let Some((site, uuid)) = accounts::account_site(
+            new_status.active_site.as_deref(),
+            &state.probes,
+            state.replication_account_on.as_deref(),
+        )
+    {
+        match operations.ensure_replication_account(&site).await {
+            Ok(()) => {
+                tracing::info!(group = %name, %site, user = %credentials.replication.user,
+                    "replication account ensured on the primary");
+                state.replication_account_on = Some(uuid);
+            }
+            Err(err) => tracing::warn!(group = %name, %site, %err,
+                "ensuring the replication account failed; retrying later"),
         }
     }
     state.memory = decision.memory.clone();

@@ -12,7 +12,8 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::indexes::Indexes;
 use crate::api::{
-    MysqlFailoverGroup, PLANNED_FAILOVER_ANNOTATION, RECLONE_SITE_ANNOTATION, ROLE_LABEL,
+    FORCE_FAILOVER_ANNOTATION, MysqlFailoverGroup, PLANNED_FAILOVER_ANNOTATION,
+    RECLONE_SITE_ANNOTATION, ROLE_LABEL,
 };
 use crate::children::names;
 use crate::engine::{
@@ -24,8 +25,9 @@ use crate::transport::{
     SharedMysqlConnector,
 };
 
-/// The account the operator uses for probes and operations, and replicas for
-/// replication (the only account the mysqld pods create; see docs/operator.md).
+/// The account the operator uses for probes and operations (the image creates it from
+/// `root-password`). Replicas and clones use the replication account instead
+/// (`accounts`).
 pub const OPERATOR_MYSQL_USER: &str = "root";
 
 /// Where a site's mysqld is reached: its pod's stable DNS name.
@@ -268,6 +270,7 @@ pub fn annotations(group: &MysqlFailoverGroup) -> Annotations {
     Annotations {
         planned_failover: get(PLANNED_FAILOVER_ANNOTATION),
         reclone_site: get(RECLONE_SITE_ANNOTATION),
+        force_failover: get(FORCE_FAILOVER_ANNOTATION),
     }
 }
 

@@ -2,8 +2,15 @@
 //! wins (spec order breaks ties); it is granted the lease and promoted, and the
 //! steady state then points the other sites at it.
 
+use std::time::Duration;
+
 use super::Ctx;
 use super::election::most_advanced;
+
+/// How long bootstrap waits for a site whose pod is starting before electing among the
+/// sites that answer: long enough for an image pull and InnoDB crash recovery, short
+/// enough that a new group with one site truly down still gets a primary.
+pub const BOOTSTRAP_STARTUP_WAIT: Duration = Duration::from_secs(60);
 
 pub fn step(ctx: &mut Ctx<'_>) {
     let snap = ctx.snap;
@@ -17,14 +24,20 @@ pub fn step(ctx: &mut Ctx<'_>) {
         return;
     }
 
-    // A silent site may hold the most transactions: wait for every site to answer,
-    // or for the silent ones to stay silent for a whole detection window.
-    let window = snap.knobs.detection_window;
+    // A silent site may hold the most transactions: wait for every site to answer.
+    // A site whose pod is starting on a healthy node (image pull, crash recovery) is
+    // waited for up to BOOTSTRAP_STARTUP_WAIT; one without a pod, or on a failed node,
+    // for one detection window (it may never come, and the group needs a primary).
     let mut silent = Vec::new();
     for site in &snap.sites {
-        if !site.reachable() && !site.unreachable_for(window, ctx.now.mono) {
+        let bound = if site.pod.exists && !site.pod.deleting && !site.pod.node_not_ready {
+            snap.knobs.detection_window.max(BOOTSTRAP_STARTUP_WAIT)
+        } else {
+            snap.knobs.detection_window
+        };
+        if !site.reachable() && !site.unreachable_for(bound, ctx.now.mono) {
             silent.push(site.name.as_str());
-            if let Some(at) = site.unreachable_deadline(window) {
+            if let Some(at) = site.unreachable_deadline(bound) {
                 ctx.deadline(at);
             }
         }
@@ -141,9 +154,25 @@ mod tests {
     }
 
     #[test]
-    fn waits_for_a_silent_site_until_the_detection_window_is_full() {
+    fn waits_for_a_starting_site_up_to_the_startup_bound() {
+        // pdx's pod exists on a healthy node but mysqld has not answered since 4s.
         let mut snap = fresh_pair(iad_txns(0), iad_txns(0));
         snap.sites[1] = silent("pdx", 4_000);
+        let d = run(&snap, 63_999);
+        assert!(promotions(&d).is_empty(), "{:?}", d.actions);
+        assert!(d.health_reason.contains("bootstrap waits for pdx"));
+        assert_eq!(d.next_deadline, Some(Millis(64_000)));
+        assert_eq!(promotions(&run(&snap, 64_000)), ["iad"]);
+        // It answers in time with more transactions: it wins.
+        snap.sites[1] = fresh("pdx", iad_txns(4));
+        assert_eq!(promotions(&run(&snap, 20_000)), ["pdx"]);
+    }
+
+    #[test]
+    fn waits_for_a_site_without_a_healthy_pod_one_detection_window() {
+        let mut snap = fresh_pair(iad_txns(0), iad_txns(0));
+        snap.sites[1] = silent("pdx", 4_000);
+        site_mut(&mut snap, "pdx").pod.node_not_ready = true;
         let d = run(&snap, 8_999);
         assert!(
             d.actions

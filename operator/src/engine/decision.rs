@@ -112,6 +112,11 @@ pub enum EventReason {
     FailoverStarted,
     FailoverSucceeded,
     FailoverFailed,
+    /// An emergency failover is held back: every candidate lacks transactions last seen
+    /// on the lost primary.
+    FailoverBlocked,
+    /// A `force-failover` annotation did not match the blocked failover.
+    ForceFailoverRejected,
     PlannedFailoverRejected,
     SiteFenced,
     DivergenceDetected,
@@ -128,6 +133,8 @@ impl EventReason {
             EventReason::FailoverStarted => "FailoverStarted",
             EventReason::FailoverSucceeded => "FailoverSucceeded",
             EventReason::FailoverFailed => "FailoverFailed",
+            EventReason::FailoverBlocked => "FailoverBlocked",
+            EventReason::ForceFailoverRejected => "ForceFailoverRejected",
             EventReason::PlannedFailoverRejected => "PlannedFailoverRejected",
             EventReason::SiteFenced => "SiteFenced",
             EventReason::DivergenceDetected => "DivergenceDetected",

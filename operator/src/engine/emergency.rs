@@ -3,18 +3,21 @@
 //! expired, or old primary fenced directly) -> DrainingRelayLog (bounded) ->
 //! Promoting (lease moved with a resourceVersion guard, then promote). Never twice.
 
-use super::Ctx;
 use super::decision::{Action, EventIntent, EventReason, MetricIntent};
 use super::election::most_advanced;
 use super::fencing;
+use super::snapshot::FORCE_FAILOVER_ANNOTATION;
 use super::status::{as_i64, elapsed_ms};
+use super::{BlockedFailover, Ctx};
 use crate::api::{
     EmergencyFailoverPhase, EmergencyFailoverStatus, FailoverKind, FailoverRecord, FailoverResult,
 };
 use crate::gtid::GtidSet;
 
 /// Starts a failover away from the unreachable active site `from`, if automatic
-/// failover is on and a candidate exists: reachable, not diverged, most advanced.
+/// failover is on and a candidate exists: reachable, not diverged, most advanced, and
+/// holding every transaction last seen on `from` (a stale candidate is promoted only on
+/// a person's `force-failover` confirmation; otherwise the group waits for `from`).
 pub fn start(ctx: &mut Ctx<'_>, from: &str) {
     let snap = ctx.snap;
     let window = snap.knobs.detection_window;
@@ -24,6 +27,15 @@ pub fn start(ctx: &mut Ctx<'_>, from: &str) {
         ));
         return;
     }
+    let last_seen = match last_seen_on(ctx, from) {
+        Ok(set) => set,
+        Err(why) => {
+            ctx.note(format!(
+                "primary {from} unreachable for over {window:?}; no failover: {why}"
+            ));
+            return;
+        }
+    };
     let candidates: Vec<(&str, GtidSet)> = snap
         .sites
         .iter()
@@ -37,18 +49,43 @@ pub fn start(ctx: &mut Ctx<'_>, from: &str) {
             Some((s.name.as_str(), mysql.gtid_executed.union(&relay)))
         })
         .collect();
-    let Some(to) = most_advanced(&candidates) else {
-        ctx.note(format!(
-            "primary {from} unreachable for over {window:?}; no reachable, non-diverged site \
-             to fail over to"
-        ));
-        return;
+    let complete: Vec<(&str, GtidSet)> = candidates
+        .iter()
+        .filter(|(_, has)| last_seen.is_subset(has))
+        .cloned()
+        .collect();
+    let mut reason = String::new();
+    let to = match (most_advanced(&complete), most_advanced(&candidates)) {
+        (Some(to), _) => to,
+        (None, None) => {
+            ctx.note(format!(
+                "primary {from} unreachable for over {window:?}; no reachable, non-diverged \
+                 site to fail over to"
+            ));
+            return;
+        }
+        (None, Some(stale)) => {
+            let has = candidates
+                .iter()
+                .find(|(name, _)| *name == stale)
+                .map(|(_, has)| has.clone())
+                .unwrap_or_default();
+            let blocked = BlockedFailover {
+                candidate: stale.to_string(),
+                missing: last_seen.subtract(&has),
+            };
+            let Some(confirmed) = confirmed_loss(ctx, from, blocked) else {
+                return;
+            };
+            reason = confirmed;
+            stale
+        }
     };
     let detail = snap
         .site(from)
         .map(|s| s.outage_detail())
         .unwrap_or_default();
-    let reason = format!("{from} unreachable for over {window:?} ({detail})");
+    let reason = format!("{from} unreachable for over {window:?} ({detail}){reason}");
     ctx.event(EventIntent::warning(
         EventReason::FailoverStarted,
         format!("emergency failover from {from} to {to}: {reason}"),
@@ -62,6 +99,87 @@ pub fn start(ctx: &mut Ctx<'_>, from: &str) {
         message: None,
     });
     step(ctx);
+}
+
+/// The GTID set last observed on `from` (kept in its status entry while it is
+/// unreachable): what its clients were told was committed. Empty when never observed.
+/// An unreadable set blocks the failover, since what it protects is unknown.
+fn last_seen_on(ctx: &Ctx<'_>, from: &str) -> Result<GtidSet, String> {
+    match ctx
+        .status
+        .site(from)
+        .and_then(|s| s.gtid_executed.as_deref())
+    {
+        None => Ok(GtidSet::default()),
+        Some(text) => GtidSet::parse(text).map_err(|e| {
+            format!("status.sites[{from}].gtidExecuted is not a GTID set ({e}): {text}")
+        }),
+    }
+}
+
+/// Whether a person confirmed promoting `blocked.candidate` although it lacks
+/// transactions clients saw committed on `from`: the reason suffix saying what is
+/// given up, or `None` while the failover is held back. Held back, it says why in the
+/// health message every cycle and in a Warning Event once per distinct gap, and waits
+/// for `from` to return (it resumes as primary with everything) or for the
+/// `force-failover` confirmation.
+fn confirmed_loss(ctx: &mut Ctx<'_>, from: &str, blocked: BlockedFailover) -> Option<String> {
+    let missing = blocked.missing.count();
+    let confirmation = blocked.confirmation();
+    if ctx.snap.annotations.force_failover.as_deref() == Some(confirmation.as_str()) {
+        ctx.force_failover_used = true;
+        return Some(format!(
+            "; confirmed by {FORCE_FAILOVER_ANNOTATION}={confirmation}: gives up {missing} \
+             transaction(s) last seen on {from} ({})",
+            blocked.missing.one_line()
+        ));
+    }
+    let text = format!(
+        "emergency failover from {from} blocked: {} lacks {missing} transaction(s) last seen \
+         on {from} ({}); waiting for {from} to return, or annotate \
+         {FORCE_FAILOVER_ANNOTATION}={confirmation} to promote {} and give them up",
+        blocked.candidate,
+        blocked.missing.one_line(),
+        blocked.candidate
+    );
+    let key = format!("emergency/{from}->{}/blocked/{missing}", blocked.candidate);
+    if ctx.first_time(&key) {
+        ctx.event(EventIntent::warning(
+            EventReason::FailoverBlocked,
+            text.clone(),
+        ));
+    }
+    ctx.note(text);
+    ctx.blocked_failover = Some(blocked);
+    None
+}
+
+/// Handles `force-failover: <site>:<count>`: used by `start` when it matches the
+/// blocked failover exactly; otherwise refused with a Warning naming what would match.
+/// Either way the annotation is removed.
+pub fn handle_force_annotation(ctx: &mut Ctx<'_>) {
+    let Some(value) = ctx.snap.annotations.force_failover.clone() else {
+        return;
+    };
+    ctx.act(Action::RemoveAnnotation {
+        key: FORCE_FAILOVER_ANNOTATION,
+    });
+    if ctx.force_failover_used {
+        return;
+    }
+    let why = match &ctx.blocked_failover {
+        Some(blocked) => format!(
+            "expected {} ({} lacks {} transaction(s) last seen on the lost primary)",
+            blocked.confirmation(),
+            blocked.candidate,
+            blocked.missing.count()
+        ),
+        None => "no emergency failover is blocked on missing transactions".to_string(),
+    };
+    ctx.event(EventIntent::warning(
+        EventReason::ForceFailoverRejected,
+        format!("{FORCE_FAILOVER_ANNOTATION}={value} refused: {why}"),
+    ));
 }
 
 /// Advances the failover in progress as far as this snapshot allows.
@@ -180,8 +298,40 @@ fn draining_phase(ctx: &mut Ctx<'_>, mut failover: EmergencyFailoverStatus) {
         return set(ctx, failover);
     };
     if let Some(loss) = proceed {
-        // Promoting anyway is the availability trade-off of asynchronous replication:
-        // these transactions stay on the old primary, which then shows as diverged.
+        // The old primary answered, fenced, with transactions the candidate does not
+        // have: promoting would lose them, and the old primary can simply resume (the
+        // lease never moved; the steady state lifts its fence).
+        let old_has_them = snap
+            .site(&failover.from)
+            .filter(|o| o.observed_fenced())
+            .and_then(|o| o.gtid_executed())
+            .is_some_and(|old| !old.subtract(&candidate.gtid_executed).is_empty());
+        if old_has_them {
+            let why = format!(
+                "{} answered again with transaction(s) {} lacks ({loss}); {} stays the primary",
+                failover.from, failover.to, failover.from
+            );
+            return finish(ctx, &failover, FailoverResult::Failed, why);
+        }
+        // Unapplied relay-log transactions are discarded by the promotion. Those the
+        // operator saw committed on the old primary are given up only on a person's
+        // confirmation; the rest are the availability trade-off of asynchronous
+        // replication (they stay on the old primary, which then shows as diverged).
+        let seen_missing = last_seen_on(ctx, &failover.from)
+            .unwrap_or_default()
+            .subtract(&candidate.gtid_executed);
+        let mut loss = loss;
+        if !seen_missing.is_empty() {
+            let blocked = BlockedFailover {
+                candidate: failover.to.clone(),
+                missing: seen_missing,
+            };
+            let Some(confirmed) = confirmed_loss(ctx, &failover.from, blocked) else {
+                failover.message = Some(format!("{loss}; waiting for a confirmation"));
+                return set(ctx, failover);
+            };
+            loss.push_str(&confirmed);
+        }
         failover.reason = Some(match failover.reason.take() {
             Some(reason) => format!("{reason}; {loss}"),
             None => loss,
@@ -308,6 +458,161 @@ mod tests {
 
     fn failover(d: &Decision) -> &EmergencyFailoverStatus {
         status(d).emergency_failover.as_ref().unwrap()
+    }
+
+    /// iad_down, but the operator last saw 15 transactions on IAD while PDX (a replica
+    /// still catching up when IAD vanished) has received only 10.
+    fn iad_down_with_pdx_behind() -> Snapshot {
+        let mut snap = iad_down();
+        snap.status.sites[0] = seen_with("iad", &iad_txns(15));
+        snap
+    }
+
+    fn removes_force_annotation(d: &Decision) -> bool {
+        d.actions.contains(&Action::RemoveAnnotation {
+            key: FORCE_FAILOVER_ANNOTATION,
+        })
+    }
+
+    #[test]
+    fn a_candidate_missing_transactions_last_seen_on_the_primary_is_not_promoted() {
+        let mut snap = iad_down_with_pdx_behind();
+        // Long after the detection window and the lease expiry: only the gap blocks.
+        let d = run(&snap, 60_000);
+        assert!(status(&d).emergency_failover.is_none(), "{:?}", status(&d));
+        assert!(promotions(&d).is_empty(), "{:?}", d.actions);
+        assert!(
+            !d.actions
+                .iter()
+                .any(|a| matches!(a, Action::MoveLease { .. })),
+            "{:?}",
+            d.actions
+        );
+        assert_eq!(reasons(&d), [EventReason::FailoverBlocked]);
+        let said = &d.events[0].message;
+        assert!(
+            said.contains("pdx lacks 5 transaction(s) last seen on iad"),
+            "{said}"
+        );
+        assert!(
+            said.contains(&format!("{FORCE_FAILOVER_ANNOTATION}=pdx:5")),
+            "{said}"
+        );
+        assert!(d.health_reason.contains("blocked"), "{}", d.health_reason);
+        assert_eq!(status(&d).health, Some(Health::NoPrimary));
+        assert_eq!(
+            status(&d).site("iad").unwrap().gtid_executed,
+            Some(iad_txns(15).one_line().to_string()),
+            "what iad had is kept while it is away"
+        );
+        carry(&mut snap, &d);
+        let d = run(&snap, 61_000);
+        assert!(reasons(&d).is_empty(), "said once: {:?}", d.events);
+        assert!(promotions(&d).is_empty());
+        assert!(d.health_reason.contains("blocked"), "{}", d.health_reason);
+    }
+
+    #[test]
+    fn transactions_in_the_candidates_relay_log_count_as_received() {
+        let mut snap = iad_down_with_pdx_behind();
+        replication_mut(&mut snap, "pdx").retrieved = iad_txns(15);
+        let d = run(&snap, 16_000);
+        assert_eq!(reasons(&d), [EventReason::FailoverStarted]);
+        assert_eq!(failover(&d).to, "pdx");
+    }
+
+    #[test]
+    fn a_confirmed_force_failover_promotes_the_stale_candidate_and_says_what_is_lost() {
+        let mut snap = iad_down_with_pdx_behind();
+        let d = run(&snap, 20_000);
+        assert_eq!(reasons(&d), [EventReason::FailoverBlocked]);
+        carry(&mut snap, &d);
+        snap.annotations.force_failover = Some("pdx:5".into());
+        let d = run(&snap, 21_000);
+        assert!(removes_force_annotation(&d));
+        assert_eq!(reasons(&d)[0], EventReason::FailoverStarted);
+        let reason = failover(&d).reason.clone().unwrap_or_default();
+        assert!(
+            reason.contains("gives up 5 transaction(s) last seen on iad"),
+            "{reason}"
+        );
+        // The lease expired long ago and IAD is silent: promotion follows the usual path.
+        assert_eq!(promotions(&d), ["pdx"]);
+        carry(&mut snap, &d);
+        let d = run(&snap, 21_500);
+        assert!(
+            !reasons(&d).contains(&EventReason::ForceFailoverRejected),
+            "the annotation was consumed: {:?}",
+            d.events
+        );
+    }
+
+    #[test]
+    fn a_force_failover_that_does_not_match_the_gap_is_refused_and_removed() {
+        let cases = [
+            ("pdx:4", "expected pdx:5"),
+            ("iad:5", "expected pdx:5"),
+            ("pdx", "expected pdx:5"),
+        ];
+        for (value, expected) in cases {
+            let mut snap = iad_down_with_pdx_behind();
+            snap.annotations.force_failover = Some(value.into());
+            let d = run(&snap, 20_000);
+            assert!(removes_force_annotation(&d), "{value}");
+            assert!(status(&d).emergency_failover.is_none(), "{value}");
+            assert!(promotions(&d).is_empty(), "{value}");
+            let rejected = d
+                .events
+                .iter()
+                .find(|e| e.reason == EventReason::ForceFailoverRejected)
+                .unwrap_or_else(|| panic!("{value}: {:?}", d.events));
+            assert!(
+                rejected.message.contains(expected),
+                "{value}: {}",
+                rejected.message
+            );
+        }
+    }
+
+    #[test]
+    fn a_force_failover_with_nothing_blocked_is_refused() {
+        let mut snap = healthy_pair();
+        snap.annotations.force_failover = Some("pdx:0".into());
+        let d = run(&snap, 12_000);
+        assert!(removes_force_annotation(&d));
+        assert!(promotions(&d).is_empty());
+        assert_eq!(reasons(&d), [EventReason::ForceFailoverRejected]);
+        assert!(
+            d.events[0]
+                .message
+                .contains("no emergency failover is blocked")
+        );
+    }
+
+    #[test]
+    fn the_lost_primary_returning_resumes_with_everything() {
+        let mut snap = iad_down_with_pdx_behind();
+        let d = run(&snap, 20_000);
+        carry(&mut snap, &d);
+        // IAD is back, fenced by its own sidecar (its lease expired), with all 15.
+        snap.sites[0] = fresh("iad", iad_txns(15));
+        let d = run(&snap, 21_000);
+        assert_eq!(promotions(&d), ["iad"], "{:?}", d.actions);
+        assert!(!reasons(&d).contains(&EventReason::FailoverStarted));
+    }
+
+    #[test]
+    fn an_unreadable_last_seen_set_blocks_the_failover() {
+        let mut snap = iad_down();
+        snap.status.sites[0].gtid_executed = Some("not-a-gtid-set".into());
+        let d = run(&snap, 20_000);
+        assert!(status(&d).emergency_failover.is_none());
+        assert!(promotions(&d).is_empty());
+        assert!(
+            d.health_reason.contains("gtidExecuted is not a GTID set"),
+            "{}",
+            d.health_reason
+        );
     }
 
     #[test]
@@ -480,6 +785,68 @@ mod tests {
             "{:?}",
             failover(&d).reason
         );
+    }
+
+    #[test]
+    fn unapplied_transactions_seen_on_the_old_primary_need_a_confirmation_after_the_bound() {
+        // The operator saw 12 on iad; pdx received all 12 but applied only 10.
+        let mut snap = iad_down();
+        snap.status.sites[0] = seen_with("iad", &iad_txns(12));
+        replication_mut(&mut snap, "pdx").retrieved = iad_txns(12);
+        let d = run(&snap, 16_000);
+        assert_eq!(
+            reasons(&d),
+            [EventReason::FailoverStarted],
+            "received counts"
+        );
+        carry(&mut snap, &d);
+        let d = run(&snap, 17_000);
+        carry(&mut snap, &d);
+        let d = run(&snap, 27_000);
+        assert!(promotions(&d).is_empty(), "{:?}", d.actions);
+        assert_eq!(failover(&d).phase, EmergencyFailoverPhase::DrainingRelayLog);
+        assert!(text(&failover(&d).message).contains("waiting for a confirmation"));
+        assert_eq!(reasons(&d), [EventReason::FailoverBlocked]);
+        assert!(
+            d.events[0]
+                .message
+                .contains(&format!("{FORCE_FAILOVER_ANNOTATION}=pdx:2"))
+        );
+        carry(&mut snap, &d);
+        snap.annotations.force_failover = Some("pdx:2".into());
+        let d = run(&snap, 28_000);
+        assert_eq!(promotions(&d), ["pdx"]);
+        assert!(removes_force_annotation(&d));
+        assert!(!reasons(&d).contains(&EventReason::ForceFailoverRejected));
+        assert!(
+            text(&failover(&d).reason).contains("gives up 2 transaction(s) last seen on iad"),
+            "{:?}",
+            failover(&d).reason
+        );
+    }
+
+    #[test]
+    fn an_old_primary_answering_with_transactions_the_candidate_cannot_get_resumes() {
+        let mut snap = iad_down();
+        let d = run(&snap, 16_000);
+        carry(&mut snap, &d);
+        // iad answers again, fenced by its sidecar, with 2 transactions pdx never
+        // received; pdx's SQL thread is stopped, so it cannot catch up.
+        snap.sites[0] = fresh("iad", iad_txns(12));
+        replication_mut(&mut snap, "pdx").sql_running = false;
+        let d = run(&snap, 16_500);
+        assert!(promotions(&d).is_empty(), "{:?}", d.actions);
+        carry(&mut snap, &d);
+        // The lease has expired: the drain finds what pdx cannot get, and gives up.
+        let d = run(&snap, 17_000);
+        assert!(
+            reasons(&d).contains(&EventReason::FailoverFailed),
+            "{:?}",
+            d.events
+        );
+        assert!(status(&d).emergency_failover.is_none());
+        assert_eq!(status(&d).active_site.as_deref(), Some("iad"));
+        assert_eq!(promotions(&d), ["iad"], "iad resumes: {:?}", d.actions);
     }
 
     #[test]

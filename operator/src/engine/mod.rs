@@ -30,9 +30,9 @@ use jiff::Timestamp;
 pub use decision::{Action, Decision, EventIntent, EventKind, EventReason, MetricIntent, Role};
 pub use lease::{LeaseRecord, LeaseSighting, LeaseTiming, LeaseTimingError, SidecarLease};
 pub use snapshot::{
-    Annotations, EngineMemory, Knobs, Leadership, MysqlObservation, MysqlProbe,
-    PLANNED_FAILOVER_ANNOTATION, PodObservation, RECLONE_SITE_ANNOTATION, ReplicationObservation,
-    SiteObservation, Snapshot,
+    Annotations, EngineMemory, FORCE_FAILOVER_ANNOTATION, Knobs, Leadership, MysqlObservation,
+    MysqlProbe, PLANNED_FAILOVER_ANNOTATION, PodObservation, RECLONE_SITE_ANNOTATION,
+    ReplicationObservation, SiteObservation, Snapshot,
 };
 // The status the engine reads and writes is the API's own (one concept, one place).
 pub use crate::api::{
@@ -75,6 +75,7 @@ pub fn decide(snapshot: &Snapshot, now: Now) -> Decision {
     }
     planned::handle_annotation(&mut ctx);
     recovery::handle_reclone_annotation(&mut ctx);
+    emergency::handle_force_annotation(&mut ctx);
     steady::converge_labels_and_dns(&mut ctx);
     health::summarise(&mut ctx);
     ctx.finish()
@@ -100,6 +101,26 @@ pub(crate) struct Ctx<'a> {
     /// Sentences explaining what the decision is waiting for; they end up in the
     /// health message.
     pub notes: Vec<String>,
+    /// What this decision's emergency failover is blocked on, if it is: the stale
+    /// candidate and the `force-failover` value that would promote it anyway.
+    pub blocked_failover: Option<BlockedFailover>,
+    /// This decision started a failover on a `force-failover` confirmation.
+    pub force_failover_used: bool,
+}
+
+/// An emergency failover held back because its best candidate lacks transactions
+/// last seen on the lost primary.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct BlockedFailover {
+    pub candidate: String,
+    pub missing: crate::gtid::GtidSet,
+}
+
+impl BlockedFailover {
+    /// The confirmation a person types to promote the candidate anyway.
+    pub fn confirmation(&self) -> String {
+        format!("{}:{}", self.candidate, self.missing.count())
+    }
 }
 
 impl<'a> Ctx<'a> {
@@ -117,6 +138,8 @@ impl<'a> Ctx<'a> {
             next_deadline: None,
             requeue_soon: false,
             notes: Vec::new(),
+            blocked_failover: None,
+            force_failover_used: false,
         }
     }
 
@@ -143,6 +166,14 @@ impl<'a> Ctx<'a> {
             self.deadline(end);
             false
         }
+    }
+
+    /// True the first time this process sees the mark `key` (it is kept while touched
+    /// in every decision): for things said once per occurrence, not once per cycle.
+    pub fn first_time(&mut self, key: &str) -> bool {
+        let first = !self.old_memory.phase_entered.contains_key(key);
+        self.phase_started(key);
+        first
     }
 
     pub fn planned_fenced_at(&self) -> Option<Millis> {

@@ -85,10 +85,31 @@ fn never_promotes_a_less_advanced_site_while_a_better_one_answers() {
         }
     }
     snap.dns_target = Some("iad".into());
+    // The operator last saw 9 transactions on iad: lax has them all, ord does not.
+    snap.status.sites = vec![
+        seen_with("iad", &iad_txns(9)),
+        seen_with("ord", &iad_txns(8)),
+        seen_with("lax", &iad_txns(9)),
+    ];
     let d = run(&snap, 16_000);
     assert_eq!(status(&d).emergency_failover.as_ref().unwrap().to, "lax");
     let d = run(&snap, 17_000);
     assert!(promotions(&d).iter().all(|p| p == "lax"), "{:?}", d.actions);
+
+    // Had it seen 10, neither has everything: nobody is promoted without a person's
+    // confirmation, and the one offered for confirmation is the more advanced lax.
+    snap.status.sites[0] = seen_with("iad", &iad_txns(10));
+    let d = run(&snap, 17_000);
+    assert!(status(&d).emergency_failover.is_none());
+    assert!(promotions(&d).is_empty(), "{:?}", d.actions);
+    assert_eq!(reasons(&d), [EventReason::FailoverBlocked]);
+    assert!(
+        d.events[0]
+            .message
+            .contains(&format!("{FORCE_FAILOVER_ANNOTATION}=lax:1")),
+        "{}",
+        d.events[0].message
+    );
 }
 
 /// A small world for the randomized check: two sites whose sidecars follow the lease
@@ -112,6 +133,9 @@ mod world {
         LoseNextRenewalResponse(usize),
         RestartOperator,
         PlannedFailoverStatus(usize),
+        /// The site stops (or resumes) receiving from its source while its IO thread
+        /// still shows running: a replica falling silently behind.
+        ToggleReplicationLink(usize),
     }
 
     pub fn faults() -> impl Strategy<Value = Vec<Fault>> {
@@ -123,6 +147,7 @@ mod world {
             1 => (0usize..2).prop_map(Fault::LoseNextRenewalResponse),
             1 => Just(Fault::RestartOperator),
             1 => (0usize..2).prop_map(Fault::PlannedFailoverStatus),
+            1 => (0usize..2).prop_map(Fault::ToggleReplicationLink),
         ];
         prop::collection::vec(fault, 1..150)
     }
@@ -134,6 +159,10 @@ mod world {
         super_read_only: bool,
         executed: GtidSet,
         source: Option<usize>,
+        replication_stalled: bool,
+        /// Everything the operator's probes saw committed while this site was writable:
+        /// what its clients were told was durable.
+        seen_while_writable: GtidSet,
         sidecar: SidecarLease,
         lose_next_response: bool,
         failing_since: Option<u64>,
@@ -165,6 +194,8 @@ mod world {
                 super_read_only: true,
                 executed: GtidSet::new(),
                 source: None,
+                replication_stalled: false,
+                seen_while_writable: GtidSet::new(),
                 sidecar: SidecarLease::default(),
                 lose_next_response: false,
                 failing_since: None,
@@ -200,6 +231,9 @@ mod world {
                     memory = EngineMemory::default();
                 }
                 Fault::PlannedFailoverStatus(i) => annotation = Some(SITES[i].to_string()),
+                Fault::ToggleReplicationLink(i) => {
+                    sites[i].replication_stalled = !sites[i].replication_stalled;
+                }
             }
 
             // Sidecars renew while their site holds the lease, and fence themselves.
@@ -239,6 +273,19 @@ mod world {
                         SITES[i],
                         SITES[other]
                     );
+                    // And no transaction the operator saw committed on the other site
+                    // is missing here (a stale replica is never promoted on its own).
+                    let missing = sites[other]
+                        .seen_while_writable
+                        .subtract(&sites[i].executed);
+                    prop_assert!(
+                        missing.is_empty(),
+                        "{} became writable at {now}ms without {} transaction(s) seen \
+                         committed on {}",
+                        SITES[i],
+                        missing.count(),
+                        SITES[other]
+                    );
                     sites[i].super_read_only = false;
                     promotions += 1;
                 }
@@ -249,7 +296,10 @@ mod world {
                     let next = sites[i].executed.next_gno(uuid_of(SITES[i]));
                     sites[i].executed.insert(uuid_of(SITES[i]), next);
                 }
-                if let Some(src) = sites[i].source.filter(|s| sites[*s].up) {
+                if let Some(src) = sites[i]
+                    .source
+                    .filter(|s| sites[*s].up && !sites[i].replication_stalled)
+                {
                     let received = sites[src].executed.clone();
                     sites[i].executed = sites[i].executed.union(&received);
                 }
@@ -280,6 +330,10 @@ mod world {
                             .unwrap_or(MysqlProbe::Failing { since: Millis(now) })
                     } else if site.up && site.operator_link {
                         site.failing_since = None;
+                        if !site.super_read_only {
+                            site.seen_while_writable =
+                                site.seen_while_writable.union(&site.executed);
+                        }
                         MysqlProbe::Answered(MysqlObservation {
                             read_only: site.super_read_only,
                             super_read_only: site.super_read_only,
@@ -328,6 +382,7 @@ mod world {
                 annotations: Annotations {
                     planned_failover: annotation.take(),
                     reclone_site: None,
+                    force_failover: None,
                 },
                 dns_target: None,
                 memory: memory.clone(),
@@ -417,6 +472,21 @@ mod world {
         fn no_fault_schedule_yields_two_writers(faults in faults()) {
             run_world(faults)?;
         }
+    }
+
+    /// A replica that fell silently behind is not promoted when the primary crashes;
+    /// the primary coming back resumes with everything.
+    #[test]
+    fn the_world_does_not_promote_a_stale_replica() {
+        let mut faults = vec![Fault::Tick(1_000); 10];
+        faults.push(Fault::ToggleReplicationLink(1));
+        faults.extend(vec![Fault::Tick(1_000); 3]);
+        faults.push(Fault::ToggleUp(0));
+        faults.extend(vec![Fault::Tick(1_000); 30]);
+        assert_eq!(run_world(faults.clone()).unwrap(), 1, "bootstrap only");
+        faults.push(Fault::ToggleUp(0));
+        faults.extend(vec![Fault::Tick(1_000); 15]);
+        assert_eq!(run_world(faults).unwrap(), 2, "iad resumes");
     }
 
     /// The world is not vacuous: a plain crash of the primary leads to a promotion of

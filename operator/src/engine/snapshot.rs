@@ -13,7 +13,9 @@ use crate::api::MysqlFailoverGroupStatus;
 use crate::gtid::GtidSet;
 
 /// The annotations a person sets on the group; defined with the API types.
-pub use crate::api::{PLANNED_FAILOVER_ANNOTATION, RECLONE_SITE_ANNOTATION};
+pub use crate::api::{
+    FORCE_FAILOVER_ANNOTATION, PLANNED_FAILOVER_ANNOTATION, RECLONE_SITE_ANNOTATION,
+};
 
 /// One reconcile's view of a failover group.
 #[derive(Debug, Clone, PartialEq)]
@@ -165,6 +167,7 @@ pub struct PodObservation {
 pub struct Annotations {
     pub planned_failover: Option<String>,
     pub reclone_site: Option<String>,
+    pub force_failover: Option<String>,
 }
 
 /// Monotonic marks that only matter within one operator process: when a phase was

@@ -140,7 +140,10 @@ pub fn healthy_pair() -> Snapshot {
         status: MysqlFailoverGroupStatus {
             active_site: Some("iad".into()),
             health: Some(Health::Healthy),
-            sites: vec![site_status("iad"), site_status("pdx")],
+            sites: vec![
+                seen_with("iad", &iad_txns(10)),
+                seen_with("pdx", &iad_txns(10)),
+            ],
             ..Default::default()
         },
         annotations: Annotations::default(),
@@ -153,6 +156,14 @@ pub fn site_status(name: &str) -> SiteStatus {
     SiteStatus {
         name: name.into(),
         ..Default::default()
+    }
+}
+
+/// A status entry recording the GTID set last observed on `name`.
+pub fn seen_with(name: &str, executed: &GtidSet) -> SiteStatus {
+    SiteStatus {
+        gtid_executed: Some(executed.one_line().to_string()),
+        ..site_status(name)
     }
 }
 

@@ -14,6 +14,7 @@ pub use dragonfly::{
 };
 pub use mysql::{
     CloneDonor, GtidWait, IoThreadState, MysqlConnector, MysqlError, MysqlSession, MysqlStatus,
-    MysqlTarget, MysqlTimeouts, ReadOnlyMode, ReplicaStatus, ReplicationError, ReplicationSource,
-    SemisyncSourceStatus, SharedMysqlConnector,
+    MysqlTarget, MysqlTimeouts, REPLICATION_PRIVILEGES, ReadOnlyMode, ReplicaStatus,
+    ReplicationAccount, ReplicationError, ReplicationSource, SemisyncSourceStatus,
+    SharedMysqlConnector,
 };

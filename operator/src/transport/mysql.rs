@@ -198,6 +198,32 @@ impl fmt::Debug for CloneDonor {
     }
 }
 
+/// The account replicas and clone recipients log in to a source as: separate from the
+/// operator's administrative account, so a replica holds no credential that can do more
+/// than read the binlog and serve a clone. `Debug` never prints the password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationAccount {
+    pub user: String,
+    pub password: String,
+}
+
+impl fmt::Debug for ReplicationAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplicationAccount")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the replication account is granted, on `*.*` (global privileges, as MySQL
+/// requires for these): `REPLICATION SLAVE` for a replica's IO thread to request the
+/// binlog; `REPLICATION CLIENT` for `SHOW BINARY LOG STATUS`/`SHOW REPLICAS`, which
+/// tools run as the same account; `BACKUP_ADMIN`, which `CLONE INSTANCE FROM` needs of
+/// the donor-side user. `CLONE_ADMIN` is needed by the session that runs the CLONE on
+/// the recipient, which is the operator's own account, so it is not granted here.
+pub const REPLICATION_PRIVILEGES: [&str; 3] =
+    ["REPLICATION SLAVE", "REPLICATION CLIENT", "BACKUP_ADMIN"];
+
 /// Result of `WAIT_FOR_EXECUTED_GTID_SET`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GtidWait {
@@ -232,6 +258,8 @@ pub mod error_codes {
     pub const CLONE_DONOR: u16 = 3862;
     /// `ER_ACCESS_DENIED_ERROR`: wrong user or password.
     pub const ACCESS_DENIED: u16 = 1045;
+    /// `ER_DBACCESS_DENIED_ERROR`: the account has no privileges on the database.
+    pub const DATABASE_ACCESS_DENIED: u16 = 1044;
     /// `ER_SPECIFIC_ACCESS_DENIED_ERROR`: the statement needs SUPER (or a dynamic privilege).
     pub const SPECIFIC_ACCESS_DENIED: u16 = 1227;
     /// `ER_WRONG_ARGUMENTS`-style refusal used for malformed requests.
@@ -340,6 +368,15 @@ pub trait MysqlSession: Send {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<(), MysqlError>>;
 
+    /// Creates the replication account if it does not exist, sets its password and
+    /// grants it [`REPLICATION_PRIVILEGES`]. Idempotent; each statement is a
+    /// transaction in the binlog, so on a primary it replicates to the replica (and a
+    /// CLONE carries it along with the data). Refused while the server is read-only.
+    fn ensure_replication_account<'a>(
+        &'a mut self,
+        account: &'a ReplicationAccount,
+    ) -> BoxFuture<'a, Result<(), MysqlError>>;
+
     /// Kills every client connection except this session's own and the server's internal
     /// threads (replication); returns how many were killed. Used right after fencing so
     /// that no open transaction commits after the fence.
@@ -422,10 +459,15 @@ mod tests {
             user: "u".into(),
             password: "hunter2".into(),
         };
+        let account = ReplicationAccount {
+            user: "repl".into(),
+            password: "hunter2".into(),
+        };
         for printed in [
             format!("{target:?}"),
             format!("{source:?}"),
             format!("{donor:?}"),
+            format!("{account:?}"),
         ] {
             assert!(!printed.contains("hunter2"), "{printed}");
         }

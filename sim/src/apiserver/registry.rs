@@ -252,6 +252,30 @@ const BUILT_INS: &[BuiltIn] = &[
         status: false,
         scale: false,
     },
+    // Stored, not enforced: the simulated API server authorises every request (the chart
+    // tests check the operator's calls against these objects' rules instead).
+    BuiltIn {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "ClusterRole",
+        plural: "clusterroles",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        status: false,
+        scale: false,
+    },
+    BuiltIn {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "ClusterRoleBinding",
+        plural: "clusterrolebindings",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        status: false,
+        scale: false,
+    },
     BuiltIn {
         group: "apps",
         version: "v1",

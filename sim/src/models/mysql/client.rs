@@ -7,7 +7,7 @@ use std::time::Duration;
 use bloodraven::gtid::GtidSet;
 use bloodraven::transport::mysql::{
     CloneDonor, GtidWait, MysqlConnector, MysqlError, MysqlSession, MysqlStatus, MysqlTarget,
-    MysqlTimeouts, ReadOnlyMode, ReplicationSource,
+    MysqlTimeouts, REPLICATION_PRIVILEGES, ReadOnlyMode, ReplicationAccount, ReplicationSource,
 };
 use futures::future::BoxFuture;
 use tokio::io::BufReader;
@@ -240,6 +240,22 @@ impl MysqlSession for SimMysqlSession {
             Request::ResetReplicaAll,
             Duration::ZERO,
         ))
+    }
+
+    fn ensure_replication_account<'a>(
+        &'a mut self,
+        account: &'a ReplicationAccount,
+    ) -> BoxFuture<'a, Result<(), MysqlError>> {
+        let request = Request::EnsureAccount {
+            account: super::Account {
+                user: account.user.clone(),
+                password: account.password.clone(),
+                super_user: false,
+                privileges: REPLICATION_PRIVILEGES.map(String::from).to_vec(),
+                database: None,
+            },
+        };
+        Box::pin(self.expect_ok("CREATE USER (replication account)", request, Duration::ZERO))
     }
 
     fn set_source_delay(&mut self, seconds: u32) -> BoxFuture<'_, Result<(), MysqlError>> {

@@ -26,13 +26,33 @@ pub use server::DataDir;
 /// The port mysqld listens on.
 pub const MYSQL_PORT: u16 = 3306;
 
-/// A database account. `super_user` accounts (root) hold SUPER and may write while only
-/// `read_only` is ON, set global variables, clone and kill; others are ordinary clients.
-#[derive(Clone, PartialEq, Eq)]
+/// A database account. `super_user` accounts (root) hold every privilege: SUPER (write
+/// while only `read_only` is ON, set global variables, kill), CLONE_ADMIN and so on.
+/// Others are ordinary clients holding only the global `privileges` listed (MySQL's
+/// names: `REPLICATION SLAVE`, `BACKUP_ADMIN`, ...).
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Account {
     pub user: String,
     pub password: String,
     pub super_user: bool,
+    #[serde(default)]
+    pub privileges: Vec<String>,
+    /// The one database the account holds every privilege on (the image's
+    /// `MYSQL_DATABASE`), if any.
+    #[serde(default)]
+    pub database: Option<String>,
+}
+
+impl Account {
+    /// Whether the account holds the global privilege `privilege`.
+    pub fn has(&self, privilege: &str) -> bool {
+        self.super_user || self.privileges.iter().any(|p| p == privilege)
+    }
+
+    /// Whether the account may read and write tables of `database`.
+    pub fn may_use(&self, database: &str) -> bool {
+        self.super_user || self.database.as_deref() == Some(database)
+    }
 }
 
 impl std::fmt::Debug for Account {
@@ -40,6 +60,7 @@ impl std::fmt::Debug for Account {
         f.debug_struct("Account")
             .field("user", &self.user)
             .field("super_user", &self.super_user)
+            .field("privileges", &self.privileges)
             .finish_non_exhaustive()
     }
 }
@@ -51,7 +72,8 @@ impl std::fmt::Debug for Account {
 pub struct MysqlConfig {
     pub port: u16,
     /// Accounts besides those the official image creates from its environment
-    /// (`MYSQL_ROOT_PASSWORD` -> root, `MYSQL_USER`/`MYSQL_PASSWORD` -> an ordinary user).
+    /// (`MYSQL_ROOT_PASSWORD` -> root, `MYSQL_USER`/`MYSQL_PASSWORD` -> an ordinary user
+    /// with every privilege on `MYSQL_DATABASE` when that is set).
     pub accounts: Vec<Account>,
     /// Name of the pod volume that holds the data directory. Without such a volume the
     /// data lives only as long as this program run (like a container without a PVC).
@@ -188,12 +210,16 @@ impl MysqlConfig {
                 user: "root".into(),
                 password: password.clone(),
                 super_user: true,
+                privileges: Vec::new(),
+                database: None,
             });
         } else if env.contains_key("MYSQL_ALLOW_EMPTY_PASSWORD") {
             accounts.push(Account {
                 user: "root".into(),
                 password: String::new(),
                 super_user: true,
+                privileges: Vec::new(),
+                database: None,
             });
         }
         if let (Some(user), Some(password)) = (env.get("MYSQL_USER"), env.get("MYSQL_PASSWORD")) {
@@ -201,6 +227,10 @@ impl MysqlConfig {
                 user: user.clone(),
                 password: password.clone(),
                 super_user: false,
+                privileges: Vec::new(),
+                // The image grants ALL on MYSQL_DATABASE (and creates it); without it
+                // the account may log in and use no database at all.
+                database: env.get("MYSQL_DATABASE").filter(|d| !d.is_empty()).cloned(),
             });
         }
         accounts

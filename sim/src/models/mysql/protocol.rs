@@ -24,6 +24,10 @@ pub struct Transaction {
     pub changes: Vec<(String, i64)>,
     /// `original_commit_timestamp` in microseconds since the Unix epoch.
     pub original_commit_us: i64,
+    /// An account created or changed by this transaction (`CREATE USER`, `ALTER
+    /// USER`, `GRANT` write `mysql.user`, which replicates like any table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<super::Account>,
 }
 
 /// A consistent copy of a donor's data, as `CLONE` transfers it (no binlog).
@@ -34,6 +38,9 @@ pub struct CloneSnapshot {
     /// The donor's replication channel configuration (MySQL 8.0.19+ clones the
     /// replication metadata repositories along with the data).
     pub source: Option<ReplicationSource>,
+    /// The donor's `mysql.user` accounts (created by statements, not by the image).
+    #[serde(default)]
+    pub accounts: Vec<super::Account>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,6 +86,10 @@ pub enum Request {
     },
     /// `PURGE BINARY LOGS`: drop the whole binlog (its GTIDs move to `gtid_purged`).
     PurgeBinaryLogs,
+    /// `CREATE USER IF NOT EXISTS` + `ALTER USER` + `GRANT` of the replication account.
+    EnsureAccount {
+        account: super::Account,
+    },
     /// Replica IO thread: stream every transaction not in `gtid_set` (auto-position), then
     /// follow new commits. `semisync` asks the source to wait for this replica's acks.
     BinlogDump {

@@ -16,9 +16,12 @@ use tokio::io::BufReader;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
-use super::protocol::{CloneSnapshot, Request, Response, Transaction, read_line, write_line};
+use super::protocol::{
+    CloneSnapshot, Request, Response, SourceEvent, Transaction, read_line, write_line,
+};
 use super::{Account, MysqlConfig, replication};
 use crate::pod::{PodContext, ProgramResult, SharedDialer};
+use bloodraven::adapters::mysql::sql::COUNTER_DATABASE;
 
 /// What survives a crash: the data directory (InnoDB data, binlog, `auto.cnf`, the
 /// replication metadata tables). Created empty; initialised at first boot.
@@ -66,6 +69,10 @@ pub(super) struct Durable {
     pub gtid_purged: GtidSet,
     /// The replication channel (`mysql.slave_master_info`), crash-safe as in MySQL 8.
     pub source: Option<ReplicationSource>,
+    /// Accounts created by statements (`mysql.user`), by user name. The image's own
+    /// accounts (root, `MYSQL_USER`) are created at initialisation without binlogging
+    /// and live in `Server::accounts`.
+    pub accounts: BTreeMap<String, Account>,
 }
 
 impl Durable {
@@ -76,6 +83,9 @@ impl Durable {
     fn append(&mut self, transaction: Transaction) {
         for (key, value) in &transaction.changes {
             self.data.insert(key.clone(), *value);
+        }
+        if let Some(account) = &transaction.account {
+            self.accounts.insert(account.user.clone(), account.clone());
         }
         self.gtid_executed
             .insert(&transaction.uuid, transaction.gno);
@@ -180,10 +190,17 @@ impl Server {
         handle
     }
 
-    fn authenticate(&self, user: &str, password: &str) -> Result<&Account, ServerError> {
+    /// The image's accounts first, then those created by statements (which replicate).
+    fn authenticate(&self, user: &str, password: &str) -> Result<Account, ServerError> {
+        let created = self
+            .with_disk(|disk| disk.accounts.get(user).cloned())
+            .flatten();
         self.accounts
             .iter()
-            .find(|a| a.user == user && a.password == password)
+            .find(|a| a.user == user)
+            .cloned()
+            .or(created)
+            .filter(|a| a.password == password)
             .ok_or_else(|| {
                 err(
                     error_codes::ACCESS_DENIED,
@@ -228,6 +245,7 @@ impl Server {
                     gno,
                     changes: vec![(key.to_string(), new_value)],
                     original_commit_us: now,
+                    account: None,
                 };
                 disk.append(transaction.clone());
                 transaction
@@ -523,6 +541,7 @@ impl Server {
             data: disk.data.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             gtid_executed: disk.gtid_executed.clone(),
             source: disk.source.clone(),
+            accounts: disk.accounts.values().cloned().collect(),
         })
     }
 
@@ -537,7 +556,48 @@ impl Server {
             disk.binlog_first_seq = disk.binlog_end_seq();
             disk.binlog.clear();
             disk.source = snapshot.source;
+            disk.accounts = snapshot
+                .accounts
+                .into_iter()
+                .map(|a| (a.user.clone(), a))
+                .collect();
         });
+    }
+
+    /// `CREATE USER IF NOT EXISTS`, `ALTER USER ... IDENTIFIED BY`, `GRANT`: one
+    /// binlogged transaction per statement in MySQL; the model commits the end state as
+    /// one transaction (what a replica ends up with is the same). Refused under
+    /// `super_read_only`, allowed to a SUPER user under `read_only`, as MySQL does.
+    fn ensure_account(&self, account: Account) -> Result<(), ServerError> {
+        {
+            let state = self.state();
+            if state.super_read_only {
+                return Err(read_only_error("--super-read-only"));
+            }
+        }
+        let unchanged = self
+            .with_disk(|disk| disk.accounts.get(&account.user) == Some(&account))
+            .unwrap_or(false);
+        if unchanged {
+            // IF NOT EXISTS with nothing to change still binlogs in MySQL; the model
+            // skips it so that repeated checks do not grow gtid_executed.
+            return Ok(());
+        }
+        let now = self.now_us();
+        self.with_disk(|disk| {
+            let uuid = disk.server_uuid.clone();
+            let gno = disk.gtid_executed.next_gno(&uuid);
+            disk.append(Transaction {
+                uuid,
+                gno,
+                changes: Vec::new(),
+                original_commit_us: now,
+                account: Some(account),
+            });
+        })
+        .ok_or_else(|| err(2013, "server is not initialised"))?;
+        self.bump_commits();
+        Ok(())
     }
 
     fn purge_binary_logs(&self) {
@@ -613,6 +673,7 @@ pub(super) async fn run(
                 gtid_executed: GtidSet::default(),
                 gtid_purged: GtidSet::default(),
                 source: None,
+                accounts: BTreeMap::new(),
             });
         }
     }
@@ -696,7 +757,7 @@ async fn handle_connection(server: Arc<Server>, id: u64, stream: turmoil::net::T
     let account = match read_line::<_, Request>(&mut read).await {
         Ok(Some(Request::Hello { user, password })) => {
             match server.authenticate(&user, &password) {
-                Ok(account) => account.clone(),
+                Ok(account) => account,
                 Err((code, message)) => {
                     let _ = write_line(&mut write, &Response::Error { code, message }).await;
                     return;
@@ -723,6 +784,15 @@ async fn handle_connection(server: Arc<Server>, id: u64, stream: turmoil::net::T
                 gtid_set,
                 semisync,
             } => {
+                // A binlog dump needs REPLICATION SLAVE. MySQL refuses it with error
+                // 1227 at COM_REGISTER_REPLICA/COM_BINLOG_DUMP_GTID and the IO thread
+                // stops; the model reports it through the dump's error event, so the
+                // replica shows it as a fatal IO error naming 1227.
+                if !account.has("REPLICATION SLAVE") {
+                    let (code, message) = denied("REPLICATION SLAVE");
+                    let _ = write_line(&mut write, &SourceEvent::Error { code, message }).await;
+                    return;
+                }
                 // The connection becomes a dump thread, not a client: KILL of client
                 // connections leaves it alone.
                 {
@@ -847,6 +917,17 @@ async fn execute(
                 count: server.kill_clients(connection_id),
             }
         }
+        Request::CounterIncrement { .. } | Request::CounterRead { .. }
+            if !account.may_use(COUNTER_DATABASE) =>
+        {
+            return Err(err(
+                error_codes::DATABASE_ACCESS_DENIED,
+                format!(
+                    "Access denied for user '{}'@'%' to database '{COUNTER_DATABASE}'",
+                    account.user
+                ),
+            ));
+        }
         Request::CounterIncrement { key } => Response::Value {
             value: Some(server.commit_local(account, &key, None, false).await?),
         },
@@ -860,13 +941,22 @@ async fn execute(
                 .await?;
             Response::Ok
         }
+        Request::EnsureAccount { account } => {
+            need_super("CREATE USER")?;
+            server.ensure_account(account)?;
+            Response::Ok
+        }
         Request::PurgeBinaryLogs => {
             need_super("BINLOG_ADMIN")?;
             server.purge_binary_logs();
             Response::Ok
         }
         Request::CloneSnapshot => {
-            need_super("BACKUP_ADMIN")?;
+            // The donor-side clone user needs BACKUP_ADMIN (MySQL manual, "Cloning
+            // Remote Data").
+            if !account.has("BACKUP_ADMIN") {
+                return Err(denied("BACKUP_ADMIN"));
+            }
             match server.clone_snapshot() {
                 Some(snapshot) => Response::Snapshot {
                     snapshot: Box::new(snapshot),
