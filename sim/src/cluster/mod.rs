@@ -17,6 +17,8 @@ pub(crate) mod obj;
 mod scheduler;
 mod workloads;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bloodraven::transport::Clock;
@@ -115,18 +117,52 @@ pub(crate) fn format_time(ts: jiff::Timestamp) -> String {
         .to_string()
 }
 
+/// One kind's objects as a pass reads them; shared between passes while unchanged.
+pub(crate) type Listed = Arc<Vec<Value>>;
+
 /// The objects one pass reads, listed once.
 #[derive(Default)]
 pub(crate) struct Snapshot {
-    pub nodes: Vec<Value>,
-    pub pods: Vec<Value>,
-    pub services: Vec<Value>,
-    pub endpoints: Vec<Value>,
-    pub pvcs: Vec<Value>,
-    pub statefulsets: Vec<Value>,
-    pub deployments: Vec<Value>,
-    pub jobs: Vec<Value>,
-    pub cronjobs: Vec<Value>,
+    pub nodes: Listed,
+    pub pods: Listed,
+    pub services: Listed,
+    pub endpoints: Listed,
+    pub pvcs: Listed,
+    pub statefulsets: Listed,
+    pub deployments: Listed,
+    pub jobs: Listed,
+    pub cronjobs: Listed,
+}
+
+/// The last list of each kind with the storage version it was read at: a pass
+/// re-lists only the kinds written since (leases, events and status writes change
+/// the store's resourceVersion every few milliseconds, but rarely most kinds).
+#[derive(Default)]
+struct ListCache {
+    lists: BTreeMap<ResourceKey, (u64, Listed)>,
+}
+
+impl ListCache {
+    fn list(&mut self, api: &ControllerApi, key: ResourceKey) -> Listed {
+        // Read the version before listing: a write in between makes the cached version
+        // older than the list, so the next pass re-lists (never the reverse).
+        let version = api.api.storage_version(&key).ok();
+        if let (Some(version), Some((cached, list))) = (version, self.lists.get(&key))
+            && *cached == version
+        {
+            return list.clone();
+        }
+        let list = Arc::new(api.list_all(&key));
+        match version {
+            Some(version) => {
+                self.lists.insert(key, (version, list.clone()));
+            }
+            None => {
+                self.lists.remove(&key);
+            }
+        }
+        list
+    }
 }
 
 /// Typed-error-free wrapper around the API server for controllers: a failed write is
@@ -272,7 +308,8 @@ pub(crate) struct ControlPlane {
     pub nodes: NodeLifecycle,
     pub kubelet: Kubelet,
     pub cronjobs: jobs::CronJobState,
-    cached_snapshot: Option<(u64, std::sync::Arc<Snapshot>)>,
+    cached_snapshot: Option<(u64, Arc<Snapshot>)>,
+    lists: ListCache,
 }
 
 /// What the world knows about one node that the control plane needs.
@@ -302,6 +339,7 @@ impl ControlPlane {
             kubelet: Kubelet::new(images),
             cronjobs: jobs::CronJobState::default(),
             cached_snapshot: None,
+            lists: ListCache::default(),
             api,
             clock,
             timings,
@@ -315,29 +353,30 @@ impl ControlPlane {
 
     /// The pass's snapshot: re-listed only when the store changed since the last one
     /// (an unchanged resourceVersion means every list would return the same objects).
-    fn snapshot(&mut self) -> std::sync::Arc<Snapshot> {
+    fn snapshot(&mut self) -> Arc<Snapshot> {
         let rv = self.api.api.resource_version();
         if let Some((cached_rv, snapshot)) = &self.cached_snapshot
             && *cached_rv == rv
         {
             return snapshot.clone();
         }
-        let snapshot = std::sync::Arc::new(self.list_snapshot());
+        let snapshot = Arc::new(self.list_snapshot());
         self.cached_snapshot = Some((rv, snapshot.clone()));
         snapshot
     }
 
-    fn list_snapshot(&self) -> Snapshot {
+    fn list_snapshot(&mut self) -> Snapshot {
+        let (api, lists) = (&self.api, &mut self.lists);
         Snapshot {
-            nodes: self.api.list_all(&key_nodes()),
-            pods: self.api.list_all(&key_pods()),
-            services: self.api.list_all(&key_services()),
-            endpoints: self.api.list_all(&key_endpoints()),
-            pvcs: self.api.list_all(&key_pvcs()),
-            statefulsets: self.api.list_all(&key_statefulsets()),
-            deployments: self.api.list_all(&key_deployments()),
-            jobs: self.api.list_all(&key_jobs()),
-            cronjobs: self.api.list_all(&key_cronjobs()),
+            nodes: lists.list(api, key_nodes()),
+            pods: lists.list(api, key_pods()),
+            services: lists.list(api, key_services()),
+            endpoints: lists.list(api, key_endpoints()),
+            pvcs: lists.list(api, key_pvcs()),
+            statefulsets: lists.list(api, key_statefulsets()),
+            deployments: lists.list(api, key_deployments()),
+            jobs: lists.list(api, key_jobs()),
+            cronjobs: lists.list(api, key_cronjobs()),
         }
     }
 
