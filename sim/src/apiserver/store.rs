@@ -1430,9 +1430,9 @@ fn check_type(info: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn list_types(info: &ResourceInfo) -> ListTypes {
+fn list_types(info: &ResourceInfo) -> ListTypes<'_> {
     match &info.schema {
-        Some(schema) if info.custom => ListTypes::Schema(schema.clone()),
+        Some(schema) if info.custom => ListTypes::Schema(schema.schema()),
         _ => ListTypes::BuiltIn,
     }
 }
