@@ -133,9 +133,13 @@ impl CrdSchema {
 
     /// Evaluates the `x-kubernetes-validations` rules (`old` enables transition rules).
     pub fn validate_rules(&self, object: &Value, old: Option<&Value>) -> Vec<FieldError> {
-        let rules = self.rules.get_or_init(|| CompiledRules {
-            validator: Validator::new(),
-            schema: compile_schema(&self.schema),
+        let rules = self.rules.get_or_init(|| {
+            let mut schema = compile_schema(&self.schema);
+            keep_ruled(&mut schema);
+            CompiledRules {
+                validator: Validator::new(),
+                schema,
+            }
         });
         match rules
             .validator
@@ -160,6 +164,36 @@ impl CrdSchema {
             }
         }
     }
+}
+
+/// Drops the subtrees that hold no rule; returns whether `node` holds one. The
+/// validator converts the value to CEL at every node it walks, so walking rule-less
+/// subtrees (all of `status`) only costs. Below a node with rules everything stays:
+/// its rules see its whole (defaulted) subtree.
+fn keep_ruled(node: &mut CompiledSchema) -> bool {
+    if !node.validations.is_empty() {
+        return true;
+    }
+    node.properties.retain(|_, child| keep_ruled(child));
+    if node.items.as_mut().is_some_and(|items| !keep_ruled(items)) {
+        node.items = None;
+    }
+    if node
+        .additional_properties
+        .as_mut()
+        .is_some_and(|additional| !keep_ruled(additional))
+    {
+        node.additional_properties = None;
+    }
+    node.all_of.retain_mut(keep_ruled);
+    node.one_of.retain_mut(keep_ruled);
+    node.any_of.retain_mut(keep_ruled);
+    !node.properties.is_empty()
+        || node.items.is_some()
+        || node.additional_properties.is_some()
+        || !node.all_of.is_empty()
+        || !node.one_of.is_empty()
+        || !node.any_of.is_empty()
 }
 
 /// A field path (`spec.sites[10].name`) as segments that sort as the schema walk
@@ -223,5 +257,27 @@ mod tests {
             crd.validate_rules(&json!({"a": 1, "b": 2, "items": [3]}), None)
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_rule_sees_its_whole_subtree_with_defaults_when_rule_less_parts_are_skipped() {
+        let schema = json!({"type": "object", "properties": {
+            "spec": {"type": "object",
+                "x-kubernetes-validations": [{"rule": "self.replicas == 1 && self.site.name == 'iad'", "message": "one replica at iad"}],
+                "properties": {
+                    "replicas": {"type": "integer", "default": 1},
+                    "site": {"type": "object", "properties": {"name": {"type": "string", "default": "iad"}}},
+                }},
+            "status": {"type": "object", "properties": {"sites": {"type": "array", "items": {"type": "object"}}}},
+        }});
+        let crd = CrdSchema::new("example.com", "v1", "Thing", schema);
+        let status = json!({"sites": [{"name": "iad"}, {"name": "pdx"}]});
+        let object = |spec: Value| json!({"spec": spec, "status": status});
+        // The defaults below the rule's node are applied before it runs.
+        assert_eq!(crd.validate_rules(&object(json!({"site": {}})), None), []);
+        let errors = crd.validate_rules(&object(json!({"replicas": 2, "site": {}})), None);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "spec");
+        assert_eq!(errors[0].detail, "one replica at iad");
     }
 }

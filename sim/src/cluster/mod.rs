@@ -19,6 +19,7 @@ mod workloads;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bloodraven::transport::Clock;
@@ -163,6 +164,11 @@ impl ListCache {
         }
         list
     }
+
+    /// The storage version the cached list of `key` was read at.
+    fn version(&self, key: &ResourceKey) -> Option<u64> {
+        self.lists.get(key).map(|(version, _)| *version)
+    }
 }
 
 /// Typed-error-free wrapper around the API server for controllers: a failed write is
@@ -170,9 +176,28 @@ impl ListCache {
 #[derive(Clone)]
 pub(crate) struct ControllerApi {
     pub api: ApiServer,
+    /// Writes attempted and events recorded through this API and its clones: a
+    /// controller run that adds none changed nothing.
+    effects: Arc<AtomicU64>,
 }
 
 impl ControllerApi {
+    pub fn new(api: ApiServer) -> Self {
+        Self {
+            api,
+            effects: Arc::default(),
+        }
+    }
+
+    /// Counts a write attempt or a recorded event.
+    pub fn note_effect(&self) {
+        self.effects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn effects(&self) -> u64 {
+        self.effects.load(Ordering::Relaxed)
+    }
+
     pub fn list_all(&self, key: &ResourceKey) -> Vec<Value> {
         match self.api.list(key, None, &ListQuery::default()) {
             Ok(list) => list.items,
@@ -194,6 +219,7 @@ impl ControllerApi {
         ns: Option<&str>,
         obj: Value,
     ) -> Option<Value> {
+        self.note_effect();
         log_failure(
             who,
             "create",
@@ -209,6 +235,7 @@ impl ControllerApi {
         ns: Option<&str>,
         obj: Value,
     ) -> Option<Value> {
+        self.note_effect();
         log_failure(
             who,
             "update status",
@@ -249,6 +276,7 @@ impl ControllerApi {
         name: &str,
         patch: Value,
     ) -> Option<Value> {
+        self.note_effect();
         let operation = match sub {
             Subresource::Status => "patch status",
             Subresource::Main => "patch",
@@ -271,6 +299,7 @@ impl ControllerApi {
         ns: Option<&str>,
         name: &str,
     ) -> Option<Value> {
+        self.note_effect();
         log_failure(
             who,
             "delete",
@@ -310,6 +339,9 @@ pub(crate) struct ControlPlane {
     pub cronjobs: jobs::CronJobState,
     cached_snapshot: Option<(u64, Arc<Snapshot>)>,
     lists: ListCache,
+    /// Per input-driven controller: the versions of its input lists at its last run,
+    /// kept only when that run had no effect.
+    quiet: BTreeMap<&'static str, Vec<u64>>,
 }
 
 /// What the world knows about one node that the control plane needs.
@@ -331,7 +363,7 @@ impl ControlPlane {
         rng: StdRng,
         images: ImageRegistry,
     ) -> Self {
-        let api = ControllerApi { api };
+        let api = ControllerApi::new(api);
         Self {
             events: EventRecorder::new(api.clone(), clock.clone()),
             scheduler: scheduler::Scheduler::default(),
@@ -340,6 +372,7 @@ impl ControlPlane {
             cronjobs: jobs::CronJobState::default(),
             cached_snapshot: None,
             lists: ListCache::default(),
+            quiet: BTreeMap::new(),
             api,
             clock,
             timings,
@@ -415,12 +448,54 @@ impl ControlPlane {
         }
         nodes::reconcile(self, &snap, net, nodes, api_host);
         scheduler::reconcile(self, &snap);
-        workloads::reconcile_statefulsets(self, &snap);
+        self.run_input_driven(
+            "statefulset-controller",
+            &[key_statefulsets(), key_pods(), key_pvcs()],
+            &snap,
+            workloads::reconcile_statefulsets,
+        );
         workloads::reconcile_deployments(self, &snap);
         jobs::reconcile_jobs(self, &snap);
         jobs::reconcile_cronjobs(self, &snap);
-        workloads::bind_claims(self, &snap);
-        endpoints::reconcile(self, &snap);
+        self.run_input_driven(
+            "persistentvolume-controller",
+            &[key_pvcs()],
+            &snap,
+            workloads::bind_claims,
+        );
+        self.run_input_driven(
+            "endpoint-controller",
+            &[key_services(), key_pods(), key_endpoints()],
+            &snap,
+            endpoints::reconcile,
+        );
         kubelet::reconcile(self, &snap, net, nodes, api_host);
+    }
+
+    /// Runs `controller`, a function of the `inputs` lists alone (no clock, no random
+    /// draw without a write), unless its last run had no effect (no write, no event)
+    /// and those lists are unchanged since: it would do nothing again. Most passes
+    /// follow a lease renewal or a status write that none of these controllers reads.
+    fn run_input_driven(
+        &mut self,
+        name: &'static str,
+        inputs: &[ResourceKey],
+        snap: &Snapshot,
+        controller: fn(&mut ControlPlane, &Snapshot),
+    ) {
+        let versions: Option<Vec<u64>> = inputs.iter().map(|k| self.lists.version(k)).collect();
+        if versions.is_some() && self.quiet.get(name) == versions.as_ref() {
+            return;
+        }
+        let before = self.api.effects();
+        controller(self, snap);
+        match versions {
+            Some(versions) if self.api.effects() == before => {
+                self.quiet.insert(name, versions);
+            }
+            _ => {
+                self.quiet.remove(name);
+            }
+        }
     }
 }
