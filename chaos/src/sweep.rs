@@ -208,8 +208,25 @@ pub struct SweepSummary {
     pub seeds: u64,
     pub parallel: usize,
     pub wall_ms: u64,
+    /// CPU time (user + system, every thread) the sweep used: on a shared machine the
+    /// wall time says more about the neighbours than about the sweep. `None` where
+    /// `/proc/self/stat` cannot be read.
+    pub cpu_ms: Option<u64>,
     pub simulated_ms: u64,
     pub failed: Vec<SeedResult>,
+}
+
+/// This process's CPU time so far (user + system, all threads), from
+/// `/proc/self/stat` (Linux; in clock ticks of 1/100 s, USER_HZ).
+pub fn process_cpu_ms() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count the
+    // fields after its closing one (field 3, state, is the first).
+    let after = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after.split_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) * 10)
 }
 
 pub fn replay_command(seed: u64) -> String {
@@ -246,6 +263,7 @@ pub fn run(
         scenarios.push((seed, scenario(seed, scenarios_dir)?));
     }
     let wall = std::time::Instant::now();
+    let cpu_before = process_cpu_ms();
     let next = AtomicU64::new(0);
     let results: Mutex<Vec<SeedResult>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
@@ -276,6 +294,9 @@ pub fn run(
         seeds,
         parallel: parallel.max(1),
         wall_ms: u64::try_from(wall.elapsed().as_millis()).unwrap_or(u64::MAX),
+        cpu_ms: process_cpu_ms()
+            .zip(cpu_before)
+            .map(|(after, before)| after.saturating_sub(before)),
         simulated_ms: results.iter().map(|r| r.simulated_ms).sum(),
         failed: results.into_iter().filter(|r| !r.passed).collect(),
     })
@@ -314,6 +335,22 @@ mod tests {
         ] {
             assert!(all.contains(needle), "no schedule has {needle}");
         }
+    }
+
+    #[test]
+    fn cpu_time_is_read_and_grows_with_work() {
+        let before = process_cpu_ms().expect("/proc/self/stat");
+        // Spin until 30 ms of CPU show (however busy the machine), or give up after 20 s.
+        let mut rng = SplitMix64::new(1);
+        let spin = std::time::Instant::now();
+        let mut after = before;
+        while after < before + 30 && spin.elapsed() < std::time::Duration::from_secs(20) {
+            for _ in 0..10_000 {
+                std::hint::black_box(rng.next_u64());
+            }
+            after = process_cpu_ms().expect("/proc/self/stat");
+        }
+        assert!(after >= before + 30, "{before} -> {after} ms");
     }
 
     #[test]
