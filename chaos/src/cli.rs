@@ -350,8 +350,15 @@ fn run_sweep(
         &progress,
     )
     .map_err(|e| format!("the sweep generated an invalid schedule: {e}"))?;
+    let cpu = summary.cpu_ms.map_or(String::new(), |cpu| {
+        format!(
+            ", {:.1}s CPU ({:.2}s per seed)",
+            cpu as f64 / 1000.0,
+            cpu as f64 / 1000.0 / summary.seeds.max(1) as f64
+        )
+    });
     println!(
-        "sweep: {} seed(s) in {:.1}s wall ({:.0}s simulated), {} failed",
+        "sweep: {} seed(s) in {:.1}s wall{cpu} ({:.0}s simulated), {} failed",
         summary.seeds,
         summary.wall_ms as f64 / 1000.0,
         summary.simulated_ms as f64 / 1000.0,

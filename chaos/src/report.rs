@@ -345,12 +345,15 @@ pub fn markdown(
     out.push_str("## Seed sweep\n\n");
     out.push_str(&format!(
         "Seeds {}..{} ({} random fault schedules over the playground, both invariants on), \
-         {} parallel World(s): **{} wall**, {} simulated, **{} violation(s)**.\n",
+         {} parallel World(s): **{} wall**{}, {} simulated, **{} violation(s)**.\n",
         sweep.first_seed,
         sweep.first_seed + sweep.seeds,
         sweep.seeds,
         sweep.parallel,
         secs(sweep.wall_ms),
+        sweep
+            .cpu_ms
+            .map_or(String::new(), |cpu| format!(" ({} CPU)", secs(cpu))),
         secs(sweep.simulated_ms),
         sweep.failed.len()
     ));

@@ -5,6 +5,7 @@
 //! seed replays exactly (`bloodraven-chaos sweep --first SEED --seeds 1`).
 
 use std::fmt::Write as _;
+use std::ops::RangeInclusive;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,9 +39,9 @@ impl SplitMix64 {
         low + self.next_u64() % (high - low + 1)
     }
 
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
         let index = self.range(0, items.len() as u64 - 1) as usize;
-        &items[index]
+        items[index]
     }
 }
 
@@ -70,34 +71,62 @@ const DISRUPTIONS: [Disruption; 7] = [
     Disruption::PlannedFailover,
 ];
 
+/// One disruption of a seed's schedule: after `pause`, `kind` strikes `site` (when it
+/// takes a site) and, for faults with an undo, is undone after `hold`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Planned {
+    pause_s: u64,
+    site: &'static str,
+    hold_s: u64,
+    kind: Disruption,
+}
+
+/// `seed`'s disruptions: 2 to 5, every choice drawn from the seed in a fixed order.
+fn plan(seed: u64) -> Vec<Planned> {
+    let mut rng = SplitMix64::new(seed);
+    let count = rng.range(2, 5);
+    (0..count)
+        .map(|_| Planned {
+            pause_s: rng.range(2, 40),
+            site: rng.pick(&SITES),
+            hold_s: rng.range(1, 45),
+            kind: rng.pick(&DISRUPTIONS),
+        })
+        .collect()
+}
+
 /// The scenario text of `seed`'s schedule: 2 to 5 disruptions, each after a random
 /// pause, each undone after a random time (faults with an undo), then a heal and a
 /// check that some site is writable again and writes are acknowledged, so that
 /// no-acknowledged-write-lost reads the final primary. A failure of those two checks
 /// is a failure too (the group did not recover).
 pub fn schedule(seed: u64) -> String {
-    let mut rng = SplitMix64::new(seed);
-    let count = rng.range(2, 5);
+    let planned = plan(seed);
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "description: sweep seed {seed}, {count} random disruptions over the playground"
+        "description: sweep seed {seed}, {} random disruptions over the playground",
+        planned.len()
     );
     out.push_str(
         "tags: [sweep]\nbackends: [sim]\ntimeout: 15m\nfixture: playground\n\
          workload: { counter: { writesPerSecond: 20 } }\n\
          invariants: [single-writer, no-acknowledged-write-lost]\nsteps:\n",
     );
-    for _ in 0..count {
-        let _ = writeln!(out, "  - wait: {}s", rng.range(2, 40));
-        let site = *rng.pick(&SITES);
-        let hold = rng.range(1, 45);
+    for Planned {
+        pause_s,
+        site,
+        hold_s,
+        kind,
+    } in planned
+    {
+        let _ = writeln!(out, "  - wait: {pause_s}s");
         let fault = |out: &mut String, fault: &str| {
             let _ = writeln!(out, "  - fault: {fault}");
-            let _ = writeln!(out, "  - wait: {hold}s");
+            let _ = writeln!(out, "  - wait: {hold_s}s");
             out.push_str("  - fault: {recover: all}\n");
         };
-        match *rng.pick(&DISRUPTIONS) {
+        match kind {
             Disruption::KillSite => {
                 let _ = writeln!(out, "  - fault: {{kill-site: {site}}}");
             }
@@ -133,6 +162,27 @@ pub fn schedule(seed: u64) -> String {
     out
 }
 
+/// The seeds CI runs (`chaos/tests/sweep.rs`): the shortest run of seeds from 1, at
+/// least [`CI_MIN_SEEDS`] long, whose schedules between them use every kind of
+/// disruption. Chosen by what the schedules contain, never by whether they pass.
+pub fn ci_seeds() -> RangeInclusive<u64> {
+    let mut missing: Vec<Disruption> = DISRUPTIONS.to_vec();
+    let mut seed = 1;
+    // Bounded so that a generator change cannot hang CI; the unit test below checks
+    // that the answer covers every kind and stays short.
+    while seed < 1000 {
+        missing.retain(|kind| !plan(seed).iter().any(|p| p.kind == *kind));
+        if missing.is_empty() && seed >= CI_MIN_SEEDS {
+            break;
+        }
+        seed += 1;
+    }
+    1..=seed
+}
+
+/// CI's sweep is at least this many seeds.
+pub const CI_MIN_SEEDS: u64 = 4;
+
 /// `seed`'s schedule as a scenario that reads its fixture from `scenarios_dir`.
 pub fn scenario(seed: u64, scenarios_dir: &Path) -> Result<Scenario, ScenarioError> {
     let path = scenarios_dir.join(format!("sweep-{seed}.yaml"));
@@ -158,8 +208,25 @@ pub struct SweepSummary {
     pub seeds: u64,
     pub parallel: usize,
     pub wall_ms: u64,
+    /// CPU time (user + system, every thread) the sweep used: on a shared machine the
+    /// wall time says more about the neighbours than about the sweep. `None` where
+    /// `/proc/self/stat` cannot be read.
+    pub cpu_ms: Option<u64>,
     pub simulated_ms: u64,
     pub failed: Vec<SeedResult>,
+}
+
+/// This process's CPU time so far (user + system, all threads), from
+/// `/proc/self/stat` (Linux; in clock ticks of 1/100 s, USER_HZ).
+pub fn process_cpu_ms() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count the
+    // fields after its closing one (field 3, state, is the first).
+    let after = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after.split_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) * 10)
 }
 
 pub fn replay_command(seed: u64) -> String {
@@ -196,6 +263,7 @@ pub fn run(
         scenarios.push((seed, scenario(seed, scenarios_dir)?));
     }
     let wall = std::time::Instant::now();
+    let cpu_before = process_cpu_ms();
     let next = AtomicU64::new(0);
     let results: Mutex<Vec<SeedResult>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
@@ -226,6 +294,9 @@ pub fn run(
         seeds,
         parallel: parallel.max(1),
         wall_ms: u64::try_from(wall.elapsed().as_millis()).unwrap_or(u64::MAX),
+        cpu_ms: process_cpu_ms()
+            .zip(cpu_before)
+            .map(|(after, before)| after.saturating_sub(before)),
         simulated_ms: results.iter().map(|r| r.simulated_ms).sum(),
         failed: results.into_iter().filter(|r| !r.passed).collect(),
     })
@@ -263,6 +334,61 @@ mod tests {
             PLANNED,
         ] {
             assert!(all.contains(needle), "no schedule has {needle}");
+        }
+    }
+
+    #[test]
+    fn cpu_time_is_read_and_grows_with_work() {
+        let before = process_cpu_ms().expect("/proc/self/stat");
+        // Spin until 30 ms of CPU show (however busy the machine), or give up after 20 s.
+        let mut rng = SplitMix64::new(1);
+        let spin = std::time::Instant::now();
+        let mut after = before;
+        while after < before + 30 && spin.elapsed() < std::time::Duration::from_secs(20) {
+            for _ in 0..10_000 {
+                std::hint::black_box(rng.next_u64());
+            }
+            after = process_cpu_ms().expect("/proc/self/stat");
+        }
+        assert!(after >= before + 30, "{before} -> {after} ms");
+    }
+
+    #[test]
+    fn ci_seeds_use_every_kind_of_disruption_and_stay_few() {
+        let seeds = ci_seeds();
+        assert_eq!(*seeds.start(), 1);
+        // Each seed costs CI about 8 s of CPU in the dev profile.
+        assert!(
+            (CI_MIN_SEEDS..=8).contains(seeds.end()),
+            "CI seeds {seeds:?}"
+        );
+        let used: Vec<Disruption> = seeds.flat_map(plan).map(|p| p.kind).collect();
+        for kind in DISRUPTIONS {
+            assert!(used.contains(&kind), "CI seeds never {kind:?}");
+        }
+    }
+
+    #[test]
+    fn the_plan_is_what_the_schedule_says() {
+        for seed in 0..50 {
+            let text = schedule(seed);
+            let planned = plan(seed);
+            assert!(text.contains(&format!(", {} random disruptions", planned.len())));
+            let waits = text.matches("  - wait: ").count();
+            let held = planned
+                .iter()
+                .filter(|p| {
+                    matches!(
+                        p.kind,
+                        Disruption::Cordon
+                            | Disruption::NetworkPartition
+                            | Disruption::PartitionBetween
+                            | Disruption::NodeCrash
+                    )
+                })
+                .count();
+            // One pause per disruption, one hold per undoable fault, the final settle.
+            assert_eq!(waits, planned.len() + held + 1, "seed {seed}:\n{text}");
         }
     }
 }

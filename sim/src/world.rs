@@ -175,7 +175,7 @@ impl WorldBuilder {
                 crashed: false,
             });
         }
-        let controller_api = ControllerApi { api: api.clone() };
+        let controller_api = ControllerApi::new(api.clone());
         for node in &nodes {
             let placement = node
                 .site

@@ -922,3 +922,45 @@ fn secret_string_data_is_folded_into_data() {
     );
     assert!(created.get("stringData").is_none());
 }
+
+#[test]
+fn storage_version_moves_only_with_writes_to_that_kind() {
+    let api = server();
+    assert_eq!(api.storage_version(&configmaps()).unwrap(), 0);
+    let created = api
+        .create(&configmaps(), Some("default"), cm("c", json!({})), &ME)
+        .unwrap();
+    let after_create = api.storage_version(&configmaps()).unwrap();
+    assert_eq!(
+        after_create.to_string(),
+        created["metadata"]["resourceVersion"].as_str().unwrap()
+    );
+    // A write to another kind moves the store's resourceVersion, not this kind's.
+    api.create(
+        &ResourceKey::core("v1", "secrets"),
+        Some("default"),
+        json!({"metadata": {"name": "s"}}),
+        &ME,
+    )
+    .unwrap();
+    assert!(api.resource_version() > after_create);
+    assert_eq!(api.storage_version(&configmaps()).unwrap(), after_create);
+    // A no-op patch is no write.
+    api.patch(
+        &configmaps(),
+        Some("default"),
+        "c",
+        Patch::Merge(json!({})),
+        Subresource::Main,
+        &ME,
+    )
+    .unwrap();
+    assert_eq!(api.storage_version(&configmaps()).unwrap(), after_create);
+    api.delete(&configmaps(), Some("default"), "c", &ME)
+        .unwrap();
+    assert!(api.storage_version(&configmaps()).unwrap() > after_create);
+    assert!(
+        api.storage_version(&ResourceKey::core("v1", "nothings"))
+            .is_err()
+    );
+}

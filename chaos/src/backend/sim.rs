@@ -206,15 +206,9 @@ impl SimShared {
     /// Each site's writability now: a site accepts writes when any MySQL model running
     /// on its node does.
     fn site_writability(&self) -> BTreeMap<String, bool> {
-        let servers = self.observer.servers();
         self.sites
             .iter()
-            .map(|(site, node)| {
-                let writable = servers
-                    .iter()
-                    .any(|s| &s.node == node && s.accepts_writes());
-                (site.clone(), writable)
-            })
+            .map(|(site, node)| (site.clone(), self.observer.accepts_writes_on(node)))
             .collect()
     }
 }
@@ -314,17 +308,18 @@ impl SimWorld {
     }
 
     fn sample(&mut self) {
+        // Runs after every tick: compare in place, allocate only on a change.
         let now = self.shared.clock.now_ms();
-        let current = self.shared.site_writability();
         let mut changes = Vec::new();
-        for (site, writable) in current {
-            if self.last.get(&site) != Some(&writable) {
+        for (site, node) in &self.shared.sites {
+            let writable = self.shared.observer.accepts_writes_on(node);
+            if self.last.get(site) != Some(&writable) {
                 changes.push(WritabilitySample {
                     at: now,
                     site: site.clone(),
                     writable,
                 });
-                self.last.insert(site, writable);
+                self.last.insert(site.clone(), writable);
             }
         }
         if !changes.is_empty()

@@ -2,7 +2,8 @@
 //! resources. Paths and messages follow the API server's field errors
 //! (`spec.sites[1].name: Duplicate value: ...`) so that users recognise them.
 
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde_json::{Map, Value};
@@ -120,6 +121,26 @@ fn child_path(parent: &str, key: &str) -> String {
     } else {
         format!("{parent}.{key}")
     }
+}
+
+/// `pattern` compiled, once per thread: the simulated API server validates every
+/// write of a custom object, and compiling the schema's patterns each time dominated
+/// that. The patterns come from CRD schemas, so the cache stays small.
+fn compiled_pattern(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    thread_local! {
+        static PATTERNS: RefCell<BTreeMap<String, Result<regex::Regex, regex::Error>>> =
+            const { RefCell::new(BTreeMap::new()) };
+    }
+    PATTERNS.with(|patterns| {
+        if let Some(compiled) = patterns.borrow().get(pattern) {
+            return compiled.clone();
+        }
+        let compiled = regex::Regex::new(pattern);
+        patterns
+            .borrow_mut()
+            .insert(pattern.to_string(), compiled.clone());
+        compiled
+    })
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -250,7 +271,7 @@ impl Walker<'_> {
             self.push(path, FieldErrorKind::Invalid, Some(value), detail);
         }
         if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
-            match regex::Regex::new(pattern) {
+            match compiled_pattern(pattern) {
                 Ok(re) if re.is_match(s) => {}
                 Ok(_) => self.push(
                     path,

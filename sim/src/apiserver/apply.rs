@@ -21,17 +21,17 @@ type FieldSet = BTreeSet<FieldPath>;
 
 /// Where list types come from: the built-in kinds' table or a CRD's schema.
 #[derive(Clone, Debug)]
-pub enum ListTypes {
+pub enum ListTypes<'a> {
     BuiltIn,
     /// The openAPIV3Schema (x-kubernetes-list-type / x-kubernetes-list-map-keys).
-    Schema(Value),
+    Schema(&'a Value),
 }
 
-impl ListTypes {
+impl ListTypes<'_> {
     /// `path` holds the field names from the root to the object containing `name`.
     pub fn list_type(&self, path: &[String], name: &str) -> ListType {
         let schema = match self {
-            ListTypes::Schema(schema) if path.first().is_none_or(|p| p != "metadata") => schema,
+            ListTypes::Schema(schema) if path.first().is_none_or(|p| p != "metadata") => *schema,
             _ => return builtin_list_type(path, name),
         };
         let mut node = schema;
@@ -80,7 +80,7 @@ const UNTRACKED_META: &[&str] = &[
 ];
 
 /// The leaf paths `obj` sets.
-pub fn field_set(obj: &Value, types: &ListTypes) -> FieldSet {
+pub fn field_set(obj: &Value, types: &ListTypes<'_>) -> FieldSet {
     let mut out = FieldSet::new();
     let Value::Object(map) = obj else { return out };
     let mut prefix = Vec::new();
@@ -113,7 +113,7 @@ fn walk_field(
     value: &Value,
     prefix: &mut FieldPath,
     names: &mut Vec<String>,
-    types: &ListTypes,
+    types: &ListTypes<'_>,
     out: &mut FieldSet,
 ) {
     prefix.push(format!("f:{key}"));
@@ -393,7 +393,7 @@ pub fn record_update(
     manager: &str,
     api_version: &str,
     now: &str,
-    types: &ListTypes,
+    types: &ListTypes<'_>,
     subresource: Option<&str>,
 ) {
     let new_set = field_set(new, types);
@@ -446,7 +446,7 @@ pub fn apply(
     applied: &Value,
     manager: &str,
     force: bool,
-    types: &ListTypes,
+    types: &ListTypes<'_>,
     ignore_status: bool,
     api_version: &str,
     now: &str,
@@ -608,7 +608,12 @@ fn conflict_error(live: &Value, conflicts: &[(String, FieldPath)], api_version: 
 
 /// Structured merge: maps recursively, keyed lists item by item, sets as unions,
 /// atomic lists and scalars replaced.
-fn merge_applied(live: Value, applied: &Value, path: &mut Vec<String>, types: &ListTypes) -> Value {
+fn merge_applied(
+    live: Value,
+    applied: &Value,
+    path: &mut Vec<String>,
+    types: &ListTypes<'_>,
+) -> Value {
     match (live, applied) {
         (Value::Object(mut live), Value::Object(applied)) => {
             for (key, value) in applied {
@@ -644,7 +649,7 @@ fn merge_applied_list(
     list_type: ListType,
     path: &mut Vec<String>,
     key: &str,
-    types: &ListTypes,
+    types: &ListTypes<'_>,
 ) -> Value {
     let mut items = match current {
         Value::Array(items) => items,
@@ -706,7 +711,7 @@ mod tests {
         let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
             "sites": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
                       "items": {"type": "object", "properties": {"tags": {"type": "array", "x-kubernetes-list-type": "set"}}}}}}}});
-        let types = ListTypes::Schema(schema);
+        let types = ListTypes::Schema(&schema);
         assert_eq!(
             types.list_type(&["spec".into()], "sites"),
             ListType::Map(vec!["name".into()])

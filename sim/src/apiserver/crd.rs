@@ -2,6 +2,9 @@
 //! (one per served version, sharing storage), marking it Established, and validating
 //! custom objects against the version's structural schema.
 
+use std::sync::Arc;
+
+use bloodraven::schema::CrdSchema;
 use serde_json::{Value, json};
 
 use super::ResourceKey;
@@ -184,7 +187,9 @@ pub fn resources_for(crd: &Value) -> Vec<ResourceInfo> {
                 scale_subresource: v.pointer("/subresources/scale").is_some(),
                 storage: storage.clone(),
                 conversion: Conversion::None,
-                schema: v.pointer("/schema/openAPIV3Schema").cloned(),
+                schema: v
+                    .pointer("/schema/openAPIV3Schema")
+                    .map(|schema| Arc::new(CrdSchema::new(&group, version, &kind, schema.clone()))),
                 printer_columns: printer_columns(v),
                 custom: true,
             }
@@ -233,7 +238,7 @@ pub fn validate_custom(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let causes = super::schema_check::check(info, schema, obj, old);
+    let causes = super::schema_check::check(schema, obj, old);
     if causes.is_empty() {
         Ok(())
     } else {

@@ -255,6 +255,12 @@ impl ApiServer {
         self.lock().rv
     }
 
+    /// The resourceVersion of the newest write to `key`'s objects (0: never written):
+    /// a list of `key` is unchanged while this is.
+    pub fn storage_version(&self, key: &ResourceKey) -> Result<u64, ApiError> {
+        self.lock().storage_version(key)
+    }
+
     pub fn get(&self, key: &ResourceKey, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {
         self.get_as(key, ns, name, &Caller::IN_PROCESS)
     }

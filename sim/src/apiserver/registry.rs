@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde_json::Value;
+use bloodraven::schema::CrdSchema;
 
 use super::ResourceKey;
 
@@ -55,7 +55,7 @@ pub struct ResourceInfo {
     pub storage: StorageKey,
     pub conversion: Conversion,
     /// Custom resources only: the version's openAPIV3Schema.
-    pub schema: Option<Value>,
+    pub schema: Option<Arc<CrdSchema>>,
     /// Custom resources only (built-ins have their columns in `table.rs`).
     pub printer_columns: Vec<PrinterColumn>,
     /// True for resources registered from a CRD.

@@ -7,16 +7,11 @@ use bloodraven::schema::{CrdSchema, FieldError, UnknownFields, validate_structur
 use serde_json::Value;
 
 use super::error::StatusCause;
-use super::registry::ResourceInfo;
 
 /// Prunes, defaults and validates `obj` in place; every failure is one cause.
 /// `old` is the stored object on updates (for CEL transition rules).
-pub fn check(
-    info: &ResourceInfo,
-    schema: &Value,
-    obj: &mut Value,
-    old: Option<&Value>,
-) -> Vec<StatusCause> {
+pub fn check(crd_schema: &CrdSchema, obj: &mut Value, old: Option<&Value>) -> Vec<StatusCause> {
+    let schema = crd_schema.schema();
     // apiVersion, kind and metadata are the server's own, never pruned by the schema.
     if let Value::Object(map) = obj {
         let implicit: Vec<(String, Value)> = ["apiVersion", "kind", "metadata"]
@@ -30,12 +25,6 @@ pub fn check(
         }
         map.extend(implicit);
     }
-    let crd_schema = CrdSchema {
-        group: info.key.group.clone(),
-        version: info.key.version.clone(),
-        kind: info.kind.clone(),
-        schema: schema.clone(),
-    };
     *obj = crd_schema.with_defaults(obj);
     let mut body = obj.clone();
     if let Value::Object(map) = &mut body {

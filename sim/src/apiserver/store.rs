@@ -51,6 +51,9 @@ pub(super) struct State {
     pub registry: Registry,
     pub rv: u64,
     objects: BTreeMap<StorageKey, BTreeMap<ObjectKey, Arc<Value>>>,
+    /// The resourceVersion of each storage's newest write: lets a reader that lists
+    /// many kinds re-list only those that changed.
+    storage_rv: BTreeMap<StorageKey, u64>,
     history: VecDeque<Change>,
     /// The newest resourceVersion dropped from the history; watching from an older rv
     /// (or this one's predecessors) is 410 Gone.
@@ -73,6 +76,7 @@ impl State {
             registry: Registry::with_built_ins(),
             rv: 0,
             objects: BTreeMap::new(),
+            storage_rv: BTreeMap::new(),
             history: VecDeque::new(),
             compacted_rv: 0,
             history_limit: config.history_limit.max(1),
@@ -247,6 +251,12 @@ impl State {
         Ok(Watch { id, events: rx })
     }
 
+    /// The resourceVersion of the newest write to `key`'s objects (0: never written).
+    pub fn storage_version(&self, key: &ResourceKey) -> Result<u64, ApiError> {
+        let info = self.info(key)?;
+        Ok(self.storage_rv.get(&info.storage).copied().unwrap_or(0))
+    }
+
     pub fn send_bookmark(&mut self, watch_id: u64) {
         let rv = self.rv;
         self.watchers
@@ -337,6 +347,12 @@ impl State {
     }
 
     fn record(&mut self, change: Change) {
+        match self.storage_rv.get_mut(&change.storage) {
+            Some(rv) => *rv = change.rv,
+            None => {
+                self.storage_rv.insert(change.storage.clone(), change.rv);
+            }
+        }
         let registry = &self.registry;
         self.watchers.retain(|w| {
             if w.storage != change.storage {
@@ -1414,9 +1430,9 @@ fn check_type(info: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn list_types(info: &ResourceInfo) -> ListTypes {
+fn list_types(info: &ResourceInfo) -> ListTypes<'_> {
     match &info.schema {
-        Some(schema) if info.custom => ListTypes::Schema(schema.clone()),
+        Some(schema) if info.custom => ListTypes::Schema(schema.schema()),
         _ => ListTypes::BuiltIn,
     }
 }

@@ -95,7 +95,7 @@ pub(crate) fn desired_subsets(service: &Value, pods: &[Value]) -> Vec<Value> {
 }
 
 pub(crate) fn reconcile(cp: &mut ControlPlane, snap: &Snapshot) {
-    for service in &snap.services {
+    for service in snap.services.iter() {
         if at(service, &["spec", "selector"])
             .and_then(Value::as_object)
             .is_none_or(|s| s.is_empty())

@@ -53,6 +53,7 @@ impl EventRecorder {
         reason: &str,
         message: &str,
     ) {
+        self.api.note_effect();
         let now = self.clock.now();
         let key = (
             uid(object).to_string(),

@@ -46,7 +46,7 @@ fn job_finished(job: &Value) -> Option<&'static str> {
 pub(crate) fn reconcile_jobs(cp: &mut ControlPlane, snap: &Snapshot) {
     let live: Vec<String> = snap.jobs.iter().map(|j| uid(j).to_string()).collect();
     cp.cronjobs.job_backoff.retain(|k, _| live.contains(k));
-    for job in &snap.jobs {
+    for job in snap.jobs.iter() {
         if !is_terminating(job) && job_finished(job).is_none() {
             reconcile_job(cp, snap, job);
         }
@@ -200,7 +200,7 @@ fn reconcile_job(cp: &mut ControlPlane, snap: &Snapshot, job: &Value) {
 }
 
 pub(crate) fn reconcile_cronjobs(cp: &mut ControlPlane, snap: &Snapshot) {
-    for cronjob in &snap.cronjobs {
+    for cronjob in snap.cronjobs.iter() {
         if !is_terminating(cronjob) {
             reconcile_cronjob(cp, snap, cronjob);
         }

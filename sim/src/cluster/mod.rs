@@ -17,6 +17,9 @@ pub(crate) mod obj;
 mod scheduler;
 mod workloads;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bloodraven::transport::Clock;
@@ -116,18 +119,57 @@ pub(crate) fn format_time(ts: jiff::Timestamp) -> String {
         .to_string()
 }
 
+/// One kind's objects as a pass reads them; shared between passes while unchanged.
+pub(crate) type Listed = Arc<Vec<Value>>;
+
 /// The objects one pass reads, listed once.
 #[derive(Default)]
 pub(crate) struct Snapshot {
-    pub nodes: Vec<Value>,
-    pub pods: Vec<Value>,
-    pub services: Vec<Value>,
-    pub endpoints: Vec<Value>,
-    pub pvcs: Vec<Value>,
-    pub statefulsets: Vec<Value>,
-    pub deployments: Vec<Value>,
-    pub jobs: Vec<Value>,
-    pub cronjobs: Vec<Value>,
+    pub nodes: Listed,
+    pub pods: Listed,
+    pub services: Listed,
+    pub endpoints: Listed,
+    pub pvcs: Listed,
+    pub statefulsets: Listed,
+    pub deployments: Listed,
+    pub jobs: Listed,
+    pub cronjobs: Listed,
+}
+
+/// The last list of each kind with the storage version it was read at: a pass
+/// re-lists only the kinds written since (leases, events and status writes change
+/// the store's resourceVersion every few milliseconds, but rarely most kinds).
+#[derive(Default)]
+struct ListCache {
+    lists: BTreeMap<ResourceKey, (u64, Listed)>,
+}
+
+impl ListCache {
+    fn list(&mut self, api: &ControllerApi, key: ResourceKey) -> Listed {
+        // Read the version before listing: a write in between makes the cached version
+        // older than the list, so the next pass re-lists (never the reverse).
+        let version = api.api.storage_version(&key).ok();
+        if let (Some(version), Some((cached, list))) = (version, self.lists.get(&key))
+            && *cached == version
+        {
+            return list.clone();
+        }
+        let list = Arc::new(api.list_all(&key));
+        match version {
+            Some(version) => {
+                self.lists.insert(key, (version, list.clone()));
+            }
+            None => {
+                self.lists.remove(&key);
+            }
+        }
+        list
+    }
+
+    /// The storage version the cached list of `key` was read at.
+    fn version(&self, key: &ResourceKey) -> Option<u64> {
+        self.lists.get(key).map(|(version, _)| *version)
+    }
 }
 
 /// Typed-error-free wrapper around the API server for controllers: a failed write is
@@ -135,9 +177,28 @@ pub(crate) struct Snapshot {
 #[derive(Clone)]
 pub(crate) struct ControllerApi {
     pub api: ApiServer,
+    /// Writes attempted and events recorded through this API and its clones: a
+    /// controller run that adds none changed nothing.
+    effects: Arc<AtomicU64>,
 }
 
 impl ControllerApi {
+    pub fn new(api: ApiServer) -> Self {
+        Self {
+            api,
+            effects: Arc::default(),
+        }
+    }
+
+    /// Counts a write attempt or a recorded event.
+    pub fn note_effect(&self) {
+        self.effects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn effects(&self) -> u64 {
+        self.effects.load(Ordering::Relaxed)
+    }
+
     pub fn list_all(&self, key: &ResourceKey) -> Vec<Value> {
         match self.api.list(key, None, &ListQuery::default()) {
             Ok(list) => list.items,
@@ -159,6 +220,7 @@ impl ControllerApi {
         ns: Option<&str>,
         obj: Value,
     ) -> Option<Value> {
+        self.note_effect();
         log_failure(
             who,
             "create",
@@ -174,6 +236,7 @@ impl ControllerApi {
         ns: Option<&str>,
         obj: Value,
     ) -> Option<Value> {
+        self.note_effect();
         log_failure(
             who,
             "update status",
@@ -214,6 +277,7 @@ impl ControllerApi {
         name: &str,
         patch: Value,
     ) -> Option<Value> {
+        self.note_effect();
         let operation = match sub {
             Subresource::Status => "patch status",
             Subresource::Main => "patch",
@@ -236,6 +300,7 @@ impl ControllerApi {
         ns: Option<&str>,
         name: &str,
     ) -> Option<Value> {
+        self.note_effect();
         log_failure(
             who,
             "delete",
@@ -273,7 +338,11 @@ pub(crate) struct ControlPlane {
     pub nodes: NodeLifecycle,
     pub kubelet: Kubelet,
     pub cronjobs: jobs::CronJobState,
-    cached_snapshot: Option<(u64, std::sync::Arc<Snapshot>)>,
+    cached_snapshot: Option<(u64, Arc<Snapshot>)>,
+    lists: ListCache,
+    /// Per input-driven controller: the versions of its input lists at its last run,
+    /// kept only when that run had no effect.
+    quiet: BTreeMap<&'static str, Vec<u64>>,
 }
 
 /// What the world knows about one node that the control plane needs.
@@ -295,7 +364,7 @@ impl ControlPlane {
         rng: StdRng,
         images: ImageRegistry,
     ) -> Self {
-        let api = ControllerApi { api };
+        let api = ControllerApi::new(api);
         Self {
             events: EventRecorder::new(api.clone(), clock.clone()),
             scheduler: scheduler::Scheduler::default(),
@@ -303,6 +372,8 @@ impl ControlPlane {
             kubelet: Kubelet::new(images),
             cronjobs: jobs::CronJobState::default(),
             cached_snapshot: None,
+            lists: ListCache::default(),
+            quiet: BTreeMap::new(),
             api,
             clock,
             timings,
@@ -316,29 +387,30 @@ impl ControlPlane {
 
     /// The pass's snapshot: re-listed only when the store changed since the last one
     /// (an unchanged resourceVersion means every list would return the same objects).
-    fn snapshot(&mut self) -> std::sync::Arc<Snapshot> {
+    fn snapshot(&mut self) -> Arc<Snapshot> {
         let rv = self.api.api.resource_version();
         if let Some((cached_rv, snapshot)) = &self.cached_snapshot
             && *cached_rv == rv
         {
             return snapshot.clone();
         }
-        let snapshot = std::sync::Arc::new(self.list_snapshot());
+        let snapshot = Arc::new(self.list_snapshot());
         self.cached_snapshot = Some((rv, snapshot.clone()));
         snapshot
     }
 
-    fn list_snapshot(&self) -> Snapshot {
+    fn list_snapshot(&mut self) -> Snapshot {
+        let (api, lists) = (&self.api, &mut self.lists);
         Snapshot {
-            nodes: self.api.list_all(&key_nodes()),
-            pods: self.api.list_all(&key_pods()),
-            services: self.api.list_all(&key_services()),
-            endpoints: self.api.list_all(&key_endpoints()),
-            pvcs: self.api.list_all(&key_pvcs()),
-            statefulsets: self.api.list_all(&key_statefulsets()),
-            deployments: self.api.list_all(&key_deployments()),
-            jobs: self.api.list_all(&key_jobs()),
-            cronjobs: self.api.list_all(&key_cronjobs()),
+            nodes: lists.list(api, key_nodes()),
+            pods: lists.list(api, key_pods()),
+            services: lists.list(api, key_services()),
+            endpoints: lists.list(api, key_endpoints()),
+            pvcs: lists.list(api, key_pvcs()),
+            statefulsets: lists.list(api, key_statefulsets()),
+            deployments: lists.list(api, key_deployments()),
+            jobs: lists.list(api, key_jobs()),
+            cronjobs: lists.list(api, key_cronjobs()),
         }
     }
 
@@ -377,12 +449,54 @@ impl ControlPlane {
         }
         nodes::reconcile(self, &snap, net, nodes, api_host);
         scheduler::reconcile(self, &snap);
-        workloads::reconcile_statefulsets(self, &snap);
+        self.run_input_driven(
+            "statefulset-controller",
+            &[key_statefulsets(), key_pods(), key_pvcs()],
+            &snap,
+            workloads::reconcile_statefulsets,
+        );
         workloads::reconcile_deployments(self, &snap);
         jobs::reconcile_jobs(self, &snap);
         jobs::reconcile_cronjobs(self, &snap);
-        workloads::bind_claims(self, &snap);
-        endpoints::reconcile(self, &snap);
+        self.run_input_driven(
+            "persistentvolume-controller",
+            &[key_pvcs()],
+            &snap,
+            workloads::bind_claims,
+        );
+        self.run_input_driven(
+            "endpoint-controller",
+            &[key_services(), key_pods(), key_endpoints()],
+            &snap,
+            endpoints::reconcile,
+        );
         kubelet::reconcile(self, &snap, net, nodes, api_host);
+    }
+
+    /// Runs `controller`, a function of the `inputs` lists alone (no clock, no random
+    /// draw without a write), unless its last run had no effect (no write, no event)
+    /// and those lists are unchanged since: it would do nothing again. Most passes
+    /// follow a lease renewal or a status write that none of these controllers reads.
+    fn run_input_driven(
+        &mut self,
+        name: &'static str,
+        inputs: &[ResourceKey],
+        snap: &Snapshot,
+        controller: fn(&mut ControlPlane, &Snapshot),
+    ) {
+        let versions: Option<Vec<u64>> = inputs.iter().map(|k| self.lists.version(k)).collect();
+        if versions.is_some() && self.quiet.get(name) == versions.as_ref() {
+            return;
+        }
+        let before = self.api.effects();
+        controller(self, snap);
+        match versions {
+            Some(versions) if self.api.effects() == before => {
+                self.quiet.insert(name, versions);
+            }
+            _ => {
+                self.quiet.remove(name);
+            }
+        }
     }
 }

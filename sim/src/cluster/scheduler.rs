@@ -136,7 +136,7 @@ pub(crate) fn reconcile(cp: &mut ControlPlane, snap: &Snapshot) {
     let now = cp.now();
     let stamp = format_time(now);
     let mut live_uids = Vec::new();
-    for pod in &snap.pods {
+    for pod in snap.pods.iter() {
         let bound = str_at(pod, &["spec", "nodeName"]).is_some_and(|n| !n.is_empty());
         if bound || is_terminating(pod) {
             continue;
@@ -144,7 +144,7 @@ pub(crate) fn reconcile(cp: &mut ControlPlane, snap: &Snapshot) {
         live_uids.push(uid(pod).to_string());
         let mut feasible = Vec::new();
         let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
-        for node in &snap.nodes {
+        for node in snap.nodes.iter() {
             match node_rejects(node, pod) {
                 None => feasible.push(name(node).to_string()),
                 Some(reason) => *reasons.entry(reason).or_default() += 1,

@@ -71,7 +71,7 @@ fn pod_from_template(
 }
 
 pub(crate) fn reconcile_statefulsets(cp: &mut ControlPlane, snap: &Snapshot) {
-    for set in &snap.statefulsets {
+    for set in snap.statefulsets.iter() {
         if is_terminating(set) {
             continue;
         }
@@ -412,7 +412,7 @@ fn scaled(value: Option<&Value>, total: u32, round_up: bool, default_percent: u3
 }
 
 pub(crate) fn reconcile_deployments(cp: &mut ControlPlane, snap: &Snapshot) {
-    for deployment in &snap.deployments {
+    for deployment in snap.deployments.iter() {
         if !is_terminating(deployment) {
             reconcile_deployment(cp, snap, deployment);
         }
@@ -590,7 +590,7 @@ fn reconcile_deployment(cp: &mut ControlPlane, snap: &Snapshot, deployment: &Val
 
 /// Binds every pending PVC at once (a dynamic provisioner with `Immediate` binding).
 pub(crate) fn bind_claims(cp: &mut ControlPlane, snap: &Snapshot) {
-    for claim in &snap.pvcs {
+    for claim in snap.pvcs.iter() {
         if str_at(claim, &["status", "phase"]) == Some("Bound") || is_terminating(claim) {
             continue;
         }

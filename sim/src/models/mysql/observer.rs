@@ -25,8 +25,12 @@ impl ObservedServer {
     /// Whether an ordinary (non-SUPER) client's commit would be accepted right now: the
     /// server is up and neither `read_only` nor `super_read_only` is ON.
     pub fn accepts_writes(&self) -> bool {
-        !self.read_only && !self.super_read_only
+        accepts_writes(self.read_only, self.super_read_only)
     }
+}
+
+fn accepts_writes(read_only: bool, super_read_only: bool) -> bool {
+    !read_only && !super_read_only
 }
 
 struct Entry {
@@ -74,6 +78,19 @@ impl MysqlObserver {
                 })
             })
             .collect()
+    }
+
+    /// Whether any server running on `node` accepts ordinary writes now (what
+    /// [`Self::servers`] shows, without copying it: the chaos driver asks after every
+    /// tick).
+    pub fn accepts_writes_on(&self, node: &str) -> bool {
+        self.lock().values().any(|entry| {
+            entry.node == node
+                && entry.server.upgrade().is_some_and(|server| {
+                    let state = server.state();
+                    accepts_writes(state.read_only, state.super_read_only)
+                })
+        })
     }
 
     /// Registers a server for as long as the returned guard lives.
