@@ -132,6 +132,32 @@ pub fn acknowledged_writes_lost(history: &History, committed: &BTreeSet<u64>) ->
         .collect()
 }
 
+/// Increment numbers as sorted, merged ranges ("1-5, 9, 12-40"): a lost run of a
+/// thousand increments reads as one range, not a thousand numbers.
+pub fn as_ranges(numbers: &[u64]) -> String {
+    let mut sorted = numbers.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    for n in sorted {
+        match ranges.last_mut() {
+            Some((_, end)) if *end + 1 == n => *end = n,
+            _ => ranges.push((n, n)),
+        }
+    }
+    ranges
+        .iter()
+        .map(|(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A period in which the client could not write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UnavailabilityWindow {
@@ -371,6 +397,13 @@ mod tests {
             v[0].to_string(),
             "iad (observed) and pdx (observed) both writable during [90, 100) (10 ms)"
         );
+    }
+
+    #[test]
+    fn ranges_merge_runs_and_keep_singletons() {
+        assert_eq!(as_ranges(&[]), "");
+        assert_eq!(as_ranges(&[7]), "7");
+        assert_eq!(as_ranges(&[3, 1, 2, 9, 12, 11, 13, 9]), "1-3, 9, 11-13");
     }
 
     #[test]

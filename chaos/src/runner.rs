@@ -1191,7 +1191,7 @@ impl Run<'_> {
                                         "{} acknowledged increment(s) missing on the final primary",
                                         lost.len()
                                     ),
-                                    format!("  missing: {lost:?}\n"),
+                                    format!("  missing: {}\n", invariants::as_ranges(&lost)),
                                 ));
                             }
                             if let Some(s) = summary.as_mut() {
