@@ -383,16 +383,23 @@ fn sidecar_signal_script_stops_and_continues_only_the_matching_process() {
     let fake = dir.path().join("bloodraven");
     std::fs::write(&fake, "#!/bin/sh\nsleep 30\n").unwrap();
     let site = format!("test{}", std::process::id());
-    let mut child = Command::new("sh")
-        .arg(&fake)
-        .args([
-            "sidecar",
-            "--group=playground",
-            &format!("--site={site}"),
-            "--mysql-port=3306",
-        ])
-        .spawn()
-        .unwrap();
+    // Its own process group, so that the script's `sleep` dies with it at the end
+    // (killing only the shell would leave the sleep holding the test's pipes).
+    let mut child = std::os::unix::process::CommandExt::process_group(
+        Command::new("sh")
+            .arg(&fake)
+            .args([
+                "sidecar",
+                "--group=playground",
+                &format!("--site={site}"),
+                "--mysql-port=3306",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+        0,
+    )
+    .spawn()
+    .unwrap();
     let pid = child.id();
     let state = || {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -429,6 +436,10 @@ fn sidecar_signal_script_stops_and_continues_only_the_matching_process() {
             .status
             .success()
     );
-    child.kill().unwrap();
+    let killed = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pid}")])
+        .status()
+        .unwrap();
+    assert!(killed.success());
     child.wait().unwrap();
 }
