@@ -436,8 +436,9 @@ fn sidecar_signal_script_stops_and_continues_only_the_matching_process() {
             .status
             .success()
     );
-    let killed = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pid}")])
+    // The shell's own `kill` (a fresh Debian machine may lack procps' /usr/bin/kill).
+    let killed = Command::new("sh")
+        .args(["-c", &format!("kill -KILL -{pid}")])
         .status()
         .unwrap();
     assert!(killed.success());

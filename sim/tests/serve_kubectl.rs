@@ -3,11 +3,11 @@
 //! answer `get nodes/pods -o wide`, `cordon`/`uncordon`, `delete pod` (recreated by its
 //! StatefulSet) and `get events --sort-by=.lastTimestamp`.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const KUBECTL: &str = "/usr/bin/kubectl";
 
 struct Server(Child);
 
@@ -19,7 +19,7 @@ impl Drop for Server {
 }
 
 fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String) {
-    let output = Command::new(KUBECTL)
+    let output = Command::new(support::kubectl())
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(args)
@@ -48,10 +48,7 @@ fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<(
 
 #[test]
 fn kubectl_works_against_serve_mode() {
-    assert!(
-        Path::new(KUBECTL).exists(),
-        "kubectl is required at {KUBECTL} for this test; install it (e.g. `apt-get install -y kubectl` from the Kubernetes apt repository, or download https://dl.k8s.io/release/$(curl -Ls https://dl.k8s.io/release/stable.txt)/bin/linux/amd64/kubectl into /usr/bin)"
-    );
+    support::kubectl();
     let dir = tempfile_dir();
     let kubeconfig = dir.join("kubeconfig");
     let manifest = dir.join("web.yaml");

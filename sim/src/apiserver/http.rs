@@ -52,6 +52,10 @@ pub fn router(server: ApiServer) -> Router {
 
 const JSON: &str = "application/json";
 
+/// What kube-apiserver labels its protobuf `/openapi/v2` reply with (the media type
+/// kubectl asks for contains an `@`, which Go's media-type parser refuses).
+const OPENAPI_V2_PROTOBUF: &str = "application/octet-stream";
+
 fn json_response(status: u16, body: &Value) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (code, [(header::CONTENT_TYPE, JSON)], body.to_string()).into_response()
@@ -99,6 +103,15 @@ async fn handle(
             }),
         )),
         (Method::GET, ["apis"]) => Ok(json_response(200, &group_list(&server))),
+        // OpenAPI v2 with no definitions: older kubectl (Debian's 1.20) refuses to apply
+        // without it, and with no schema for a kind it leaves validation to the server.
+        // An empty protobuf message is exactly that document.
+        (Method::GET, ["openapi", "v2"]) => Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, OPENAPI_V2_PROTOBUF)],
+            Vec::<u8>::new(),
+        )
+            .into_response()),
         (Method::GET, ["openapi", "v3"]) => Ok(json_response(200, &openapi_root(&server))),
         (Method::GET, ["openapi", "v3", "api", version]) => {
             openapi_group_version(&server, "", version)

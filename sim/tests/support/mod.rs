@@ -94,3 +94,30 @@ pub fn run(sim: &mut turmoil::Sim<'_>, faults: &Faults) {
         }
     }
 }
+
+/// The kubectl the kubectl tests drive: `$BLOODRAVEN_KUBECTL`, else the first `kubectl`
+/// on PATH (a current kubectl from the Kubernetes repository, or Debian's
+/// `kubernetes-client` 1.20, which `.ci/run` installs on a machine without one; both
+/// pass). Panics, naming the fix, when there is none.
+pub fn kubectl() -> std::path::PathBuf {
+    let found = std::env::var_os("BLOODRAVEN_KUBECTL")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("kubectl"))
+                .find(|candidate| candidate.is_file())
+        });
+    match found {
+        Some(path) if path.exists() => path,
+        other => panic!(
+            "kubectl is required for this test ({}): install Debian's kubernetes-client \
+             (`apt-get install kubernetes-client`) or kubectl from the Kubernetes apt \
+             repository, or point BLOODRAVEN_KUBECTL at one",
+            other.map_or_else(
+                || "none on PATH".to_string(),
+                |p| format!("{} does not exist", p.display())
+            )
+        ),
+    }
+}
