@@ -89,12 +89,25 @@ pub fn summary_table(outcomes: &[ScenarioOutcome]) -> String {
 
 /// The failure text of one scenario: every failure, then how to replay it.
 pub fn failure_text(outcome: &ScenarioOutcome) -> String {
-    let mut out = String::new();
-    for f in &outcome.failures {
-        out.push_str(&f.to_string());
-    }
+    let mut out = failures_only(outcome);
     out.push_str(&format!("replay: {}\n", replay_command(outcome)));
     out
+}
+
+/// What a failing test prints: every failure, the timeline, then `replay` (the
+/// command that reruns it; a sweep seed replays through `sweep`, not `run`).
+pub fn failure_with_timeline(outcome: &ScenarioOutcome, replay: &str) -> String {
+    let mut out = failures_only(outcome);
+    out.push_str("timeline:\n");
+    for entry in &outcome.timeline {
+        out.push_str(&format!("  {entry}\n"));
+    }
+    out.push_str(&format!("replay: {replay}\n"));
+    out
+}
+
+fn failures_only(outcome: &ScenarioOutcome) -> String {
+    outcome.failures.iter().map(ToString::to_string).collect()
 }
 
 fn timeline_text(outcome: &ScenarioOutcome) -> String {

@@ -57,6 +57,43 @@ pub async fn increment_in(slot: &mut SessionSlot, seq: u64) -> Result<CounterAck
     }
 }
 
+/// Which of the increment numbers `attempted` are present on the primary (for
+/// no-acknowledged-write-lost). `open` yields the backend's connected session slot; it
+/// is taken per lookup so that the counter's own writes interleave with a long check.
+/// On an error the session is dropped, as in [`increment_in`].
+pub async fn present_in<Guard, Opening>(
+    mut open: impl FnMut() -> Opening,
+    attempted: &std::sync::Mutex<BTreeSet<u64>>,
+) -> Result<BTreeSet<u64>, String>
+where
+    Opening: std::future::Future<Output = Result<Guard, String>>,
+    Guard: std::ops::DerefMut<Target = SessionSlot>,
+{
+    let attempted: Vec<u64> = attempted
+        .lock()
+        .map(|a| a.iter().copied().collect())
+        .unwrap_or_default();
+    let mut present = BTreeSet::new();
+    for seq in attempted {
+        let key = format!("{COUNTER_KEY_PREFIX}{seq}");
+        let mut slot = open().await?;
+        let Some((_, session)) = slot.as_mut() else {
+            return Err("no session to the primary".into());
+        };
+        match session.counter_read(&key).await {
+            Ok(Some(_)) => {
+                present.insert(seq);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                *slot = None;
+                return Err(e.to_string());
+            }
+        }
+    }
+    Ok(present)
+}
+
 /// The workload's connection to the system under test, provided by the backend.
 pub trait CounterTarget: Send + Sync {
     /// Commits increment number `seq` through the primary Service.

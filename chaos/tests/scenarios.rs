@@ -45,15 +45,9 @@ fn main() {
                 if outcome.passed() {
                     Ok(())
                 } else {
-                    let timeline: String = outcome
-                        .timeline
-                        .iter()
-                        .map(|t| format!("  {t}\n"))
-                        .collect();
-                    Err(Failed::from(format!(
-                        "{}\ntimeline:\n{timeline}replay: {}",
-                        report::failure_text(&outcome),
-                        report::replay_command(&outcome)
+                    Err(Failed::from(report::failure_with_timeline(
+                        &outcome,
+                        &report::replay_command(&outcome),
                     )))
                 }
             })),

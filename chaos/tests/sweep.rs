@@ -29,15 +29,9 @@ fn main() {
                 if outcome.passed() {
                     return Ok(());
                 }
-                let timeline: String = outcome
-                    .timeline
-                    .iter()
-                    .map(|t| format!("  {t}\n"))
-                    .collect();
-                Err(Failed::from(format!(
-                    "{}\ntimeline:\n{timeline}replay: {}",
-                    report::failure_text(&outcome),
-                    sweep::replay_command(seed)
+                Err(Failed::from(report::failure_with_timeline(
+                    &outcome,
+                    &sweep::replay_command(seed),
                 )))
             })
         })

@@ -22,7 +22,7 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 
 use super::tunnel::{LastConnection, SharedForwarder, Tunnel, TunnelTarget, Tunnels};
-use crate::workload::{CounterAck, CounterTarget, SessionSlot, increment_in};
+use crate::workload::{CounterAck, CounterTarget, SessionSlot, increment_in, present_in};
 
 /// Keys the counter and write-divergent write; the same as the sim backend's, so that a
 /// scenario reads the same on both.
@@ -395,32 +395,7 @@ impl CounterTarget for K3dCounter {
     }
 
     fn committed(&self) -> BoxFuture<'_, Result<BTreeSet<u64>, String>> {
-        Box::pin(async move {
-            let attempted: Vec<u64> = self
-                .attempted
-                .lock()
-                .map(|a| a.iter().copied().collect())
-                .unwrap_or_default();
-            let mut present = BTreeSet::new();
-            let mut slot = self.open().await?;
-            for seq in attempted {
-                let key = format!("{COUNTER_KEY_PREFIX}{seq}");
-                let Some((_, session)) = slot.as_mut() else {
-                    return Err("no session to the primary".into());
-                };
-                match session.counter_read(&key).await {
-                    Ok(Some(_)) => {
-                        present.insert(seq);
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        *slot = None;
-                        return Err(e.to_string());
-                    }
-                }
-            }
-            Ok(present)
-        })
+        Box::pin(async move { present_in(|| self.open(), &self.attempted).await })
     }
 }
 

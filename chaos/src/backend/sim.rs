@@ -37,8 +37,7 @@ use crate::cluster::{KubeCluster, SharedCluster};
 use crate::runner::{self, Failure, RunConfig, ScenarioOutcome};
 use crate::scenario::{BackendKind, Component, Fault, Scenario};
 use crate::workload::{
-    self, COUNTER_KEY_PREFIX, CounterAck, CounterTarget, SessionSlot, WritabilitySample,
-    increment_in,
+    self, CounterAck, CounterTarget, SessionSlot, WritabilitySample, increment_in, present_in,
 };
 
 /// The seed a sim run uses when `--seed` is not given (printed with every run).
@@ -1335,32 +1334,7 @@ impl CounterTarget for SimCounter {
     }
 
     fn committed(&self) -> BoxFuture<'_, Result<BTreeSet<u64>, String>> {
-        Box::pin(async move {
-            let attempted: Vec<u64> = self
-                .attempted
-                .lock()
-                .map(|a| a.iter().copied().collect())
-                .unwrap_or_default();
-            let mut present = BTreeSet::new();
-            for seq in attempted {
-                let key = format!("{COUNTER_KEY_PREFIX}{seq}");
-                let mut slot = self.open_session().await?;
-                let Some((_, session)) = slot.as_mut() else {
-                    return Err("no session to the primary".into());
-                };
-                match session.counter_read(&key).await {
-                    Ok(Some(_)) => {
-                        present.insert(seq);
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        *slot = None;
-                        return Err(e.to_string());
-                    }
-                }
-            }
-            Ok(present)
-        })
+        Box::pin(async move { present_in(|| self.open_session(), &self.attempted).await })
     }
 }
 
