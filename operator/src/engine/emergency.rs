@@ -317,9 +317,15 @@ fn draining_phase(ctx: &mut Ctx<'_>, mut failover: EmergencyFailoverStatus) {
         // operator saw committed on the old primary are given up only on a person's
         // confirmation; the rest are the availability trade-off of asynchronous
         // replication (they stay on the old primary, which then shows as diverged).
-        let seen_missing = last_seen_on(ctx, &failover.from)
-            .unwrap_or_default()
-            .subtract(&candidate.gtid_executed);
+        let last_seen = match last_seen_on(ctx, &failover.from) {
+            Ok(set) => set,
+            // As at the start: what an unreadable record protects is unknown.
+            Err(why) => {
+                failover.message = Some(format!("{loss}; not promoting: {why}"));
+                return set(ctx, failover);
+            }
+        };
+        let seen_missing = last_seen.subtract(&candidate.gtid_executed);
         let mut loss = loss;
         if !seen_missing.is_empty() {
             let blocked = BlockedFailover {
@@ -822,6 +828,24 @@ mod tests {
             text(&failover(&d).reason).contains("gives up 2 transaction(s) last seen on iad"),
             "{:?}",
             failover(&d).reason
+        );
+    }
+
+    #[test]
+    fn an_unreadable_last_seen_set_also_holds_an_unfinished_drain() {
+        let mut snap = iad_down();
+        replication_mut(&mut snap, "pdx").retrieved = iad_txns(12);
+        let d = run(&snap, 16_000);
+        carry(&mut snap, &d);
+        let d = run(&snap, 17_000);
+        carry(&mut snap, &d);
+        snap.status.sites[0].gtid_executed = Some("not-a-gtid-set".into());
+        let d = run(&snap, 27_000);
+        assert!(promotions(&d).is_empty(), "{:?}", d.actions);
+        assert!(
+            text(&failover(&d).message).contains("gtidExecuted is not a GTID set"),
+            "{:?}",
+            failover(&d).message
         );
     }
 
