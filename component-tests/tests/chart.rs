@@ -353,18 +353,19 @@ fn watching_one_namespace_grants_a_role_there_and_nothing_cluster_wide_but_nodes
     assert!(notes.contains("namespace orders only"), "{notes}");
 }
 
-/// `helm template` agrees with the small renderer, where helm is installed.
+/// `helm template` agrees with the small renderer. Ignored by default because helm is
+/// not installable where CI runs (no package in apt, PyPI or npm); a passing test that
+/// silently skipped would claim a check that never happened. Run it where helm is:
+/// `cargo test -p bloodraven-component-tests --test chart -- --ignored`.
 #[test]
-fn helm_template_agrees_when_helm_is_installed() {
-    let Ok(output) = std::process::Command::new("helm")
+#[ignore = "needs helm on PATH"]
+fn helm_template_agrees_with_the_renderer() {
+    let output = std::process::Command::new("helm")
         .args(["template", RELEASE])
         .arg(chart_dir())
         .args(["--namespace", NAMESPACE])
         .output()
-    else {
-        eprintln!("SKIPPED: helm is not installed (the renderer's own tests still ran)");
-        return;
-    };
+        .expect("helm must be on PATH for this test");
     assert!(
         output.status.success(),
         "{}",
