@@ -4,5 +4,6 @@
 //! expressions and of the operator's registry for the alert tests (`promql`).
 
 pub mod helm;
+pub mod markdown;
 pub mod promql;
 pub mod rbac_audit;

@@ -5,8 +5,24 @@
 
 use std::collections::BTreeSet;
 
-/// Words that are PromQL syntax, not metric names, when not followed by `(`.
+/// Words that are PromQL syntax, not metric names, when not followed by `(`: the
+/// aggregation operators (`max by (x) (...)` puts `by` before the parenthesis) and the
+/// other keywords.
 const KEYWORDS: &[&str] = &[
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "group",
+    "stddev",
+    "stdvar",
+    "count",
+    "count_values",
+    "bottomk",
+    "topk",
+    "quantile",
+    "limitk",
+    "limit_ratio",
     "and",
     "or",
     "unless",
