@@ -128,7 +128,10 @@ mod tests {
                 "step-1-check-status"
             ]
         );
-        assert_eq!(anchor("What `kubectl get mfg -o wide` shows"), "what-kubectl-get-mfg--o-wide-shows");
+        assert_eq!(
+            anchor("What `kubectl get mfg -o wide` shows"),
+            "what-kubectl-get-mfg--o-wide-shows"
+        );
     }
 
     #[test]

@@ -74,7 +74,9 @@ pub fn metric_names(expr: &str) -> Result<BTreeSet<String>, NameError> {
     while i < bytes.len() {
         let c = bytes[i];
         match c {
-            b'"' | b'\'' | b'`' => i = skip_string(bytes, i).ok_or_else(|| error(i, "unterminated string"))?,
+            b'"' | b'\'' | b'`' => {
+                i = skip_string(bytes, i).ok_or_else(|| error(i, "unterminated string"))?
+            }
             b'#' => {
                 while i < bytes.len() && bytes[i] != b'\n' {
                     i += 1;
@@ -262,7 +264,10 @@ mod tests {
         );
         assert_eq!(names(r#"{__name__="x", job="j"}"#), ["x"]);
         assert_eq!(names("1e3 + .5 + 0x1f + Inf + NaN"), Vec::<String>::new());
-        assert_eq!(names("count_values(\"v\", x) # a comment naming y\n"), ["x"]);
+        assert_eq!(
+            names("count_values(\"v\", x) # a comment naming y\n"),
+            ["x"]
+        );
         assert_eq!(names("a:recorded:rate5m / b"), ["a:recorded:rate5m", "b"]);
         assert_eq!(names("sum without (x) (y)"), ["y"]);
         assert_eq!(names("rate(x[5m:1m])"), ["x"]);

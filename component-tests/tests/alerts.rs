@@ -67,8 +67,13 @@ fn run(promtool: &Path, args: &[&str], dir: &Path) -> String {
 
 /// The chart's objects with the rules and the dashboard enabled.
 fn rendered(overrides: &Value) -> Vec<Value> {
-    let files = helm::render_chart(&repo().join("charts/bloodraven"), overrides, RELEASE, NAMESPACE)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let files = helm::render_chart(
+        &repo().join("charts/bloodraven"),
+        overrides,
+        RELEASE,
+        NAMESPACE,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let mut objects = Vec::new();
     for (file, text) in files {
         if !file.ends_with(".yaml") {
@@ -96,10 +101,13 @@ fn alerts(rule: &Value) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
     for group in rule["spec"]["groups"].as_array().unwrap() {
         for rule in group["rules"].as_array().unwrap() {
-            let name = rule["alert"]
-                .as_str()
-                .unwrap_or_else(|| panic!("a rule without `alert` (recording rules belong elsewhere): {rule}"));
-            assert!(out.insert(name.to_string(), rule.clone()).is_none(), "{name} twice");
+            let name = rule["alert"].as_str().unwrap_or_else(|| {
+                panic!("a rule without `alert` (recording rules belong elsewhere): {rule}")
+            });
+            assert!(
+                out.insert(name.to_string(), rule.clone()).is_none(),
+                "{name} twice"
+            );
         }
     }
     out
@@ -113,15 +121,19 @@ fn expand(template: &str, labels: &serde_json::Map<String, Value>, alert: &str) 
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
-        let end = rest[start..].find("}}").unwrap_or_else(|| panic!("{alert}: unclosed {{{{"));
+        let end = rest[start..]
+            .find("}}")
+            .unwrap_or_else(|| panic!("{alert}: unclosed {{{{"));
         let action = rest[start + 2..start + end].trim();
-        let label = action
-            .strip_prefix("$labels.")
-            .unwrap_or_else(|| panic!("{alert}: only {{{{ $labels.x }}}} is expanded, not `{action}`"));
+        let label = action.strip_prefix("$labels.").unwrap_or_else(|| {
+            panic!("{alert}: only {{{{ $labels.x }}}} is expanded, not `{action}`")
+        });
         let value = labels
             .get(label)
             .and_then(Value::as_str)
-            .unwrap_or_else(|| panic!("{alert}: its annotations use label {label}, which the alert does not carry"));
+            .unwrap_or_else(|| {
+                panic!("{alert}: its annotations use label {label}, which the alert does not carry")
+            });
         out.push_str(value);
         rest = &rest[start + end + 2..];
     }
@@ -132,7 +144,11 @@ fn expand(template: &str, labels: &serde_json::Map<String, Value>, alert: &str) 
 #[test]
 fn rules_and_dashboard_are_off_by_default() {
     let objects = rendered(&json!({}));
-    assert!(!objects.iter().any(|o| o["kind"] == "PrometheusRule" || o["kind"] == "ConfigMap"));
+    assert!(
+        !objects
+            .iter()
+            .any(|o| o["kind"] == "PrometheusRule" || o["kind"] == "ConfigMap")
+    );
 }
 
 #[test]
@@ -150,7 +166,10 @@ fn promtool_checks_the_rules_and_every_alert_fires_and_stays_quiet_when_it_shoul
     )
     .unwrap();
     let checked = run(&promtool, &["check", "rules", RULES_FILE], dir.path());
-    assert!(checked.contains(&format!("SUCCESS: {} rules found", alerts.len())), "{checked}");
+    assert!(
+        checked.contains(&format!("SUCCESS: {} rules found", alerts.len())),
+        "{checked}"
+    );
 
     let cases_path = repo().join("component-tests/promtool/alerts.test.yaml");
     let mut cases: Value =
@@ -162,9 +181,9 @@ fn promtool_checks_the_rules_and_every_alert_fires_and_stays_quiet_when_it_shoul
         let test_name = test["name"].as_str().unwrap().to_string();
         for case in test["alert_rule_test"].as_array_mut().unwrap() {
             let name = case["alertname"].as_str().unwrap().to_string();
-            let rule = alerts
-                .get(&name)
-                .unwrap_or_else(|| panic!("case `{test_name}` tests {name}, which the chart does not define"));
+            let rule = alerts.get(&name).unwrap_or_else(|| {
+                panic!("case `{test_name}` tests {name}, which the chart does not define")
+            });
             let expected = case["exp_alerts"].as_array_mut().unwrap();
             if expected.is_empty() {
                 quiet.insert(name.clone());
@@ -182,22 +201,37 @@ fn promtool_checks_the_rules_and_every_alert_fires_and_stays_quiet_when_it_shoul
                     .as_object()
                     .unwrap()
                     .iter()
-                    .map(|(k, v)| (k.clone(), json!(expand(v.as_str().unwrap(), &labels, &name))))
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            json!(expand(v.as_str().unwrap(), &labels, &name)),
+                        )
+                    })
                     .collect();
                 alert["exp_annotations"] = Value::Object(annotations);
             }
         }
     }
     for name in alerts.keys() {
-        assert!(fires.contains(name), "no promtool case in which {name} fires");
-        assert!(quiet.contains(name), "no promtool case in which {name} stays quiet");
+        assert!(
+            fires.contains(name),
+            "no promtool case in which {name} fires"
+        );
+        assert!(
+            quiet.contains(name),
+            "no promtool case in which {name} stays quiet"
+        );
     }
     std::fs::write(
         dir.path().join("alerts.test.yaml"),
         serde_saphyr::to_string(&cases).unwrap(),
     )
     .unwrap();
-    let tested = run(&promtool, &["test", "rules", "alerts.test.yaml"], dir.path());
+    let tested = run(
+        &promtool,
+        &["test", "rules", "alerts.test.yaml"],
+        dir.path(),
+    );
     assert!(tested.contains("SUCCESS"), "{tested}");
 }
 
@@ -207,7 +241,10 @@ fn promtool_checks_the_rules_and_every_alert_fires_and_stays_quiet_when_it_shoul
 fn expressions(objects: &[Value]) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (name, rule) in alerts(one(objects, "PrometheusRule")) {
-        out.push((format!("alert {name}"), rule["expr"].as_str().unwrap().to_string()));
+        out.push((
+            format!("alert {name}"),
+            rule["expr"].as_str().unwrap().to_string(),
+        ));
     }
     let config_map = one(objects, "ConfigMap");
     let dashboard: Value = serde_json::from_str(
@@ -226,7 +263,10 @@ fn expressions(objects: &[Value]) -> Vec<(String, String)> {
         let targets = panel["targets"].as_array().unwrap();
         assert!(!targets.is_empty(), "panel {title} has no query");
         for target in targets {
-            out.push((format!("panel {title}"), grafana(target["expr"].as_str().unwrap())));
+            out.push((
+                format!("panel {title}"),
+                grafana(target["expr"].as_str().unwrap()),
+            ));
         }
     }
     for variable in dashboard["templating"]["list"].as_array().unwrap() {
@@ -238,7 +278,9 @@ fn expressions(objects: &[Value]) -> Vec<(String, String)> {
             .strip_prefix("label_values(")
             .and_then(|q| q.rsplit_once(','))
             .map(|(selector, _)| selector.trim().to_string())
-            .unwrap_or_else(|| panic!("variable query {query} is not label_values(selector, label)"));
+            .unwrap_or_else(|| {
+                panic!("variable query {query} is not label_values(selector, label)")
+            });
         out.push((format!("variable {}", variable["name"]), selector));
     }
     out
@@ -272,15 +314,26 @@ fn exported() -> BTreeSet<String> {
         Duration::from_secs(1),
     );
     metrics.split_brain_detected("ns", "g");
-    metrics.reconciled("ns", "g", ReconcileResult::success, Duration::from_millis(1));
+    metrics.reconciled(
+        "ns",
+        "g",
+        ReconcileResult::success,
+        Duration::from_millis(1),
+    );
     metrics.status_write_dropped("ns", "g");
     metrics.set_leader(true);
     let text = metrics.render();
     let exported = exported_series(&text).unwrap();
     // The suffix rules agree with the samples the registry really wrote.
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let name = line.split(['{', ' ']).next().unwrap();
-        assert!(exported.contains(name), "sample {name} is not among {exported:?}");
+        assert!(
+            exported.contains(name),
+            "sample {name} is not among {exported:?}"
+        );
     }
     exported
 }
@@ -315,7 +368,11 @@ fn every_expression_parses_and_names_only_series_the_operator_exports() {
             .unwrap(),
     )
     .unwrap();
-    let checked = run(&promtool, &["check", "rules", "expressions.yaml"], dir.path());
+    let checked = run(
+        &promtool,
+        &["check", "rules", "expressions.yaml"],
+        dir.path(),
+    );
     assert!(
         checked.contains(&format!("SUCCESS: {} rules found", expressions.len())),
         "{checked}"
@@ -338,7 +395,10 @@ fn every_expression_parses_and_names_only_series_the_operator_exports() {
         "bloodraven_status_writes_dropped_total",
         "bloodraven_leader",
     ] {
-        assert!(exported.contains(family), "{family} is no longer exported: update the dashboard");
+        assert!(
+            exported.contains(family),
+            "{family} is no longer exported: update the dashboard"
+        );
         assert!(used.contains(family), "no rule or panel reads {family}");
     }
 }
@@ -367,7 +427,10 @@ fn every_alert_links_to_an_existing_runbook_and_the_alert_map_lists_it() {
     let map_links: BTreeSet<String> = links(&alert_map).into_iter().collect();
     for (name, rule) in alerts(one(&objects, "PrometheusRule")) {
         let (page, anchor) = runbook_of(&name, &rule, base);
-        assert!(page.starts_with("runbooks/"), "{name}: {page} is not a runbook page");
+        assert!(
+            page.starts_with("runbooks/"),
+            "{name}: {page} is not a runbook page"
+        );
         let text = std::fs::read_to_string(docs.join(&page))
             .unwrap_or_else(|e| panic!("{name}: runbook {page}: {e}"));
         if let Some(anchor) = &anchor {
@@ -378,7 +441,12 @@ fn every_alert_links_to_an_existing_runbook_and_the_alert_map_lists_it() {
             );
         }
         for key in ["summary", "description"] {
-            assert!(rule["annotations"][key].as_str().is_some_and(|s| !s.is_empty()), "{name}: no {key}");
+            assert!(
+                rule["annotations"][key]
+                    .as_str()
+                    .is_some_and(|s| !s.is_empty()),
+                "{name}: no {key}"
+            );
         }
         // The map names the alert on a row that links the same runbook section.
         let row = alert_map
@@ -403,7 +471,9 @@ fn every_alert_links_to_an_existing_runbook_and_the_alert_map_lists_it() {
         }
         let page = format!("runbooks/{file}");
         assert!(
-            map_links.iter().any(|l| l == &page || l.starts_with(&format!("{page}#"))),
+            map_links
+                .iter()
+                .any(|l| l == &page || l.starts_with(&format!("{page}#"))),
             "docs/alerts.md does not map any alert to {page}"
         );
     }
@@ -415,7 +485,10 @@ fn every_alert_links_to_an_existing_runbook_and_the_alert_map_lists_it() {
             "docs/alerts.md lists {name}, which is neither a rule nor marked pending metrics: {row}"
         );
         if row.contains("pending metric") {
-            assert!(!defined.contains_key(name), "{name} is a rule but marked pending: {row}");
+            assert!(
+                !defined.contains_key(name),
+                "{name} is a rule but marked pending: {row}"
+            );
         }
     }
 }
@@ -427,12 +500,21 @@ fn the_dashboard_and_rule_carry_their_selector_labels() {
         "grafanaDashboard": {"enabled": true, "namespace": "monitoring"},
     }));
     let rule = one(&objects, "PrometheusRule");
-    assert_eq!(rule["metadata"]["labels"]["release"], "kube-prometheus-stack");
+    assert_eq!(
+        rule["metadata"]["labels"]["release"],
+        "kube-prometheus-stack"
+    );
     let config_map = one(&objects, "ConfigMap");
-    drop(serde_json::from_value::<k8s_openapi::api::core::v1::ConfigMap>(config_map.clone()).unwrap());
+    drop(
+        serde_json::from_value::<k8s_openapi::api::core::v1::ConfigMap>(config_map.clone())
+            .unwrap(),
+    );
     assert_eq!(config_map["metadata"]["namespace"], "monitoring");
     assert_eq!(config_map["metadata"]["labels"]["grafana_dashboard"], "1");
     // Grafana's legend templates survive Helm.
     let json = config_map["data"]["bloodraven.json"].as_str().unwrap();
-    assert!(json.contains(r#""legendFormat": "{{group}}/{{site}}""#), "{json}");
+    assert!(
+        json.contains(r#""legendFormat": "{{group}}/{{site}}""#),
+        "{json}"
+    );
 }

@@ -30,7 +30,8 @@ fn chart_dir() -> PathBuf {
 
 /// Every template rendered with values.yaml plus `overrides`, as `(file, text)`.
 fn render_chart(overrides: &Value) -> Vec<(String, String)> {
-    helm::render_chart(&chart_dir(), overrides, RELEASE, NAMESPACE).unwrap_or_else(|e| panic!("{e}"))
+    helm::render_chart(&chart_dir(), overrides, RELEASE, NAMESPACE)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The Kubernetes objects of a render (NOTES.txt excluded), empty documents dropped.

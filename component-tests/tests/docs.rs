@@ -88,14 +88,23 @@ fn check_links(file: &Path, problems: &mut Vec<String>) {
         } else {
             dir.join(path)
         };
-        let shown = file.strip_prefix(REPO).unwrap_or(file).display().to_string();
+        let shown = file
+            .strip_prefix(REPO)
+            .unwrap_or(file)
+            .display()
+            .to_string();
         if !target.exists() {
-            problems.push(format!("{shown}: link {link}: {} does not exist", target.display()));
+            problems.push(format!(
+                "{shown}: link {link}: {} does not exist",
+                target.display()
+            ));
             continue;
         }
         if let Some(anchor) = anchor {
             if !target.is_file() || target.extension().is_none_or(|e| e != "md") {
-                problems.push(format!("{shown}: link {link}: an anchor into a non-Markdown file"));
+                problems.push(format!(
+                    "{shown}: link {link}: an anchor into a non-Markdown file"
+                ));
                 continue;
             }
             let headings = heading_anchors(&std::fs::read_to_string(&target).unwrap());
@@ -117,7 +126,11 @@ fn every_relative_link_and_anchor_resolves() {
     for file in ["README.md", "WISHLIST.md"] {
         check_links(&Path::new(REPO).join(file), &mut problems);
     }
-    assert!(problems.is_empty(), "broken links:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "broken links:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]
