@@ -11,14 +11,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use bloodraven::api::{FailoverKind, FailoverResult, Health};
 use bloodraven::metrics::{Metrics, ReconcileResult, SiteGauges};
-use bloodraven_component_tests::helm;
 use bloodraven_component_tests::markdown::{heading_anchors, links};
 use bloodraven_component_tests::promql::{exported_series, metric_names};
+use bloodraven_component_tests::{helm, promtool};
 use serde_json::{Value, json};
 
 const RELEASE: &str = "bloodraven";
@@ -29,40 +28,12 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// promtool from `BLOODRAVEN_PROMTOOL` or the PATH; a missing one fails the test with
-/// the way to install it.
 fn promtool() -> PathBuf {
-    let candidate = std::env::var_os("BLOODRAVEN_PROMTOOL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("promtool"));
-    match Command::new(&candidate).arg("--version").output() {
-        Ok(output) if output.status.success() => candidate,
-        _ => panic!(
-            "promtool not found ({}): install it with `apt-get install prometheus` (Debian; \
-             .ci/run does this), or point BLOODRAVEN_PROMTOOL at a promtool binary. The alert \
-             tests need it and do not skip.",
-            candidate.display()
-        ),
-    }
+    promtool::find().unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn run(promtool: &Path, args: &[&str], dir: &Path) -> String {
-    let output = Command::new(promtool)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success(),
-        "promtool {} failed:\n{text}",
-        args.join(" ")
-    );
-    text
+    promtool::run(promtool, args, dir).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The chart's objects with the rules and the dashboard enabled.
@@ -110,34 +81,6 @@ fn alerts(rule: &Value) -> BTreeMap<String, Value> {
             );
         }
     }
-    out
-}
-
-/// A rule annotation with `{{ $labels.x }}` replaced by the expected labels, as
-/// Prometheus expands it; any other template action is refused (the cases could not say
-/// what it expands to).
-fn expand(template: &str, labels: &serde_json::Map<String, Value>, alert: &str) -> String {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let end = rest[start..]
-            .find("}}")
-            .unwrap_or_else(|| panic!("{alert}: unclosed {{{{"));
-        let action = rest[start + 2..start + end].trim();
-        let label = action.strip_prefix("$labels.").unwrap_or_else(|| {
-            panic!("{alert}: only {{{{ $labels.x }}}} is expanded, not `{action}`")
-        });
-        let value = labels
-            .get(label)
-            .and_then(Value::as_str)
-            .unwrap_or_else(|| {
-                panic!("{alert}: its annotations use label {label}, which the alert does not carry")
-            });
-        out.push_str(value);
-        rest = &rest[start + end + 2..];
-    }
-    out.push_str(rest);
     out
 }
 
@@ -204,7 +147,10 @@ fn promtool_checks_the_rules_and_every_alert_fires_and_stays_quiet_when_it_shoul
                     .map(|(k, v)| {
                         (
                             k.clone(),
-                            json!(expand(v.as_str().unwrap(), &labels, &name)),
+                            json!(
+                                promtool::expand_labels(v.as_str().unwrap(), &labels)
+                                    .unwrap_or_else(|e| panic!("{name}: {e}"))
+                            ),
                         )
                     })
                     .collect();
