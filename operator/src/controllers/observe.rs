@@ -17,8 +17,9 @@ use crate::api::{
 };
 use crate::children::names;
 use crate::engine::{
-    Annotations, EngineMemory, Knobs, Leadership, LeaseRecord, Millis, MysqlObservation,
-    MysqlProbe, PodObservation, ReplicationObservation, Role, SiteObservation, Snapshot,
+    Annotations, EngineMemory, Knobs, LastSeenGtids, Leadership, LeaseRecord, Millis,
+    MysqlObservation, MysqlProbe, PodObservation, ReplicationObservation, Role, SiteObservation,
+    Snapshot,
 };
 use crate::transport::{
     IoThreadState, MysqlError, MysqlSession, MysqlStatus, MysqlTarget, ReplicaStatus,
@@ -284,6 +285,7 @@ pub fn snapshot(
     leadership: Leadership,
     memory: EngineMemory,
 ) -> Snapshot {
+    let status = group.status.clone().unwrap_or_default();
     let sites = group
         .spec
         .sites
@@ -295,6 +297,7 @@ pub fn snapshot(
                 .cloned()
                 .unwrap_or(MysqlProbe::Failing { since: Millis(0) }),
             pod: site_pod(indexes, group, &site.name),
+            last_seen: LastSeenGtids::recorded(&status, &site.name),
         })
         .collect();
     Snapshot {
@@ -302,7 +305,7 @@ pub fn snapshot(
         knobs,
         sites,
         lease: writer_lease_sighting(indexes, group),
-        status: group.status.clone().unwrap_or_default(),
+        status,
         annotations: annotations(group),
         dns_target: dns_target(indexes, group),
         memory,

@@ -42,7 +42,7 @@ pub fn summarise(ctx: &mut Ctx<'_>) {
                 // what the site had.
                 None => {
                     entry.state = Some(SiteState::Unreachable);
-                    entry.gtid_executed = previous.and_then(|p| p.gtid_executed.clone());
+                    entry.gtid_executed = site.last_seen.to_status();
                     entry.server_uuid = previous.and_then(|p| p.server_uuid.clone());
                     entry.replicating = Some(false);
                     entry.message = Some(site.outage_detail());

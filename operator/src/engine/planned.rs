@@ -4,6 +4,7 @@
 
 use super::Ctx;
 use super::decision::{Action, EventIntent, EventReason, MetricIntent};
+use super::memory::Mark;
 use super::recovery::site_list;
 use super::snapshot::PLANNED_FAILOVER_ANNOTATION;
 use super::status::{as_i64, elapsed_ms};
@@ -52,7 +53,7 @@ pub fn handle_annotation(ctx: &mut Ctx<'_>) {
                 dragonfly: None,
             };
             // The bounds count from acceptance, not from the next reconcile.
-            ctx.phase_started(&started_key(&plan));
+            ctx.phase_started(started_mark(&plan));
             set(ctx, plan);
             ctx.requeue_soon();
         }
@@ -140,7 +141,7 @@ pub fn step(ctx: &mut Ctx<'_>) {
         return;
     };
     ctx.requeue_soon();
-    ctx.phase_started(&started_key(&plan));
+    ctx.phase_started(started_mark(&plan));
     match plan.phase {
         PlannedFailoverPhase::WaitingForLag => waiting_for_lag(ctx, plan, &from),
         PlannedFailoverPhase::Promoting => promoting(ctx, plan, &from),
@@ -187,7 +188,7 @@ fn waiting_for_lag(ctx: &mut Ctx<'_>, mut plan: PlannedFailoverStatus, from: &st
     if lag == Some(0) {
         return advance(ctx, plan, from);
     }
-    if ctx.phase_exceeded(&phase_key(&plan), snap.knobs.planned_timeout) {
+    if ctx.phase_exceeded(phase_mark(&plan), snap.knobs.planned_timeout) {
         let shown = lag.map_or("unknown".to_string(), |l| format!("{l}s"));
         return fail(
             ctx,
@@ -282,7 +283,7 @@ fn promoting(ctx: &mut Ctx<'_>, mut plan: PlannedFailoverStatus, from: &str) {
     let Some(candidate) = snap.site(&target).and_then(|s| s.mysql()) else {
         return fail(ctx, plan, from, format!("{target} became unreachable"));
     };
-    if ctx.phase_exceeded(&phase_key(&plan), snap.knobs.planned_timeout) {
+    if ctx.phase_exceeded(phase_mark(&plan), snap.knobs.planned_timeout) {
         let missing = old.gtid_executed.subtract(&candidate.gtid_executed).count();
         return fail(
             ctx,
@@ -335,7 +336,7 @@ fn resuming(ctx: &mut Ctx<'_>, mut plan: PlannedFailoverStatus, from: &str) {
         ));
         return advance(ctx, plan, from);
     }
-    if ctx.phase_exceeded(&phase_key(&plan), snap.knobs.planned_timeout) {
+    if ctx.phase_exceeded(phase_mark(&plan), snap.knobs.planned_timeout) {
         plan.message = Some(format!(
             "{target} is the primary; {from} is not replicating from it yet (see health)"
         ));
@@ -380,7 +381,7 @@ fn fail(ctx: &mut Ctx<'_>, mut plan: PlannedFailoverStatus, from: &str, reason: 
 }
 
 fn record(ctx: &mut Ctx<'_>, plan: &PlannedFailoverStatus, from: &str, result: FailoverResult) {
-    let started = ctx.phase_started(&started_key(plan));
+    let started = ctx.phase_started(started_mark(plan));
     let started_wall = plan
         .started_at
         .clone()
@@ -409,16 +410,21 @@ fn record(ctx: &mut Ctx<'_>, plan: &PlannedFailoverStatus, from: &str, result: F
 }
 
 fn set(ctx: &mut Ctx<'_>, plan: PlannedFailoverStatus) {
-    ctx.phase_started(&phase_key(&plan));
+    ctx.phase_started(phase_mark(&plan));
     ctx.status.planned_failover = Some(plan);
 }
 
-fn started_key(plan: &PlannedFailoverStatus) -> String {
-    format!("planned/{}/started", plan.target)
+fn started_mark(plan: &PlannedFailoverStatus) -> Mark {
+    Mark::PlannedStarted {
+        target: plan.target.clone(),
+    }
 }
 
-fn phase_key(plan: &PlannedFailoverStatus) -> String {
-    format!("planned/{}/{}", plan.target, plan.phase.as_str())
+fn phase_mark(plan: &PlannedFailoverStatus) -> Mark {
+    Mark::PlannedPhase {
+        target: plan.target.clone(),
+        phase: plan.phase,
+    }
 }
 
 #[cfg(test)]

@@ -370,6 +370,7 @@ mod world {
                             role_label: None,
                             ..Default::default()
                         },
+                        last_seen: LastSeenGtids::recorded(&status, SITES[i]),
                     }
                 })
                 .collect();

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::decision::{Action, EventReason, Role};
 use super::lease::{LeaseRecord, LeaseSighting, LeaseTiming};
+use super::memory::EngineMemory;
 use super::snapshot::*;
 use super::time::Millis;
 use super::{Decision, Now, decide};
@@ -62,6 +63,7 @@ pub fn writable(site: &str, executed: GtidSet) -> SiteObservation {
             probed_at: Millis(0),
         }),
         pod: healthy_pod(Role::Primary),
+        last_seen: LastSeenGtids::Never,
     }
 }
 
@@ -86,6 +88,7 @@ pub fn replica_of(site: &str, source: &str, executed: GtidSet) -> SiteObservatio
             probed_at: Millis(0),
         }),
         pod: healthy_pod(Role::Replica),
+        last_seen: LastSeenGtids::Never,
     }
 }
 
@@ -110,6 +113,7 @@ pub fn silent(site: &str, since_ms: u64) -> SiteObservation {
             role_label: Some(Role::Replica),
             ..Default::default()
         },
+        last_seen: LastSeenGtids::Never,
     }
 }
 
@@ -203,8 +207,15 @@ pub fn at(ms: u64) -> Now {
     }
 }
 
+/// Decides on `snap` at `ms`, after reading each site's last-seen GTID set from the
+/// status as the controller's observe step does: tests edit the status as it is on the
+/// wire.
 pub fn run(snap: &Snapshot, ms: u64) -> Decision {
-    decide(snap, at(ms))
+    let mut observed = snap.clone();
+    for site in &mut observed.sites {
+        site.last_seen = LastSeenGtids::recorded(&snap.status, &site.name);
+    }
+    decide(&observed, at(ms))
 }
 
 /// Carries a decision's status and memory into the next snapshot, as the controller
