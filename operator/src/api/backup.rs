@@ -20,9 +20,10 @@ pub enum JobPhase {
     Failed,
 }
 
-/// The part of its status every backup, verification and restore shares, flattened
-/// into each so that the wire shape is `status.phase`, `status.startedAt`, ... for all
-/// three; one type so that one builder can set phases and conditions for any of them.
+// Flattened into each of the three statuses, so that the wire shape is `status.phase`,
+// `status.startedAt`, ... for all of them; one type so that one builder can set phases
+// and conditions for any of them.
+/// The progress of a backup, verification or restore.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobStatus {

@@ -19,7 +19,7 @@ use crate::gtid::GtidSet;
 /// failover is on and a candidate exists: reachable, not diverged, most advanced, and
 /// holding every transaction last seen on `from` (a stale candidate is promoted only on
 /// a person's `force-failover` confirmation; otherwise the group waits for `from`).
-pub fn start(ctx: &mut Ctx<'_>, from: &str) {
+pub(super) fn start(ctx: &mut Ctx<'_>, from: &str) {
     let snap = ctx.snap;
     let window = snap.knobs.detection_window;
     if !snap.knobs.automatic_failover {
@@ -159,7 +159,7 @@ fn confirmed_loss(ctx: &mut Ctx<'_>, from: &str, blocked: BlockedFailover) -> Op
 /// Handles `force-failover: <site>:<count>`: used by `start` when it matches the
 /// blocked failover exactly; otherwise refused with a Warning naming what would match.
 /// Either way the annotation is removed.
-pub fn handle_force_annotation(ctx: &mut Ctx<'_>) {
+pub(super) fn handle_force_annotation(ctx: &mut Ctx<'_>) {
     let Some(value) = ctx.snap.annotations.force_failover.clone() else {
         return;
     };
@@ -185,7 +185,7 @@ pub fn handle_force_annotation(ctx: &mut Ctx<'_>) {
 }
 
 /// Advances the failover in progress as far as this snapshot allows.
-pub fn step(ctx: &mut Ctx<'_>) {
+pub(super) fn step(ctx: &mut Ctx<'_>) {
     let Some(failover) = ctx.status.emergency_failover.clone() else {
         return;
     };

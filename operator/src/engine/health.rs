@@ -6,7 +6,7 @@ use super::Ctx;
 use super::status::as_i64;
 use crate::api::{Health, SiteState, SiteStatus};
 
-pub fn summarise(ctx: &mut Ctx<'_>) {
+pub(super) fn summarise(ctx: &mut Ctx<'_>) {
     let snap = ctx.snap;
     let active = ctx.status.active_site.clone();
     let sites: Vec<SiteStatus> = snap

@@ -120,7 +120,7 @@ pub(crate) struct BlockedFailover {
 
 impl BlockedFailover {
     /// The confirmation a person types to promote the candidate anyway.
-    pub fn confirmation(&self) -> String {
+    pub(crate) fn confirmation(&self) -> String {
         format!("{}:{}", self.candidate, self.missing.count())
     }
 }
@@ -146,13 +146,13 @@ impl<'a> Ctx<'a> {
 
     /// When this process first saw `mark`; now if this is the first time (including
     /// after a restart, which only makes bounds later).
-    pub fn phase_started(&mut self, mark: Mark) -> Millis {
+    pub(crate) fn phase_started(&mut self, mark: Mark) -> Millis {
         self.memory.entered(mark, self.now.mono)
     }
 
     /// Whether `bound` has passed since `mark` was first seen; if not, the bound's end
     /// becomes a deadline.
-    pub fn phase_exceeded(&mut self, mark: Mark, bound: std::time::Duration) -> bool {
+    pub(crate) fn phase_exceeded(&mut self, mark: Mark, bound: std::time::Duration) -> bool {
         let end = self.phase_started(mark).plus(bound);
         if self.now.mono >= end {
             true
@@ -164,47 +164,47 @@ impl<'a> Ctx<'a> {
 
     /// True the first time this process sees `mark` (it is kept while touched in every
     /// decision): for things said once per occurrence, not once per cycle.
-    pub fn first_time(&mut self, mark: Mark) -> bool {
+    pub(crate) fn first_time(&mut self, mark: Mark) -> bool {
         self.memory.first_time(mark, self.now.mono)
     }
 
-    pub fn planned_fenced_at(&self) -> Option<Millis> {
+    pub(crate) fn planned_fenced_at(&self) -> Option<Millis> {
         self.memory.planned_fenced_at()
     }
 
-    pub fn keep_planned_fenced_at(&mut self) {
+    pub(crate) fn keep_planned_fenced_at(&mut self) {
         self.memory.keep_planned_fenced_at(self.now.mono);
     }
 
     /// Whether this process already asked `site` to clone (and keeps the mark).
-    pub fn clone_requested(&mut self, site: &str) -> bool {
+    pub(crate) fn clone_requested(&mut self, site: &str) -> bool {
         self.memory.clone_requested(site)
     }
 
-    pub fn mark_clone_requested(&mut self, site: &str) {
+    pub(crate) fn mark_clone_requested(&mut self, site: &str) {
         self.memory.mark_clone_requested(site, self.now.mono);
     }
 
-    pub fn act(&mut self, action: Action) {
+    pub(crate) fn act(&mut self, action: Action) {
         if !self.actions.contains(&action) {
             self.actions.push(action);
         }
         self.requeue_soon = true;
     }
 
-    pub fn event(&mut self, event: EventIntent) {
+    pub(crate) fn event(&mut self, event: EventIntent) {
         self.events.push(event);
     }
 
-    pub fn note(&mut self, sentence: impl Into<String>) {
+    pub(crate) fn note(&mut self, sentence: impl Into<String>) {
         self.notes.push(sentence.into());
     }
 
-    pub fn deadline(&mut self, at: Millis) {
+    pub(crate) fn deadline(&mut self, at: Millis) {
         self.next_deadline = Some(self.next_deadline.map_or(at, |d| d.min(at)));
     }
 
-    pub fn requeue_soon(&mut self) {
+    pub(crate) fn requeue_soon(&mut self) {
         self.requeue_soon = true;
     }
 
@@ -213,7 +213,7 @@ impl<'a> Ctx<'a> {
     /// and no other site is observed writable. Otherwise the lease is first (re)written
     /// to name `site`, guarded by the resourceVersion this decision was based on, so
     /// the promotion only happens if the lease is still exactly as observed.
-    pub fn promote(&mut self, site: &str) -> bool {
+    pub(crate) fn promote(&mut self, site: &str) -> bool {
         if !fencing::may_take_lease(self.snap, site, self.now.mono) {
             return false;
         }

@@ -14,10 +14,10 @@ use crate::api::{
 
 /// The validation message for a target that is read-only but not replicating; users
 /// and runbooks match on it exactly.
-pub const NOT_REPLICATING: &str = "site is read-only but not replicating";
+pub(super) const NOT_REPLICATING: &str = "site is read-only but not replicating";
 
 /// Consumes the annotation: starts a planned failover or rejects it.
-pub fn handle_annotation(ctx: &mut Ctx<'_>) {
+pub(super) fn handle_annotation(ctx: &mut Ctx<'_>) {
     let Some(target) = ctx.snap.annotations.planned_failover.clone() else {
         return;
     };
@@ -133,7 +133,7 @@ fn validate(ctx: &Ctx<'_>, target: &str) -> Result<String, String> {
 }
 
 /// Advances the planned failover in progress.
-pub fn step(ctx: &mut Ctx<'_>) {
+pub(super) fn step(ctx: &mut Ctx<'_>) {
     let Some(plan) = ctx.status.planned_in_progress().cloned() else {
         return;
     };

@@ -7,13 +7,13 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use crate::api::{FailoverKind, FailoverResult, Health};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
-pub struct GroupLabels {
+pub(super) struct GroupLabels {
     pub namespace: String,
     pub group: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct HealthLabels {
+pub(super) struct HealthLabels {
     pub namespace: String,
     pub group: String,
     pub health: HealthLabel,
@@ -21,7 +21,7 @@ pub struct HealthLabels {
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)] // label values are written as users see them in status
-pub enum HealthLabel {
+pub(super) enum HealthLabel {
     Healthy,
     Degraded,
     SplitBrain,
@@ -40,14 +40,14 @@ impl From<Health> for HealthLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SiteLabels {
+pub(super) struct SiteLabels {
     pub namespace: String,
     pub group: String,
     pub site: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct FailoverLabels {
+pub(super) struct FailoverLabels {
     pub namespace: String,
     pub group: String,
     pub kind: KindLabel,
@@ -55,7 +55,7 @@ pub struct FailoverLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct FailoverKindLabels {
+pub(super) struct FailoverKindLabels {
     pub namespace: String,
     pub group: String,
     pub kind: KindLabel,
@@ -63,7 +63,7 @@ pub struct FailoverKindLabels {
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)] // lower-case label values, as PromQL users write them
-pub enum KindLabel {
+pub(super) enum KindLabel {
     emergency,
     planned,
 }
@@ -80,7 +80,7 @@ impl From<FailoverKind> for KindLabel {
 /// How a failover ended: `succeeded`, or `failed` (started, then undone).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)]
-pub enum ResultLabel {
+pub(super) enum ResultLabel {
     succeeded,
     failed,
 }
@@ -95,7 +95,7 @@ impl From<FailoverResult> for ResultLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReconcileLabels {
+pub(super) struct ReconcileLabels {
     pub namespace: String,
     pub group: String,
     pub result: ReconcileResult,
