@@ -48,12 +48,7 @@ pub(super) fn lease_expiry(snap: &Snapshot) -> Millis {
 /// split brain: announced once (Event and metric) when the group enters it.
 pub(super) fn fence_unsafe_writers(ctx: &mut Ctx<'_>) {
     let snap = ctx.snap;
-    let writable: Vec<&str> = snap
-        .sites
-        .iter()
-        .filter(|s| s.writable())
-        .map(|s| s.name.as_str())
-        .collect();
+    let writable = snap.writable_sites();
     let split_brain = writable.len() > 1;
     if split_brain && ctx.snap.status.health != Some(Health::SplitBrain) {
         ctx.event(EventIntent::warning(

@@ -52,12 +52,7 @@ pub(super) fn summarise(ctx: &mut Ctx<'_>) {
         })
         .collect();
 
-    let writable: Vec<&str> = snap
-        .sites
-        .iter()
-        .filter(|s| s.writable())
-        .map(|s| s.name.as_str())
-        .collect();
+    let writable = snap.writable_sites();
     let mut reasons = Vec::new();
     let health = if writable.len() > 1 {
         reasons.push(format!("sites {} are all writable", writable.join(", ")));

@@ -228,6 +228,15 @@ impl Snapshot {
         self.lease.record.holder.as_deref()
     }
 
+    /// The sites that accept writes from ordinary clients, in spec order.
+    pub fn writable_sites(&self) -> Vec<&str> {
+        self.sites
+            .iter()
+            .filter(|s| s.writable())
+            .map(|s| s.name.as_str())
+            .collect()
+    }
+
     /// Whether the lease names `site` as holder.
     pub fn holds_lease(&self, site: &str) -> bool {
         self.lease_holder() == Some(site)
