@@ -3,16 +3,14 @@
 //! expired, or old primary fenced directly) -> DrainingRelayLog (bounded) ->
 //! Promoting (lease moved with a resourceVersion guard, then promote). Never twice.
 
-use super::decision::{Action, EventIntent, EventReason, MetricIntent};
+use super::decision::{Action, EventIntent, EventReason};
 use super::election::most_advanced;
 use super::fencing;
 use super::memory::Mark;
 use super::snapshot::{FORCE_FAILOVER_ANNOTATION, LastSeenGtids};
-use super::status::{as_i64, elapsed_ms};
+use super::status::elapsed_ms;
 use super::{BlockedFailover, Ctx};
-use crate::api::{
-    EmergencyFailoverPhase, EmergencyFailoverStatus, FailoverKind, FailoverRecord, FailoverResult,
-};
+use crate::api::{EmergencyFailoverPhase, EmergencyFailoverStatus, FailoverKind, FailoverResult};
 use crate::gtid::GtidSet;
 
 /// Starts a failover away from the unreachable active site `from`, if automatic
@@ -419,21 +417,14 @@ fn finish(
         FailoverResult::Failed => EventIntent::warning(reason, text),
     };
     ctx.event(event);
-    ctx.metrics.push(MetricIntent::FailoverFinished {
-        kind: FailoverKind::Emergency,
+    ctx.record_failover(
+        FailoverKind::Emergency,
         result,
-        duration: std::time::Duration::from_millis(duration_ms),
-    });
-    ctx.status.last_failover = Some(FailoverRecord {
-        kind: FailoverKind::Emergency,
-        result: Some(result),
-        from: Some(failover.from.clone()),
-        to: failover.to.clone(),
-        reason: failover.reason.clone(),
-        started_at: failover.started_at.clone(),
-        completed_at: Some(ctx.now.wall.into()),
-        duration_ms: Some(as_i64(duration_ms)),
-    });
+        (&failover.from, &failover.to),
+        failover.reason.clone(),
+        failover.started_at.clone(),
+        duration_ms,
+    );
     ctx.status.emergency_failover = None;
 }
 

@@ -185,6 +185,34 @@ impl<'a> Ctx<'a> {
         self.memory.mark_clone_requested(site, self.now.mono);
     }
 
+    /// Records a finished failover the same way for both kinds: the `lastFailover`
+    /// status entry and the `FailoverFinished` metric, with one duration.
+    pub(crate) fn record_failover(
+        &mut self,
+        kind: FailoverKind,
+        result: FailoverResult,
+        (from, to): (&str, &str),
+        reason: Option<String>,
+        started_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+        duration_ms: u64,
+    ) {
+        self.metrics.push(MetricIntent::FailoverFinished {
+            kind,
+            result,
+            duration: std::time::Duration::from_millis(duration_ms),
+        });
+        self.status.last_failover = Some(FailoverRecord {
+            kind,
+            result: Some(result),
+            from: Some(from.to_string()),
+            to: to.to_string(),
+            reason,
+            started_at,
+            completed_at: Some(self.now.wall.into()),
+            duration_ms: Some(status::as_i64(duration_ms)),
+        });
+    }
+
     pub(crate) fn act(&mut self, action: Action) {
         if !self.actions.contains(&action) {
             self.actions.push(action);

@@ -3,14 +3,12 @@
 //! promote) -> Resuming -> Succeeded; on failure undo the fence -> Failed.
 
 use super::Ctx;
-use super::decision::{Action, EventIntent, EventReason, MetricIntent};
+use super::decision::{Action, EventIntent, EventReason};
 use super::memory::Mark;
 use super::recovery::site_list;
 use super::snapshot::PLANNED_FAILOVER_ANNOTATION;
 use super::status::{as_i64, elapsed_ms};
-use crate::api::{
-    FailoverKind, FailoverRecord, FailoverResult, PlannedFailoverPhase, PlannedFailoverStatus,
-};
+use crate::api::{FailoverKind, FailoverResult, PlannedFailoverPhase, PlannedFailoverStatus};
 
 /// The validation message for a target that is read-only but not replicating; users
 /// and runbooks match on it exactly.
@@ -392,21 +390,14 @@ fn record(ctx: &mut Ctx<'_>, plan: &PlannedFailoverStatus, from: &str, result: F
         Some(&started_wall),
         ctx.now.wall,
     );
-    ctx.metrics.push(MetricIntent::FailoverFinished {
-        kind: FailoverKind::Planned,
+    ctx.record_failover(
+        FailoverKind::Planned,
         result,
-        duration: std::time::Duration::from_millis(duration_ms),
-    });
-    ctx.status.last_failover = Some(FailoverRecord {
-        kind: FailoverKind::Planned,
-        result: Some(result),
-        from: Some(from.to_string()),
-        to: plan.target.clone(),
-        reason: plan.message.clone(),
-        started_at: Some(started_wall),
-        completed_at: Some(ctx.now.wall.into()),
-        duration_ms: Some(as_i64(duration_ms)),
-    });
+        (from, &plan.target),
+        plan.message.clone(),
+        Some(started_wall),
+        duration_ms,
+    );
 }
 
 fn set(ctx: &mut Ctx<'_>, plan: PlannedFailoverStatus) {
