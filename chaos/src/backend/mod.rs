@@ -95,12 +95,64 @@ pub trait Backend: Send + Sync {
 
 pub type SharedBackend = Arc<dyn Backend>;
 
-/// Encodes a backend's fault operations for the ledger (JSON, so that `recover` can
-/// replay them after the runner itself crashed).
-pub fn encode_ops<T: serde::Serialize + std::fmt::Debug>(
+/// A backend's own fault operations, typed: what [`Backend::plan_fault`] decides and
+/// [`Backend::execute`] runs. JSON appears only at the ledger, through
+/// [`plan_for_ledger`] and [`execute_from_ledger`], the one implementation of both for
+/// every backend.
+pub trait FaultOps: Sync {
+    /// One concrete operation (serialized into the ledger, so that `recover` can replay
+    /// it after the runner itself crashed).
+    type Op: serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync;
+    const KIND: BackendKind;
+
+    /// The operations that inject `fault` and those that undo it, without changing
+    /// anything (it may read, e.g. to find a site's nodes).
+    fn plan_ops<'a>(
+        &'a self,
+        fault: &'a Fault,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<(Vec<Self::Op>, Vec<Self::Op>), BackendError>>;
+
+    /// Runs one operation.
+    fn run_op<'a>(&'a self, op: &'a Self::Op) -> BoxFuture<'a, Result<(), BackendError>>;
+}
+
+/// [`FaultOps::plan_ops`], encoded for the ledger.
+pub async fn plan_for_ledger<B: FaultOps>(
+    backend: &B,
+    fault: &Fault,
+    namespace: &str,
+) -> Result<FaultPlan, BackendError> {
+    let (apply, undo) = backend.plan_ops(fault, namespace).await?;
+    Ok(FaultPlan {
+        apply: encode_ops(B::KIND, apply)?,
+        undo: encode_ops(B::KIND, undo)?,
+    })
+}
+
+/// Decodes ledger operations of `B` and runs them in order; a foreign or corrupt entry
+/// is an error that names it, and nothing after it runs.
+pub async fn execute_from_ledger<B: FaultOps>(
+    backend: &B,
+    ops: &[Value],
+) -> Result<(), BackendError> {
+    for value in ops {
+        let op: B::Op =
+            serde_json::from_value(value.clone()).map_err(|e| BackendError::BadOperation {
+                backend: B::KIND,
+                op: value.to_string(),
+                message: e.to_string(),
+            })?;
+        backend.run_op(&op).await?;
+    }
+    Ok(())
+}
+
+/// Encodes a backend's fault operations for the ledger.
+fn encode_ops<T: serde::Serialize + std::fmt::Debug>(
     backend: BackendKind,
     ops: Vec<T>,
-) -> Result<Vec<serde_json::Value>, BackendError> {
+) -> Result<Vec<Value>, BackendError> {
     ops.into_iter()
         .map(|op| {
             serde_json::to_value(&op).map_err(|e| BackendError::BadOperation {
@@ -110,17 +162,4 @@ pub fn encode_ops<T: serde::Serialize + std::fmt::Debug>(
             })
         })
         .collect()
-}
-
-/// Decodes one ledger operation of `backend`; a foreign or corrupt entry is an error
-/// that names it.
-pub fn decode_op<T: serde::de::DeserializeOwned>(
-    backend: BackendKind,
-    value: &serde_json::Value,
-) -> Result<T, BackendError> {
-    serde_json::from_value(value.clone()).map_err(|e| BackendError::BadOperation {
-        backend,
-        op: value.to_string(),
-        message: e.to_string(),
-    })
 }
