@@ -20,7 +20,7 @@ use bloodraven::transport::{
 use bloodraven_chaos::backend::k3d::{DockerApi, K3dBackend, K3dConfig, NodeApi, NodeInfo};
 use bloodraven_chaos::backend::k3d_live::{GroupApi, GroupInfo, LiveParts};
 use bloodraven_chaos::backend::tunnel::{BoxPodStream, PodForwarder, ResolvedPod};
-use bloodraven_chaos::backend::{Backend, BackendError};
+use bloodraven_chaos::backend::{Backend, BackendError, LedgerFaults};
 use bloodraven_chaos::scenario::Fault;
 use bloodraven_chaos::workload::CounterAck;
 use futures::future::BoxFuture;

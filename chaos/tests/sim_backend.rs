@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bloodraven_chaos::backend::sim;
-use bloodraven_chaos::backend::{Backend, SharedBackend};
+use bloodraven_chaos::backend::{LedgerFaults, SharedBackend};
 use bloodraven_chaos::ledger;
 use bloodraven_chaos::runner::{self, RunConfig, ScenarioOutcome};
 use bloodraven_chaos::scenario::{self, Fault, Scenario};

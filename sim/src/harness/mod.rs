@@ -49,7 +49,7 @@ pub enum DriverError {
     Install {
         what: &'static str,
         #[source]
-        source: InstallError,
+        source: Box<InstallError>,
     },
     #[error("the simulated run did not finish within {0:?} of simulated time")]
     Stuck(Duration),
@@ -164,7 +164,7 @@ impl DrivenWorld {
         let world = builder.build()?;
         playground::install_crds(&world).map_err(|source| DriverError::Install {
             what: "the Bloodraven CRDs",
-            source,
+            source: Box::new(source),
         })?;
         let sites = world
             .sites()
@@ -193,7 +193,7 @@ impl DrivenWorld {
     pub fn install_operator(&mut self) -> Result<(), DriverError> {
         playground::install_operator(&self.world).map_err(|source| DriverError::Install {
             what: "the operator",
-            source,
+            source: Box::new(source),
         })
     }
 

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use bloodraven::transport::{SharedClock, SystemClock};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 mod clients;
 
@@ -25,7 +24,7 @@ pub use clients::{BollardDocker, KubeNodes};
 
 use super::k3d_live::{K3dCounter, KubeGroups, Live, LiveConfig, LiveParts};
 use super::tunnel::KubeForwarder;
-use super::{Backend, BackendError, FaultOps, FaultPlan};
+use super::{Backend, BackendError, FaultOps, TypedPlan};
 use crate::cluster::{KubeCluster, SharedCluster};
 use crate::scenario::{BackendKind, Component, Fault};
 use crate::workload::CounterTarget;
@@ -320,11 +319,7 @@ impl K3dBackend {
     }
 
     /// Decides the operations for `fault` and their undo.
-    async fn plan(
-        &self,
-        fault: &Fault,
-        namespace: &str,
-    ) -> Result<(Vec<K3dOp>, Vec<K3dOp>), BackendError> {
+    async fn plan(&self, fault: &Fault, namespace: &str) -> Result<TypedPlan<K3dOp>, BackendError> {
         let unsupported = |reason: &str| BackendError::UnsupportedFault {
             backend: BackendKind::K3d,
             fault: fault.to_string(),
@@ -619,7 +614,7 @@ impl FaultOps for K3dBackend {
         &'a self,
         fault: &'a Fault,
         namespace: &'a str,
-    ) -> BoxFuture<'a, Result<(Vec<K3dOp>, Vec<K3dOp>), BackendError>> {
+    ) -> BoxFuture<'a, Result<TypedPlan<K3dOp>, BackendError>> {
         Box::pin(self.plan(fault, namespace))
     }
 
@@ -646,18 +641,6 @@ impl Backend for K3dBackend {
 
     fn clock(&self) -> SharedClock {
         self.clock.clone()
-    }
-
-    fn plan_fault<'a>(
-        &'a self,
-        fault: &'a Fault,
-        namespace: &'a str,
-    ) -> BoxFuture<'a, Result<FaultPlan, BackendError>> {
-        Box::pin(super::plan_for_ledger(self, fault, namespace))
-    }
-
-    fn execute<'a>(&'a self, ops: &'a [Value]) -> BoxFuture<'a, Result<(), BackendError>> {
-        Box::pin(super::execute_from_ledger(self, ops))
     }
 
     fn scrape_metrics(&self) -> BoxFuture<'_, Result<String, BackendError>> {

@@ -19,12 +19,11 @@ use bloodraven_sim::dialer::ClusterDialer;
 use bloodraven_sim::harness::{ClientHost, DrivenWorld, DriverError, WorldHandle};
 use bloodraven_sim::pod::SharedDialer;
 use futures::future::BoxFuture;
-use serde_json::Value;
 
-use super::{Backend, BackendError, FaultPlan};
+use super::{Backend, BackendError};
 use crate::cluster::{KubeCluster, SharedCluster};
 use crate::runner::{self, RunConfig, ScenarioOutcome};
-use crate::scenario::{BackendKind, Fault, Scenario};
+use crate::scenario::{BackendKind, Scenario};
 use crate::workload::{CounterTarget, WritabilitySample};
 
 pub use ops::SimOp;
@@ -174,18 +173,6 @@ impl Backend for SimBackend {
 
     fn clock(&self) -> SharedClock {
         self.clock.clone()
-    }
-
-    fn plan_fault<'a>(
-        &'a self,
-        fault: &'a Fault,
-        namespace: &'a str,
-    ) -> BoxFuture<'a, Result<FaultPlan, BackendError>> {
-        Box::pin(super::plan_for_ledger(self, fault, namespace))
-    }
-
-    fn execute<'a>(&'a self, ops: &'a [Value]) -> BoxFuture<'a, Result<(), BackendError>> {
-        Box::pin(super::execute_from_ledger(self, ops))
     }
 
     fn scrape_metrics(&self) -> BoxFuture<'_, Result<String, BackendError>> {

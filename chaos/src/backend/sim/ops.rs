@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{SimBackend, call_error, pods};
 use futures::future::BoxFuture;
 
-use crate::backend::{BackendError, FaultOps};
+use crate::backend::{BackendError, FaultOps, TypedPlan};
 use crate::scenario::{BackendKind, Component, Fault};
 
 /// How the operator's pods are found (the label its Deployment sets).
@@ -96,7 +96,7 @@ impl FaultOps for SimBackend {
         &'a self,
         fault: &'a Fault,
         namespace: &'a str,
-    ) -> BoxFuture<'a, Result<(Vec<SimOp>, Vec<SimOp>), BackendError>> {
+    ) -> BoxFuture<'a, Result<TypedPlan<SimOp>, BackendError>> {
         // Reads only the playground's sites: ready at once.
         Box::pin(std::future::ready(self.plan(fault, namespace)))
     }
@@ -108,11 +108,7 @@ impl FaultOps for SimBackend {
 
 impl SimBackend {
     /// Decides the operations that inject `fault` and those that undo it.
-    fn plan(
-        &self,
-        fault: &Fault,
-        namespace: &str,
-    ) -> Result<(Vec<SimOp>, Vec<SimOp>), BackendError> {
+    fn plan(&self, fault: &Fault, namespace: &str) -> Result<TypedPlan<SimOp>, BackendError> {
         let ns = namespace.to_owned();
         let site = |s: &crate::scenario::Site| -> Result<String, BackendError> {
             let name = s.to_string();
