@@ -10,7 +10,7 @@ use serde_json::Value;
 
 /// Why an expression gave no usable value.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum CelError {
+pub(crate) enum CelError {
     #[error("bad CEL expression: {0}")]
     Compile(String),
     #[error("cannot expose the object to CEL: {0}")]
@@ -23,13 +23,13 @@ pub enum CelError {
 
 /// Checks that an expression parses; used by the scenario parser so that a typo is a
 /// parse error with a line number, not a failure minutes into a run.
-pub fn compile(expression: &str) -> Result<cel::Program, CelError> {
+pub(crate) fn compile(expression: &str) -> Result<cel::Program, CelError> {
     cel::Program::compile(expression).map_err(|e| CelError::Compile(e.to_string()))
 }
 
 /// The outcome of one `where` expression against an object.
 #[derive(Debug, Clone, PartialEq)]
-pub enum WhereOutcome {
+pub(crate) enum WhereOutcome {
     True,
     False,
     /// The expression did not evaluate to a boolean, or failed (e.g. a missing field).
@@ -62,7 +62,7 @@ fn execute(expression: &str, object: &Value) -> Result<cel::Value, CelError> {
 }
 
 /// Evaluates `expression` with `self` bound to `object`.
-pub fn evaluate(expression: &str, object: &Value) -> WhereOutcome {
+pub(crate) fn evaluate(expression: &str, object: &Value) -> WhereOutcome {
     match execute(expression, object) {
         Ok(cel::Value::Bool(true)) => WhereOutcome::True,
         Ok(cel::Value::Bool(false)) => WhereOutcome::False,
@@ -79,7 +79,7 @@ pub fn evaluate(expression: &str, object: &Value) -> WhereOutcome {
 
 /// Evaluates a `capture` expression: a string, or a number (written in decimal).
 /// Anything else (a list, a map, null, a boolean) is an error naming what it was.
-pub fn evaluate_value(expression: &str, object: &Value) -> Result<String, CelError> {
+pub(crate) fn evaluate_value(expression: &str, object: &Value) -> Result<String, CelError> {
     match execute(expression, object)? {
         cel::Value::String(s) => Ok(s.to_string()),
         cel::Value::Int(n) => Ok(n.to_string()),

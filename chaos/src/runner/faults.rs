@@ -9,7 +9,7 @@ use crate::ledger::LedgerError;
 
 /// Why a fault was not injected, or not every fault undone.
 #[derive(Debug, thiserror::Error)]
-pub enum FaultError {
+pub(super) enum FaultError {
     #[error(transparent)]
     Backend(#[from] BackendError),
     #[error(transparent)]

@@ -472,16 +472,16 @@ mod monitors {
     use crate::scenario::Check;
 
     #[derive(Default)]
-    pub struct Monitors(Mutex<Vec<(String, Check)>>);
+    pub(super) struct Monitors(Mutex<Vec<(String, Check)>>);
 
     impl Monitors {
-        pub fn add(&self, label: String, check: Check) {
+        pub(super) fn add(&self, label: String, check: Check) {
             if let Ok(mut m) = self.0.lock() {
                 m.push((label, check));
             }
         }
 
-        pub fn snapshot(&self) -> Vec<(String, Check)> {
+        pub(super) fn snapshot(&self) -> Vec<(String, Check)> {
             self.0.lock().map(|m| m.clone()).unwrap_or_default()
         }
     }

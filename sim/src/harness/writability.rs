@@ -53,3 +53,37 @@ impl WritabilitySampler {
         changes
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_each_site_once_then_only_changes() {
+        let clock = SimClock::new(std::time::Duration::from_secs(1_700_000_000));
+        let sites = BTreeMap::from([
+            ("iad".to_owned(), "bloodraven-iad".to_owned()),
+            ("pdx".to_owned(), "bloodraven-pdx".to_owned()),
+        ]);
+        // No MySQL model runs anywhere: no site accepts writes.
+        let observer = MysqlObserver::default();
+        let mut sampler = WritabilitySampler::default();
+        let first = sampler.sample(&clock, &sites, &observer);
+        assert_eq!(
+            first,
+            vec![
+                WritabilitySample {
+                    at: 1_700_000_000_000,
+                    site: "iad".into(),
+                    writable: false
+                },
+                WritabilitySample {
+                    at: 1_700_000_000_000,
+                    site: "pdx".into(),
+                    writable: false
+                },
+            ]
+        );
+        assert_eq!(sampler.sample(&clock, &sites, &observer), vec![]);
+    }
+}
