@@ -7,6 +7,7 @@ pub mod bloodraven_image;
 pub mod clock;
 pub mod cluster;
 pub mod dialer;
+pub mod harness;
 pub mod images;
 pub mod models;
 pub mod network;
