@@ -15,12 +15,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bloodraven_chaos::backend::Backend;
-use bloodraven_chaos::backend::sim::SimWorld;
 use bloodraven_chaos::metrics::{Sample, parse};
 use bloodraven_component_tests::{helm, promtool};
 use bloodraven_sim::World;
 use bloodraven_sim::apiserver::ResourceKey;
+use bloodraven_sim::harness::DrivenWorld;
 use bloodraven_sim::playground::{self, PLAYGROUND_GROUP, PLAYGROUND_NAMESPACE};
 use serde_json::{Value, json};
 
@@ -46,14 +45,14 @@ fn group_status(world: &World) -> Value {
 }
 
 /// `count` scrapes of the operator's /metrics, one every [`SCRAPE`] of simulated time.
-fn scrapes(sim: &mut SimWorld, count: usize) -> Vec<Vec<Sample>> {
+fn scrapes(sim: &mut DrivenWorld, count: usize) -> Vec<Vec<Sample>> {
     let limit = SCRAPE * u32::try_from(count + 2).unwrap();
     let bodies = sim
-        .run_client(limit, move |backend| async move {
+        .run_client(limit, move |host| async move {
             let mut bodies = Vec::new();
             for _ in 0..count {
                 tokio::time::sleep(SCRAPE).await;
-                bodies.push(backend.scrape_metrics().await);
+                bodies.push(host.operator_metrics().await);
             }
             bodies
         })
@@ -101,7 +100,7 @@ fn minutes_seconds(at: Duration) -> String {
 #[test]
 fn a_healthy_run_pages_nobody_and_a_lost_primary_pages_its_runbook() {
     let promtool = promtool::find().unwrap_or_else(|e| panic!("{e}"));
-    let mut sim = SimWorld::playground(17).unwrap();
+    let mut sim = DrivenWorld::playground(17).unwrap();
     sim.install_operator().unwrap();
     playground::apply_file(sim.world(), &playground::playground_manifest()).unwrap();
     let healthy = sim
