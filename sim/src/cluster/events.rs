@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::obj::{name, namespace, uid};
+use crate::object::{name, namespace, uid};
 use bloodraven::transport::Clock;
 
 use super::{ControllerApi, format_time, key_events};

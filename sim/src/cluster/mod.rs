@@ -13,7 +13,6 @@ mod events;
 mod jobs;
 mod kubelet;
 mod nodes;
-pub(crate) mod obj;
 mod scheduler;
 mod workloads;
 
@@ -35,7 +34,10 @@ pub use cron::{CronError, CronSchedule};
 pub(crate) use events::EventRecorder;
 pub use kubelet::FreezeError;
 pub(crate) use kubelet::Kubelet;
-pub use kubelet::pod_host_name;
+// Kept at its old path for callers outside the crate; the rule lives in `crate::hosts`.
+pub use crate::hosts::pod_host_name;
+// `world` still names the object accessors by their old path.
+pub(crate) use crate::object as obj;
 pub(crate) use nodes::NodeLifecycle;
 
 /// Timings of the simulated control plane and kubelets (Kubernetes defaults unless

@@ -31,12 +31,13 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::nodes::NodeLifecycle;
-use super::obj::{at, is_terminating, labels, name, namespace, str_at, uid};
 use super::workloads::POD_FINALIZER;
 use super::{ControlPlane, NodeInfo, Snapshot, format_time, key_pods};
 use crate::dialer::ClusterDialer;
+use crate::hosts::pod_host_name;
 use crate::images::ImageRegistry;
 use crate::network::Network;
+use crate::object::{at, is_terminating, labels, name, namespace, str_at, uid};
 use crate::pod::{PodContext, Readiness, Volume};
 use runtime::{
     ContainerRuntime, ContainerState, LaunchSlot, PodRuntime, kill, local_maintenance, relaunch,
@@ -46,11 +47,6 @@ use spec::{resolve_env, resolve_volumes, string_list};
 use status::write_status;
 
 const COMPONENT: &str = "kubelet";
-
-/// The turmoil host a pod runs on.
-pub fn pod_host_name(namespace: &str, pod: &str) -> String {
-    format!("{pod}.{namespace}.pod")
-}
 
 pub(crate) struct Kubelet {
     images: ImageRegistry,

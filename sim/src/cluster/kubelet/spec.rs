@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::{COMPONENT, PodRuntime};
-use crate::cluster::obj::{at, labels, name, namespace, str_at, string_map, uid};
 use crate::cluster::{ControlPlane, key_configmaps, key_pvcs, key_secrets};
+use crate::object::{at, labels, name, namespace, str_at, string_map, uid};
 use crate::pod::Volume;
 
 pub(super) fn string_list(value: Option<&Value>) -> Vec<String> {

@@ -4,9 +4,9 @@
 use serde_json::{Value, json};
 
 use super::{COMPONENT, ContainerRuntime, ContainerState, PodRuntime};
-use crate::cluster::obj::{at, str_at, upsert_condition};
 use crate::cluster::{ControlPlane, format_time, key_pods};
 use crate::network::Network;
+use crate::object::{at, str_at, upsert_condition};
 
 fn container_status(container: &ContainerRuntime, pod_uid: &str) -> Value {
     let running_ready = |c: &ContainerRuntime| !c.has_readiness_probe || c.ready.get();

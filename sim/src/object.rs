@@ -1,5 +1,6 @@
 //! Small accessors over Kubernetes objects held as `serde_json::Value`, shared by the
-//! simulated controllers (the API server's in-process interface speaks `Value`).
+//! simulated controllers and the cluster DNS (the API server's in-process interface
+//! speaks `Value`). A leaf: it imports nothing from the rest of the crate.
 
 use std::collections::BTreeMap;
 
