@@ -2,6 +2,8 @@
 //! one process (API server, nodes, kubelet, network, MySQL and Dragonfly models), on
 //! which the real operator, sidecar and chaos runner run unchanged.
 
+#![warn(unreachable_pub)]
+
 pub mod apiserver;
 pub mod bloodraven_image;
 pub mod clock;

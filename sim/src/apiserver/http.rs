@@ -46,7 +46,7 @@ impl axum::serve::Listener for TurmoilListener {
     }
 }
 
-pub fn router(server: ApiServer) -> Router {
+pub(super) fn router(server: ApiServer) -> Router {
     Router::new().fallback(handle).with_state(server)
 }
 

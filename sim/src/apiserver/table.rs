@@ -8,7 +8,7 @@ use super::registry::{PrinterColumn, ResourceInfo};
 
 /// How much of each object a row carries (`includeObject`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IncludeObject {
+pub(super) enum IncludeObject {
     None,
     Metadata,
     Object,
@@ -36,7 +36,7 @@ fn col(
 }
 
 /// Builds the Table for `objects` at wall time `now` (seconds since the epoch).
-pub fn table(
+pub(super) fn table(
     info: &ResourceInfo,
     objects: &[Value],
     resource_version: u64,
@@ -403,7 +403,7 @@ fn age_since(timestamp: &str, now: i64) -> String {
 }
 
 /// k8s.io/apimachinery/pkg/util/duration.HumanDuration.
-pub fn human_duration(seconds: i64) -> String {
+pub(super) fn human_duration(seconds: i64) -> String {
     if seconds < -1 {
         return "<invalid>".into();
     }
@@ -722,7 +722,7 @@ fn event_object(event: &Value) -> String {
 
 /// The subset of kubectl's JSONPath that printer columns use: `.a.b`, `.a[0]`,
 /// `.a[*]`, and `.a[?(@.k=="v")].b`.
-pub fn json_path(obj: &Value, path: &str) -> Option<Value> {
+pub(super) fn json_path(obj: &Value, path: &str) -> Option<Value> {
     let path = path
         .trim()
         .trim_start_matches('{')

@@ -28,7 +28,7 @@ pub(crate) struct NodeLifecycle {
 }
 
 impl NodeLifecycle {
-    pub fn kubelet_connected(node: &NodeInfo, net: &Network, api_host: &str) -> bool {
+    pub(crate) fn kubelet_connected(node: &NodeInfo, net: &Network, api_host: &str) -> bool {
         !node.crashed && net.connected(&node.host, api_host)
     }
 }

@@ -75,7 +75,7 @@ pub enum FreezeError {
 impl Kubelet {
     /// Freezes (`true`) or thaws (`false`) a container's current run. Freezing one that
     /// has not started yet freezes it from its first instruction on.
-    pub fn set_frozen(
+    pub(crate) fn set_frozen(
         &mut self,
         namespace: &str,
         pod: &str,
@@ -110,11 +110,11 @@ impl Kubelet {
     }
 
     /// No pod runtime exists (nothing to poll).
-    pub fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         self.pods.is_empty()
     }
 
-    pub fn new(images: ImageRegistry) -> Self {
+    pub(crate) fn new(images: ImageRegistry) -> Self {
         Self {
             images,
             pods: BTreeMap::new(),

@@ -82,7 +82,7 @@ pub(super) struct Durable {
 }
 
 impl Durable {
-    pub fn binlog_end_seq(&self) -> u64 {
+    pub(super) fn binlog_end_seq(&self) -> u64 {
         self.binlog_first_seq + self.binlog.len() as u64
     }
 
@@ -168,26 +168,26 @@ fn err(code: u16, message: impl Into<String>) -> ServerError {
 }
 
 impl Server {
-    pub fn state(&self) -> MutexGuard<'_, Runtime> {
+    pub(super) fn state(&self) -> MutexGuard<'_, Runtime> {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs `f` on the durable state. Lock order: `state` before `disk`, never the reverse.
-    pub fn with_disk<T>(&self, f: impl FnOnce(&mut Durable) -> T) -> Option<T> {
+    pub(super) fn with_disk<T>(&self, f: impl FnOnce(&mut Durable) -> T) -> Option<T> {
         self.disk.lock().as_mut().map(f)
     }
 
-    pub fn server_uuid(&self) -> String {
+    pub(super) fn server_uuid(&self) -> String {
         self.disk.server_uuid().unwrap_or_default()
     }
 
-    pub fn now_us(&self) -> i64 {
+    pub(super) fn now_us(&self) -> i64 {
         self.clock.now().as_microsecond()
     }
 
-    pub fn spawn<F>(self: &Arc<Self>, future: F) -> AbortHandle
+    pub(super) fn spawn<F>(self: &Arc<Self>, future: F) -> AbortHandle
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
@@ -302,7 +302,7 @@ impl Server {
 
     /// A semisync replica acknowledged `uuid:gno`; an ack of the newest binlog transaction
     /// means the replica caught up, and semisync switches back on.
-    pub fn record_ack(&self, uuid: &str, gno: u64) {
+    pub(super) fn record_ack(&self, uuid: &str, gno: u64) {
         self.acks.send_modify(|acked| acked.insert(uuid, gno));
         let caught_up = self
             .with_disk(|disk| {
@@ -318,7 +318,7 @@ impl Server {
 
     /// Applies a replicated transaction (SQL thread). Already-executed GTIDs are skipped,
     /// as MySQL's auto-skip does. Replication threads are not subject to read-only.
-    pub fn apply_replicated(&self, transaction: &Transaction) {
+    pub(super) fn apply_replicated(&self, transaction: &Transaction) {
         let applied = self
             .with_disk(|disk| {
                 if disk
@@ -465,7 +465,7 @@ impl Server {
         Ok(())
     }
 
-    pub fn start_replica(self: &Arc<Self>) -> Result<(), ServerError> {
+    pub(super) fn start_replica(self: &Arc<Self>) -> Result<(), ServerError> {
         let configured = self
             .with_disk(|disk| disk.source.is_some())
             .unwrap_or(false);
