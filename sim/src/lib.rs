@@ -6,13 +6,13 @@
 
 pub mod apiserver;
 pub mod bloodraven_image;
-pub mod clock;
+pub(crate) mod clock;
 pub mod cluster;
 pub mod dialer;
 pub mod hosts;
 pub mod images;
 pub mod models;
-pub mod network;
+pub(crate) mod network;
 pub(crate) mod object;
 pub mod playground;
 pub mod pod;
