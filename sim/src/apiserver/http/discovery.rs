@@ -67,20 +67,13 @@ pub(super) fn resource_list(
     group: &str,
     version: &str,
 ) -> Result<Response, ApiError> {
-    let infos: Vec<ResourceInfo> = server
-        .lock()
-        .registry
-        .all()
-        .filter(|i| i.key.group == group && i.key.version == version)
-        .map(|i| (**i).clone())
-        .collect();
-    if infos.is_empty() {
-        return Err(ApiError::new(
+    let infos = served_resources(server, group, version).ok_or_else(|| {
+        ApiError::new(
             404,
             "NotFound",
             format!("the server could not find the requested resource: {group}/{version}"),
-        ));
-    }
+        )
+    })?;
     let verbs = [
         "create",
         "delete",
@@ -149,20 +142,13 @@ pub(super) fn openapi_group_version(
     group: &str,
     version: &str,
 ) -> Result<Response, ApiError> {
-    let infos: Vec<ResourceInfo> = server
-        .lock()
-        .registry
-        .all()
-        .filter(|i| i.key.group == group && i.key.version == version)
-        .map(|i| (**i).clone())
-        .collect();
-    if infos.is_empty() {
-        return Err(ApiError::new(
+    let infos = served_resources(server, group, version).ok_or_else(|| {
+        ApiError::new(
             404,
             "NotFound",
             format!("no OpenAPI document for {group}/{version}"),
-        ));
-    }
+        )
+    })?;
     let mut paths = serde_json::Map::new();
     for info in &infos {
         let prefix = if group.is_empty() {
@@ -194,4 +180,16 @@ pub(super) fn openapi_group_version(
             "components": {"schemas": {}},
         }),
     ))
+}
+
+/// The resources served under one group/version; `None` when it serves none.
+fn served_resources(server: &ApiServer, group: &str, version: &str) -> Option<Vec<ResourceInfo>> {
+    let infos: Vec<ResourceInfo> = server
+        .lock()
+        .registry
+        .all()
+        .filter(|i| i.key.group == group && i.key.version == version)
+        .map(|i| (**i).clone())
+        .collect();
+    (!infos.is_empty()).then_some(infos)
 }
