@@ -17,6 +17,7 @@ pub mod controllers;
 pub mod deploy;
 pub mod engine;
 pub mod gtid;
+pub mod hash;
 pub mod leader;
 pub mod metrics;
 pub mod rbac;
