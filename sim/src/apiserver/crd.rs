@@ -140,17 +140,7 @@ pub(super) fn resources_for(crd: &Value) -> Vec<ResourceInfo> {
             .unwrap_or_default()
             .to_string()
     };
-    let strings = |path: &str| -> Vec<String> {
-        crd.pointer(path)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let strings = |path: &str| super::meta::strings_at(crd, path);
     let group = text("/spec/group");
     let plural = text("/spec/names/plural");
     let kind = text("/spec/names/kind");

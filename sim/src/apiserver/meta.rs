@@ -36,7 +36,13 @@ pub(super) fn resource_version(obj: &Value) -> Option<&str> {
 }
 
 pub(super) fn finalizers(obj: &Value) -> Vec<String> {
-    obj.pointer("/metadata/finalizers")
+    strings_at(obj, "/metadata/finalizers")
+}
+
+/// The strings of the array at a JSON pointer (none when absent or not an array;
+/// non-string elements are skipped).
+pub(super) fn strings_at(obj: &Value, pointer: &str) -> Vec<String> {
+    obj.pointer(pointer)
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()

@@ -199,6 +199,21 @@ fn reconcile_job(cp: &mut ControlPlane, snap: &Snapshot, job: &Value) {
     }
 }
 
+/// Deletes one of a CronJob's Jobs (replaced, or beyond the history limit) and records
+/// the Event the real cronjob controller emits for it.
+fn delete_job(cp: &mut ControlPlane, cronjob: &Value, ns: &str, job: &Value) {
+    cp.api
+        .delete(CRON_COMPONENT, &key_jobs(), Some(ns), name(job));
+    cp.events.record(
+        CRON_COMPONENT,
+        None,
+        cronjob,
+        "Normal",
+        "SuccessfulDelete",
+        &format!("Deleted job {}", name(job)),
+    );
+}
+
 pub(crate) fn reconcile_cronjobs(cp: &mut ControlPlane, snap: &Snapshot) {
     for cronjob in snap.cronjobs.iter() {
         if !is_terminating(cronjob) {
@@ -329,16 +344,7 @@ fn reconcile_cronjob(cp: &mut ControlPlane, snap: &Snapshot, cronjob: &Value) {
             } else {
                 if policy == "Replace" {
                     for job in &active {
-                        cp.api
-                            .delete(CRON_COMPONENT, &key_jobs(), Some(&ns), name(job));
-                        cp.events.record(
-                            CRON_COMPONENT,
-                            None,
-                            cronjob,
-                            "Normal",
-                            "SuccessfulDelete",
-                            &format!("Deleted job {}", name(job)),
-                        );
+                        delete_job(cp, cronjob, &ns, job);
                     }
                 }
                 let job_name = format!("{cron_name}-{}", due.as_second() / 60);
@@ -394,16 +400,7 @@ fn reconcile_cronjob(cp: &mut ControlPlane, snap: &Snapshot, cronjob: &Value) {
             .filter(|j| job_finished(j) == Some(outcome) && !is_terminating(j))
             .collect();
         for job in done.iter().take(done.len().saturating_sub(keep)) {
-            cp.api
-                .delete(CRON_COMPONENT, &key_jobs(), Some(&ns), name(job));
-            cp.events.record(
-                CRON_COMPONENT,
-                None,
-                cronjob,
-                "Normal",
-                "SuccessfulDelete",
-                &format!("Deleted job {}", name(job)),
-            );
+            delete_job(cp, cronjob, &ns, job);
         }
     }
 

@@ -141,19 +141,7 @@ fn reconcile_statefulset(cp: &mut ControlPlane, snap: &Snapshot, set: &Value) {
             if ordered && !all_ready {
                 break;
             }
-            cp.events.record(
-                STS_COMPONENT,
-                None,
-                set,
-                "Normal",
-                "SuccessfulDelete",
-                &format!(
-                    "delete Pod {} in StatefulSet {set_name} successful",
-                    name(pod)
-                ),
-            );
-            cp.api
-                .delete(STS_COMPONENT, &key_pods(), Some(&ns), name(pod));
+            delete_set_pod(cp, set, &ns, pod);
             acted = true;
             let _ = ordinal;
             if ordered {
@@ -190,19 +178,7 @@ fn reconcile_statefulset(cp: &mut ControlPlane, snap: &Snapshot, set: &Value) {
             .filter(|(o, _)| **o < replicas && **o >= partition)
             .find(|(_, p)| labels(p).get("controller-revision-hash") != Some(&update_revision));
         if let Some((_, pod)) = stale {
-            cp.events.record(
-                STS_COMPONENT,
-                None,
-                set,
-                "Normal",
-                "SuccessfulDelete",
-                &format!(
-                    "delete Pod {} in StatefulSet {set_name} successful",
-                    name(pod)
-                ),
-            );
-            cp.api
-                .delete(STS_COMPONENT, &key_pods(), Some(&ns), name(pod));
+            delete_set_pod(cp, set, &ns, pod);
         }
     }
 
@@ -241,6 +217,25 @@ fn reconcile_statefulset(cp: &mut ControlPlane, snap: &Snapshot, set: &Value) {
         "collisionCount": 0,
     });
     write_status_if_changed(cp, STS_COMPONENT, &key_statefulsets(), set, status);
+}
+
+/// Deletes one of a StatefulSet's pods (scale-down or rolling update) with the Event the
+/// real statefulset controller records for it.
+fn delete_set_pod(cp: &mut ControlPlane, set: &Value, ns: &str, pod: &Value) {
+    cp.events.record(
+        STS_COMPONENT,
+        None,
+        set,
+        "Normal",
+        "SuccessfulDelete",
+        &format!(
+            "delete Pod {} in StatefulSet {} successful",
+            name(pod),
+            name(set)
+        ),
+    );
+    cp.api
+        .delete(STS_COMPONENT, &key_pods(), Some(ns), name(pod));
 }
 
 fn create_stateful_pod(

@@ -2,6 +2,8 @@
 //! owners are all gone is deleted), orphaning, and foreground deletion (the owner keeps
 //! its `foregroundDeletion` finalizer until its dependents are gone).
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::namespaces::namespaces_storage;
@@ -120,18 +122,7 @@ impl State {
             if surviving.is_empty() {
                 let _ = self.delete_object(&storage, &ns, &name, &DeleteOptions::default(), now);
             } else {
-                let mut new = (*obj).clone();
-                meta::set_meta(&mut new, "ownerReferences", Value::Array(surviving));
-                apply::record_update(
-                    Some(&obj),
-                    &mut new,
-                    GC_MANAGER,
-                    obj["apiVersion"].as_str().unwrap_or_default(),
-                    now,
-                    &ListTypes::BuiltIn,
-                    None,
-                );
-                self.put(&storage, new, Some(obj));
+                self.set_owner_references(&storage, &obj, surviving, now);
             }
         }
     }
@@ -141,7 +132,6 @@ impl State {
             let Some(obj) = self.stored(&storage, &ns, &name).cloned() else {
                 continue;
             };
-            let mut new = (*obj).clone();
             let refs: Vec<Value> = obj
                 .pointer("/metadata/ownerReferences")
                 .and_then(Value::as_array)
@@ -152,22 +142,35 @@ impl State {
                         .collect()
                 })
                 .unwrap_or_default();
-            if refs.is_empty() {
-                meta::metadata_mut(&mut new).remove("ownerReferences");
-            } else {
-                meta::set_meta(&mut new, "ownerReferences", Value::Array(refs));
-            }
-            apply::record_update(
-                Some(&obj),
-                &mut new,
-                GC_MANAGER,
-                obj["apiVersion"].as_str().unwrap_or_default(),
-                now,
-                &ListTypes::BuiltIn,
-                None,
-            );
-            self.put(&storage, new, Some(obj));
+            self.set_owner_references(&storage, &obj, refs, now);
         }
+    }
+
+    /// Rewrites a dependent's ownerReferences as the garbage collector (removing the
+    /// field when none is left), recorded under the collector's field manager.
+    fn set_owner_references(
+        &mut self,
+        storage: &StorageKey,
+        obj: &Arc<Value>,
+        refs: Vec<Value>,
+        now: &str,
+    ) {
+        let mut new = (**obj).clone();
+        if refs.is_empty() {
+            meta::metadata_mut(&mut new).remove("ownerReferences");
+        } else {
+            meta::set_meta(&mut new, "ownerReferences", Value::Array(refs));
+        }
+        apply::record_update(
+            Some(obj),
+            &mut new,
+            GC_MANAGER,
+            obj["apiVersion"].as_str().unwrap_or_default(),
+            now,
+            &ListTypes::BuiltIn,
+            None,
+        );
+        self.put(storage, new, Some(obj.clone()));
     }
 
     /// Removes the `foregroundDeletion` finalizer once no dependents remain.

@@ -226,6 +226,19 @@ pub(super) async fn sql_thread(server: Arc<Server>) {
     }
 }
 
+/// Ends a binlog dump with ER_SOURCE_FATAL_ERROR_READING_BINLOG (1236), the error a
+/// real source sends before closing the dump; the replica's IO thread stops with it.
+async fn refuse_dump(write: &mut OwnedWriteHalf, message: String) {
+    let _ = write_line(
+        write,
+        &SourceEvent::Error {
+            code: 1236,
+            message,
+        },
+    )
+    .await;
+}
+
 /// The source side of replication for one replica connection.
 pub(super) async fn binlog_dump(
     server: Arc<Server>,
@@ -259,14 +272,7 @@ pub(super) async fn binlog_dump(
              commit empty transactions on source to account for transactions that have been committed \
              on source but are not included in GTID_EXECUTED."
         );
-        let _ = write_line(
-            &mut write,
-            &SourceEvent::Error {
-                code: 1236,
-                message,
-            },
-        )
-        .await;
+        refuse_dump(&mut write, message).await;
         return;
     }
     let missing = executed.subtract(&replica_set);
@@ -280,14 +286,7 @@ pub(super) async fn binlog_dump(
             replica_set.one_line(),
             missing_purged.one_line()
         );
-        let _ = write_line(
-            &mut write,
-            &SourceEvent::Error {
-                code: 1236,
-                message,
-            },
-        )
-        .await;
+        refuse_dump(&mut write, message).await;
         return;
     }
     let acks = if semisync {
@@ -319,14 +318,7 @@ pub(super) async fn binlog_dump(
             Some(Err(_)) | None => {
                 let message =
                     "Cannot replicate because the source purged required binary logs.".to_string();
-                let _ = write_line(
-                    &mut write,
-                    &SourceEvent::Error {
-                        code: 1236,
-                        message,
-                    },
-                )
-                .await;
+                refuse_dump(&mut write, message).await;
                 return;
             }
         };
