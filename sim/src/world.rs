@@ -17,12 +17,12 @@ use serde_json::{Value, json};
 
 use crate::apiserver::{ApiServer, ServerConfig, TurmoilListener};
 use crate::clock::{DEFAULT_EPOCH_SECONDS, SimClock};
-use crate::cluster::obj::{name, str_at};
 use crate::cluster::{
     ClusterTimings, ControlPlane, ControllerApi, NodeInfo, key_events, key_nodes, key_pods,
 };
 use crate::images::ImageRegistry;
 use crate::network::{Network, NetworkFault, Placement};
+use crate::object::{name, str_at};
 use crate::transport::{API_SERVER_HOST, API_SERVER_PORT};
 
 #[derive(Debug, thiserror::Error)]
@@ -503,7 +503,7 @@ impl World {
                     .iter()
                     .filter(|p| str_at(p, &["spec", "nodeName"]) == Some(node.as_str()))
                 {
-                    let ns = crate::cluster::obj::namespace(pod);
+                    let ns = crate::object::namespace(pod);
                     if let Err(err) = self.api.delete(&key_pods(), Some(ns), name(pod), &who) {
                         tracing::debug!(%err, pod = name(pod), "drain: delete failed");
                     }

@@ -190,7 +190,7 @@ fn node_crash_marks_node_not_ready_and_recovery_restarts_pods() {
     let mut world = started_world(3, 1);
     let api = world.api().clone();
     let node = world.site_node("iad").unwrap().to_string();
-    let host = bloodraven_sim::cluster::pod_host_name(NS, "web-0");
+    let host = bloodraven_sim::hosts::pod_host_name(NS, "web-0");
     assert!(world.network().is_running(&host));
     world.apply(Fault::CrashNode(node.clone())).unwrap();
     assert!(

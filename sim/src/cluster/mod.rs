@@ -34,10 +34,6 @@ pub use cron::{CronError, CronSchedule};
 pub(crate) use events::EventRecorder;
 pub use kubelet::FreezeError;
 pub(crate) use kubelet::Kubelet;
-// Kept at its old path for callers outside the crate; the rule lives in `crate::hosts`.
-pub use crate::hosts::pod_host_name;
-// `world` still names the object accessors by their old path.
-pub(crate) use crate::object as obj;
 pub(crate) use nodes::NodeLifecycle;
 
 /// Timings of the simulated control plane and kubelets (Kubernetes defaults unless

@@ -103,7 +103,7 @@ async fn operator_endpoints(client: &kube::Client) -> Result<Vec<(String, u16)>,
                 .find(|port| port.name.as_deref() == Some(bloodraven::deploy::METRICS_PORT_NAME))
                 .and_then(|port| u16::try_from(port.container_port).ok())
                 .unwrap_or(OPERATOR_METRICS_PORT);
-            Some((crate::cluster::pod_host_name(ns, name), port))
+            Some((crate::hosts::pod_host_name(ns, name), port))
         })
         .collect();
     out.sort();

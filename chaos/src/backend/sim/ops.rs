@@ -432,7 +432,7 @@ impl SimBackend {
             .remove("MYSQL_ROOT_PASSWORD")
             .unwrap_or_default();
         let target = MysqlTarget {
-            host: bloodraven_sim::cluster::pod_host_name(namespace, pod_name),
+            host: bloodraven_sim::hosts::pod_host_name(namespace, pod_name),
             port: MYSQL_PORT,
             user: "root".into(),
             password,
