@@ -175,7 +175,10 @@ pub fn object_path(prefix: Option<&str>, name: &str) -> Result<Path, StorageErro
             reason: "empty".to_string(),
         });
     }
-    let full = match prefix.map(|p| p.trim_matches('/')).filter(|p| !p.is_empty()) {
+    let full = match prefix
+        .map(|p| p.trim_matches('/'))
+        .filter(|p| !p.is_empty())
+    {
         Some(prefix) => format!("{prefix}/{name}"),
         None => name.to_string(),
     };
@@ -535,7 +538,12 @@ impl ObjectStorage {
         Ok(buf.freeze())
     }
 
-    fn failure(&self, operation: &'static str, key: &str, err: object_store::Error) -> StorageError {
+    fn failure(
+        &self,
+        operation: &'static str,
+        key: &str,
+        err: object_store::Error,
+    ) -> StorageError {
         let endpoint = self.endpoint.clone();
         let bucket = self.bucket.clone();
         match classify(&err) {
@@ -670,7 +678,8 @@ mod tests {
         data.insert("access-key-id".to_string(), "minio".to_string());
         let err = S3Credentials::from_secret_data("playground-minio", &data).unwrap_err();
         assert!(
-            err.to_string().contains("playground-minio") && err.to_string().contains("secret-access-key"),
+            err.to_string().contains("playground-minio")
+                && err.to_string().contains("secret-access-key"),
             "{err}"
         );
         data.insert("secret-access-key".to_string(), "s3cr3t-value".to_string());

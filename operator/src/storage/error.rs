@@ -129,9 +129,13 @@ pub fn classify_parts(
     if text.contains("NoSuchBucket") {
         return Failure::BucketNotFound;
     }
-    if ["InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"]
-        .iter()
-        .any(|code| text.contains(code))
+    if [
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AccessDenied",
+    ]
+    .iter()
+    .any(|code| text.contains(code))
     {
         return Failure::AccessDenied;
     }
@@ -225,12 +229,7 @@ mod tests {
                 "no response",
                 Failure::Unreachable,
             ),
-            (
-                None,
-                None,
-                "500 Internal Server Error",
-                Failure::Other,
-            ),
+            (None, None, "500 Internal Server Error", Failure::Other),
         ];
         for (variant, transport, text, expected) in cases {
             assert_eq!(

@@ -145,7 +145,10 @@ impl tower::Service<Uri> for DialConnector {
             let host = uri
                 .host()
                 .ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::InvalidInput, format!("URI {uri} has no host"))
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("URI {uri} has no host"),
+                    )
                 })?
                 .trim_start_matches('[')
                 .trim_end_matches(']')
@@ -374,9 +377,11 @@ impl HttpBody for IdleTimeoutBody {
             Poll::Ready(frame) => {
                 let next = tokio::time::Instant::now() + this.idle;
                 this.deadline.as_mut().reset(next);
-                Poll::Ready(frame.map(|result| {
-                    result.map_err(|err| HttpError::new(HttpErrorKind::Decode, err))
-                }))
+                Poll::Ready(
+                    frame.map(|result| {
+                        result.map_err(|err| HttpError::new(HttpErrorKind::Decode, err))
+                    }),
+                )
             }
             Poll::Pending => match this.deadline.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Some(Err(HttpError::new(

@@ -10,8 +10,8 @@ mod error;
 mod http;
 
 pub use client::{
-    DEFAULT_REGION, Endpoint, MIN_PART_SIZE, ObjectStorage, ObjectSummary, S3Credentials,
-    S3Target, StoredObject, TransferTuning, hex, object_path, resolve_endpoint,
+    DEFAULT_REGION, Endpoint, MIN_PART_SIZE, ObjectStorage, ObjectSummary, S3Credentials, S3Target,
+    StoredObject, TransferTuning, hex, object_path, resolve_endpoint,
 };
 pub use error::{Failure, StorageError, chain_text, classify, classify_parts};
 pub use http::{HttpTimeouts, Outcome, RetryPolicy, StorageHttp, retry_after};
