@@ -47,5 +47,11 @@ mod tests {
                 .resolve("docker.dragonflydb.io/dragonflydb/dragonfly:v1.38.0")
                 .is_some()
         );
+        assert!(
+            registry
+                .resolve("quay.io/minio/minio:RELEASE.2025-04-22T22-12-26Z")
+                .is_some()
+        );
+        assert!(registry.resolve("minio/minio:latest").is_some());
     }
 }
