@@ -451,3 +451,128 @@ fn minio_profile_backup(seed: u64) -> ProfileRun {
         trace: world.event_trace(),
     }
 }
+
+/// Starts the S3 model on host `flaky-minio` behind a layer that answers the first
+/// `refusals` requests with 503 SlowDown, as a busy S3 does, and counts every request.
+fn flaky_minio(
+    sim: &mut turmoil::Sim<'_>,
+    refusals: usize,
+) -> (ObjectStoreModel, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let state = Arc::new(Mutex::new(Buckets::default()));
+    let handle = ObjectStoreModel::new(state.clone(), clock());
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    sim.host("flaky-minio", move || {
+        let model = ObjectStoreModel::new(state.clone(), clock());
+        let counter = counter.clone();
+        async move {
+            model.ensure_bucket(BUCKET);
+            let mut builder = s3s::service::S3ServiceBuilder::new(model);
+            builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS, SECRET));
+            let service = builder.build();
+            let listener = turmoil::net::TcpListener::bind(("0.0.0.0", 9000)).await?;
+            loop {
+                let (stream, _) = listener.accept().await?;
+                let service = service.clone();
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let handler = hyper::service::service_fn(
+                        move |request: http::Request<hyper::body::Incoming>| {
+                            let service = service.clone();
+                            let n = counter.fetch_add(1, Ordering::SeqCst);
+                            async move {
+                                if n < refusals {
+                                    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+                                        <Error><Code>SlowDown</Code><Message>Please reduce \
+                                        your request rate.</Message></Error>";
+                                    let response = http::Response::builder()
+                                        .status(503)
+                                        .body(s3s::Body::from(body.to_string()))
+                                        .unwrap();
+                                    return Ok::<_, s3s::HttpError>(response);
+                                }
+                                service.call(request.map(s3s::Body::from)).await
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), handler)
+                        .await;
+                });
+            }
+        }
+    });
+    (handle, seen)
+}
+
+fn flaky_storage(attempts: u32) -> ObjectStorage {
+    let target = S3Target {
+        endpoint: Some("http://flaky-minio:9000".into()),
+        region: None,
+        bucket: BUCKET.into(),
+        prefix: None,
+        credentials: S3Credentials {
+            access_key_id: ACCESS.into(),
+            secret_access_key: SECRET.into(),
+        },
+    };
+    let tuning = TransferTuning {
+        part_size: 5 * MIB,
+        retry: RetryPolicy {
+            attempts,
+            first_backoff: std::time::Duration::from_millis(250),
+            max_backoff: std::time::Duration::from_secs(8),
+        },
+        ..TransferTuning::default()
+    };
+    ObjectStorage::new(&target, Arc::new(SimStorageDialer::new(dialer())), tuning).unwrap()
+}
+
+/// The transport's retry (storage::retry_after) on the wire: two 503s are absorbed by a
+/// client allowed three tries, after its two backoffs (250 ms, then 500 ms).
+#[test]
+fn slow_down_answers_are_retried_by_the_transport() {
+    let mut sim = sim(7);
+    let (model, seen) = flaky_minio(&mut sim, 2);
+    sim.client("backup-job", async move {
+        let started = tokio::time::Instant::now();
+        let dump = data(2048);
+        let stored = flaky_storage(3)
+            .upload("retried.sql", &dump[..])
+            .await
+            .unwrap();
+        assert!(
+            started.elapsed() >= std::time::Duration::from_millis(750),
+            "two backoffs of 250 and 500 ms: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 3);
+        assert_eq!(
+            model.object(BUCKET, "retried.sql").unwrap(),
+            dump.as_slice()
+        );
+        assert_eq!(stored.sha256, sha256_hex(&dump));
+        Ok(())
+    });
+    run(&mut sim, &Faults::default());
+}
+
+/// Without retries the same answer is the caller's error, and it says what S3 said.
+#[test]
+fn slow_down_without_retries_is_a_clear_error() {
+    let mut sim = sim(8);
+    let (model, seen) = flaky_minio(&mut sim, 1);
+    sim.client("backup-job", async move {
+        let err = flaky_storage(1)
+            .upload("refused.sql", &data(2048)[..])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StorageError::Request { .. }), "{err}");
+        assert!(err.to_string().contains("SlowDown"), "{err}");
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(model.keys(BUCKET).unwrap(), Vec::<String>::new());
+        Ok(())
+    });
+    run(&mut sim, &Faults::default());
+}
