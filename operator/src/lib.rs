@@ -23,5 +23,6 @@ pub mod metrics;
 pub mod rbac;
 pub mod schema;
 pub mod sidecar;
+pub mod storage;
 pub mod transport;
 pub mod validate;

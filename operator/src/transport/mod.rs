@@ -6,6 +6,7 @@
 mod clock;
 pub mod dragonfly;
 pub mod mysql;
+pub mod object_storage;
 
 pub use clock::{Clock, SharedClock, SystemClock};
 pub use dragonfly::{

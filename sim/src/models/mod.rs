@@ -1,10 +1,12 @@
 //! Models of the servers the operator manages, run as pod programs on simulated hosts:
-//! MySQL 8 ([`mysql`]) and Dragonfly ([`dragonfly`]). Each follows its server's
+//! MySQL 8 ([`mysql`]), Dragonfly ([`dragonfly`]) and an S3 object store ([`s3`], the
+//! playground's MinIO). Each follows its server's
 //! documentation for the behaviour the operator depends on; docs/simulation.md lists what
 //! each implements, what it leaves out, and the sources.
 
 pub mod dragonfly;
 pub mod mysql;
+pub mod s3;
 
 use crate::images::{ImageRegistry, StartupProfile};
 
@@ -27,6 +29,9 @@ pub fn register(registry: &mut ImageRegistry) {
         dragonfly::DragonflyProgram::default(),
         StartupProfile::default(),
     );
+    for image in s3::MINIO_IMAGES {
+        registry.register(image, s3::MinioProgram, StartupProfile::default());
+    }
 }
 
 #[cfg(test)]
@@ -42,5 +47,11 @@ mod tests {
                 .resolve("docker.dragonflydb.io/dragonflydb/dragonfly:v1.38.0")
                 .is_some()
         );
+        assert!(
+            registry
+                .resolve("quay.io/minio/minio:RELEASE.2025-04-22T22-12-26Z")
+                .is_some()
+        );
+        assert!(registry.resolve("minio/minio:latest").is_some());
     }
 }
