@@ -336,9 +336,9 @@ struct ProfileRun {
 /// client host through cluster DNS.
 fn minio_profile_backup(seed: u64) -> ProfileRun {
     use bloodraven::api::MysqlFailoverGroupSpec;
+    use bloodraven_sim::Placement;
     use bloodraven_sim::apiserver::ResourceKey;
     use bloodraven_sim::dialer::ClusterDialer;
-    use bloodraven_sim::network::Placement;
     use bloodraven_sim::playground::{PLAYGROUND_NAMESPACE, apply_file, apply_text};
     use bloodraven_sim::world::World;
     use std::collections::BTreeMap;
