@@ -3,7 +3,7 @@
 
 use futures::future::BoxFuture;
 
-use super::{DockerApi, NodeApi, NodeInfo};
+use super::{DockerApi, ExecOutput, NodeApi, NodeInfo};
 
 /// `DockerApi` over bollard.
 pub struct BollardDocker(pub bollard::Docker);
@@ -65,15 +65,19 @@ impl DockerApi for BollardDocker {
         &'a self,
         container: &'a str,
         cmd: &'a [String],
-    ) -> BoxFuture<'a, Result<i64, String>> {
+        env: &'a [String],
+    ) -> BoxFuture<'a, Result<ExecOutput, String>> {
         use futures::StreamExt;
         Box::pin(async move {
             let options = bollard::exec::CreateExecOptions {
                 cmd: Some(cmd.to_vec()),
+                env: Some(env.to_vec()),
                 attach_stdout: Some(true),
                 attach_stderr: Some(true),
                 ..Default::default()
             };
+            let mut stdout = String::new();
+            let mut stderr = String::new();
             let created = self
                 .0
                 .create_exec(container, options)
@@ -86,9 +90,15 @@ impl DockerApi for BollardDocker {
                 .map_err(|e| e.to_string())?
             {
                 bollard::exec::StartExecResults::Attached { mut output, .. } => {
-                    // Drain the output so the command runs to completion.
+                    // Drain the output so the command runs to completion; keep it for
+                    // the caller (stderr says why a command failed).
                     while let Some(chunk) = output.next().await {
-                        chunk.map_err(|e| e.to_string())?;
+                        match chunk.map_err(|e| e.to_string())? {
+                            bollard::container::LogOutput::StdErr { message } => {
+                                stderr.push_str(&String::from_utf8_lossy(&message));
+                            }
+                            other => stdout.push_str(&other.to_string()),
+                        }
                     }
                 }
                 bollard::exec::StartExecResults::Detached => {}
@@ -98,9 +108,14 @@ impl DockerApi for BollardDocker {
                 .inspect_exec(&created.id)
                 .await
                 .map_err(|e| e.to_string())?;
-            inspected
+            let exit_code = inspected
                 .exit_code
-                .ok_or_else(|| "exec finished without an exit code".to_owned())
+                .ok_or_else(|| "exec finished without an exit code".to_owned())?;
+            Ok(ExecOutput {
+                exit_code,
+                stdout,
+                stderr,
+            })
         })
     }
 }

@@ -24,7 +24,7 @@ pub use clients::{BollardDocker, KubeNodes};
 
 use super::k3d_live::{K3dCounter, KubeGroups, Live, LiveConfig, LiveParts};
 use super::tunnel::KubeForwarder;
-use super::{Backend, BackendError, FaultOps, TypedPlan};
+use super::{Backend, BackendError, FaultOps, SiteWritability, TypedPlan};
 use crate::cluster::{KubeCluster, SharedCluster};
 use crate::scenario::{BackendKind, Component, Fault};
 use crate::workload::CounterTarget;
@@ -143,12 +143,22 @@ pub trait DockerApi: Send + Sync {
         network: &'a str,
         container: &'a str,
     ) -> BoxFuture<'a, Result<(), String>>;
-    /// Runs `cmd` in the container and returns its exit code.
+    /// Runs `cmd` in the container with `env` (`NAME=value`: how secrets reach a
+    /// command without appearing in its argv) and returns its exit code and output.
     fn exec<'a>(
         &'a self,
         container: &'a str,
         cmd: &'a [String],
-    ) -> BoxFuture<'a, Result<i64, String>>;
+        env: &'a [String],
+    ) -> BoxFuture<'a, Result<ExecOutput, String>>;
+}
+
+/// What a command run by [`DockerApi::exec`] left behind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 /// The Kubernetes calls the backend makes for faults and metrics.
@@ -219,6 +229,7 @@ impl K3dBackend {
                 dragonfly_port: self.config.dragonfly_port,
             },
             parts,
+            self.docker.clone(),
         ));
         // One counter for the run: it remembers which increments it attempted, which
         // no-acknowledged-write-lost reads back at the end.
@@ -576,9 +587,13 @@ impl K3dBackend {
                 .connect_network(network, container)
                 .await
                 .map_err(fail),
-            K3dOp::Exec { container, cmd } => match self.docker.exec(container, cmd).await {
-                Ok(0) => Ok(()),
-                Ok(code) => Err(fail(format!("exited with {code}"))),
+            K3dOp::Exec { container, cmd } => match self.docker.exec(container, cmd, &[]).await {
+                Ok(out) if out.exit_code == 0 => Ok(()),
+                Ok(out) => Err(fail(format!(
+                    "exited with {}: {}",
+                    out.exit_code,
+                    out.stderr.trim()
+                ))),
                 Err(m) => Err(fail(m)),
             },
         }
@@ -657,16 +672,21 @@ impl Backend for K3dBackend {
         })
     }
 
-    fn counter(&self) -> Option<Arc<dyn CounterTarget>> {
-        self.counter.clone().map(|c| c as Arc<dyn CounterTarget>)
+    fn counter(&self, namespace: &str) -> Option<Arc<dyn CounterTarget>> {
+        let counter = self.counter.clone()?;
+        counter.use_namespace(namespace);
+        Some(counter as Arc<dyn CounterTarget>)
     }
 
-    fn writability(&self) -> BoxFuture<'_, Result<Option<BTreeMap<String, bool>>, BackendError>> {
+    fn writability<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, SiteWritability>>, BackendError>> {
         Box::pin(async move {
             let Some(live) = &self.live else {
                 return Ok(None);
             };
-            live.site_writability()
+            live.site_writability(namespace)
                 .await
                 .map(Some)
                 .map_err(|m| Self::call_error("poll read_only".into(), m))
