@@ -360,7 +360,10 @@ mod tests {
     }
 
     /// Polls as the runner records them: (at, site, Some(writable) | None = unknown).
-    fn polled(polls: &[(Millis, &str, Option<bool>)], faults: &[(Millis, Option<Millis>)]) -> History {
+    fn polled(
+        polls: &[(Millis, &str, Option<bool>)],
+        faults: &[(Millis, Option<Millis>)],
+    ) -> History {
         let mut h = History::default();
         for (at, site, state) in polls {
             h.record_poll(*at, site, *state, "tunnel refused");
@@ -421,7 +424,11 @@ mod tests {
             ),
             (
                 "unknown outside any fault window: not blind",
-                vec![(0, "iad", Some(false)), (10, "iad", None), (50, "iad", Some(false))],
+                vec![
+                    (0, "iad", Some(false)),
+                    (10, "iad", None),
+                    (50, "iad", Some(false)),
+                ],
                 vec![(200, Some(800))],
                 vec![],
                 0,

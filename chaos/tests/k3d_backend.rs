@@ -7,7 +7,9 @@ mod support;
 
 use std::sync::{Arc, Mutex};
 
-use bloodraven_chaos::backend::k3d::{DockerApi, K3dBackend, K3dConfig, NodeApi, NodeInfo};
+use bloodraven_chaos::backend::k3d::{
+    DockerApi, ExecOutput, K3dBackend, K3dConfig, NodeApi, NodeInfo,
+};
 use bloodraven_chaos::backend::{Backend, BackendError, LedgerFaults};
 use bloodraven_chaos::scenario::{Component, Fault};
 use futures::future::BoxFuture;
@@ -49,11 +51,25 @@ impl DockerApi for RecordingDocker {
             .push(format!("docker POST /networks/{n}/connect {c}"));
         Box::pin(async { Ok(()) })
     }
-    fn exec<'a>(&'a self, c: &'a str, cmd: &'a [String]) -> BoxFuture<'a, Result<i64, String>> {
+    fn exec<'a>(
+        &'a self,
+        c: &'a str,
+        cmd: &'a [String],
+        _env: &'a [String],
+    ) -> BoxFuture<'a, Result<ExecOutput, String>> {
         self.0.push(format!("docker exec {c}: {}", cmd.join(" ")));
         // A rule deletion that finds no rule exits 1, as iptables does.
-        let code = i64::from(cmd.iter().any(|a| a == "10.0.0.99"));
-        Box::pin(async move { Ok(code) })
+        let missing = cmd.iter().any(|a| a == "10.0.0.99");
+        let out = ExecOutput {
+            exit_code: i64::from(missing),
+            stdout: String::new(),
+            stderr: if missing {
+                "iptables: Bad rule (does a matching rule exist in that chain?).\n".into()
+            } else {
+                String::new()
+            },
+        };
+        Box::pin(async move { Ok(out) })
     }
 }
 
@@ -325,6 +341,10 @@ async fn failing_exec_and_unknown_ledger_ops_are_errors() {
     let op = serde_json::json!({"op": "exec", "container": "n", "cmd": ["iptables", "-D", "INPUT", "-s", "10.0.0.99"]});
     let err = b.execute(&[op]).await.unwrap_err();
     assert!(err.to_string().contains("exited with 1"), "{err}");
+    assert!(
+        err.to_string().contains("Bad rule"),
+        "exec stderr is kept: {err}"
+    );
     let err = b
         .execute(&[serde_json::json!({"op": "reboot-datacenter"})])
         .await

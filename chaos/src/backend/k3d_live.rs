@@ -411,7 +411,10 @@ pub fn parse_read_only_flags(stdout: &str) -> Option<(bool, bool)> {
     };
     let read_only = flag(fields.next())?;
     let super_read_only = flag(fields.next())?;
-    fields.next().is_none().then_some((read_only, super_read_only))
+    fields
+        .next()
+        .is_none()
+        .then_some((read_only, super_read_only))
 }
 
 /// The live counter: one row per increment (`chaos-counter/<seq>`) through whichever pod
