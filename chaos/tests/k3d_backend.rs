@@ -8,14 +8,32 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use bloodraven_chaos::backend::k3d::{
-    DockerApi, ExecOutput, K3dBackend, K3dConfig, NodeApi, NodeInfo,
+    DockerApi, ExecOutput, K3dBackend, K3dConfig, NodeApi, NodeInfo, PodRef,
 };
 use bloodraven_chaos::backend::{Backend, BackendError, LedgerFaults};
 use bloodraven_chaos::scenario::{Component, Fault};
 use futures::future::BoxFuture;
 
-#[derive(Default)]
-struct Calls(Mutex<Vec<String>>);
+struct Calls(Mutex<Vec<String>>, Mutex<Operators>);
+
+/// The operator's pods (namespace, name) and its leader-election Lease's holder.
+struct Operators {
+    pods: Vec<(&'static str, &'static str)>,
+    holder: Option<&'static str>,
+}
+
+impl Default for Calls {
+    fn default() -> Self {
+        // The playground: one operator replica, in bloodraven-playground.
+        Self(
+            Mutex::default(),
+            Mutex::new(Operators {
+                pods: vec![("bloodraven-playground", "bloodraven-7d9f-abcde")],
+                holder: Some("bloodraven-7d9f-abcde"),
+            }),
+        )
+    }
+}
 
 impl Calls {
     fn push(&self, call: String) {
@@ -107,7 +125,52 @@ impl NodeApi for RecordingNodes {
         self.0.push(format!(
             "kube DELETE pods -n {ns} labelSelector={selector}{node}"
         ));
-        Box::pin(async { Ok(vec!["pod-0".into()]) })
+        // Site ord has no pods at all; the operator's pods live in their own namespace.
+        let ops = self.0.1.lock().unwrap();
+        let deleted = if selector.contains("site=ord") {
+            vec![]
+        } else if selector == "app.kubernetes.io/name=bloodraven" {
+            ops.pods
+                .iter()
+                .filter(|(pns, _)| *pns == ns)
+                .map(|(_, n)| (*n).to_owned())
+                .collect()
+        } else {
+            vec!["pod-0".to_owned()]
+        };
+        Box::pin(async move { Ok(deleted) })
+    }
+    fn pods_in_all_namespaces<'a>(
+        &'a self,
+        selector: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<PodRef>, String>> {
+        self.0
+            .push(format!("kube GET /api/v1/pods?labelSelector={selector}"));
+        assert_eq!(selector, "app.kubernetes.io/name=bloodraven");
+        let pods = self
+            .0
+            .1
+            .lock()
+            .unwrap()
+            .pods
+            .iter()
+            .map(|(ns, name)| PodRef {
+                namespace: (*ns).to_owned(),
+                name: (*name).to_owned(),
+            })
+            .collect();
+        Box::pin(async move { Ok(pods) })
+    }
+    fn lease_holder<'a>(
+        &'a self,
+        ns: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, String>> {
+        self.0.push(format!(
+            "kube GET /apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}"
+        ));
+        let holder = self.0.1.lock().unwrap().holder.map(str::to_owned);
+        Box::pin(async move { Ok(holder) })
     }
     fn set_unschedulable<'a>(
         &'a self,
@@ -119,15 +182,17 @@ impl NodeApi for RecordingNodes {
         ));
         Box::pin(async { Ok(()) })
     }
-    fn service_metrics<'a>(
+    fn pod_metrics<'a>(
         &'a self,
         ns: &'a str,
-        svc: &'a str,
+        pod: &'a str,
+        port: u16,
     ) -> BoxFuture<'a, Result<String, String>> {
         self.0.push(format!(
-            "kube GET /api/v1/namespaces/{ns}/services/{svc}/proxy/metrics"
+            "kube GET /api/v1/namespaces/{ns}/pods/{pod}:{port}/proxy/metrics"
         ));
-        Box::pin(async { Ok("up 1\n".into()) })
+        let body = format!("up{{pod=\"{pod}\"}} 1\n");
+        Box::pin(async move { Ok(body) })
     }
 }
 
@@ -196,15 +261,45 @@ async fn kill_pod_and_kill_dragonfly_select_the_component() {
 }
 
 #[tokio::test]
-async fn kill_operator_deletes_the_operator_pod() {
+async fn kill_operator_deletes_the_operator_pod_in_the_namespace_it_runs_in() {
     let (apply, undo) = calls_for(Fault::KillOperator {}).await;
     assert_eq!(
         apply,
         strings(&[
-            "kube DELETE pods -n bloodraven-system labelSelector=app.kubernetes.io/name=bloodraven"
+            "kube DELETE pods -n bloodraven-playground labelSelector=app.kubernetes.io/name=bloodraven"
         ])
     );
     assert!(undo.is_empty());
+}
+
+#[tokio::test]
+async fn kills_that_match_nothing_are_errors() {
+    let (b, calls) = backend();
+    // No operator pod anywhere: planning fails, naming the selector.
+    calls.1.lock().unwrap().pods.clear();
+    let err = b
+        .plan_fault(&Fault::KillOperator {}, "bloodraven-playground")
+        .await;
+    assert!(
+        matches!(&err, Err(BackendError::NoPodsMatched { selector, .. }) if selector == "app.kubernetes.io/name=bloodraven"),
+        "{err:?}"
+    );
+    // A site without Dragonfly pods: the kill deletes nothing, which is an error.
+    let plan = b
+        .plan_fault(&Fault::KillDragonfly("ord".into()), "bloodraven-playground")
+        .await
+        .unwrap();
+    let err = b.execute(&plan.apply).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no pod labelled shipstream.io/site=ord,app.kubernetes.io/name=dragonfly in namespace bloodraven-playground"),
+        "{err}"
+    );
+    let plan = b
+        .plan_fault(&Fault::KillSite("ord".into()), "bloodraven-playground")
+        .await
+        .unwrap();
+    assert!(b.execute(&plan.apply).await.is_err());
 }
 
 #[tokio::test]
@@ -355,13 +450,45 @@ async fn failing_exec_and_unknown_ledger_ops_are_errors() {
 #[tokio::test]
 async fn metrics_are_scraped_through_the_api_server_proxy() {
     let (b, calls) = backend();
-    assert_eq!(b.scrape_metrics().await.unwrap(), "up 1\n");
+    assert_eq!(
+        b.scrape_metrics().await.unwrap(),
+        "up{pod=\"bloodraven-7d9f-abcde\"} 1\n"
+    );
     assert_eq!(
         calls.take(),
         strings(&[
-            "kube GET /api/v1/namespaces/bloodraven-system/services/bloodraven-metrics:8080/proxy/metrics"
+            "kube GET /api/v1/pods?labelSelector=app.kubernetes.io/name=bloodraven",
+            "kube GET /api/v1/namespaces/bloodraven-playground/pods/bloodraven-7d9f-abcde:8080/proxy/metrics"
         ])
     );
+}
+
+#[tokio::test]
+async fn metrics_of_two_replicas_are_scraped_from_the_lease_holder() {
+    let (b, calls) = backend();
+    *calls.1.lock().unwrap() = Operators {
+        pods: vec![
+            ("bloodraven-playground", "bloodraven-a"),
+            ("bloodraven-playground", "bloodraven-b"),
+        ],
+        holder: Some("bloodraven-b"),
+    };
+    assert_eq!(
+        b.scrape_metrics().await.unwrap(),
+        "up{pod=\"bloodraven-b\"} 1\n"
+    );
+    assert_eq!(
+        calls.take(),
+        strings(&[
+            "kube GET /api/v1/pods?labelSelector=app.kubernetes.io/name=bloodraven",
+            "kube GET /apis/coordination.k8s.io/v1/namespaces/bloodraven-playground/leases/bloodraven-operator",
+            "kube GET /api/v1/namespaces/bloodraven-playground/pods/bloodraven-b:8080/proxy/metrics"
+        ])
+    );
+    // No replica holds the Lease: an error naming both, not a standby's zeros.
+    calls.1.lock().unwrap().holder = None;
+    let err = b.scrape_metrics().await.unwrap_err().to_string();
+    assert!(err.contains("bloodraven-playground/bloodraven-a"), "{err}");
 }
 
 #[tokio::test]

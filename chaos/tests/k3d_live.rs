@@ -18,7 +18,7 @@ use bloodraven::transport::{
     MysqlTarget, ReadOnlyMode, SemisyncSourceStatus,
 };
 use bloodraven_chaos::backend::k3d::{
-    DockerApi, ExecOutput, K3dBackend, K3dConfig, NodeApi, NodeInfo,
+    DockerApi, ExecOutput, K3dBackend, K3dConfig, NodeApi, NodeInfo, PodRef,
 };
 use bloodraven_chaos::backend::k3d_live::{
     GroupApi, GroupInfo, LiveParts, PodPlacement, parse_read_only_flags, read_only_in_node_command,
@@ -498,10 +498,24 @@ impl NodeApi for NoNodes {
     fn set_unschedulable<'a>(&'a self, _: &'a str, _: bool) -> BoxFuture<'a, Result<(), String>> {
         panic!("no node call expected")
     }
-    fn service_metrics<'a>(
+    fn pods_in_all_namespaces<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<PodRef>, String>> {
+        panic!("no node call expected")
+    }
+    fn lease_holder<'a>(
         &'a self,
         _: &'a str,
         _: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, String>> {
+        panic!("no node call expected")
+    }
+    fn pod_metrics<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: u16,
     ) -> BoxFuture<'a, Result<String, String>> {
         panic!("no node call expected")
     }

@@ -42,6 +42,14 @@ pub enum BackendError {
         site: String,
         selector: String,
     },
+    #[error(
+        "{backend} backend: no pod labelled {selector} in namespace {namespace}: the fault would change nothing"
+    )]
+    NoPodsMatched {
+        backend: BackendKind,
+        namespace: String,
+        selector: String,
+    },
     #[error("{backend} backend: unknown ledger operation {op}: {message}")]
     BadOperation {
         backend: BackendKind,

@@ -3,7 +3,7 @@
 
 use futures::future::BoxFuture;
 
-use super::{DockerApi, ExecOutput, NodeApi, NodeInfo};
+use super::{DockerApi, ExecOutput, NodeApi, NodeInfo, PodRef};
 
 /// `DockerApi` over bollard.
 pub struct BollardDocker(pub bollard::Docker);
@@ -209,13 +209,51 @@ impl NodeApi for KubeNodes {
         })
     }
 
-    fn service_metrics<'a>(
+    fn pods_in_all_namespaces<'a>(
+        &'a self,
+        selector: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<PodRef>, String>> {
+        Box::pin(async move {
+            let api: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::all(self.0.clone());
+            let list = api
+                .list(&kube::api::ListParams::default().labels(selector))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(list
+                .items
+                .into_iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .filter_map(|p| {
+                    Some(PodRef {
+                        namespace: p.metadata.namespace?,
+                        name: p.metadata.name?,
+                    })
+                })
+                .collect())
+        })
+    }
+
+    fn lease_holder<'a>(
         &'a self,
         namespace: &'a str,
-        service: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, String>> {
+        Box::pin(async move {
+            let api: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+                kube::Api::namespaced(self.0.clone(), namespace);
+            let lease = api.get_opt(name).await.map_err(|e| e.to_string())?;
+            Ok(lease.and_then(|l| l.spec?.holder_identity))
+        })
+    }
+
+    fn pod_metrics<'a>(
+        &'a self,
+        namespace: &'a str,
+        pod: &'a str,
+        port: u16,
     ) -> BoxFuture<'a, Result<String, String>> {
         Box::pin(async move {
-            let uri = format!("/api/v1/namespaces/{namespace}/services/{service}/proxy/metrics");
+            let uri = format!("/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/metrics");
             let request = http::Request::get(uri)
                 .body(Vec::new())
                 .map_err(|e| e.to_string())?;

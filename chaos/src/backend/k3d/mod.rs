@@ -41,10 +41,14 @@ pub struct K3dConfig {
     pub site_pod_label: String,
     /// Pod label that tells MySQL from Dragonfly pods.
     pub component_label: String,
-    pub operator_namespace: String,
+    /// Label selector of the operator's pods, found in whichever namespace they run
+    /// (the playground's is `bloodraven-playground`, a chart install's may differ).
     pub operator_selector: String,
-    /// `service:port` of the operator's metrics, reached through the API server proxy.
-    pub metrics_service: String,
+    /// The operator's leader-election Lease (in the operator's namespace): its holder
+    /// is the replica whose /metrics are scraped.
+    pub operator_leader_lease: String,
+    /// The operator pods' metrics port, reached through the API server's pod proxy.
+    pub metrics_port: u16,
     /// The ordinary MySQL account the counter writes as (password: the group's
     /// credentials Secret, key `app-password`).
     pub app_user: String,
@@ -60,9 +64,9 @@ impl Default for K3dConfig {
             site_node_label: "topology.kubernetes.io/zone".into(),
             site_pod_label: "shipstream.io/site".into(),
             component_label: "app.kubernetes.io/name".into(),
-            operator_namespace: "bloodraven-system".into(),
             operator_selector: bloodraven::deploy::OPERATOR_POD_SELECTOR.into(),
-            metrics_service: "bloodraven-metrics:8080".into(),
+            operator_leader_lease: bloodraven::leader::LEADER_LEASE.into(),
+            metrics_port: bloodraven::deploy::METRICS_PORT,
             app_user: bloodraven::children::APP_USER.into(),
             dragonfly_port: 6379,
         }
@@ -77,6 +81,10 @@ pub enum K3dOp {
         namespace: String,
         selector: String,
         node: Option<String>,
+        /// A kill that deletes nothing is an error (a scenario must not pass because
+        /// its fault missed); an eviction of whatever is on a node is not.
+        #[serde(default)]
+        must_match: bool,
     },
     SetUnschedulable {
         node: String,
@@ -161,8 +169,26 @@ pub struct ExecOutput {
     pub stderr: String,
 }
 
+/// A pod by namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PodRef {
+    pub namespace: String,
+    pub name: String,
+}
+
 /// The Kubernetes calls the backend makes for faults and metrics.
 pub trait NodeApi: Send + Sync {
+    /// The pods matching `selector` in every namespace, not being deleted.
+    fn pods_in_all_namespaces<'a>(
+        &'a self,
+        selector: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<PodRef>, String>>;
+    /// `spec.holderIdentity` of Lease `namespace/name`; `None` when unheld or absent.
+    fn lease_holder<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, String>>;
     fn nodes_with_label<'a>(
         &'a self,
         selector: &'a str,
@@ -179,11 +205,12 @@ pub trait NodeApi: Send + Sync {
         node: &'a str,
         unschedulable: bool,
     ) -> BoxFuture<'a, Result<(), String>>;
-    /// GET /metrics of `service:port` in `namespace` through the API server's proxy.
-    fn service_metrics<'a>(
+    /// GET /metrics of `pod:port` in `namespace` through the API server's pod proxy.
+    fn pod_metrics<'a>(
         &'a self,
         namespace: &'a str,
-        service: &'a str,
+        pod: &'a str,
+        port: u16,
     ) -> BoxFuture<'a, Result<String, String>>;
 }
 
@@ -303,6 +330,61 @@ impl K3dBackend {
         Ok(nodes)
     }
 
+    /// The operator's pods, in whichever namespace they run; none is an error.
+    async fn operator_pods(&self) -> Result<Vec<PodRef>, BackendError> {
+        let selector = &self.config.operator_selector;
+        let mut pods = self
+            .nodes
+            .pods_in_all_namespaces(selector)
+            .await
+            .map_err(|m| Self::call_error(format!("list pods {selector} in all namespaces"), m))?;
+        if pods.is_empty() {
+            return Err(BackendError::NoPodsMatched {
+                backend: BackendKind::K3d,
+                namespace: "(any)".into(),
+                selector: selector.clone(),
+            });
+        }
+        pods.sort();
+        Ok(pods)
+    }
+
+    /// The operator replica to scrape: the only one, or the leader-election Lease's
+    /// holder (a standby's metrics are zeros: scraping through a Service in front of
+    /// both would alternate between them).
+    async fn operator_leader(&self) -> Result<PodRef, BackendError> {
+        let pods = self.operator_pods().await?;
+        if let [only] = pods.as_slice() {
+            return Ok(only.clone());
+        }
+        let lease = &self.config.operator_leader_lease;
+        let namespaces: BTreeSet<&str> = pods.iter().map(|p| p.namespace.as_str()).collect();
+        for ns in namespaces {
+            let holder = self
+                .nodes
+                .lease_holder(ns, lease)
+                .await
+                .map_err(|m| Self::call_error(format!("get Lease {ns}/{lease}"), m))?;
+            if let Some(pod) = pods
+                .iter()
+                .find(|p| p.namespace == ns && Some(&p.name) == holder.as_ref())
+            {
+                return Ok(pod.clone());
+            }
+        }
+        Err(Self::call_error(
+            "find the operator's leader".into(),
+            format!(
+                "{} operator pods ({}) and no Lease {lease} held by one of them",
+                pods.len(),
+                pods.iter()
+                    .map(|p| format!("{}/{}", p.namespace, p.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ))
+    }
+
     fn site_pods(&self, site: &str, component: Option<Component>) -> String {
         let mut selector = format!("{}={site}", self.config.site_pod_label);
         if let Some(c) = component {
@@ -336,33 +418,40 @@ impl K3dBackend {
             fault: fault.to_string(),
             reason: reason.to_owned(),
         };
-        let delete = |selector: String, node: Option<String>| K3dOp::DeletePods {
+        let kill = |selector: String| K3dOp::DeletePods {
             namespace: namespace.to_owned(),
             selector,
-            node,
+            node: None,
+            must_match: true,
         };
         Ok(match fault {
             // Pod deletions need no undo: the StatefulSets recreate the pods.
-            Fault::KillSite(site) => (vec![delete(self.site_pods(site, None), None)], vec![]),
-            Fault::KillPod { site, component } => (
-                vec![delete(self.site_pods(site, Some(*component)), None)],
-                vec![],
-            ),
+            Fault::KillSite(site) => (vec![kill(self.site_pods(site, None))], vec![]),
+            Fault::KillPod { site, component } => {
+                (vec![kill(self.site_pods(site, Some(*component)))], vec![])
+            }
             Fault::KillDragonfly(site) => (
-                vec![delete(
-                    self.site_pods(site, Some(Component::Dragonfly)),
-                    None,
-                )],
+                vec![kill(self.site_pods(site, Some(Component::Dragonfly)))],
                 vec![],
             ),
-            Fault::KillOperator {} => (
-                vec![K3dOp::DeletePods {
-                    namespace: self.config.operator_namespace.clone(),
-                    selector: self.config.operator_selector.clone(),
-                    node: None,
-                }],
-                vec![],
-            ),
+            Fault::KillOperator {} => {
+                let namespaces: BTreeSet<String> = self
+                    .operator_pods()
+                    .await?
+                    .into_iter()
+                    .map(|p| p.namespace)
+                    .collect();
+                let apply = namespaces
+                    .into_iter()
+                    .map(|ns| K3dOp::DeletePods {
+                        namespace: ns,
+                        selector: self.config.operator_selector.clone(),
+                        node: None,
+                        must_match: true,
+                    })
+                    .collect();
+                (apply, vec![])
+            }
             Fault::Cordon(site) => {
                 let nodes = self.site_nodes(site).await?;
                 let mut apply = Vec::new();
@@ -379,7 +468,12 @@ impl K3dBackend {
                 }
                 // Evict: the site's pods leave the cordoned node(s) and cannot come back.
                 for node in &nodes {
-                    apply.push(delete(self.site_pods(site, None), Some(node.name.clone())));
+                    apply.push(K3dOp::DeletePods {
+                        namespace: namespace.to_owned(),
+                        selector: self.site_pods(site, None),
+                        node: Some(node.name.clone()),
+                        must_match: false,
+                    });
                 }
                 (apply, undo)
             }
@@ -557,12 +651,22 @@ impl K3dBackend {
                 namespace,
                 selector,
                 node,
-            } => self
-                .nodes
-                .delete_pods(namespace, selector, node.as_deref())
-                .await
-                .map(|_| ())
-                .map_err(fail),
+                must_match,
+            } => {
+                let deleted = self
+                    .nodes
+                    .delete_pods(namespace, selector, node.as_deref())
+                    .await
+                    .map_err(fail)?;
+                if *must_match && deleted.is_empty() {
+                    return Err(BackendError::NoPodsMatched {
+                        backend: BackendKind::K3d,
+                        namespace: namespace.clone(),
+                        selector: selector.clone(),
+                    });
+                }
+                Ok(())
+            }
             K3dOp::SetUnschedulable {
                 node,
                 unschedulable,
@@ -660,14 +764,16 @@ impl Backend for K3dBackend {
 
     fn scrape_metrics(&self) -> BoxFuture<'_, Result<String, BackendError>> {
         Box::pin(async move {
+            let leader = self.operator_leader().await?;
+            let port = self.config.metrics_port;
             self.nodes
-                .service_metrics(
-                    &self.config.operator_namespace,
-                    &self.config.metrics_service,
-                )
+                .pod_metrics(&leader.namespace, &leader.name, port)
                 .await
                 .map_err(|m| {
-                    Self::call_error(format!("GET {} /metrics", self.config.metrics_service), m)
+                    Self::call_error(
+                        format!("GET {}/{}:{port}/metrics", leader.namespace, leader.name),
+                        m,
+                    )
                 })
         })
     }
