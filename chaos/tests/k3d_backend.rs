@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use bloodraven_chaos::backend::k3d::{
@@ -100,16 +101,58 @@ impl NodeApi for RecordingNodes {
     ) -> BoxFuture<'a, Result<Vec<NodeInfo>, String>> {
         self.0
             .push(format!("kube GET /api/v1/nodes?labelSelector={selector}"));
+        // The playground's nodes: agents labelled zone-<site> (the guide's commands),
+        // and an unlabelled agent that site dal's pods run on.
+        let iad = NodeInfo {
+            name: "k3d-bloodraven-agent-0".into(),
+            internal_ip: Some("172.18.0.3".into()),
+        };
+        let pdx = NodeInfo {
+            name: "k3d-bloodraven-agent-1".into(),
+            internal_ip: Some("172.18.0.4".into()),
+        };
+        let dal = NodeInfo {
+            name: "k3d-bloodraven-agent-2".into(),
+            internal_ip: Some("172.18.0.5".into()),
+        };
         let nodes = match selector {
-            "topology.kubernetes.io/zone=iad" => vec![NodeInfo {
-                name: "k3d-bloodraven-agent-0".into(),
-                internal_ip: Some("172.18.0.3".into()),
-            }],
-            "topology.kubernetes.io/zone=pdx" => vec![NodeInfo {
-                name: "k3d-bloodraven-agent-1".into(),
-                internal_ip: Some("172.18.0.4".into()),
-            }],
+            "topology.kubernetes.io/zone=zone-iad" => vec![iad],
+            "topology.kubernetes.io/zone=zone-pdx" => vec![pdx],
+            "" => vec![iad, pdx, dal],
             _ => vec![],
+        };
+        Box::pin(async move { Ok(nodes) })
+    }
+    fn site_node_selector<'a>(
+        &'a self,
+        ns: &'a str,
+        site: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, String>> {
+        self.0.push(format!(
+            "kube GET /apis/bloodraven.shipstream.io/v1alpha1/namespaces/{ns}/mysqlfailovergroups (site {site})"
+        ));
+        // iad, pdx and sfo carry the playground's nodeSelector; dal has none.
+        let selector = match site {
+            "iad" | "pdx" | "sfo" => Some(BTreeMap::from([(
+                "topology.kubernetes.io/zone".to_owned(),
+                format!("zone-{site}"),
+            )])),
+            "dal" => Some(BTreeMap::new()),
+            _ => None,
+        };
+        Box::pin(async move { Ok(selector) })
+    }
+    fn pod_nodes<'a>(
+        &'a self,
+        ns: &'a str,
+        selector: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, String>> {
+        self.0
+            .push(format!("kube GET pods -n {ns} labelSelector={selector}"));
+        let nodes = if selector == "shipstream.io/site=dal" {
+            vec!["k3d-bloodraven-agent-2".to_owned(); 2]
+        } else {
+            vec![]
         };
         Box::pin(async move { Ok(nodes) })
     }
@@ -389,12 +432,36 @@ async fn planning_reads_nodes_but_changes_nothing() {
         .unwrap();
     assert_eq!(
         calls.take(),
-        strings(&["kube GET /api/v1/nodes?labelSelector=topology.kubernetes.io/zone=iad"])
+        strings(&[
+            "kube GET /apis/bloodraven.shipstream.io/v1alpha1/namespaces/ns/mysqlfailovergroups (site iad)",
+            "kube GET /api/v1/nodes?labelSelector=topology.kubernetes.io/zone=zone-iad"
+        ])
     );
     // The undo is data the ledger can store and another process can replay.
     assert_eq!(
         plan.undo,
         vec![serde_json::json!({"op": "start-container", "container": "k3d-bloodraven-agent-0"})]
+    );
+}
+
+#[tokio::test]
+async fn a_site_without_a_node_selector_takes_the_nodes_its_pods_run_on() {
+    let (b, calls) = backend();
+    let plan = b
+        .plan_fault(&Fault::NodeCrash("dal".into()), "ns")
+        .await
+        .unwrap();
+    assert_eq!(
+        plan.apply,
+        vec![serde_json::json!({"op": "stop-container", "container": "k3d-bloodraven-agent-2"})]
+    );
+    assert_eq!(
+        calls.take(),
+        strings(&[
+            "kube GET /apis/bloodraven.shipstream.io/v1alpha1/namespaces/ns/mysqlfailovergroups (site dal)",
+            "kube GET pods -n ns labelSelector=shipstream.io/site=dal",
+            "kube GET /api/v1/nodes?labelSelector=",
+        ])
     );
 }
 
@@ -407,7 +474,15 @@ async fn a_site_without_nodes_and_unsupported_faults_are_clear_errors() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "k3d backend: site \"sfo\" has no node (looked for nodes labelled topology.kubernetes.io/zone=sfo)"
+        "k3d backend: site \"sfo\" has no node (looked for nodes labelled topology.kubernetes.io/zone=zone-sfo (the site's nodeSelector))"
+    );
+    let err = b
+        .plan_fault(&Fault::NodeCrash("ord".into()), "ns")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "k3d backend: site \"ord\" has no node (looked for the nodes of pods shipstream.io/site=ord in ns)"
     );
     let err = b
         .plan_fault(

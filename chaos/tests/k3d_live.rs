@@ -504,6 +504,20 @@ impl NodeApi for NoNodes {
     ) -> BoxFuture<'a, Result<Vec<PodRef>, String>> {
         panic!("no node call expected")
     }
+    fn site_node_selector<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, String>> {
+        panic!("no node call expected")
+    }
+    fn pod_nodes<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, String>> {
+        panic!("no node call expected")
+    }
     fn lease_holder<'a>(
         &'a self,
         _: &'a str,

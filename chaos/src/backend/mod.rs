@@ -36,7 +36,7 @@ pub enum BackendError {
         fault: String,
         reason: String,
     },
-    #[error("{backend} backend: site {site:?} has no node (looked for nodes labelled {selector})")]
+    #[error("{backend} backend: site {site:?} has no node (looked for {selector})")]
     NoNodeForSite {
         backend: BackendKind,
         site: String,

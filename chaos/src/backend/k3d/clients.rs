@@ -1,6 +1,8 @@
 //! The production implementations of the k3d backend's two request boundaries:
 //! [`DockerApi`] over bollard and [`NodeApi`] over kube.
 
+use std::collections::BTreeMap;
+
 use futures::future::BoxFuture;
 
 use super::{DockerApi, ExecOutput, NodeApi, NodeInfo, PodRef};
@@ -206,6 +208,50 @@ impl NodeApi for KubeNodes {
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
+        })
+    }
+
+    fn site_node_selector<'a>(
+        &'a self,
+        namespace: &'a str,
+        site: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, String>> {
+        Box::pin(async move {
+            let api: kube::Api<bloodraven::api::MysqlFailoverGroup> =
+                kube::Api::namespaced(self.0.clone(), namespace);
+            let mut groups = api
+                .list(&kube::api::ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?
+                .items;
+            groups.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+            Ok(groups.into_iter().find_map(|g| {
+                g.spec
+                    .sites
+                    .into_iter()
+                    .find(|s| s.name == site)
+                    .map(|s| s.node_selector)
+            }))
+        })
+    }
+
+    fn pod_nodes<'a>(
+        &'a self,
+        namespace: &'a str,
+        selector: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, String>> {
+        Box::pin(async move {
+            let api: kube::Api<k8s_openapi::api::core::v1::Pod> =
+                kube::Api::namespaced(self.0.clone(), namespace);
+            let pods = api
+                .list(&kube::api::ListParams::default().labels(selector))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(pods
+                .items
+                .into_iter()
+                .filter_map(|p| p.spec?.node_name)
+                .collect())
         })
     }
 

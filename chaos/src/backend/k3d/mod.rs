@@ -35,8 +35,6 @@ pub struct K3dConfig {
     pub context: String,
     /// The Docker network k3d created for the cluster.
     pub network: String,
-    /// Node label whose value is the site name.
-    pub site_node_label: String,
     /// Pod label whose value is the site name (DESIGN.md pod labels).
     pub site_pod_label: String,
     /// Pod label that tells MySQL from Dragonfly pods.
@@ -61,7 +59,6 @@ impl Default for K3dConfig {
         Self {
             context: "k3d-bloodraven".into(),
             network: "k3d-bloodraven".into(),
-            site_node_label: "topology.kubernetes.io/zone".into(),
             site_pod_label: "shipstream.io/site".into(),
             component_label: "app.kubernetes.io/name".into(),
             operator_selector: bloodraven::deploy::OPERATOR_POD_SELECTOR.into(),
@@ -189,10 +186,24 @@ pub trait NodeApi: Send + Sync {
         namespace: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, String>>;
+    /// Nodes matching the label `selector` (`""`: every node).
     fn nodes_with_label<'a>(
         &'a self,
         selector: &'a str,
     ) -> BoxFuture<'a, Result<Vec<NodeInfo>, String>>;
+    /// `spec.sites[name=site].nodeSelector` of the MysqlFailoverGroup in `namespace`
+    /// that has the site (first by name); `None` when no group there has it.
+    fn site_node_selector<'a>(
+        &'a self,
+        namespace: &'a str,
+        site: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, String>>;
+    /// `spec.nodeName` of each scheduled pod matching `selector` in `namespace`.
+    fn pod_nodes<'a>(
+        &'a self,
+        namespace: &'a str,
+        selector: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, String>>;
     /// Deletes the pods matching `selector` (on `node` when given); returns their names.
     fn delete_pods<'a>(
         &'a self,
@@ -312,18 +323,60 @@ impl K3dBackend {
         }
     }
 
-    async fn site_nodes(&self, site: &str) -> Result<Vec<NodeInfo>, BackendError> {
-        let selector = format!("{}={site}", self.config.site_node_label);
-        let mut nodes = self
+    /// A site's nodes as the operator schedules it: the nodes matching the group's
+    /// `spec.sites[].nodeSelector` (the playground: `topology.kubernetes.io/zone=
+    /// zone-<site>`); for a site without one, the nodes its pods run on.
+    async fn site_nodes(&self, site: &str, namespace: &str) -> Result<Vec<NodeInfo>, BackendError> {
+        let node_selector = self
             .nodes
-            .nodes_with_label(&selector)
+            .site_node_selector(namespace, site)
             .await
-            .map_err(|m| Self::call_error(format!("list nodes {selector}"), m))?;
+            .map_err(|m| {
+                Self::call_error(format!("read site {site}'s nodeSelector in {namespace}"), m)
+            })?
+            .filter(|labels| !labels.is_empty());
+        let (mut nodes, looked_for) = match node_selector {
+            Some(labels) => {
+                let selector = labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let nodes = self
+                    .nodes
+                    .nodes_with_label(&selector)
+                    .await
+                    .map_err(|m| Self::call_error(format!("list nodes {selector}"), m))?;
+                (
+                    nodes,
+                    format!("nodes labelled {selector} (the site's nodeSelector)"),
+                )
+            }
+            None => {
+                let pods = self.site_pods(site, None);
+                let names: BTreeSet<String> = self
+                    .nodes
+                    .pod_nodes(namespace, &pods)
+                    .await
+                    .map_err(|m| Self::call_error(format!("list pods {pods} in {namespace}"), m))?
+                    .into_iter()
+                    .collect();
+                let nodes = self
+                    .nodes
+                    .nodes_with_label("")
+                    .await
+                    .map_err(|m| Self::call_error("list nodes".into(), m))?
+                    .into_iter()
+                    .filter(|n| names.contains(&n.name))
+                    .collect();
+                (nodes, format!("the nodes of pods {pods} in {namespace}"))
+            }
+        };
         if nodes.is_empty() {
             return Err(BackendError::NoNodeForSite {
                 backend: BackendKind::K3d,
                 site: site.to_owned(),
-                selector,
+                selector: looked_for,
             });
         }
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
@@ -453,7 +506,7 @@ impl K3dBackend {
                 (apply, vec![])
             }
             Fault::Cordon(site) => {
-                let nodes = self.site_nodes(site).await?;
+                let nodes = self.site_nodes(site, namespace).await?;
                 let mut apply = Vec::new();
                 let mut undo = Vec::new();
                 for node in &nodes {
@@ -478,7 +531,7 @@ impl K3dBackend {
                 (apply, undo)
             }
             Fault::Uncordon(site) => {
-                let nodes = self.site_nodes(site).await?;
+                let nodes = self.site_nodes(site, namespace).await?;
                 let apply = nodes
                     .iter()
                     .map(|n| K3dOp::SetUnschedulable {
@@ -489,7 +542,7 @@ impl K3dBackend {
                 (apply, vec![])
             }
             Fault::NetworkPartition(site) => {
-                let nodes = self.site_nodes(site).await?;
+                let nodes = self.site_nodes(site, namespace).await?;
                 let network = self.config.network.clone();
                 let apply = nodes
                     .iter()
@@ -508,8 +561,8 @@ impl K3dBackend {
                 (apply, undo)
             }
             Fault::Partition { between: [a, b] } => {
-                let side_a = self.site_nodes(a).await?;
-                let side_b = self.site_nodes(b).await?;
+                let side_a = self.site_nodes(a, namespace).await?;
+                let side_b = self.site_nodes(b, namespace).await?;
                 let ips =
                     |nodes: &[NodeInfo], site: &str| -> Result<BTreeSet<String>, BackendError> {
                         nodes
@@ -536,7 +589,7 @@ impl K3dBackend {
                 (apply, undo)
             }
             Fault::DisableSidecar(site) => {
-                let nodes = self.site_nodes(site).await?;
+                let nodes = self.site_nodes(site, namespace).await?;
                 let signal = |signal: &str, must_find: bool| -> Vec<K3dOp> {
                     nodes
                         .iter()
@@ -552,7 +605,7 @@ impl K3dBackend {
                 (signal("STOP", true), signal("CONT", false))
             }
             Fault::NodeCrash(site) => {
-                let nodes = self.site_nodes(site).await?;
+                let nodes = self.site_nodes(site, namespace).await?;
                 let apply = nodes
                     .iter()
                     .map(|n| K3dOp::StopContainer {
