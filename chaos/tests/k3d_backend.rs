@@ -406,21 +406,105 @@ async fn partition_between_sites_inserts_and_deletes_iptables_rules_on_both_side
     assert_eq!(
         apply,
         strings(&[
-            "docker exec k3d-bloodraven-agent-0: iptables -w -I INPUT -s 172.18.0.4 -j DROP",
-            "docker exec k3d-bloodraven-agent-0: iptables -w -I OUTPUT -d 172.18.0.4 -j DROP",
-            "docker exec k3d-bloodraven-agent-1: iptables -w -I INPUT -s 172.18.0.3 -j DROP",
-            "docker exec k3d-bloodraven-agent-1: iptables -w -I OUTPUT -d 172.18.0.3 -j DROP",
+            "docker exec k3d-bloodraven-agent-0: iptables -w 5 -I INPUT -s 172.18.0.4 -j DROP",
+            "docker exec k3d-bloodraven-agent-0: iptables -w 5 -I OUTPUT -d 172.18.0.4 -j DROP",
+            "docker exec k3d-bloodraven-agent-1: iptables -w 5 -I INPUT -s 172.18.0.3 -j DROP",
+            "docker exec k3d-bloodraven-agent-1: iptables -w 5 -I OUTPUT -d 172.18.0.3 -j DROP",
         ])
     );
+    let removal = |node: &str, rule: &str| {
+        format!(
+            "docker exec {node}: sh -c while iptables -w 5 -C {rule} 2>/dev/null; do iptables -w 5 -D {rule} || exit 1; done"
+        )
+    };
     assert_eq!(
         undo,
-        strings(&[
-            "docker exec k3d-bloodraven-agent-0: iptables -w -D INPUT -s 172.18.0.4 -j DROP",
-            "docker exec k3d-bloodraven-agent-0: iptables -w -D OUTPUT -d 172.18.0.4 -j DROP",
-            "docker exec k3d-bloodraven-agent-1: iptables -w -D INPUT -s 172.18.0.3 -j DROP",
-            "docker exec k3d-bloodraven-agent-1: iptables -w -D OUTPUT -d 172.18.0.3 -j DROP",
-        ])
+        vec![
+            removal("k3d-bloodraven-agent-0", "INPUT -s 172.18.0.4 -j DROP"),
+            removal("k3d-bloodraven-agent-0", "OUTPUT -d 172.18.0.4 -j DROP"),
+            removal("k3d-bloodraven-agent-1", "INPUT -s 172.18.0.3 -j DROP"),
+            removal("k3d-bloodraven-agent-1", "OUTPUT -d 172.18.0.3 -j DROP"),
+        ]
     );
+}
+
+/// The undo script against an iptables stand-in that keeps rules in a file and exits
+/// 1 on `-C`/`-D` of a missing rule, as iptables does: removing a rule that is not
+/// there, twice, or after a doubled insert all succeed and leave no rule behind.
+#[test]
+fn the_partition_undo_is_idempotent() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::write(&rules, "").unwrap();
+    let fake = dir.path().join("iptables");
+    std::fs::write(
+        &fake,
+        r#"#!/bin/sh
+[ "$1" = -w ] && [ "$2" = 5 ] || { echo "expected -w 5" >&2; exit 2; }
+shift 2; action=$1; shift; rule="$*"
+case "$action" in
+  -I) echo "$rule" >> "$RULES" ;;
+  -C) grep -qxF -- "$rule" "$RULES" ;;
+  -D) grep -qxF -- "$rule" "$RULES" || { echo "iptables: Bad rule" >&2; exit 1; }
+      awk -v r="$rule" '!done && $0 == r { done = 1; next } { print }' "$RULES" > "$RULES.new" && mv "$RULES.new" "$RULES" ;;
+  *) exit 2 ;;
+esac
+"#,
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = |cmd: &[String]| {
+        let path = format!(
+            "{}:{}",
+            dir.path().display(),
+            std::env::var("PATH").unwrap()
+        );
+        std::process::Command::new(&cmd[0])
+            .args(&cmd[1..])
+            .env("PATH", path)
+            .env("RULES", &rules)
+            .status()
+            .unwrap()
+            .code()
+    };
+    let undo = bloodraven_chaos::backend::k3d::remove_rule_command("INPUT", "-s", "172.18.0.4");
+    // Nothing applied (a crash between the ledger's fsync and the apply): succeeds.
+    assert_eq!(run(&undo), Some(0));
+    // Applied twice: both copies go.
+    let insert = strings(&[
+        "iptables",
+        "-w",
+        "5",
+        "-I",
+        "INPUT",
+        "-s",
+        "172.18.0.4",
+        "-j",
+        "DROP",
+    ]);
+    let other = strings(&[
+        "iptables",
+        "-w",
+        "5",
+        "-I",
+        "OUTPUT",
+        "-d",
+        "172.18.0.4",
+        "-j",
+        "DROP",
+    ]);
+    assert_eq!(run(&insert), Some(0));
+    assert_eq!(run(&insert), Some(0));
+    assert_eq!(run(&other), Some(0));
+    assert_eq!(run(&undo), Some(0));
+    assert_eq!(
+        std::fs::read_to_string(&rules).unwrap(),
+        "OUTPUT -d 172.18.0.4 -j DROP\n",
+        "only the matching rule is removed"
+    );
+    // Replayed by a second `recover`: still succeeds.
+    assert_eq!(run(&undo), Some(0));
 }
 
 #[tokio::test]

@@ -22,10 +22,12 @@ impl DockerApi for BollardDocker {
 
     fn start_container<'a>(&'a self, container: &'a str) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            self.0
-                .start_container(container, None)
-                .await
-                .map_err(|e| e.to_string())
+            // 304: already running (an undo replayed by `recover`) is done, not failed.
+            match self.0.start_container(container, None).await {
+                Ok(()) => Ok(()),
+                Err(e) if docker_status(&e) == Some(304) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            }
         })
     }
 
@@ -56,10 +58,16 @@ impl DockerApi for BollardDocker {
                 container: container.to_owned(),
                 endpoint_config: None,
             };
-            self.0
-                .connect_network(network, request)
-                .await
-                .map_err(|e| e.to_string())
+            // Docker answers 403 "already exists in network" when the container is
+            // connected (an undo replayed by `recover`, or a fault that never applied):
+            // the undo's goal holds, so it is done.
+            match self.0.connect_network(network, request).await {
+                Ok(()) => Ok(()),
+                Err(e) if docker_status(&e) == Some(403) && e.to_string().contains("already") => {
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            }
         })
     }
 
@@ -119,6 +127,14 @@ impl DockerApi for BollardDocker {
                 stderr,
             })
         })
+    }
+}
+
+/// The HTTP status of a Docker API error answer, if it was one.
+fn docker_status(e: &bollard::errors::Error) -> Option<u16> {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
     }
 }
 

@@ -446,18 +446,33 @@ impl K3dBackend {
         selector
     }
 
-    /// iptables rules that drop traffic between every node of `from` and each IP of
-    /// `to`, both directions, as seen from `from`'s nodes.
-    fn drop_rules(action: &str, node: &NodeInfo, peer_ips: &BTreeSet<String>) -> Vec<K3dOp> {
+    /// iptables rules that drop traffic between `node` and each of `peer_ips`, both
+    /// directions: inserted by the apply, removed by the undo.
+    fn drop_rules(insert: bool, node: &NodeInfo, peer_ips: &BTreeSet<String>) -> Vec<K3dOp> {
         let mut ops = Vec::new();
         for ip in peer_ips {
             for (chain, flag) in [("INPUT", "-s"), ("OUTPUT", "-d")] {
+                let cmd = if insert {
+                    [
+                        "iptables",
+                        "-w",
+                        IPTABLES_LOCK_WAIT,
+                        "-I",
+                        chain,
+                        flag,
+                        ip,
+                        "-j",
+                        "DROP",
+                    ]
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect()
+                } else {
+                    remove_rule_command(chain, flag, ip)
+                };
                 ops.push(K3dOp::Exec {
                     container: node.name.clone(),
-                    cmd: ["iptables", "-w", action, chain, flag, ip, "-j", "DROP"]
-                        .iter()
-                        .map(|s| (*s).to_owned())
-                        .collect(),
+                    cmd,
                 });
             }
         }
@@ -582,8 +597,8 @@ impl K3dBackend {
                 let mut undo = Vec::new();
                 for (nodes, peers) in [(&side_a, &ips_b), (&side_b, &ips_a)] {
                     for node in nodes.iter() {
-                        apply.extend(Self::drop_rules("-I", node, peers));
-                        undo.extend(Self::drop_rules("-D", node, peers));
+                        apply.extend(Self::drop_rules(true, node, peers));
+                        undo.extend(Self::drop_rules(false, node, peers));
                     }
                 }
                 (apply, undo)
@@ -755,6 +770,23 @@ impl K3dBackend {
             },
         }
     }
+}
+
+/// Seconds iptables waits for the xtables lock (plain `-w` waits forever, and kube-proxy
+/// or flannel may hold it).
+pub const IPTABLES_LOCK_WAIT: &str = "5";
+
+/// An idempotent undo of one DROP rule: deletes every copy of it (a fault applied twice
+/// inserted two) and succeeds when there is none left, so that an undo replayed by
+/// `recover` after a crash before the apply, or after a half-applied fault, or twice,
+/// does not fail for good on iptables' "Bad rule" exit.
+pub fn remove_rule_command(chain: &str, flag: &str, ip: &str) -> Vec<String> {
+    let rule = format!("{chain} {flag} {ip} -j DROP");
+    let w = IPTABLES_LOCK_WAIT;
+    let script = format!(
+        "while iptables -w {w} -C {rule} 2>/dev/null; do iptables -w {w} -D {rule} || exit 1; done"
+    );
+    vec!["sh".to_owned(), "-c".to_owned(), script]
 }
 
 /// A shell command, run in a k3d node container (its PID namespace holds every pod
