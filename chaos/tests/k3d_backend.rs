@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use bloodraven_chaos::backend::k3d::{
-    DockerApi, ExecOutput, K3dBackend, K3dConfig, NodeApi, NodeInfo, PodRef,
+    DockerApi, ExecOutput, K3dBackend, K3dConfig, NetworkEndpoint, NodeApi, NodeInfo, PodRef,
 };
 use bloodraven_chaos::backend::{Backend, BackendError, LedgerFaults};
 use bloodraven_chaos::scenario::{Component, Fault};
@@ -65,10 +65,32 @@ impl DockerApi for RecordingDocker {
             .push(format!("docker POST /networks/{n}/disconnect {c}"));
         Box::pin(async { Ok(()) })
     }
-    fn connect_network<'a>(&'a self, n: &'a str, c: &'a str) -> BoxFuture<'a, Result<(), String>> {
+    fn connect_network<'a>(
+        &'a self,
+        n: &'a str,
+        c: &'a str,
+        endpoint: Option<&'a NetworkEndpoint>,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        let endpoint = endpoint
+            .map(|e| format!(" IPv4Address={:?} Aliases={:?}", e.ipv4_address, e.aliases))
+            .unwrap_or_default();
         self.0
-            .push(format!("docker POST /networks/{n}/connect {c}"));
+            .push(format!("docker POST /networks/{n}/connect {c}{endpoint}"));
         Box::pin(async { Ok(()) })
+    }
+    fn network_endpoint<'a>(
+        &'a self,
+        n: &'a str,
+        c: &'a str,
+    ) -> BoxFuture<'a, Result<Option<NetworkEndpoint>, String>> {
+        self.0
+            .push(format!("docker GET /containers/{c}/json (network {n})"));
+        // An agent: Docker gave it a dynamic address and k3d its node-name alias.
+        let endpoint = (n == "k3d-bloodraven").then(|| NetworkEndpoint {
+            ipv4_address: Some("172.18.0.3".into()),
+            aliases: vec![c.to_owned(), "5f2c9a1b7d3e".into()],
+        });
+        Box::pin(async move { Ok(endpoint) })
     }
     fn exec<'a>(
         &'a self,
@@ -393,6 +415,37 @@ async fn network_partition_disconnects_and_reconnects_the_node() {
     );
     assert_eq!(
         undo,
+        strings(&[
+            "docker POST /networks/k3d-bloodraven/connect k3d-bloodraven-agent-0 IPv4Address=Some(\"172.18.0.3\") Aliases=[\"k3d-bloodraven-agent-0\", \"5f2c9a1b7d3e\"]"
+        ])
+    );
+}
+
+#[tokio::test]
+async fn network_partition_records_the_address_and_aliases_in_the_ledger_at_plan_time() {
+    let (b, calls) = backend();
+    let plan = b
+        .plan_fault(&Fault::NetworkPartition("iad".into()), "ns")
+        .await
+        .unwrap();
+    assert!(calls.take().contains(
+        &"docker GET /containers/k3d-bloodraven-agent-0/json (network k3d-bloodraven)".to_owned()
+    ));
+    assert_eq!(
+        plan.undo,
+        vec![serde_json::json!({
+            "op": "connect-network",
+            "network": "k3d-bloodraven",
+            "container": "k3d-bloodraven-agent-0",
+            "endpoint": {"ipv4_address": "172.18.0.3", "aliases": ["k3d-bloodraven-agent-0", "5f2c9a1b7d3e"]}
+        })]
+    );
+    // A ledger written before endpoints were recorded still replays (plain connect).
+    b.execute(&[serde_json::json!({"op": "connect-network", "network": "k3d-bloodraven", "container": "k3d-bloodraven-agent-0"})])
+        .await
+        .unwrap();
+    assert_eq!(
+        calls.take(),
         strings(&["docker POST /networks/k3d-bloodraven/connect k3d-bloodraven-agent-0"])
     );
 }

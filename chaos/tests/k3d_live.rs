@@ -18,7 +18,7 @@ use bloodraven::transport::{
     MysqlTarget, ReadOnlyMode, SemisyncSourceStatus,
 };
 use bloodraven_chaos::backend::k3d::{
-    DockerApi, ExecOutput, K3dBackend, K3dConfig, NodeApi, NodeInfo, PodRef,
+    DockerApi, ExecOutput, K3dBackend, K3dConfig, NetworkEndpoint, NodeApi, NodeInfo, PodRef,
 };
 use bloodraven_chaos::backend::k3d_live::{
     GroupApi, GroupInfo, LiveParts, PodPlacement, parse_read_only_flags, read_only_in_node_command,
@@ -446,7 +446,19 @@ impl DockerApi for NodeDocker {
     ) -> BoxFuture<'a, Result<(), String>> {
         panic!("no docker call expected")
     }
-    fn connect_network<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, Result<(), String>> {
+    fn connect_network<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: Option<&'a NetworkEndpoint>,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        panic!("no docker call expected")
+    }
+    fn network_endpoint<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<Option<NetworkEndpoint>, String>> {
         panic!("no docker call expected")
     }
     fn exec<'a>(

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
 
-use super::{DockerApi, ExecOutput, NodeApi, NodeInfo, PodRef};
+use super::{DockerApi, ExecOutput, NetworkEndpoint, NodeApi, NodeInfo, PodRef};
 
 /// `DockerApi` over bollard.
 pub struct BollardDocker(pub bollard::Docker);
@@ -52,11 +52,22 @@ impl DockerApi for BollardDocker {
         &'a self,
         network: &'a str,
         container: &'a str,
+        endpoint: Option<&'a NetworkEndpoint>,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
+            let endpoint_config = endpoint.map(|e| bollard::models::EndpointSettings {
+                ipam_config: e.ipv4_address.as_ref().map(|ip| {
+                    bollard::models::EndpointIpamConfig {
+                        ipv4_address: Some(ip.clone()),
+                        ..Default::default()
+                    }
+                }),
+                aliases: (!e.aliases.is_empty()).then(|| e.aliases.clone()),
+                ..Default::default()
+            });
             let request = bollard::models::NetworkConnectRequest {
                 container: container.to_owned(),
-                endpoint_config: None,
+                endpoint_config,
             };
             // Docker answers 403 "already exists in network" when the container is
             // connected (an undo replayed by `recover`, or a fault that never applied):
@@ -68,6 +79,28 @@ impl DockerApi for BollardDocker {
                 }
                 Err(e) => Err(e.to_string()),
             }
+        })
+    }
+
+    fn network_endpoint<'a>(
+        &'a self,
+        network: &'a str,
+        container: &'a str,
+    ) -> BoxFuture<'a, Result<Option<NetworkEndpoint>, String>> {
+        Box::pin(async move {
+            let inspected = self
+                .0
+                .inspect_container(container, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(inspected
+                .network_settings
+                .and_then(|n| n.networks)
+                .and_then(|mut nets| nets.remove(network))
+                .map(|e| NetworkEndpoint {
+                    ipv4_address: e.ip_address.filter(|ip| !ip.is_empty()),
+                    aliases: e.aliases.unwrap_or_default(),
+                }))
         })
     }
 

@@ -100,6 +100,11 @@ pub enum K3dOp {
     ConnectNetwork {
         network: String,
         container: String,
+        /// The address and aliases the node had before the fault, recorded at plan
+        /// time: Docker keeps neither across a disconnect, and a node that returns
+        /// with another IP breaks flannel and cross-site replication.
+        #[serde(default)]
+        endpoint: Option<NetworkEndpoint>,
     },
     Exec {
         container: String,
@@ -143,11 +148,19 @@ pub trait DockerApi: Send + Sync {
         network: &'a str,
         container: &'a str,
     ) -> BoxFuture<'a, Result<(), String>>;
+    /// Connects `container`, with `endpoint`'s address and aliases when given.
     fn connect_network<'a>(
         &'a self,
         network: &'a str,
         container: &'a str,
+        endpoint: Option<&'a NetworkEndpoint>,
     ) -> BoxFuture<'a, Result<(), String>>;
+    /// `container`'s endpoint on `network`; `None` when it is not connected to it.
+    fn network_endpoint<'a>(
+        &'a self,
+        network: &'a str,
+        container: &'a str,
+    ) -> BoxFuture<'a, Result<Option<NetworkEndpoint>, String>>;
     /// Runs `cmd` in the container with `env` (`NAME=value`: how secrets reach a
     /// command without appearing in its argv) and returns its exit code and output.
     fn exec<'a>(
@@ -156,6 +169,14 @@ pub trait DockerApi: Send + Sync {
         cmd: &'a [String],
         env: &'a [String],
     ) -> BoxFuture<'a, Result<ExecOutput, String>>;
+}
+
+/// A container's place on a Docker network.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkEndpoint {
+    pub ipv4_address: Option<String>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 /// What a command run by [`DockerApi::exec`] left behind.
@@ -559,20 +580,32 @@ impl K3dBackend {
             Fault::NetworkPartition(site) => {
                 let nodes = self.site_nodes(site, namespace).await?;
                 let network = self.config.network.clone();
-                let apply = nodes
-                    .iter()
-                    .map(|n| K3dOp::DisconnectNetwork {
+                let mut apply = Vec::new();
+                let mut undo = Vec::new();
+                for n in &nodes {
+                    let endpoint = self
+                        .docker
+                        .network_endpoint(&network, &n.name)
+                        .await
+                        .map_err(|m| {
+                            Self::call_error(format!("inspect {} on network {network}", n.name), m)
+                        })?
+                        .ok_or_else(|| {
+                            unsupported(&format!(
+                                "node container {} is not on network {network}",
+                                n.name
+                            ))
+                        })?;
+                    apply.push(K3dOp::DisconnectNetwork {
                         network: network.clone(),
                         container: n.name.clone(),
-                    })
-                    .collect();
-                let undo = nodes
-                    .iter()
-                    .map(|n| K3dOp::ConnectNetwork {
+                    });
+                    undo.push(K3dOp::ConnectNetwork {
                         network: network.clone(),
                         container: n.name.clone(),
-                    })
-                    .collect();
+                        endpoint: Some(endpoint),
+                    });
+                }
                 (apply, undo)
             }
             Fault::Partition { between: [a, b] } => {
@@ -754,9 +787,13 @@ impl K3dBackend {
                 .disconnect_network(network, container)
                 .await
                 .map_err(fail),
-            K3dOp::ConnectNetwork { network, container } => self
+            K3dOp::ConnectNetwork {
+                network,
+                container,
+                endpoint,
+            } => self
                 .docker
-                .connect_network(network, container)
+                .connect_network(network, container, endpoint.as_ref())
                 .await
                 .map_err(fail),
             K3dOp::Exec { container, cmd } => match self.docker.exec(container, cmd, &[]).await {
