@@ -226,11 +226,11 @@ impl NodeApi for KubeNodes {
                 let Some(name) = pod.metadata.name else {
                     continue;
                 };
-                // Grace period 0: a killed site dies now, as in a crash.
-                let dp = kube::api::DeleteParams {
-                    grace_period_seconds: Some(0),
-                    ..Default::default()
-                };
+                // The pod's own grace period (a graceful delete, as `kubectl delete pod`
+                // does): a force delete (grace 0) removes the object while its
+                // containers may still run, and the StatefulSet then starts a
+                // same-named pod on the same volume beside them.
+                let dp = kube::api::DeleteParams::default();
                 match api.delete(&name, &dp).await {
                     Ok(_) => deleted.push(name),
                     Err(kube::Error::Api(s)) if s.code == 404 => {}
