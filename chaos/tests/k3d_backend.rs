@@ -15,7 +15,8 @@ use bloodraven_chaos::backend::{Backend, BackendError, LedgerFaults};
 use bloodraven_chaos::scenario::{Component, Fault};
 use futures::future::BoxFuture;
 
-struct Calls(Mutex<Vec<String>>, Mutex<Operators>);
+/// Recorded calls, the operator's pods, and why Docker is down (`None`: it answers).
+struct Calls(Mutex<Vec<String>>, Mutex<Operators>, Mutex<Option<String>>);
 
 /// The operator's pods (namespace, name) and its leader-election Lease's holder.
 struct Operators {
@@ -32,6 +33,7 @@ impl Default for Calls {
                 pods: vec![("bloodraven-playground", "bloodraven-7d9f-abcde")],
                 holder: Some("bloodraven-7d9f-abcde"),
             }),
+            Mutex::default(),
         )
     }
 }
@@ -48,6 +50,11 @@ impl Calls {
 struct RecordingDocker(Arc<Calls>);
 
 impl DockerApi for RecordingDocker {
+    fn ping(&self) -> BoxFuture<'_, Result<(), String>> {
+        self.0.push("docker GET /_ping".into());
+        let down = self.0.2.lock().unwrap().clone();
+        Box::pin(async move { down.map_or(Ok(()), Err) })
+    }
     fn stop_container<'a>(&'a self, c: &'a str) -> BoxFuture<'a, Result<(), String>> {
         self.0.push(format!("docker POST /containers/{c}/stop"));
         Box::pin(async { Ok(()) })
@@ -570,6 +577,7 @@ async fn planning_reads_nodes_but_changes_nothing() {
     assert_eq!(
         calls.take(),
         strings(&[
+            "docker GET /_ping",
             "kube GET /apis/bloodraven.shipstream.io/v1alpha1/namespaces/ns/mysqlfailovergroups (site iad)",
             "kube GET /api/v1/nodes?labelSelector=topology.kubernetes.io/zone=zone-iad"
         ])
@@ -579,6 +587,41 @@ async fn planning_reads_nodes_but_changes_nothing() {
         plan.undo,
         vec![serde_json::json!({"op": "start-container", "container": "k3d-bloodraven-agent-0"})]
     );
+}
+
+#[tokio::test]
+async fn docker_is_pinged_for_node_faults_only_and_a_dead_daemon_fails_them_before_any_change() {
+    let (b, calls) = backend();
+    *calls.2.lock().unwrap() = Some("connection refused (/var/run/docker.sock)".into());
+    // Kubernetes-only faults and their undos need no Docker.
+    for fault in [
+        Fault::KillSite("iad".into()),
+        Fault::Cordon("iad".into()),
+        Fault::KillOperator {},
+    ] {
+        let plan = b.plan_fault(&fault, "ns").await.unwrap();
+        b.execute(&plan.apply).await.unwrap();
+        b.execute(&plan.undo).await.unwrap();
+    }
+    assert!(
+        !calls.take().iter().any(|c| c.starts_with("docker")),
+        "no Docker call for Kubernetes faults"
+    );
+    for fault in [
+        Fault::NodeCrash("iad".into()),
+        Fault::NetworkPartition("iad".into()),
+        Fault::DisableSidecar("iad".into()),
+        Fault::Partition {
+            between: ["iad".into(), "pdx".into()],
+        },
+    ] {
+        let err = b.plan_fault(&fault, "ns").await.unwrap_err();
+        assert!(
+            matches!(&err, BackendError::Unavailable { reason, .. } if reason.contains("connection refused")),
+            "{fault}: {err}"
+        );
+        assert_eq!(calls.take(), strings(&["docker GET /_ping"]), "{fault}");
+    }
 }
 
 #[tokio::test]
@@ -595,6 +638,7 @@ async fn a_site_without_a_node_selector_takes_the_nodes_its_pods_run_on() {
     assert_eq!(
         calls.take(),
         strings(&[
+            "docker GET /_ping",
             "kube GET /apis/bloodraven.shipstream.io/v1alpha1/namespaces/ns/mysqlfailovergroups (site dal)",
             "kube GET pods -n ns labelSelector=shipstream.io/site=dal",
             "kube GET /api/v1/nodes?labelSelector=",

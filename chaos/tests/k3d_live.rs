@@ -433,6 +433,9 @@ impl GroupApi for Groups {
 /// node is cut off from the API server); no other Docker call is expected.
 struct NodeDocker(Arc<World>);
 impl DockerApi for NodeDocker {
+    fn ping(&self) -> BoxFuture<'_, Result<(), String>> {
+        panic!("no docker call expected")
+    }
     fn stop_container<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), String>> {
         panic!("no docker call expected")
     }

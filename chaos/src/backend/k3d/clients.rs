@@ -11,6 +11,10 @@ use super::{DockerApi, ExecOutput, NetworkEndpoint, NodeApi, NodeInfo, PodRef};
 pub struct BollardDocker(pub bollard::Docker);
 
 impl DockerApi for BollardDocker {
+    fn ping(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move { self.0.ping().await.map(|_| ()).map_err(|e| e.to_string()) })
+    }
+
     fn stop_container<'a>(&'a self, container: &'a str) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             self.0

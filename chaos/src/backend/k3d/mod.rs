@@ -141,6 +141,9 @@ pub struct NodeInfo {
 
 /// The Docker calls the backend makes.
 pub trait DockerApi: Send + Sync {
+    /// `GET /_ping`: is the daemon there at all? Checked when a fault that needs
+    /// Docker is planned, so that a dead daemon is found before anything changes.
+    fn ping(&self) -> BoxFuture<'_, Result<(), String>>;
     fn stop_container<'a>(&'a self, container: &'a str) -> BoxFuture<'a, Result<(), String>>;
     fn start_container<'a>(&'a self, container: &'a str) -> BoxFuture<'a, Result<(), String>>;
     fn disconnect_network<'a>(
@@ -312,8 +315,12 @@ impl K3dBackend {
             .map_err(|e| unavailable(format!("kubeconfig context {}: {e}", config.context)))?;
         let client = kube::Client::try_from(kube_config)
             .map_err(|e| unavailable(format!("kube client for {}: {e}", config.context)))?;
-        let docker = bollard::Docker::connect_with_defaults()
-            .map_err(|e| unavailable(format!("Docker daemon: {e}")))?;
+        // Docker is needed only by node faults: a missing daemon fails those (at plan
+        // time, through the ping), not the whole backend.
+        let docker: Arc<dyn DockerApi> = match bollard::Docker::connect_with_defaults() {
+            Ok(d) => Arc::new(BollardDocker(d)),
+            Err(e) => Arc::new(UnavailableDocker(format!("Docker client: {e}"))),
+        };
         let live = LiveParts {
             forwarder: Arc::new(KubeForwarder(client.clone())),
             groups: Arc::new(KubeGroups(client.clone())),
@@ -328,7 +335,7 @@ impl K3dBackend {
         };
         Ok(Self::new(
             config,
-            Arc::new(BollardDocker(docker)),
+            docker,
             Arc::new(KubeNodes(client.clone())),
             Arc::new(KubeCluster::new(client)),
             Arc::new(SystemClock),
@@ -578,6 +585,7 @@ impl K3dBackend {
                 (apply, vec![])
             }
             Fault::NetworkPartition(site) => {
+                self.require_docker(fault).await?;
                 let nodes = self.site_nodes(site, namespace).await?;
                 let network = self.config.network.clone();
                 let mut apply = Vec::new();
@@ -609,6 +617,7 @@ impl K3dBackend {
                 (apply, undo)
             }
             Fault::Partition { between: [a, b] } => {
+                self.require_docker(fault).await?;
                 let side_a = self.site_nodes(a, namespace).await?;
                 let side_b = self.site_nodes(b, namespace).await?;
                 let ips =
@@ -637,6 +646,7 @@ impl K3dBackend {
                 (apply, undo)
             }
             Fault::DisableSidecar(site) => {
+                self.require_docker(fault).await?;
                 let nodes = self.site_nodes(site, namespace).await?;
                 let signal = |signal: &str, must_find: bool| -> Vec<K3dOp> {
                     nodes
@@ -653,6 +663,7 @@ impl K3dBackend {
                 (signal("STOP", true), signal("CONT", false))
             }
             Fault::NodeCrash(site) => {
+                self.require_docker(fault).await?;
                 let nodes = self.site_nodes(site, namespace).await?;
                 let apply = nodes
                     .iter()
@@ -705,6 +716,19 @@ impl K3dBackend {
                 return Err(unsupported("recover is done by the runner from the ledger"));
             }
         })
+    }
+
+    /// Docker is needed only by node faults: pinged when one is planned, so a run
+    /// without them (and a `recover` of Kubernetes-only undos) never needs it.
+    async fn require_docker(&self, fault: &Fault) -> Result<(), BackendError> {
+        tokio::time::timeout(DOCKER_PING_TIMEOUT, self.docker.ping())
+            .await
+            .map_err(|_| format!("no answer to GET /_ping within {DOCKER_PING_TIMEOUT:?}"))
+            .and_then(|r| r)
+            .map_err(|reason| BackendError::Unavailable {
+                backend: BackendKind::K3d,
+                reason: format!("`{fault}` needs the Docker daemon: {reason}"),
+            })
     }
 
     fn require_live(&self, fault: &Fault) -> Result<&Arc<Live>, BackendError> {
@@ -806,6 +830,62 @@ impl K3dBackend {
                 Err(m) => Err(fail(m)),
             },
         }
+    }
+}
+
+/// Bounds the Docker ping before a node fault.
+const DOCKER_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A Docker client that could not be built (no socket, bad `DOCKER_HOST`): every call
+/// fails with why, so that only the faults that need Docker fail.
+pub struct UnavailableDocker(pub String);
+
+impl UnavailableDocker {
+    fn fail<'a, T: Send + 'a>(&'a self) -> BoxFuture<'a, Result<T, String>> {
+        let why = self.0.clone();
+        Box::pin(async move { Err(why) })
+    }
+}
+
+impl DockerApi for UnavailableDocker {
+    fn ping(&self) -> BoxFuture<'_, Result<(), String>> {
+        self.fail()
+    }
+    fn stop_container<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), String>> {
+        self.fail()
+    }
+    fn start_container<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), String>> {
+        self.fail()
+    }
+    fn disconnect_network<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        self.fail()
+    }
+    fn connect_network<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: Option<&'a NetworkEndpoint>,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        self.fail()
+    }
+    fn network_endpoint<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<Option<NetworkEndpoint>, String>> {
+        self.fail()
+    }
+    fn exec<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a [String],
+        _: &'a [String],
+    ) -> BoxFuture<'a, Result<ExecOutput, String>> {
+        self.fail()
     }
 }
 
