@@ -916,3 +916,9 @@ async fn sql_faults_on_an_unreachable_site_fail_naming_it() {
         "k3d backend: replication-delay pdx 5s: root session to the MySQL of site pdx: no Running pod matches bloodraven-playground/[shipstream.io/site=pdx,app.kubernetes.io/name=mysql]:3306"
     );
 }
+
+#[test]
+fn clients_wait_longer_than_the_tunnel_so_they_report_its_reason() {
+    let timeouts = bloodraven_chaos::backend::k3d_live::counter_timeouts();
+    assert!(timeouts.connect > bloodraven_chaos::backend::tunnel::FORWARD_TIMEOUT);
+}

@@ -103,9 +103,11 @@ pub struct LiveConfig {
     pub dragonfly_port: u16,
 }
 
+/// The live clients' timeouts. Connecting outlasts the tunnel's own forward timeout
+/// (3 s), so that a refused forward is reported with the tunnel's reason.
 pub fn counter_timeouts() -> MysqlTimeouts {
     MysqlTimeouts {
-        connect: Duration::from_secs(2),
+        connect: super::tunnel::FORWARD_TIMEOUT + Duration::from_secs(1),
         request: Duration::from_secs(3),
     }
 }
