@@ -55,6 +55,64 @@ pub fn writable_intervals(samples: &[WritabilitySample], end: Millis) -> Vec<Wri
     out
 }
 
+/// The observed writable intervals of `history`: an observation gap ends a site's
+/// writable interval at the gap's start (what the site did while unobserved is not
+/// evidence either way; [`blind_fault_windows`] is what refuses a run that saw nothing).
+pub fn observed_writable_intervals(history: &History, end: Millis) -> Vec<WritableInterval> {
+    let mut samples = history.writability.clone();
+    samples.extend(history.observation_gaps.iter().map(|g| WritabilitySample {
+        at: g.from,
+        site: g.site.clone(),
+        writable: false,
+    }));
+    writable_intervals(&samples, end)
+}
+
+/// A site the runner could not observe for the whole of a fault's window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlindFault {
+    pub site: String,
+    pub fault_seq: u64,
+    pub fault: String,
+    pub from: Millis,
+    pub to: Millis,
+    pub reason: String,
+}
+
+impl std::fmt::Display for BlindFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "site {} unobserved through fault #{} {} [{}, {}): {}",
+            self.site, self.fault_seq, self.fault, self.from, self.to, self.reason
+        )
+    }
+}
+
+/// single-writer's evidence check: each (site, fault window) where one observation gap
+/// covers the whole window, so that single-writer cannot have seen that site's
+/// writability while the fault was in effect. Windows still open end at `end`.
+pub fn blind_fault_windows(history: &History, end: Millis) -> Vec<BlindFault> {
+    let mut blind = Vec::new();
+    for w in &history.faults {
+        let to = w.to.unwrap_or(end);
+        for g in &history.observation_gaps {
+            let gap_to = g.to.unwrap_or(end);
+            if g.from <= w.from && to <= gap_to {
+                blind.push(BlindFault {
+                    site: g.site.clone(),
+                    fault_seq: w.seq,
+                    fault: w.fault.clone(),
+                    from: w.from,
+                    to,
+                    reason: g.reason.clone(),
+                });
+            }
+        }
+    }
+    blind
+}
+
 /// Two sites accepting writes at the same instant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SingleWriterViolation {
@@ -87,7 +145,7 @@ impl std::fmt::Display for SingleWriterViolation {
 /// ack counts as a violation only when its whole window lies inside another site's
 /// observed writable interval.
 pub fn single_writer(history: &History, end: Millis) -> Vec<SingleWriterViolation> {
-    let observed = writable_intervals(&history.writability, end);
+    let observed = observed_writable_intervals(history, end);
     let mut violations = Vec::new();
     for (i, a) in observed.iter().enumerate() {
         for b in &observed[i + 1..] {
@@ -297,6 +355,125 @@ mod tests {
             writes,
             cache: vec![],
             writability,
+            ..History::default()
+        }
+    }
+
+    /// Polls as the runner records them: (at, site, Some(writable) | None = unknown).
+    fn polled(
+        polls: &[(Millis, &str, Option<bool>)],
+        faults: &[(Millis, Option<Millis>)],
+    ) -> History {
+        let mut h = History::default();
+        for (at, site, state) in polls {
+            h.record_poll(*at, site, *state, "tunnel refused");
+        }
+        for (i, (from, to)) in faults.iter().enumerate() {
+            h.faults.push(crate::workload::FaultWindow {
+                seq: i as u64 + 1,
+                fault: "network-partition iad".into(),
+                from: *from,
+                to: *to,
+            });
+        }
+        h
+    }
+
+    #[test]
+    fn unknown_is_not_recorded_as_not_writable_and_blind_fault_windows_fail() {
+        // (name, polls, fault windows, end, expected blind (site, seq), violations)
+        type Case = (
+            &'static str,
+            Vec<(Millis, &'static str, Option<bool>)>,
+            Vec<(Millis, Option<Millis>)>,
+            Vec<(&'static str, u64)>,
+            usize,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "iad unknown through the whole partition: blind",
+                vec![
+                    (0, "iad", Some(true)),
+                    (0, "pdx", Some(false)),
+                    (100, "iad", None),
+                    (400, "pdx", Some(true)),
+                    (900, "iad", Some(false)),
+                ],
+                vec![(200, Some(800))],
+                vec![("iad", 1)],
+                0,
+            ),
+            (
+                "a fault window still open at the end, site unknown to the end: blind",
+                vec![(0, "iad", Some(true)), (100, "iad", None)],
+                vec![(200, None)],
+                vec![("iad", 1)],
+                0,
+            ),
+            (
+                "observed once inside the window: not blind",
+                vec![
+                    (0, "iad", Some(true)),
+                    (100, "iad", None),
+                    (500, "iad", Some(false)),
+                    (600, "iad", None),
+                ],
+                vec![(200, Some(800))],
+                vec![],
+                0,
+            ),
+            (
+                "unknown outside any fault window: not blind",
+                vec![
+                    (0, "iad", Some(false)),
+                    (10, "iad", None),
+                    (50, "iad", Some(false)),
+                ],
+                vec![(200, Some(800))],
+                vec![],
+                0,
+            ),
+            (
+                "back from a gap still writable while pdx is writable: a violation",
+                vec![
+                    (0, "iad", Some(true)),
+                    (100, "iad", None),
+                    (300, "pdx", Some(true)),
+                    (500, "iad", Some(true)),
+                ],
+                vec![],
+                vec![],
+                1,
+            ),
+            (
+                "writable before a gap, pdx writable only inside it: no observed overlap",
+                vec![
+                    (0, "iad", Some(true)),
+                    (100, "iad", None),
+                    (300, "pdx", Some(true)),
+                    (500, "iad", Some(false)),
+                ],
+                vec![],
+                vec![],
+                0,
+            ),
+        ];
+        for (name, polls, faults, blind, violations) in cases {
+            let h = polled(&polls, &faults);
+            let got: Vec<(String, u64)> = blind_fault_windows(&h, 1000)
+                .into_iter()
+                .map(|b| (b.site, b.fault_seq))
+                .collect();
+            let want: Vec<(String, u64)> =
+                blind.iter().map(|(s, n)| ((*s).to_owned(), *n)).collect();
+            assert_eq!(got, want, "{name}");
+            assert_eq!(single_writer(&h, 1000).len(), violations, "{name}");
+            assert!(
+                h.writability.iter().all(|s| polls
+                    .iter()
+                    .any(|(at, site, w)| *at == s.at && *site == s.site && *w == Some(s.writable))),
+                "{name}: every sample is an observed poll, none invented for unknown"
+            );
         }
     }
 

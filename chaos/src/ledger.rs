@@ -54,6 +54,16 @@ pub enum LedgerError {
     },
     #[error("ledger {}: empty or has no run header", path.display())]
     NoHeader { path: PathBuf },
+    #[error(
+        "ledger {}: {pending} fault(s) of an earlier {backend} run are not undone; run `bloodraven-chaos recover --ledger {}` first (starting a new run would erase their undo)",
+        path.display(),
+        path.display()
+    )]
+    PendingUndos {
+        path: PathBuf,
+        backend: BackendKind,
+        pending: usize,
+    },
 }
 
 /// An open ledger for the current run; tracks which faults are still in effect.
@@ -66,7 +76,10 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Creates (truncates) the ledger and writes the run header.
+    /// Creates (truncates) the ledger and writes the run header. Refuses to truncate a
+    /// live backend's ledger that still lists faults not undone, or that cannot be read
+    /// to tell (their undo would be lost with it); a sim ledger's faults ended with its
+    /// simulated cluster.
     pub fn create(
         path: &Path,
         backend: BackendKind,
@@ -80,6 +93,19 @@ impl Ledger {
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        match read_for_recovery(path) {
+            Ok(earlier) if earlier.backend != BackendKind::Sim && !earlier.pending.is_empty() => {
+                return Err(LedgerError::PendingUndos {
+                    path: path.to_owned(),
+                    backend: earlier.backend,
+                    pending: earlier.pending.len(),
+                });
+            }
+            Ok(_) | Err(LedgerError::NoHeader { .. }) => {}
+            Err(LedgerError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
         let file = OpenOptions::new()
             .create(true)
@@ -274,6 +300,45 @@ mod tests {
             (r.backend, r.scenario.as_str(), r.seed),
             (BackendKind::K3d, "02-x", Some(7))
         );
+    }
+
+    #[test]
+    fn a_ledger_with_pending_undos_is_not_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.ledger");
+        let mut ledger = Ledger::create(&path, BackendKind::K3d, "x", None, "t0".into()).unwrap();
+        let seq = ledger
+            .record_fault(
+                "s",
+                &Fault::NodeCrash("iad".into()),
+                vec![json!({"op": "start-container", "container": "n1"})],
+                "t1".into(),
+            )
+            .unwrap();
+        drop(ledger);
+        let err = Ledger::create(&path, BackendKind::K3d, "x", None, "t2".into()).unwrap_err();
+        assert!(
+            matches!(err, LedgerError::PendingUndos { pending: 1, .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("bloodraven-chaos recover --ledger"),
+            "{err}"
+        );
+        assert_eq!(read_for_recovery(&path).unwrap().pending.len(), 1, "kept");
+        // Once recovered, the next run may start over.
+        append_undone(&path, seq, "t3".into()).unwrap();
+        Ledger::create(&path, BackendKind::K3d, "x", None, "t4".into()).unwrap();
+        assert!(read_for_recovery(&path).unwrap().pending.is_empty());
+        // A sim ledger's faults ended with the simulated cluster: truncated.
+        let sim = dir.path().join("sim.ledger");
+        let mut ledger = Ledger::create(&sim, BackendKind::Sim, "x", None, "t0".into()).unwrap();
+        ledger
+            .record_fault("s", &Fault::KillSite("iad".into()), vec![], "t1".into())
+            .unwrap();
+        drop(ledger);
+        Ledger::create(&sim, BackendKind::Sim, "x", None, "t2".into()).unwrap();
     }
 
     #[test]

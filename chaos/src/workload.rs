@@ -173,15 +173,79 @@ pub struct CacheRecord {
 /// the simulation's driver records it.
 pub use bloodraven_sim::harness::WritabilitySample;
 
+/// A span during which the runner could not observe a site's writability, `[from,
+/// to)` (`to: None`: still unobserved at the end of the run).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObservationGap {
+    pub site: String,
+    pub from: Millis,
+    pub to: Option<Millis>,
+    /// Why the first poll of the gap failed.
+    pub reason: String,
+}
+
+/// A fault in effect, `[from, to)` (`to: None`: not undone before the run ended).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FaultWindow {
+    /// The fault's ledger sequence number.
+    pub seq: u64,
+    pub fault: String,
+    pub from: Millis,
+    pub to: Option<Millis>,
+}
+
 /// Everything the workload saw during one run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct History {
     pub writes: Vec<WriteRecord>,
     pub cache: Vec<CacheRecord>,
     pub writability: Vec<WritabilitySample>,
+    /// Where the writability poll saw nothing (live backends only).
+    pub observation_gaps: Vec<ObservationGap>,
+    pub faults: Vec<FaultWindow>,
 }
 
 impl History {
+    /// Records one poll of one site: a known state closes the site's open gap (and is a
+    /// sample when it changed), an unknown one opens a gap unless one is open.
+    pub fn record_poll(&mut self, at: Millis, site: &str, writable: Option<bool>, reason: &str) {
+        let open_gap = self
+            .observation_gaps
+            .iter_mut()
+            .rev()
+            .find(|g| g.site == site && g.to.is_none());
+        match (writable, open_gap) {
+            (None, Some(_)) => {}
+            (None, None) => self.observation_gaps.push(ObservationGap {
+                site: site.to_owned(),
+                from: at,
+                to: None,
+                reason: reason.to_owned(),
+            }),
+            (Some(writable), gap) => {
+                let reopened = gap.is_some();
+                if let Some(g) = gap {
+                    g.to = Some(at);
+                }
+                let last = self
+                    .writability
+                    .iter()
+                    .rev()
+                    .find(|s| s.site == site)
+                    .map(|s| s.writable);
+                // After a gap the state is sampled again even if unchanged: the gap
+                // closed any writable interval.
+                if reopened || last != Some(writable) {
+                    self.writability.push(WritabilitySample {
+                        at,
+                        site: site.to_owned(),
+                        writable,
+                    });
+                }
+            }
+        }
+    }
+
     pub fn acknowledged(&self) -> impl Iterator<Item = &WriteRecord> {
         self.writes
             .iter()

@@ -5,15 +5,38 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use bloodraven_chaos::backend::k3d::{DockerApi, K3dBackend, K3dConfig, NodeApi, NodeInfo};
+use bloodraven_chaos::backend::k3d::{
+    DockerApi, ExecOutput, K3dBackend, K3dConfig, NetworkEndpoint, NodeApi, NodeInfo, PodRef,
+};
 use bloodraven_chaos::backend::{Backend, BackendError, LedgerFaults};
 use bloodraven_chaos::scenario::{Component, Fault};
 use futures::future::BoxFuture;
 
-#[derive(Default)]
-struct Calls(Mutex<Vec<String>>);
+/// Recorded calls, the operator's pods, and why Docker is down (`None`: it answers).
+struct Calls(Mutex<Vec<String>>, Mutex<Operators>, Mutex<Option<String>>);
+
+/// The operator's pods (namespace, name) and its leader-election Lease's holder.
+struct Operators {
+    pods: Vec<(&'static str, &'static str)>,
+    holder: Option<&'static str>,
+}
+
+impl Default for Calls {
+    fn default() -> Self {
+        // The playground: one operator replica, in bloodraven-playground.
+        Self(
+            Mutex::default(),
+            Mutex::new(Operators {
+                pods: vec![("bloodraven-playground", "bloodraven-7d9f-abcde")],
+                holder: Some("bloodraven-7d9f-abcde"),
+            }),
+            Mutex::default(),
+        )
+    }
+}
 
 impl Calls {
     fn push(&self, call: String) {
@@ -27,6 +50,11 @@ impl Calls {
 struct RecordingDocker(Arc<Calls>);
 
 impl DockerApi for RecordingDocker {
+    fn ping(&self) -> BoxFuture<'_, Result<(), String>> {
+        self.0.push("docker GET /_ping".into());
+        let down = self.0.2.lock().unwrap().clone();
+        Box::pin(async move { down.map_or(Ok(()), Err) })
+    }
     fn stop_container<'a>(&'a self, c: &'a str) -> BoxFuture<'a, Result<(), String>> {
         self.0.push(format!("docker POST /containers/{c}/stop"));
         Box::pin(async { Ok(()) })
@@ -44,16 +72,52 @@ impl DockerApi for RecordingDocker {
             .push(format!("docker POST /networks/{n}/disconnect {c}"));
         Box::pin(async { Ok(()) })
     }
-    fn connect_network<'a>(&'a self, n: &'a str, c: &'a str) -> BoxFuture<'a, Result<(), String>> {
+    fn connect_network<'a>(
+        &'a self,
+        n: &'a str,
+        c: &'a str,
+        endpoint: Option<&'a NetworkEndpoint>,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        let endpoint = endpoint
+            .map(|e| format!(" IPv4Address={:?} Aliases={:?}", e.ipv4_address, e.aliases))
+            .unwrap_or_default();
         self.0
-            .push(format!("docker POST /networks/{n}/connect {c}"));
+            .push(format!("docker POST /networks/{n}/connect {c}{endpoint}"));
         Box::pin(async { Ok(()) })
     }
-    fn exec<'a>(&'a self, c: &'a str, cmd: &'a [String]) -> BoxFuture<'a, Result<i64, String>> {
+    fn network_endpoint<'a>(
+        &'a self,
+        n: &'a str,
+        c: &'a str,
+    ) -> BoxFuture<'a, Result<Option<NetworkEndpoint>, String>> {
+        self.0
+            .push(format!("docker GET /containers/{c}/json (network {n})"));
+        // An agent: Docker gave it a dynamic address and k3d its node-name alias.
+        let endpoint = (n == "k3d-bloodraven").then(|| NetworkEndpoint {
+            ipv4_address: Some("172.18.0.3".into()),
+            aliases: vec![c.to_owned(), "5f2c9a1b7d3e".into()],
+        });
+        Box::pin(async move { Ok(endpoint) })
+    }
+    fn exec<'a>(
+        &'a self,
+        c: &'a str,
+        cmd: &'a [String],
+        _env: &'a [String],
+    ) -> BoxFuture<'a, Result<ExecOutput, String>> {
         self.0.push(format!("docker exec {c}: {}", cmd.join(" ")));
         // A rule deletion that finds no rule exits 1, as iptables does.
-        let code = i64::from(cmd.iter().any(|a| a == "10.0.0.99"));
-        Box::pin(async move { Ok(code) })
+        let missing = cmd.iter().any(|a| a == "10.0.0.99");
+        let out = ExecOutput {
+            exit_code: i64::from(missing),
+            stdout: String::new(),
+            stderr: if missing {
+                "iptables: Bad rule (does a matching rule exist in that chain?).\n".into()
+            } else {
+                String::new()
+            },
+        };
+        Box::pin(async move { Ok(out) })
     }
 }
 
@@ -66,16 +130,58 @@ impl NodeApi for RecordingNodes {
     ) -> BoxFuture<'a, Result<Vec<NodeInfo>, String>> {
         self.0
             .push(format!("kube GET /api/v1/nodes?labelSelector={selector}"));
+        // The playground's nodes: agents labelled zone-<site> (the guide's commands),
+        // and an unlabelled agent that site dal's pods run on.
+        let iad = NodeInfo {
+            name: "k3d-bloodraven-agent-0".into(),
+            internal_ip: Some("172.18.0.3".into()),
+        };
+        let pdx = NodeInfo {
+            name: "k3d-bloodraven-agent-1".into(),
+            internal_ip: Some("172.18.0.4".into()),
+        };
+        let dal = NodeInfo {
+            name: "k3d-bloodraven-agent-2".into(),
+            internal_ip: Some("172.18.0.5".into()),
+        };
         let nodes = match selector {
-            "topology.kubernetes.io/zone=iad" => vec![NodeInfo {
-                name: "k3d-bloodraven-agent-0".into(),
-                internal_ip: Some("172.18.0.3".into()),
-            }],
-            "topology.kubernetes.io/zone=pdx" => vec![NodeInfo {
-                name: "k3d-bloodraven-agent-1".into(),
-                internal_ip: Some("172.18.0.4".into()),
-            }],
+            "topology.kubernetes.io/zone=zone-iad" => vec![iad],
+            "topology.kubernetes.io/zone=zone-pdx" => vec![pdx],
+            "" => vec![iad, pdx, dal],
             _ => vec![],
+        };
+        Box::pin(async move { Ok(nodes) })
+    }
+    fn site_node_selector<'a>(
+        &'a self,
+        ns: &'a str,
+        site: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, String>> {
+        self.0.push(format!(
+            "kube GET /apis/bloodraven.shipstream.io/v1alpha1/namespaces/{ns}/mysqlfailovergroups (site {site})"
+        ));
+        // iad, pdx and sfo carry the playground's nodeSelector; dal has none.
+        let selector = match site {
+            "iad" | "pdx" | "sfo" => Some(BTreeMap::from([(
+                "topology.kubernetes.io/zone".to_owned(),
+                format!("zone-{site}"),
+            )])),
+            "dal" => Some(BTreeMap::new()),
+            _ => None,
+        };
+        Box::pin(async move { Ok(selector) })
+    }
+    fn pod_nodes<'a>(
+        &'a self,
+        ns: &'a str,
+        selector: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, String>> {
+        self.0
+            .push(format!("kube GET pods -n {ns} labelSelector={selector}"));
+        let nodes = if selector == "shipstream.io/site=dal" {
+            vec!["k3d-bloodraven-agent-2".to_owned(); 2]
+        } else {
+            vec![]
         };
         Box::pin(async move { Ok(nodes) })
     }
@@ -91,7 +197,52 @@ impl NodeApi for RecordingNodes {
         self.0.push(format!(
             "kube DELETE pods -n {ns} labelSelector={selector}{node}"
         ));
-        Box::pin(async { Ok(vec!["pod-0".into()]) })
+        // Site ord has no pods at all; the operator's pods live in their own namespace.
+        let ops = self.0.1.lock().unwrap();
+        let deleted = if selector.contains("site=ord") {
+            vec![]
+        } else if selector == "app.kubernetes.io/name=bloodraven" {
+            ops.pods
+                .iter()
+                .filter(|(pns, _)| *pns == ns)
+                .map(|(_, n)| (*n).to_owned())
+                .collect()
+        } else {
+            vec!["pod-0".to_owned()]
+        };
+        Box::pin(async move { Ok(deleted) })
+    }
+    fn pods_in_all_namespaces<'a>(
+        &'a self,
+        selector: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<PodRef>, String>> {
+        self.0
+            .push(format!("kube GET /api/v1/pods?labelSelector={selector}"));
+        assert_eq!(selector, "app.kubernetes.io/name=bloodraven");
+        let pods = self
+            .0
+            .1
+            .lock()
+            .unwrap()
+            .pods
+            .iter()
+            .map(|(ns, name)| PodRef {
+                namespace: (*ns).to_owned(),
+                name: (*name).to_owned(),
+            })
+            .collect();
+        Box::pin(async move { Ok(pods) })
+    }
+    fn lease_holder<'a>(
+        &'a self,
+        ns: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, String>> {
+        self.0.push(format!(
+            "kube GET /apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}"
+        ));
+        let holder = self.0.1.lock().unwrap().holder.map(str::to_owned);
+        Box::pin(async move { Ok(holder) })
     }
     fn set_unschedulable<'a>(
         &'a self,
@@ -103,15 +254,17 @@ impl NodeApi for RecordingNodes {
         ));
         Box::pin(async { Ok(()) })
     }
-    fn service_metrics<'a>(
+    fn pod_metrics<'a>(
         &'a self,
         ns: &'a str,
-        svc: &'a str,
+        pod: &'a str,
+        port: u16,
     ) -> BoxFuture<'a, Result<String, String>> {
         self.0.push(format!(
-            "kube GET /api/v1/namespaces/{ns}/services/{svc}/proxy/metrics"
+            "kube GET /api/v1/namespaces/{ns}/pods/{pod}:{port}/proxy/metrics"
         ));
-        Box::pin(async { Ok("up 1\n".into()) })
+        let body = format!("up{{pod=\"{pod}\"}} 1\n");
+        Box::pin(async move { Ok(body) })
     }
 }
 
@@ -180,15 +333,45 @@ async fn kill_pod_and_kill_dragonfly_select_the_component() {
 }
 
 #[tokio::test]
-async fn kill_operator_deletes_the_operator_pod() {
+async fn kill_operator_deletes_the_operator_pod_in_the_namespace_it_runs_in() {
     let (apply, undo) = calls_for(Fault::KillOperator {}).await;
     assert_eq!(
         apply,
         strings(&[
-            "kube DELETE pods -n bloodraven-system labelSelector=app.kubernetes.io/name=bloodraven"
+            "kube DELETE pods -n bloodraven-playground labelSelector=app.kubernetes.io/name=bloodraven"
         ])
     );
     assert!(undo.is_empty());
+}
+
+#[tokio::test]
+async fn kills_that_match_nothing_are_errors() {
+    let (b, calls) = backend();
+    // No operator pod anywhere: planning fails, naming the selector.
+    calls.1.lock().unwrap().pods.clear();
+    let err = b
+        .plan_fault(&Fault::KillOperator {}, "bloodraven-playground")
+        .await;
+    assert!(
+        matches!(&err, Err(BackendError::NoPodsMatched { selector, .. }) if selector == "app.kubernetes.io/name=bloodraven"),
+        "{err:?}"
+    );
+    // A site without Dragonfly pods: the kill deletes nothing, which is an error.
+    let plan = b
+        .plan_fault(&Fault::KillDragonfly("ord".into()), "bloodraven-playground")
+        .await
+        .unwrap();
+    let err = b.execute(&plan.apply).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no pod labelled shipstream.io/site=ord,app.kubernetes.io/name=dragonfly in namespace bloodraven-playground"),
+        "{err}"
+    );
+    let plan = b
+        .plan_fault(&Fault::KillSite("ord".into()), "bloodraven-playground")
+        .await
+        .unwrap();
+    assert!(b.execute(&plan.apply).await.is_err());
 }
 
 #[tokio::test]
@@ -239,6 +422,37 @@ async fn network_partition_disconnects_and_reconnects_the_node() {
     );
     assert_eq!(
         undo,
+        strings(&[
+            "docker POST /networks/k3d-bloodraven/connect k3d-bloodraven-agent-0 IPv4Address=Some(\"172.18.0.3\") Aliases=[\"k3d-bloodraven-agent-0\", \"5f2c9a1b7d3e\"]"
+        ])
+    );
+}
+
+#[tokio::test]
+async fn network_partition_records_the_address_and_aliases_in_the_ledger_at_plan_time() {
+    let (b, calls) = backend();
+    let plan = b
+        .plan_fault(&Fault::NetworkPartition("iad".into()), "ns")
+        .await
+        .unwrap();
+    assert!(calls.take().contains(
+        &"docker GET /containers/k3d-bloodraven-agent-0/json (network k3d-bloodraven)".to_owned()
+    ));
+    assert_eq!(
+        plan.undo,
+        vec![serde_json::json!({
+            "op": "connect-network",
+            "network": "k3d-bloodraven",
+            "container": "k3d-bloodraven-agent-0",
+            "endpoint": {"ipv4_address": "172.18.0.3", "aliases": ["k3d-bloodraven-agent-0", "5f2c9a1b7d3e"]}
+        })]
+    );
+    // A ledger written before endpoints were recorded still replays (plain connect).
+    b.execute(&[serde_json::json!({"op": "connect-network", "network": "k3d-bloodraven", "container": "k3d-bloodraven-agent-0"})])
+        .await
+        .unwrap();
+    assert_eq!(
+        calls.take(),
         strings(&["docker POST /networks/k3d-bloodraven/connect k3d-bloodraven-agent-0"])
     );
 }
@@ -252,21 +466,105 @@ async fn partition_between_sites_inserts_and_deletes_iptables_rules_on_both_side
     assert_eq!(
         apply,
         strings(&[
-            "docker exec k3d-bloodraven-agent-0: iptables -w -I INPUT -s 172.18.0.4 -j DROP",
-            "docker exec k3d-bloodraven-agent-0: iptables -w -I OUTPUT -d 172.18.0.4 -j DROP",
-            "docker exec k3d-bloodraven-agent-1: iptables -w -I INPUT -s 172.18.0.3 -j DROP",
-            "docker exec k3d-bloodraven-agent-1: iptables -w -I OUTPUT -d 172.18.0.3 -j DROP",
+            "docker exec k3d-bloodraven-agent-0: iptables -w 5 -I INPUT -s 172.18.0.4 -j DROP",
+            "docker exec k3d-bloodraven-agent-0: iptables -w 5 -I OUTPUT -d 172.18.0.4 -j DROP",
+            "docker exec k3d-bloodraven-agent-1: iptables -w 5 -I INPUT -s 172.18.0.3 -j DROP",
+            "docker exec k3d-bloodraven-agent-1: iptables -w 5 -I OUTPUT -d 172.18.0.3 -j DROP",
         ])
     );
+    let removal = |node: &str, rule: &str| {
+        format!(
+            "docker exec {node}: sh -c while iptables -w 5 -C {rule} 2>/dev/null; do iptables -w 5 -D {rule} || exit 1; done"
+        )
+    };
     assert_eq!(
         undo,
-        strings(&[
-            "docker exec k3d-bloodraven-agent-0: iptables -w -D INPUT -s 172.18.0.4 -j DROP",
-            "docker exec k3d-bloodraven-agent-0: iptables -w -D OUTPUT -d 172.18.0.4 -j DROP",
-            "docker exec k3d-bloodraven-agent-1: iptables -w -D INPUT -s 172.18.0.3 -j DROP",
-            "docker exec k3d-bloodraven-agent-1: iptables -w -D OUTPUT -d 172.18.0.3 -j DROP",
-        ])
+        vec![
+            removal("k3d-bloodraven-agent-0", "INPUT -s 172.18.0.4 -j DROP"),
+            removal("k3d-bloodraven-agent-0", "OUTPUT -d 172.18.0.4 -j DROP"),
+            removal("k3d-bloodraven-agent-1", "INPUT -s 172.18.0.3 -j DROP"),
+            removal("k3d-bloodraven-agent-1", "OUTPUT -d 172.18.0.3 -j DROP"),
+        ]
     );
+}
+
+/// The undo script against an iptables stand-in that keeps rules in a file and exits
+/// 1 on `-C`/`-D` of a missing rule, as iptables does: removing a rule that is not
+/// there, twice, or after a doubled insert all succeed and leave no rule behind.
+#[test]
+fn the_partition_undo_is_idempotent() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::write(&rules, "").unwrap();
+    let fake = dir.path().join("iptables");
+    std::fs::write(
+        &fake,
+        r#"#!/bin/sh
+[ "$1" = -w ] && [ "$2" = 5 ] || { echo "expected -w 5" >&2; exit 2; }
+shift 2; action=$1; shift; rule="$*"
+case "$action" in
+  -I) echo "$rule" >> "$RULES" ;;
+  -C) grep -qxF -- "$rule" "$RULES" ;;
+  -D) grep -qxF -- "$rule" "$RULES" || { echo "iptables: Bad rule" >&2; exit 1; }
+      awk -v r="$rule" '!done && $0 == r { done = 1; next } { print }' "$RULES" > "$RULES.new" && mv "$RULES.new" "$RULES" ;;
+  *) exit 2 ;;
+esac
+"#,
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = |cmd: &[String]| {
+        let path = format!(
+            "{}:{}",
+            dir.path().display(),
+            std::env::var("PATH").unwrap()
+        );
+        std::process::Command::new(&cmd[0])
+            .args(&cmd[1..])
+            .env("PATH", path)
+            .env("RULES", &rules)
+            .status()
+            .unwrap()
+            .code()
+    };
+    let undo = bloodraven_chaos::backend::k3d::remove_rule_command("INPUT", "-s", "172.18.0.4");
+    // Nothing applied (a crash between the ledger's fsync and the apply): succeeds.
+    assert_eq!(run(&undo), Some(0));
+    // Applied twice: both copies go.
+    let insert = strings(&[
+        "iptables",
+        "-w",
+        "5",
+        "-I",
+        "INPUT",
+        "-s",
+        "172.18.0.4",
+        "-j",
+        "DROP",
+    ]);
+    let other = strings(&[
+        "iptables",
+        "-w",
+        "5",
+        "-I",
+        "OUTPUT",
+        "-d",
+        "172.18.0.4",
+        "-j",
+        "DROP",
+    ]);
+    assert_eq!(run(&insert), Some(0));
+    assert_eq!(run(&insert), Some(0));
+    assert_eq!(run(&other), Some(0));
+    assert_eq!(run(&undo), Some(0));
+    assert_eq!(
+        std::fs::read_to_string(&rules).unwrap(),
+        "OUTPUT -d 172.18.0.4 -j DROP\n",
+        "only the matching rule is removed"
+    );
+    // Replayed by a second `recover`: still succeeds.
+    assert_eq!(run(&undo), Some(0));
 }
 
 #[tokio::test]
@@ -278,12 +576,73 @@ async fn planning_reads_nodes_but_changes_nothing() {
         .unwrap();
     assert_eq!(
         calls.take(),
-        strings(&["kube GET /api/v1/nodes?labelSelector=topology.kubernetes.io/zone=iad"])
+        strings(&[
+            "docker GET /_ping",
+            "kube GET /apis/bloodraven.shipstream.io/v1alpha1/namespaces/ns/mysqlfailovergroups (site iad)",
+            "kube GET /api/v1/nodes?labelSelector=topology.kubernetes.io/zone=zone-iad"
+        ])
     );
     // The undo is data the ledger can store and another process can replay.
     assert_eq!(
         plan.undo,
         vec![serde_json::json!({"op": "start-container", "container": "k3d-bloodraven-agent-0"})]
+    );
+}
+
+#[tokio::test]
+async fn docker_is_pinged_for_node_faults_only_and_a_dead_daemon_fails_them_before_any_change() {
+    let (b, calls) = backend();
+    *calls.2.lock().unwrap() = Some("connection refused (/var/run/docker.sock)".into());
+    // Kubernetes-only faults and their undos need no Docker.
+    for fault in [
+        Fault::KillSite("iad".into()),
+        Fault::Cordon("iad".into()),
+        Fault::KillOperator {},
+    ] {
+        let plan = b.plan_fault(&fault, "ns").await.unwrap();
+        b.execute(&plan.apply).await.unwrap();
+        b.execute(&plan.undo).await.unwrap();
+    }
+    assert!(
+        !calls.take().iter().any(|c| c.starts_with("docker")),
+        "no Docker call for Kubernetes faults"
+    );
+    for fault in [
+        Fault::NodeCrash("iad".into()),
+        Fault::NetworkPartition("iad".into()),
+        Fault::DisableSidecar("iad".into()),
+        Fault::Partition {
+            between: ["iad".into(), "pdx".into()],
+        },
+    ] {
+        let err = b.plan_fault(&fault, "ns").await.unwrap_err();
+        assert!(
+            matches!(&err, BackendError::Unavailable { reason, .. } if reason.contains("connection refused")),
+            "{fault}: {err}"
+        );
+        assert_eq!(calls.take(), strings(&["docker GET /_ping"]), "{fault}");
+    }
+}
+
+#[tokio::test]
+async fn a_site_without_a_node_selector_takes_the_nodes_its_pods_run_on() {
+    let (b, calls) = backend();
+    let plan = b
+        .plan_fault(&Fault::NodeCrash("dal".into()), "ns")
+        .await
+        .unwrap();
+    assert_eq!(
+        plan.apply,
+        vec![serde_json::json!({"op": "stop-container", "container": "k3d-bloodraven-agent-2"})]
+    );
+    assert_eq!(
+        calls.take(),
+        strings(&[
+            "docker GET /_ping",
+            "kube GET /apis/bloodraven.shipstream.io/v1alpha1/namespaces/ns/mysqlfailovergroups (site dal)",
+            "kube GET pods -n ns labelSelector=shipstream.io/site=dal",
+            "kube GET /api/v1/nodes?labelSelector=",
+        ])
     );
 }
 
@@ -296,7 +655,15 @@ async fn a_site_without_nodes_and_unsupported_faults_are_clear_errors() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "k3d backend: site \"sfo\" has no node (looked for nodes labelled topology.kubernetes.io/zone=sfo)"
+        "k3d backend: site \"sfo\" has no node (looked for nodes labelled topology.kubernetes.io/zone=zone-sfo (the site's nodeSelector))"
+    );
+    let err = b
+        .plan_fault(&Fault::NodeCrash("ord".into()), "ns")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "k3d backend: site \"ord\" has no node (looked for the nodes of pods shipstream.io/site=ord in ns)"
     );
     let err = b
         .plan_fault(
@@ -325,6 +692,10 @@ async fn failing_exec_and_unknown_ledger_ops_are_errors() {
     let op = serde_json::json!({"op": "exec", "container": "n", "cmd": ["iptables", "-D", "INPUT", "-s", "10.0.0.99"]});
     let err = b.execute(&[op]).await.unwrap_err();
     assert!(err.to_string().contains("exited with 1"), "{err}");
+    assert!(
+        err.to_string().contains("Bad rule"),
+        "exec stderr is kept: {err}"
+    );
     let err = b
         .execute(&[serde_json::json!({"op": "reboot-datacenter"})])
         .await
@@ -335,13 +706,45 @@ async fn failing_exec_and_unknown_ledger_ops_are_errors() {
 #[tokio::test]
 async fn metrics_are_scraped_through_the_api_server_proxy() {
     let (b, calls) = backend();
-    assert_eq!(b.scrape_metrics().await.unwrap(), "up 1\n");
+    assert_eq!(
+        b.scrape_metrics().await.unwrap(),
+        "up{pod=\"bloodraven-7d9f-abcde\"} 1\n"
+    );
     assert_eq!(
         calls.take(),
         strings(&[
-            "kube GET /api/v1/namespaces/bloodraven-system/services/bloodraven-metrics:8080/proxy/metrics"
+            "kube GET /api/v1/pods?labelSelector=app.kubernetes.io/name=bloodraven",
+            "kube GET /api/v1/namespaces/bloodraven-playground/pods/bloodraven-7d9f-abcde:8080/proxy/metrics"
         ])
     );
+}
+
+#[tokio::test]
+async fn metrics_of_two_replicas_are_scraped_from_the_lease_holder() {
+    let (b, calls) = backend();
+    *calls.1.lock().unwrap() = Operators {
+        pods: vec![
+            ("bloodraven-playground", "bloodraven-a"),
+            ("bloodraven-playground", "bloodraven-b"),
+        ],
+        holder: Some("bloodraven-b"),
+    };
+    assert_eq!(
+        b.scrape_metrics().await.unwrap(),
+        "up{pod=\"bloodraven-b\"} 1\n"
+    );
+    assert_eq!(
+        calls.take(),
+        strings(&[
+            "kube GET /api/v1/pods?labelSelector=app.kubernetes.io/name=bloodraven",
+            "kube GET /apis/coordination.k8s.io/v1/namespaces/bloodraven-playground/leases/bloodraven-operator",
+            "kube GET /api/v1/namespaces/bloodraven-playground/pods/bloodraven-b:8080/proxy/metrics"
+        ])
+    );
+    // No replica holds the Lease: an error naming both, not a standby's zeros.
+    calls.1.lock().unwrap().holder = None;
+    let err = b.scrape_metrics().await.unwrap_err().to_string();
+    assert!(err.contains("bloodraven-playground/bloodraven-a"), "{err}");
 }
 
 #[tokio::test]

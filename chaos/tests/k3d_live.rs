@@ -17,10 +17,14 @@ use bloodraven::transport::{
     DragonflyTimeouts, GtidWait, MysqlConnector, MysqlError, MysqlSession, MysqlStatus,
     MysqlTarget, ReadOnlyMode, SemisyncSourceStatus,
 };
-use bloodraven_chaos::backend::k3d::{DockerApi, K3dBackend, K3dConfig, NodeApi, NodeInfo};
-use bloodraven_chaos::backend::k3d_live::{GroupApi, GroupInfo, LiveParts};
+use bloodraven_chaos::backend::k3d::{
+    DockerApi, ExecOutput, K3dBackend, K3dConfig, NetworkEndpoint, NodeApi, NodeInfo, PodRef,
+};
+use bloodraven_chaos::backend::k3d_live::{
+    GroupApi, GroupInfo, LiveParts, PodPlacement, parse_read_only_flags, read_only_in_node_command,
+};
 use bloodraven_chaos::backend::tunnel::{BoxPodStream, PodForwarder, ResolvedPod};
-use bloodraven_chaos::backend::{Backend, BackendError, LedgerFaults};
+use bloodraven_chaos::backend::{Backend, BackendError, LedgerFaults, SiteWritability};
 use bloodraven_chaos::scenario::Fault;
 use bloodraven_chaos::workload::CounterAck;
 use futures::future::BoxFuture;
@@ -41,6 +45,8 @@ struct World {
     /// pod -> counter keys committed there.
     rows: Mutex<BTreeMap<String, BTreeSet<String>>>,
     cache: Mutex<i64>,
+    /// Pods the API server cannot port-forward to (their node is cut off).
+    cut_off: Mutex<BTreeSet<String>>,
 }
 
 impl World {
@@ -94,6 +100,10 @@ impl PodForwarder for Forwarder {
         self.0.push(format!(
             "kube POST /api/v1/namespaces/{ns}/pods/{pod}/portforward?ports={port}"
         ));
+        if self.0.cut_off.lock().unwrap().contains(pod) {
+            let why = format!("error dialing backend: node of {pod} unreachable");
+            return Box::pin(async move { Err(why) });
+        }
         let (ours, theirs) = tokio::io::duplex(64 * 1024);
         let world = self.0.clone();
         let pod = pod.to_owned();
@@ -348,18 +358,50 @@ impl MysqlSession for Session {
     }
 }
 
-struct Groups;
+struct Groups(Arc<World>);
+
+/// The node each site's pods run on (also its Docker container's name).
+fn node_of(site: &str) -> String {
+    format!("k3d-bloodraven-agent-{site}")
+}
 
 impl GroupApi for Groups {
     fn groups(&self) -> BoxFuture<'_, Result<Vec<GroupInfo>, String>> {
         Box::pin(async {
-            Ok(vec![GroupInfo {
-                namespace: NS.into(),
-                name: "playground".into(),
-                sites: vec!["iad".into(), "pdx".into()],
-                credentials_secret: "playground-mysql".into(),
-                mysql_port: 3306,
-            }])
+            Ok(vec![
+                // Another group, sorted first: the runner must poll the fixture's.
+                GroupInfo {
+                    namespace: "aaa-other".into(),
+                    name: "other".into(),
+                    sites: vec!["east".into(), "west".into()],
+                    credentials_secret: "other-mysql".into(),
+                    mysql_port: 3306,
+                },
+                GroupInfo {
+                    namespace: NS.into(),
+                    name: "playground".into(),
+                    sites: vec!["iad".into(), "pdx".into()],
+                    credentials_secret: "playground-mysql".into(),
+                    mysql_port: 3306,
+                },
+            ])
+        })
+    }
+    fn pod_placement<'a>(
+        &'a self,
+        ns: &'a str,
+        selector: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PodPlacement>, String>> {
+        let found = self.0.pods.lock().unwrap().get(selector).cloned();
+        self.0.push(format!(
+            "kube GET pods -n {ns} labelSelector={selector} (placement) -> {}",
+            found.as_ref().map_or("none", |(p, _)| p.as_str())
+        ));
+        Box::pin(async move {
+            Ok(found.map(|(pod, site)| PodPlacement {
+                pod,
+                node: node_of(&site),
+            }))
         })
     }
     fn secret_value<'a>(
@@ -386,9 +428,14 @@ impl GroupApi for Groups {
     }
 }
 
-/// No Docker or node calls are expected in these tests.
-struct NoDocker;
-impl DockerApi for NoDocker {
+/// Docker as the in-node read_only read sees it: `exec` runs the production command
+/// against the world's flags (the mysqld is readable inside its node even when the
+/// node is cut off from the API server); no other Docker call is expected.
+struct NodeDocker(Arc<World>);
+impl DockerApi for NodeDocker {
+    fn ping(&self) -> BoxFuture<'_, Result<(), String>> {
+        panic!("no docker call expected")
+    }
     fn stop_container<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), String>> {
         panic!("no docker call expected")
     }
@@ -402,11 +449,52 @@ impl DockerApi for NoDocker {
     ) -> BoxFuture<'a, Result<(), String>> {
         panic!("no docker call expected")
     }
-    fn connect_network<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, Result<(), String>> {
+    fn connect_network<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: Option<&'a NetworkEndpoint>,
+    ) -> BoxFuture<'a, Result<(), String>> {
         panic!("no docker call expected")
     }
-    fn exec<'a>(&'a self, _: &'a str, _: &'a [String]) -> BoxFuture<'a, Result<i64, String>> {
+    fn network_endpoint<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<Option<NetworkEndpoint>, String>> {
         panic!("no docker call expected")
+    }
+    fn exec<'a>(
+        &'a self,
+        node: &'a str,
+        cmd: &'a [String],
+        env: &'a [String],
+    ) -> BoxFuture<'a, Result<ExecOutput, String>> {
+        let pods = self.0.pods.lock().unwrap().clone();
+        let (pod, _) = pods
+            .values()
+            .find(|(pod, site)| {
+                node_of(site) == node && cmd == read_only_in_node_command(NS, pod).as_slice()
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("unexpected docker exec in {node}: {cmd:?}"));
+        self.0.push(format!(
+            "docker exec {node} (read_only of {pod}) env={env:?}"
+        ));
+        let out = match self.0.flags.lock().unwrap().get(&pod) {
+            Some((ro, sro)) => ExecOutput {
+                exit_code: 0,
+                stdout: format!("{}\t{}\n", u8::from(*ro), u8::from(*sro)),
+                stderr: String::new(),
+            },
+            None => ExecOutput {
+                exit_code: 1,
+                stdout: String::new(),
+                stderr: "ERROR 2002 (HY000): Can't connect to local MySQL server through socket\n"
+                    .into(),
+            },
+        };
+        Box::pin(async move { Ok(out) })
     }
 }
 struct NoNodes;
@@ -425,10 +513,38 @@ impl NodeApi for NoNodes {
     fn set_unschedulable<'a>(&'a self, _: &'a str, _: bool) -> BoxFuture<'a, Result<(), String>> {
         panic!("no node call expected")
     }
-    fn service_metrics<'a>(
+    fn pods_in_all_namespaces<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<PodRef>, String>> {
+        panic!("no node call expected")
+    }
+    fn site_node_selector<'a>(
         &'a self,
         _: &'a str,
         _: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, String>> {
+        panic!("no node call expected")
+    }
+    fn pod_nodes<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, String>> {
+        panic!("no node call expected")
+    }
+    fn lease_holder<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, String>> {
+        panic!("no node call expected")
+    }
+    fn pod_metrics<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: u16,
     ) -> BoxFuture<'a, Result<String, String>> {
         panic!("no node call expected")
     }
@@ -453,14 +569,14 @@ fn live_backend() -> (K3dBackend, Arc<World>) {
     world.set_flags("mysql-pdx-0", true, true);
     let backend = K3dBackend::new(
         K3dConfig::default(),
-        Arc::new(NoDocker),
+        Arc::new(NodeDocker(world.clone())),
         Arc::new(NoNodes),
         Arc::new(support::FakeCluster::default()),
         Arc::new(support::TokioClock(tokio::time::Instant::now())),
     )
     .with_live(LiveParts {
         forwarder: Arc::new(Forwarder(world.clone())),
-        groups: Arc::new(Groups),
+        groups: Arc::new(Groups(world.clone())),
         mysql: Arc::new(Mysql(world.clone())),
         dragonfly: Arc::new(
             bloodraven::adapters::dragonfly::RedisDragonflyConnector::new(
@@ -488,7 +604,7 @@ fn upsert(key: &str) -> String {
 #[tokio::test]
 async fn the_counter_writes_as_the_app_user_through_the_primary_and_follows_it() {
     let (backend, world) = live_backend();
-    let counter = backend.counter().expect("a live backend has a counter");
+    let counter = backend.counter(NS).expect("a live backend has a counter");
     let ack = counter.increment(1).await.unwrap();
     assert_eq!(
         ack,
@@ -538,7 +654,7 @@ async fn the_counter_writes_as_the_app_user_through_the_primary_and_follows_it()
     // no-acknowledged-write-lost reads every attempted increment back on the final
     // primary (this fake does not replicate, so only #4 is there) — through the same
     // backend counter, which remembers what it attempted.
-    let committed = backend.counter().unwrap().committed().await.unwrap();
+    let committed = backend.counter(NS).unwrap().committed().await.unwrap();
     assert_eq!(committed, BTreeSet::from([4]));
 }
 
@@ -546,7 +662,7 @@ async fn the_counter_writes_as_the_app_user_through_the_primary_and_follows_it()
 async fn a_primary_that_cannot_be_resolved_is_a_failed_write_that_says_why() {
     let (backend, world) = live_backend();
     world.pods.lock().unwrap().remove(PRIMARY);
-    let err = backend.counter().unwrap().increment(1).await.unwrap_err();
+    let err = backend.counter(NS).unwrap().increment(1).await.unwrap_err();
     assert_eq!(
         err.to_string(),
         format!("connecting to the primary: no Running pod matches {NS}/[{PRIMARY}]:3306")
@@ -556,7 +672,7 @@ async fn a_primary_that_cannot_be_resolved_is_a_failed_write_that_says_why() {
 #[tokio::test]
 async fn cache_incr_goes_through_the_dragonfly_master_with_its_password() {
     let (backend, world) = live_backend();
-    let counter = backend.counter().unwrap();
+    let counter = backend.counter(NS).unwrap();
     assert_eq!(counter.cache_incr().await.unwrap(), 1);
     assert_eq!(counter.cache_incr().await.unwrap(), 2);
     let calls = world.take();
@@ -585,10 +701,13 @@ async fn cache_incr_goes_through_the_dragonfly_master_with_its_password() {
 #[tokio::test]
 async fn writability_polls_read_only_flags_of_both_sites_as_root() {
     let (backend, world) = live_backend();
-    let sites = backend.writability().await.unwrap().unwrap();
+    let sites = backend.writability(NS).await.unwrap().unwrap();
     assert_eq!(
         sites,
-        BTreeMap::from([("iad".to_owned(), true), ("pdx".to_owned(), false)])
+        BTreeMap::from([
+            ("iad".to_owned(), SiteWritability::Writable),
+            ("pdx".to_owned(), SiteWritability::ReadOnly)
+        ])
     );
     let mut calls = world.take();
     calls.sort(); // the two sites are polled concurrently
@@ -606,35 +725,91 @@ async fn writability_polls_read_only_flags_of_both_sites_as_root() {
         ])
     );
 
-    // Next tick: the sessions are reused; iad's mysqld dies, pdx is promoted.
+    // Next tick: the sessions are reused; iad's mysqld dies, pdx is promoted. iad
+    // cannot be read by any path: unknown, saying why, never "not writable".
     world.flags.lock().unwrap().remove("mysql-iad-0");
     world.set_flags("mysql-pdx-0", false, false);
-    let sites = backend.writability().await.unwrap().unwrap();
-    assert_eq!(
-        sites,
-        BTreeMap::from([("iad".to_owned(), false), ("pdx".to_owned(), true)])
-    );
+    let sites = backend.writability(NS).await.unwrap().unwrap();
+    assert_eq!(sites.get("pdx"), Some(&SiteWritability::Writable));
+    match sites.get("iad") {
+        Some(SiteWritability::Unknown(why)) => {
+            assert!(why.contains("server went away"), "{why}");
+            assert!(why.contains("ERROR 2002"), "{why}");
+        }
+        other => panic!("iad should be unknown, got {other:?}"),
+    }
     let mut calls = world.take();
     calls.sort();
-    assert_eq!(
-        calls,
-        vec![
-            format!("mysql-iad-0: {}", sql::OBSERVE),
-            format!("mysql-pdx-0: {}", sql::OBSERVE)
-        ]
+    assert!(
+        calls.contains(&format!("mysql-pdx-0: {}", sql::OBSERVE)),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&"docker exec k3d-bloodraven-agent-iad (read_only of mysql-iad-0) env=[\"BLOODRAVEN_CHAOS_ROOT_PASSWORD=r00t\"]".to_owned()),
+        "{calls:?}"
     );
 
-    // The site's pod is gone: not writable, and the next poll resolves it again.
+    // The site's pod is gone: unknown, and the next poll resolves it again.
     world
         .pods
         .lock()
         .unwrap()
         .remove("shipstream.io/site=iad,app.kubernetes.io/name=mysql");
-    let sites = backend.writability().await.unwrap().unwrap();
-    assert_eq!(sites.get("iad"), Some(&false));
+    let sites = backend.writability(NS).await.unwrap().unwrap();
+    assert!(matches!(
+        sites.get("iad"),
+        Some(SiteWritability::Unknown(_))
+    ));
     assert!(world.take().contains(
         &"kube GET pods -n bloodraven-playground labelSelector=shipstream.io/site=iad,app.kubernetes.io/name=mysql -> none".to_owned()
     ));
+}
+
+#[tokio::test]
+async fn a_partitioned_site_is_read_inside_its_node_not_guessed_read_only() {
+    let (backend, world) = live_backend();
+    // network-partition iad: the API server cannot port-forward to its pod, but the
+    // old primary's mysqld still runs, writable, until its sidecar fences it.
+    world.cut_off.lock().unwrap().insert("mysql-iad-0".into());
+    let sites = backend.writability(NS).await.unwrap().unwrap();
+    assert_eq!(sites.get("iad"), Some(&SiteWritability::Writable));
+    assert_eq!(sites.get("pdx"), Some(&SiteWritability::ReadOnly));
+    let calls = world.take();
+    let password_in_argv = calls
+        .iter()
+        .any(|c| c.starts_with("docker exec") && c.contains("r00t") && !c.contains("env="));
+    assert!(!password_in_argv, "{calls:?}");
+    assert!(calls.contains(
+        &"kube GET pods -n bloodraven-playground labelSelector=shipstream.io/site=iad,app.kubernetes.io/name=mysql (placement) -> mysql-iad-0".to_owned()
+    ), "{calls:?}");
+
+    // Fenced inside the partition: observed as such.
+    world.set_flags("mysql-iad-0", true, true);
+    let sites = backend.writability(NS).await.unwrap().unwrap();
+    assert_eq!(sites.get("iad"), Some(&SiteWritability::ReadOnly));
+}
+
+#[test]
+fn the_in_node_read_only_command_and_its_output() {
+    let cmd = read_only_in_node_command(NS, "mysql-iad-0");
+    assert_eq!(cmd[..2], ["sh".to_owned(), "-c".to_owned()]);
+    let script = &cmd[2];
+    for part in [
+        "--label io.kubernetes.pod.namespace=bloodraven-playground",
+        "--label io.kubernetes.pod.name=mysql-iad-0",
+        "--name '^mysqld$'",
+        "\"$BLOODRAVEN_CHAOS_ROOT_PASSWORD\"",
+        "SELECT @@global.read_only, @@global.super_read_only",
+    ] {
+        assert!(script.contains(part), "{part} missing from {script}");
+    }
+    assert!(!script.contains("r00t"));
+    assert_eq!(parse_read_only_flags("1\t0\n"), Some((true, false)));
+    assert_eq!(parse_read_only_flags("0\t0\n"), Some((false, false)));
+    assert_eq!(parse_read_only_flags("\n0\t1"), Some((false, true)));
+    assert_eq!(parse_read_only_flags("ERROR"), None);
+    assert_eq!(parse_read_only_flags("1\t0\t1"), None);
+    assert_eq!(parse_read_only_flags(""), None);
 }
 
 /// Plans the fault, executes it, then its undo; returns (plan, apply calls, undo calls).
@@ -740,4 +915,10 @@ async fn sql_faults_on_an_unreachable_site_fail_naming_it() {
         err.to_string(),
         "k3d backend: replication-delay pdx 5s: root session to the MySQL of site pdx: no Running pod matches bloodraven-playground/[shipstream.io/site=pdx,app.kubernetes.io/name=mysql]:3306"
     );
+}
+
+#[test]
+fn clients_wait_longer_than_the_tunnel_so_they_report_its_reason() {
+    let timeouts = bloodraven_chaos::backend::k3d_live::counter_timeouts();
+    assert!(timeouts.connect > bloodraven_chaos::backend::tunnel::FORWARD_TIMEOUT);
 }

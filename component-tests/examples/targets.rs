@@ -182,7 +182,7 @@ fn planned_under_load(seed: u64) -> Result<PlannedUnderLoad, Error> {
         Duration::from_secs(180),
         move |backend| async move {
             let counter = backend
-                .counter()
+                .counter("default")
                 .ok_or("the sim backend has no counter workload")?;
             let history = SharedHistory::default();
             let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -539,7 +539,7 @@ fn a_primary_restarted_within_the_detection_window_resumes_without_a_failover() 
     assert!(restarts > 0, "iad's pod never restarted: {pod:#}");
     let ack = sim
         .run_client(Duration::from_secs(20), |host| async move {
-            let counter = SimBackend::new(host).counter().unwrap();
+            let counter = SimBackend::new(host).counter("default").unwrap();
             let mut last = String::new();
             for seq in 1..=50 {
                 match counter.increment(seq).await {

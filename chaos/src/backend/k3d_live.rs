@@ -21,6 +21,8 @@ use bloodraven::transport::{
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 
+use super::SiteWritability;
+use super::k3d::DockerApi;
 use super::tunnel::{LastConnection, SharedForwarder, Tunnel, TunnelTarget, Tunnels};
 use crate::workload::{
     CounterAck, CounterError, CounterTarget, SessionSlot, increment_in, present_in,
@@ -63,6 +65,21 @@ pub trait GroupApi: Send + Sync {
         namespace: &'a str,
         selector: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, String>>;
+    /// The first pod (by name) matching `selector` that is not being deleted, and the
+    /// node it is scheduled on, whatever its phase: a pod on a cut-off node still
+    /// reads Running until the node controller notices.
+    fn pod_placement<'a>(
+        &'a self,
+        namespace: &'a str,
+        selector: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PodPlacement>, String>>;
+}
+
+/// A pod and the node (a k3d node container of the same name) it runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodPlacement {
+    pub pod: String,
+    pub node: String,
 }
 
 /// The parts of the live data plane; production builds them in `K3dBackend::connect`,
@@ -86,9 +103,11 @@ pub struct LiveConfig {
     pub dragonfly_port: u16,
 }
 
+/// The live clients' timeouts. Connecting outlasts the tunnel's own forward timeout
+/// (3 s), so that a refused forward is reported with the tunnel's reason.
 pub fn counter_timeouts() -> MysqlTimeouts {
     MysqlTimeouts {
-        connect: Duration::from_secs(2),
+        connect: super::tunnel::FORWARD_TIMEOUT + Duration::from_secs(1),
         request: Duration::from_secs(3),
     }
 }
@@ -102,11 +121,14 @@ pub struct Live {
     dragonfly: SharedDragonflyConnector,
     /// Root sessions per (namespace, site) kept open between writability polls.
     site_sessions: tokio::sync::Mutex<BTreeMap<(String, String), Box<dyn MysqlSession>>>,
+    /// Reads `read_only` inside a site's node when no session reaches it.
+    docker: Arc<dyn DockerApi>,
 }
 
 impl Live {
-    pub fn new(config: LiveConfig, parts: LiveParts) -> Self {
+    pub fn new(config: LiveConfig, parts: LiveParts, docker: Arc<dyn DockerApi>) -> Self {
         Self {
+            docker,
             config,
             tunnels: Tunnels::new(parts.forwarder),
             groups: parts.groups,
@@ -211,11 +233,16 @@ impl Live {
         Ok(session)
     }
 
-    /// Each site's writability now, as an ordinary client's commit needs it: neither
-    /// `read_only` nor `super_read_only`. A site the runner cannot reach counts as not
-    /// writable (see docs/scenarios.md: the live observation's blind spot).
-    pub async fn site_writability(&self) -> Result<BTreeMap<String, bool>, String> {
-        let group = self.group(None).await?;
+    /// Each site's writability now in the group of `namespace` (the fixture's), as an
+    /// ordinary client's commit needs it: neither `read_only` nor `super_read_only`.
+    /// A site is read through a root session over its tunnel; when that fails, inside
+    /// its node container (`docker exec`, no cluster network needed: a partitioned
+    /// node is still readable); when both fail it is `Unknown`, with both reasons.
+    pub async fn site_writability(
+        &self,
+        namespace: &str,
+    ) -> Result<BTreeMap<String, SiteWritability>, String> {
+        let group = self.group(Some(namespace)).await?;
         let polls = group.sites.iter().map(|site| {
             let group = &group;
             async move { (site.clone(), self.poll_site(group, site).await) }
@@ -223,24 +250,89 @@ impl Live {
         Ok(futures::future::join_all(polls).await.into_iter().collect())
     }
 
-    async fn poll_site(&self, group: &GroupInfo, site: &str) -> bool {
+    async fn poll_site(&self, group: &GroupInfo, site: &str) -> SiteWritability {
+        let through_session = match self.poll_site_session(group, site).await {
+            Ok(state) => return state,
+            Err(why) => why,
+        };
+        match self.poll_site_in_node(group, site).await {
+            Ok(state) => state,
+            Err(why) => SiteWritability::Unknown(format!(
+                "site {site}: {through_session}; inside its node: {why}"
+            )),
+        }
+    }
+
+    async fn poll_site_session(
+        &self,
+        group: &GroupInfo,
+        site: &str,
+    ) -> Result<SiteWritability, String> {
         let key = (group.namespace.clone(), site.to_owned());
         let existing = self.site_sessions.lock().await.remove(&key);
-        let session = match existing {
-            Some(s) => Some(s),
-            None => self.root_session(group, site).await.ok(),
-        };
-        let Some(mut session) = session else {
-            return false;
+        let mut session = match existing {
+            Some(s) => s,
+            None => self.root_session(group, site).await?,
         };
         match session.observe().await {
             Ok(status) => {
                 self.site_sessions.lock().await.insert(key, session);
-                !status.read_only && !status.super_read_only
+                Ok(SiteWritability::from_flags(
+                    status.read_only,
+                    status.super_read_only,
+                ))
             }
             // Dropped: the next poll reconnects (and re-resolves the site's pod).
-            Err(_) => false,
+            Err(e) => Err(format!("reading read_only as root: {e}")),
         }
+    }
+
+    /// `read_only` and `super_read_only` read by the mysql client inside the site's
+    /// mysqld container, reached from its node container through crictl.
+    async fn poll_site_in_node(
+        &self,
+        group: &GroupInfo,
+        site: &str,
+    ) -> Result<SiteWritability, String> {
+        let selector = self.site_mysql_selector(site);
+        let placement = self
+            .groups
+            .pod_placement(&group.namespace, &selector)
+            .await
+            .map_err(|e| format!("finding the pod {selector}: {e}"))?
+            .ok_or_else(|| format!("no pod matches {selector} in {}", group.namespace))?;
+        let password = self.password(group, ROOT_PASSWORD_KEY).await?;
+        let cmd = read_only_in_node_command(&group.namespace, &placement.pod);
+        let env = [format!("{READ_ONLY_PASSWORD_ENV}={password}")];
+        let out = tokio::time::timeout(
+            NODE_READ_TIMEOUT,
+            self.docker.exec(&placement.node, &cmd, &env),
+        )
+        .await
+        .map_err(|_| {
+            format!(
+                "docker exec in node {} timed out after {NODE_READ_TIMEOUT:?}",
+                placement.node
+            )
+        })?
+        .map_err(|e| format!("docker exec in node {}: {e}", placement.node))?;
+        if out.exit_code != 0 {
+            return Err(format!(
+                "reading read_only of pod {} in node {} exited with {}: {}",
+                placement.pod,
+                placement.node,
+                out.exit_code,
+                out.stderr.trim()
+            ));
+        }
+        parse_read_only_flags(&out.stdout)
+            .map(|(ro, sro)| SiteWritability::from_flags(ro, sro))
+            .ok_or_else(|| {
+                format!(
+                    "unexpected output reading read_only of pod {}: {:?}",
+                    placement.pod, out.stdout
+                )
+            })
     }
 
     /// write-divergent: `transactions` writes as root that bypass read-only
@@ -290,11 +382,51 @@ impl Live {
     }
 }
 
+/// The environment variable that carries the root password into
+/// [`read_only_in_node_command`] (never its argv, which `docker inspect` and `ps` show).
+pub const READ_ONLY_PASSWORD_ENV: &str = "BLOODRAVEN_CHAOS_ROOT_PASSWORD";
+
+/// Bounds one in-node read: a node container that is stopped or hung must not stall
+/// the poll.
+const NODE_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A shell command for a k3d node container (k3s ships `crictl`) that prints
+/// `<read_only>\t<super_read_only>` of pod `namespace/pod`'s mysqld, as root over the
+/// server's local socket; the password arrives on stdin from
+/// [`READ_ONLY_PASSWORD_ENV`]. Exit 3: no running mysqld container of that pod here.
+pub fn read_only_in_node_command(namespace: &str, pod: &str) -> Vec<String> {
+    let container = bloodraven::children::MYSQL_CONTAINER;
+    let script = format!(
+        r#"id=$(crictl ps -q --state running --label io.kubernetes.pod.namespace={namespace} --label io.kubernetes.pod.name={pod} --name '^{container}$' | head -n 1); [ -n "$id" ] || {{ echo 'no running {container} container of pod {namespace}/{pod} on this node' >&2; exit 3; }}; printf '%s\n' "${READ_ONLY_PASSWORD_ENV}" | crictl exec -i "$id" sh -c 'read -r MYSQL_PWD; export MYSQL_PWD; exec mysql -uroot -N -B -e "SELECT @@global.read_only, @@global.super_read_only"'"#
+    );
+    vec!["sh".to_owned(), "-c".to_owned(), script]
+}
+
+/// Parses the `mysql -N -B` output of [`read_only_in_node_command`]: `1\t0`.
+pub fn parse_read_only_flags(stdout: &str) -> Option<(bool, bool)> {
+    let line = stdout.lines().map(str::trim).find(|l| !l.is_empty())?;
+    let mut fields = line.split_whitespace();
+    let flag = |f: Option<&str>| match f {
+        Some("1") => Some(true),
+        Some("0") => Some(false),
+        _ => None,
+    };
+    let read_only = flag(fields.next())?;
+    let super_read_only = flag(fields.next())?;
+    fields
+        .next()
+        .is_none()
+        .then_some((read_only, super_read_only))
+}
+
 /// The live counter: one row per increment (`chaos-counter/<seq>`) through whichever pod
 /// is labelled `shipstream.io/role=primary`, as the app user; INCR `chaos-counter`
 /// through the Dragonfly master that takes traffic.
 pub struct K3dCounter {
     live: Arc<Live>,
+    /// The fixture's namespace, whose group the counter writes to (`None`: the first
+    /// group in the cluster, for a run without a fixture).
+    namespace: Mutex<Option<String>>,
     session: tokio::sync::Mutex<SessionSlot>,
     attempted: Mutex<BTreeSet<u64>>,
 }
@@ -303,9 +435,21 @@ impl K3dCounter {
     pub fn new(live: Arc<Live>) -> Self {
         Self {
             live,
+            namespace: Mutex::default(),
             session: tokio::sync::Mutex::default(),
             attempted: Mutex::default(),
         }
+    }
+
+    /// Writes to the group of `namespace` from now on.
+    pub fn use_namespace(&self, namespace: &str) {
+        if let Ok(mut ns) = self.namespace.lock() {
+            *ns = Some(namespace.to_owned());
+        }
+    }
+
+    fn namespace(&self) -> Option<String> {
+        self.namespace.lock().ok().and_then(|ns| ns.clone())
     }
 
     /// Opens a session to the current primary when none is open; returns the slot.
@@ -314,7 +458,8 @@ impl K3dCounter {
         if slot.is_none() {
             let live = &self.live;
             let locate = |e: String| CounterError::locate("the primary", e);
-            let group = live.group(None).await.map_err(locate)?;
+            let namespace = self.namespace();
+            let group = live.group(namespace.as_deref()).await.map_err(locate)?;
             let password = live
                 .password(&group, APP_PASSWORD_KEY)
                 .await
@@ -369,8 +514,9 @@ impl CounterTarget for K3dCounter {
     fn cache_incr(&self) -> BoxFuture<'_, Result<u64, CounterError>> {
         Box::pin(async move {
             let live = &self.live;
+            let namespace = self.namespace();
             let group = live
-                .group(None)
+                .group(namespace.as_deref())
                 .await
                 .map_err(|e| CounterError::locate("the Dragonfly master", e))?;
             let selector =
@@ -462,6 +608,32 @@ impl GroupApi for KubeGroups {
             let api: kube::Api<Secret> = kube::Api::namespaced(self.0.clone(), namespace);
             let secret = api.get(name).await.map_err(|e| e.to_string())?;
             Ok(secret_key(&secret, key))
+        })
+    }
+
+    fn pod_placement<'a>(
+        &'a self,
+        namespace: &'a str,
+        selector: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PodPlacement>, String>> {
+        Box::pin(async move {
+            let api: kube::Api<Pod> = kube::Api::namespaced(self.0.clone(), namespace);
+            let mut pods: Vec<PodPlacement> = api
+                .list(&kube::api::ListParams::default().labels(selector))
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .into_iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .filter_map(|p| {
+                    Some(PodPlacement {
+                        pod: p.metadata.name?,
+                        node: p.spec?.node_name?,
+                    })
+                })
+                .collect();
+            pods.sort_by(|a, b| a.pod.cmp(&b.pod));
+            Ok(pods.into_iter().next())
         })
     }
 

@@ -36,10 +36,18 @@ pub enum BackendError {
         fault: String,
         reason: String,
     },
-    #[error("{backend} backend: site {site:?} has no node (looked for nodes labelled {selector})")]
+    #[error("{backend} backend: site {site:?} has no node (looked for {selector})")]
     NoNodeForSite {
         backend: BackendKind,
         site: String,
+        selector: String,
+    },
+    #[error(
+        "{backend} backend: no pod labelled {selector} in namespace {namespace}: the fault would change nothing"
+    )]
+    NoPodsMatched {
+        backend: BackendKind,
+        namespace: String,
         selector: String,
     },
     #[error("{backend} backend: unknown ledger operation {op}: {message}")]
@@ -73,10 +81,16 @@ pub trait Backend: LedgerFaults {
     fn clock(&self) -> SharedClock;
     /// The operator's /metrics body.
     fn scrape_metrics(&self) -> BoxFuture<'_, Result<String, BackendError>>;
-    /// The counter workload's connection, when the backend has one.
-    fn counter(&self) -> Option<Arc<dyn CounterTarget>>;
-    /// Each site's current writability, when the backend can observe it.
-    fn writability(&self) -> BoxFuture<'_, Result<Option<BTreeMap<String, bool>>, BackendError>>;
+    /// The counter workload's connection to the group in `namespace` (the fixture's),
+    /// when the backend has one.
+    fn counter(&self, namespace: &str) -> Option<Arc<dyn CounterTarget>>;
+    /// Each site's current writability in the group of `namespace` (the fixture's), when
+    /// the backend can observe it. A site it could not observe this time is
+    /// [`SiteWritability::Unknown`], never a guess.
+    fn writability<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, SiteWritability>>, BackendError>>;
     /// Writability changes the backend recorded itself since the last call, oldest
     /// first, when it can see every change as it happens (sim: sampled from the models
     /// after every simulated tick). `None`: it cannot, and the runner polls
@@ -87,6 +101,38 @@ pub trait Backend: LedgerFaults {
 }
 
 pub type SharedBackend = Arc<dyn Backend>;
+
+/// One site's writability as one poll saw it. `Unknown` is its own state: a site the
+/// poll could not read is not evidence of "not writable" (single-writer would pass
+/// while observing nothing), so the runner records it as a gap in the observation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SiteWritability {
+    Writable,
+    ReadOnly,
+    /// Why the site could not be read.
+    Unknown(String),
+}
+
+impl SiteWritability {
+    /// From an observed `read_only` / `super_read_only` pair: an ordinary client's
+    /// commit needs both off.
+    pub fn from_flags(read_only: bool, super_read_only: bool) -> Self {
+        if read_only || super_read_only {
+            Self::ReadOnly
+        } else {
+            Self::Writable
+        }
+    }
+
+    /// `Some(writable)` when observed, `None` when unknown.
+    pub fn observed(&self) -> Option<bool> {
+        match self {
+            Self::Writable => Some(true),
+            Self::ReadOnly => Some(false),
+            Self::Unknown(_) => None,
+        }
+    }
+}
 
 /// A backend's typed operations for one fault: `(apply, undo)`.
 pub type TypedPlan<Op> = (Vec<Op>, Vec<Op>);

@@ -127,35 +127,50 @@ async fn accept_loop(
     last: Arc<Mutex<Option<LastConnection>>>,
 ) {
     loop {
-        let Ok((mut client, _)) = listener.accept().await else {
+        let Ok((client, _)) = listener.accept().await else {
             continue;
         };
-        // Resolve and forward before accepting the next connection, so that
-        // `last_connection` describes this one when its client sees the first byte.
-        let forwarded = connect(&*forwarder, &target).await;
-        let record = match &forwarded {
-            Ok((pod, _)) => LastConnection::Forwarded(pod.clone()),
-            Err(e) => LastConnection::Failed(e.clone()),
-        };
-        if let Ok(mut l) = last.lock() {
-            *l = Some(record);
-        }
-        match forwarded {
-            Ok((pod, mut upstream)) => {
-                tracing::debug!(%target, pod = %pod.name, "tunnel connection forwarded");
-                tokio::spawn(async move {
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                });
-            }
-            // Closing the client's connection is how it learns: its protocol sees EOF.
-            Err(e) => tracing::debug!(%target, error = %e, "tunnel connection refused"),
-        }
+        // Each connection is forwarded on its own: one port-forward hanging on a
+        // cut-off node must not hold up the next client (the writability poll).
+        tokio::spawn(forward_one(
+            client,
+            forwarder.clone(),
+            target.clone(),
+            last.clone(),
+        ));
     }
 }
 
-/// Bounds resolving and opening one forward: the accept loop waits for it, and a
-/// port-forward to a node that was cut off can hang.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
+async fn forward_one(
+    mut client: tokio::net::TcpStream,
+    forwarder: SharedForwarder,
+    target: TunnelTarget,
+    last: Arc<Mutex<Option<LastConnection>>>,
+) {
+    // Recorded before a single byte is copied, so that a client that is the tunnel's
+    // only user reads which pod it reached once its protocol has greeted it.
+    let forwarded = connect(&*forwarder, &target).await;
+    let record = match &forwarded {
+        Ok((pod, _)) => LastConnection::Forwarded(pod.clone()),
+        Err(e) => LastConnection::Failed(e.clone()),
+    };
+    if let Ok(mut l) = last.lock() {
+        *l = Some(record);
+    }
+    match forwarded {
+        Ok((pod, mut upstream)) => {
+            tracing::debug!(%target, pod = %pod.name, "tunnel connection forwarded");
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        }
+        // Closing the client's connection is how it learns: its protocol sees EOF.
+        Err(e) => tracing::debug!(%target, error = %e, "tunnel connection refused"),
+    }
+}
+
+/// Bounds resolving and opening one forward: a port-forward to a node that was cut off
+/// can hang. Clients' connect timeouts must be longer, so that they see the tunnel's
+/// reason rather than their own timeout.
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
 
 async fn connect(
     forwarder: &dyn PodForwarder,
@@ -284,6 +299,8 @@ mod tests {
     struct Greeter {
         pods: Mutex<Vec<&'static str>>,
         calls: Mutex<Vec<String>>,
+        /// Pods whose port-forward never answers (their node is cut off).
+        hanging: Mutex<Vec<&'static str>>,
     }
 
     impl PodForwarder for Greeter {
@@ -312,6 +329,9 @@ mod tests {
                 .lock()
                 .unwrap()
                 .push(format!("forward {namespace}/{pod}:{port}"));
+            if self.hanging.lock().unwrap().contains(&pod) {
+                return Box::pin(futures::future::pending());
+            }
             let (ours, mut theirs) = tokio::io::duplex(1024);
             let greeting = format!("{pod}\n");
             tokio::spawn(async move {
@@ -345,6 +365,7 @@ mod tests {
         let forwarder = Arc::new(Greeter {
             pods: Mutex::new(vec!["mysql-iad-0"]),
             calls: Mutex::default(),
+            hanging: Mutex::default(),
         });
         let target = TunnelTarget {
             namespace: "ns".into(),
@@ -376,10 +397,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_hanging_forward_does_not_hold_up_the_next_connection() {
+        let forwarder = Arc::new(Greeter {
+            pods: Mutex::new(vec!["mysql-iad-0"]),
+            calls: Mutex::default(),
+            hanging: Mutex::new(vec!["mysql-iad-0"]),
+        });
+        let target = TunnelTarget {
+            namespace: "ns".into(),
+            selector: "shipstream.io/site=iad".into(),
+            port: 3306,
+        };
+        let tunnel = Tunnel::open(forwarder.clone(), target).await.unwrap();
+        // The first client's forward hangs (until FORWARD_TIMEOUT)...
+        let _stuck = tokio::net::TcpStream::connect(tunnel.local_addr())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // ...while the next one, to a pod that answers, is served at once.
+        forwarder.hanging.lock().unwrap().clear();
+        *forwarder.pods.lock().unwrap() = vec!["mysql-iad-1"];
+        let served = tokio::time::timeout(Duration::from_secs(1), greeting(tunnel.local_addr()))
+            .await
+            .expect("served while the first forward still hangs");
+        assert_eq!(served, "mysql-iad-1\nping");
+    }
+
+    #[tokio::test]
     async fn no_matching_pod_closes_the_connection_and_says_why() {
         let forwarder = Arc::new(Greeter {
             pods: Mutex::new(vec![]),
             calls: Mutex::default(),
+            hanging: Mutex::default(),
         });
         let target = TunnelTarget {
             namespace: "ns".into(),

@@ -434,6 +434,17 @@ impl Run<'_> {
                         ));
                         continue;
                     }
+                    let blind = invariants::blind_fault_windows(&history, end);
+                    if !blind.is_empty() {
+                        failures.push(invariant_failure(
+                            *inv,
+                            format!(
+                                "cannot be checked: {} site(s) unobserved through a whole fault window",
+                                blind.len()
+                            ),
+                            blind.iter().map(|b| format!("  {b}\n")).collect(),
+                        ));
+                    }
                     let violations = invariants::single_writer(&history, end);
                     if !violations.is_empty() {
                         failures.push(invariant_failure(

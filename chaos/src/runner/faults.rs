@@ -37,6 +37,17 @@ impl Run<'_> {
             TimelineKind::Fault,
             format!("#{seq} {fault}: {}", ops_summary(&plan.apply)),
         );
+        // The window opens before the apply: a half-applied fault is still a window
+        // during which single-writer must have observed every site.
+        let from = self.now_ms();
+        if let Ok(mut h) = self.history.lock() {
+            h.faults.push(crate::workload::FaultWindow {
+                seq,
+                fault: fault.to_string(),
+                from,
+                to: None,
+            });
+        }
         Ok(self.backend.execute(&plan.apply).await?)
     }
 
@@ -51,6 +62,15 @@ impl Run<'_> {
         for entry in pending {
             match self.backend.execute(&entry.undo).await {
                 Ok(()) => {
+                    let undone_at = self.now_ms();
+                    if let Ok(mut h) = self.history.lock()
+                        && let Some(w) = h
+                            .faults
+                            .iter_mut()
+                            .find(|w| w.seq == entry.seq && w.to.is_none())
+                    {
+                        w.to = Some(undone_at);
+                    }
                     let at = self.backend.clock().now().to_string();
                     if let Ok(mut l) = self.ledger.lock()
                         && let Err(e) = l.mark_undone(entry.seq, at)

@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::backend::SharedBackend;
+use crate::backend::{SharedBackend, SiteWritability};
 use crate::cel_where::{self, WhereOutcome};
 use crate::cluster::SharedCluster;
 use crate::invariants::{self, Failover, UnavailabilityWindow};
@@ -34,7 +34,7 @@ use crate::scenario::{
     Refutation, ResourceCheck, Scenario, Step, WorkloadCheck,
 };
 use crate::template;
-use crate::workload::{self, History, Millis, SharedHistory, WritabilitySample};
+use crate::workload::{self, History, Millis, SharedHistory};
 use bloodraven::api::duration::format as format_duration;
 
 pub use checks::Probe;
@@ -193,7 +193,7 @@ impl Run<'_> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut background = Vec::new();
         let workload_target = match &self.scenario.workload {
-            Some(spec) => match self.backend.counter() {
+            Some(spec) => match self.backend.counter(&self.namespace) {
                 Some(target) => {
                     self.note(
                         TimelineKind::Workload,
@@ -232,26 +232,23 @@ impl Run<'_> {
             let history = self.history.clone();
             let poll = self.config.poll_interval;
             let mut stop = stop_rx.clone();
+            let namespace = self.namespace.clone();
             tokio::spawn(async move {
-                let mut last: BTreeMap<String, bool> = BTreeMap::new();
                 loop {
                     if let Some(changes) = backend.writability_changes() {
                         // The backend saw every change at its instant: take them as they are.
                         if let Ok(mut h) = history.lock() {
                             h.writability.extend(changes);
                         }
-                    } else if let Ok(Some(sites)) = backend.writability().await {
+                    } else if let Ok(Some(sites)) = backend.writability(&namespace).await {
                         let at = workload::now_ms(&backend.clock());
                         if let Ok(mut h) = history.lock() {
-                            for (site, writable) in sites {
-                                if last.get(&site) != Some(&writable) {
-                                    h.writability.push(WritabilitySample {
-                                        at,
-                                        site: site.clone(),
-                                        writable,
-                                    });
-                                    last.insert(site, writable);
-                                }
+                            for (site, state) in sites {
+                                let reason = match &state {
+                                    SiteWritability::Unknown(why) => why.as_str(),
+                                    _ => "",
+                                };
+                                h.record_poll(at, &site, state.observed(), reason);
                             }
                         }
                     }

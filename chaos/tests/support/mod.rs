@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use bloodraven::transport::{Clock, SharedClock};
-use bloodraven_chaos::backend::{Backend, BackendError, FaultOps, TypedPlan};
+use bloodraven_chaos::backend::{Backend, BackendError, FaultOps, SiteWritability, TypedPlan};
 use bloodraven_chaos::cluster::{Cluster, ClusterError, SharedCluster};
 use bloodraven_chaos::scenario::{BackendKind, Fault, ObjectRef};
 use bloodraven_chaos::workload::CounterTarget;
@@ -204,7 +204,7 @@ pub struct FakeBackend {
     pub executed: Mutex<Vec<Value>>,
     pub metrics: Mutex<String>,
     pub counter: Option<Arc<dyn CounterTarget>>,
-    pub writability: Mutex<Option<BTreeMap<String, bool>>>,
+    pub writability: Mutex<Option<BTreeMap<String, SiteWritability>>>,
 }
 
 impl FakeBackend {
@@ -266,10 +266,13 @@ impl Backend for FakeBackend {
     fn scrape_metrics(&self) -> BoxFuture<'_, Result<String, BackendError>> {
         Box::pin(async move { Ok(self.metrics.lock().unwrap().clone()) })
     }
-    fn counter(&self) -> Option<Arc<dyn CounterTarget>> {
+    fn counter(&self, _namespace: &str) -> Option<Arc<dyn CounterTarget>> {
         self.counter.clone()
     }
-    fn writability(&self) -> BoxFuture<'_, Result<Option<BTreeMap<String, bool>>, BackendError>> {
+    fn writability<'a>(
+        &'a self,
+        _namespace: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, SiteWritability>>, BackendError>> {
         Box::pin(async move { Ok(self.writability.lock().unwrap().clone()) })
     }
 }

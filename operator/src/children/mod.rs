@@ -26,7 +26,7 @@ use crate::api::{DNSEndpoint, MysqlFailoverGroup, SITE_LABEL};
 pub use dns::dns_endpoint;
 pub use lease::writer_lease;
 pub use mysql::{
-    APP_DATABASE_KEY, APP_PASSWORD_KEY, APP_USER, DEFAULT_REPLICATION_USER,
+    APP_DATABASE_KEY, APP_PASSWORD_KEY, APP_USER, DEFAULT_REPLICATION_USER, MYSQL_CONTAINER,
     REPLICATION_PASSWORD_KEY, REPLICATION_USER_KEY, ROLE_PRIMARY, ROLE_REPLICA, ROOT_PASSWORD_KEY,
     SIDECAR_CONTAINER, SIDECAR_PASSWORD_ENV, headless_service, mysqld_args, pod_disruption_budget,
     primary_service, server_id, sidecar_args, site_service, statefulset,

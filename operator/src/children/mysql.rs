@@ -44,7 +44,8 @@ pub const ROLE_PRIMARY: &str = "primary";
 /// The role label value of a replica pod.
 pub const ROLE_REPLICA: &str = "replica";
 
-const MYSQL_CONTAINER: &str = "mysqld";
+/// The mysqld container in the MySQL pod (chaos reads `read_only` inside it by name).
+pub const MYSQL_CONTAINER: &str = "mysqld";
 /// The fencing sidecar's container in the MySQL pod (chaos faults stop it by name).
 pub const SIDECAR_CONTAINER: &str = "sidecar";
 const DATA_DIR: &str = "/var/lib/mysql";

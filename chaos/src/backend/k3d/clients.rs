@@ -1,14 +1,20 @@
 //! The production implementations of the k3d backend's two request boundaries:
 //! [`DockerApi`] over bollard and [`NodeApi`] over kube.
 
+use std::collections::BTreeMap;
+
 use futures::future::BoxFuture;
 
-use super::{DockerApi, NodeApi, NodeInfo};
+use super::{DockerApi, ExecOutput, NetworkEndpoint, NodeApi, NodeInfo, PodRef};
 
 /// `DockerApi` over bollard.
 pub struct BollardDocker(pub bollard::Docker);
 
 impl DockerApi for BollardDocker {
+    fn ping(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move { self.0.ping().await.map(|_| ()).map_err(|e| e.to_string()) })
+    }
+
     fn stop_container<'a>(&'a self, container: &'a str) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             self.0
@@ -20,10 +26,12 @@ impl DockerApi for BollardDocker {
 
     fn start_container<'a>(&'a self, container: &'a str) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            self.0
-                .start_container(container, None)
-                .await
-                .map_err(|e| e.to_string())
+            // 304: already running (an undo replayed by `recover`) is done, not failed.
+            match self.0.start_container(container, None).await {
+                Ok(()) => Ok(()),
+                Err(e) if docker_status(&e) == Some(304) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            }
         })
     }
 
@@ -48,16 +56,55 @@ impl DockerApi for BollardDocker {
         &'a self,
         network: &'a str,
         container: &'a str,
+        endpoint: Option<&'a NetworkEndpoint>,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
+            let endpoint_config = endpoint.map(|e| bollard::models::EndpointSettings {
+                ipam_config: e.ipv4_address.as_ref().map(|ip| {
+                    bollard::models::EndpointIpamConfig {
+                        ipv4_address: Some(ip.clone()),
+                        ..Default::default()
+                    }
+                }),
+                aliases: (!e.aliases.is_empty()).then(|| e.aliases.clone()),
+                ..Default::default()
+            });
             let request = bollard::models::NetworkConnectRequest {
                 container: container.to_owned(),
-                endpoint_config: None,
+                endpoint_config,
             };
-            self.0
-                .connect_network(network, request)
+            // Docker answers 403 "already exists in network" when the container is
+            // connected (an undo replayed by `recover`, or a fault that never applied):
+            // the undo's goal holds, so it is done.
+            match self.0.connect_network(network, request).await {
+                Ok(()) => Ok(()),
+                Err(e) if docker_status(&e) == Some(403) && e.to_string().contains("already") => {
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+
+    fn network_endpoint<'a>(
+        &'a self,
+        network: &'a str,
+        container: &'a str,
+    ) -> BoxFuture<'a, Result<Option<NetworkEndpoint>, String>> {
+        Box::pin(async move {
+            let inspected = self
+                .0
+                .inspect_container(container, None)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            Ok(inspected
+                .network_settings
+                .and_then(|n| n.networks)
+                .and_then(|mut nets| nets.remove(network))
+                .map(|e| NetworkEndpoint {
+                    ipv4_address: e.ip_address.filter(|ip| !ip.is_empty()),
+                    aliases: e.aliases.unwrap_or_default(),
+                }))
         })
     }
 
@@ -65,15 +112,19 @@ impl DockerApi for BollardDocker {
         &'a self,
         container: &'a str,
         cmd: &'a [String],
-    ) -> BoxFuture<'a, Result<i64, String>> {
+        env: &'a [String],
+    ) -> BoxFuture<'a, Result<ExecOutput, String>> {
         use futures::StreamExt;
         Box::pin(async move {
             let options = bollard::exec::CreateExecOptions {
                 cmd: Some(cmd.to_vec()),
+                env: Some(env.to_vec()),
                 attach_stdout: Some(true),
                 attach_stderr: Some(true),
                 ..Default::default()
             };
+            let mut stdout = String::new();
+            let mut stderr = String::new();
             let created = self
                 .0
                 .create_exec(container, options)
@@ -86,9 +137,15 @@ impl DockerApi for BollardDocker {
                 .map_err(|e| e.to_string())?
             {
                 bollard::exec::StartExecResults::Attached { mut output, .. } => {
-                    // Drain the output so the command runs to completion.
+                    // Drain the output so the command runs to completion; keep it for
+                    // the caller (stderr says why a command failed).
                     while let Some(chunk) = output.next().await {
-                        chunk.map_err(|e| e.to_string())?;
+                        match chunk.map_err(|e| e.to_string())? {
+                            bollard::container::LogOutput::StdErr { message } => {
+                                stderr.push_str(&String::from_utf8_lossy(&message));
+                            }
+                            other => stdout.push_str(&other.to_string()),
+                        }
                     }
                 }
                 bollard::exec::StartExecResults::Detached => {}
@@ -98,10 +155,23 @@ impl DockerApi for BollardDocker {
                 .inspect_exec(&created.id)
                 .await
                 .map_err(|e| e.to_string())?;
-            inspected
+            let exit_code = inspected
                 .exit_code
-                .ok_or_else(|| "exec finished without an exit code".to_owned())
+                .ok_or_else(|| "exec finished without an exit code".to_owned())?;
+            Ok(ExecOutput {
+                exit_code,
+                stdout,
+                stderr,
+            })
         })
+    }
+}
+
+/// The HTTP status of a Docker API error answer, if it was one.
+fn docker_status(e: &bollard::errors::Error) -> Option<u16> {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
     }
 }
 
@@ -160,11 +230,11 @@ impl NodeApi for KubeNodes {
                 let Some(name) = pod.metadata.name else {
                     continue;
                 };
-                // Grace period 0: a killed site dies now, as in a crash.
-                let dp = kube::api::DeleteParams {
-                    grace_period_seconds: Some(0),
-                    ..Default::default()
-                };
+                // The pod's own grace period (a graceful delete, as `kubectl delete pod`
+                // does): a force delete (grace 0) removes the object while its
+                // containers may still run, and the StatefulSet then starts a
+                // same-named pod on the same volume beside them.
+                let dp = kube::api::DeleteParams::default();
                 match api.delete(&name, &dp).await {
                     Ok(_) => deleted.push(name),
                     Err(kube::Error::Api(s)) if s.code == 404 => {}
@@ -194,13 +264,95 @@ impl NodeApi for KubeNodes {
         })
     }
 
-    fn service_metrics<'a>(
+    fn site_node_selector<'a>(
         &'a self,
         namespace: &'a str,
-        service: &'a str,
+        site: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, String>> {
+        Box::pin(async move {
+            let api: kube::Api<bloodraven::api::MysqlFailoverGroup> =
+                kube::Api::namespaced(self.0.clone(), namespace);
+            let mut groups = api
+                .list(&kube::api::ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?
+                .items;
+            groups.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+            Ok(groups.into_iter().find_map(|g| {
+                g.spec
+                    .sites
+                    .into_iter()
+                    .find(|s| s.name == site)
+                    .map(|s| s.node_selector)
+            }))
+        })
+    }
+
+    fn pod_nodes<'a>(
+        &'a self,
+        namespace: &'a str,
+        selector: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, String>> {
+        Box::pin(async move {
+            let api: kube::Api<k8s_openapi::api::core::v1::Pod> =
+                kube::Api::namespaced(self.0.clone(), namespace);
+            let pods = api
+                .list(&kube::api::ListParams::default().labels(selector))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(pods
+                .items
+                .into_iter()
+                .filter_map(|p| p.spec?.node_name)
+                .collect())
+        })
+    }
+
+    fn pods_in_all_namespaces<'a>(
+        &'a self,
+        selector: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<PodRef>, String>> {
+        Box::pin(async move {
+            let api: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::all(self.0.clone());
+            let list = api
+                .list(&kube::api::ListParams::default().labels(selector))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(list
+                .items
+                .into_iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .filter_map(|p| {
+                    Some(PodRef {
+                        namespace: p.metadata.namespace?,
+                        name: p.metadata.name?,
+                    })
+                })
+                .collect())
+        })
+    }
+
+    fn lease_holder<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, String>> {
+        Box::pin(async move {
+            let api: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+                kube::Api::namespaced(self.0.clone(), namespace);
+            let lease = api.get_opt(name).await.map_err(|e| e.to_string())?;
+            Ok(lease.and_then(|l| l.spec?.holder_identity))
+        })
+    }
+
+    fn pod_metrics<'a>(
+        &'a self,
+        namespace: &'a str,
+        pod: &'a str,
+        port: u16,
     ) -> BoxFuture<'a, Result<String, String>> {
         Box::pin(async move {
-            let uri = format!("/api/v1/namespaces/{namespace}/services/{service}/proxy/metrics");
+            let uri = format!("/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/metrics");
             let request = http::Request::get(uri)
                 .body(Vec::new())
                 .map_err(|e| e.to_string())?;

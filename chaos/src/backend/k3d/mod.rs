@@ -24,7 +24,7 @@ pub use clients::{BollardDocker, KubeNodes};
 
 use super::k3d_live::{K3dCounter, KubeGroups, Live, LiveConfig, LiveParts};
 use super::tunnel::KubeForwarder;
-use super::{Backend, BackendError, FaultOps, TypedPlan};
+use super::{Backend, BackendError, FaultOps, SiteWritability, TypedPlan};
 use crate::cluster::{KubeCluster, SharedCluster};
 use crate::scenario::{BackendKind, Component, Fault};
 use crate::workload::CounterTarget;
@@ -35,16 +35,18 @@ pub struct K3dConfig {
     pub context: String,
     /// The Docker network k3d created for the cluster.
     pub network: String,
-    /// Node label whose value is the site name.
-    pub site_node_label: String,
     /// Pod label whose value is the site name (DESIGN.md pod labels).
     pub site_pod_label: String,
     /// Pod label that tells MySQL from Dragonfly pods.
     pub component_label: String,
-    pub operator_namespace: String,
+    /// Label selector of the operator's pods, found in whichever namespace they run
+    /// (the playground's is `bloodraven-playground`, a chart install's may differ).
     pub operator_selector: String,
-    /// `service:port` of the operator's metrics, reached through the API server proxy.
-    pub metrics_service: String,
+    /// The operator's leader-election Lease (in the operator's namespace): its holder
+    /// is the replica whose /metrics are scraped.
+    pub operator_leader_lease: String,
+    /// The operator pods' metrics port, reached through the API server's pod proxy.
+    pub metrics_port: u16,
     /// The ordinary MySQL account the counter writes as (password: the group's
     /// credentials Secret, key `app-password`).
     pub app_user: String,
@@ -57,12 +59,11 @@ impl Default for K3dConfig {
         Self {
             context: "k3d-bloodraven".into(),
             network: "k3d-bloodraven".into(),
-            site_node_label: "topology.kubernetes.io/zone".into(),
             site_pod_label: "shipstream.io/site".into(),
             component_label: "app.kubernetes.io/name".into(),
-            operator_namespace: "bloodraven-system".into(),
             operator_selector: bloodraven::deploy::OPERATOR_POD_SELECTOR.into(),
-            metrics_service: "bloodraven-metrics:8080".into(),
+            operator_leader_lease: bloodraven::leader::LEADER_LEASE.into(),
+            metrics_port: bloodraven::deploy::METRICS_PORT,
             app_user: bloodraven::children::APP_USER.into(),
             dragonfly_port: 6379,
         }
@@ -77,6 +78,10 @@ pub enum K3dOp {
         namespace: String,
         selector: String,
         node: Option<String>,
+        /// A kill that deletes nothing is an error (a scenario must not pass because
+        /// its fault missed); an eviction of whatever is on a node is not.
+        #[serde(default)]
+        must_match: bool,
     },
     SetUnschedulable {
         node: String,
@@ -95,6 +100,11 @@ pub enum K3dOp {
     ConnectNetwork {
         network: String,
         container: String,
+        /// The address and aliases the node had before the fault, recorded at plan
+        /// time: Docker keeps neither across a disconnect, and a node that returns
+        /// with another IP breaks flannel and cross-site replication.
+        #[serde(default)]
+        endpoint: Option<NetworkEndpoint>,
     },
     Exec {
         container: String,
@@ -131,6 +141,9 @@ pub struct NodeInfo {
 
 /// The Docker calls the backend makes.
 pub trait DockerApi: Send + Sync {
+    /// `GET /_ping`: is the daemon there at all? Checked when a fault that needs
+    /// Docker is planned, so that a dead daemon is found before anything changes.
+    fn ping(&self) -> BoxFuture<'_, Result<(), String>>;
     fn stop_container<'a>(&'a self, container: &'a str) -> BoxFuture<'a, Result<(), String>>;
     fn start_container<'a>(&'a self, container: &'a str) -> BoxFuture<'a, Result<(), String>>;
     fn disconnect_network<'a>(
@@ -138,25 +151,83 @@ pub trait DockerApi: Send + Sync {
         network: &'a str,
         container: &'a str,
     ) -> BoxFuture<'a, Result<(), String>>;
+    /// Connects `container`, with `endpoint`'s address and aliases when given.
     fn connect_network<'a>(
         &'a self,
         network: &'a str,
         container: &'a str,
+        endpoint: Option<&'a NetworkEndpoint>,
     ) -> BoxFuture<'a, Result<(), String>>;
-    /// Runs `cmd` in the container and returns its exit code.
+    /// `container`'s endpoint on `network`; `None` when it is not connected to it.
+    fn network_endpoint<'a>(
+        &'a self,
+        network: &'a str,
+        container: &'a str,
+    ) -> BoxFuture<'a, Result<Option<NetworkEndpoint>, String>>;
+    /// Runs `cmd` in the container with `env` (`NAME=value`: how secrets reach a
+    /// command without appearing in its argv) and returns its exit code and output.
     fn exec<'a>(
         &'a self,
         container: &'a str,
         cmd: &'a [String],
-    ) -> BoxFuture<'a, Result<i64, String>>;
+        env: &'a [String],
+    ) -> BoxFuture<'a, Result<ExecOutput, String>>;
+}
+
+/// A container's place on a Docker network.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkEndpoint {
+    pub ipv4_address: Option<String>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+/// What a command run by [`DockerApi::exec`] left behind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A pod by namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PodRef {
+    pub namespace: String,
+    pub name: String,
 }
 
 /// The Kubernetes calls the backend makes for faults and metrics.
 pub trait NodeApi: Send + Sync {
+    /// The pods matching `selector` in every namespace, not being deleted.
+    fn pods_in_all_namespaces<'a>(
+        &'a self,
+        selector: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<PodRef>, String>>;
+    /// `spec.holderIdentity` of Lease `namespace/name`; `None` when unheld or absent.
+    fn lease_holder<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, String>>;
+    /// Nodes matching the label `selector` (`""`: every node).
     fn nodes_with_label<'a>(
         &'a self,
         selector: &'a str,
     ) -> BoxFuture<'a, Result<Vec<NodeInfo>, String>>;
+    /// `spec.sites[name=site].nodeSelector` of the MysqlFailoverGroup in `namespace`
+    /// that has the site (first by name); `None` when no group there has it.
+    fn site_node_selector<'a>(
+        &'a self,
+        namespace: &'a str,
+        site: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, String>>;
+    /// `spec.nodeName` of each scheduled pod matching `selector` in `namespace`.
+    fn pod_nodes<'a>(
+        &'a self,
+        namespace: &'a str,
+        selector: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, String>>;
     /// Deletes the pods matching `selector` (on `node` when given); returns their names.
     fn delete_pods<'a>(
         &'a self,
@@ -169,11 +240,12 @@ pub trait NodeApi: Send + Sync {
         node: &'a str,
         unschedulable: bool,
     ) -> BoxFuture<'a, Result<(), String>>;
-    /// GET /metrics of `service:port` in `namespace` through the API server's proxy.
-    fn service_metrics<'a>(
+    /// GET /metrics of `pod:port` in `namespace` through the API server's pod proxy.
+    fn pod_metrics<'a>(
         &'a self,
         namespace: &'a str,
-        service: &'a str,
+        pod: &'a str,
+        port: u16,
     ) -> BoxFuture<'a, Result<String, String>>;
 }
 
@@ -219,6 +291,7 @@ impl K3dBackend {
                 dragonfly_port: self.config.dragonfly_port,
             },
             parts,
+            self.docker.clone(),
         ));
         // One counter for the run: it remembers which increments it attempted, which
         // no-acknowledged-write-lost reads back at the end.
@@ -242,8 +315,12 @@ impl K3dBackend {
             .map_err(|e| unavailable(format!("kubeconfig context {}: {e}", config.context)))?;
         let client = kube::Client::try_from(kube_config)
             .map_err(|e| unavailable(format!("kube client for {}: {e}", config.context)))?;
-        let docker = bollard::Docker::connect_with_defaults()
-            .map_err(|e| unavailable(format!("Docker daemon: {e}")))?;
+        // Docker is needed only by node faults: a missing daemon fails those (at plan
+        // time, through the ping), not the whole backend.
+        let docker: Arc<dyn DockerApi> = match bollard::Docker::connect_with_defaults() {
+            Ok(d) => Arc::new(BollardDocker(d)),
+            Err(e) => Arc::new(UnavailableDocker(format!("Docker client: {e}"))),
+        };
         let live = LiveParts {
             forwarder: Arc::new(KubeForwarder(client.clone())),
             groups: Arc::new(KubeGroups(client.clone())),
@@ -258,7 +335,7 @@ impl K3dBackend {
         };
         Ok(Self::new(
             config,
-            Arc::new(BollardDocker(docker)),
+            docker,
             Arc::new(KubeNodes(client.clone())),
             Arc::new(KubeCluster::new(client)),
             Arc::new(SystemClock),
@@ -274,22 +351,119 @@ impl K3dBackend {
         }
     }
 
-    async fn site_nodes(&self, site: &str) -> Result<Vec<NodeInfo>, BackendError> {
-        let selector = format!("{}={site}", self.config.site_node_label);
-        let mut nodes = self
+    /// A site's nodes as the operator schedules it: the nodes matching the group's
+    /// `spec.sites[].nodeSelector` (the playground: `topology.kubernetes.io/zone=
+    /// zone-<site>`); for a site without one, the nodes its pods run on.
+    async fn site_nodes(&self, site: &str, namespace: &str) -> Result<Vec<NodeInfo>, BackendError> {
+        let node_selector = self
             .nodes
-            .nodes_with_label(&selector)
+            .site_node_selector(namespace, site)
             .await
-            .map_err(|m| Self::call_error(format!("list nodes {selector}"), m))?;
+            .map_err(|m| {
+                Self::call_error(format!("read site {site}'s nodeSelector in {namespace}"), m)
+            })?
+            .filter(|labels| !labels.is_empty());
+        let (mut nodes, looked_for) = match node_selector {
+            Some(labels) => {
+                let selector = labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let nodes = self
+                    .nodes
+                    .nodes_with_label(&selector)
+                    .await
+                    .map_err(|m| Self::call_error(format!("list nodes {selector}"), m))?;
+                (
+                    nodes,
+                    format!("nodes labelled {selector} (the site's nodeSelector)"),
+                )
+            }
+            None => {
+                let pods = self.site_pods(site, None);
+                let names: BTreeSet<String> = self
+                    .nodes
+                    .pod_nodes(namespace, &pods)
+                    .await
+                    .map_err(|m| Self::call_error(format!("list pods {pods} in {namespace}"), m))?
+                    .into_iter()
+                    .collect();
+                let nodes = self
+                    .nodes
+                    .nodes_with_label("")
+                    .await
+                    .map_err(|m| Self::call_error("list nodes".into(), m))?
+                    .into_iter()
+                    .filter(|n| names.contains(&n.name))
+                    .collect();
+                (nodes, format!("the nodes of pods {pods} in {namespace}"))
+            }
+        };
         if nodes.is_empty() {
             return Err(BackendError::NoNodeForSite {
                 backend: BackendKind::K3d,
                 site: site.to_owned(),
-                selector,
+                selector: looked_for,
             });
         }
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(nodes)
+    }
+
+    /// The operator's pods, in whichever namespace they run; none is an error.
+    async fn operator_pods(&self) -> Result<Vec<PodRef>, BackendError> {
+        let selector = &self.config.operator_selector;
+        let mut pods = self
+            .nodes
+            .pods_in_all_namespaces(selector)
+            .await
+            .map_err(|m| Self::call_error(format!("list pods {selector} in all namespaces"), m))?;
+        if pods.is_empty() {
+            return Err(BackendError::NoPodsMatched {
+                backend: BackendKind::K3d,
+                namespace: "(any)".into(),
+                selector: selector.clone(),
+            });
+        }
+        pods.sort();
+        Ok(pods)
+    }
+
+    /// The operator replica to scrape: the only one, or the leader-election Lease's
+    /// holder (a standby's metrics are zeros: scraping through a Service in front of
+    /// both would alternate between them).
+    async fn operator_leader(&self) -> Result<PodRef, BackendError> {
+        let pods = self.operator_pods().await?;
+        if let [only] = pods.as_slice() {
+            return Ok(only.clone());
+        }
+        let lease = &self.config.operator_leader_lease;
+        let namespaces: BTreeSet<&str> = pods.iter().map(|p| p.namespace.as_str()).collect();
+        for ns in namespaces {
+            let holder = self
+                .nodes
+                .lease_holder(ns, lease)
+                .await
+                .map_err(|m| Self::call_error(format!("get Lease {ns}/{lease}"), m))?;
+            if let Some(pod) = pods
+                .iter()
+                .find(|p| p.namespace == ns && Some(&p.name) == holder.as_ref())
+            {
+                return Ok(pod.clone());
+            }
+        }
+        Err(Self::call_error(
+            "find the operator's leader".into(),
+            format!(
+                "{} operator pods ({}) and no Lease {lease} held by one of them",
+                pods.len(),
+                pods.iter()
+                    .map(|p| format!("{}/{}", p.namespace, p.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ))
     }
 
     fn site_pods(&self, site: &str, component: Option<Component>) -> String {
@@ -300,18 +474,33 @@ impl K3dBackend {
         selector
     }
 
-    /// iptables rules that drop traffic between every node of `from` and each IP of
-    /// `to`, both directions, as seen from `from`'s nodes.
-    fn drop_rules(action: &str, node: &NodeInfo, peer_ips: &BTreeSet<String>) -> Vec<K3dOp> {
+    /// iptables rules that drop traffic between `node` and each of `peer_ips`, both
+    /// directions: inserted by the apply, removed by the undo.
+    fn drop_rules(insert: bool, node: &NodeInfo, peer_ips: &BTreeSet<String>) -> Vec<K3dOp> {
         let mut ops = Vec::new();
         for ip in peer_ips {
             for (chain, flag) in [("INPUT", "-s"), ("OUTPUT", "-d")] {
+                let cmd = if insert {
+                    [
+                        "iptables",
+                        "-w",
+                        IPTABLES_LOCK_WAIT,
+                        "-I",
+                        chain,
+                        flag,
+                        ip,
+                        "-j",
+                        "DROP",
+                    ]
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect()
+                } else {
+                    remove_rule_command(chain, flag, ip)
+                };
                 ops.push(K3dOp::Exec {
                     container: node.name.clone(),
-                    cmd: ["iptables", "-w", action, chain, flag, ip, "-j", "DROP"]
-                        .iter()
-                        .map(|s| (*s).to_owned())
-                        .collect(),
+                    cmd,
                 });
             }
         }
@@ -325,35 +514,42 @@ impl K3dBackend {
             fault: fault.to_string(),
             reason: reason.to_owned(),
         };
-        let delete = |selector: String, node: Option<String>| K3dOp::DeletePods {
+        let kill = |selector: String| K3dOp::DeletePods {
             namespace: namespace.to_owned(),
             selector,
-            node,
+            node: None,
+            must_match: true,
         };
         Ok(match fault {
             // Pod deletions need no undo: the StatefulSets recreate the pods.
-            Fault::KillSite(site) => (vec![delete(self.site_pods(site, None), None)], vec![]),
-            Fault::KillPod { site, component } => (
-                vec![delete(self.site_pods(site, Some(*component)), None)],
-                vec![],
-            ),
+            Fault::KillSite(site) => (vec![kill(self.site_pods(site, None))], vec![]),
+            Fault::KillPod { site, component } => {
+                (vec![kill(self.site_pods(site, Some(*component)))], vec![])
+            }
             Fault::KillDragonfly(site) => (
-                vec![delete(
-                    self.site_pods(site, Some(Component::Dragonfly)),
-                    None,
-                )],
+                vec![kill(self.site_pods(site, Some(Component::Dragonfly)))],
                 vec![],
             ),
-            Fault::KillOperator {} => (
-                vec![K3dOp::DeletePods {
-                    namespace: self.config.operator_namespace.clone(),
-                    selector: self.config.operator_selector.clone(),
-                    node: None,
-                }],
-                vec![],
-            ),
+            Fault::KillOperator {} => {
+                let namespaces: BTreeSet<String> = self
+                    .operator_pods()
+                    .await?
+                    .into_iter()
+                    .map(|p| p.namespace)
+                    .collect();
+                let apply = namespaces
+                    .into_iter()
+                    .map(|ns| K3dOp::DeletePods {
+                        namespace: ns,
+                        selector: self.config.operator_selector.clone(),
+                        node: None,
+                        must_match: true,
+                    })
+                    .collect();
+                (apply, vec![])
+            }
             Fault::Cordon(site) => {
-                let nodes = self.site_nodes(site).await?;
+                let nodes = self.site_nodes(site, namespace).await?;
                 let mut apply = Vec::new();
                 let mut undo = Vec::new();
                 for node in &nodes {
@@ -368,12 +564,17 @@ impl K3dBackend {
                 }
                 // Evict: the site's pods leave the cordoned node(s) and cannot come back.
                 for node in &nodes {
-                    apply.push(delete(self.site_pods(site, None), Some(node.name.clone())));
+                    apply.push(K3dOp::DeletePods {
+                        namespace: namespace.to_owned(),
+                        selector: self.site_pods(site, None),
+                        node: Some(node.name.clone()),
+                        must_match: false,
+                    });
                 }
                 (apply, undo)
             }
             Fault::Uncordon(site) => {
-                let nodes = self.site_nodes(site).await?;
+                let nodes = self.site_nodes(site, namespace).await?;
                 let apply = nodes
                     .iter()
                     .map(|n| K3dOp::SetUnschedulable {
@@ -384,27 +585,41 @@ impl K3dBackend {
                 (apply, vec![])
             }
             Fault::NetworkPartition(site) => {
-                let nodes = self.site_nodes(site).await?;
+                self.require_docker(fault).await?;
+                let nodes = self.site_nodes(site, namespace).await?;
                 let network = self.config.network.clone();
-                let apply = nodes
-                    .iter()
-                    .map(|n| K3dOp::DisconnectNetwork {
+                let mut apply = Vec::new();
+                let mut undo = Vec::new();
+                for n in &nodes {
+                    let endpoint = self
+                        .docker
+                        .network_endpoint(&network, &n.name)
+                        .await
+                        .map_err(|m| {
+                            Self::call_error(format!("inspect {} on network {network}", n.name), m)
+                        })?
+                        .ok_or_else(|| {
+                            unsupported(&format!(
+                                "node container {} is not on network {network}",
+                                n.name
+                            ))
+                        })?;
+                    apply.push(K3dOp::DisconnectNetwork {
                         network: network.clone(),
                         container: n.name.clone(),
-                    })
-                    .collect();
-                let undo = nodes
-                    .iter()
-                    .map(|n| K3dOp::ConnectNetwork {
+                    });
+                    undo.push(K3dOp::ConnectNetwork {
                         network: network.clone(),
                         container: n.name.clone(),
-                    })
-                    .collect();
+                        endpoint: Some(endpoint),
+                    });
+                }
                 (apply, undo)
             }
             Fault::Partition { between: [a, b] } => {
-                let side_a = self.site_nodes(a).await?;
-                let side_b = self.site_nodes(b).await?;
+                self.require_docker(fault).await?;
+                let side_a = self.site_nodes(a, namespace).await?;
+                let side_b = self.site_nodes(b, namespace).await?;
                 let ips =
                     |nodes: &[NodeInfo], site: &str| -> Result<BTreeSet<String>, BackendError> {
                         nodes
@@ -424,14 +639,15 @@ impl K3dBackend {
                 let mut undo = Vec::new();
                 for (nodes, peers) in [(&side_a, &ips_b), (&side_b, &ips_a)] {
                     for node in nodes.iter() {
-                        apply.extend(Self::drop_rules("-I", node, peers));
-                        undo.extend(Self::drop_rules("-D", node, peers));
+                        apply.extend(Self::drop_rules(true, node, peers));
+                        undo.extend(Self::drop_rules(false, node, peers));
                     }
                 }
                 (apply, undo)
             }
             Fault::DisableSidecar(site) => {
-                let nodes = self.site_nodes(site).await?;
+                self.require_docker(fault).await?;
+                let nodes = self.site_nodes(site, namespace).await?;
                 let signal = |signal: &str, must_find: bool| -> Vec<K3dOp> {
                     nodes
                         .iter()
@@ -447,7 +663,8 @@ impl K3dBackend {
                 (signal("STOP", true), signal("CONT", false))
             }
             Fault::NodeCrash(site) => {
-                let nodes = self.site_nodes(site).await?;
+                self.require_docker(fault).await?;
+                let nodes = self.site_nodes(site, namespace).await?;
                 let apply = nodes
                     .iter()
                     .map(|n| K3dOp::StopContainer {
@@ -501,6 +718,19 @@ impl K3dBackend {
         })
     }
 
+    /// Docker is needed only by node faults: pinged when one is planned, so a run
+    /// without them (and a `recover` of Kubernetes-only undos) never needs it.
+    async fn require_docker(&self, fault: &Fault) -> Result<(), BackendError> {
+        tokio::time::timeout(DOCKER_PING_TIMEOUT, self.docker.ping())
+            .await
+            .map_err(|_| format!("no answer to GET /_ping within {DOCKER_PING_TIMEOUT:?}"))
+            .and_then(|r| r)
+            .map_err(|reason| BackendError::Unavailable {
+                backend: BackendKind::K3d,
+                reason: format!("`{fault}` needs the Docker daemon: {reason}"),
+            })
+    }
+
     fn require_live(&self, fault: &Fault) -> Result<&Arc<Live>, BackendError> {
         self.live
             .as_ref()
@@ -546,12 +776,22 @@ impl K3dBackend {
                 namespace,
                 selector,
                 node,
-            } => self
-                .nodes
-                .delete_pods(namespace, selector, node.as_deref())
-                .await
-                .map(|_| ())
-                .map_err(fail),
+                must_match,
+            } => {
+                let deleted = self
+                    .nodes
+                    .delete_pods(namespace, selector, node.as_deref())
+                    .await
+                    .map_err(fail)?;
+                if *must_match && deleted.is_empty() {
+                    return Err(BackendError::NoPodsMatched {
+                        backend: BackendKind::K3d,
+                        namespace: namespace.clone(),
+                        selector: selector.clone(),
+                    });
+                }
+                Ok(())
+            }
             K3dOp::SetUnschedulable {
                 node,
                 unschedulable,
@@ -571,18 +811,99 @@ impl K3dBackend {
                 .disconnect_network(network, container)
                 .await
                 .map_err(fail),
-            K3dOp::ConnectNetwork { network, container } => self
+            K3dOp::ConnectNetwork {
+                network,
+                container,
+                endpoint,
+            } => self
                 .docker
-                .connect_network(network, container)
+                .connect_network(network, container, endpoint.as_ref())
                 .await
                 .map_err(fail),
-            K3dOp::Exec { container, cmd } => match self.docker.exec(container, cmd).await {
-                Ok(0) => Ok(()),
-                Ok(code) => Err(fail(format!("exited with {code}"))),
+            K3dOp::Exec { container, cmd } => match self.docker.exec(container, cmd, &[]).await {
+                Ok(out) if out.exit_code == 0 => Ok(()),
+                Ok(out) => Err(fail(format!(
+                    "exited with {}: {}",
+                    out.exit_code,
+                    out.stderr.trim()
+                ))),
                 Err(m) => Err(fail(m)),
             },
         }
     }
+}
+
+/// Bounds the Docker ping before a node fault.
+const DOCKER_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A Docker client that could not be built (no socket, bad `DOCKER_HOST`): every call
+/// fails with why, so that only the faults that need Docker fail.
+pub struct UnavailableDocker(pub String);
+
+impl UnavailableDocker {
+    fn fail<'a, T: Send + 'a>(&'a self) -> BoxFuture<'a, Result<T, String>> {
+        let why = self.0.clone();
+        Box::pin(async move { Err(why) })
+    }
+}
+
+impl DockerApi for UnavailableDocker {
+    fn ping(&self) -> BoxFuture<'_, Result<(), String>> {
+        self.fail()
+    }
+    fn stop_container<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), String>> {
+        self.fail()
+    }
+    fn start_container<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), String>> {
+        self.fail()
+    }
+    fn disconnect_network<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        self.fail()
+    }
+    fn connect_network<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: Option<&'a NetworkEndpoint>,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        self.fail()
+    }
+    fn network_endpoint<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<Option<NetworkEndpoint>, String>> {
+        self.fail()
+    }
+    fn exec<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a [String],
+        _: &'a [String],
+    ) -> BoxFuture<'a, Result<ExecOutput, String>> {
+        self.fail()
+    }
+}
+
+/// Seconds iptables waits for the xtables lock (plain `-w` waits forever, and kube-proxy
+/// or flannel may hold it).
+pub const IPTABLES_LOCK_WAIT: &str = "5";
+
+/// An idempotent undo of one DROP rule: deletes every copy of it (a fault applied twice
+/// inserted two) and succeeds when there is none left, so that an undo replayed by
+/// `recover` after a crash before the apply, or after a half-applied fault, or twice,
+/// does not fail for good on iptables' "Bad rule" exit.
+pub fn remove_rule_command(chain: &str, flag: &str, ip: &str) -> Vec<String> {
+    let rule = format!("{chain} {flag} {ip} -j DROP");
+    let w = IPTABLES_LOCK_WAIT;
+    let script = format!(
+        "while iptables -w {w} -C {rule} 2>/dev/null; do iptables -w {w} -D {rule} || exit 1; done"
+    );
+    vec!["sh".to_owned(), "-c".to_owned(), script]
 }
 
 /// A shell command, run in a k3d node container (its PID namespace holds every pod
@@ -645,28 +966,35 @@ impl Backend for K3dBackend {
 
     fn scrape_metrics(&self) -> BoxFuture<'_, Result<String, BackendError>> {
         Box::pin(async move {
+            let leader = self.operator_leader().await?;
+            let port = self.config.metrics_port;
             self.nodes
-                .service_metrics(
-                    &self.config.operator_namespace,
-                    &self.config.metrics_service,
-                )
+                .pod_metrics(&leader.namespace, &leader.name, port)
                 .await
                 .map_err(|m| {
-                    Self::call_error(format!("GET {} /metrics", self.config.metrics_service), m)
+                    Self::call_error(
+                        format!("GET {}/{}:{port}/metrics", leader.namespace, leader.name),
+                        m,
+                    )
                 })
         })
     }
 
-    fn counter(&self) -> Option<Arc<dyn CounterTarget>> {
-        self.counter.clone().map(|c| c as Arc<dyn CounterTarget>)
+    fn counter(&self, namespace: &str) -> Option<Arc<dyn CounterTarget>> {
+        let counter = self.counter.clone()?;
+        counter.use_namespace(namespace);
+        Some(counter as Arc<dyn CounterTarget>)
     }
 
-    fn writability(&self) -> BoxFuture<'_, Result<Option<BTreeMap<String, bool>>, BackendError>> {
+    fn writability<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, SiteWritability>>, BackendError>> {
         Box::pin(async move {
             let Some(live) = &self.live else {
                 return Ok(None);
             };
-            live.site_writability()
+            live.site_writability(namespace)
                 .await
                 .map(Some)
                 .map_err(|m| Self::call_error("poll read_only".into(), m))

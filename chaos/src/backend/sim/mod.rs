@@ -20,7 +20,7 @@ use bloodraven_sim::harness::{ClientHost, DrivenWorld, DriverError, WorldHandle}
 use bloodraven_sim::pod::SharedDialer;
 use futures::future::BoxFuture;
 
-use super::{Backend, BackendError};
+use super::{Backend, BackendError, SiteWritability};
 use crate::cluster::{KubeCluster, SharedCluster};
 use crate::runner::{self, RunConfig, ScenarioOutcome};
 use crate::scenario::{BackendKind, Scenario};
@@ -183,7 +183,7 @@ impl Backend for SimBackend {
         })
     }
 
-    fn counter(&self) -> Option<Arc<dyn CounterTarget>> {
+    fn counter(&self, _namespace: &str) -> Option<Arc<dyn CounterTarget>> {
         Some(Arc::new(counter::SimCounter::new(
             self.client.clone(),
             self.world.clone(),
@@ -191,8 +191,26 @@ impl Backend for SimBackend {
         )))
     }
 
-    fn writability(&self) -> BoxFuture<'_, Result<Option<BTreeMap<String, bool>>, BackendError>> {
-        Box::pin(async move { Ok(Some(self.world.site_writability())) })
+    fn writability<'a>(
+        &'a self,
+        _namespace: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, SiteWritability>>, BackendError>> {
+        Box::pin(async move {
+            Ok(Some(
+                self.world
+                    .site_writability()
+                    .into_iter()
+                    .map(|(site, writable)| {
+                        let state = if writable {
+                            SiteWritability::Writable
+                        } else {
+                            SiteWritability::ReadOnly
+                        };
+                        (site, state)
+                    })
+                    .collect(),
+            ))
+        })
     }
 
     fn writability_changes(&self) -> Option<Vec<WritabilitySample>> {
