@@ -37,7 +37,7 @@ pub struct K3dConfig {
     pub network: String,
     /// Node label whose value is the site name.
     pub site_node_label: String,
-    /// Pod label whose value is the site name (DESIGN.md pod labels).
+    /// Pod label whose value is the site name (docs/operator.md "Children": pod labels).
     pub site_pod_label: String,
     /// Pod label that tells MySQL from Dragonfly pods.
     pub component_label: String,
