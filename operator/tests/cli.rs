@@ -120,7 +120,7 @@ fn validate_checks_every_file_reads_stdin_and_refuses_empty_files() {
     assert_eq!(code, 2, "{out}{err}");
     assert!(err.contains("/nonexistent.yaml: cannot read"), "{err}");
     assert!(err.contains("empty.yaml: no objects in the file"), "{err}");
-    assert!(out.contains("playground.yaml: 1 document(s): 1 valid"), "{out}");
+    assert!(out.contains("playground.yaml: 3 document(s): 1 valid"), "{out}");
 
     // `-f -` reads standard input.
     let mut child = Command::new(env!("CARGO_BIN_EXE_bloodraven"))
@@ -138,5 +138,5 @@ fn validate_checks_every_file_reads_stdin_and_refuses_empty_files() {
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(0), "{text}");
-    assert!(text.contains("-: 1 document(s): 1 valid"), "{text}");
+    assert!(text.contains("-: 3 document(s): 1 valid"), "{text}");
 }
