@@ -82,7 +82,7 @@ playground-sim: ## The simulated playground in real time, for kubectl (no Docker
 	  --bloodraven --apply examples/playground.yaml
 
 test-integration: ## Adapters against real servers started by the harness
-	@echo "test-integration: not implemented yet (the adapters have not landed)"; exit 2
+	@echo "test-integration: not implemented yet (the adapters are in operator/src/adapters and are tested against the simulation; no harness starts real MySQL servers for them yet)"; exit 2
 
 docs-build: ## Build the mdBook under docs/ into docs/book
 	@command -v mdbook >/dev/null 2>&1 || { echo "docs-build: mdbook is not installed (cargo install mdbook --locked)"; exit 1; }
