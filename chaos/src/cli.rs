@@ -9,8 +9,8 @@ use clap::{Parser, Subcommand};
 use futures::StreamExt;
 
 use crate::backend::k3d::{K3dBackend, K3dConfig};
-use crate::console::{errln, out, outln};
 use crate::backend::{BackendError, SharedBackend, sim};
+use crate::console::{errln, out, outln};
 use crate::ledger::{self, LedgerError};
 use crate::report::{self, ReportError};
 use crate::runner::{self, RunConfig, ScenarioOutcome};
@@ -195,14 +195,16 @@ pub enum CliError {
 
 /// The seeds `first..first + seeds`, refused when the last one would pass `u64::MAX`.
 fn seed_range(first: u64, seeds: u64) -> Result<std::ops::Range<u64>, CliError> {
-    let end = first.checked_add(seeds).ok_or_else(|| CliError::BadOption {
-        option: format!("--first {first} --seeds {seeds}"),
-        reason: format!(
-            "the seeds would run past {}; the largest --first for {seeds} seed(s) is {}",
-            u64::MAX,
-            u64::MAX - seeds
-        ),
-    })?;
+    let end = first
+        .checked_add(seeds)
+        .ok_or_else(|| CliError::BadOption {
+            option: format!("--first {first} --seeds {seeds}"),
+            reason: format!(
+                "the seeds would run past {}; the largest --first for {seeds} seed(s) is {}",
+                u64::MAX,
+                u64::MAX - seeds
+            ),
+        })?;
     Ok(first..end)
 }
 
@@ -413,7 +415,8 @@ fn run_sweep(
             let failures: String = outcome.failures.iter().map(ToString::to_string).collect();
             errln!(
                 "sweep: seed {} FAILED\n{failures}replay: {}\n",
-                r.seed, r.replay
+                r.seed,
+                r.replay
             );
         }
     };

@@ -37,7 +37,10 @@ fn a_sweep_past_the_last_seed_is_refused_not_an_overflow() {
         let err = stderr(&out);
         assert!(!err.contains("panicked"), "{args:?} panicked:\n{err}");
         assert_eq!(out.status.code(), Some(2), "{args:?}:\n{err}");
-        assert!(err.contains("--first"), "{args:?} does not name --first:\n{err}");
+        assert!(
+            err.contains("--first"),
+            "{args:?} does not name --first:\n{err}"
+        );
     }
 }
 

@@ -191,9 +191,14 @@ fn a_missing_fixture_is_a_bad_file_with_its_line() {
         "description: uses a fixture nobody wrote\nfixture: nosuchfixture\nsteps:\n  - wait: 1s\n",
     )
     .unwrap();
-    let err = bloodraven_chaos::scenario::load(&path).unwrap_err().to_string();
+    let err = bloodraven_chaos::scenario::load(&path)
+        .unwrap_err()
+        .to_string();
     assert!(
-        err.starts_with(&format!("{}:2:10: fixture: no fixture \"nosuchfixture\"", path.display())),
+        err.starts_with(&format!(
+            "{}:2:10: fixture: no fixture \"nosuchfixture\"",
+            path.display()
+        )),
         "{err}"
     );
     std::fs::create_dir(dir.path().join("fixtures")).unwrap();

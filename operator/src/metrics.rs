@@ -489,7 +489,11 @@ mod tests {
         // Built at run time, so this test's own text does not count as a registration.
         let call = ["registry", ".register("].concat();
         let registered = source.matches(&call).count();
-        assert_eq!(registered, FAMILIES.len(), "FAMILIES is out of step with Metrics::new");
+        assert_eq!(
+            registered,
+            FAMILIES.len(),
+            "FAMILIES is out of step with Metrics::new"
+        );
         for (family, _) in FAMILIES {
             assert!(
                 source.contains(&format!("{call}\n            \"{family}\",")),
@@ -516,9 +520,15 @@ mod tests {
             .filter(|l| !l.starts_with('#') && !l.is_empty())
             .filter_map(|l| l.split(['{', ' ']).next())
             .collect();
-        assert!(samples.contains(&"bloodraven_failovers_total"), "{rendered}");
+        assert!(
+            samples.contains(&"bloodraven_failovers_total"),
+            "{rendered}"
+        );
         for sample in samples {
-            assert!(names.iter().any(|n| n == sample), "{sample} not in {names:?}");
+            assert!(
+                names.iter().any(|n| n == sample),
+                "{sample} not in {names:?}"
+            );
         }
     }
 

@@ -371,7 +371,9 @@ spec:
         let text = GROUP.replace("{topology.kubernetes.io/zone: zone-pdx}", "{}");
         let r = report(&text).to_string();
         assert!(
-            r.contains("spec.sites[1].nodeSelector: Invalid value: 0: must have at least 1 properties"),
+            r.contains(
+                "spec.sites[1].nodeSelector: Invalid value: 0: must have at least 1 properties"
+            ),
             "{r}"
         );
     }
@@ -385,8 +387,12 @@ spec:
             text.contains("kind: Unsupported value: \"MysqlFailoverGrup\": bloodraven.shipstream.io defines MysqlFailoverGroup"),
             "{text}"
         );
-        let other = report("apiVersion: example.com/v1\nkind: MysqlFailoverGrup\nmetadata: {name: x}\n");
-        assert!(matches!(other.documents[0].outcome, Outcome::Skipped(_)), "{other}");
+        let other =
+            report("apiVersion: example.com/v1\nkind: MysqlFailoverGrup\nmetadata: {name: x}\n");
+        assert!(
+            matches!(other.documents[0].outcome, Outcome::Skipped(_)),
+            "{other}"
+        );
     }
 
     #[test]
@@ -394,11 +400,19 @@ spec:
         let schemas = bloodraven_schemas().unwrap();
         for text in ["", "# only a comment\n", "---\n---\n"] {
             let err = validate_text("m.yaml", text, &schemas).unwrap_err();
-            assert!(matches!(err, ValidateError::NoObjects { .. }), "{text:?}: {err}");
+            assert!(
+                matches!(err, ValidateError::NoObjects { .. }),
+                "{text:?}: {err}"
+            );
         }
         let dup = GROUP.replace("  name: orders\n", "  name: orders\n  name: payments\n");
-        let err = validate_text("m.yaml", &dup, &schemas).unwrap_err().to_string();
-        assert!(err.starts_with("m.yaml:5:3: duplicate key \"name\""), "{err}");
+        let err = validate_text("m.yaml", &dup, &schemas)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("m.yaml:5:3: duplicate key \"name\""),
+            "{err}"
+        );
     }
 
     #[test]

@@ -120,7 +120,10 @@ fn validate_checks_every_file_reads_stdin_and_refuses_empty_files() {
     assert_eq!(code, 2, "{out}{err}");
     assert!(err.contains("/nonexistent.yaml: cannot read"), "{err}");
     assert!(err.contains("empty.yaml: no objects in the file"), "{err}");
-    assert!(out.contains("playground.yaml: 3 document(s): 1 valid"), "{out}");
+    assert!(
+        out.contains("playground.yaml: 3 document(s): 1 valid"),
+        "{out}"
+    );
 
     // `-f -` reads standard input.
     let mut child = Command::new(env!("CARGO_BIN_EXE_bloodraven"))

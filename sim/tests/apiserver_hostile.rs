@@ -116,12 +116,34 @@ async fn a_continue_token_this_server_never_issued_is_a_400() {
 #[tokio::test]
 async fn bodies_of_unknown_media_types_are_415() {
     let (_api, addr) = start().await;
-    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}).to_string();
-    let (code, text) = send(addr, "POST", "/api/v1/namespaces/a/configmaps", Some("text/plain"), &cm).await;
+    let cm =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}).to_string();
+    let (code, text) = send(
+        addr,
+        "POST",
+        "/api/v1/namespaces/a/configmaps",
+        Some("text/plain"),
+        &cm,
+    )
+    .await;
     assert_eq!(code, 415, "{text}");
-    let (code, text) = send(addr, "PATCH", "/api/v1/namespaces/a/configmaps/cm", Some("text/plain"), "not json").await;
+    let (code, text) = send(
+        addr,
+        "PATCH",
+        "/api/v1/namespaces/a/configmaps/cm",
+        Some("text/plain"),
+        "not json",
+    )
+    .await;
     assert_eq!(code, 415, "{text}");
-    let (code, text) = send(addr, "POST", "/api/v1/namespaces/a/configmaps", Some("application/json"), &cm).await;
+    let (code, text) = send(
+        addr,
+        "POST",
+        "/api/v1/namespaces/a/configmaps",
+        Some("application/json"),
+        &cm,
+    )
+    .await;
     assert_eq!(code, 201, "{text}");
 }
 
@@ -160,7 +182,14 @@ async fn strict_field_validation_names_unknown_fields() {
         "{text}"
     );
     // Warn (the default): created, pruned, and the field named in a Warning header.
-    let (code, text) = send(addr, "POST", path, Some("application/json"), &group_with_typo()).await;
+    let (code, text) = send(
+        addr,
+        "POST",
+        path,
+        Some("application/json"),
+        &group_with_typo(),
+    )
+    .await;
     assert_eq!(code, 201, "{text}");
     assert!(
         text.to_ascii_lowercase()
@@ -169,12 +198,26 @@ async fn strict_field_validation_names_unknown_fields() {
     );
     let stored: Value = api
         .get(
-            &ResourceKey::new("bloodraven.shipstream.io", "v1alpha1", "mysqlfailovergroups"),
+            &ResourceKey::new(
+                "bloodraven.shipstream.io",
+                "v1alpha1",
+                "mysqlfailovergroups",
+            ),
             Some("a"),
             "orders",
         )
         .unwrap();
-    assert!(stored.pointer("/spec/failover/detectionWindw").is_none(), "{stored}");
-    let (code, text) = send(addr, "POST", &format!("{path}?fieldValidation=Sloppy"), Some("application/json"), &group_with_typo()).await;
+    assert!(
+        stored.pointer("/spec/failover/detectionWindw").is_none(),
+        "{stored}"
+    );
+    let (code, text) = send(
+        addr,
+        "POST",
+        &format!("{path}?fieldValidation=Sloppy"),
+        Some("application/json"),
+        &group_with_typo(),
+    )
+    .await;
     assert_eq!(code, 400, "{text}");
 }

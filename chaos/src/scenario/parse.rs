@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use bloodraven::engine::EventReason;
 use serde::Deserialize;
 use serde_json::Value;
-use bloodraven::engine::EventReason;
 use serde_saphyr::Spanned;
 
 use crate::duration::ScenarioDuration;
@@ -236,21 +236,24 @@ fn parse_located(
             &invalid,
         )?);
     }
-    Ok((Scenario {
-        id,
-        path: path.to_owned(),
-        description: raw.description,
-        tags: raw.tags,
-        backends: raw
-            .backends
-            .unwrap_or_else(|| vec![BackendKind::Sim, BackendKind::K3d]),
-        timeout: raw.timeout.unwrap_or(DEFAULT_TIMEOUT),
-        fixture: raw.fixture.map(|f| f.value),
-        workload: raw.workload,
-        invariants: raw.invariants,
-        steps,
-        finally,
-    }, fixture_at))
+    Ok((
+        Scenario {
+            id,
+            path: path.to_owned(),
+            description: raw.description,
+            tags: raw.tags,
+            backends: raw
+                .backends
+                .unwrap_or_else(|| vec![BackendKind::Sim, BackendKind::K3d]),
+            timeout: raw.timeout.unwrap_or(DEFAULT_TIMEOUT),
+            fixture: raw.fixture.map(|f| f.value),
+            workload: raw.workload,
+            invariants: raw.invariants,
+            steps,
+            finally,
+        },
+        fixture_at,
+    ))
 }
 
 /// Runs serde-saphyr under serde_path_to_error so that a structural error carries both
@@ -290,13 +293,14 @@ fn deserialize_with_path<T: serde::de::DeserializeOwned>(
 /// with the missing field appended for "missing field" errors (which are reported at the
 /// enclosing map).
 fn readable_key_path(raw: &str, message: &str) -> String {
-    static SPANNED_HOP: std::sync::LazyLock<Option<regex::Regex>> =
-        std::sync::LazyLock::new(|| {
+    static SPANNED_HOP: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(
+        || {
             regex::Regex::new(
                 r"((?:steps|finally|where)\[\d+\]|^steps|^fixture|\.assert|\.refute|\.capture)\.value",
             )
             .ok()
-        });
+        },
+    );
     // Twice: `steps.value[0].value` has two nested hops, and one pass replaces only
     // non-overlapping matches of the original text.
     let mut path = match SPANNED_HOP.as_ref() {

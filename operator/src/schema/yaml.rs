@@ -104,12 +104,7 @@ fn alias_expansion_limit() -> usize {
 fn event_count(value: &Value) -> usize {
     match value {
         Value::Array(items) => 2 + items.iter().map(event_count).sum::<usize>(),
-        Value::Object(fields) => {
-            2 + fields
-                .values()
-                .map(|v| 1 + event_count(v))
-                .sum::<usize>()
-        }
+        Value::Object(fields) => 2 + fields.values().map(|v| 1 + event_count(v)).sum::<usize>(),
         _ => 1,
     }
 }
@@ -487,10 +482,7 @@ spec:
         assert!(bomb.len() < 700, "{} bytes", bomb.len());
         let started = std::time::Instant::now();
         let err = load_documents(&bomb).unwrap_err();
-        assert!(
-            matches!(err, YamlError::AliasExpansion { .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, YamlError::AliasExpansion { .. }), "{err:?}");
         assert!(err.to_string().contains("alias bomb"), "{err}");
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
@@ -505,7 +497,10 @@ spec:
         // single anchor look like a bomb.
         let many = "base: &b {x: 1}\n".to_string()
             + &(0..200).map(|i| format!("c{i}: *b\n")).collect::<String>();
-        assert!(matches!(load_documents(&many), Err(YamlError::Budget { .. })));
+        assert!(matches!(
+            load_documents(&many),
+            Err(YamlError::Budget { .. })
+        ));
     }
 
     #[test]
@@ -525,7 +520,10 @@ spec:
             .to_string();
         assert_eq!(err, "4:3: duplicate key \"name\" (first written at line 2)");
         let err = load_documents("a: {x: 1, x: 2}\n").unwrap_err();
-        assert!(matches!(err, YamlError::DuplicateKey { ref key, .. } if key == "x"), "{err:?}");
+        assert!(
+            matches!(err, YamlError::DuplicateKey { ref key, .. } if key == "x"),
+            "{err:?}"
+        );
         // The same key in different mappings is not a duplicate.
         load_documents("a: {x: 1}\nb: {x: 1}\nc: [{x: 1}, {x: 2}]\n").unwrap();
     }

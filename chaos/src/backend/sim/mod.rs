@@ -63,9 +63,10 @@ pub fn run_scenario(scenario: &Scenario, config: &RunConfig) -> ScenarioOutcome 
         )
     });
     for message in watched.panics {
-        outcome
-            .failures
-            .push(runner::Failure::new("panic", format!("the run panicked: {message}")));
+        outcome.failures.push(runner::Failure::new(
+            "panic",
+            format!("the run panicked: {message}"),
+        ));
     }
     outcome
 }

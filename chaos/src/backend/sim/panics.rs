@@ -64,7 +64,11 @@ mod tests {
         let w = watch(|| -> u32 { panic!("the world fell over") });
         assert!(w.result.is_none());
         assert_eq!(w.panics.len(), 1);
-        assert!(w.panics[0].contains("the world fell over"), "{:?}", w.panics);
+        assert!(
+            w.panics[0].contains("the world fell over"),
+            "{:?}",
+            w.panics
+        );
     }
 
     #[test]
