@@ -685,7 +685,7 @@ fn validate_check(
         }
         Check::Events(events)
     } else if let Some(metric) = raw.metric {
-        if !OPERATOR_METRICS.iter().any(|n| *n == metric.name) {
+        if !OPERATOR_METRICS.contains(&metric.name) {
             return Err(invalid(
                 &loc,
                 format!("{key}.metric.name"),
