@@ -10,6 +10,7 @@ use futures::StreamExt;
 
 use crate::backend::k3d::{K3dBackend, K3dConfig};
 use crate::backend::{BackendError, SharedBackend, sim};
+use crate::console::{errln, out, outln};
 use crate::ledger::{self, LedgerError};
 use crate::report::{self, ReportError};
 use crate::runner::{self, RunConfig, ScenarioOutcome};
@@ -93,8 +94,8 @@ pub enum Command {
         /// The first seed (seeds FIRST..FIRST+N).
         #[arg(long, default_value_t = 1, value_name = "SEED")]
         first: u64,
-        /// Worlds to run at once.
-        #[arg(long, default_value_t = 2, value_name = "N")]
+        /// Worlds to run at once (at least 1).
+        #[arg(long, default_value_t = 2, value_name = "N", value_parser = at_least_one)]
         parallel: usize,
         /// Print the schedule (a scenario file) of each seed instead of running it.
         #[arg(long)]
@@ -105,8 +106,8 @@ pub enum Command {
         /// Seeds for the sweep part.
         #[arg(long, default_value_t = 50, value_name = "N")]
         sweep_seeds: u64,
-        /// Worlds to run at once.
-        #[arg(long, default_value_t = 2, value_name = "N")]
+        /// Worlds to run at once (at least 1).
+        #[arg(long, default_value_t = 2, value_name = "N", value_parser = at_least_one)]
         parallel: usize,
         /// Where to write the report.
         #[arg(long, default_value = "docs/report.md", value_name = "PATH")]
@@ -134,8 +135,9 @@ pub struct RunOptions {
     /// Also write JUnit XML here (one testsuite, one testcase per scenario).
     #[arg(long, value_name = "PATH")]
     pub junit: Option<PathBuf>,
-    /// Scenarios to run at once (sim only; k3d has one cluster and runs one at a time).
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    /// Scenarios to run at once, at least 1 (sim only; k3d has one cluster and runs one
+    /// at a time).
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = at_least_one)]
     pub parallel: usize,
     /// Stop starting new scenarios after the first failure.
     #[arg(long)]
@@ -143,6 +145,15 @@ pub struct RunOptions {
     /// kubeconfig context of the live cluster (k3d backend).
     #[arg(long, default_value = "k3d-bloodraven")]
     pub k3d_context: String,
+}
+
+/// `--parallel`: a count of worlds or scenarios at once; 0 would run nothing.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (0 would run nothing)".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("not a count: {e}")),
+    }
 }
 
 /// Why a command could not do its work (exit code 2); a scenario that fails is not one.
@@ -172,6 +183,29 @@ pub enum CliError {
     Report(#[from] ReportError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    #[error("no scenario in {} has tag(s) {}; tags in use: {}", dir.display(), unknown.join(", "), known.join(", "))]
+    UnknownTags {
+        unknown: Vec<String>,
+        dir: PathBuf,
+        known: Vec<String>,
+    },
+    #[error("{option}: {reason}")]
+    BadOption { option: String, reason: String },
+}
+
+/// The seeds `first..first + seeds`, refused when the last one would pass `u64::MAX`.
+fn seed_range(first: u64, seeds: u64) -> Result<std::ops::Range<u64>, CliError> {
+    let end = first
+        .checked_add(seeds)
+        .ok_or_else(|| CliError::BadOption {
+            option: format!("--first {first} --seeds {seeds}"),
+            reason: format!(
+                "the seeds would run past {}; the largest --first for {seeds} seed(s) is {}",
+                u64::MAX,
+                u64::MAX - seeds
+            ),
+        })?;
+    Ok(first..end)
 }
 
 /// Parses arguments and runs; the binary's whole `main`.
@@ -180,7 +214,7 @@ pub async fn main() -> ExitCode {
     match run_cli(cli).await {
         Ok(code) => code,
         Err(message) => {
-            eprintln!("bloodraven-chaos: {message}");
+            errln!("bloodraven-chaos: {message}");
             ExitCode::from(2)
         }
     }
@@ -191,11 +225,11 @@ async fn run_cli(cli: Cli) -> Result<ExitCode, CliError> {
         Command::List { tag } => {
             let scenarios = load_dir(&cli.scenarios_dir, &tag)?;
             if scenarios.is_empty() {
-                println!("no scenarios in {}", cli.scenarios_dir.display());
+                outln!("no scenarios in {}", cli.scenarios_dir.display());
             }
             for s in &scenarios {
                 let backends: Vec<String> = s.backends.iter().map(ToString::to_string).collect();
-                println!(
+                outln!(
                     "{:<36} [{}] {{{}}}  {}",
                     s.id,
                     backends.join(","),
@@ -219,7 +253,7 @@ async fn run_cli(cli: Cli) -> Result<ExitCode, CliError> {
                 .filter(|s| s.supports(options.backend))
                 .collect();
             if selected.is_empty() {
-                println!(
+                outln!(
                     "no scenarios for backend {} in {}",
                     options.backend,
                     cli.scenarios_dir.display()
@@ -238,9 +272,10 @@ async fn run_cli(cli: Cli) -> Result<ExitCode, CliError> {
             parallel,
             show,
         } => {
+            let range = seed_range(first, seeds)?;
             if show {
-                for seed in first..first + seeds {
-                    println!("# seed {seed}\n{}", sweep::schedule(seed));
+                for seed in range {
+                    outln!("# seed {seed}\n{}", sweep::schedule(seed));
                 }
                 return Ok(ExitCode::SUCCESS);
             }
@@ -286,7 +321,7 @@ async fn run_cli(cli: Cli) -> Result<ExitCode, CliError> {
                 &report::Machine::detect(),
             );
             report::write_text(&out, &text)?;
-            println!("report: {}", out.display());
+            outln!("report: {}", out.display());
             Ok(if code == ExitCode::SUCCESS && summary.failed.is_empty() {
                 ExitCode::SUCCESS
             } else {
@@ -319,6 +354,23 @@ fn load_dir(dir: &Path, tags: &[String]) -> Result<Vec<Scenario>, CliError> {
     if !errors.is_empty() {
         return Err(CliError::InvalidScenarios(errors));
     }
+    // A tag no scenario has is a typo, not a request to run nothing and pass.
+    let known: std::collections::BTreeSet<&str> = scenarios
+        .iter()
+        .flat_map(|s| s.tags.iter().map(String::as_str))
+        .collect();
+    let unknown: Vec<String> = tags
+        .iter()
+        .filter(|t| !known.contains(t.as_str()))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        return Err(CliError::UnknownTags {
+            unknown,
+            dir: dir.to_owned(),
+            known: known.into_iter().map(str::to_string).collect(),
+        });
+    }
     Ok(scenarios
         .into_iter()
         .filter(|s| tags.is_empty() || s.tags.iter().any(|t| tags.contains(t)))
@@ -346,22 +398,25 @@ fn run_sweep(
     scenarios_dir: &Path,
     report_dir: &Path,
 ) -> Result<sweep::SweepSummary, CliError> {
-    eprintln!(
-        "sweep: seeds {first}..{} on {parallel} thread(s)",
-        first + seeds
+    let range = seed_range(first, seeds)?;
+    errln!(
+        "sweep: seeds {}..{} on {parallel} thread(s)",
+        range.start,
+        range.end
     );
     let progress = |r: &sweep::SeedResult, outcome: &ScenarioOutcome| {
         if r.passed {
-            eprintln!(
+            errln!(
                 "sweep: seed {} ok ({:.1}s wall)",
                 r.seed,
                 r.wall_ms as f64 / 1000.0
             );
         } else {
             let failures: String = outcome.failures.iter().map(ToString::to_string).collect();
-            eprintln!(
+            errln!(
                 "sweep: seed {} FAILED\n{failures}replay: {}\n",
-                r.seed, r.replay
+                r.seed,
+                r.replay
             );
         }
     };
@@ -381,7 +436,7 @@ fn run_sweep(
             cpu as f64 / 1000.0 / summary.seeds.max(1) as f64
         )
     });
-    println!(
+    outln!(
         "sweep: {} seed(s) in {:.1}s wall{cpu} ({:.0}s simulated), {} failed",
         summary.seeds,
         summary.wall_ms as f64 / 1000.0,
@@ -389,7 +444,7 @@ fn run_sweep(
         summary.failed.len()
     );
     for r in &summary.failed {
-        println!(
+        outln!(
             "  seed {}: {}\n    replay: {}",
             r.seed,
             r.failure.as_deref().unwrap_or("?"),
@@ -434,7 +489,7 @@ async fn run_many_outcomes(
     let seed = match options.backend {
         BackendKind::Sim => {
             let seed = options.seed.unwrap_or(sim::DEFAULT_SEED);
-            eprintln!(
+            errln!(
                 "sim: seed {seed}{}",
                 if options.seed.is_none() {
                     " (the default; --seed N to change)"
@@ -448,7 +503,7 @@ async fn run_many_outcomes(
     };
     let parallel = match options.backend {
         BackendKind::K3d if options.parallel > 1 => {
-            eprintln!(
+            errln!(
                 "note: --parallel {} ignored: the k3d backend has one cluster",
                 options.parallel
             );
@@ -469,7 +524,7 @@ async fn run_many_outcomes(
             RunConfig::new(report_dir.join("ledgers").join(format!("{}.ledger", s.id)));
         config.seed = seed;
         let prefix = format!("[{}/{total}]", i + 1);
-        config.progress = Some(Arc::new(move |line: &str| eprintln!("{prefix} {line}")));
+        config.progress = Some(Arc::new(move |line: &str| errln!("{prefix} {line}")));
         let stop = stop.clone();
         let fail_fast = options.fail_fast;
         jobs.push(async move {
@@ -478,14 +533,14 @@ async fn run_many_outcomes(
             }
             let outcome = run_one(s.clone(), backend, config.clone()).await;
             let verdict = if outcome.passed() { "PASS" } else { "FAIL" };
-            eprintln!(
+            errln!(
                 "{} {} {verdict} in {:.1}s",
                 config_prefix(&config),
                 s.id,
                 outcome.wall_ms as f64 / 1000.0
             );
             if !outcome.passed() {
-                eprintln!("{}", report::failure_text(&outcome));
+                errln!("{}", report::failure_text(&outcome));
                 if fail_fast {
                     stop.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
@@ -498,17 +553,17 @@ async fn run_many_outcomes(
         .filter_map(|o| async move { o })
         .collect()
         .await;
-    print!("\n{}", report::summary_table(&outcomes));
+    out!("\n{}", report::summary_table(&outcomes));
     let json = report::write_json(report_dir, options.backend, seed, &outcomes)?;
-    println!("JSON report: {}", json.display());
+    outln!("JSON report: {}", json.display());
     if let Some(path) = &options.junit {
         let junit = report::junit("bloodraven-chaos", options.backend, seed, &outcomes);
         report::write_junit(path, &junit)?;
-        println!("JUnit report: {}", path.display());
+        outln!("JUnit report: {}", path.display());
     }
     let failed: Vec<&ScenarioOutcome> = outcomes.iter().filter(|o| !o.passed()).collect();
     for o in &failed {
-        println!("replay {}: {}", o.id, report::replay_command(o));
+        outln!("replay {}: {}", o.id, report::replay_command(o));
     }
     let code = if failed.is_empty() && outcomes.len() == total {
         ExitCode::SUCCESS
@@ -518,8 +573,9 @@ async fn run_many_outcomes(
     Ok((code, outcomes))
 }
 
-/// Runs one scenario: on its own blocking thread with a fresh World for sim, on the
-/// given backend otherwise.
+/// Runs one scenario: for sim on its own plain thread with a fresh World (as the sweep
+/// does; not `spawn_blocking`, whose thread belongs to this runtime and would let
+/// turmoil spawn onto it), on the given backend otherwise.
 async fn run_one(
     scenario: Scenario,
     backend: Option<SharedBackend>,
@@ -528,21 +584,27 @@ async fn run_one(
     match backend {
         Some(backend) => runner::run_scenario(&scenario, backend, &config).await,
         None => {
-            let id = scenario.id.clone();
-            let ledger = config.ledger_path.clone();
-            let seed = config.seed;
-            tokio::task::spawn_blocking(move || sim::run_scenario(&scenario, &config))
-                .await
-                .unwrap_or_else(|e| {
-                    ScenarioOutcome::not_run(
-                        id,
-                        BackendKind::Sim,
-                        "simulated playground".into(),
-                        seed,
-                        ledger,
-                    )
-                    .setup_failed(format!("the simulation thread failed: {e}"))
-                })
+            let not_run = ScenarioOutcome::not_run(
+                scenario.id.clone(),
+                BackendKind::Sim,
+                "simulated playground".into(),
+                config.seed,
+                config.ledger_path.clone(),
+            );
+            let (done, outcome) = tokio::sync::oneshot::channel();
+            let spawned = std::thread::Builder::new()
+                .name(format!("sim-{}", scenario.id))
+                .spawn(move || {
+                    // The receiver only goes away if the CLI is already exiting.
+                    let _ = done.send(sim::run_scenario(&scenario, &config));
+                });
+            if let Err(e) = spawned {
+                return not_run.setup_failed(format!("cannot start the simulation thread: {e}"));
+            }
+            match outcome.await {
+                Ok(outcome) => outcome,
+                Err(_) => not_run.setup_failed("the simulation thread ended without an outcome"),
+            }
         }
     }
 }
@@ -584,7 +646,7 @@ async fn recover(
             continue;
         }
         if recovery.backend == BackendKind::Sim {
-            println!(
+            outln!(
                 "{}: sim run; the simulated cluster ended with the runner, nothing to undo",
                 path.display()
             );
@@ -593,15 +655,15 @@ async fn recover(
         let backend = connect(recovery.backend, k3d_context).await?;
         let result = recover_ledger(path, &backend).await?;
         for line in &result.undone {
-            println!("{}: undid {line}", recovery.scenario);
+            outln!("{}: undid {line}", recovery.scenario);
         }
         for line in &result.errors {
-            eprintln!("{}: could not undo {line}", recovery.scenario);
+            errln!("{}: could not undo {line}", recovery.scenario);
         }
         undone += result.undone.len();
         failed |= !result.errors.is_empty();
     }
-    println!(
+    outln!(
         "recover: {undone} fault(s) undone from {} ledger(s)",
         paths.len()
     );

@@ -9,6 +9,7 @@ pub mod backend;
 pub(crate) mod cel_where;
 pub mod cli;
 pub mod cluster;
+pub(crate) mod console;
 pub mod duration;
 pub mod invariants;
 pub mod ledger;

@@ -258,8 +258,10 @@ pub fn run(
     on_result: &(dyn Fn(&SeedResult, &ScenarioOutcome) + Sync),
 ) -> Result<SweepSummary, ScenarioError> {
     // Parse every schedule first: a generator bug is an error, not a violation.
+    // Saturating: the CLI refuses a range past u64::MAX with a message; a library
+    // caller gets the seeds up to it rather than an overflow panic.
     let mut scenarios = Vec::new();
-    for seed in first..first + seeds {
+    for seed in first..first.saturating_add(seeds) {
         scenarios.push((seed, scenario(seed, scenarios_dir)?));
     }
     let wall = std::time::Instant::now();

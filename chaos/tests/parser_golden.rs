@@ -34,7 +34,7 @@ fn parse_errors_match_their_golden_messages() {
         }
         checked += 1;
     }
-    assert!(checked >= 21, "only {checked} golden cases found");
+    assert!(checked >= 23, "only {checked} golden cases found");
     assert!(
         failures.is_empty(),
         "golden mismatches:\n{}",
@@ -61,7 +61,7 @@ steps:
       where: ["self.status.lastFailover.durationMs < 60000"]
       within: 90s
       hold: 10s
-  - assert: {events: {for: {kind: MysqlFailoverGroup, name: playground}, reason: FailoverCompleted, type: Normal, message: "iad -> pdx"}, within: 1m}
+  - assert: {events: {for: {kind: MysqlFailoverGroup, name: playground}, reason: FailoverSucceeded, type: Normal, message: "iad -> pdx"}, within: 1m}
   - assert: {metric: {name: bloodraven_failovers_total, labels: {kind: emergency}, op: ">=", value: 1}}
   - refute: {resource: {kind: MysqlFailoverGroup, name: playground}, status: {health: SplitBrain}, during: 30s}
   - assert: {workload: {progressing: true, maxWriteUnavailable: 30s}}
@@ -180,4 +180,28 @@ finally:
         ])
     );
     assert_eq!(s.finally.len(), 1);
+}
+
+#[test]
+fn a_missing_fixture_is_a_bad_file_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("99-missing-fixture.yaml");
+    std::fs::write(
+        &path,
+        "description: uses a fixture nobody wrote\nfixture: nosuchfixture\nsteps:\n  - wait: 1s\n",
+    )
+    .unwrap();
+    let err = bloodraven_chaos::scenario::load(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(&format!(
+            "{}:2:10: fixture: no fixture \"nosuchfixture\"",
+            path.display()
+        )),
+        "{err}"
+    );
+    std::fs::create_dir(dir.path().join("fixtures")).unwrap();
+    std::fs::write(dir.path().join("fixtures/nosuchfixture.yaml"), "{}\n").unwrap();
+    bloodraven_chaos::scenario::load(&path).unwrap();
 }

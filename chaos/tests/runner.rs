@@ -119,7 +119,7 @@ fn operator_fails_over(cluster: Arc<FakeCluster>, backend: Arc<FakeBackend>) {
         cluster.events.lock().unwrap().push(json!({
             "metadata": {"uid": "e1", "creationTimestamp": now},
             "involvedObject": {"kind": "MysqlFailoverGroup", "name": "playground"},
-            "type": "Normal", "reason": "FailoverCompleted", "message": "emergency failover iad -> pdx",
+            "type": "Normal", "reason": "FailoverSucceeded", "message": "emergency failover iad -> pdx",
             "lastTimestamp": now, "count": 1
         }));
         *backend.metrics.lock().unwrap() = "# TYPE bloodraven_failovers_total counter\n\
@@ -161,7 +161,7 @@ async fn happy_path_walks_every_kind_of_step() {
         "status changes are in the timeline: {joined}"
     );
     assert!(
-        joined.contains("Normal FailoverCompleted: emergency failover iad -> pdx"),
+        joined.contains("Normal FailoverSucceeded: emergency failover iad -> pdx"),
         "{joined}"
     );
     assert!(

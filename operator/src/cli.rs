@@ -1,5 +1,7 @@
 //! The `bloodraven` command line: thin wiring from arguments to library calls.
 
+use std::io::Write as _;
+
 use clap::{Parser, Subcommand};
 
 use crate::schema::bloodraven_schemas;
@@ -29,9 +31,12 @@ pub enum Command {
     /// Check manifests offline against the CRD schemas: types, required fields, enums,
     /// patterns, exactly two distinct sites, positive durations and the lease timing
     /// rules. Prints `file:line:column: Kind/name: field: problem` for each problem and
-    /// exits 1 if there is any. Kinds Bloodraven does not define are listed, not checked.
+    /// exits 1 if there is any, 2 if a file cannot be read or parsed (every file is
+    /// still checked). Kinds of other API groups are listed, not checked; an unknown
+    /// kind in Bloodraven's own group is an error.
     Validate {
-        /// Manifest file(s) to check (YAML, several documents allowed). Repeatable.
+        /// Manifest file(s) to check (YAML, several documents allowed; `-` reads
+        /// standard input). Repeatable.
         #[arg(short = 'f', long = "filename", required = true, value_name = "FILE")]
         files: Vec<String>,
     },
@@ -66,6 +71,17 @@ pub enum CliError {
     Operator(#[from] crate::controllers::cli::OperatorError),
 }
 
+/// The exit status when stdout's reader went away: 128 + SIGPIPE, what a shell shows for
+/// a program that signal ended.
+pub const BROKEN_PIPE_EXIT: i32 = 141;
+
+impl CliError {
+    /// True when the command failed only because stdout's reader closed the pipe.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Self::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
 /// Runs a command; returns the process exit code.
 pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<i32, CliError> {
     match cli.command {
@@ -97,13 +113,29 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<i32, CliError> {
         }
         Command::Validate { files } => {
             let schemas = bloodraven_schemas()?;
-            let mut problems = 0;
+            let (mut problems, mut unreadable) = (0, 0);
+            // Every file is checked and reported, even after one that cannot be read or
+            // parsed: a user fixing several files wants every message at once.
             for file in &files {
-                let report = crate::validate::validate_file(file, &schemas)?;
-                problems += report.problem_count();
-                writeln!(out, "{report}")?;
+                match crate::validate::validate_file(file, &schemas) {
+                    Ok(report) => {
+                        problems += report.problem_count();
+                        writeln!(out, "{report}")?;
+                    }
+                    Err(e) => {
+                        unreadable += 1;
+                        // stderr, as when a command fails; the next file is still checked.
+                        writeln!(std::io::stderr().lock(), "error: {e}")?;
+                    }
+                }
             }
-            Ok(if problems == 0 { 0 } else { 1 })
+            Ok(if unreadable > 0 {
+                2
+            } else if problems > 0 {
+                1
+            } else {
+                0
+            })
         }
     }
 }

@@ -6,7 +6,7 @@
 //! the injected `Clock`, so the simulation stays deterministic.
 //!
 //! Not kube-lease-manager: it reads `SystemTime::now()` and compares the holder's
-//! renewTime with its own clock, which DESIGN.md forbids (see docs/operator.md).
+//! renewTime with its own clock, which docs/design.md "Safety assumptions" forbids (see docs/operator.md).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

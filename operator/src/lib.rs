@@ -2,7 +2,7 @@
 //! sites, with writer-lease fencing, emergency and planned failover, divergence
 //! detection, DNS steering and a co-managed Dragonfly cache.
 //!
-//! Architecture (see DESIGN.md): `api` holds the CRD types; `engine` is the pure
+//! Architecture (see docs/design.md): `api` holds the CRD types; `engine` is the pure
 //! decision logic; `adapters` talk to MySQL, Dragonfly and Kubernetes; `controllers`
 //! run observe -> decide -> act; `transport` is the seam the simulation plugs into.
 

@@ -432,9 +432,106 @@ pub fn router(metrics: Metrics, readiness: Readiness) -> Router {
         )
 }
 
+/// Every metric family the operator registers, by registered name (without the
+/// `bloodraven_` prefix) and type. A test holds it to the `registry.register` calls of
+/// [`Metrics::new`]; the scenario parser checks `metric:` names against the samples.
+pub const FAMILIES: [(&str, MetricType); 15] = [
+    ("group_health", MetricType::Gauge),
+    ("active_site", MetricType::Gauge),
+    ("site_writable", MetricType::Gauge),
+    ("site_reachable", MetricType::Gauge),
+    ("site_replicating", MetricType::Gauge),
+    ("site_replication_lag_seconds", MetricType::Gauge),
+    ("divergent_transactions", MetricType::Gauge),
+    ("split_brain", MetricType::Gauge),
+    ("split_brain_detected", MetricType::Counter),
+    ("failovers", MetricType::Counter),
+    ("failover_duration_seconds", MetricType::Histogram),
+    ("reconciles", MetricType::Counter),
+    ("reconcile_duration_seconds", MetricType::Histogram),
+    ("status_writes_dropped", MetricType::Counter),
+    ("leader", MetricType::Gauge),
+];
+
+/// The OpenMetrics type of a family: it decides the names of its samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricType {
+    Gauge,
+    Counter,
+    Histogram,
+}
+
+/// Every sample name the operator's /metrics can expose (`bloodraven_failovers_total`,
+/// `bloodraven_failover_duration_seconds_bucket`, `bloodraven_leader`, ...).
+pub fn exposed_sample_names() -> Vec<String> {
+    FAMILIES
+        .iter()
+        .flat_map(|(family, kind)| {
+            let suffixes: &[&str] = match kind {
+                MetricType::Gauge => &[""],
+                MetricType::Counter => &["_total"],
+                MetricType::Histogram => &["_bucket", "_sum", "_count"],
+            };
+            suffixes
+                .iter()
+                .map(move |suffix| format!("bloodraven_{family}{suffix}"))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn families_are_exactly_what_new_registers() {
+        let source = include_str!("metrics.rs");
+        // Built at run time, so this test's own text does not count as a registration.
+        let call = ["registry", ".register("].concat();
+        let registered = source.matches(&call).count();
+        assert_eq!(
+            registered,
+            FAMILIES.len(),
+            "FAMILIES is out of step with Metrics::new"
+        );
+        for (family, _) in FAMILIES {
+            assert!(
+                source.contains(&format!("{call}\n            \"{family}\",")),
+                "{family} is not registered"
+            );
+        }
+        // Every sample a populated registry writes has one of the exposed names.
+        let names = exposed_sample_names();
+        let m = Metrics::new();
+        m.set_health("ns", "g", Health::Healthy);
+        m.set_leader(true);
+        m.record(
+            "ns",
+            "g",
+            &MetricIntent::FailoverFinished {
+                kind: FailoverKind::Emergency,
+                result: FailoverResult::Succeeded,
+                duration: Duration::from_secs(1),
+            },
+        );
+        let rendered = m.render();
+        let samples: Vec<&str> = rendered
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .collect();
+        assert!(
+            samples.contains(&"bloodraven_failovers_total"),
+            "{rendered}"
+        );
+        for sample in samples {
+            assert!(
+                names.iter().any(|n| n == sample),
+                "{sample} not in {names:?}"
+            );
+        }
+    }
+
     use axum::body::Body;
     use http::Request;
     use http_body_util::BodyExt;

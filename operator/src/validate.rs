@@ -52,7 +52,13 @@ pub enum ValidateError {
         file: String,
         source: yaml::YamlError,
     },
+    /// `kubectl apply` refuses such a file too ("no objects passed to apply").
+    #[error("{file}: no objects in the file (empty, or only comments and `---`)")]
+    NoObjects { file: String },
 }
+
+/// The file name that means "read standard input", as for kubectl.
+pub const STDIN: &str = "-";
 
 impl FileReport {
     pub fn problem_count(&self) -> usize {
@@ -104,9 +110,14 @@ impl fmt::Display for FileReport {
     }
 }
 
-/// Validates a manifest file on disk.
+/// Validates a manifest file on disk, or standard input when `path` is [`STDIN`].
 pub fn validate_file(path: &str, schemas: &[CrdSchema]) -> Result<FileReport, ValidateError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ValidateError::Read {
+    let read = if path == STDIN {
+        std::io::read_to_string(std::io::stdin().lock())
+    } else {
+        std::fs::read_to_string(path)
+    };
+    let text = read.map_err(|source| ValidateError::Read {
         file: path.to_string(),
         source,
     })?;
@@ -123,6 +134,11 @@ pub fn validate_text(
         file: file.to_string(),
         source,
     })?;
+    if docs.is_empty() {
+        return Err(ValidateError::NoObjects {
+            file: file.to_string(),
+        });
+    }
     let documents = docs
         .iter()
         .map(|doc| validate_document(doc, schemas))
@@ -189,6 +205,27 @@ fn validate_document(doc: &yaml::Document, schemas: &[CrdSchema]) -> DocumentRep
         .iter()
         .filter(|s| s.kind == kind && api_version.starts_with(&format!("{}/", s.group)))
         .collect();
+    let group = api_version.split_once('/').map_or("", |(group, _)| group);
+    if same_kind.is_empty() && group == crate::api::GROUP {
+        // Our own group: an unknown kind is a typo the API server would refuse, not
+        // someone else's object to skip.
+        let kinds = schemas
+            .iter()
+            .filter(|s| s.group == group)
+            .map(|s| s.kind.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        return DocumentReport {
+            object,
+            location,
+            outcome: Outcome::Invalid(vec![problem(
+                "kind",
+                FieldErrorKind::NotSupported,
+                Some(Value::from(kind)),
+                format!("{group} defines {kinds}"),
+            )]),
+        };
+    }
     if same_kind.is_empty() {
         return DocumentReport {
             object,
@@ -327,6 +364,55 @@ spec:
             let r = report(&text).to_string();
             assert!(r.contains(expected), "expected {expected:?} in:\n{r}");
         }
+    }
+
+    #[test]
+    fn an_empty_node_selector_is_refused() {
+        let text = GROUP.replace("{topology.kubernetes.io/zone: zone-pdx}", "{}");
+        let r = report(&text).to_string();
+        assert!(
+            r.contains(
+                "spec.sites[1].nodeSelector: Invalid value: 0: must have at least 1 properties"
+            ),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_kind_in_our_group_is_an_error_and_other_groups_are_skipped() {
+        let r = report(&GROUP.replace("kind: MysqlFailoverGroup", "kind: MysqlFailoverGrup"));
+        assert_eq!(r.problem_count(), 1, "{r}");
+        let text = r.to_string();
+        assert!(
+            text.contains("kind: Unsupported value: \"MysqlFailoverGrup\": bloodraven.shipstream.io defines MysqlFailoverGroup"),
+            "{text}"
+        );
+        let other =
+            report("apiVersion: example.com/v1\nkind: MysqlFailoverGrup\nmetadata: {name: x}\n");
+        assert!(
+            matches!(other.documents[0].outcome, Outcome::Skipped(_)),
+            "{other}"
+        );
+    }
+
+    #[test]
+    fn empty_files_and_duplicate_keys_are_errors() {
+        let schemas = bloodraven_schemas().unwrap();
+        for text in ["", "# only a comment\n", "---\n---\n"] {
+            let err = validate_text("m.yaml", text, &schemas).unwrap_err();
+            assert!(
+                matches!(err, ValidateError::NoObjects { .. }),
+                "{text:?}: {err}"
+            );
+        }
+        let dup = GROUP.replace("  name: orders\n", "  name: orders\n  name: payments\n");
+        let err = validate_text("m.yaml", &dup, &schemas)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("m.yaml:5:3: duplicate key \"name\""),
+            "{err}"
+        );
     }
 
     #[test]

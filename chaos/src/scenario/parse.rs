@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use bloodraven::engine::EventReason;
 use serde::Deserialize;
 use serde_json::Value;
 use serde_saphyr::Spanned;
@@ -37,6 +38,10 @@ pub enum ScenarioError {
     NoLocation { path: PathBuf, message: String },
 }
 
+/// Every sample name the operator can expose, from its own registry.
+static OPERATOR_METRICS: std::sync::LazyLock<Vec<String>> =
+    std::sync::LazyLock::new(bloodraven::metrics::exposed_sample_names);
+
 /// The top-level keys, as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,12 +54,12 @@ struct RawScenario {
     #[serde(default)]
     timeout: Option<ScenarioDuration>,
     #[serde(default)]
-    fixture: Option<String>,
+    fixture: Option<Spanned<String>>,
     #[serde(default)]
     workload: Option<WorkloadSpec>,
     #[serde(default)]
     invariants: Vec<Invariant>,
-    steps: Vec<Spanned<RawStep>>,
+    steps: Spanned<Vec<Spanned<RawStep>>>,
     #[serde(default)]
     finally: Vec<Spanned<RawStep>>,
 }
@@ -135,16 +140,48 @@ struct RawCheck {
 }
 
 /// Reads and parses a scenario file; the id is the file name without its extension.
+/// Its fixture must exist (`fixtures/NAME.yaml` beside it): a missing one is a bad
+/// file, named with the line of its `fixture:`, not a scenario failure at run time.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
     let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
         path: path.to_owned(),
         source,
     })?;
-    parse(path, &text)
+    let (scenario, fixture_at) = parse_located(path, &text)?;
+    if let (Some(name), Some(at)) = (&scenario.fixture, fixture_at) {
+        let fixture = crate::runner::fixture_path(&scenario, name);
+        if !fixture.is_file() {
+            return Err(ScenarioError::Invalid {
+                path: path.to_owned(),
+                line: at.line(),
+                column: at.column(),
+                key: "fixture".into(),
+                message: format!("no fixture {name:?}: {} does not exist", fixture.display()),
+            });
+        }
+    }
+    Ok(scenario)
 }
 
 /// Parses scenario text as if it were the file at `path`.
 pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+    parse_located(path, text).map(|(scenario, _)| scenario)
+}
+
+/// A fixture name is a file name in `fixtures/`, nothing that could leave it.
+fn valid_fixture_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// [`parse`], also returning where `fixture:` was written (for [`load`]'s check).
+fn parse_located(
+    path: &Path,
+    text: &str,
+) -> Result<(Scenario, Option<serde_saphyr::Location>), ScenarioError> {
     let raw: RawScenario = deserialize_with_path(path, text)?;
     let id = path
         .file_stem()
@@ -161,8 +198,28 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
     // A `${name}` must be captured by an earlier step; `finally` may use any capture
     // of the steps (and says so at run time if that step never ran).
     let mut captured = std::collections::BTreeSet::new();
-    let mut steps = Vec::with_capacity(raw.steps.len());
-    for (i, step) in raw.steps.into_iter().enumerate() {
+    if raw.steps.value.is_empty() {
+        return Err(invalid(
+            &raw.steps.referenced,
+            "steps".into(),
+            "a scenario needs at least one step".into(),
+        ));
+    }
+    let fixture_at = raw.fixture.as_ref().map(|f| f.referenced);
+    if let Some(fixture) = &raw.fixture
+        && !valid_fixture_name(&fixture.value)
+    {
+        return Err(invalid(
+            &fixture.referenced,
+            "fixture".into(),
+            format!(
+                "{:?} is not a fixture name: use the file name in fixtures/ without .yaml (letters, digits, '-', '_', '.'; no paths)",
+                fixture.value
+            ),
+        ));
+    }
+    let mut steps = Vec::with_capacity(raw.steps.value.len());
+    for (i, step) in raw.steps.value.into_iter().enumerate() {
         steps.push(validate_step(
             step,
             &format!("steps[{i}]"),
@@ -179,21 +236,24 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
             &invalid,
         )?);
     }
-    Ok(Scenario {
-        id,
-        path: path.to_owned(),
-        description: raw.description,
-        tags: raw.tags,
-        backends: raw
-            .backends
-            .unwrap_or_else(|| vec![BackendKind::Sim, BackendKind::K3d]),
-        timeout: raw.timeout.unwrap_or(DEFAULT_TIMEOUT),
-        fixture: raw.fixture,
-        workload: raw.workload,
-        invariants: raw.invariants,
-        steps,
-        finally,
-    })
+    Ok((
+        Scenario {
+            id,
+            path: path.to_owned(),
+            description: raw.description,
+            tags: raw.tags,
+            backends: raw
+                .backends
+                .unwrap_or_else(|| vec![BackendKind::Sim, BackendKind::K3d]),
+            timeout: raw.timeout.unwrap_or(DEFAULT_TIMEOUT),
+            fixture: raw.fixture.map(|f| f.value),
+            workload: raw.workload,
+            invariants: raw.invariants,
+            steps,
+            finally,
+        },
+        fixture_at,
+    ))
 }
 
 /// Runs serde-saphyr under serde_path_to_error so that a structural error carries both
@@ -233,15 +293,21 @@ fn deserialize_with_path<T: serde::de::DeserializeOwned>(
 /// with the missing field appended for "missing field" errors (which are reported at the
 /// enclosing map).
 fn readable_key_path(raw: &str, message: &str) -> String {
-    static SPANNED_HOP: std::sync::LazyLock<Option<regex::Regex>> =
-        std::sync::LazyLock::new(|| {
+    static SPANNED_HOP: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(
+        || {
             regex::Regex::new(
-                r"((?:steps|finally|where)\[\d+\]|\.assert|\.refute|\.capture)\.value",
+                r"((?:steps|finally|where)\[\d+\]|^steps|^fixture|\.assert|\.refute|\.capture)\.value",
             )
             .ok()
-        });
+        },
+    );
+    // Twice: `steps.value[0].value` has two nested hops, and one pass replaces only
+    // non-overlapping matches of the original text.
     let mut path = match SPANNED_HOP.as_ref() {
-        Some(re) => re.replace_all(raw, "$1").into_owned(),
+        Some(re) => {
+            let once = re.replace_all(raw, "$1").into_owned();
+            re.replace_all(&once, "$1").into_owned()
+        }
         None => raw.to_owned(),
     };
     if let Some(field) = message
@@ -603,8 +669,33 @@ fn validate_check(
                 format!("bad regex: {e}"),
             ));
         }
+        if let Some(reason) = &events.reason
+            && events.for_object.kind == "MysqlFailoverGroup"
+            && !EventReason::ALL.iter().any(|r| r.as_str() == reason)
+        {
+            let known: Vec<&str> = EventReason::ALL.iter().map(|r| r.as_str()).collect();
+            return Err(invalid(
+                &loc,
+                format!("{key}.events.reason"),
+                format!(
+                    "the operator never emits {reason:?}; its reasons are {}",
+                    known.join(", ")
+                ),
+            ));
+        }
         Check::Events(events)
     } else if let Some(metric) = raw.metric {
+        if !OPERATOR_METRICS.contains(&metric.name) {
+            return Err(invalid(
+                &loc,
+                format!("{key}.metric.name"),
+                format!(
+                    "the operator's /metrics has no {:?}; its samples are {}",
+                    metric.name,
+                    OPERATOR_METRICS.join(", ")
+                ),
+            ));
+        }
         Check::Metric(metric)
     } else if let Some(workload) = raw.workload {
         if workload == WorkloadCheck::default() {

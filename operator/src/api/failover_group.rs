@@ -1,7 +1,7 @@
 //! `MysqlFailoverGroup`: two sites, one writable MySQL primary and one GTID replica, with
 //! failover, fencing, DNS steering, an optional Dragonfly cache and backups.
 //!
-//! Field names are the ones runbooks and users type (DESIGN.md, "API"); do not rename.
+//! Field names are the ones runbooks and users type (docs/api.md); do not rename.
 //! This file holds the spec; the status the operator writes is in
 //! `failover_group_status`.
 
@@ -84,7 +84,10 @@ pub struct SiteSpec {
     #[schemars(length(min = 1, max = 20), pattern(r"^[a-z]([-a-z0-9]*[a-z0-9])?$"))]
     pub name: String,
     /// Node labels that pin the site's pods, e.g. `topology.kubernetes.io/zone: zone-iad`.
-    #[schemars(length(min = 1))]
+    /// At least one: an empty selector would let a site's pods land anywhere, on the
+    /// other site's nodes too.
+    // schemars' `length` does not apply to maps; minProperties says it for an object.
+    #[schemars(extend("minProperties" = 1))]
     pub node_selector: BTreeMap<String, String>,
 }
 

@@ -124,7 +124,7 @@ pub fn statefulset(
 
 /// mysqld's command-line flags. Every mysqld boots fenced (`super_read_only=ON`): only
 /// the lease holder is made writable, so a new or restarted server can never take
-/// writes on its own (DESIGN.md "Safety").
+/// writes on its own (docs/design.md "Safety assumptions").
 pub fn mysqld_args(group: &MysqlFailoverGroup, site: &str, namespace: &str) -> Vec<String> {
     let group_name = group.metadata.name.as_deref().unwrap_or_default();
     let mut args = vec![

@@ -42,7 +42,7 @@ pub fn mysql_pdb(group: &str, site: &str) -> String {
     mysql_statefulset(group, site)
 }
 
-/// The writer Lease whose holder is the writable site (DESIGN.md "Safety").
+/// The writer Lease whose holder is the writable site (docs/design.md "Safety assumptions").
 pub fn writer_lease(group: &str) -> String {
     format!("{group}-writer")
 }

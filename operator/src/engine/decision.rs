@@ -128,6 +128,24 @@ pub enum EventReason {
 }
 
 impl EventReason {
+    /// Every reason the operator can emit: what the scenario parser allows an `events:`
+    /// check on a MysqlFailoverGroup to name. Keep in step with the enum.
+    pub const ALL: [EventReason; 13] = [
+        EventReason::FailoverStarted,
+        EventReason::FailoverSucceeded,
+        EventReason::FailoverFailed,
+        EventReason::FailoverBlocked,
+        EventReason::ForceFailoverRejected,
+        EventReason::PlannedFailoverRejected,
+        EventReason::SiteFenced,
+        EventReason::DivergenceDetected,
+        EventReason::RecloneRejected,
+        EventReason::RecloneStarted,
+        EventReason::RecloneSucceeded,
+        EventReason::SplitBrainDetected,
+        EventReason::DNSUpdated,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventReason::FailoverStarted => "FailoverStarted",

@@ -1,4 +1,4 @@
-//! The writer-lease arithmetic (DESIGN.md "Safety: the writer lease"), for both sides:
+//! The writer-lease arithmetic (docs/design.md "Safety assumptions"; docs/operator.md "Fencing and the writer lease"), for both sides:
 //! the sidecar that renews and fences its own mysqld, and the operator that decides
 //! when a holder's lease has expired. Pure: every instant is passed in, and each side
 //! only ever compares instants from its own monotonic clock.

@@ -414,6 +414,27 @@ impl Walker<'_> {
     }
 
     fn object(&mut self, schema: &Map<String, Value>, fields: &Map<String, Value>, path: &str) {
+        let n = fields.len() as u64;
+        if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64)
+            && n > max
+        {
+            self.push(
+                path,
+                FieldErrorKind::TooMany,
+                Some(&Value::from(n)),
+                format!("must have at most {max} properties"),
+            );
+        }
+        if let Some(min) = schema.get("minProperties").and_then(Value::as_u64)
+            && n < min
+        {
+            self.push(
+                path,
+                FieldErrorKind::Invalid,
+                Some(&Value::from(n)),
+                format!("must have at least {min} properties"),
+            );
+        }
         let properties = schema.get("properties").and_then(Value::as_object);
         if let Some(required) = schema.get("required").and_then(Value::as_array) {
             for name in required.iter().filter_map(Value::as_str) {

@@ -8,7 +8,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Number, Value};
+use serde_saphyr::budget::{Budget, EnforcingPolicy, check_yaml_budget};
 use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle, ScanError, Span};
+use serde_saphyr::options::AliasLimits;
 
 /// A 1-based line and column in the source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -70,6 +72,41 @@ pub enum YamlError {
     ComplexKey { line: usize, column: usize },
     #[error("{line}:{column}: alias refers to an unknown anchor")]
     UnknownAlias { line: usize, column: usize },
+    #[error("{line}:{column}: duplicate key {key:?} (first written at line {first_line})")]
+    DuplicateKey {
+        line: usize,
+        column: usize,
+        key: String,
+        first_line: usize,
+    },
+    /// One of serde-saphyr's default [`Budget`] limits (events, depth, aliases,
+    /// anchors, documents, scalar bytes...), the scenario parser's limits too.
+    #[error("1:1: the YAML exceeds a parsing limit ({breach}); refusing to load it")]
+    Budget { breach: String },
+    #[error(
+        "{line}:{column}: aliases expand past {limit} nodes (an alias bomb?); refusing to load it"
+    )]
+    AliasExpansion {
+        line: usize,
+        column: usize,
+        limit: usize,
+    },
+}
+
+/// How many events alias expansion may add to a stream: serde-saphyr's default
+/// `AliasLimits::max_total_replayed_events`, what the scenario parser allows.
+fn alias_expansion_limit() -> usize {
+    AliasLimits::default().max_total_replayed_events
+}
+
+/// The number of parser events `value` stands for (a scalar is one; a sequence or
+/// mapping is its start, its end and its children's).
+fn event_count(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 2 + items.iter().map(event_count).sum::<usize>(),
+        Value::Object(fields) => 2 + fields.values().map(|v| 1 + event_count(v)).sum::<usize>(),
+        _ => 1,
+    }
 }
 
 fn location(span: &Span) -> Location {
@@ -90,8 +127,17 @@ impl From<ScanError> for YamlError {
     }
 }
 
-/// Parses every document of `text`. Empty documents are skipped.
+/// Parses every document of `text`. Empty documents are skipped. The stream must stay
+/// within serde-saphyr's default budget and alias expansion within its default replay
+/// limit: the same bounds as the scenario parser, so a few hundred bytes of nested
+/// aliases cannot take gigabytes.
 pub fn load_documents(text: &str) -> Result<Vec<Document>, YamlError> {
+    let report = check_yaml_budget(text, Budget::default(), EnforcingPolicy::AllContent)?;
+    if let Some(breach) = report.breached {
+        return Err(YamlError::Budget {
+            breach: format!("{breach:?}"),
+        });
+    }
     let mut builder = Builder::default();
     for event in Parser::new_from_str(text) {
         let (event, span) = event?;
@@ -120,7 +166,10 @@ struct Builder {
     stack: Vec<Frame>,
     locations: BTreeMap<String, Location>,
     key_locations: BTreeMap<String, Location>,
-    anchors: HashMap<usize, Value>,
+    /// Each anchored node and its [`event_count`].
+    anchors: HashMap<usize, (Value, usize)>,
+    /// Events added so far by expanding aliases (bounded by [`alias_expansion_limit`]).
+    expanded: usize,
 }
 
 impl Builder {
@@ -159,24 +208,13 @@ impl Builder {
             }
             Event::Scalar(text, style, anchor, _tag) => match self.next_path() {
                 None => {
-                    if let Some(Frame::Map {
-                        pending_key, path, ..
-                    }) = self.stack.last_mut()
-                    {
-                        let key_path = if path.is_empty() {
-                            text.to_string()
-                        } else {
-                            format!("{path}.{text}")
-                        };
-                        self.key_locations.insert(key_path, here);
-                        *pending_key = Some(text.into_owned());
-                    }
+                    self.set_key(text.into_owned(), here)?;
                 }
                 Some(path) => {
                     self.locations.insert(path, here);
                     let value = resolve_scalar(&text, style);
                     if anchor != 0 {
-                        self.anchors.insert(anchor, value.clone());
+                        self.anchors.insert(anchor, (value.clone(), 1));
                     }
                     self.finish(value);
                 }
@@ -212,19 +250,26 @@ impl Builder {
                     None => return Ok(()),
                 };
                 if anchor != 0 {
-                    self.anchors.insert(anchor, value.clone());
+                    let size = event_count(&value);
+                    self.anchors.insert(anchor, (value.clone(), size));
                 }
                 self.finish(value);
             }
             Event::Alias(id) => {
-                let value = self
-                    .anchors
-                    .get(&id)
-                    .cloned()
-                    .ok_or(YamlError::UnknownAlias {
+                let (value, size) = self.anchors.get(&id).ok_or(YamlError::UnknownAlias {
+                    line: here.line,
+                    column: here.column,
+                })?;
+                // Charge the expansion before cloning: the clone is what a bomb multiplies.
+                self.expanded = self.expanded.saturating_add(*size);
+                if self.expanded > alias_expansion_limit() {
+                    return Err(YamlError::AliasExpansion {
                         line: here.line,
                         column: here.column,
-                    })?;
+                        limit: alias_expansion_limit(),
+                    });
+                }
+                let value = value.clone();
                 match self.next_path() {
                     None => {
                         let key =
@@ -235,9 +280,7 @@ impl Builder {
                                     line: here.line,
                                     column: here.column,
                                 })?;
-                        if let Some(Frame::Map { pending_key, .. }) = self.stack.last_mut() {
-                            *pending_key = Some(key);
-                        }
+                        self.set_key(key, here)?;
                     }
                     Some(path) => {
                         self.locations.insert(path, here);
@@ -254,6 +297,36 @@ impl Builder {
             #[allow(unreachable_patterns)]
             _ => {}
         }
+        Ok(())
+    }
+
+    /// Records `key` as the pending key of the open mapping; a key the mapping already
+    /// has is an error (Kubernetes' strict decoding refuses duplicates too).
+    fn set_key(&mut self, key: String, here: Location) -> Result<(), YamlError> {
+        let Some(Frame::Map {
+            fields,
+            pending_key,
+            path,
+            ..
+        }) = self.stack.last_mut()
+        else {
+            return Ok(());
+        };
+        let key_path = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
+        let first = self.key_locations.insert(key_path, here);
+        if fields.contains_key(&key) {
+            return Err(YamlError::DuplicateKey {
+                line: here.line,
+                column: here.column,
+                key,
+                first_line: first.map_or(here.line, |l| l.line),
+            });
+        }
+        *pending_key = Some(key);
         Ok(())
     }
 
@@ -391,6 +464,68 @@ spec:
     fn anchors_and_aliases_are_expanded() {
         let docs = load_documents("base: &b {x: 1}\ncopy: *b\n").unwrap();
         assert_eq!(docs[0].value, json!({"base": {"x": 1}, "copy": {"x": 1}}));
+    }
+
+    /// Nine levels of nine aliases each: 9^9 (387 million) leaves from ~600 bytes.
+    fn alias_bomb() -> String {
+        let mut text = String::from("a0: &a0 [\"lol\"]\n");
+        for level in 1..=9 {
+            let refs = vec![format!("*a{}", level - 1); 9].join(", ");
+            text.push_str(&format!("a{level}: &a{level} [{refs}]\n"));
+        }
+        text
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_before_it_expands() {
+        let bomb = alias_bomb();
+        assert!(bomb.len() < 700, "{} bytes", bomb.len());
+        let started = std::time::Instant::now();
+        let err = load_documents(&bomb).unwrap_err();
+        assert!(matches!(err, YamlError::AliasExpansion { .. }), "{err:?}");
+        assert!(err.to_string().contains("alias bomb"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn ordinary_aliases_stay_within_the_budget() {
+        let text = "base: &b {x: 1, y: [1, 2, 3]}\n".to_string()
+            + &(0..90).map(|i| format!("c{i}: *b\n")).collect::<String>();
+        let docs = load_documents(&text).unwrap();
+        assert_eq!(docs[0].value["c89"], json!({"x": 1, "y": [1, 2, 3]}));
+        // serde-saphyr's ratio heuristic, as in the scenario parser: 100+ aliases of a
+        // single anchor look like a bomb.
+        let many = "base: &b {x: 1}\n".to_string()
+            + &(0..200).map(|i| format!("c{i}: *b\n")).collect::<String>();
+        assert!(matches!(
+            load_documents(&many),
+            Err(YamlError::Budget { .. })
+        ));
+    }
+
+    #[test]
+    fn a_stream_past_the_parsing_budget_is_refused() {
+        let deep = "[".repeat(300) + &"]".repeat(300);
+        let err = load_documents(&deep).unwrap_err();
+        assert!(
+            matches!(err, YamlError::Budget { .. } | YamlError::Syntax { .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors_naming_both_lines() {
+        let err = load_documents("metadata:\n  name: a\n  labels: {}\n  name: b\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "4:3: duplicate key \"name\" (first written at line 2)");
+        let err = load_documents("a: {x: 1, x: 2}\n").unwrap_err();
+        assert!(
+            matches!(err, YamlError::DuplicateKey { ref key, .. } if key == "x"),
+            "{err:?}"
+        );
+        // The same key in different mappings is not a duplicate.
+        load_documents("a: {x: 1}\nb: {x: 1}\nc: [{x: 1}, {x: 2}]\n").unwrap();
     }
 
     #[test]

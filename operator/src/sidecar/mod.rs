@@ -1,6 +1,6 @@
 //! `bloodraven sidecar`: the fencing agent beside each mysqld. It renews the writer
 //! lease while its site holds it and keeps its mysqld read-only unless it holds a fresh
-//! lease *and* the operator's writable grant (DESIGN.md "Safety"). Each tick is
+//! lease *and* the operator's writable grant (docs/design.md "Safety assumptions"). Each tick is
 //! observe (lease, mysqld) -> decide ([`decide`], pure) -> act (renew, fence, lift).
 
 pub(crate) mod decide;

@@ -58,6 +58,63 @@ fn preserves_unknown(schema: &Value) -> bool {
         == Some(true)
 }
 
+/// The path of every field of `obj` that pruning would drop (`spec.failover.typo`),
+/// for `fieldValidation=Strict|Warn`. apiVersion, kind and metadata are the server's.
+pub(super) fn unknown_fields(crd_schema: &CrdSchema, obj: &Value) -> Vec<String> {
+    let mut body = obj.clone();
+    if let Value::Object(map) = &mut body {
+        for implicit in ["apiVersion", "kind", "metadata"] {
+            map.remove(implicit);
+        }
+    }
+    let mut found = Vec::new();
+    collect_unknown(crd_schema.schema(), &body, "", &mut found);
+    found
+}
+
+/// What [`prune`] would drop, by path; the two walk the schema alike.
+fn collect_unknown(schema: &Value, value: &Value, path: &str, found: &mut Vec<String>) {
+    let child = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        Value::Object(map) => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            if let Some(additional) = schema.get("additionalProperties").filter(|a| a.is_object()) {
+                for (k, v) in map {
+                    collect_unknown(additional, v, &child(k), found);
+                }
+                return;
+            }
+            let embedded = schema
+                .get("x-kubernetes-embedded-resource")
+                .and_then(Value::as_bool)
+                == Some(true);
+            for (k, v) in map {
+                match properties.and_then(|p| p.get(k)) {
+                    Some(child_schema) => collect_unknown(child_schema, v, &child(k), found),
+                    None if preserves_unknown(schema)
+                        || (embedded
+                            && matches!(k.as_str(), "apiVersion" | "kind" | "metadata")) => {}
+                    None => found.push(child(k)),
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    collect_unknown(item_schema, item, &format!("{path}[{i}]"), found);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Drops every field the schema does not declare, recursively.
 fn prune(schema: &Value, value: &mut Value) {
     match value {

@@ -35,7 +35,7 @@ pub struct K3dConfig {
     pub context: String,
     /// The Docker network k3d created for the cluster.
     pub network: String,
-    /// Pod label whose value is the site name (DESIGN.md pod labels).
+    /// Pod label whose value is the site name (docs/operator.md "Children": pod labels).
     pub site_pod_label: String,
     /// Pod label that tells MySQL from Dragonfly pods.
     pub component_label: String,

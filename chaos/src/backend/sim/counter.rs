@@ -25,7 +25,7 @@ use crate::workload::{
 };
 
 /// Pod selector of the primary Service and of the app-facing Dragonfly Service
-/// (DESIGN.md, pod labels): the counter finds its Services by what they select.
+/// (docs/operator.md "Children": pod labels): the counter finds its Services by what they select.
 const PRIMARY_SELECTOR: (&str, &str) = ("shipstream.io/role", "primary");
 const DRAGONFLY_SELECTOR: (&str, &str) = ("shipstream.io/dragonfly-role", "master");
 /// The key the counter INCRs in Dragonfly.

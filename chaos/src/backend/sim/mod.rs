@@ -7,6 +7,7 @@
 
 mod counter;
 mod ops;
+mod panics;
 mod pods;
 
 use std::collections::BTreeMap;
@@ -46,8 +47,31 @@ pub(crate) fn call_error(
 }
 
 /// Runs one scenario on a fresh playground World seeded with `config.seed` (default
-/// [`DEFAULT_SEED`]). Blocking: the World lives on the calling thread.
+/// [`DEFAULT_SEED`]). Blocking: the World lives on the calling thread, which must be a
+/// plain thread, not a tokio runtime's (turmoil would spawn onto that runtime when a
+/// crashed host's stream is dropped). Any panic during the run fails it.
 pub fn run_scenario(scenario: &Scenario, config: &RunConfig) -> ScenarioOutcome {
+    let seed = config.seed.unwrap_or(DEFAULT_SEED);
+    let watched = panics::watch(|| run_world(scenario, config));
+    let mut outcome = watched.result.unwrap_or_else(|| {
+        ScenarioOutcome::not_run(
+            &scenario.id,
+            BackendKind::Sim,
+            describe(seed),
+            Some(seed),
+            config.ledger_path.clone(),
+        )
+    });
+    for message in watched.panics {
+        outcome.failures.push(runner::Failure::new(
+            "panic",
+            format!("the run panicked: {message}"),
+        ));
+    }
+    outcome
+}
+
+fn run_world(scenario: &Scenario, config: &RunConfig) -> ScenarioOutcome {
     let seed = config.seed.unwrap_or(DEFAULT_SEED);
     let mut config = config.clone();
     config.seed = Some(seed);

@@ -90,6 +90,18 @@ async fn handle(
     } else {
         path.split('/').collect()
     };
+    // `namespaces//configmaps`: an empty segment names nothing. It must not read as
+    // "no namespace" (cluster scope), which would list or delete across namespaces.
+    if segments.iter().any(|s| s.is_empty()) {
+        return error_response(&ApiError::new(
+            404,
+            "NotFound",
+            format!(
+                "the server could not find the requested resource ({}: empty path segment)",
+                uri.path()
+            ),
+        ));
+    }
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -244,8 +256,16 @@ fn parse_target<'a>(rest: &[&'a str]) -> Result<Target<'a>, ApiError> {
     }
 }
 
-fn list_query(query: &BTreeMap<String, String>) -> ListQuery {
-    ListQuery {
+/// The list options of a request. This server returns every list whole and never
+/// issues a continue token, so any `continue` is one it cannot honour: a 400, as
+/// Kubernetes answers a token it cannot decode, rather than a silently full list.
+fn list_query(query: &BTreeMap<String, String>) -> Result<ListQuery, ApiError> {
+    if let Some(token) = query.get("continue").filter(|t| !t.is_empty()) {
+        return Err(ApiError::bad_request(format!(
+            "continue key is not valid: {token:?} was not issued by this server (it never paginates)"
+        )));
+    }
+    Ok(ListQuery {
         label_selector: query
             .get("labelSelector")
             .filter(|s| !s.is_empty())
@@ -254,11 +274,32 @@ fn list_query(query: &BTreeMap<String, String>) -> ListQuery {
             .get("fieldSelector")
             .filter(|s| !s.is_empty())
             .cloned(),
-    }
+    })
 }
 
 fn flag(query: &BTreeMap<String, String>, key: &str) -> bool {
     query.get(key).is_some_and(|v| v == "true" || v == "1")
+}
+
+/// The media types a create or update body may have (protobuf aside, which this
+/// server does not speak). A body in any other is a 415, as in Kubernetes.
+fn check_object_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(content_type) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let media = content_type
+        .to_str()
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim();
+    match media {
+        "application/json" | "application/yaml" | "*/*" | "" => Ok(()),
+        other => Err(ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format ({other}) - accepted media types include: application/json, application/yaml"
+        ))),
+    }
 }
 
 fn decode_body(body: &Bytes) -> Result<Value, ApiError> {
@@ -356,10 +397,12 @@ async fn resource_request(
     };
     let shape = shape(headers);
     let manager = query.get("fieldManager").filter(|m| !m.is_empty()).cloned();
-    match (method, target.name) {
+    // Unknown fields under `fieldValidation=Warn`, as `Warning` headers on success.
+    let mut warnings: Vec<String> = Vec::new();
+    let result = match (method, target.name) {
         (&Method::GET, None) if flag(query, "watch") => watch(server, &info, ns, query, &who).await,
         (&Method::GET, None) => {
-            let list = server.list_as(&key, ns, &list_query(query), &who)?;
+            let list = server.list_as(&key, ns, &list_query(query)?, &who)?;
             match shape {
                 Shape::Table => Ok(json_response(
                     200,
@@ -418,7 +461,9 @@ async fn resource_request(
             }
         }
         (&Method::POST, None) => {
+            check_object_content_type(headers)?;
             let obj = decode_body(body)?;
+            warnings.extend(field_validation(query, &info, &obj)?);
             if is_dry_run(query) {
                 return Err(ApiError::bad_request(
                     "dryRun is not supported by the simulated API server",
@@ -428,7 +473,9 @@ async fn resource_request(
             Ok(json_response(201, &created))
         }
         (&Method::PUT, Some(name)) => {
+            check_object_content_type(headers)?;
             let obj = decode_body(body)?;
+            warnings.extend(field_validation(query, &info, &obj)?);
             if meta_name(&obj) != name {
                 return Err(ApiError::bad_request(format!(
                     "the name of the object ({}) does not match the name on the URL ({name})",
@@ -449,21 +496,33 @@ async fn resource_request(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
             let content_type = content_type.split(';').next().unwrap_or_default().trim();
+            // The media type first: a body of an unknown type is a 415 whatever it holds.
+            if !matches!(
+                content_type,
+                "application/merge-patch+json"
+                    | "application/json-patch+json"
+                    | "application/strategic-merge-patch+json"
+                    | "application/apply-patch+yaml"
+                    | "application/apply-patch+cbor"
+            ) {
+                return Err(ApiError::unsupported_media_type(format!(
+                    "the body of the request was in an unknown format ({content_type}) - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json"
+                )));
+            }
             let value = decode_body(body)?;
+            // A JSON patch is a list of operations, not an object to check field by field.
+            if content_type != "application/json-patch+json" {
+                warnings.extend(field_validation(query, &info, &value)?);
+            }
             let patch = match content_type {
                 "application/merge-patch+json" => Patch::Merge(value),
                 "application/json-patch+json" => Patch::Json(value),
                 "application/strategic-merge-patch+json" => Patch::StrategicMerge(value),
-                "application/apply-patch+yaml" | "application/apply-patch+cbor" => Patch::Apply {
+                _ => Patch::Apply {
                     field_manager: query.get("fieldManager").cloned().unwrap_or_default(),
                     force: flag(query, "force"),
                     object: value,
                 },
-                other => {
-                    return Err(ApiError::unsupported_media_type(format!(
-                        "the body of the request was in an unknown format ({other}) - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json"
-                    )));
-                }
             };
             if is_dry_run(query) {
                 return Err(ApiError::bad_request(
@@ -493,7 +552,7 @@ async fn resource_request(
             }
         }
         (&Method::DELETE, None) => {
-            let deleted = server.delete_collection(&key, ns, &list_query(query), &who)?;
+            let deleted = server.delete_collection(&key, ns, &list_query(query)?, &who)?;
             Ok(json_response(
                 200,
                 &json!({
@@ -508,6 +567,50 @@ async fn resource_request(
             "{method} is not supported on {}",
             rest.join("/")
         ))),
+    };
+    result.map(|mut response| {
+        for warning in warnings {
+            // RFC 7234 warn-code 299 with a quoted text, as kube-apiserver writes it.
+            if let Ok(value) = header::HeaderValue::from_str(&format!("299 - {warning:?}")) {
+                response.headers_mut().append(header::WARNING, value);
+            }
+        }
+        response
+    })
+}
+
+/// `?fieldValidation=` on a write: what to do with fields the kind's schema does not
+/// declare (they are pruned either way). `Strict` refuses them with a 400 naming each
+/// field path; `Warn` (the default, as in Kubernetes) returns them as warnings;
+/// `Ignore` says nothing. Kinds without a schema here (built-in ones) are not checked.
+fn field_validation(
+    query: &BTreeMap<String, String>,
+    info: &ResourceInfo,
+    body: &Value,
+) -> Result<Vec<String>, ApiError> {
+    let directive = query.get("fieldValidation").map(String::as_str);
+    if !matches!(directive, None | Some("" | "Ignore" | "Warn" | "Strict")) {
+        return Err(ApiError::bad_request(format!(
+            "fieldValidation must be one of Ignore, Warn, Strict, not {:?}",
+            directive.unwrap_or_default()
+        )));
+    }
+    let Some(schema) = &info.schema else {
+        return Ok(Vec::new());
+    };
+    let unknown: Vec<String> = super::schema_check::unknown_fields(schema, body)
+        .into_iter()
+        .map(|path| format!("unknown field {path:?}"))
+        .collect();
+    match directive {
+        Some("Ignore") => Ok(Vec::new()),
+        Some("Strict") if !unknown.is_empty() => Err(ApiError::bad_request(format!(
+            "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+            unknown.join(", "),
+            kind = info.kind,
+            version = info.key.version,
+        ))),
+        _ => Ok(unknown),
     }
 }
 
@@ -599,7 +702,7 @@ async fn watch(
         None => server.config().default_watch_timeout,
     };
     let bookmarks = flag(query, "allowWatchBookmarks");
-    let watch = match server.watch_with(&info.key, ns, &list_query(query), from_rv, who) {
+    let watch = match server.watch_with(&info.key, ns, &list_query(query)?, from_rv, who) {
         Ok(watch) => watch,
         // Like the real server: a watch from a compacted rv is a 200 whose only event
         // is an ERROR carrying the 410 Status.

@@ -98,7 +98,7 @@ pub struct MysqlConfig {
     /// `skip_replica_start`: do not start the replication threads at boot.
     pub skip_replica_start: bool,
     /// `read_only` / `super_read_only` at boot. ON by default: every mysqld of the
-    /// group boots fenced (DESIGN.md, Safety, via my.cnf); `--read-only=OFF` or
+    /// group boots fenced (docs/design.md "Safety assumptions"; via my.cnf); `--read-only=OFF` or
     /// `--super-read-only=OFF` on the command line override it, as they override
     /// my.cnf on a real server (for fixtures without the operator).
     pub boot_read_only: bool,

@@ -56,7 +56,7 @@ pub(super) async fn run(
             dialer: ctx.dialer.clone(),
             disk: disk.clone(),
             state: Mutex::new(Runtime {
-                // Every mysqld boots fenced (DESIGN.md, Safety): super_read_only=ON in my.cnf,
+                // Every mysqld boots fenced (docs/design.md "Safety assumptions"): super_read_only=ON in my.cnf,
                 // unless the command line overrides it.
                 read_only: config.boot_read_only,
                 super_read_only: config.boot_super_read_only,
