@@ -10,6 +10,7 @@ pub mod dragonfly;
 mod lease;
 mod mysql;
 pub mod names;
+pub mod prune;
 mod rbac;
 
 use std::collections::BTreeMap;

@@ -12,6 +12,7 @@ pub mod act;
 pub mod cli;
 pub mod indexes;
 pub mod observe;
+pub mod owned;
 pub mod status;
 
 use std::collections::BTreeMap;
@@ -28,7 +29,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::adapters::events::EventPublisher;
-use crate::adapters::kube::{apply_children, patch_status};
+use crate::adapters::kube::{apply_children, delete_children, patch_status};
 use crate::api::{MysqlFailoverGroup, MysqlFailoverGroupStatus};
 use crate::children::{self, BuildContext};
 use crate::engine::lease::LeaseTiming;
@@ -363,6 +364,11 @@ async fn reconcile(
                 source,
             })?;
         apply_children(&deps.client, &objects, indexes).await?;
+        let existing = owned::existing_children(indexes, &namespace);
+        let unwanted = children::prune::unwanted(group, &existing, &objects);
+        for child in delete_children(&deps.client, &unwanted).await? {
+            tracing::info!(group = %name, %child, "deleted a child the spec no longer asks for");
+        }
     }
 
     // Probes, on the probe interval, or at once while a phase advances. The active
