@@ -23,7 +23,7 @@ test: ## Run every test (unit, component, envtest, sim scenarios)
 	  $(CARGO) test --workspace --no-fail-fast; \
 	fi
 
-ci: generate-check fmt-check lint test ## What CI runs: generated files current, formatted, lint-clean, tests pass
+ci: generate-check fmt-check lint docs-build test ## What CI runs: generated files current, formatted, lint-clean, the book builds, tests pass
 
 fmt: ## Format the code
 	$(CARGO) fmt --all

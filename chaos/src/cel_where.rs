@@ -8,15 +8,28 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+/// Why an expression gave no usable value.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub(crate) enum CelError {
+    #[error("bad CEL expression: {0}")]
+    Compile(String),
+    #[error("cannot expose the object to CEL: {0}")]
+    Bind(String),
+    #[error("evaluation failed: {0}")]
+    Evaluate(String),
+    #[error("evaluated to {value}, not {wanted}")]
+    WrongType { value: String, wanted: &'static str },
+}
+
 /// Checks that an expression parses; used by the scenario parser so that a typo is a
 /// parse error with a line number, not a failure minutes into a run.
-pub fn compile(expression: &str) -> Result<cel::Program, String> {
-    cel::Program::compile(expression).map_err(|e| format!("bad CEL expression: {e}"))
+pub(crate) fn compile(expression: &str) -> Result<cel::Program, CelError> {
+    cel::Program::compile(expression).map_err(|e| CelError::Compile(e.to_string()))
 }
 
 /// The outcome of one `where` expression against an object.
 #[derive(Debug, Clone, PartialEq)]
-pub enum WhereOutcome {
+pub(crate) enum WhereOutcome {
     True,
     False,
     /// The expression did not evaluate to a boolean, or failed (e.g. a missing field).
@@ -36,37 +49,46 @@ fn split(
 }
 
 /// Runs `expression` with `self` bound to `object`.
-fn execute(expression: &str, object: &Value) -> Result<cel::Value, String> {
+fn execute(expression: &str, object: &Value) -> Result<cel::Value, CelError> {
     let program = compile(expression)?;
     let mut context = cel::Context::default();
     context.add_function("split", split);
     context
         .add_variable("self", object)
-        .map_err(|e| format!("cannot expose the object to CEL: {e}"))?;
+        .map_err(|e| CelError::Bind(e.to_string()))?;
     program
         .execute(&context)
-        .map_err(|e| format!("evaluation failed: {e}"))
+        .map_err(|e| CelError::Evaluate(e.to_string()))
 }
 
 /// Evaluates `expression` with `self` bound to `object`.
-pub fn evaluate(expression: &str, object: &Value) -> WhereOutcome {
+pub(crate) fn evaluate(expression: &str, object: &Value) -> WhereOutcome {
     match execute(expression, object) {
         Ok(cel::Value::Bool(true)) => WhereOutcome::True,
         Ok(cel::Value::Bool(false)) => WhereOutcome::False,
-        Ok(other) => WhereOutcome::Error(format!("evaluated to {other:?}, not a boolean")),
-        Err(e) => WhereOutcome::Error(e),
+        Ok(other) => WhereOutcome::Error(
+            CelError::WrongType {
+                value: format!("{other:?}"),
+                wanted: "a boolean",
+            }
+            .to_string(),
+        ),
+        Err(e) => WhereOutcome::Error(e.to_string()),
     }
 }
 
 /// Evaluates a `capture` expression: a string, or a number (written in decimal).
 /// Anything else (a list, a map, null, a boolean) is an error naming what it was.
-pub fn evaluate_value(expression: &str, object: &Value) -> Result<String, String> {
+pub(crate) fn evaluate_value(expression: &str, object: &Value) -> Result<String, CelError> {
     match execute(expression, object)? {
         cel::Value::String(s) => Ok(s.to_string()),
         cel::Value::Int(n) => Ok(n.to_string()),
         cel::Value::UInt(n) => Ok(n.to_string()),
         cel::Value::Float(n) => Ok(n.to_string()),
-        other => Err(format!("evaluated to {other:?}, not a string or a number")),
+        other => Err(CelError::WrongType {
+            value: format!("{other:?}"),
+            wanted: "a string or a number",
+        }),
     }
 }
 
@@ -144,11 +166,15 @@ mod tests {
         assert_eq!(evaluate_value(token, &divergent).unwrap(), "3e11fa47");
         let count = "self.status.sites.filter(s, s.name == 'iad')[0].divergentTransactionCount";
         assert_eq!(evaluate_value(count, &divergent).unwrap(), "3");
-        let list = evaluate_value("'a-b'.split('-')", &divergent).unwrap_err();
+        let list = evaluate_value("'a-b'.split('-')", &divergent)
+            .unwrap_err()
+            .to_string();
         assert!(list.contains("not a string or a number"), "{list}");
-        let boolean = evaluate_value("true", &divergent).unwrap_err();
+        let boolean = evaluate_value("true", &divergent).unwrap_err().to_string();
         assert!(boolean.contains("not a string or a number"), "{boolean}");
-        let missing = evaluate_value("self.status.nope", &divergent).unwrap_err();
+        let missing = evaluate_value("self.status.nope", &divergent)
+            .unwrap_err()
+            .to_string();
         assert!(missing.contains("evaluation failed"), "{missing}");
         // split keeps empty parts, as the CEL strings extension does.
         assert_eq!(

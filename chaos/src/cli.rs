@@ -9,11 +9,11 @@ use clap::{Parser, Subcommand};
 use futures::StreamExt;
 
 use crate::backend::k3d::{K3dBackend, K3dConfig};
-use crate::backend::{SharedBackend, sim};
-use crate::ledger;
-use crate::report;
+use crate::backend::{BackendError, SharedBackend, sim};
+use crate::ledger::{self, LedgerError};
+use crate::report::{self, ReportError};
 use crate::runner::{self, RunConfig, ScenarioOutcome};
-use crate::scenario::{self, BackendKind, Scenario};
+use crate::scenario::{self, BackendKind, Scenario, ScenarioError};
 use crate::sweep;
 
 const ABOUT: &str = "Run Bloodraven's chaos scenarios against a simulated or a live cluster.";
@@ -145,6 +145,35 @@ pub struct RunOptions {
     pub k3d_context: String,
 }
 
+/// Why a command could not do its work (exit code 2); a scenario that fails is not one.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    #[error("invalid scenario file(s):\n{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    InvalidScenarios(Vec<ScenarioError>),
+    #[error("{id} does not run on {backend} (backends: {backends:?})")]
+    Unsupported {
+        id: String,
+        backend: BackendKind,
+        backends: Vec<BackendKind>,
+    },
+    #[error(
+        "the sim backend has no shared cluster to connect to: every run builds its own simulated world"
+    )]
+    NoSharedSimCluster,
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("the sweep generated an invalid schedule: {0}")]
+    SweepSchedule(#[source] ScenarioError),
+    #[error("serializing the sweep summary: {0}")]
+    SweepJson(#[from] serde_json::Error),
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
 /// Parses arguments and runs; the binary's whole `main`.
 pub async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -157,7 +186,7 @@ pub async fn main() -> ExitCode {
     }
 }
 
-async fn run_cli(cli: Cli) -> Result<ExitCode, String> {
+async fn run_cli(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::List { tag } => {
             let scenarios = load_dir(&cli.scenarios_dir, &tag)?;
@@ -179,9 +208,7 @@ async fn run_cli(cli: Cli) -> Result<ExitCode, String> {
         Command::Run { scenarios, options } => {
             let loaded = scenarios
                 .iter()
-                .map(|arg| {
-                    scenario::load(&resolve(&cli.scenarios_dir, arg)).map_err(|e| e.to_string())
-                })
+                .map(|arg| scenario::load(&resolve(&cli.scenarios_dir, arg)))
                 .collect::<Result<Vec<_>, _>>()?;
             run_many(loaded, &options, &cli.report_dir).await
         }
@@ -258,7 +285,7 @@ async fn run_cli(cli: Cli) -> Result<ExitCode, String> {
                 &summary,
                 &report::Machine::detect(),
             );
-            report::write_text(&out, &text).map_err(|e| e.to_string())?;
+            report::write_text(&out, &text)?;
             println!("report: {}", out.display());
             Ok(if code == ExitCode::SUCCESS && summary.failed.is_empty() {
                 ExitCode::SUCCESS
@@ -280,17 +307,17 @@ fn resolve(dir: &Path, arg: &str) -> PathBuf {
     }
 }
 
-fn load_dir(dir: &Path, tags: &[String]) -> Result<Vec<Scenario>, String> {
+fn load_dir(dir: &Path, tags: &[String]) -> Result<Vec<Scenario>, CliError> {
     let mut scenarios = Vec::new();
     let mut errors = Vec::new();
-    for path in scenario::discover(dir).map_err(|e| e.to_string())? {
+    for path in scenario::discover(dir)? {
         match scenario::load(&path) {
             Ok(s) => scenarios.push(s),
-            Err(e) => errors.push(e.to_string()),
+            Err(e) => errors.push(e),
         }
     }
     if !errors.is_empty() {
-        return Err(format!("invalid scenario file(s):\n{}", errors.join("\n")));
+        return Err(CliError::InvalidScenarios(errors));
     }
     Ok(scenarios
         .into_iter()
@@ -298,19 +325,16 @@ fn load_dir(dir: &Path, tags: &[String]) -> Result<Vec<Scenario>, String> {
         .collect())
 }
 
-async fn connect(kind: BackendKind, k3d_context: &str) -> Result<SharedBackend, String> {
+async fn connect(kind: BackendKind, k3d_context: &str) -> Result<SharedBackend, CliError> {
     match kind {
         // Each sim run builds its own World on its own thread (see `run_one`).
-        BackendKind::Sim => Err("the sim backend has no shared cluster to connect to: every run builds its own simulated world".to_owned()),
+        BackendKind::Sim => Err(CliError::NoSharedSimCluster),
         BackendKind::K3d => {
             let config = K3dConfig {
                 context: k3d_context.to_owned(),
                 ..K3dConfig::default()
             };
-            K3dBackend::connect(config)
-                .await
-                .map(|b| Arc::new(b) as SharedBackend)
-                .map_err(|e| e.to_string())
+            Ok(Arc::new(K3dBackend::connect(config).await?) as SharedBackend)
         }
     }
 }
@@ -321,7 +345,7 @@ fn run_sweep(
     parallel: usize,
     scenarios_dir: &Path,
     report_dir: &Path,
-) -> Result<sweep::SweepSummary, String> {
+) -> Result<sweep::SweepSummary, CliError> {
     eprintln!(
         "sweep: seeds {first}..{} on {parallel} thread(s)",
         first + seeds
@@ -349,7 +373,7 @@ fn run_sweep(
         &report_dir.join("ledgers"),
         &progress,
     )
-    .map_err(|e| format!("the sweep generated an invalid schedule: {e}"))?;
+    .map_err(CliError::SweepSchedule)?;
     let cpu = summary.cpu_ms.map_or(String::new(), |cpu| {
         format!(
             ", {:.1}s CPU ({:.2}s per seed)",
@@ -372,8 +396,8 @@ fn run_sweep(
             r.replay
         );
     }
-    let json = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
-    report::write_text(&report_dir.join("sweep.json"), &json).map_err(|e| e.to_string())?;
+    let json = serde_json::to_string_pretty(&summary)?;
+    report::write_text(&report_dir.join("sweep.json"), &json)?;
     Ok(summary)
 }
 
@@ -381,7 +405,7 @@ async fn run_many(
     scenarios: Vec<Scenario>,
     options: &RunOptions,
     report_dir: &Path,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     run_many_outcomes(scenarios, options, report_dir)
         .await
         .map(|(code, _)| code)
@@ -391,13 +415,14 @@ async fn run_many_outcomes(
     scenarios: Vec<Scenario>,
     options: &RunOptions,
     report_dir: &Path,
-) -> Result<(ExitCode, Vec<ScenarioOutcome>), String> {
+) -> Result<(ExitCode, Vec<ScenarioOutcome>), CliError> {
     for s in &scenarios {
         if !s.supports(options.backend) {
-            return Err(format!(
-                "{} does not run on {} (backends: {:?})",
-                s.id, options.backend, s.backends
-            ));
+            return Err(CliError::Unsupported {
+                id: s.id.clone(),
+                backend: options.backend,
+                backends: s.backends.clone(),
+            });
         }
     }
     // Fail before running anything when the backend cannot be built (k3d); a sim run
@@ -474,12 +499,11 @@ async fn run_many_outcomes(
         .collect()
         .await;
     print!("\n{}", report::summary_table(&outcomes));
-    let json = report::write_json(report_dir, options.backend, seed, &outcomes)
-        .map_err(|e| e.to_string())?;
+    let json = report::write_json(report_dir, options.backend, seed, &outcomes)?;
     println!("JSON report: {}", json.display());
     if let Some(path) = &options.junit {
         let junit = report::junit("bloodraven-chaos", options.backend, seed, &outcomes);
-        report::write_junit(path, &junit).map_err(|e| e.to_string())?;
+        report::write_junit(path, &junit)?;
         println!("JUnit report: {}", path.display());
     }
     let failed: Vec<&ScenarioOutcome> = outcomes.iter().filter(|o| !o.passed()).collect();
@@ -509,22 +533,15 @@ async fn run_one(
             let seed = config.seed;
             tokio::task::spawn_blocking(move || sim::run_scenario(&scenario, &config))
                 .await
-                .unwrap_or_else(|e| ScenarioOutcome {
-                    id,
-                    backend: BackendKind::Sim,
-                    backend_description: "simulated playground".into(),
-                    seed,
-                    failures: vec![runner::Failure {
-                        step: "setup".into(),
-                        message: format!("the simulation thread failed: {e}"),
-                        detail: String::new(),
-                        last_error: None,
-                    }],
-                    wall_ms: 0,
-                    simulated_ms: 0,
-                    timeline: Vec::new(),
-                    workload: None,
-                    ledger,
+                .unwrap_or_else(|e| {
+                    ScenarioOutcome::not_run(
+                        id,
+                        BackendKind::Sim,
+                        "simulated playground".into(),
+                        seed,
+                        ledger,
+                    )
+                    .setup_failed(format!("the simulation thread failed: {e}"))
                 })
         }
     }
@@ -542,7 +559,7 @@ async fn recover(
     ledger_path: Option<PathBuf>,
     report_dir: &Path,
     k3d_context: &str,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     let paths = match ledger_path {
         Some(p) => vec![p],
         None => {
@@ -562,7 +579,7 @@ async fn recover(
     let mut failed = false;
     let mut undone = 0;
     for path in &paths {
-        let recovery = ledger::read_for_recovery(path).map_err(|e| e.to_string())?;
+        let recovery = ledger::read_for_recovery(path)?;
         if recovery.pending.is_empty() {
             continue;
         }
@@ -607,16 +624,15 @@ pub struct RecoveryResult {
 pub async fn recover_ledger(
     path: &Path,
     backend: &SharedBackend,
-) -> Result<RecoveryResult, String> {
-    let recovery = ledger::read_for_recovery(path).map_err(|e| e.to_string())?;
+) -> Result<RecoveryResult, LedgerError> {
+    let recovery = ledger::read_for_recovery(path)?;
     let clock = backend.clock();
     let mut result = RecoveryResult::default();
     for entry in &recovery.pending {
         let what = format!("#{} {} ({})", entry.seq, entry.fault, entry.step);
         match backend.execute(&entry.undo).await {
             Ok(()) => {
-                ledger::append_undone(path, entry.seq, clock.now().to_string())
-                    .map_err(|e| e.to_string())?;
+                ledger::append_undone(path, entry.seq, clock.now().to_string())?;
                 result.undone.push(what);
             }
             Err(e) => result.errors.push(format!("{what}: {e}")),

@@ -3,15 +3,17 @@
 //! custom-resource status, Events and /metrics, checks safety invariants over the
 //! counter workload's history, and reports to the terminal, JUnit and JSON.
 
+#![warn(unreachable_pub)]
+
 pub mod backend;
-pub mod cel_where;
+pub(crate) mod cel_where;
 pub mod cli;
 pub mod cluster;
 pub mod duration;
 pub mod invariants;
 pub mod ledger;
 pub mod metrics;
-pub mod partial;
+pub(crate) mod partial;
 pub mod report;
 pub mod runner;
 pub mod scenario;

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 /// One reason the fragment did not match, at a JSON-ish path (`status.sites[name=iad].state`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mismatch {
+pub(crate) struct Mismatch {
     pub path: String,
     pub expected: String,
     pub actual: String,
@@ -27,12 +27,12 @@ impl std::fmt::Display for Mismatch {
 }
 
 /// True when `actual` matches the `expected` fragment.
-pub fn matches(expected: &Value, actual: &Value) -> bool {
+pub(crate) fn matches(expected: &Value, actual: &Value) -> bool {
     mismatches(expected, actual, "").is_empty()
 }
 
 /// Every reason `actual` does not match `expected`, rooted at `path`; empty when it matches.
-pub fn mismatches(expected: &Value, actual: &Value, path: &str) -> Vec<Mismatch> {
+pub(crate) fn mismatches(expected: &Value, actual: &Value, path: &str) -> Vec<Mismatch> {
     let mut out = Vec::new();
     collect(expected, Some(actual), path, &mut out);
     out
@@ -154,7 +154,7 @@ fn scalars_equal(want: &Value, have: &Value) -> bool {
 /// The part of `actual` that `expected` talks about: the same keys, and for lists the
 /// best-matching element per listed element. Diffing expected against this projection
 /// shows only what the scenario cares about.
-pub fn project(expected: &Value, actual: &Value) -> Value {
+pub(crate) fn project(expected: &Value, actual: &Value) -> Value {
     match (expected, actual) {
         (Value::Object(want), Value::Object(have)) => {
             let mut out = serde_json::Map::new();
@@ -179,14 +179,14 @@ pub fn project(expected: &Value, actual: &Value) -> Value {
 }
 
 /// Renders a value as YAML for failure messages (JSON when YAML rendering fails).
-pub fn to_yaml(value: &Value) -> String {
+pub(crate) fn to_yaml(value: &Value) -> String {
     serde_saphyr::to_string(value)
         .unwrap_or_else(|_| serde_json::to_string_pretty(value).unwrap_or_default())
 }
 
 /// A line diff (`-` expected, `+` actual, two spaces common) of two texts, by longest
 /// common subsequence; inputs here are a few dozen lines, so quadratic is fine.
-pub fn line_diff(expected: &str, actual: &str) -> String {
+pub(crate) fn line_diff(expected: &str, actual: &str) -> String {
     let a: Vec<&str> = expected.lines().collect();
     let b: Vec<&str> = actual.lines().collect();
     let (n, m) = (a.len(), b.len());
@@ -221,7 +221,7 @@ pub fn line_diff(expected: &str, actual: &str) -> String {
 /// The full explanation of a failed PARTIAL match under `field` (`status`, `spec`...):
 /// mismatches, then a diff of the expected fragment against the matching part of the
 /// actual object.
-pub fn explain(field: &str, expected: &Value, actual: Option<&Value>) -> String {
+pub(crate) fn explain(field: &str, expected: &Value, actual: Option<&Value>) -> String {
     let mut out = String::new();
     let Some(actual) = actual else {
         out.push_str(&format!("{field}: absent on the object\n"));
@@ -243,7 +243,7 @@ pub fn explain(field: &str, expected: &Value, actual: Option<&Value>) -> String 
     out
 }
 
-pub fn indent(text: &str) -> String {
+pub(crate) fn indent(text: &str) -> String {
     text.lines().map(|l| format!("    {l}\n")).collect()
 }
 

@@ -38,9 +38,20 @@ pub fn name_rule() -> &'static str {
     "a name is a letter or `_` followed by letters, digits, `_` or `-`"
 }
 
+/// A template that does not parse, or a reference with no captured value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("unterminated `${{` in {text:?} (write `$${{` for a literal `${{`)")]
+    Unterminated { text: String },
+    #[error("`${{{name}}}` in {text:?} is not a reference: {}", name_rule())]
+    BadName { text: String, name: String },
+    #[error("`${{{name}}}` has no value: the step that captures it did not run")]
+    NotCaptured { name: String },
+}
+
 impl Template {
     /// Parses `text`, refusing an unterminated `${` or a reference that is not a name.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, TemplateError> {
         let mut segments = Vec::new();
         let mut literal = String::new();
         let mut rest = text;
@@ -52,16 +63,16 @@ impl Template {
                 rest = escaped;
             } else if let Some(body) = after.strip_prefix('{') {
                 let Some(end) = body.find('}') else {
-                    return Err(format!(
-                        "unterminated `${{` in {text:?} (write `$${{` for a literal `${{`)"
-                    ));
+                    return Err(TemplateError::Unterminated {
+                        text: text.to_owned(),
+                    });
                 };
                 let name = &body[..end];
                 if !valid_name(name) {
-                    return Err(format!(
-                        "`${{{name}}}` in {text:?} is not a reference: {}",
-                        name_rule()
-                    ));
+                    return Err(TemplateError::BadName {
+                        text: text.to_owned(),
+                        name: name.to_owned(),
+                    });
                 }
                 if !literal.is_empty() {
                     segments.push(Segment::Literal(std::mem::take(&mut literal)));
@@ -92,7 +103,7 @@ impl Template {
     }
 
     /// The text with every reference replaced by its captured value.
-    pub fn render(&self, captured: &BTreeMap<String, String>) -> Result<String, String> {
+    pub fn render(&self, captured: &BTreeMap<String, String>) -> Result<String, TemplateError> {
         let mut out = String::new();
         for segment in &self.segments {
             match segment {
@@ -100,9 +111,7 @@ impl Template {
                 Segment::Reference(name) => match captured.get(name) {
                     Some(value) => out.push_str(value),
                     None => {
-                        return Err(format!(
-                            "`${{{name}}}` has no value: the step that captures it did not run"
-                        ));
+                        return Err(TemplateError::NotCaptured { name: name.clone() });
                     }
                 },
             }
@@ -124,13 +133,13 @@ impl fmt::Display for Template {
 
 /// Every string in `value` (a PARTIAL fragment) parsed as a template: the first
 /// syntax error, if any.
-pub fn parse_strings(value: &serde_json::Value) -> Result<Vec<Template>, String> {
+pub fn parse_strings(value: &serde_json::Value) -> Result<Vec<Template>, TemplateError> {
     let mut out = Vec::new();
     collect(value, &mut out)?;
     Ok(out)
 }
 
-fn collect(value: &serde_json::Value, out: &mut Vec<Template>) -> Result<(), String> {
+fn collect(value: &serde_json::Value, out: &mut Vec<Template>) -> Result<(), TemplateError> {
     match value {
         serde_json::Value::String(s) if s.contains('$') => out.push(Template::parse(s)?),
         serde_json::Value::Array(items) => {
@@ -152,7 +161,7 @@ fn collect(value: &serde_json::Value, out: &mut Vec<Template>) -> Result<(), Str
 pub fn render_strings(
     value: &serde_json::Value,
     captured: &BTreeMap<String, String>,
-) -> Result<serde_json::Value, String> {
+) -> Result<serde_json::Value, TemplateError> {
     Ok(match value {
         serde_json::Value::String(s) if s.contains('$') => {
             serde_json::Value::String(Template::parse(s)?.render(captured)?)
@@ -166,7 +175,7 @@ pub fn render_strings(
         serde_json::Value::Object(map) => serde_json::Value::Object(
             map.iter()
                 .map(|(k, v)| Ok((k.clone(), render_strings(v, captured)?)))
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_, TemplateError>>()?,
         ),
         other => other.clone(),
     })
@@ -209,21 +218,21 @@ mod tests {
 
     #[test]
     fn syntax_errors_name_the_problem() {
-        let unterminated = Template::parse("iad:${token").unwrap_err();
+        let unterminated = Template::parse("iad:${token").unwrap_err().to_string();
         assert!(unterminated.contains("unterminated `${`"), "{unterminated}");
-        let empty = Template::parse("iad:${}").unwrap_err();
+        let empty = Template::parse("iad:${}").unwrap_err().to_string();
         assert!(
             empty.contains("`${}`") && empty.contains("not a reference"),
             "{empty}"
         );
-        let bad = Template::parse("${1st}").unwrap_err();
+        let bad = Template::parse("${1st}").unwrap_err().to_string();
         assert!(bad.contains("`${1st}`"), "{bad}");
     }
 
     #[test]
     fn a_missing_value_is_an_error_not_an_empty_string() {
         let t = Template::parse("iad:${nope}").unwrap();
-        let err = t.render(&vars()).unwrap_err();
+        let err = t.render(&vars()).unwrap_err().to_string();
         assert!(err.contains("`${nope}` has no value"), "{err}");
     }
 

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::scenario::CounterSpec;
 
 /// Unix time in milliseconds, as read from the clock seam.
-pub type Millis = i64;
+pub use bloodraven_sim::harness::Millis;
 
 pub fn now_ms(clock: &SharedClock) -> Millis {
     clock.now().as_millisecond()
@@ -33,6 +33,38 @@ pub struct CounterAck {
 /// no-acknowledged-write-lost check can look up every acknowledged write by number.
 pub const COUNTER_KEY_PREFIX: &str = "chaos-counter/";
 
+/// Why an increment, an INCR or a lookup of committed increments failed. The history
+/// records its text (a failed write's `error`).
+#[derive(Debug, thiserror::Error)]
+pub enum CounterError {
+    #[error("no session to the primary")]
+    NoSession,
+    /// The statement itself failed on the session (the session is dropped).
+    #[error(transparent)]
+    Mysql(#[from] bloodraven::transport::MysqlError),
+    /// Finding where to connect failed: the Service, its pods, the credentials, a
+    /// tunnel; `what` says which.
+    #[error("{what}: {message}")]
+    Locate { what: String, message: String },
+    #[error(transparent)]
+    DragonflyConnect(#[from] bloodraven::transport::DragonflyConnectError),
+    /// Connecting to `target` failed where the cause is only known as text (a
+    /// tunnel's last error); `message` says what was being connected and why.
+    #[error("{message}")]
+    Connect { target: String, message: String },
+    #[error("INCR on {target}: {message}")]
+    Cache { target: String, message: String },
+}
+
+impl CounterError {
+    pub fn locate(what: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        Self::Locate {
+            what: what.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
 /// A counter client's session to the current primary, with the site it belongs to;
 /// `None` until (re)connected.
 pub type SessionSlot = Option<(String, Box<dyn bloodraven::transport::MysqlSession>)>;
@@ -40,10 +72,10 @@ pub type SessionSlot = Option<(String, Box<dyn bloodraven::transport::MysqlSessi
 /// One increment through `slot` (which the backend has connected to the primary). On an
 /// error the session is dropped so the next write reconnects and finds the primary again
 /// (it may have moved).
-pub async fn increment_in(slot: &mut SessionSlot, seq: u64) -> Result<CounterAck, String> {
+pub async fn increment_in(slot: &mut SessionSlot, seq: u64) -> Result<CounterAck, CounterError> {
     let key = format!("{COUNTER_KEY_PREFIX}{seq}");
     let Some((site, session)) = slot.as_mut() else {
-        return Err("no session to the primary".into());
+        return Err(CounterError::NoSession);
     };
     match session.counter_increment(&key).await {
         Ok(value) => Ok(CounterAck {
@@ -52,7 +84,7 @@ pub async fn increment_in(slot: &mut SessionSlot, seq: u64) -> Result<CounterAck
         }),
         Err(e) => {
             *slot = None;
-            Err(e.to_string())
+            Err(e.into())
         }
     }
 }
@@ -64,9 +96,9 @@ pub async fn increment_in(slot: &mut SessionSlot, seq: u64) -> Result<CounterAck
 pub async fn present_in<Guard, Opening>(
     mut open: impl FnMut() -> Opening,
     attempted: &std::sync::Mutex<BTreeSet<u64>>,
-) -> Result<BTreeSet<u64>, String>
+) -> Result<BTreeSet<u64>, CounterError>
 where
-    Opening: std::future::Future<Output = Result<Guard, String>>,
+    Opening: std::future::Future<Output = Result<Guard, CounterError>>,
     Guard: std::ops::DerefMut<Target = SessionSlot>,
 {
     let attempted: Vec<u64> = attempted
@@ -78,7 +110,7 @@ where
         let key = format!("{COUNTER_KEY_PREFIX}{seq}");
         let mut slot = open().await?;
         let Some((_, session)) = slot.as_mut() else {
-            return Err("no session to the primary".into());
+            return Err(CounterError::NoSession);
         };
         match session.counter_read(&key).await {
             Ok(Some(_)) => {
@@ -87,7 +119,7 @@ where
             Ok(None) => {}
             Err(e) => {
                 *slot = None;
-                return Err(e.to_string());
+                return Err(e.into());
             }
         }
     }
@@ -97,11 +129,11 @@ where
 /// The workload's connection to the system under test, provided by the backend.
 pub trait CounterTarget: Send + Sync {
     /// Commits increment number `seq` through the primary Service.
-    fn increment(&self, seq: u64) -> BoxFuture<'_, Result<CounterAck, String>>;
+    fn increment(&self, seq: u64) -> BoxFuture<'_, Result<CounterAck, CounterError>>;
     /// INCR through the Dragonfly Service; returns the cache counter's value.
-    fn cache_incr(&self) -> BoxFuture<'_, Result<u64, String>>;
+    fn cache_incr(&self) -> BoxFuture<'_, Result<u64, CounterError>>;
     /// The increment numbers present on the current primary, for no-acknowledged-write-lost.
-    fn committed(&self) -> BoxFuture<'_, Result<BTreeSet<u64>, String>>;
+    fn committed(&self) -> BoxFuture<'_, Result<BTreeSet<u64>, CounterError>>;
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -136,14 +168,10 @@ pub struct CacheRecord {
     pub result: Result<u64, String>,
 }
 
-/// A site's writability as observed at an instant (sim: from the MySQL models; live:
-/// from polling `read_only` on each site).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct WritabilitySample {
-    pub at: Millis,
-    pub site: String,
-    pub writable: bool,
-}
+/// A site's writability as observed at an instant (sim: sampled by the driver from
+/// the MySQL models; live: from polling `read_only` on each site). One type for both:
+/// the simulation's driver records it.
+pub use bloodraven_sim::harness::WritabilitySample;
 
 /// Everything the workload saw during one run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -193,11 +221,13 @@ pub async fn run_counter(
                 value: ack.value,
                 site: ack.site,
             },
-            Err(error) => WriteOutcome::Failed { error },
+            Err(error) => WriteOutcome::Failed {
+                error: error.to_string(),
+            },
         };
         let completed_at = now_ms(&clock);
         let cache = if spec.cache {
-            let result = target.cache_incr().await;
+            let result = target.cache_incr().await.map_err(|e| e.to_string());
             Some(CacheRecord {
                 at: now_ms(&clock),
                 result,
@@ -235,11 +265,14 @@ mod tests {
     /// Fails every third increment; acks the rest from "iad".
     struct Flaky(AtomicU64);
     impl CounterTarget for Flaky {
-        fn increment(&self, seq: u64) -> BoxFuture<'_, Result<CounterAck, String>> {
+        fn increment(&self, seq: u64) -> BoxFuture<'_, Result<CounterAck, CounterError>> {
             Box::pin(async move {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 if seq.is_multiple_of(3) {
-                    return Err("connection refused".into());
+                    return Err(CounterError::Connect {
+                        target: "primary".into(),
+                        message: "connection refused".into(),
+                    });
                 }
                 let value = self.0.fetch_add(1, Ordering::SeqCst) + 1;
                 Ok(CounterAck {
@@ -248,10 +281,10 @@ mod tests {
                 })
             })
         }
-        fn cache_incr(&self) -> BoxFuture<'_, Result<u64, String>> {
+        fn cache_incr(&self) -> BoxFuture<'_, Result<u64, CounterError>> {
             Box::pin(async { Ok(7) })
         }
-        fn committed(&self) -> BoxFuture<'_, Result<BTreeSet<u64>, String>> {
+        fn committed(&self) -> BoxFuture<'_, Result<BTreeSet<u64>, CounterError>> {
             Box::pin(async { Ok(BTreeSet::new()) })
         }
     }

@@ -8,7 +8,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use bloodraven_chaos::backend::k3d::{DockerApi, K3dBackend, K3dConfig, NodeApi, NodeInfo};
-use bloodraven_chaos::backend::{Backend, BackendError};
+use bloodraven_chaos::backend::{Backend, BackendError, LedgerFaults};
 use bloodraven_chaos::scenario::{Component, Fault};
 use futures::future::BoxFuture;
 

@@ -20,7 +20,7 @@ use bloodraven::transport::{
 use bloodraven_chaos::backend::k3d::{DockerApi, K3dBackend, K3dConfig, NodeApi, NodeInfo};
 use bloodraven_chaos::backend::k3d_live::{GroupApi, GroupInfo, LiveParts};
 use bloodraven_chaos::backend::tunnel::{BoxPodStream, PodForwarder, ResolvedPod};
-use bloodraven_chaos::backend::{Backend, BackendError};
+use bloodraven_chaos::backend::{Backend, BackendError, LedgerFaults};
 use bloodraven_chaos::scenario::Fault;
 use bloodraven_chaos::workload::CounterAck;
 use futures::future::BoxFuture;
@@ -514,7 +514,7 @@ async fn the_counter_writes_as_the_app_user_through_the_primary_and_follows_it()
     world.set_flags("mysql-iad-0", true, true);
     world.set_flags("mysql-pdx-0", false, false);
     world.place(PRIMARY, "mysql-pdx-0", "pdx");
-    let err = counter.increment(3).await.unwrap_err();
+    let err = counter.increment(3).await.unwrap_err().to_string();
     assert!(err.contains("ERROR 1290"), "{err}");
     let ack = counter.increment(4).await.unwrap();
     assert_eq!(
@@ -548,7 +548,7 @@ async fn a_primary_that_cannot_be_resolved_is_a_failed_write_that_says_why() {
     world.pods.lock().unwrap().remove(PRIMARY);
     let err = backend.counter().unwrap().increment(1).await.unwrap_err();
     assert_eq!(
-        err,
+        err.to_string(),
         format!("connecting to the primary: no Running pod matches {NS}/[{PRIMARY}]:3306")
     );
 }

@@ -303,7 +303,7 @@ steps:
     let outcome = run_scenario(&s, backend as SharedBackend, &config(&dir, &s.id)).await;
     let f = &outcome.failures[0];
     assert!(
-        f.message.contains("held for 3s") && f.message.contains("but not for the required 10s"),
+        f.message.contains("held for 3500ms") && f.message.contains("but not for the required 10s"),
         "{f}"
     );
     assert!(

@@ -9,13 +9,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bloodraven_chaos::backend::sim::{self, SimError, SimWorld};
-use bloodraven_chaos::backend::{Backend, SharedBackend};
+use bloodraven_chaos::backend::sim;
+use bloodraven_chaos::backend::{LedgerFaults, SharedBackend};
 use bloodraven_chaos::ledger;
 use bloodraven_chaos::runner::{self, RunConfig, ScenarioOutcome};
 use bloodraven_chaos::scenario::{self, Fault, Scenario};
 use bloodraven_chaos::{cli, report};
 use bloodraven_sim::apiserver::ResourceKey;
+use bloodraven_sim::harness::{DrivenWorld, DriverError};
 use serde_json::json;
 
 fn scenario(name: &str) -> Scenario {
@@ -147,14 +148,16 @@ fn ledger_recover_after_a_runner_crash_heals_the_world() {
 "#,
     );
     let cfg = config(&dir, &s.id, 31);
-    let mut world = SimWorld::playground(31).unwrap();
+    let mut world = DrivenWorld::playground(31).unwrap();
     let owned = s.clone();
     let run_cfg = cfg.clone();
-    let crashed = world.run_client(Duration::from_secs(90), move |backend| async move {
-        runner::run_scenario(&owned, backend, &run_cfg).await
-    });
+    let crashed = sim::run_backend(
+        &mut world,
+        Duration::from_secs(90),
+        move |backend| async move { runner::run_scenario(&owned, backend, &run_cfg).await },
+    );
     assert!(
-        matches!(crashed, Err(SimError::Stuck(_))),
+        matches!(crashed, Err(DriverError::Stuck(_))),
         "runner must die mid-wait"
     );
 
@@ -169,13 +172,16 @@ fn ledger_recover_after_a_runner_crash_heals_the_world() {
     assert_eq!(pending.len(), 2, "{pending:?}");
 
     let path = cfg.ledger_path.clone();
-    let result = world
-        .run_client(Duration::from_secs(60), move |backend| async move {
+    let result = sim::run_backend(
+        &mut world,
+        Duration::from_secs(60),
+        move |backend| async move {
             let backend: SharedBackend = backend;
             cli::recover_ledger(&path, &backend).await
-        })
-        .unwrap()
-        .unwrap();
+        },
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(result.errors, Vec::<String>::new());
     assert_eq!(result.undone.len(), 2);
     assert!(
@@ -216,34 +222,33 @@ fn indent(yaml: &str) -> String {
 /// stores them.
 #[test]
 fn every_fault_kind_has_a_plan_and_an_undo() {
-    let mut world = SimWorld::playground(5).unwrap();
-    let plans = world
-        .run_client(Duration::from_secs(5), |backend| async move {
-            let mut out = Vec::new();
-            for yaml in [
-                "{kill-site: iad}",
-                "{kill-pod: {site: pdx, component: dragonfly}}",
-                "{kill-dragonfly: iad}",
-                "{cordon: iad}",
-                "{uncordon: iad}",
-                "{network-partition: iad}",
-                "{partition: {between: [iad, pdx]}}",
-                "{node-crash: pdx}",
-                "{write-divergent: {site: iad, transactions: 3}}",
-                "{replication-delay: {site: pdx, seconds: 30}}",
-                "{kill-operator: {}}",
-                "{disable-sidecar: pdx}",
-            ] {
-                let fault: Fault = serde_saphyr::from_str(yaml).unwrap();
-                let plan = backend.plan_fault(&fault, "ns").await.unwrap();
-                out.push((fault.to_string(), json!(plan.apply), json!(plan.undo)));
-            }
-            let unknown: Fault = serde_saphyr::from_str("{kill-site: sfo}").unwrap();
-            let err = backend.plan_fault(&unknown, "ns").await.unwrap_err();
-            out.push(("error".into(), json!(err.to_string()), json!(null)));
-            out
-        })
-        .unwrap();
+    let mut world = DrivenWorld::playground(5).unwrap();
+    let plans = sim::run_backend(&mut world, Duration::from_secs(5), |backend| async move {
+        let mut out = Vec::new();
+        for yaml in [
+            "{kill-site: iad}",
+            "{kill-pod: {site: pdx, component: dragonfly}}",
+            "{kill-dragonfly: iad}",
+            "{cordon: iad}",
+            "{uncordon: iad}",
+            "{network-partition: iad}",
+            "{partition: {between: [iad, pdx]}}",
+            "{node-crash: pdx}",
+            "{write-divergent: {site: iad, transactions: 3}}",
+            "{replication-delay: {site: pdx, seconds: 30}}",
+            "{kill-operator: {}}",
+            "{disable-sidecar: pdx}",
+        ] {
+            let fault: Fault = serde_saphyr::from_str(yaml).unwrap();
+            let plan = backend.plan_fault(&fault, "ns").await.unwrap();
+            out.push((fault.to_string(), json!(plan.apply), json!(plan.undo)));
+        }
+        let unknown: Fault = serde_saphyr::from_str("{kill-site: sfo}").unwrap();
+        let err = backend.plan_fault(&unknown, "ns").await.unwrap_err();
+        out.push(("error".into(), json!(err.to_string()), json!(null)));
+        out
+    })
+    .unwrap();
     let get = |name: &str| plans.iter().find(|p| p.0 == name).unwrap().clone();
     let (_, apply, undo) = get("kill-site iad");
     assert_eq!(

@@ -143,18 +143,19 @@ struct PlannedUnderLoad {
     lost: Vec<u64>,
 }
 
-/// Bootstraps the playground on the chaos runner's `SimWorld`, runs its counter workload
+/// Bootstraps the playground on the sim's `DrivenWorld`, runs its counter workload
 /// through the primary Service, annotates a planned failover to pdx, keeps writing until
 /// it succeeded and a few seconds after, then checks every acknowledged increment on the
 /// final primary (the no-acknowledged-write-lost invariant's own check).
 fn planned_under_load(seed: u64) -> Result<PlannedUnderLoad, Error> {
     use bloodraven_chaos::backend::Backend;
-    use bloodraven_chaos::backend::sim::SimWorld;
+    use bloodraven_chaos::backend::sim::run_backend;
     use bloodraven_chaos::invariants;
     use bloodraven_chaos::scenario::CounterSpec;
     use bloodraven_chaos::workload::{self, SharedHistory};
+    use bloodraven_sim::harness::DrivenWorld;
 
-    let mut sim = SimWorld::playground(seed)?;
+    let mut sim = DrivenWorld::playground(seed)?;
     sim.install_operator()?;
     playground::apply_file(sim.world(), &playground::playground_manifest())?;
     // With this World's slower mysqld start-up either site may win the bootstrap
@@ -165,7 +166,7 @@ fn planned_under_load(seed: u64) -> Result<PlannedUnderLoad, Error> {
         .run_until(Duration::from_secs(120), healthy_any)?
     {
         return Err(format!(
-            "seed {seed}: the group never became Healthy on the chaos SimWorld: {:#}",
+            "seed {seed}: the group never became Healthy on the DrivenWorld: {:#}",
             status(sim.world())
         )
         .into());
@@ -176,24 +177,27 @@ fn planned_under_load(seed: u64) -> Result<PlannedUnderLoad, Error> {
         "iad"
     };
     let api = sim.world().api().clone();
-    let outcome = sim.run_client(Duration::from_secs(180), move |backend| async move {
-        let counter = backend
-            .counter()
-            .ok_or("the sim backend has no counter workload")?;
-        let history = SharedHistory::default();
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let writer = tokio::spawn(workload::run_counter(
-            counter.clone(),
-            CounterSpec {
-                writes_per_second: 20,
-                cache: false,
-            },
-            backend.clock(),
-            history.clone(),
-            stopped,
-        ));
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        api.patch(
+    let outcome = run_backend(
+        &mut sim,
+        Duration::from_secs(180),
+        move |backend| async move {
+            let counter = backend
+                .counter()
+                .ok_or("the sim backend has no counter workload")?;
+            let history = SharedHistory::default();
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let writer = tokio::spawn(workload::run_counter(
+                counter.clone(),
+                CounterSpec {
+                    writes_per_second: 20,
+                    cache: false,
+                },
+                backend.clock(),
+                history.clone(),
+                stopped,
+            ));
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            api.patch(
             &groups(),
             Some(PLAYGROUND_NAMESPACE),
             PLAYGROUND_GROUP,
@@ -205,39 +209,40 @@ fn planned_under_load(seed: u64) -> Result<PlannedUnderLoad, Error> {
                 user_agent: "targets",
             },
         )?;
-        let phase = |api: &bloodraven_sim::apiserver::ApiServer| {
-            api.get(&groups(), Some(PLAYGROUND_NAMESPACE), PLAYGROUND_GROUP)
-                .ok()
-                .and_then(|g| g.pointer("/status/plannedFailover/phase").cloned())
-        };
-        let mut waited = Duration::ZERO;
-        while phase(&api) != Some(Value::from("Succeeded")) {
-            if waited >= Duration::from_secs(60) {
-                return Err(format!(
-                    "the planned failover did not succeed within 60s (phase {:?})",
-                    phase(&api)
-                )
-                .into());
+            let phase = |api: &bloodraven_sim::apiserver::ApiServer| {
+                api.get(&groups(), Some(PLAYGROUND_NAMESPACE), PLAYGROUND_GROUP)
+                    .ok()
+                    .and_then(|g| g.pointer("/status/plannedFailover/phase").cloned())
+            };
+            let mut waited = Duration::ZERO;
+            while phase(&api) != Some(Value::from("Succeeded")) {
+                if waited >= Duration::from_secs(60) {
+                    return Err(format!(
+                        "the planned failover did not succeed within 60s (phase {:?})",
+                        phase(&api)
+                    )
+                    .into());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                waited += Duration::from_millis(100);
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            waited += Duration::from_millis(100);
-        }
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        let _ = stop.send(true);
-        writer.await?;
-        let history = history
-            .lock()
-            .map_err(|_| "counter history poisoned")?
-            .clone();
-        let committed = counter.committed().await?;
-        let end = history.writes.last().map_or(0, |w| w.completed_at);
-        let windows = invariants::unavailability_windows(&history.writes, end);
-        Ok::<_, Error>((
-            invariants::acknowledged_writes_lost(&history, &committed),
-            history.acknowledged().count(),
-            invariants::longest_unavailability(&windows).map_or(0, |w| w.duration_ms()),
-        ))
-    })?;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let _ = stop.send(true);
+            writer.await?;
+            let history = history
+                .lock()
+                .map_err(|_| "counter history poisoned")?
+                .clone();
+            let committed = counter.committed().await?;
+            let end = history.writes.last().map_or(0, |w| w.completed_at);
+            let windows = invariants::unavailability_windows(&history.writes, end);
+            Ok::<_, Error>((
+                invariants::acknowledged_writes_lost(&history, &committed),
+                history.acknowledged().count(),
+                invariants::longest_unavailability(&windows).map_or(0, |w| w.duration_ms()),
+            ))
+        },
+    )?;
     let (lost, acknowledged, client_outage_ms) = outcome?;
     Ok(PlannedUnderLoad {
         write_unavailable_ms: status(sim.world())["plannedFailover"]["writeUnavailableMs"].clone(),

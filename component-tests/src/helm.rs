@@ -6,13 +6,17 @@
 //! Supported: text; comments `{{/* */}}`; the trim markers `{{-` and `-}}`; `if` /
 //! `else` / `end` and `with` / `end` on a pipeline (Go's truthiness: false, 0, "",
 //! null, empty list or map are false); pipelines of terms (`.`, `.A.b.c`, `"string"`,
-//! integers) and the functions `quote`, `default`, `toYaml`, `nindent` and `indent`.
+//! `` `raw string` ``, integers) and the functions `quote`, `default`, `toYaml`,
+//! `nindent` and `indent`. A `}}` inside a string does not end the action, so
+//! Prometheus and Grafana templates pass through as {{`{{ $labels.site }}`}}.
 //! Not supported: `define`/`include`/`template`, `range`, variables, `else if`, any
 //! other function, `.Files`, `.Capabilities`. Stricter than Helm on purpose: a missing
 //! value printed by `{{ }}` is an error (Helm prints an empty string), because in these
 //! templates it is always a typo.
 
-use serde_json::Value;
+use std::path::Path;
+
+use serde_json::{Value, json};
 
 /// Why a template did not render: the file, the line and the problem.
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +103,7 @@ impl Parser<'_> {
                 piece = piece.trim_end();
             }
             let line = line + rest[..start].matches('\n').count();
-            let Some(end) = after_open.find("}}") else {
+            let Some(end) = action_end(after_open) else {
                 return Err(self.error(line, "unclosed {{"));
             };
             let mut inner = &after_open[..end];
@@ -163,6 +167,18 @@ impl Parser<'_> {
                         },
                         Some(other) => word.push(other),
                         None => return Err(self.error(line, "unterminated string")),
+                    }
+                }
+                words.push(word);
+            } else if c == '`' {
+                // A raw string: no escapes, ends at the next backquote.
+                chars.next();
+                let mut word = String::from("\"");
+                loop {
+                    match chars.next() {
+                        Some('`') => break,
+                        Some(other) => word.push(other),
+                        None => return Err(self.error(line, "unterminated raw string")),
                     }
                 }
                 words.push(word);
@@ -277,6 +293,33 @@ impl Parser<'_> {
             None => Ok((nodes, None)),
         }
     }
+}
+
+/// Where an action's closing `}}` is in `text` (which starts right after its `{{`): the
+/// first one outside a quoted ("...") or raw (`...`) string, so that `{{ "}}" }}` and
+/// {{`{{ $labels.site }}`}} print braces as Go templates do. A comment ends at `*/}}`.
+fn action_end(text: &str) -> Option<usize> {
+    let body = text.strip_prefix('-').unwrap_or(text).trim_start();
+    if body.starts_with("/*") {
+        let close = text.find("*/")?;
+        return text[close..].find("}}").map(|end| close + end);
+    }
+    let bytes = text.as_bytes();
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = bytes[i];
+        match quote {
+            Some(b'"') if byte == b'\\' => i += 1,
+            Some(open) if byte == open => quote = None,
+            Some(_) => {}
+            None if byte == b'"' || byte == b'`' => quote = Some(byte),
+            None if byte == b'}' && bytes.get(i + 1) == Some(&b'}') => return Some(i),
+            None => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 fn truthy(value: &Value) -> bool {
@@ -464,6 +507,74 @@ pub fn render(file: &str, template: &str, context: &Value) -> Result<String, Ren
     Ok(out)
 }
 
+/// Why a chart did not render: a file that cannot be read or parsed, or a template.
+#[derive(Debug, thiserror::Error)]
+pub enum ChartError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid YAML: {message}")]
+    Yaml { path: String, message: String },
+    #[error(transparent)]
+    Render(#[from] RenderError),
+}
+
+fn read(path: &Path) -> Result<String, ChartError> {
+    std::fs::read_to_string(path).map_err(|source| ChartError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn yaml_file(path: &Path) -> Result<Value, ChartError> {
+    serde_saphyr::from_str(&read(path)?).map_err(|e| ChartError::Yaml {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Renders every template of the chart in `chart_dir` as `helm template` would with
+/// `--set`-style `overrides` over values.yaml: `(templates/<file>, text)` in file-name
+/// order (NOTES.txt included).
+pub fn render_chart(
+    chart_dir: &Path,
+    overrides: &Value,
+    release: &str,
+    namespace: &str,
+) -> Result<Vec<(String, String)>, ChartError> {
+    let chart = yaml_file(&chart_dir.join("Chart.yaml"))?;
+    let mut values = yaml_file(&chart_dir.join("values.yaml"))?;
+    merge_values(&mut values, overrides);
+    let context = json!({
+        "Values": values,
+        "Release": {"Name": release, "Namespace": namespace, "Service": "Helm"},
+        "Chart": {"Name": chart["name"], "Version": chart["version"], "AppVersion": chart["appVersion"]},
+    });
+    let templates = chart_dir.join("templates");
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&templates)
+        .map_err(|source| ChartError::Read {
+            path: templates.display().to_string(),
+            source,
+        })?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for path in files {
+        let name = format!(
+            "templates/{}",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        );
+        let rendered = render(&name, &read(&path)?, &context)?;
+        out.push((name, rendered));
+    }
+    Ok(out)
+}
+
 /// Merges `overrides` into `base` as Helm merges `--set`/`-f` values: maps key by key,
 /// anything else replaced.
 pub fn merge_values(base: &mut Value, overrides: &Value) {
@@ -545,6 +656,18 @@ mod tests {
         assert!(fails("{{ if .Values.on }}x").contains("never closed"));
         assert!(fails("x{{ end }}").contains("without an open block"));
         assert!(fails("{{ else if .Values.on }}").contains("not supported"));
+    }
+
+    #[test]
+    fn braces_inside_strings_pass_through_as_in_go_templates() {
+        assert_eq!(
+            ok("d: {{`{{ $labels.site }}`}} on {{ .Values.name }}"),
+            "d: {{ $labels.site }} on x"
+        );
+        assert_eq!(ok(r#"l: {{ "{{" }}site{{ "}}" }}"#), "l: {{site}}");
+        assert_eq!(ok(r#"q: {{ "a}}b" | quote }}"#), r#"q: "a}}b""#);
+        assert_eq!(ok("a {{- /* {{ not an action }} */}} b"), "a b");
+        assert!(fails("{{ `open }}").contains("unclosed"));
     }
 
     #[test]

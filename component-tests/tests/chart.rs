@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bloodraven::deploy::{METRICS_PORT, METRICS_PORT_NAME, OPERATOR_POD_SELECTOR};
 use bloodraven::rbac::{ApiAccess, Scope, allows, operator_access};
-use bloodraven_component_tests::helm::{merge_values, render};
+use bloodraven_component_tests::helm;
 use bloodraven_component_tests::rbac_audit::split;
 use bloodraven_sim::World;
 use bloodraven_sim::apiserver::ResourceKey;
@@ -28,34 +28,10 @@ fn chart_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/bloodraven")
 }
 
-fn yaml_file(path: &Path) -> Value {
-    serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
 /// Every template rendered with values.yaml plus `overrides`, as `(file, text)`.
 fn render_chart(overrides: &Value) -> Vec<(String, String)> {
-    let chart = yaml_file(&chart_dir().join("Chart.yaml"));
-    let mut values = yaml_file(&chart_dir().join("values.yaml"));
-    merge_values(&mut values, overrides);
-    let context = json!({
-        "Values": values,
-        "Release": {"Name": RELEASE, "Namespace": NAMESPACE, "Service": "Helm"},
-        "Chart": {"Name": chart["name"], "Version": chart["version"], "AppVersion": chart["appVersion"]},
-    });
-    let mut files: Vec<PathBuf> = std::fs::read_dir(chart_dir().join("templates"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|path| {
-            let name = format!("templates/{}", path.file_name().unwrap().to_string_lossy());
-            let text = std::fs::read_to_string(&path).unwrap();
-            let rendered = render(&name, &text, &context).unwrap_or_else(|e| panic!("{e}"));
-            (name, rendered)
-        })
-        .collect()
+    helm::render_chart(&chart_dir(), overrides, RELEASE, NAMESPACE)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The Kubernetes objects of a render (NOTES.txt excluded), empty documents dropped.

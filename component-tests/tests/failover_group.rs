@@ -236,24 +236,24 @@ fn planned_failover_rejections_name_the_problem() {
 }
 
 // ---------------------------------------------------------------------------------
-// The tests below run on the chaos runner's `SimWorld` (the same playground World plus
-// a host that can act as a client): they reach the MySQL models as root, as a person
-// with SUPER would, through the sim's own MySQL client, and scrape the operator's
-// /metrics through the chaos sim backend.
+// The tests below run on the sim's `DrivenWorld` (the same playground World plus a
+// driver that runs client hosts): they reach the MySQL models as root, as a person with
+// SUPER would, through the sim's own MySQL client, scrape the operator's /metrics from a
+// client host, and write through the chaos sim backend's counter workload.
 
 use bloodraven::transport::mysql::{MysqlSession, MysqlTarget, MysqlTimeouts};
-use bloodraven_chaos::backend::Backend;
-use bloodraven_chaos::backend::sim::SimWorld;
+use bloodraven_chaos::backend::{Backend, sim::SimBackend};
 use bloodraven_sim::StartupProfile;
 use bloodraven_sim::apiserver::ApiServer;
+use bloodraven_sim::harness::DrivenWorld;
 use bloodraven_sim::models::mysql::{MYSQL_PORT, SimMysqlSession};
 
 const RECLONE: &str = "bloodraven.shipstream.io/reclone-site";
 
-/// The playground group bootstrapped on a `SimWorld` whose mysqld starts within
+/// The playground group bootstrapped on a `DrivenWorld` whose mysqld starts within
 /// `mysql_startup` (the model's default: about a second, well inside the detection window).
-fn sim_bootstrapped(seed: u64, mysql_startup: StartupProfile) -> SimWorld {
-    let mut sim = SimWorld::playground_with_mysql_startup(seed, mysql_startup).unwrap();
+fn sim_bootstrapped(seed: u64, mysql_startup: StartupProfile) -> DrivenWorld {
+    let mut sim = DrivenWorld::playground_with_mysql_startup(seed, mysql_startup).unwrap();
     sim.install_operator().unwrap();
     playground::apply_file(sim.world(), &playground::playground_manifest()).unwrap();
     let ok = sim
@@ -317,7 +317,7 @@ async fn root_session(api: &ApiServer, target: &MysqlTarget) -> SimMysqlSession 
 
 /// Runs `work` with a root session to `site`'s mysqld, on a client host of the World,
 /// within 30 simulated seconds.
-fn as_root<T, F, Fut>(sim: &mut SimWorld, site: &str, work: F) -> T
+fn as_root<T, F, Fut>(sim: &mut DrivenWorld, site: &str, work: F) -> T
 where
     T: 'static,
     F: FnOnce(SimMysqlSession) -> Fut + 'static,
@@ -332,10 +332,10 @@ where
 }
 
 /// The operator's /metrics, scraped over the simulated network.
-fn scrape(sim: &mut SimWorld) -> Vec<bloodraven_chaos::metrics::Sample> {
+fn scrape(sim: &mut DrivenWorld) -> Vec<bloodraven_chaos::metrics::Sample> {
     let body = sim
-        .run_client(Duration::from_secs(10), |backend| async move {
-            backend.scrape_metrics().await
+        .run_client(Duration::from_secs(10), |host| async move {
+            host.operator_metrics().await
         })
         .unwrap()
         .unwrap();
@@ -447,7 +447,7 @@ fn writer_lease(world: &World) -> (Option<String>, i64) {
 /// Annotates a planned failover to `target` and waits for the rejection that names
 /// `expected`; returns the status message.
 fn assert_planned_rejected(
-    sim: &mut SimWorld,
+    sim: &mut DrivenWorld,
     target: &str,
     expected: impl Fn(&str) -> bool,
 ) -> String {
@@ -538,13 +538,13 @@ fn a_primary_restarted_within_the_detection_window_resumes_without_a_failover() 
         .sum();
     assert!(restarts > 0, "iad's pod never restarted: {pod:#}");
     let ack = sim
-        .run_client(Duration::from_secs(20), |backend| async move {
-            let counter = backend.counter().unwrap();
+        .run_client(Duration::from_secs(20), |host| async move {
+            let counter = SimBackend::new(host).counter().unwrap();
             let mut last = String::new();
             for seq in 1..=50 {
                 match counter.increment(seq).await {
                     Ok(ack) => return Ok(ack),
-                    Err(e) => last = e,
+                    Err(e) => last = e.to_string(),
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -762,7 +762,7 @@ fn split_brain_is_detected_and_the_site_without_the_lease_is_fenced() {
     // Keep forcing pdx writable (as root, faster than its sidecar re-fences it) until
     // the operator reports SplitBrain, then scrape /metrics while it lasts.
     let metrics_during = sim
-        .run_client(Duration::from_secs(30), move |backend| async move {
+        .run_client(Duration::from_secs(30), move |host| async move {
             let mut session: Option<SimMysqlSession> = None;
             loop {
                 let split = api
@@ -771,7 +771,7 @@ fn split_brain_is_detected_and_the_site_without_the_lease_is_fenced() {
                     .and_then(|g| g.pointer("/status/health").cloned())
                     == Some(Value::from("SplitBrain"));
                 if split {
-                    return backend.scrape_metrics().await.unwrap();
+                    return host.operator_metrics().await.unwrap();
                 }
                 if session.is_none() {
                     session = Some(root_session(&api, &target).await);

@@ -6,6 +6,9 @@
 //! decision logic; `adapters` talk to MySQL, Dragonfly and Kubernetes; `controllers`
 //! run observe -> decide -> act; `transport` is the seam the simulation plugs into.
 
+// What other crates use is `pub`; everything else says `pub(crate)`.
+#![warn(unreachable_pub)]
+
 pub mod adapters;
 pub mod api;
 pub mod children;
@@ -14,6 +17,7 @@ pub mod controllers;
 pub mod deploy;
 pub mod engine;
 pub mod gtid;
+pub mod hash;
 pub mod leader;
 pub mod metrics;
 pub mod rbac;

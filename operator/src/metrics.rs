@@ -10,7 +10,7 @@ use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, text::encode};
+use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -20,107 +20,13 @@ use prometheus_client::registry::Registry;
 use crate::api::Health;
 use crate::engine::{FailoverKind, FailoverResult, MetricIntent};
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
-pub struct GroupLabels {
-    pub namespace: String,
-    pub group: String,
-}
+mod labels;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct HealthLabels {
-    pub namespace: String,
-    pub group: String,
-    pub health: HealthLabel,
-}
-
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
-#[allow(non_camel_case_types)] // label values are written as users see them in status
-pub enum HealthLabel {
-    Healthy,
-    Degraded,
-    SplitBrain,
-    NoPrimary,
-}
-
-impl From<Health> for HealthLabel {
-    fn from(health: Health) -> Self {
-        match health {
-            Health::Healthy => Self::Healthy,
-            Health::Degraded => Self::Degraded,
-            Health::SplitBrain => Self::SplitBrain,
-            Health::NoPrimary => Self::NoPrimary,
-        }
-    }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SiteLabels {
-    pub namespace: String,
-    pub group: String,
-    pub site: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct FailoverLabels {
-    pub namespace: String,
-    pub group: String,
-    pub kind: KindLabel,
-    pub result: ResultLabel,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct FailoverKindLabels {
-    pub namespace: String,
-    pub group: String,
-    pub kind: KindLabel,
-}
-
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
-#[allow(non_camel_case_types)] // lower-case label values, as PromQL users write them
-pub enum KindLabel {
-    emergency,
-    planned,
-}
-
-impl From<FailoverKind> for KindLabel {
-    fn from(kind: FailoverKind) -> Self {
-        match kind {
-            FailoverKind::Emergency => Self::emergency,
-            FailoverKind::Planned => Self::planned,
-        }
-    }
-}
-
-/// How a failover ended: `succeeded`, or `failed` (started, then undone).
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum ResultLabel {
-    succeeded,
-    failed,
-}
-
-impl From<FailoverResult> for ResultLabel {
-    fn from(result: FailoverResult) -> Self {
-        match result {
-            FailoverResult::Succeeded => Self::succeeded,
-            FailoverResult::Failed => Self::failed,
-        }
-    }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReconcileLabels {
-    pub namespace: String,
-    pub group: String,
-    pub result: ReconcileResult,
-}
-
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum ReconcileResult {
-    success,
-    error,
-}
+pub use labels::ReconcileResult;
+use labels::{
+    FailoverKindLabels, FailoverLabels, GroupLabels, HealthLabel, HealthLabels, KindLabel,
+    ReconcileLabels, SiteLabels,
+};
 
 /// What the operator observed about one site, for the per-site gauges.
 #[derive(Debug, Clone, Copy, PartialEq)]

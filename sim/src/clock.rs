@@ -10,7 +10,7 @@ use bloodraven::transport::Clock;
 
 /// The default pinned epoch: 2025-01-01T00:00:00Z. A fixed epoch makes every timestamp
 /// (creationTimestamp, Event times, lease renewTime) part of the seed's replay.
-pub const DEFAULT_EPOCH_SECONDS: u64 = 1_735_689_600;
+pub(crate) const DEFAULT_EPOCH_SECONDS: u64 = 1_735_689_600;
 
 /// Simulated wall time.
 ///

@@ -19,7 +19,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::apiserver::{ApiServer, ResourceKey};
-use crate::cluster::obj::{at, str_at};
+use crate::hosts::pod_host_name;
+use crate::object::{at, str_at};
 use crate::pod::{DialFuture, Dialer, HostDialer, SharedDialer};
 use crate::transport::{API_SERVER_HOST, API_SERVER_PORT};
 
@@ -72,7 +73,7 @@ impl ClusterDialer {
         let parts: Vec<&str> = short.split('.').collect();
         match parts[..] {
             [pod, service, ns] if self.service(ns, service).is_some() => {
-                Ok(Resolved::Host(crate::cluster::pod_host_name(ns, pod), port))
+                Ok(Resolved::Host(pod_host_name(ns, pod), port))
             }
             [service, ns] if self.service(ns, service).is_some() => {
                 self.service_endpoint(ns, service, port)

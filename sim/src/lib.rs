@@ -2,14 +2,19 @@
 //! one process (API server, nodes, kubelet, network, MySQL and Dragonfly models), on
 //! which the real operator, sidecar and chaos runner run unchanged.
 
+#![warn(unreachable_pub)]
+
 pub mod apiserver;
 pub mod bloodraven_image;
-pub mod clock;
+pub(crate) mod clock;
 pub mod cluster;
 pub mod dialer;
+pub mod harness;
+pub mod hosts;
 pub mod images;
 pub mod models;
-pub mod network;
+pub(crate) mod network;
+pub(crate) mod object;
 pub mod playground;
 pub mod pod;
 pub mod programs;

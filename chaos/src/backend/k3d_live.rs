@@ -22,7 +22,9 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 
 use super::tunnel::{LastConnection, SharedForwarder, Tunnel, TunnelTarget, Tunnels};
-use crate::workload::{CounterAck, CounterTarget, SessionSlot, increment_in, present_in};
+use crate::workload::{
+    CounterAck, CounterError, CounterTarget, SessionSlot, increment_in, present_in,
+};
 
 /// Keys the counter and write-divergent write; the same as the sim backend's, so that a
 /// scenario reads the same on both.
@@ -307,19 +309,24 @@ impl K3dCounter {
     }
 
     /// Opens a session to the current primary when none is open; returns the slot.
-    async fn open(&self) -> Result<tokio::sync::MutexGuard<'_, SessionSlot>, String> {
+    async fn open(&self) -> Result<tokio::sync::MutexGuard<'_, SessionSlot>, CounterError> {
         let mut slot = self.session.lock().await;
         if slot.is_none() {
             let live = &self.live;
-            let group = live.group(None).await?;
-            let password = live.password(&group, APP_PASSWORD_KEY).await?;
+            let locate = |e: String| CounterError::locate("the primary", e);
+            let group = live.group(None).await.map_err(locate)?;
+            let password = live
+                .password(&group, APP_PASSWORD_KEY)
+                .await
+                .map_err(locate)?;
             let tunnel = live
                 .tunnel(TunnelTarget {
                     namespace: group.namespace.clone(),
                     selector: format!("{ROLE_LABEL}=primary"),
                     port: group.mysql_port,
                 })
-                .await?;
+                .await
+                .map_err(locate)?;
             let (session, reached) = live
                 .connect_mysql(
                     &tunnel,
@@ -327,7 +334,11 @@ impl K3dCounter {
                     password,
                     "connecting to the primary",
                 )
-                .await?;
+                .await
+                .map_err(|message| CounterError::Connect {
+                    target: tunnel.target().to_string(),
+                    message,
+                })?;
             // The counter is the primary tunnel's only client, so the tunnel's latest
             // connection is this session's: its pod's site committed what it acks.
             let site = match reached {
@@ -345,7 +356,7 @@ impl K3dCounter {
 }
 
 impl CounterTarget for K3dCounter {
-    fn increment(&self, seq: u64) -> BoxFuture<'_, Result<CounterAck, String>> {
+    fn increment(&self, seq: u64) -> BoxFuture<'_, Result<CounterAck, CounterError>> {
         Box::pin(async move {
             if let Ok(mut a) = self.attempted.lock() {
                 a.insert(seq);
@@ -355,46 +366,58 @@ impl CounterTarget for K3dCounter {
         })
     }
 
-    fn cache_incr(&self) -> BoxFuture<'_, Result<u64, String>> {
+    fn cache_incr(&self) -> BoxFuture<'_, Result<u64, CounterError>> {
         Box::pin(async move {
             let live = &self.live;
-            let group = live.group(None).await?;
+            let group = live
+                .group(None)
+                .await
+                .map_err(|e| CounterError::locate("the Dragonfly master", e))?;
             let selector =
                 format!("{DRAGONFLY_ROLE_LABEL}=master,{DRAGONFLY_TRAFFIC_LABEL}=enabled");
             let password = live
                 .groups
                 .dragonfly_password(&group.namespace, &selector)
                 .await
-                .map_err(|e| format!("Dragonfly password ({selector}): {e}"))?;
+                .map_err(|e| CounterError::locate(format!("Dragonfly password ({selector})"), e))?;
             let tunnel = live
                 .tunnel(TunnelTarget {
                     namespace: group.namespace.clone(),
                     selector,
                     port: live.config.dragonfly_port,
                 })
-                .await?;
+                .await
+                .map_err(|e| CounterError::locate("the Dragonfly master", e))?;
             let local = tunnel.local_addr();
             let target = DragonflyTarget {
                 host: local.ip().to_string(),
                 port: local.port(),
                 password,
             };
-            let mut conn = live.dragonfly.connect(&target).await.map_err(|e| {
-                match tunnel.last_connection() {
-                    Some(LastConnection::Failed(why)) => why,
-                    _ => format!("{e} (via {})", tunnel.target()),
-                }
-            })?;
+            let mut conn =
+                live.dragonfly
+                    .connect(&target)
+                    .await
+                    .map_err(|e| CounterError::Connect {
+                        target: tunnel.target().to_string(),
+                        message: match tunnel.last_connection() {
+                            Some(LastConnection::Failed(why)) => why,
+                            _ => format!("{e} (via {})", tunnel.target()),
+                        },
+                    })?;
             let value: i64 = redis::cmd("INCR")
                 .arg(CACHE_COUNTER_KEY)
                 .query_async(&mut conn)
                 .await
-                .map_err(|e| format!("INCR via {}: {e}", tunnel.target()))?;
+                .map_err(|e| CounterError::Cache {
+                    target: tunnel.target().to_string(),
+                    message: e.to_string(),
+                })?;
             Ok(u64::try_from(value).unwrap_or_default())
         })
     }
 
-    fn committed(&self) -> BoxFuture<'_, Result<BTreeSet<u64>, String>> {
+    fn committed(&self) -> BoxFuture<'_, Result<BTreeSet<u64>, CounterError>> {
         Box::pin(async move { present_in(|| self.open(), &self.attempted).await })
     }
 }

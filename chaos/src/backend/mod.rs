@@ -61,7 +61,9 @@ pub enum BackendError {
     },
 }
 
-pub trait Backend: Send + Sync {
+/// Everything the runner asks of a backend. Fault planning and execution come from
+/// [`LedgerFaults`], implemented once for every backend's [`FaultOps`].
+pub trait Backend: LedgerFaults {
     fn kind(&self) -> BackendKind;
     /// A line for reports: which cluster, which context.
     fn describe(&self) -> String;
@@ -69,15 +71,6 @@ pub trait Backend: Send + Sync {
     fn cluster(&self) -> SharedCluster;
     /// Wall time for timestamps (simulated time on sim).
     fn clock(&self) -> SharedClock;
-    /// Decides the operations that inject `fault` and those that undo it, without
-    /// changing anything (it may read, e.g. to find a site's nodes).
-    fn plan_fault<'a>(
-        &'a self,
-        fault: &'a Fault,
-        namespace: &'a str,
-    ) -> BoxFuture<'a, Result<FaultPlan, BackendError>>;
-    /// Runs planned operations, in order.
-    fn execute<'a>(&'a self, ops: &'a [Value]) -> BoxFuture<'a, Result<(), BackendError>>;
     /// The operator's /metrics body.
     fn scrape_metrics(&self) -> BoxFuture<'_, Result<String, BackendError>>;
     /// The counter workload's connection, when the backend has one.
@@ -95,12 +88,83 @@ pub trait Backend: Send + Sync {
 
 pub type SharedBackend = Arc<dyn Backend>;
 
-/// Encodes a backend's fault operations for the ledger (JSON, so that `recover` can
-/// replay them after the runner itself crashed).
-pub fn encode_ops<T: serde::Serialize + std::fmt::Debug>(
+/// A backend's typed operations for one fault: `(apply, undo)`.
+pub type TypedPlan<Op> = (Vec<Op>, Vec<Op>);
+
+/// A backend's own fault operations, typed: what [`LedgerFaults::plan_fault`] decides and
+/// [`LedgerFaults::execute`] runs. JSON appears only at the ledger, through the one
+/// [`LedgerFaults`] implementation for every backend.
+pub trait FaultOps: Sync {
+    /// One concrete operation (serialized into the ledger, so that `recover` can replay
+    /// it after the runner itself crashed).
+    type Op: serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync;
+    const KIND: BackendKind;
+
+    /// The operations that inject `fault` and those that undo it, without changing
+    /// anything (it may read, e.g. to find a site's nodes).
+    fn plan_ops<'a>(
+        &'a self,
+        fault: &'a Fault,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<TypedPlan<Self::Op>, BackendError>>;
+
+    /// Runs one operation.
+    fn run_op<'a>(&'a self, op: &'a Self::Op) -> BoxFuture<'a, Result<(), BackendError>>;
+}
+
+/// Fault injection as the runner and the ledger see it: operations as JSON, so that the
+/// undo can be written to the ledger before the fault is applied and replayed by
+/// `bloodraven-chaos recover` in another process.
+pub trait LedgerFaults: Send + Sync {
+    /// Decides the operations that inject `fault` and those that undo it, without
+    /// changing anything (it may read, e.g. to find a site's nodes).
+    fn plan_fault<'a>(
+        &'a self,
+        fault: &'a Fault,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<FaultPlan, BackendError>>;
+    /// Runs planned operations, in order; a foreign or corrupt entry is an error that
+    /// names it, and nothing after it runs.
+    fn execute<'a>(&'a self, ops: &'a [Value]) -> BoxFuture<'a, Result<(), BackendError>>;
+}
+
+impl<B: FaultOps + Send> LedgerFaults for B {
+    fn plan_fault<'a>(
+        &'a self,
+        fault: &'a Fault,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<FaultPlan, BackendError>> {
+        Box::pin(async move {
+            let (apply, undo) = self.plan_ops(fault, namespace).await?;
+            Ok(FaultPlan {
+                apply: encode_ops(B::KIND, apply)?,
+                undo: encode_ops(B::KIND, undo)?,
+            })
+        })
+    }
+
+    fn execute<'a>(&'a self, ops: &'a [Value]) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(async move {
+            for value in ops {
+                let op: B::Op = serde_json::from_value(value.clone()).map_err(|e| {
+                    BackendError::BadOperation {
+                        backend: B::KIND,
+                        op: value.to_string(),
+                        message: e.to_string(),
+                    }
+                })?;
+                self.run_op(&op).await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Encodes a backend's fault operations for the ledger.
+fn encode_ops<T: serde::Serialize + std::fmt::Debug>(
     backend: BackendKind,
     ops: Vec<T>,
-) -> Result<Vec<serde_json::Value>, BackendError> {
+) -> Result<Vec<Value>, BackendError> {
     ops.into_iter()
         .map(|op| {
             serde_json::to_value(&op).map_err(|e| BackendError::BadOperation {
@@ -110,17 +174,4 @@ pub fn encode_ops<T: serde::Serialize + std::fmt::Debug>(
             })
         })
         .collect()
-}
-
-/// Decodes one ledger operation of `backend`; a foreign or corrupt entry is an error
-/// that names it.
-pub fn decode_op<T: serde::de::DeserializeOwned>(
-    backend: BackendKind,
-    value: &serde_json::Value,
-) -> Result<T, BackendError> {
-    serde_json::from_value(value.clone()).map_err(|e| BackendError::BadOperation {
-        backend,
-        op: value.to_string(),
-        message: e.to_string(),
-    })
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use bloodraven::transport::{Clock, SharedClock};
-use bloodraven_chaos::backend::{Backend, BackendError, FaultPlan};
+use bloodraven_chaos::backend::{Backend, BackendError, FaultOps, TypedPlan};
 use bloodraven_chaos::cluster::{Cluster, ClusterError, SharedCluster};
 use bloodraven_chaos::scenario::{BackendKind, Fault, ObjectRef};
 use bloodraven_chaos::workload::CounterTarget;
@@ -224,6 +224,32 @@ impl FakeBackend {
     }
 }
 
+/// Each fault is one opaque operation: `{"do": "<fault>"}`, undone by `{"undo": ...}`.
+impl FaultOps for FakeBackend {
+    type Op = Value;
+    const KIND: BackendKind = BackendKind::Sim;
+
+    fn plan_ops<'a>(
+        &'a self,
+        fault: &'a Fault,
+        _ns: &'a str,
+    ) -> BoxFuture<'a, Result<TypedPlan<Value>, BackendError>> {
+        Box::pin(async move {
+            Ok((
+                vec![json!({"do": fault.to_string()})],
+                vec![json!({"undo": fault.to_string()})],
+            ))
+        })
+    }
+
+    fn run_op<'a>(&'a self, op: &'a Value) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(async move {
+            self.executed.lock().unwrap().push(op.clone());
+            Ok(())
+        })
+    }
+}
+
 impl Backend for FakeBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Sim
@@ -236,24 +262,6 @@ impl Backend for FakeBackend {
     }
     fn clock(&self) -> SharedClock {
         self.clock.clone()
-    }
-    fn plan_fault<'a>(
-        &'a self,
-        fault: &'a Fault,
-        _ns: &'a str,
-    ) -> BoxFuture<'a, Result<FaultPlan, BackendError>> {
-        Box::pin(async move {
-            Ok(FaultPlan {
-                apply: vec![json!({"do": fault.to_string()})],
-                undo: vec![json!({"undo": fault.to_string()})],
-            })
-        })
-    }
-    fn execute<'a>(&'a self, ops: &'a [Value]) -> BoxFuture<'a, Result<(), BackendError>> {
-        Box::pin(async move {
-            self.executed.lock().unwrap().extend(ops.iter().cloned());
-            Ok(())
-        })
     }
     fn scrape_metrics(&self) -> BoxFuture<'_, Result<String, BackendError>> {
         Box::pin(async move { Ok(self.metrics.lock().unwrap().clone()) })

@@ -21,10 +21,10 @@ use crate::engine::{EventIntent, EventKind, EventReason};
 use crate::transport::SharedClock;
 
 /// Repeats of one event within this span are counted on the first Event object.
-pub const SERIES_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_mins(6);
+pub(crate) const SERIES_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_mins(6);
 
 /// What the publisher calls (see `crate::rbac`): create an Event, patch its series.
-pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[crate::rbac::ApiAccess {
+pub(crate) const API_ACCESS: &[crate::rbac::ApiAccess] = &[crate::rbac::ApiAccess {
     group: "events.k8s.io",
     resource: "events",
     verbs: &["create", "patch"],
@@ -34,7 +34,7 @@ pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[crate::rbac::ApiAccess {
 
 /// The `action` field of an Event: what the operator did or tried, derived from the
 /// reason so that the engine only has to say what happened.
-pub fn action_for(reason: EventReason) -> &'static str {
+pub(crate) fn action_for(reason: EventReason) -> &'static str {
     match reason {
         EventReason::FailoverStarted
         | EventReason::FailoverSucceeded
@@ -59,7 +59,7 @@ fn type_str(kind: EventKind) -> &'static str {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum EventError {
+pub(crate) enum EventError {
     #[error("publishing Event {reason} for {kind} {namespace}/{name} failed: {source}")]
     Publish {
         reason: String,
@@ -90,7 +90,7 @@ struct Published {
     last_observed: jiff::Timestamp,
 }
 
-pub struct EventPublisher {
+pub(crate) struct EventPublisher {
     client: Client,
     controller: String,
     instance: String,
@@ -102,7 +102,12 @@ pub struct EventPublisher {
 impl EventPublisher {
     /// `controller` is `reportingController` (`bloodraven.shipstream.io/operator`),
     /// `instance` the replica's pod name.
-    pub fn new(client: Client, controller: &str, instance: &str, clock: SharedClock) -> Self {
+    pub(crate) fn new(
+        client: Client,
+        controller: &str,
+        instance: &str,
+        clock: SharedClock,
+    ) -> Self {
         Self {
             client,
             controller: controller.to_string(),
@@ -115,7 +120,7 @@ impl EventPublisher {
 
     /// Publishes `intent` about `regarding`: a new Event, or a series update of the
     /// identical Event published within [`SERIES_WINDOW`].
-    pub async fn publish(
+    pub(crate) async fn publish(
         &self,
         intent: &EventIntent,
         regarding: &ObjectReference,

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 /// One request the client sent.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Recorded {
+pub(crate) struct Recorded {
     pub method: String,
     pub path: String,
     pub query: String,
@@ -22,14 +22,14 @@ pub struct Recorded {
 type Responder = Box<dyn FnMut(&Recorded) -> (u16, Value) + Send>;
 
 #[derive(Clone)]
-pub struct FakeApi {
+pub(crate) struct FakeApi {
     requests: Arc<Mutex<Vec<Recorded>>>,
     responder: Arc<Mutex<Responder>>,
 }
 
 impl FakeApi {
     /// Answers writes by echoing the body with a resourceVersion, reads with 404.
-    pub fn echo() -> Self {
+    pub(crate) fn echo() -> Self {
         Self::with(|req| match req.method.as_str() {
             "GET" => (404, not_found()),
             _ => {
@@ -40,18 +40,18 @@ impl FakeApi {
         })
     }
 
-    pub fn with(responder: impl FnMut(&Recorded) -> (u16, Value) + Send + 'static) -> Self {
+    pub(crate) fn with(responder: impl FnMut(&Recorded) -> (u16, Value) + Send + 'static) -> Self {
         Self {
             requests: Arc::default(),
             responder: Arc::new(Mutex::new(Box::new(responder))),
         }
     }
 
-    pub fn requests(&self) -> Vec<Recorded> {
+    pub(crate) fn requests(&self) -> Vec<Recorded> {
         self.requests.lock().unwrap().clone()
     }
 
-    pub fn client(&self) -> Client {
+    pub(crate) fn client(&self) -> Client {
         let requests = self.requests.clone();
         let responder = self.responder.clone();
         let service = tower::service_fn(move |req: Request<Body>| {
@@ -80,12 +80,12 @@ impl FakeApi {
     }
 }
 
-pub fn not_found() -> Value {
+pub(crate) fn not_found() -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
            "message": "not found", "code": 404})
 }
 
-pub fn conflict() -> Value {
+pub(crate) fn conflict() -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict",
            "message": "the object has been modified; please apply your changes to the latest version and try again",
            "code": 409})

@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use crate::api::{MysqlFailoverGroup, MysqlFailoverGroupStatus, ROLE_LABEL};
 use crate::children::prune::ExistingChild;
 use crate::children::{DesiredObject, FIELD_MANAGER};
+use crate::hash::fnv1a64;
 use crate::metrics::Metrics;
 use crate::rbac::ApiAccess;
 
@@ -173,6 +174,8 @@ impl ChildCache for MapCache {
 /// The desired object with the hash annotation added: what is compared and applied.
 pub fn with_desired_hash(object: &DesiredObject) -> Value {
     let mut body = object.body.clone();
+    // FNV-1a is stable across processes and versions, so a new operator build does not
+    // rewrite every child.
     let hash = format!("{:016x}", fnv1a64(body.to_string().as_bytes()));
     if let Some(metadata) = body.get_mut("metadata").and_then(Value::as_object_mut) {
         let annotations = metadata
@@ -183,14 +186,6 @@ pub fn with_desired_hash(object: &DesiredObject) -> Value {
         }
     }
     body
-}
-
-/// FNV-1a: stable across processes and versions (unlike `DefaultHasher`), so a new
-/// operator build does not rewrite every child.
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 /// Whether every field of `desired` has the same value in `actual`. The API server adds

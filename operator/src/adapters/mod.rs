@@ -4,7 +4,7 @@
 //! `dragonfly` are the production implementations of the data-plane transport seams.
 
 pub mod dragonfly;
-pub mod events;
+pub(crate) mod events;
 pub mod kube;
 pub mod lease;
 pub mod mysql;

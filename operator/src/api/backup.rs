@@ -20,6 +20,25 @@ pub enum JobPhase {
     Failed,
 }
 
+// Flattened into each of the three statuses, so that the wire shape is `status.phase`,
+// `status.startedAt`, ... for all of them; one type so that one builder can set phases
+// and conditions for any of them.
+/// The progress of a backup, verification or restore.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<JobPhase>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
 /// Which site a backup reads from.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -64,8 +83,6 @@ pub struct MysqlBackupSpec {
 #[serde(rename_all = "camelCase")]
 pub struct MysqlBackupStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<JobPhase>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site: Option<String>,
     /// Where the backup was written (object key or path).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -75,14 +92,9 @@ pub struct MysqlBackupStatus {
     /// gtid_executed of the source at the backup's consistent point.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gtid_executed: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<Time>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub completed_at: Option<Time>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub conditions: Vec<Condition>,
+    /// Phase, timestamps, message and conditions, shared by the three job kinds.
+    #[serde(flatten)]
+    pub job: JobStatus,
 }
 
 /// Restores a backup into a scratch mysqld and checks it.
@@ -120,21 +132,14 @@ pub struct MysqlBackupVerificationSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MysqlBackupVerificationStatus {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<JobPhase>,
     /// The backup that was verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows_returned: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<Time>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub completed_at: Option<Time>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub conditions: Vec<Condition>,
+    /// Phase, timestamps, message and conditions, shared by the three job kinds.
+    #[serde(flatten)]
+    pub job: JobStatus,
 }
 
 /// Replaces a failover group's data with a backup. Destructive: `spec.confirm` must
@@ -174,14 +179,88 @@ pub struct MysqlRestoreSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MysqlRestoreStatus {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<JobPhase>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<Time>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub completed_at: Option<Time>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub conditions: Vec<Condition>,
+    /// Phase, timestamps, message and conditions, shared by the three job kinds.
+    #[serde(flatten)]
+    pub job: JobStatus,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn job() -> JobStatus {
+        JobStatus {
+            phase: Some(JobPhase::Failed),
+            message: Some("disk full".into()),
+            ..JobStatus::default()
+        }
+    }
+
+    #[test]
+    fn the_shared_job_status_is_flat_on_the_wire_for_all_three_kinds() {
+        let backup = MysqlBackupStatus {
+            site: Some("iad".into()),
+            job: job(),
+            ..MysqlBackupStatus::default()
+        };
+        let verification = MysqlBackupVerificationStatus {
+            backup: Some("nightly".into()),
+            job: job(),
+            ..MysqlBackupVerificationStatus::default()
+        };
+        let restore = MysqlRestoreStatus { job: job() };
+        let cases = [
+            (
+                serde_json::to_value(&backup).unwrap(),
+                json!({"site": "iad", "phase": "Failed", "message": "disk full"}),
+            ),
+            (
+                serde_json::to_value(&verification).unwrap(),
+                json!({"backup": "nightly", "phase": "Failed", "message": "disk full"}),
+            ),
+            (
+                serde_json::to_value(&restore).unwrap(),
+                json!({"phase": "Failed", "message": "disk full"}),
+            ),
+        ];
+        for (wire, expected) in cases {
+            assert_eq!(wire, expected);
+        }
+        let back: MysqlBackupStatus = serde_json::from_value(
+            json!({"site": "iad", "phase": "Failed", "message": "disk full"}),
+        )
+        .unwrap();
+        assert_eq!(back, backup);
+        let empty: MysqlRestoreStatus = serde_json::from_value(json!({})).unwrap();
+        assert_eq!(empty, MysqlRestoreStatus::default());
+    }
+
+    #[test]
+    fn the_crd_schemas_list_the_shared_fields_beside_each_kinds_own() {
+        use kube::CustomResourceExt;
+        let crds = [
+            (MysqlBackup::crd(), "site"),
+            (MysqlBackupVerification::crd(), "backup"),
+            (MysqlRestore::crd(), "phase"),
+        ];
+        for (crd, own) in crds {
+            let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
+            let status = &schema["openAPIV3Schema"]["properties"]["status"]["properties"];
+            for field in [
+                "phase",
+                "startedAt",
+                "completedAt",
+                "message",
+                "conditions",
+                own,
+            ] {
+                assert!(
+                    status.get(field).is_some(),
+                    "{}: {field} in {status}",
+                    crd.spec.names.kind
+                );
+            }
+        }
+    }
 }

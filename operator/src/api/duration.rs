@@ -1,4 +1,6 @@
-//! Durations as users write them in manifests (`500ms`, `5s`, `1m30s`, `1h`).
+//! Durations as users write them in manifests (`500ms`, `5s`, `1m30s`, `1h`), and the
+//! one grammar for them: the chaos runner's scenarios use [`parse`] and [`format`] too
+//! (they also admit `0s`, which a manifest's [`Duration`] refuses).
 //!
 //! Kubernetes has no duration type of its own in CRDs; Go-style strings are what SREs
 //! expect (`kubectl explain` shows them as strings with a pattern). The schema pattern
@@ -61,82 +63,96 @@ impl From<Duration> for std::time::Duration {
     }
 }
 
+/// Parses one or more `<digits><unit>` terms (units `ms`, `s`, `m`, `h`, summed) into a
+/// duration that may be zero; every error names the input.
+pub fn parse(input: &str) -> Result<std::time::Duration, DurationError> {
+    if input.is_empty() {
+        return Err(DurationError::Empty(input.to_string()));
+    }
+    let bytes = input.as_bytes();
+    let mut total_ms: u64 = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let digits_start = i;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == digits_start {
+            return Err(DurationError::ExpectedDigits {
+                input: input.to_string(),
+                position: i + 1,
+            });
+        }
+        let value: u64 = input[digits_start..i]
+            .parse()
+            .map_err(|_| DurationError::Overflow(input.to_string()))?;
+        let unit_ms: u64 = if input[i..].starts_with("ms") {
+            i += 2;
+            1
+        } else if input[i..].starts_with('s') {
+            i += 1;
+            1_000
+        } else if input[i..].starts_with('m') {
+            i += 1;
+            60_000
+        } else if input[i..].starts_with('h') {
+            i += 1;
+            3_600_000
+        } else {
+            return Err(DurationError::BadUnit {
+                input: input.to_string(),
+                position: i + 1,
+            });
+        };
+        total_ms = value
+            .checked_mul(unit_ms)
+            .and_then(|ms| total_ms.checked_add(ms))
+            .ok_or_else(|| DurationError::Overflow(input.to_string()))?;
+    }
+    Ok(std::time::Duration::from_millis(total_ms))
+}
+
+/// The shortest exact spelling [`parse`] reads back: `90s` prints as `1m30s`, `1500ms`
+/// as `1500ms`, zero as `0s`.
+pub fn format(duration: std::time::Duration) -> String {
+    let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+    if !ms.is_multiple_of(1_000) {
+        return format!("{ms}ms");
+    }
+    let mut secs = ms / 1_000;
+    let hours = secs / 3_600;
+    secs %= 3_600;
+    let minutes = secs / 60;
+    secs %= 60;
+    let mut out = String::new();
+    if hours > 0 {
+        out.push_str(&format!("{hours}h"));
+    }
+    if minutes > 0 {
+        out.push_str(&format!("{minutes}m"));
+    }
+    if secs > 0 || (hours == 0 && minutes == 0) {
+        out.push_str(&format!("{secs}s"));
+    }
+    out
+}
+
 impl FromStr for Duration {
     type Err = DurationError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        if input.is_empty() {
-            return Err(DurationError::Empty(input.to_string()));
-        }
-        let bytes = input.as_bytes();
-        let mut total_ms: u64 = 0;
-        let mut i = 0;
-        while i < bytes.len() {
-            let digits_start = i;
-            while i < bytes.len() && bytes[i].is_ascii_digit() {
-                i += 1;
-            }
-            if i == digits_start {
-                return Err(DurationError::ExpectedDigits {
-                    input: input.to_string(),
-                    position: i + 1,
-                });
-            }
-            let value: u64 = input[digits_start..i]
-                .parse()
-                .map_err(|_| DurationError::Overflow(input.to_string()))?;
-            let unit_ms: u64 = if input[i..].starts_with("ms") {
-                i += 2;
-                1
-            } else if input[i..].starts_with('s') {
-                i += 1;
-                1_000
-            } else if input[i..].starts_with('m') {
-                i += 1;
-                60_000
-            } else if input[i..].starts_with('h') {
-                i += 1;
-                3_600_000
-            } else {
-                return Err(DurationError::BadUnit {
-                    input: input.to_string(),
-                    position: i + 1,
-                });
-            };
-            total_ms = value
-                .checked_mul(unit_ms)
-                .and_then(|ms| total_ms.checked_add(ms))
-                .ok_or_else(|| DurationError::Overflow(input.to_string()))?;
-        }
-        if total_ms == 0 {
+        let duration = parse(input)?;
+        if duration.is_zero() {
             return Err(DurationError::NotPositive(input.to_string()));
         }
-        Ok(Self::from_millis(total_ms))
+        Ok(Self(duration))
     }
 }
 
 impl fmt::Display for Duration {
     /// Prints the shortest exact form: `90s` prints as `1m30s`, `1500ms` as `1500ms`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ms = self.as_millis();
-        if !ms.is_multiple_of(1_000) {
-            return write!(f, "{ms}ms");
-        }
-        let mut secs = ms / 1_000;
-        let hours = secs / 3_600;
-        secs %= 3_600;
-        let minutes = secs / 60;
-        secs %= 60;
-        if hours > 0 {
-            write!(f, "{hours}h")?;
-        }
-        if minutes > 0 {
-            write!(f, "{minutes}m")?;
-        }
-        if secs > 0 || (hours == 0 && minutes == 0) {
-            write!(f, "{secs}s")?;
-        }
-        Ok(())
+        f.write_str(&format(self.0))
     }
 }
 
@@ -235,5 +251,18 @@ mod tests {
             assert_eq!(d.to_string(), text);
             assert_eq!(text.parse::<Duration>().unwrap(), d);
         }
+    }
+
+    #[test]
+    fn the_grammar_admits_zero_where_a_manifest_duration_does_not() {
+        assert_eq!(parse("0s"), Ok(std::time::Duration::ZERO));
+        assert_eq!(parse("0m0s"), Ok(std::time::Duration::ZERO));
+        assert_eq!(format(std::time::Duration::ZERO), "0s");
+        assert!(matches!(
+            "0s".parse::<Duration>(),
+            Err(DurationError::NotPositive(_))
+        ));
+        let err = parse("5min").unwrap_err().to_string();
+        assert!(err.contains("\"5min\""), "{err}");
     }
 }

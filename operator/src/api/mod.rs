@@ -6,11 +6,13 @@ mod backup;
 mod dns_endpoint;
 pub mod duration;
 mod failover_group;
+mod failover_group_status;
 
 pub use backup::*;
 pub use dns_endpoint::*;
 pub use duration::Duration;
 pub use failover_group::*;
+pub use failover_group_status::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

@@ -9,7 +9,7 @@ use super::{Owner, names};
 use crate::api::MysqlFailoverGroup;
 
 /// `app.kubernetes.io/name` of the writer lease.
-pub const WRITER_LEASE_APP: &str = "bloodraven-writer-lease";
+pub(super) const WRITER_LEASE_APP: &str = "bloodraven-writer-lease";
 
 pub fn writer_lease(owner: &Owner, group: &MysqlFailoverGroup) -> Lease {
     // Whole seconds, rounded up: a reader that trusts the declared value waits at

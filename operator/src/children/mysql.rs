@@ -19,6 +19,7 @@ use super::{
     BuildContext, INSTANCE_LABEL, MYSQL_APP_NAME, NAME_LABEL, Owner, SIDECAR_HTTP_PORT, names,
 };
 use crate::api::{Durability, MysqlFailoverGroup, ROLE_LABEL, SiteSpec};
+use crate::hash::fnv1a32;
 
 /// Secret keys the pods read (documented on `MysqlSpec::credentials_secret`).
 pub const ROOT_PASSWORD_KEY: &str = "root-password";
@@ -52,12 +53,7 @@ const DATA_DIR: &str = "/var/lib/mysql";
 /// mapped into 1..=2^32-1; 0 disables replication), so that reordering `spec.sites`
 /// or recreating a pod never changes it.
 pub fn server_id(site: &str) -> u32 {
-    let mut hash: u32 = 0x811c_9dc5;
-    for byte in site.bytes() {
-        hash ^= u32::from(byte);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    hash % (u32::MAX - 1) + 1
+    fnv1a32(site.as_bytes()) % (u32::MAX - 1) + 1
 }
 
 /// The per-site StatefulSet: one mysqld pod and its sidecar, pinned to the site's nodes.

@@ -17,7 +17,7 @@ use crate::transport::ReplicationAccount;
 
 /// What the operator reads from the Secret. `Debug` never prints a password.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
+pub(crate) struct Credentials {
     pub root_password: String,
     pub replication: ReplicationAccount,
 }
@@ -54,7 +54,7 @@ fn value(secret: &Secret, key: &str) -> Option<String> {
 impl Credentials {
     /// Reads `root-password`, `replication-password` and the optional
     /// `replication-user` (default `repl`; an empty value counts as absent).
-    pub fn from_secret(secret: &Secret) -> Result<Self, MissingKey> {
+    pub(crate) fn from_secret(secret: &Secret) -> Result<Self, MissingKey> {
         let required = |key: &'static str| value(secret, key).ok_or(MissingKey { key });
         Ok(Self {
             root_password: required(ROOT_PASSWORD_KEY)?,
@@ -74,7 +74,7 @@ impl Credentials {
 /// or deepen a split brain. `done` is the server UUID the account was last ensured on
 /// by this operator process (a new primary, or a cloned one, gets it again: cheap and
 /// idempotent).
-pub fn account_site(
+pub(crate) fn account_site(
     active: Option<&str>,
     probes: &BTreeMap<String, MysqlProbe>,
     done: Option<&str>,

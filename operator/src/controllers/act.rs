@@ -25,11 +25,11 @@ use crate::transport::{
 };
 
 /// How long a CLONE may take before the operator gives up waiting for it.
-pub const CLONE_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const CLONE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What the operations call directly (see `crate::rbac`); the Lease replace and the
 /// applies go through `adapters`, whose tables list them.
-pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[
+pub(crate) const API_ACCESS: &[crate::rbac::ApiAccess] = &[
     crate::rbac::ApiAccess {
         group: "coordination.k8s.io",
         resource: "leases",
@@ -133,7 +133,7 @@ impl Statement<'_> {
 }
 
 /// Everything the operations need for one group during one reconcile.
-pub struct Operations<'a> {
+pub(crate) struct Operations<'a> {
     pub client: &'a Client,
     pub group: &'a MysqlFailoverGroup,
     pub indexes: &'a Indexes,
@@ -185,7 +185,7 @@ impl Operations<'_> {
         i32::try_from(millis.div_ceil(1_000)).unwrap_or(i32::MAX)
     }
 
-    pub async fn carry_out(&mut self, action: &Action) -> Result<(), ActError> {
+    pub(crate) async fn carry_out(&mut self, action: &Action) -> Result<(), ActError> {
         match action {
             Action::MoveLease {
                 to,
@@ -393,7 +393,7 @@ impl Operations<'_> {
 
     /// Creates or updates the replication account on `site` (the writable lease
     /// holder; see `accounts::account_site`), from where it replicates.
-    pub async fn ensure_replication_account(&mut self, site: &str) -> Result<(), ActError> {
+    pub(crate) async fn ensure_replication_account(&mut self, site: &str) -> Result<(), ActError> {
         let account = self.replication;
         self.mysql(site, Statement::EnsureReplicationAccount(account))
             .await

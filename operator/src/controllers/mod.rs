@@ -7,13 +7,13 @@
 //! leader lease. The worker reconciles again at the decision's deadline, at the next
 //! probe, or at once when the group or its pods change.
 
-pub mod accounts;
-pub mod act;
+pub(crate) mod accounts;
+pub(crate) mod act;
 pub mod cli;
 pub mod indexes;
-pub mod observe;
-pub mod owned;
-pub mod status;
+pub(crate) mod observe;
+pub(crate) mod owned;
+pub(crate) mod status;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -17,8 +17,9 @@ use crate::api::{
 };
 use crate::children::names;
 use crate::engine::{
-    Annotations, EngineMemory, Knobs, Leadership, LeaseRecord, Millis, MysqlObservation,
-    MysqlProbe, PodObservation, ReplicationObservation, Role, SiteObservation, Snapshot,
+    Annotations, EngineMemory, Knobs, LastSeenGtids, Leadership, LeaseRecord, Millis,
+    MysqlObservation, MysqlProbe, PodObservation, ReplicationObservation, Role, SiteObservation,
+    Snapshot,
 };
 use crate::transport::{
     IoThreadState, MysqlError, MysqlSession, MysqlStatus, MysqlTarget, ReplicaStatus,
@@ -28,10 +29,10 @@ use crate::transport::{
 /// The account the operator uses for probes and operations (the image creates it from
 /// `root-password`). Replicas and clones use the replication account instead
 /// (`accounts`).
-pub const OPERATOR_MYSQL_USER: &str = "root";
+pub(crate) const OPERATOR_MYSQL_USER: &str = "root";
 
 /// Where a site's mysqld is reached: its pod's stable DNS name.
-pub fn mysql_target(group: &MysqlFailoverGroup, site: &str, password: &str) -> MysqlTarget {
+pub(crate) fn mysql_target(group: &MysqlFailoverGroup, site: &str, password: &str) -> MysqlTarget {
     let namespace = group.namespace().unwrap_or_default();
     MysqlTarget {
         host: names::mysql_pod_host(&group.name_any(), site, &namespace),
@@ -43,15 +44,14 @@ pub fn mysql_target(group: &MysqlFailoverGroup, site: &str, password: &str) -> M
 
 /// Open sessions and failure runs per site, kept across reconciles of one group.
 #[derive(Default)]
-pub struct Prober {
+pub(crate) struct Prober {
     sessions: BTreeMap<String, Box<dyn MysqlSession>>,
     failing_since: BTreeMap<String, Millis>,
-    last_error: BTreeMap<String, String>,
 }
 
 impl Prober {
     /// The open session to `site`, connecting when needed (bounded by `timeout`).
-    pub async fn session(
+    pub(crate) async fn session(
         &mut self,
         connector: &SharedMysqlConnector,
         site: &str,
@@ -78,12 +78,12 @@ impl Prober {
     }
 
     /// Drops a session whose connection may be broken; the next use reconnects.
-    pub fn forget(&mut self, site: &str) {
+    pub(crate) fn forget(&mut self, site: &str) {
         self.sessions.remove(site);
     }
 
     /// Probes one site: one bounded `observe` call.
-    pub async fn probe(
+    pub(crate) async fn probe(
         &mut self,
         connector: &SharedMysqlConnector,
         site: &str,
@@ -105,25 +105,21 @@ impl Prober {
         match result {
             Ok(status) => {
                 self.failing_since.remove(site);
-                self.last_error.remove(site);
                 Ok(status)
             }
-            Err(err) => {
+            // The error itself is not kept: the engine counts the run of failures, and
+            // the site's status says what the pod and node look like.
+            Err(_) => {
                 self.forget(site);
-                self.last_error.insert(site.to_string(), err.to_string());
                 Err(*self.failing_since.entry(site.to_string()).or_insert(now))
             }
         }
-    }
-
-    pub fn last_error(&self, site: &str) -> Option<&str> {
-        self.last_error.get(site).map(String::as_str)
     }
 }
 
 /// Maps a replica's `Source_Host` back to the site it names (the pod DNS name the
 /// operator configures, or the site's Service name).
-pub fn source_site(group: &MysqlFailoverGroup, source_host: &str) -> Option<String> {
+pub(crate) fn source_site(group: &MysqlFailoverGroup, source_host: &str) -> Option<String> {
     let namespace = group.namespace().unwrap_or_default();
     let name = group.name_any();
     let host = source_host.trim_end_matches('.');
@@ -142,7 +138,7 @@ pub fn source_site(group: &MysqlFailoverGroup, source_host: &str) -> Option<Stri
         .map(|site| site.name.clone())
 }
 
-pub fn replication_observation(
+pub(crate) fn replication_observation(
     group: &MysqlFailoverGroup,
     replica: &ReplicaStatus,
 ) -> ReplicationObservation {
@@ -165,7 +161,7 @@ pub fn replication_observation(
 }
 
 /// `probed_at`: when the probe started, on the operator's monotonic clock.
-pub fn mysql_observation(
+pub(crate) fn mysql_observation(
     group: &MysqlFailoverGroup,
     status: &MysqlStatus,
     probed_at: Millis,
@@ -184,7 +180,7 @@ pub fn mysql_observation(
 }
 
 /// The pod and node facts of one site, from the indexes.
-pub fn pod_observation(pod: Option<&Pod>, node: Option<&Node>) -> PodObservation {
+pub(crate) fn pod_observation(pod: Option<&Pod>, node: Option<&Node>) -> PodObservation {
     let Some(pod) = pod else {
         return PodObservation::default();
     };
@@ -218,7 +214,11 @@ pub fn pod_observation(pod: Option<&Pod>, node: Option<&Node>) -> PodObservation
 }
 
 /// The group's pod of `site` and its node, from the indexes.
-pub fn site_pod(indexes: &Indexes, group: &MysqlFailoverGroup, site: &str) -> PodObservation {
+pub(crate) fn site_pod(
+    indexes: &Indexes,
+    group: &MysqlFailoverGroup,
+    site: &str,
+) -> PodObservation {
     let namespace = group.namespace().unwrap_or_default();
     let pod = indexes
         .pods
@@ -232,7 +232,7 @@ pub fn site_pod(indexes: &Indexes, group: &MysqlFailoverGroup, site: &str) -> Po
 }
 
 /// The site the group's DNSEndpoint points at: the site whose targets it carries.
-pub fn dns_target(indexes: &Indexes, group: &MysqlFailoverGroup) -> Option<String> {
+pub(crate) fn dns_target(indexes: &Indexes, group: &MysqlFailoverGroup) -> Option<String> {
     let dns = group.spec.dns.as_ref()?;
     let namespace = group.namespace().unwrap_or_default();
     let endpoint = indexes
@@ -246,7 +246,7 @@ pub fn dns_target(indexes: &Indexes, group: &MysqlFailoverGroup) -> Option<Strin
 }
 
 /// Reads the writer Lease from the index and folds it into the sightings.
-pub fn writer_lease_sighting(
+pub(crate) fn writer_lease_sighting(
     indexes: &Indexes,
     group: &MysqlFailoverGroup,
 ) -> crate::engine::LeaseSighting {
@@ -259,7 +259,7 @@ pub fn writer_lease_sighting(
     indexes.sightings.observe(&namespace, &name, record)
 }
 
-pub fn annotations(group: &MysqlFailoverGroup) -> Annotations {
+pub(crate) fn annotations(group: &MysqlFailoverGroup) -> Annotations {
     let get = |key: &str| {
         group
             .annotations()
@@ -276,7 +276,7 @@ pub fn annotations(group: &MysqlFailoverGroup) -> Annotations {
 
 /// Everything but the probes, assembled into the engine's snapshot.
 #[allow(clippy::too_many_arguments)]
-pub fn snapshot(
+pub(crate) fn snapshot(
     indexes: &Indexes,
     group: &MysqlFailoverGroup,
     knobs: Knobs,
@@ -284,6 +284,7 @@ pub fn snapshot(
     leadership: Leadership,
     memory: EngineMemory,
 ) -> Snapshot {
+    let status = group.status.clone().unwrap_or_default();
     let sites = group
         .spec
         .sites
@@ -295,6 +296,7 @@ pub fn snapshot(
                 .cloned()
                 .unwrap_or(MysqlProbe::Failing { since: Millis(0) }),
             pod: site_pod(indexes, group, &site.name),
+            last_seen: LastSeenGtids::recorded(&status, &site.name),
         })
         .collect();
     Snapshot {
@@ -302,7 +304,7 @@ pub fn snapshot(
         knobs,
         sites,
         lease: writer_lease_sighting(indexes, group),
-        status: group.status.clone().unwrap_or_default(),
+        status,
         annotations: annotations(group),
         dns_target: dns_target(indexes, group),
         memory,

@@ -38,7 +38,7 @@ where
 
 /// Every cached StatefulSet, Service, PodDisruptionBudget and DNSEndpoint in
 /// `namespace` (the caches only hold objects labelled managed-by=bloodraven).
-pub fn existing_children(indexes: &Indexes, namespace: &str) -> Vec<ExistingChild> {
+pub(crate) fn existing_children(indexes: &Indexes, namespace: &str) -> Vec<ExistingChild> {
     let mut out = existing(&indexes.statefulsets, namespace);
     out.extend(existing(&indexes.services, namespace));
     out.extend(existing(&indexes.pdbs, namespace));

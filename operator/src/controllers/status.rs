@@ -10,9 +10,9 @@ use crate::metrics::{Metrics, SiteGauges};
 
 /// `Ready`: True while the group is Healthy; the reason is the health, the message the
 /// engine's explanation.
-pub const READY: &str = "Ready";
+pub(crate) const READY: &str = "Ready";
 /// `Progressing`: True while an emergency or planned failover is running.
-pub const PROGRESSING: &str = "Progressing";
+pub(crate) const PROGRESSING: &str = "Progressing";
 
 /// A condition that keeps its `lastTransitionTime` unless its status flipped.
 fn condition(
@@ -40,7 +40,7 @@ fn condition(
 }
 
 /// The status to persist: the engine's, with conditions and observedGeneration.
-pub fn with_conditions(
+pub(crate) fn with_conditions(
     mut status: MysqlFailoverGroupStatus,
     previous: &MysqlFailoverGroupStatus,
     health_reason: &str,
@@ -99,7 +99,7 @@ pub fn with_conditions(
 }
 
 /// Sets the per-group and per-site gauges from the status.
-pub fn publish_gauges(
+pub(crate) fn publish_gauges(
     metrics: &Metrics,
     namespace: &str,
     group: &str,

@@ -10,9 +10,9 @@ use super::election::most_advanced;
 /// How long bootstrap waits for a site whose pod is starting before electing among the
 /// sites that answer: long enough for an image pull and InnoDB crash recovery, short
 /// enough that a new group with one site truly down still gets a primary.
-pub const BOOTSTRAP_STARTUP_WAIT: Duration = Duration::from_secs(60);
+pub(super) const BOOTSTRAP_STARTUP_WAIT: Duration = Duration::from_secs(60);
 
-pub fn step(ctx: &mut Ctx<'_>) {
+pub(super) fn step(ctx: &mut Ctx<'_>) {
     let snap = ctx.snap;
     // The lease is the truth about who may write: with a holder already named (the
     // status was lost, or the operator was reinstalled) that site is the active one.

@@ -2,7 +2,7 @@
 //! persist, Events and metric increments to emit, the monotonic marks to keep, and
 //! when the next time-based decision falls due.
 
-use super::snapshot::EngineMemory;
+use super::memory::EngineMemory;
 use super::time::Millis;
 use crate::api::{FailoverKind, FailoverResult, MysqlFailoverGroupStatus};
 use std::time::Duration;

@@ -7,7 +7,7 @@ use crate::gtid::GtidSet;
 /// The most advanced of `candidates` (given in spec order). A site whose set is a
 /// strict subset of another candidate's never wins; among the rest the larger
 /// transaction count wins, and the earlier spec position breaks a tie.
-pub fn most_advanced<'a>(candidates: &[(&'a str, GtidSet)]) -> Option<&'a str> {
+pub(super) fn most_advanced<'a>(candidates: &[(&'a str, GtidSet)]) -> Option<&'a str> {
     let dominated = |set: &GtidSet| {
         candidates
             .iter()

@@ -13,7 +13,7 @@ use crate::api::Health;
 /// holder can no longer write once its lease expired on the operator's clock
 /// (`seen + duration + margin`, which the sidecar's own fence precedes by two margins)
 /// or once it is [`fenced_for_good`].
-pub fn may_take_lease(snap: &Snapshot, site: &str, now: Millis) -> bool {
+pub(super) fn may_take_lease(snap: &Snapshot, site: &str, now: Millis) -> bool {
     match snap.lease_holder() {
         Some(holder) if holder == site => true,
         Some(holder) => snap.lease.expired(&snap.knobs.lease, now) || fenced_for_good(snap, holder),
@@ -30,7 +30,7 @@ pub fn may_take_lease(snap: &Snapshot, site: &str, now: Millis) -> bool {
 /// operator saw that Lease version. A fence seen while a grant stands — a sidecar that
 /// fenced itself on a stale renewal, say — may be lifted the next moment, and moving
 /// the lease on it could leave two writable sites.
-pub fn fenced_for_good(snap: &Snapshot, holder: &str) -> bool {
+pub(super) fn fenced_for_good(snap: &Snapshot, holder: &str) -> bool {
     !snap.lease.record.holder_granted
         && snap.site(holder).is_some_and(|h| {
             h.observed_fenced()
@@ -40,20 +40,15 @@ pub fn fenced_for_good(snap: &Snapshot, holder: &str) -> bool {
 }
 
 /// When `may_take_lease` would next change its answer by time alone.
-pub fn lease_expiry(snap: &Snapshot) -> Millis {
+pub(super) fn lease_expiry(snap: &Snapshot) -> Millis {
     snap.lease.expires_at(&snap.knobs.lease)
 }
 
 /// Fences every writable site that does not hold the lease. Two writable sites are a
 /// split brain: announced once (Event and metric) when the group enters it.
-pub fn fence_unsafe_writers(ctx: &mut Ctx<'_>) {
+pub(super) fn fence_unsafe_writers(ctx: &mut Ctx<'_>) {
     let snap = ctx.snap;
-    let writable: Vec<&str> = snap
-        .sites
-        .iter()
-        .filter(|s| s.writable())
-        .map(|s| s.name.as_str())
-        .collect();
+    let writable = snap.writable_sites();
     let split_brain = writable.len() > 1;
     if split_brain && ctx.snap.status.health != Some(Health::SplitBrain) {
         ctx.event(EventIntent::warning(

@@ -6,7 +6,7 @@ use super::Ctx;
 use super::status::as_i64;
 use crate::api::{Health, SiteState, SiteStatus};
 
-pub fn summarise(ctx: &mut Ctx<'_>) {
+pub(super) fn summarise(ctx: &mut Ctx<'_>) {
     let snap = ctx.snap;
     let active = ctx.status.active_site.clone();
     let sites: Vec<SiteStatus> = snap
@@ -42,7 +42,7 @@ pub fn summarise(ctx: &mut Ctx<'_>) {
                 // what the site had.
                 None => {
                     entry.state = Some(SiteState::Unreachable);
-                    entry.gtid_executed = previous.and_then(|p| p.gtid_executed.clone());
+                    entry.gtid_executed = site.last_seen.to_status();
                     entry.server_uuid = previous.and_then(|p| p.server_uuid.clone());
                     entry.replicating = Some(false);
                     entry.message = Some(site.outage_detail());
@@ -52,12 +52,7 @@ pub fn summarise(ctx: &mut Ctx<'_>) {
         })
         .collect();
 
-    let writable: Vec<&str> = snap
-        .sites
-        .iter()
-        .filter(|s| s.writable())
-        .map(|s| s.name.as_str())
-        .collect();
+    let writable = snap.writable_sites();
     let mut reasons = Vec::new();
     let health = if writable.len() > 1 {
         reasons.push(format!("sites {} are all writable", writable.join(", ")));

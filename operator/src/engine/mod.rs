@@ -13,6 +13,7 @@ mod emergency;
 mod fencing;
 mod health;
 pub mod lease;
+pub mod memory;
 mod planned;
 mod recovery;
 pub mod snapshot;
@@ -27,10 +28,13 @@ pub(crate) mod testkit;
 
 use jiff::Timestamp;
 
+use memory::Recall;
+
 pub use decision::{Action, Decision, EventIntent, EventKind, EventReason, MetricIntent, Role};
 pub use lease::{LeaseRecord, LeaseSighting, LeaseTiming, LeaseTimingError, SidecarLease};
+pub use memory::{EngineMemory, Mark};
 pub use snapshot::{
-    Annotations, EngineMemory, FORCE_FAILOVER_ANNOTATION, Knobs, Leadership, MysqlObservation,
+    Annotations, FORCE_FAILOVER_ANNOTATION, Knobs, LastSeenGtids, Leadership, MysqlObservation,
     MysqlProbe, PLANNED_FAILOVER_ANNOTATION, PodObservation, RECLONE_SITE_ANNOTATION,
     ReplicationObservation, SiteObservation, Snapshot,
 };
@@ -92,10 +96,8 @@ pub(crate) struct Ctx<'a> {
     pub actions: Vec<Action>,
     pub events: Vec<EventIntent>,
     pub metrics: Vec<MetricIntent>,
-    /// Marks carried over from the previous decision; only those touched again are
-    /// kept, so memory does not outlive the phases it times.
-    old_memory: &'a EngineMemory,
-    pub memory: EngineMemory,
+    /// The previous decision's marks and those this one keeps.
+    memory: Recall<'a>,
     next_deadline: Option<Millis>,
     requeue_soon: bool,
     /// Sentences explaining what the decision is waiting for; they end up in the
@@ -118,7 +120,7 @@ pub(crate) struct BlockedFailover {
 
 impl BlockedFailover {
     /// The confirmation a person types to promote the candidate anyway.
-    pub fn confirmation(&self) -> String {
+    pub(crate) fn confirmation(&self) -> String {
         format!("{}:{}", self.candidate, self.missing.count())
     }
 }
@@ -133,8 +135,7 @@ impl<'a> Ctx<'a> {
             actions: Vec::new(),
             events: Vec::new(),
             metrics: Vec::new(),
-            old_memory: &snap.memory,
-            memory: EngineMemory::default(),
+            memory: Recall::new(&snap.memory),
             next_deadline: None,
             requeue_soon: false,
             notes: Vec::new(),
@@ -143,23 +144,16 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// When this process first saw the phase named `key`; now if this is the first
-    /// time (including after a restart, which only makes bounds later).
-    pub fn phase_started(&mut self, key: &str) -> Millis {
-        let at = self
-            .old_memory
-            .phase_entered
-            .get(key)
-            .copied()
-            .unwrap_or(self.now.mono);
-        self.memory.phase_entered.insert(key.to_string(), at);
-        at
+    /// When this process first saw `mark`; now if this is the first time (including
+    /// after a restart, which only makes bounds later).
+    pub(crate) fn phase_started(&mut self, mark: Mark) -> Millis {
+        self.memory.entered(mark, self.now.mono)
     }
 
-    /// Whether `bound` has passed since the phase named `key` started; if not, the
-    /// bound's end becomes a deadline.
-    pub fn phase_exceeded(&mut self, key: &str, bound: std::time::Duration) -> bool {
-        let end = self.phase_started(key).plus(bound);
+    /// Whether `bound` has passed since `mark` was first seen; if not, the bound's end
+    /// becomes a deadline.
+    pub(crate) fn phase_exceeded(&mut self, mark: Mark, bound: std::time::Duration) -> bool {
+        let end = self.phase_started(mark).plus(bound);
         if self.now.mono >= end {
             true
         } else {
@@ -168,62 +162,77 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// True the first time this process sees the mark `key` (it is kept while touched
-    /// in every decision): for things said once per occurrence, not once per cycle.
-    pub fn first_time(&mut self, key: &str) -> bool {
-        let first = !self.old_memory.phase_entered.contains_key(key);
-        self.phase_started(key);
-        first
+    /// True the first time this process sees `mark` (it is kept while touched in every
+    /// decision): for things said once per occurrence, not once per cycle.
+    pub(crate) fn first_time(&mut self, mark: Mark) -> bool {
+        self.memory.first_time(mark, self.now.mono)
     }
 
-    pub fn planned_fenced_at(&self) -> Option<Millis> {
-        self.memory
-            .planned_fenced_at
-            .or(self.old_memory.planned_fenced_at)
+    pub(crate) fn planned_fenced_at(&self) -> Option<Millis> {
+        self.memory.planned_fenced_at()
     }
 
-    pub fn keep_planned_fenced_at(&mut self) {
-        self.memory.planned_fenced_at =
-            Some(self.old_memory.planned_fenced_at.unwrap_or(self.now.mono));
+    pub(crate) fn keep_planned_fenced_at(&mut self) {
+        self.memory.keep_planned_fenced_at(self.now.mono);
     }
 
     /// Whether this process already asked `site` to clone (and keeps the mark).
-    pub fn clone_requested(&mut self, site: &str) -> bool {
-        match self.old_memory.clone_requested.get(site) {
-            Some(at) => {
-                self.memory.clone_requested.insert(site.to_string(), *at);
-                true
-            }
-            None => false,
-        }
+    pub(crate) fn clone_requested(&mut self, site: &str) -> bool {
+        self.memory.clone_requested(site)
     }
 
-    pub fn mark_clone_requested(&mut self, site: &str) {
-        self.memory
-            .clone_requested
-            .insert(site.to_string(), self.now.mono);
+    pub(crate) fn mark_clone_requested(&mut self, site: &str) {
+        self.memory.mark_clone_requested(site, self.now.mono);
     }
 
-    pub fn act(&mut self, action: Action) {
+    /// Records a finished failover the same way for both kinds: the `lastFailover`
+    /// status entry and the `FailoverFinished` metric, with one duration.
+    pub(crate) fn record_failover(
+        &mut self,
+        kind: FailoverKind,
+        result: FailoverResult,
+        (from, to): (&str, &str),
+        reason: Option<String>,
+        started_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+        duration_ms: u64,
+    ) {
+        self.metrics.push(MetricIntent::FailoverFinished {
+            kind,
+            result,
+            duration: std::time::Duration::from_millis(duration_ms),
+        });
+        self.status.last_failover = Some(FailoverRecord {
+            kind,
+            result: Some(result),
+            from: Some(from.to_string()),
+            to: to.to_string(),
+            reason,
+            started_at,
+            completed_at: Some(self.now.wall.into()),
+            duration_ms: Some(status::as_i64(duration_ms)),
+        });
+    }
+
+    pub(crate) fn act(&mut self, action: Action) {
         if !self.actions.contains(&action) {
             self.actions.push(action);
         }
         self.requeue_soon = true;
     }
 
-    pub fn event(&mut self, event: EventIntent) {
+    pub(crate) fn event(&mut self, event: EventIntent) {
         self.events.push(event);
     }
 
-    pub fn note(&mut self, sentence: impl Into<String>) {
+    pub(crate) fn note(&mut self, sentence: impl Into<String>) {
         self.notes.push(sentence.into());
     }
 
-    pub fn deadline(&mut self, at: Millis) {
+    pub(crate) fn deadline(&mut self, at: Millis) {
         self.next_deadline = Some(self.next_deadline.map_or(at, |d| d.min(at)));
     }
 
-    pub fn requeue_soon(&mut self) {
+    pub(crate) fn requeue_soon(&mut self) {
         self.requeue_soon = true;
     }
 
@@ -232,7 +241,7 @@ impl<'a> Ctx<'a> {
     /// and no other site is observed writable. Otherwise the lease is first (re)written
     /// to name `site`, guarded by the resourceVersion this decision was based on, so
     /// the promotion only happens if the lease is still exactly as observed.
-    pub fn promote(&mut self, site: &str) -> bool {
+    pub(crate) fn promote(&mut self, site: &str) -> bool {
         if !fencing::may_take_lease(self.snap, site, self.now.mono) {
             return false;
         }
@@ -261,7 +270,7 @@ impl<'a> Ctx<'a> {
             health_reason: self.health_reason,
             events: self.events,
             metrics: self.metrics,
-            memory: self.memory,
+            memory: self.memory.into_memory(),
             next_deadline: self.next_deadline,
             requeue_soon: self.requeue_soon,
         }

@@ -3,20 +3,19 @@
 //! promote) -> Resuming -> Succeeded; on failure undo the fence -> Failed.
 
 use super::Ctx;
-use super::decision::{Action, EventIntent, EventReason, MetricIntent};
+use super::decision::{Action, EventIntent, EventReason};
+use super::memory::Mark;
 use super::recovery::site_list;
 use super::snapshot::PLANNED_FAILOVER_ANNOTATION;
 use super::status::{as_i64, elapsed_ms};
-use crate::api::{
-    FailoverKind, FailoverRecord, FailoverResult, PlannedFailoverPhase, PlannedFailoverStatus,
-};
+use crate::api::{FailoverKind, FailoverResult, PlannedFailoverPhase, PlannedFailoverStatus};
 
 /// The validation message for a target that is read-only but not replicating; users
 /// and runbooks match on it exactly.
-pub const NOT_REPLICATING: &str = "site is read-only but not replicating";
+pub(super) const NOT_REPLICATING: &str = "site is read-only but not replicating";
 
 /// Consumes the annotation: starts a planned failover or rejects it.
-pub fn handle_annotation(ctx: &mut Ctx<'_>) {
+pub(super) fn handle_annotation(ctx: &mut Ctx<'_>) {
     let Some(target) = ctx.snap.annotations.planned_failover.clone() else {
         return;
     };
@@ -52,7 +51,7 @@ pub fn handle_annotation(ctx: &mut Ctx<'_>) {
                 dragonfly: None,
             };
             // The bounds count from acceptance, not from the next reconcile.
-            ctx.phase_started(&started_key(&plan));
+            ctx.phase_started(started_mark(&plan));
             set(ctx, plan);
             ctx.requeue_soon();
         }
@@ -132,7 +131,7 @@ fn validate(ctx: &Ctx<'_>, target: &str) -> Result<String, String> {
 }
 
 /// Advances the planned failover in progress.
-pub fn step(ctx: &mut Ctx<'_>) {
+pub(super) fn step(ctx: &mut Ctx<'_>) {
     let Some(plan) = ctx.status.planned_in_progress().cloned() else {
         return;
     };
@@ -140,7 +139,7 @@ pub fn step(ctx: &mut Ctx<'_>) {
         return;
     };
     ctx.requeue_soon();
-    ctx.phase_started(&started_key(&plan));
+    ctx.phase_started(started_mark(&plan));
     match plan.phase {
         PlannedFailoverPhase::WaitingForLag => waiting_for_lag(ctx, plan, &from),
         PlannedFailoverPhase::Promoting => promoting(ctx, plan, &from),
@@ -187,7 +186,7 @@ fn waiting_for_lag(ctx: &mut Ctx<'_>, mut plan: PlannedFailoverStatus, from: &st
     if lag == Some(0) {
         return advance(ctx, plan, from);
     }
-    if ctx.phase_exceeded(&phase_key(&plan), snap.knobs.planned_timeout) {
+    if ctx.phase_exceeded(phase_mark(&plan), snap.knobs.planned_timeout) {
         let shown = lag.map_or("unknown".to_string(), |l| format!("{l}s"));
         return fail(
             ctx,
@@ -282,7 +281,7 @@ fn promoting(ctx: &mut Ctx<'_>, mut plan: PlannedFailoverStatus, from: &str) {
     let Some(candidate) = snap.site(&target).and_then(|s| s.mysql()) else {
         return fail(ctx, plan, from, format!("{target} became unreachable"));
     };
-    if ctx.phase_exceeded(&phase_key(&plan), snap.knobs.planned_timeout) {
+    if ctx.phase_exceeded(phase_mark(&plan), snap.knobs.planned_timeout) {
         let missing = old.gtid_executed.subtract(&candidate.gtid_executed).count();
         return fail(
             ctx,
@@ -335,7 +334,7 @@ fn resuming(ctx: &mut Ctx<'_>, mut plan: PlannedFailoverStatus, from: &str) {
         ));
         return advance(ctx, plan, from);
     }
-    if ctx.phase_exceeded(&phase_key(&plan), snap.knobs.planned_timeout) {
+    if ctx.phase_exceeded(phase_mark(&plan), snap.knobs.planned_timeout) {
         plan.message = Some(format!(
             "{target} is the primary; {from} is not replicating from it yet (see health)"
         ));
@@ -380,7 +379,7 @@ fn fail(ctx: &mut Ctx<'_>, mut plan: PlannedFailoverStatus, from: &str, reason: 
 }
 
 fn record(ctx: &mut Ctx<'_>, plan: &PlannedFailoverStatus, from: &str, result: FailoverResult) {
-    let started = ctx.phase_started(&started_key(plan));
+    let started = ctx.phase_started(started_mark(plan));
     let started_wall = plan
         .started_at
         .clone()
@@ -391,34 +390,32 @@ fn record(ctx: &mut Ctx<'_>, plan: &PlannedFailoverStatus, from: &str, result: F
         Some(&started_wall),
         ctx.now.wall,
     );
-    ctx.metrics.push(MetricIntent::FailoverFinished {
-        kind: FailoverKind::Planned,
+    ctx.record_failover(
+        FailoverKind::Planned,
         result,
-        duration: std::time::Duration::from_millis(duration_ms),
-    });
-    ctx.status.last_failover = Some(FailoverRecord {
-        kind: FailoverKind::Planned,
-        result: Some(result),
-        from: Some(from.to_string()),
-        to: plan.target.clone(),
-        reason: plan.message.clone(),
-        started_at: Some(started_wall),
-        completed_at: Some(ctx.now.wall.into()),
-        duration_ms: Some(as_i64(duration_ms)),
-    });
+        (from, &plan.target),
+        plan.message.clone(),
+        Some(started_wall),
+        duration_ms,
+    );
 }
 
 fn set(ctx: &mut Ctx<'_>, plan: PlannedFailoverStatus) {
-    ctx.phase_started(&phase_key(&plan));
+    ctx.phase_started(phase_mark(&plan));
     ctx.status.planned_failover = Some(plan);
 }
 
-fn started_key(plan: &PlannedFailoverStatus) -> String {
-    format!("planned/{}/started", plan.target)
+fn started_mark(plan: &PlannedFailoverStatus) -> Mark {
+    Mark::PlannedStarted {
+        target: plan.target.clone(),
+    }
 }
 
-fn phase_key(plan: &PlannedFailoverStatus) -> String {
-    format!("planned/{}/{}", plan.target, plan.phase.as_str())
+fn phase_mark(plan: &PlannedFailoverStatus) -> Mark {
+    Mark::PlannedPhase {
+        target: plan.target.clone(),
+        phase: plan.phase,
+    }
 }
 
 #[cfg(test)]

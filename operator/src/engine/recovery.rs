@@ -14,7 +14,7 @@ use crate::gtid::{GtidSet, reclone_token};
 /// the primary's own server UUID (it received a commit made after that probe), so
 /// those are not counted for it. Anything else extra is divergence: MySQL itself
 /// refuses to replicate to a replica with GTIDs its source lacks.
-pub fn divergent(
+pub(super) fn divergent(
     site: &MysqlObservation,
     primary_site: &str,
     primary: &MysqlObservation,
@@ -35,7 +35,7 @@ pub fn divergent(
 
 /// Rejoins, marks or reclones the non-active `site` against the active primary.
 /// Called only while the active site answers probes.
-pub fn classify(ctx: &mut Ctx<'_>, site_name: &str, active: &str) {
+pub(super) fn classify(ctx: &mut Ctx<'_>, site_name: &str, active: &str) {
     let snap = ctx.snap;
     let (Some(site), Some(primary)) = (snap.site(site_name), snap.site(active)) else {
         return;
@@ -152,7 +152,7 @@ fn reclone_progress(ctx: &mut Ctx<'_>, site: &str, active: &str, extra: &GtidSet
 /// Handles `reclone-site: <site>:<token>`: the right site and token start a reclone;
 /// anything else is refused with a Warning naming what was expected and changes
 /// nothing. Either way the annotation is removed.
-pub fn handle_reclone_annotation(ctx: &mut Ctx<'_>) {
+pub(super) fn handle_reclone_annotation(ctx: &mut Ctx<'_>) {
     let Some(value) = ctx.snap.annotations.reclone_site.clone() else {
         return;
     };
@@ -215,7 +215,7 @@ fn validate_reclone(ctx: &Ctx<'_>, value: &str) -> Result<(String, String), Stri
     Ok((site.to_string(), donor))
 }
 
-pub fn site_list(ctx: &Ctx<'_>) -> String {
+pub(super) fn site_list(ctx: &Ctx<'_>) -> String {
     ctx.snap
         .sites
         .iter()

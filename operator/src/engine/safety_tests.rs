@@ -125,7 +125,7 @@ mod world {
     const SITES: [&str; 2] = ["iad", "pdx"];
 
     #[derive(Debug, Clone)]
-    pub enum Fault {
+    pub(super) enum Fault {
         Tick(u64),
         ToggleUp(usize),
         ToggleOperatorLink(usize),
@@ -138,7 +138,7 @@ mod world {
         ToggleReplicationLink(usize),
     }
 
-    pub fn faults() -> impl Strategy<Value = Vec<Fault>> {
+    pub(super) fn faults() -> impl Strategy<Value = Vec<Fault>> {
         let fault = prop_oneof![
             6 => (50u64..1_500).prop_map(Fault::Tick),
             1 => (0usize..2).prop_map(Fault::ToggleUp),
@@ -183,7 +183,7 @@ mod world {
     /// How often the world's operator probes each site.
     const PROBE_INTERVAL_MS: u64 = 1_000;
 
-    pub fn run_world(faults: Vec<Fault>) -> Result<u64, TestCaseError> {
+    pub(super) fn run_world(faults: Vec<Fault>) -> Result<u64, TestCaseError> {
         let knobs = knobs();
         let mut now = 0u64;
         let mut sites: Vec<Site> = (0..2)
@@ -370,6 +370,7 @@ mod world {
                             role_label: None,
                             ..Default::default()
                         },
+                        last_seen: LastSeenGtids::recorded(&status, SITES[i]),
                     }
                 })
                 .collect();

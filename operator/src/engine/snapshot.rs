@@ -2,15 +2,15 @@
 //! per reconcile by the controller (probes, pods, nodes, the lease, the group's own
 //! status and annotations). Plain data; the controller fills it, tests build it.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::decision::Role;
 use super::lease::{LeaseSighting, LeaseTiming, LeaseTimingError};
+use super::memory::EngineMemory;
 use super::time::Millis;
 use crate::api::MysqlFailoverGroupSpec;
 use crate::api::MysqlFailoverGroupStatus;
-use crate::gtid::GtidSet;
+use crate::gtid::{GtidParseError, GtidSet};
 
 /// The annotations a person sets on the group; defined with the API types.
 pub use crate::api::{
@@ -93,6 +93,54 @@ pub struct SiteObservation {
     pub name: String,
     pub probe: MysqlProbe,
     pub pod: PodObservation,
+    /// The GTID set the group's status last recorded for this site, parsed when the
+    /// snapshot was built (see `LastSeenGtids::recorded`).
+    pub last_seen: LastSeenGtids,
+}
+
+/// What the group's status records as last observed on a site
+/// (`status.sites[].gtidExecuted`): what the site's clients were told was committed,
+/// still known while the site is unreachable. Parsed once, when the snapshot is built;
+/// the engine writes it back with `to_status`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum LastSeenGtids {
+    /// Nothing recorded: a new group or site.
+    #[default]
+    Never,
+    Seen(GtidSet),
+    /// Recorded, but not a GTID set (edited by hand, or written by another version).
+    /// What it protects is unknown, so no decision may treat it as empty: an emergency
+    /// failover holds on it.
+    Unreadable {
+        text: String,
+        error: GtidParseError,
+    },
+}
+
+impl LastSeenGtids {
+    /// The one reading of `status.sites[site].gtidExecuted` into a typed value.
+    pub fn recorded(status: &MysqlFailoverGroupStatus, site: &str) -> Self {
+        match status.site(site).and_then(|s| s.gtid_executed.as_deref()) {
+            None => LastSeenGtids::Never,
+            Some(text) => match GtidSet::parse(text) {
+                Ok(set) => LastSeenGtids::Seen(set),
+                Err(error) => LastSeenGtids::Unreadable {
+                    text: text.to_string(),
+                    error,
+                },
+            },
+        }
+    }
+
+    /// The status field's value: a set in MySQL's one-line form, or an unreadable text
+    /// kept exactly as found (so that a person can still see and fix it).
+    pub fn to_status(&self) -> Option<String> {
+        match self {
+            LastSeenGtids::Never => None,
+            LastSeenGtids::Seen(set) => Some(set.one_line().to_string()),
+            LastSeenGtids::Unreadable { text, .. } => Some(text.clone()),
+        }
+    }
 }
 
 /// This cycle's MySQL probe of a site. The controller keeps `since` from the first
@@ -170,19 +218,6 @@ pub struct Annotations {
     pub force_failover: Option<String>,
 }
 
-/// Monotonic marks that only matter within one operator process: when a phase was
-/// entered (to bound it) and when the old primary was fenced (for writeUnavailableMs).
-/// Lost on restart, which only makes the next bound start later: conservative.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct EngineMemory {
-    /// Phase key (see `status`) -> when this process first saw the group in it.
-    pub phase_entered: BTreeMap<String, Millis>,
-    /// When this process issued the planned failover's fence of the old primary.
-    pub planned_fenced_at: Option<Millis>,
-    /// Sites this process has already asked to CLONE from the primary.
-    pub clone_requested: BTreeMap<String, Millis>,
-}
-
 impl Snapshot {
     pub fn site(&self, name: &str) -> Option<&SiteObservation> {
         self.sites.iter().find(|s| s.name == name)
@@ -191,6 +226,15 @@ impl Snapshot {
     /// The lease holder named in the Lease object, if any.
     pub fn lease_holder(&self) -> Option<&str> {
         self.lease.record.holder.as_deref()
+    }
+
+    /// The sites that accept writes from ordinary clients, in spec order.
+    pub fn writable_sites(&self) -> Vec<&str> {
+        self.sites
+            .iter()
+            .filter(|s| s.writable())
+            .map(|s| s.name.as_str())
+            .collect()
     }
 
     /// Whether the lease names `site` as holder.
@@ -272,6 +316,41 @@ impl SiteObservation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_seen_set_is_read_from_the_status_once_and_written_back_unchanged() {
+        let set = crate::engine::testkit::iad_txns(3);
+        let status = MysqlFailoverGroupStatus {
+            sites: vec![
+                crate::engine::testkit::site_status("new"),
+                crate::engine::testkit::seen_with("iad", &set),
+                crate::api::SiteStatus {
+                    gtid_executed: Some("not-a-gtid-set".into()),
+                    ..crate::engine::testkit::site_status("pdx")
+                },
+            ],
+            ..Default::default()
+        };
+        let cases = [
+            ("absent", None),
+            ("new", None),
+            ("iad", Some(set.one_line().to_string())),
+            ("pdx", Some("not-a-gtid-set".to_string())),
+        ];
+        for (site, wire) in cases {
+            let seen = LastSeenGtids::recorded(&status, site);
+            assert_eq!(seen.to_status(), wire, "{site}");
+            match (site, &seen) {
+                ("absent" | "new", LastSeenGtids::Never) => {}
+                ("iad", LastSeenGtids::Seen(s)) => assert_eq!(s, &set),
+                ("pdx", LastSeenGtids::Unreadable { text, error }) => {
+                    assert_eq!(text, "not-a-gtid-set");
+                    assert_eq!(error.position, 0);
+                }
+                _ => panic!("{site}: {seen:?}"),
+            }
+        }
+    }
 
     #[test]
     fn knobs_come_from_the_spec_with_the_planned_timeout_for_the_planned_path() {

@@ -5,7 +5,7 @@
 use super::decision::{Action, EventIntent, EventReason, Role};
 use super::{Ctx, emergency, recovery};
 
-pub fn step(ctx: &mut Ctx<'_>) {
+pub(super) fn step(ctx: &mut Ctx<'_>) {
     let snap = ctx.snap;
     let Some(active) = ctx.status.active_site.clone() else {
         return;
@@ -70,7 +70,7 @@ pub fn step(ctx: &mut Ctx<'_>) {
 }
 
 /// Pod role labels and the DNSEndpoint follow the writable active site.
-pub fn converge_labels_and_dns(ctx: &mut Ctx<'_>) {
+pub(super) fn converge_labels_and_dns(ctx: &mut Ctx<'_>) {
     let snap = ctx.snap;
     let active = ctx.status.active_site.clone();
     let serving = active

@@ -5,27 +5,28 @@ use std::time::Duration;
 
 use super::decision::{Action, EventReason, Role};
 use super::lease::{LeaseRecord, LeaseSighting, LeaseTiming};
+use super::memory::EngineMemory;
 use super::snapshot::*;
 use super::time::Millis;
 use super::{Decision, Now, decide};
 use crate::api::{Health, MysqlFailoverGroupStatus, RecoveryState, SiteStatus};
 use crate::gtid::GtidSet;
 
-pub const IAD_UUID: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
-pub const PDX_UUID: &str = "61553741-443a-11f1-8f55-0242ac120002";
+pub(crate) const IAD_UUID: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+pub(crate) const PDX_UUID: &str = "61553741-443a-11f1-8f55-0242ac120002";
 
-pub fn gtids(text: &str) -> GtidSet {
+pub(crate) fn gtids(text: &str) -> GtidSet {
     GtidSet::parse(text).unwrap()
 }
 
 /// `count` transactions originating at IAD.
-pub fn iad_txns(count: u64) -> GtidSet {
+pub(crate) fn iad_txns(count: u64) -> GtidSet {
     let mut set = GtidSet::new();
     set.add_interval(IAD_UUID, 1, count);
     set
 }
 
-pub fn knobs() -> Knobs {
+pub(crate) fn knobs() -> Knobs {
     Knobs {
         automatic_failover: true,
         detection_window: Duration::from_secs(5),
@@ -37,11 +38,11 @@ pub fn knobs() -> Knobs {
     }
 }
 
-pub fn uuid_of(site: &str) -> &'static str {
+pub(crate) fn uuid_of(site: &str) -> &'static str {
     if site == "iad" { IAD_UUID } else { PDX_UUID }
 }
 
-pub fn healthy_pod(role: Role) -> PodObservation {
+pub(crate) fn healthy_pod(role: Role) -> PodObservation {
     PodObservation {
         exists: true,
         role_label: Some(role),
@@ -50,7 +51,7 @@ pub fn healthy_pod(role: Role) -> PodObservation {
     }
 }
 
-pub fn writable(site: &str, executed: GtidSet) -> SiteObservation {
+pub(crate) fn writable(site: &str, executed: GtidSet) -> SiteObservation {
     SiteObservation {
         name: site.into(),
         probe: MysqlProbe::Answered(MysqlObservation {
@@ -62,10 +63,11 @@ pub fn writable(site: &str, executed: GtidSet) -> SiteObservation {
             probed_at: Millis(0),
         }),
         pod: healthy_pod(Role::Primary),
+        last_seen: LastSeenGtids::Never,
     }
 }
 
-pub fn replica_of(site: &str, source: &str, executed: GtidSet) -> SiteObservation {
+pub(crate) fn replica_of(site: &str, source: &str, executed: GtidSet) -> SiteObservation {
     SiteObservation {
         name: site.into(),
         probe: MysqlProbe::Answered(MysqlObservation {
@@ -86,11 +88,12 @@ pub fn replica_of(site: &str, source: &str, executed: GtidSet) -> SiteObservatio
             probed_at: Millis(0),
         }),
         pod: healthy_pod(Role::Replica),
+        last_seen: LastSeenGtids::Never,
     }
 }
 
 /// Read-only, nothing configured: how every mysqld boots.
-pub fn fresh(site: &str, executed: GtidSet) -> SiteObservation {
+pub(crate) fn fresh(site: &str, executed: GtidSet) -> SiteObservation {
     let mut s = replica_of(site, "none", executed);
     if let MysqlProbe::Answered(m) = &mut s.probe {
         m.replication = None;
@@ -99,7 +102,7 @@ pub fn fresh(site: &str, executed: GtidSet) -> SiteObservation {
     s
 }
 
-pub fn silent(site: &str, since_ms: u64) -> SiteObservation {
+pub(crate) fn silent(site: &str, since_ms: u64) -> SiteObservation {
     SiteObservation {
         name: site.into(),
         probe: MysqlProbe::Failing {
@@ -110,10 +113,11 @@ pub fn silent(site: &str, since_ms: u64) -> SiteObservation {
             role_label: Some(Role::Replica),
             ..Default::default()
         },
+        last_seen: LastSeenGtids::Never,
     }
 }
 
-pub fn lease_held_by(holder: Option<&str>, rv: &str, seen_ms: u64) -> LeaseSighting {
+pub(crate) fn lease_held_by(holder: Option<&str>, rv: &str, seen_ms: u64) -> LeaseSighting {
     LeaseSighting {
         record: LeaseRecord {
             holder: holder.map(Into::into),
@@ -128,7 +132,7 @@ pub fn lease_held_by(holder: Option<&str>, rv: &str, seen_ms: u64) -> LeaseSight
 
 /// IAD writable primary holding the lease (seen renewed at 10s), PDX replicating with
 /// the same 10 transactions, status Healthy, DNS on IAD.
-pub fn healthy_pair() -> Snapshot {
+pub(crate) fn healthy_pair() -> Snapshot {
     Snapshot {
         leadership: Leadership::Leader,
         knobs: knobs(),
@@ -152,7 +156,7 @@ pub fn healthy_pair() -> Snapshot {
     }
 }
 
-pub fn site_status(name: &str) -> SiteStatus {
+pub(crate) fn site_status(name: &str) -> SiteStatus {
     SiteStatus {
         name: name.into(),
         ..Default::default()
@@ -160,7 +164,7 @@ pub fn site_status(name: &str) -> SiteStatus {
 }
 
 /// A status entry recording the GTID set last observed on `name`.
-pub fn seen_with(name: &str, executed: &GtidSet) -> SiteStatus {
+pub(crate) fn seen_with(name: &str, executed: &GtidSet) -> SiteStatus {
     SiteStatus {
         gtid_executed: Some(executed.one_line().to_string()),
         ..site_status(name)
@@ -168,7 +172,12 @@ pub fn seen_with(name: &str, executed: &GtidSet) -> SiteStatus {
 }
 
 /// Marks `site` RecoveryPending in the persisted status with a divergent set.
-pub fn with_recovery(snap: &mut Snapshot, site: &str, divergent: &str, state: RecoveryState) {
+pub(crate) fn with_recovery(
+    snap: &mut Snapshot,
+    site: &str,
+    divergent: &str,
+    state: RecoveryState,
+) {
     let set = gtids(divergent);
     let entry = snap
         .status
@@ -181,35 +190,45 @@ pub fn with_recovery(snap: &mut Snapshot, site: &str, divergent: &str, state: Re
     entry.divergent_transaction_count = Some(set.count() as i64);
 }
 
-pub fn site_mut<'a>(snap: &'a mut Snapshot, name: &str) -> &'a mut SiteObservation {
+pub(crate) fn site_mut<'a>(snap: &'a mut Snapshot, name: &str) -> &'a mut SiteObservation {
     snap.sites.iter_mut().find(|s| s.name == name).unwrap()
 }
 
-pub fn mysql_mut<'a>(snap: &'a mut Snapshot, name: &str) -> &'a mut MysqlObservation {
+pub(crate) fn mysql_mut<'a>(snap: &'a mut Snapshot, name: &str) -> &'a mut MysqlObservation {
     match &mut site_mut(snap, name).probe {
         MysqlProbe::Answered(m) => m,
         MysqlProbe::Failing { .. } => panic!("{name} is silent"),
     }
 }
 
-pub fn replication_mut<'a>(snap: &'a mut Snapshot, name: &str) -> &'a mut ReplicationObservation {
+pub(crate) fn replication_mut<'a>(
+    snap: &'a mut Snapshot,
+    name: &str,
+) -> &'a mut ReplicationObservation {
     mysql_mut(snap, name).replication.as_mut().unwrap()
 }
 
-pub fn at(ms: u64) -> Now {
+pub(crate) fn at(ms: u64) -> Now {
     Now {
         mono: Millis(ms),
         wall: jiff::Timestamp::from_millisecond(1_750_000_000_000 + ms as i64).unwrap(),
     }
 }
 
-pub fn run(snap: &Snapshot, ms: u64) -> Decision {
-    decide(snap, at(ms))
+/// Decides on `snap` at `ms`, after reading each site's last-seen GTID set from the
+/// status as the controller's observe step does: tests edit the status as it is on the
+/// wire.
+pub(crate) fn run(snap: &Snapshot, ms: u64) -> Decision {
+    let mut observed = snap.clone();
+    for site in &mut observed.sites {
+        site.last_seen = LastSeenGtids::recorded(&snap.status, &site.name);
+    }
+    decide(&observed, at(ms))
 }
 
 /// Carries a decision's status and memory into the next snapshot, as the controller
 /// does between reconciles.
-pub fn carry(snap: &mut Snapshot, decision: &Decision) {
+pub(crate) fn carry(snap: &mut Snapshot, decision: &Decision) {
     if let Some(status) = &decision.status {
         snap.status = status.clone();
     }
@@ -217,7 +236,7 @@ pub fn carry(snap: &mut Snapshot, decision: &Decision) {
     snap.annotations = Annotations::default();
 }
 
-pub fn promotions(decision: &Decision) -> Vec<String> {
+pub(crate) fn promotions(decision: &Decision) -> Vec<String> {
     decision
         .actions
         .iter()
@@ -228,22 +247,22 @@ pub fn promotions(decision: &Decision) -> Vec<String> {
         .collect()
 }
 
-pub fn reasons(decision: &Decision) -> Vec<EventReason> {
+pub(crate) fn reasons(decision: &Decision) -> Vec<EventReason> {
     decision.events.iter().map(|e| e.reason).collect()
 }
 
-pub fn status(decision: &Decision) -> &MysqlFailoverGroupStatus {
+pub(crate) fn status(decision: &Decision) -> &MysqlFailoverGroupStatus {
     decision.status.as_ref().unwrap()
 }
 
 /// An optional status text, empty when unset (for `contains` assertions).
-pub fn text(value: &Option<String>) -> &str {
+pub(crate) fn text(value: &Option<String>) -> &str {
     value.as_deref().unwrap_or_default()
 }
 
 /// A site's recovery fields from a status, gathered for assertions.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecoveryFields {
+pub(crate) struct RecoveryFields {
     pub state: RecoveryState,
     pub divergent_gtid: String,
     pub divergent_transaction_count: i64,
@@ -251,7 +270,7 @@ pub struct RecoveryFields {
 }
 
 /// `site`'s recovery record in `status`, when it has a recovery state.
-pub fn recovery(status: &MysqlFailoverGroupStatus, site: &str) -> Option<RecoveryFields> {
+pub(crate) fn recovery(status: &MysqlFailoverGroupStatus, site: &str) -> Option<RecoveryFields> {
     let entry = status.site(site)?;
     Some(RecoveryFields {
         state: entry.recovery_state?,

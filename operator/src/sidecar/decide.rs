@@ -29,7 +29,7 @@ pub struct KnownLease {
 
 /// Something that happened to the sidecar's view of the lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LeaseEvent {
+pub(crate) enum LeaseEvent {
     /// A read of the lease succeeded.
     Read(KnownLease),
     /// A read failed (API server unreachable, timeout): the view is unchanged and the
@@ -46,7 +46,7 @@ pub enum LeaseEvent {
 
 /// The sidecar's memory between ticks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SidecarMemory {
+pub(crate) struct SidecarMemory {
     pub lease: SidecarLease,
     pub known: Option<KnownLease>,
     pub last_renewal_attempt: Option<Millis>,
@@ -55,7 +55,7 @@ pub struct SidecarMemory {
 impl SidecarMemory {
     /// Folds an event into the memory. Seeing another holder ends our writability at
     /// once, whatever our last renewal says.
-    pub fn record(&mut self, settings: &SidecarSettings, event: LeaseEvent) {
+    pub(crate) fn record(&mut self, settings: &SidecarSettings, event: LeaseEvent) {
         let view = match event {
             LeaseEvent::Read(view) | LeaseEvent::RenewalConflict { latest: view } => view,
             LeaseEvent::RenewalSucceeded { started, lease } => {
@@ -71,7 +71,7 @@ impl SidecarMemory {
     }
 
     /// Records that a renewal request is being sent now.
-    pub fn renewal_attempted(&mut self, now: Millis) {
+    pub(crate) fn renewal_attempted(&mut self, now: Millis) {
         self.last_renewal_attempt = Some(now);
     }
 
@@ -83,7 +83,7 @@ impl SidecarMemory {
 }
 
 /// Renew while our site holds the lease, once per renew interval.
-pub fn renewal_due(settings: &SidecarSettings, memory: &SidecarMemory, now: Millis) -> bool {
+pub(crate) fn renewal_due(settings: &SidecarSettings, memory: &SidecarMemory, now: Millis) -> bool {
     memory.holds(settings)
         && memory
             .last_renewal_attempt
@@ -119,7 +119,7 @@ pub enum MysqlAction {
 }
 
 /// Whether the mysqld may be writable now, and if not, why.
-pub fn writable_allowed(
+pub(crate) fn writable_allowed(
     settings: &SidecarSettings,
     memory: &SidecarMemory,
     now: Millis,
@@ -142,7 +142,7 @@ pub fn writable_allowed(
 }
 
 /// The action for a mysqld observed in `mode` (`None`: unreachable).
-pub fn mysql_action(
+pub(crate) fn mysql_action(
     settings: &SidecarSettings,
     memory: &SidecarMemory,
     mode: Option<ReadOnlyMode>,
@@ -160,7 +160,7 @@ pub fn mysql_action(
 
 /// How long the next renewal may wait for its answer: never past the fence deadline,
 /// so that a hung request cannot delay the fence.
-pub fn renewal_timeout(
+pub(crate) fn renewal_timeout(
     settings: &SidecarSettings,
     memory: &SidecarMemory,
     now: Millis,

@@ -3,7 +3,7 @@
 //! lease *and* the operator's writable grant (DESIGN.md "Safety"). Each tick is
 //! observe (lease, mysqld) -> decide ([`decide`], pure) -> act (renew, fence, lift).
 
-pub mod decide;
+pub(crate) mod decide;
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -14,7 +14,7 @@ use super::registry::{Conversion, PrinterColumn, ResourceInfo, StorageKey};
 const GROUP: &str = "apiextensions.k8s.io";
 
 /// The checks the real server makes on a definition that routing depends on.
-pub fn validate_definition(crd: &Value) -> Result<(), ApiError> {
+pub(super) fn validate_definition(crd: &Value) -> Result<(), ApiError> {
     let name = crd
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -101,7 +101,7 @@ pub fn validate_definition(crd: &Value) -> Result<(), ApiError> {
 }
 
 /// Sets the conditions clients wait for (`kube::runtime::wait::conditions::is_crd_established`).
-pub fn mark_established(crd: &mut Value) {
+pub(super) fn mark_established(crd: &mut Value) {
     let names = crd.pointer("/spec/names").cloned().unwrap_or(json!({}));
     let stored: Vec<Value> = crd
         .pointer("/spec/versions")
@@ -133,7 +133,7 @@ pub fn mark_established(crd: &mut Value) {
 }
 
 /// The served resources of a definition, one per served version.
-pub fn resources_for(crd: &Value) -> Vec<ResourceInfo> {
+pub(super) fn resources_for(crd: &Value) -> Vec<ResourceInfo> {
     let text = |path: &str| {
         crd.pointer(path)
             .and_then(Value::as_str)
@@ -225,7 +225,7 @@ fn printer_columns(version: &Value) -> Vec<PrinterColumn> {
 }
 
 /// Validates (and prunes and defaults) a custom object against its version's schema.
-pub fn validate_custom(
+pub(super) fn validate_custom(
     info: &ResourceInfo,
     obj: &mut Value,
     old: Option<&Value>,

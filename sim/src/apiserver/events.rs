@@ -17,12 +17,12 @@ const RENAMES: &[(&str, &str)] = &[
 ];
 
 /// events.k8s.io/v1 -> stored core/v1.
-pub fn to_core(obj: Value) -> Value {
+pub(super) fn to_core(obj: Value) -> Value {
     rename(obj, |(events, core)| (events, core), "v1")
 }
 
 /// Stored core/v1 -> events.k8s.io/v1.
-pub fn from_core(obj: Value) -> Value {
+pub(super) fn from_core(obj: Value) -> Value {
     rename(obj, |(events, core)| (core, events), "events.k8s.io/v1")
 }
 

@@ -6,36 +6,36 @@ use serde_json::{Map, Value};
 use super::error::StatusCause;
 
 /// metav1.Time: RFC 3339 in UTC with whole seconds.
-pub fn format_time(ts: jiff::Timestamp) -> String {
+pub(super) fn format_time(ts: jiff::Timestamp) -> String {
     let whole = jiff::Timestamp::from_second(ts.as_second()).unwrap_or(ts);
     whole.to_string()
 }
 
-pub fn name(obj: &Value) -> &str {
+pub(super) fn name(obj: &Value) -> &str {
     obj.pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or_default()
 }
 
-pub fn namespace(obj: &Value) -> &str {
+pub(super) fn namespace(obj: &Value) -> &str {
     obj.pointer("/metadata/namespace")
         .and_then(Value::as_str)
         .unwrap_or_default()
 }
 
-pub fn uid(obj: &Value) -> &str {
+pub(super) fn uid(obj: &Value) -> &str {
     obj.pointer("/metadata/uid")
         .and_then(Value::as_str)
         .unwrap_or_default()
 }
 
-pub fn resource_version(obj: &Value) -> Option<&str> {
+pub(super) fn resource_version(obj: &Value) -> Option<&str> {
     obj.pointer("/metadata/resourceVersion")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
 }
 
-pub fn finalizers(obj: &Value) -> Vec<String> {
+pub(super) fn finalizers(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
         .map(|a| {
@@ -47,13 +47,13 @@ pub fn finalizers(obj: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-pub fn is_deleting(obj: &Value) -> bool {
+pub(super) fn is_deleting(obj: &Value) -> bool {
     obj.pointer("/metadata/deletionTimestamp")
         .is_some_and(|v| !v.is_null())
 }
 
 /// `metadata`, created if missing (or not an object).
-pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
+pub(super) fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.is_object() {
         *obj = Value::Object(Map::new());
     }
@@ -80,13 +80,13 @@ fn unreachable_object() -> ! {
     unreachable!("value was just made an object")
 }
 
-pub fn set_meta(obj: &mut Value, field: &str, value: Value) {
+pub(super) fn set_meta(obj: &mut Value, field: &str, value: Value) {
     metadata_mut(obj).insert(field.to_string(), value);
 }
 
 /// The object with `metadata.resourceVersion`/`managedFields` removed, for "did anything
 /// change" comparisons.
-pub fn without_bookkeeping(obj: &Value) -> Value {
+pub(super) fn without_bookkeeping(obj: &Value) -> Value {
     let mut copy = obj.clone();
     if let Some(meta) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
@@ -97,7 +97,7 @@ pub fn without_bookkeeping(obj: &Value) -> Value {
 }
 
 /// Everything but metadata and status: a change here bumps `metadata.generation`.
-pub fn spec_part(obj: &Value) -> Value {
+pub(super) fn spec_part(obj: &Value) -> Value {
     let mut copy = obj.clone();
     if let Value::Object(map) = &mut copy {
         map.remove("metadata");
@@ -109,7 +109,7 @@ pub fn spec_part(obj: &Value) -> Value {
 }
 
 /// DNS-1123 subdomain (most object names) or label (namespaces, services).
-pub fn validate_name(name: &str, label_only: bool) -> Result<(), StatusCause> {
+pub(super) fn validate_name(name: &str, label_only: bool) -> Result<(), StatusCause> {
     let max = if label_only { 63 } else { 253 };
     let part_ok = |part: &str| {
         !part.is_empty()
@@ -140,7 +140,7 @@ pub fn validate_name(name: &str, label_only: bool) -> Result<(), StatusCause> {
 }
 
 /// SplitMix64: the deterministic source of generated names and uids.
-pub fn mix(mut x: u64) -> u64 {
+pub(super) fn mix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -148,7 +148,7 @@ pub fn mix(mut x: u64) -> u64 {
 }
 
 /// The 5-character suffix of a generated name (Kubernetes' alphabet without vowels).
-pub fn name_suffix(random: u64) -> String {
+pub(super) fn name_suffix(random: u64) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut r = random;
     (0..5)
@@ -161,7 +161,7 @@ pub fn name_suffix(random: u64) -> String {
 }
 
 /// A version-4-shaped UUID from a counter and seed; unique per counter.
-pub fn make_uid(seed: u64, counter: u64) -> String {
+pub(super) fn make_uid(seed: u64, counter: u64) -> String {
     let a = mix(seed ^ counter);
     format!(
         "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
@@ -174,7 +174,7 @@ pub fn make_uid(seed: u64, counter: u64) -> String {
 }
 
 /// Standard base64 with padding (Secret `data` values).
-pub fn base64(bytes: &[u8]) -> String {
+pub(super) fn base64(bytes: &[u8]) -> String {
     const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
@@ -196,7 +196,7 @@ pub fn base64(bytes: &[u8]) -> String {
 }
 
 /// Folds a Secret's write-only `stringData` into `data`, as the API server does.
-pub fn fold_string_data(secret: &mut Value) {
+pub(super) fn fold_string_data(secret: &mut Value) {
     let Some(Value::Object(string_data)) =
         secret.as_object_mut().and_then(|m| m.remove("stringData"))
     else {

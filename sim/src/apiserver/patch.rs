@@ -13,7 +13,7 @@ use super::error::ApiError;
 
 /// How a list field merges, for strategic merge patch and server-side apply.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ListType {
+pub(super) enum ListType {
     /// Replaced as a whole.
     Atomic,
     /// A set of primitives (union on merge).
@@ -24,7 +24,7 @@ pub enum ListType {
 
 /// The list type of field `name` inside an object reached by `path` (field names from
 /// the root, e.g. `["spec", "template", "spec", "containers"]`), for built-in kinds.
-pub fn builtin_list_type(path: &[String], name: &str) -> ListType {
+pub(super) fn builtin_list_type(path: &[String], name: &str) -> ListType {
     let in_container = path.last().is_some_and(|p| {
         matches!(
             p.as_str(),
@@ -56,7 +56,7 @@ pub fn builtin_list_type(path: &[String], name: &str) -> ListType {
 }
 
 /// RFC 7386 JSON merge patch.
-pub fn merge_patch(target: &mut Value, patch: &Value) -> Result<(), ApiError> {
+pub(super) fn merge_patch(target: &mut Value, patch: &Value) -> Result<(), ApiError> {
     if !patch.is_object() {
         return Err(ApiError::bad_request("merge patch must be a JSON object"));
     }
@@ -65,7 +65,7 @@ pub fn merge_patch(target: &mut Value, patch: &Value) -> Result<(), ApiError> {
 }
 
 /// RFC 6902 JSON patch; a failing operation (including `test`) is 422.
-pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), ApiError> {
+pub(super) fn json_patch(target: &mut Value, patch: &Value) -> Result<(), ApiError> {
     let ops: json_patch::Patch = serde_json::from_value(patch.clone())
         .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
     json_patch::patch(target, &ops.0).map_err(|e| {
@@ -78,7 +78,7 @@ pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), ApiError> {
 }
 
 /// Kubernetes strategic merge patch with the built-in kinds' merge keys.
-pub fn strategic_merge_patch(target: &mut Value, patch: &Value) -> Result<(), ApiError> {
+pub(super) fn strategic_merge_patch(target: &mut Value, patch: &Value) -> Result<(), ApiError> {
     let Value::Object(patch_map) = patch else {
         return Err(ApiError::bad_request(
             "strategic merge patch must be a JSON object",

@@ -79,7 +79,7 @@ impl ResourceInfo {
 
 /// The resource table.
 #[derive(Clone, Debug, Default)]
-pub struct Registry {
+pub(super) struct Registry {
     resources: BTreeMap<ResourceKey, Arc<ResourceInfo>>,
 }
 
@@ -346,7 +346,7 @@ const BUILT_INS: &[BuiltIn] = &[
 
 impl Registry {
     /// The built-in kinds.
-    pub fn with_built_ins() -> Self {
+    pub(super) fn with_built_ins() -> Self {
         let mut registry = Registry::default();
         for b in BUILT_INS {
             let key = ResourceKey::new(b.group, b.version, b.plural);
@@ -387,24 +387,24 @@ impl Registry {
         registry
     }
 
-    pub fn insert(&mut self, info: ResourceInfo) {
+    pub(super) fn insert(&mut self, info: ResourceInfo) {
         self.resources.insert(info.key.clone(), Arc::new(info));
     }
 
-    pub fn remove_storage(&mut self, storage: &StorageKey) {
+    pub(super) fn remove_storage(&mut self, storage: &StorageKey) {
         self.resources.retain(|_, info| &info.storage != storage);
     }
 
-    pub fn get(&self, key: &ResourceKey) -> Option<&Arc<ResourceInfo>> {
+    pub(super) fn get(&self, key: &ResourceKey) -> Option<&Arc<ResourceInfo>> {
         self.resources.get(key)
     }
 
-    pub fn all(&self) -> impl Iterator<Item = &Arc<ResourceInfo>> {
+    pub(super) fn all(&self) -> impl Iterator<Item = &Arc<ResourceInfo>> {
         self.resources.values()
     }
 
     /// Group/versions in discovery order: core first, then groups by name.
-    pub fn group_versions(&self) -> BTreeMap<String, Vec<String>> {
+    pub(super) fn group_versions(&self) -> BTreeMap<String, Vec<String>> {
         let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for info in self.resources.values() {
             let versions = groups.entry(info.key.group.clone()).or_default();
@@ -420,7 +420,7 @@ impl Registry {
 }
 
 /// Kubernetes version ordering: GA > beta > alpha, higher numbers first.
-pub fn version_priority(version: &str) -> (u8, u64, u64) {
+pub(super) fn version_priority(version: &str) -> (u8, u64, u64) {
     let rest = version.strip_prefix('v').unwrap_or(version);
     let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
     let major = digits.parse::<u64>().unwrap_or(0);

@@ -10,7 +10,11 @@ use super::error::StatusCause;
 
 /// Prunes, defaults and validates `obj` in place; every failure is one cause.
 /// `old` is the stored object on updates (for CEL transition rules).
-pub fn check(crd_schema: &CrdSchema, obj: &mut Value, old: Option<&Value>) -> Vec<StatusCause> {
+pub(super) fn check(
+    crd_schema: &CrdSchema,
+    obj: &mut Value,
+    old: Option<&Value>,
+) -> Vec<StatusCause> {
     let schema = crd_schema.schema();
     // apiVersion, kind and metadata are the server's own, never pruned by the schema.
     if let Value::Object(map) = obj {

@@ -71,7 +71,7 @@ impl LabelSelector {
 }
 
 /// An object's labels as a sorted map.
-pub fn labels_of(obj: &Value) -> BTreeMap<String, String> {
+pub(super) fn labels_of(obj: &Value) -> BTreeMap<String, String> {
     obj.pointer("/metadata/labels")
         .and_then(Value::as_object)
         .map(|labels| {
@@ -231,7 +231,7 @@ impl FieldSelector {
 
 /// The string value of a dotted field path; missing fields read as "" (as Kubernetes'
 /// field sets do), booleans as "true"/"false".
-pub fn field_value(obj: &Value, path: &str) -> String {
+pub(super) fn field_value(obj: &Value, path: &str) -> String {
     let mut current = obj;
     for segment in path.split('.') {
         match current.get(segment) {
@@ -249,7 +249,7 @@ pub fn field_value(obj: &Value, path: &str) -> String {
 
 /// The fields Kubernetes supports in field selectors for a kind (plus metadata.name
 /// and metadata.namespace everywhere).
-pub fn field_supported(group: &str, kind: &str, field: &str) -> bool {
+pub(super) fn field_supported(group: &str, kind: &str, field: &str) -> bool {
     if matches!(field, "metadata.name" | "metadata.namespace") {
         return true;
     }

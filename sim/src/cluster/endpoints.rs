@@ -5,11 +5,11 @@
 
 use serde_json::{Value, json};
 
-use super::obj::{
+use super::{ControlPlane, Snapshot, key_endpoints};
+use crate::object::{
     at, is_terminating, labels, map_selector_matches, name, namespace, pod_is_ready, str_at,
     string_map, uid,
 };
-use super::{ControlPlane, Snapshot, key_endpoints};
 
 const COMPONENT: &str = "endpoint-controller";
 

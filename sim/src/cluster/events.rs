@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::obj::{name, namespace, uid};
+use crate::object::{name, namespace, uid};
 use bloodraven::transport::Clock;
 
 use super::{ControllerApi, format_time, key_events};
@@ -34,7 +34,7 @@ pub(crate) struct EventRecorder {
 }
 
 impl EventRecorder {
-    pub fn new(api: ControllerApi, clock: SimClock) -> Self {
+    pub(crate) fn new(api: ControllerApi, clock: SimClock) -> Self {
         Self {
             api,
             clock,
@@ -44,7 +44,7 @@ impl EventRecorder {
     }
 
     /// Records an event about `object` (a full object with apiVersion/kind/metadata).
-    pub fn record(
+    pub(crate) fn record(
         &mut self,
         component: &str,
         host: Option<&str>,

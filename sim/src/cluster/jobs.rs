@@ -13,12 +13,12 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::cron::CronSchedule;
-use super::obj::{
+use super::workloads::random_suffix;
+use super::{ControlPlane, Snapshot, format_time, key_cronjobs, key_jobs, key_pods};
+use crate::object::{
     at, condition_status, controller_ref, controller_uid, i64_at, is_terminating, labels, name,
     namespace, str_at, uid,
 };
-use super::workloads::random_suffix;
-use super::{ControlPlane, Snapshot, format_time, key_cronjobs, key_jobs, key_pods};
 
 const JOB_COMPONENT: &str = "job-controller";
 const CRON_COMPONENT: &str = "cronjob-controller";
@@ -87,7 +87,7 @@ fn reconcile_job(cp: &mut ControlPlane, snap: &Snapshot, job: &Value) {
         "active": active.len(),
         "succeeded": succeeded,
         "failed": failed,
-        "ready": active.iter().filter(|p| super::obj::pod_is_ready(p)).count(),
+        "ready": active.iter().filter(|p| crate::object::pod_is_ready(p)).count(),
     });
     if succeeded >= completions {
         status["completionTime"] = json!(stamp);

@@ -13,7 +13,6 @@ mod events;
 mod jobs;
 mod kubelet;
 mod nodes;
-pub(crate) mod obj;
 mod scheduler;
 mod workloads;
 
@@ -35,7 +34,10 @@ pub use cron::{CronError, CronSchedule};
 pub(crate) use events::EventRecorder;
 pub use kubelet::FreezeError;
 pub(crate) use kubelet::Kubelet;
-pub use kubelet::pod_host_name;
+// Kept at its old path for callers outside the crate; the rule lives in `crate::hosts`.
+pub use crate::hosts::pod_host_name;
+// `world` still names the object accessors by their old path.
+pub(crate) use crate::object as obj;
 pub(crate) use nodes::NodeLifecycle;
 
 /// Timings of the simulated control plane and kubelets (Kubernetes defaults unless
@@ -183,7 +185,7 @@ pub(crate) struct ControllerApi {
 }
 
 impl ControllerApi {
-    pub fn new(api: ApiServer) -> Self {
+    pub(crate) fn new(api: ApiServer) -> Self {
         Self {
             api,
             effects: Arc::default(),
@@ -191,15 +193,15 @@ impl ControllerApi {
     }
 
     /// Counts a write attempt or a recorded event.
-    pub fn note_effect(&self) {
+    pub(crate) fn note_effect(&self) {
         self.effects.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn effects(&self) -> u64 {
+    pub(crate) fn effects(&self) -> u64 {
         self.effects.load(Ordering::Relaxed)
     }
 
-    pub fn list_all(&self, key: &ResourceKey) -> Vec<Value> {
+    pub(crate) fn list_all(&self, key: &ResourceKey) -> Vec<Value> {
         match self.api.list(key, None, &ListQuery::default()) {
             Ok(list) => list.items,
             Err(err) => {
@@ -209,11 +211,11 @@ impl ControllerApi {
         }
     }
 
-    pub fn get(&self, key: &ResourceKey, ns: Option<&str>, name: &str) -> Option<Value> {
+    pub(crate) fn get(&self, key: &ResourceKey, ns: Option<&str>, name: &str) -> Option<Value> {
         self.api.get(key, ns, name).ok()
     }
 
-    pub fn create(
+    pub(crate) fn create(
         &self,
         who: &str,
         key: &ResourceKey,
@@ -229,7 +231,7 @@ impl ControllerApi {
         )
     }
 
-    pub fn update_status(
+    pub(crate) fn update_status(
         &self,
         who: &str,
         key: &ResourceKey,
@@ -246,7 +248,7 @@ impl ControllerApi {
         )
     }
 
-    pub fn merge_patch(
+    pub(crate) fn merge_patch(
         &self,
         who: &str,
         key: &ResourceKey,
@@ -257,7 +259,7 @@ impl ControllerApi {
         self.merge_patch_to(Subresource::Main, who, key, ns, name, patch)
     }
 
-    pub fn merge_patch_status(
+    pub(crate) fn merge_patch_status(
         &self,
         who: &str,
         key: &ResourceKey,
@@ -293,7 +295,7 @@ impl ControllerApi {
         log_failure(who, operation, key, result)
     }
 
-    pub fn delete(
+    pub(crate) fn delete(
         &self,
         who: &str,
         key: &ResourceKey,
@@ -357,7 +359,7 @@ pub(crate) struct NodeInfo {
 }
 
 impl ControlPlane {
-    pub fn new(
+    pub(crate) fn new(
         api: ApiServer,
         clock: SimClock,
         timings: ClusterTimings,
@@ -381,7 +383,7 @@ impl ControlPlane {
         }
     }
 
-    pub fn now(&self) -> jiff::Timestamp {
+    pub(crate) fn now(&self) -> jiff::Timestamp {
         self.clock.now()
     }
 
@@ -417,7 +419,7 @@ impl ControlPlane {
     /// One pass of every controller and kubelet. `api_reachable` is false while the API
     /// server's host is down: then the control plane is down with it (its controllers
     /// cannot reach the store) and kubelets keep their pods running unreported.
-    pub fn pass(
+    pub(crate) fn pass(
         &mut self,
         net: &mut Network,
         nodes: &[NodeInfo],

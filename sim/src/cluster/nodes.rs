@@ -11,9 +11,11 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::obj::{at, condition_status, is_terminating, name, namespace, str_at, upsert_condition};
 use super::{ControlPlane, NodeInfo, Snapshot, format_time, key_nodes, key_pods};
 use crate::network::Network;
+use crate::object::{
+    at, condition_status, is_terminating, name, namespace, str_at, upsert_condition,
+};
 
 const COMPONENT: &str = "node-controller";
 const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
@@ -26,7 +28,7 @@ pub(crate) struct NodeLifecycle {
 }
 
 impl NodeLifecycle {
-    pub fn kubelet_connected(node: &NodeInfo, net: &Network, api_host: &str) -> bool {
+    pub(crate) fn kubelet_connected(node: &NodeInfo, net: &Network, api_host: &str) -> bool {
         !node.crashed && net.connected(&node.host, api_host)
     }
 }

@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use rand::Rng;
 use serde_json::{Value, json};
 
-use super::obj::{
+use super::{ControlPlane, Snapshot, format_time, key_pods};
+use crate::object::{
     at, condition_status, expression_matches, is_terminating, labels, map_selector_matches, name,
     namespace, str_at, string_map, uid, upsert_condition,
 };
-use super::{ControlPlane, Snapshot, format_time, key_pods};
 
 const COMPONENT: &str = "default-scheduler";
 

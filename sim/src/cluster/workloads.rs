@@ -16,11 +16,11 @@ use std::collections::BTreeMap;
 use rand::Rng;
 use serde_json::{Value, json};
 
-use super::obj::{
+use super::{ControlPlane, Snapshot, key_deployments, key_pods, key_pvcs, key_statefulsets};
+use crate::object::{
     at, controller_ref, controller_uid, i64_at, is_terminating, label_selector_matches, labels,
     name, namespace, ordinal_of, pod_is_ready, stable_hash, str_at, uid,
 };
-use super::{ControlPlane, Snapshot, key_deployments, key_pods, key_pvcs, key_statefulsets};
 
 const STS_COMPONENT: &str = "statefulset-controller";
 const DEPLOY_COMPONENT: &str = "deployment-controller";
@@ -281,7 +281,7 @@ fn create_stateful_pod(
             continue;
         }
         let mut pvc_labels = labels(claim);
-        pvc_labels.extend(super::obj::string_map(at(
+        pvc_labels.extend(crate::object::string_map(at(
             set,
             &["spec", "selector", "matchLabels"],
         )));
@@ -563,7 +563,7 @@ fn reconcile_deployment(cp: &mut ControlPlane, snap: &Snapshot, deployment: &Val
             "Deployment does not have minimum availability.",
         )
     };
-    super::obj::upsert_condition(
+    crate::object::upsert_condition(
         &mut conditions,
         "Available",
         status_word,

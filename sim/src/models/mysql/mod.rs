@@ -10,6 +10,7 @@
 
 pub mod client;
 mod observer;
+mod process;
 pub mod protocol;
 mod replication;
 mod server;
@@ -277,7 +278,7 @@ impl PodProgram for MysqlProgram {
                 .get(&config.data_volume)
                 .cloned()
                 .unwrap_or_default();
-            server::run(config, accounts, ctx, data_dir(&volume), observer).await
+            process::run(config, accounts, ctx, data_dir(&volume), observer).await
         })
     }
 }

@@ -1,6 +1,7 @@
-//! The modelled mysqld: durable state on the data volume, per-run state in memory, the
-//! client connection handler and the commit path (read-only checks, commit latency,
-//! semisync waits). Replication threads live in `replication.rs`.
+//! The modelled mysqld's state and the commit path: durable state on the data volume,
+//! per-run state in memory, and what a statement does to them (read-only checks, commit
+//! latency, semisync waits). The process and its client connections live in
+//! `process.rs`; replication threads in `replication.rs`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,16 +13,12 @@ use bloodraven::transport::mysql::{
     GtidWait, IoThreadState, MysqlStatus, ReadOnlyMode, ReplicaStatus, ReplicationError,
     ReplicationSource, SemisyncSourceStatus, error_codes,
 };
-use tokio::io::BufReader;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
-use super::protocol::{
-    CloneSnapshot, Request, Response, SourceEvent, Transaction, read_line, write_line,
-};
+use super::protocol::{CloneSnapshot, Transaction};
 use super::{Account, MysqlConfig, replication};
-use crate::pod::{PodContext, ProgramResult, SharedDialer};
-use bloodraven::adapters::mysql::sql::COUNTER_DATABASE;
+use crate::pod::SharedDialer;
 
 /// What survives a crash: the data directory (InnoDB data, binlog, `auto.cnf`, the
 /// replication metadata tables). Created empty; initialised at first boot.
@@ -31,7 +28,7 @@ pub struct DataDir {
 }
 
 impl DataDir {
-    fn lock(&self) -> MutexGuard<'_, Option<Durable>> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Option<Durable>> {
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -82,7 +79,7 @@ pub(super) struct Durable {
 }
 
 impl Durable {
-    pub fn binlog_end_seq(&self) -> u64 {
+    pub(super) fn binlog_end_seq(&self) -> u64 {
         self.binlog_first_seq + self.binlog.len() as u64
     }
 
@@ -163,31 +160,31 @@ pub(super) struct Server {
 
 pub(super) type ServerError = (u16, String);
 
-fn err(code: u16, message: impl Into<String>) -> ServerError {
+pub(super) fn err(code: u16, message: impl Into<String>) -> ServerError {
     (code, message.into())
 }
 
 impl Server {
-    pub fn state(&self) -> MutexGuard<'_, Runtime> {
+    pub(super) fn state(&self) -> MutexGuard<'_, Runtime> {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs `f` on the durable state. Lock order: `state` before `disk`, never the reverse.
-    pub fn with_disk<T>(&self, f: impl FnOnce(&mut Durable) -> T) -> Option<T> {
+    pub(super) fn with_disk<T>(&self, f: impl FnOnce(&mut Durable) -> T) -> Option<T> {
         self.disk.lock().as_mut().map(f)
     }
 
-    pub fn server_uuid(&self) -> String {
+    pub(super) fn server_uuid(&self) -> String {
         self.disk.server_uuid().unwrap_or_default()
     }
 
-    pub fn now_us(&self) -> i64 {
+    pub(super) fn now_us(&self) -> i64 {
         self.clock.now().as_microsecond()
     }
 
-    pub fn spawn<F>(self: &Arc<Self>, future: F) -> AbortHandle
+    pub(super) fn spawn<F>(self: &Arc<Self>, future: F) -> AbortHandle
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
@@ -197,7 +194,7 @@ impl Server {
     }
 
     /// The image's accounts first, then those created by statements (which replicate).
-    fn authenticate(&self, user: &str, password: &str) -> Result<Account, ServerError> {
+    pub(super) fn authenticate(&self, user: &str, password: &str) -> Result<Account, ServerError> {
         let created = self
             .with_disk(|disk| disk.accounts.get(user).cloned())
             .flatten();
@@ -222,7 +219,7 @@ impl Server {
     /// Commits a transaction originating here: read-only checks (unless `forced`), the
     /// commit latency (a KILL or crash inside it loses the transaction), then the durable
     /// append, then the semisync wait. Returns the new value of `key`.
-    async fn commit_local(
+    pub(super) async fn commit_local(
         self: &Arc<Self>,
         account: &Account,
         key: &str,
@@ -302,7 +299,7 @@ impl Server {
 
     /// A semisync replica acknowledged `uuid:gno`; an ack of the newest binlog transaction
     /// means the replica caught up, and semisync switches back on.
-    pub fn record_ack(&self, uuid: &str, gno: u64) {
+    pub(super) fn record_ack(&self, uuid: &str, gno: u64) {
         self.acks.send_modify(|acked| acked.insert(uuid, gno));
         let caught_up = self
             .with_disk(|disk| {
@@ -318,7 +315,7 @@ impl Server {
 
     /// Applies a replicated transaction (SQL thread). Already-executed GTIDs are skipped,
     /// as MySQL's auto-skip does. Replication threads are not subject to read-only.
-    pub fn apply_replicated(&self, transaction: &Transaction) {
+    pub(super) fn apply_replicated(&self, transaction: &Transaction) {
         let applied = self
             .with_disk(|disk| {
                 if disk
@@ -337,7 +334,7 @@ impl Server {
         }
     }
 
-    fn observe(&self) -> MysqlStatus {
+    pub(super) fn observe(&self) -> MysqlStatus {
         let state = self.state();
         let now = self.now_us();
         let (uuid, executed, purged, source) = self
@@ -392,7 +389,7 @@ impl Server {
         }
     }
 
-    fn set_read_only(&self, mode: ReadOnlyMode) {
+    pub(super) fn set_read_only(&self, mode: ReadOnlyMode) {
         let mut state = self.state();
         (state.read_only, state.super_read_only) = match mode {
             ReadOnlyMode::Writable => (false, false),
@@ -401,7 +398,10 @@ impl Server {
         };
     }
 
-    fn change_source(self: &Arc<Self>, source: ReplicationSource) -> Result<(), ServerError> {
+    pub(super) fn change_source(
+        self: &Arc<Self>,
+        source: ReplicationSource,
+    ) -> Result<(), ServerError> {
         let mut state = self.state();
         if state.replica.io.is_some() {
             return Err(err(
@@ -424,7 +424,7 @@ impl Server {
 
     /// `CHANGE REPLICATION SOURCE TO SOURCE_DELAY = n`: needs a configured channel and a
     /// stopped SQL thread (MySQL refuses with ER_REPLICA_CHANNEL_SQL_THREAD_MUST_STOP).
-    fn set_source_delay(&self, seconds: u32) -> Result<(), ServerError> {
+    pub(super) fn set_source_delay(&self, seconds: u32) -> Result<(), ServerError> {
         let state = self.state();
         if state.replica.sql.is_some() {
             return Err(err(
@@ -452,7 +452,7 @@ impl Server {
         }
     }
 
-    fn reset_replica_all(&self) -> Result<(), ServerError> {
+    pub(super) fn reset_replica_all(&self) -> Result<(), ServerError> {
         let mut state = self.state();
         if state.replica.io.is_some() || state.replica.sql.is_some() {
             return Err(err(
@@ -465,7 +465,7 @@ impl Server {
         Ok(())
     }
 
-    pub fn start_replica(self: &Arc<Self>) -> Result<(), ServerError> {
+    pub(super) fn start_replica(self: &Arc<Self>) -> Result<(), ServerError> {
         let configured = self
             .with_disk(|disk| disk.source.is_some())
             .unwrap_or(false);
@@ -494,7 +494,7 @@ impl Server {
         Ok(())
     }
 
-    fn stop_replica(&self) {
+    pub(super) fn stop_replica(&self) {
         let mut state = self.state();
         if let Some(io) = state.replica.io.take() {
             io.abort();
@@ -505,7 +505,7 @@ impl Server {
         state.replica.io_state = IoThreadState::Stopped;
     }
 
-    fn kill_clients(&self, except: u64) -> u64 {
+    pub(super) fn kill_clients(&self, except: u64) -> u64 {
         let mut state = self.state();
         let victims: Vec<u64> = state
             .connections
@@ -521,7 +521,7 @@ impl Server {
         victims.len() as u64
     }
 
-    async fn wait_for_gtids(&self, set: &GtidSet, timeout: Duration) -> GtidWait {
+    pub(super) async fn wait_for_gtids(&self, set: &GtidSet, timeout: Duration) -> GtidWait {
         let mut commits = self.commits.subscribe();
         let reached = tokio::time::timeout(timeout, async {
             loop {
@@ -542,7 +542,7 @@ impl Server {
         }
     }
 
-    fn clone_snapshot(&self) -> Option<CloneSnapshot> {
+    pub(super) fn clone_snapshot(&self) -> Option<CloneSnapshot> {
         self.with_disk(|disk| CloneSnapshot {
             data: disk.data.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             gtid_executed: disk.gtid_executed.clone(),
@@ -554,7 +554,7 @@ impl Server {
     /// Replaces the data directory's contents with a donor snapshot. The server UUID
     /// (`auto.cnf`) is not cloned; the binlog is not cloned, so everything cloned is
     /// purged from this server's point of view.
-    fn install_snapshot(&self, snapshot: CloneSnapshot) {
+    pub(super) fn install_snapshot(&self, snapshot: CloneSnapshot) {
         self.with_disk(|disk| {
             disk.data = snapshot.data.into_iter().collect();
             disk.gtid_executed = snapshot.gtid_executed.clone();
@@ -574,7 +574,7 @@ impl Server {
     /// binlogged transaction per statement in MySQL; the model commits the end state as
     /// one transaction (what a replica ends up with is the same). Refused under
     /// `super_read_only`, allowed to a SUPER user under `read_only`, as MySQL does.
-    fn ensure_account(&self, account: Account) -> Result<(), ServerError> {
+    pub(super) fn ensure_account(&self, account: Account) -> Result<(), ServerError> {
         {
             let state = self.state();
             if state.super_read_only {
@@ -606,7 +606,7 @@ impl Server {
         Ok(())
     }
 
-    fn purge_binary_logs(&self) {
+    pub(super) fn purge_binary_logs(&self) {
         self.with_disk(|disk| {
             disk.gtid_purged = disk.gtid_executed.clone();
             disk.binlog_first_seq = disk.binlog_end_seq();
@@ -624,7 +624,7 @@ fn read_only_error(option: &str) -> ServerError {
     )
 }
 
-fn denied(privilege: &str) -> ServerError {
+pub(super) fn denied(privilege: &str) -> ServerError {
     err(
         error_codes::SPECIFIC_ACCESS_DENIED,
         format!(
@@ -635,7 +635,7 @@ fn denied(privilege: &str) -> ServerError {
 
 /// A server UUID derived from the pod, the host and the simulated time of first boot:
 /// deterministic for a seed, different for a re-provisioned volume.
-fn generate_server_uuid(pod: &str, host: &str) -> String {
+pub(super) fn generate_server_uuid(pod: &str, host: &str) -> String {
     let elapsed = turmoil::sim_elapsed().unwrap_or_default().as_nanos();
     let mut hash: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
     for byte in pod
@@ -657,329 +657,4 @@ fn generate_server_uuid(pod: &str, host: &str) -> String {
         &hex[16..20],
         &hex[20..32]
     )
-}
-
-/// Runs mysqld until the program is dropped (crash, pod deletion); restarts in place after
-/// a CLONE, as mysqld does under a supervisor.
-pub(super) async fn run(
-    config: MysqlConfig,
-    accounts: Vec<Account>,
-    ctx: PodContext,
-    disk: Arc<DataDir>,
-    observer: Option<super::MysqlObserver>,
-) -> ProgramResult {
-    {
-        let mut durable = disk.lock();
-        if durable.is_none() {
-            *durable = Some(Durable {
-                server_uuid: generate_server_uuid(&ctx.pod, &ctx.host),
-                data: BTreeMap::new(),
-                binlog: VecDeque::new(),
-                binlog_first_seq: 0,
-                gtid_executed: GtidSet::default(),
-                gtid_purged: GtidSet::default(),
-                source: None,
-                accounts: BTreeMap::new(),
-            });
-        }
-    }
-    loop {
-        ctx.ready.set(false);
-        tokio::time::sleep(config.startup_time).await;
-        let server = Arc::new(Server {
-            config: config.clone(),
-            accounts: accounts.clone(),
-            host: ctx.host.clone(),
-            clock: ctx.clock.clone(),
-            dialer: ctx.dialer.clone(),
-            disk: disk.clone(),
-            state: Mutex::new(Runtime {
-                // Every mysqld boots fenced (DESIGN.md, Safety): super_read_only=ON in my.cnf,
-                // unless the command line overrides it.
-                read_only: config.boot_read_only,
-                super_read_only: config.boot_super_read_only,
-                next_connection_id: 1,
-                connections: BTreeMap::new(),
-                dumps: BTreeMap::new(),
-                replica: ReplicaRuntime::default(),
-                semisync_active: config.semisync_source_enabled,
-                semisync_no_tx: 0,
-                tasks: Vec::new(),
-                restart_requested: false,
-            }),
-            commits: watch::channel(0).0,
-            acks: watch::channel(GtidSet::default()).0,
-            relay_grew: tokio::sync::Notify::new(),
-            restart: tokio::sync::Notify::new(),
-        });
-        let _shutdown = ShutdownGuard(server.clone());
-        let listener = turmoil::net::TcpListener::bind(("0.0.0.0", config.port)).await?;
-        if !config.skip_replica_start && server.with_disk(|d| d.source.is_some()).unwrap_or(false) {
-            // Errors here are impossible (the source is configured); ignore like mysqld would log.
-            let _ = server.start_replica();
-        }
-        let _registration = observer
-            .as_ref()
-            .map(|o| o.register(&ctx.host, &ctx.namespace, &ctx.pod, &ctx.node, &server));
-        ctx.ready.set(true);
-        tracing::info!(host = %ctx.host, uuid = %server.server_uuid(), "mysqld ready for connections");
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let Ok((stream, _peer)) = accepted else { continue };
-                    let id = {
-                        let mut state = server.state();
-                        let id = state.next_connection_id;
-                        state.next_connection_id += 1;
-                        id
-                    };
-                    let handle = server.spawn(handle_connection(server.clone(), id, stream));
-                    server.state().connections.insert(id, handle);
-                }
-                () = server.restart.notified() => break,
-            }
-        }
-        tracing::info!(host = %ctx.host, "mysqld restarting after CLONE");
-    }
-}
-
-/// Aborts every task of a server run when the run ends (restart, crash, pod deletion).
-struct ShutdownGuard(Arc<Server>);
-
-impl Drop for ShutdownGuard {
-    fn drop(&mut self) {
-        let tasks = std::mem::take(&mut self.0.state().tasks);
-        for task in tasks {
-            task.abort();
-        }
-    }
-}
-
-async fn handle_connection(server: Arc<Server>, id: u64, stream: turmoil::net::TcpStream) {
-    let (read, mut write) = stream.into_split();
-    let mut read = BufReader::new(read);
-    let _deregister = Deregister(server.clone(), id);
-    // Handshake.
-    let account = match read_line::<_, Request>(&mut read).await {
-        Ok(Some(Request::Hello { user, password })) => {
-            match server.authenticate(&user, &password) {
-                Ok(account) => account,
-                Err((code, message)) => {
-                    let _ = write_line(&mut write, &Response::Error { code, message }).await;
-                    return;
-                }
-            }
-        }
-        _ => return,
-    };
-    let hello = Response::Hello {
-        connection_id: id,
-        server_uuid: server.server_uuid(),
-    };
-    if write_line(&mut write, &hello).await.is_err() {
-        return;
-    }
-    loop {
-        let request = match read_line::<_, Request>(&mut read).await {
-            Ok(Some(request)) => request,
-            _ => return,
-        };
-        match request {
-            Request::BinlogDump {
-                replica_uuid,
-                gtid_set,
-                semisync,
-            } => {
-                // A binlog dump needs REPLICATION SLAVE. MySQL refuses it with error
-                // 1227 at COM_REGISTER_REPLICA/COM_BINLOG_DUMP_GTID and the IO thread
-                // stops; the model reports it through the dump's error event, so the
-                // replica shows it as a fatal IO error naming 1227.
-                if !account.has("REPLICATION SLAVE") {
-                    let (code, message) = denied("REPLICATION SLAVE");
-                    let _ = write_line(&mut write, &SourceEvent::Error { code, message }).await;
-                    return;
-                }
-                // The connection becomes a dump thread, not a client: KILL of client
-                // connections leaves it alone.
-                {
-                    let mut state = server.state();
-                    if let Some(own) = state.connections.remove(&id)
-                        && let Some(previous) = state.dumps.insert(replica_uuid.clone(), own)
-                    {
-                        previous.abort();
-                    }
-                }
-                replication::binlog_dump(
-                    server.clone(),
-                    read,
-                    write,
-                    replica_uuid,
-                    gtid_set,
-                    semisync,
-                )
-                .await;
-                return;
-            }
-            Request::Clone { donor, timeout_ms } => {
-                if !account.super_user {
-                    let (code, message) = denied("CLONE_ADMIN");
-                    let _ = write_line(&mut write, &Response::Error { code, message }).await;
-                    continue;
-                }
-                match replication::fetch_clone(&server, &donor, Duration::from_millis(timeout_ms))
-                    .await
-                {
-                    Ok(snapshot) => {
-                        // The recipient restarts after installing the clone; the client's
-                        // connection ends with it, without a reply.
-                        server.install_snapshot(snapshot);
-                        server.state().restart_requested = true;
-                        server.restart.notify_one();
-                        return;
-                    }
-                    Err((code, message)) => {
-                        let _ = write_line(&mut write, &Response::Error { code, message }).await;
-                        continue;
-                    }
-                }
-            }
-            other => {
-                let response = match execute(&server, &account, id, other).await {
-                    Ok(response) => response,
-                    Err((code, message)) => Response::Error { code, message },
-                };
-                if write_line(&mut write, &response).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// Removes a connection from the registry when its task ends.
-struct Deregister(Arc<Server>, u64);
-
-impl Drop for Deregister {
-    fn drop(&mut self) {
-        self.0.state().connections.remove(&self.1);
-    }
-}
-
-async fn execute(
-    server: &Arc<Server>,
-    account: &Account,
-    connection_id: u64,
-    request: Request,
-) -> Result<Response, ServerError> {
-    let need_super = |what: &str| {
-        if account.super_user {
-            Ok(())
-        } else {
-            Err(denied(what))
-        }
-    };
-    Ok(match request {
-        Request::Observe => Response::Status {
-            status: Box::new(server.observe()),
-        },
-        Request::SetReadOnly { mode } => {
-            need_super("SUPER or SYSTEM_VARIABLES_ADMIN")?;
-            server.set_read_only(mode);
-            Response::Ok
-        }
-        Request::StopReplica => {
-            need_super("SUPER or REPLICATION_SLAVE_ADMIN")?;
-            server.stop_replica();
-            Response::Ok
-        }
-        Request::StartReplica => {
-            need_super("SUPER or REPLICATION_SLAVE_ADMIN")?;
-            server.start_replica()?;
-            Response::Ok
-        }
-        Request::ResetReplicaAll => {
-            need_super("RELOAD")?;
-            server.reset_replica_all()?;
-            Response::Ok
-        }
-        Request::ChangeSource { source } => {
-            need_super("SUPER or REPLICATION_SLAVE_ADMIN")?;
-            server.change_source(source)?;
-            Response::Ok
-        }
-        Request::SetSourceDelay { seconds } => {
-            need_super("SUPER or REPLICATION_SLAVE_ADMIN")?;
-            server.set_source_delay(seconds)?;
-            Response::Ok
-        }
-        Request::WaitForExecutedGtidSet { set, timeout_ms } => Response::Wait {
-            result: server
-                .wait_for_gtids(&set, Duration::from_millis(timeout_ms))
-                .await,
-        },
-        Request::KillClientConnections => {
-            need_super("CONNECTION_ADMIN")?;
-            Response::Count {
-                count: server.kill_clients(connection_id),
-            }
-        }
-        Request::CounterIncrement { .. } | Request::CounterRead { .. }
-            if !account.may_use(COUNTER_DATABASE) =>
-        {
-            return Err(err(
-                error_codes::DATABASE_ACCESS_DENIED,
-                format!(
-                    "Access denied for user '{}'@'%' to database '{COUNTER_DATABASE}'",
-                    account.user
-                ),
-            ));
-        }
-        Request::CounterIncrement { key } => Response::Value {
-            value: Some(server.commit_local(account, &key, None, false).await?),
-        },
-        Request::CounterRead { key } => Response::Value {
-            value: server.disk.row(&key),
-        },
-        Request::ForcedWrite { key, value } => {
-            need_super("SUPER")?;
-            server
-                .commit_local(account, &key, Some(value), true)
-                .await?;
-            Response::Ok
-        }
-        Request::EnsureAccount { account } => {
-            need_super("CREATE USER")?;
-            server.ensure_account(account)?;
-            Response::Ok
-        }
-        Request::PurgeBinaryLogs => {
-            need_super("BINLOG_ADMIN")?;
-            server.purge_binary_logs();
-            Response::Ok
-        }
-        Request::CloneSnapshot => {
-            // The donor-side clone user needs BACKUP_ADMIN (MySQL manual, "Cloning
-            // Remote Data").
-            if !account.has("BACKUP_ADMIN") {
-                return Err(denied("BACKUP_ADMIN"));
-            }
-            match server.clone_snapshot() {
-                Some(snapshot) => Response::Snapshot {
-                    snapshot: Box::new(snapshot),
-                },
-                None => {
-                    return Err(err(
-                        error_codes::CLONE_DONOR,
-                        "Clone Donor Error: not initialised",
-                    ));
-                }
-            }
-        }
-        Request::Hello { .. } | Request::BinlogDump { .. } | Request::Clone { .. } => {
-            return Err(err(
-                error_codes::WRONG_ARGUMENTS,
-                "unexpected request on an established connection",
-            ));
-        }
-    })
 }

@@ -8,7 +8,8 @@
 //! The Docker and Kubernetes calls sit behind two small traits (`DockerApi`, `NodeApi`)
 //! so that tests can record exactly which calls each fault makes and how it is undone.
 //! The data plane (counter, writability, the SQL faults) is `k3d_live`, over
-//! port-forward tunnels (`tunnel`).
+//! port-forward tunnels (`tunnel`). The production implementations of the two traits
+//! are in [`clients`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -16,11 +17,14 @@ use std::sync::Arc;
 use bloodraven::transport::{SharedClock, SystemClock};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+
+mod clients;
+
+pub use clients::{BollardDocker, KubeNodes};
 
 use super::k3d_live::{K3dCounter, KubeGroups, Live, LiveConfig, LiveParts};
 use super::tunnel::KubeForwarder;
-use super::{Backend, BackendError, FaultPlan};
+use super::{Backend, BackendError, FaultOps, TypedPlan};
 use crate::cluster::{KubeCluster, SharedCluster};
 use crate::scenario::{BackendKind, Component, Fault};
 use crate::workload::CounterTarget;
@@ -315,11 +319,7 @@ impl K3dBackend {
     }
 
     /// Decides the operations for `fault` and their undo.
-    pub async fn plan_ops(
-        &self,
-        fault: &Fault,
-        namespace: &str,
-    ) -> Result<(Vec<K3dOp>, Vec<K3dOp>), BackendError> {
+    async fn plan(&self, fault: &Fault, namespace: &str) -> Result<TypedPlan<K3dOp>, BackendError> {
         let unsupported = |reason: &str| BackendError::UnsupportedFault {
             backend: BackendKind::K3d,
             fault: fault.to_string(),
@@ -512,7 +512,7 @@ impl K3dBackend {
             })
     }
 
-    async fn run_op(&self, op: &K3dOp) -> Result<(), BackendError> {
+    async fn run(&self, op: &K3dOp) -> Result<(), BackendError> {
         let label = format!("{op:?}");
         let fail = |m: String| Self::call_error(label.clone(), m);
         let live = || {
@@ -606,8 +606,21 @@ pub fn sidecar_signal_command(site: &str, signal: &str, must_find: bool) -> Vec<
     vec!["sh".to_owned(), "-c".to_owned(), script]
 }
 
-fn to_values(ops: Vec<K3dOp>) -> Result<Vec<Value>, BackendError> {
-    super::encode_ops(BackendKind::K3d, ops)
+impl FaultOps for K3dBackend {
+    type Op = K3dOp;
+    const KIND: BackendKind = BackendKind::K3d;
+
+    fn plan_ops<'a>(
+        &'a self,
+        fault: &'a Fault,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<TypedPlan<K3dOp>, BackendError>> {
+        Box::pin(self.plan(fault, namespace))
+    }
+
+    fn run_op<'a>(&'a self, op: &'a K3dOp) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(self.run(op))
+    }
 }
 
 impl Backend for K3dBackend {
@@ -628,30 +641,6 @@ impl Backend for K3dBackend {
 
     fn clock(&self) -> SharedClock {
         self.clock.clone()
-    }
-
-    fn plan_fault<'a>(
-        &'a self,
-        fault: &'a Fault,
-        namespace: &'a str,
-    ) -> BoxFuture<'a, Result<FaultPlan, BackendError>> {
-        Box::pin(async move {
-            let (apply, undo) = self.plan_ops(fault, namespace).await?;
-            Ok(FaultPlan {
-                apply: to_values(apply)?,
-                undo: to_values(undo)?,
-            })
-        })
-    }
-
-    fn execute<'a>(&'a self, ops: &'a [Value]) -> BoxFuture<'a, Result<(), BackendError>> {
-        Box::pin(async move {
-            for value in ops {
-                let op: K3dOp = super::decode_op(BackendKind::K3d, value)?;
-                self.run_op(&op).await?;
-            }
-            Ok(())
-        })
     }
 
     fn scrape_metrics(&self) -> BoxFuture<'_, Result<String, BackendError>> {
@@ -681,216 +670,6 @@ impl Backend for K3dBackend {
                 .await
                 .map(Some)
                 .map_err(|m| Self::call_error("poll read_only".into(), m))
-        })
-    }
-}
-
-// ---------------------------------------------------------------------------------
-// Production implementations of the two request boundaries.
-
-/// `DockerApi` over bollard.
-pub struct BollardDocker(pub bollard::Docker);
-
-impl DockerApi for BollardDocker {
-    fn stop_container<'a>(&'a self, container: &'a str) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            self.0
-                .stop_container(container, None)
-                .await
-                .map_err(|e| e.to_string())
-        })
-    }
-
-    fn start_container<'a>(&'a self, container: &'a str) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            self.0
-                .start_container(container, None)
-                .await
-                .map_err(|e| e.to_string())
-        })
-    }
-
-    fn disconnect_network<'a>(
-        &'a self,
-        network: &'a str,
-        container: &'a str,
-    ) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            let request = bollard::models::NetworkDisconnectRequest {
-                container: container.to_owned(),
-                force: Some(true),
-            };
-            self.0
-                .disconnect_network(network, request)
-                .await
-                .map_err(|e| e.to_string())
-        })
-    }
-
-    fn connect_network<'a>(
-        &'a self,
-        network: &'a str,
-        container: &'a str,
-    ) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            let request = bollard::models::NetworkConnectRequest {
-                container: container.to_owned(),
-                endpoint_config: None,
-            };
-            self.0
-                .connect_network(network, request)
-                .await
-                .map_err(|e| e.to_string())
-        })
-    }
-
-    fn exec<'a>(
-        &'a self,
-        container: &'a str,
-        cmd: &'a [String],
-    ) -> BoxFuture<'a, Result<i64, String>> {
-        use futures::StreamExt;
-        Box::pin(async move {
-            let options = bollard::exec::CreateExecOptions {
-                cmd: Some(cmd.to_vec()),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                ..Default::default()
-            };
-            let created = self
-                .0
-                .create_exec(container, options)
-                .await
-                .map_err(|e| e.to_string())?;
-            match self
-                .0
-                .start_exec(&created.id, None)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                bollard::exec::StartExecResults::Attached { mut output, .. } => {
-                    // Drain the output so the command runs to completion.
-                    while let Some(chunk) = output.next().await {
-                        chunk.map_err(|e| e.to_string())?;
-                    }
-                }
-                bollard::exec::StartExecResults::Detached => {}
-            }
-            let inspected = self
-                .0
-                .inspect_exec(&created.id)
-                .await
-                .map_err(|e| e.to_string())?;
-            inspected
-                .exit_code
-                .ok_or_else(|| "exec finished without an exit code".to_owned())
-        })
-    }
-}
-
-/// `NodeApi` over kube.
-pub struct KubeNodes(pub kube::Client);
-
-impl NodeApi for KubeNodes {
-    fn nodes_with_label<'a>(
-        &'a self,
-        selector: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<NodeInfo>, String>> {
-        Box::pin(async move {
-            let api: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(self.0.clone());
-            let list = api
-                .list(&kube::api::ListParams::default().labels(selector))
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(list
-                .items
-                .into_iter()
-                .map(|node| {
-                    let internal_ip = node
-                        .status
-                        .and_then(|s| s.addresses)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .find(|a| a.type_ == "InternalIP")
-                        .map(|a| a.address);
-                    NodeInfo {
-                        name: node.metadata.name.unwrap_or_default(),
-                        internal_ip,
-                    }
-                })
-                .collect())
-        })
-    }
-
-    fn delete_pods<'a>(
-        &'a self,
-        namespace: &'a str,
-        selector: &'a str,
-        node: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<Vec<String>, String>> {
-        Box::pin(async move {
-            let api: kube::Api<k8s_openapi::api::core::v1::Pod> =
-                kube::Api::namespaced(self.0.clone(), namespace);
-            let mut params = kube::api::ListParams::default().labels(selector);
-            let field;
-            if let Some(node) = node {
-                field = format!("spec.nodeName={node}");
-                params = params.fields(&field);
-            }
-            let pods = api.list(&params).await.map_err(|e| e.to_string())?;
-            let mut deleted = Vec::new();
-            for pod in pods.items {
-                let Some(name) = pod.metadata.name else {
-                    continue;
-                };
-                // Grace period 0: a killed site dies now, as in a crash.
-                let dp = kube::api::DeleteParams {
-                    grace_period_seconds: Some(0),
-                    ..Default::default()
-                };
-                match api.delete(&name, &dp).await {
-                    Ok(_) => deleted.push(name),
-                    Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(e) => return Err(format!("delete pod {namespace}/{name}: {e}")),
-                }
-            }
-            Ok(deleted)
-        })
-    }
-
-    fn set_unschedulable<'a>(
-        &'a self,
-        node: &'a str,
-        unschedulable: bool,
-    ) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            let api: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(self.0.clone());
-            let patch = serde_json::json!({"spec": {"unschedulable": unschedulable}});
-            api.patch(
-                node,
-                &kube::api::PatchParams::default(),
-                &kube::api::Patch::Merge(&patch),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-        })
-    }
-
-    fn service_metrics<'a>(
-        &'a self,
-        namespace: &'a str,
-        service: &'a str,
-    ) -> BoxFuture<'a, Result<String, String>> {
-        Box::pin(async move {
-            let uri = format!("/api/v1/namespaces/{namespace}/services/{service}/proxy/metrics");
-            let request = http::Request::get(uri)
-                .body(Vec::new())
-                .map_err(|e| e.to_string())?;
-            self.0
-                .request_text(request)
-                .await
-                .map_err(|e| e.to_string())
         })
     }
 }

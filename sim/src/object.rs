@@ -1,8 +1,10 @@
 //! Small accessors over Kubernetes objects held as `serde_json::Value`, shared by the
-//! simulated controllers (the API server's in-process interface speaks `Value`).
+//! simulated controllers and the cluster DNS (the API server's in-process interface
+//! speaks `Value`). A leaf: it imports nothing from the rest of the crate.
 
 use std::collections::BTreeMap;
 
+use bloodraven::hash::fnv1a64;
 use serde_json::{Value, json};
 
 pub(crate) fn str_at<'a>(obj: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -133,12 +135,7 @@ pub(crate) fn expression_matches<'a>(
 /// Stable short hash of a JSON value (FNV-1a over its canonical text; serde_json
 /// objects are ordered maps here, so equal values give equal text).
 pub(crate) fn stable_hash(value: &Value) -> String {
-    let text = value.to_string();
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
+    let hash = fnv1a64(value.to_string().as_bytes());
     // Kubernetes' revision hashes use a safe alphabet; 10 hex digits is enough here.
     format!("{:010x}", hash & 0xff_ffff_ffff)
 }
