@@ -52,6 +52,86 @@ pub const OWNED_FLAGS: &[&str] = &[
     "proactor_threads",
 ];
 
+/// Flags the guide discourages in `spec.dragonfly.args`, by name prefix, with the
+/// trade-off a user accepts by setting them. Allowed (an escape hatch), but reported as
+/// a Warning Event and the `DragonflyConfigWarning` condition.
+pub const DISCOURAGED_FLAGS: &[(&str, &str)] = &[
+    (
+        "tiered_",
+        "tiered storage: values on local disk are lost with the pod's ephemeral storage and slow full syncs and takeovers",
+    ),
+    (
+        "aclfile",
+        "ACL file: users from a file in the pod are not replicated and not managed by the operator; a takeover leaves the new master with a different file",
+    ),
+    (
+        "default_lua_flags",
+        "Lua relaxations: scripts touching undeclared keys lose atomicity and can diverge between master and replica",
+    ),
+    (
+        "lua_undeclared_keys_shas",
+        "Lua relaxations: scripts touching undeclared keys lose atomicity and can diverge between master and replica",
+    ),
+    (
+        "tls_replication",
+        "TLS replication: the certificates are not managed by the operator; an expired one stops replication and takeovers",
+    ),
+    (
+        "snapshot_cron",
+        "snapshot scheduling: snapshots add master latency and memory, and land on ephemeral storage",
+    ),
+    (
+        "save_schedule",
+        "snapshot scheduling: snapshots add master latency and memory, and land on ephemeral storage",
+    ),
+    (
+        "dbfilename",
+        "load/import: data loaded at start-up bypasses the replication journal, so the replica never receives it",
+    ),
+    (
+        "dir",
+        "load/import: data loaded at start-up bypasses the replication journal, so the replica never receives it",
+    ),
+];
+
+/// One discouraged argument and its trade-off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscouragedArg {
+    pub arg: String,
+    pub tradeoff: &'static str,
+}
+
+/// The flag name an argument sets (`--tiered_prefix=/x` -> `tiered_prefix`), with
+/// dashes as underscores and absl's `no` prefix of booleans kept (it still names the
+/// flag for matching prefixes that cannot start with `no`).
+fn flag_name(arg: &str) -> Option<String> {
+    let option = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-'))?;
+    let name = option.split(['=', ' ']).next().unwrap_or_default();
+    (!name.is_empty()).then(|| name.replace('-', "_"))
+}
+
+/// The arguments of `args` that the guide discourages, in order.
+pub fn discouraged_args(args: &[String]) -> Vec<DiscouragedArg> {
+    args.iter()
+        .filter_map(|arg| {
+            let name = flag_name(arg)?;
+            DISCOURAGED_FLAGS
+                .iter()
+                .find(|(prefix, _)| {
+                    if prefix.ends_with('_') {
+                        name.starts_with(prefix)
+                    } else {
+                        name == *prefix
+                    }
+                })
+                .map(|(_, tradeoff)| DiscouragedArg {
+                    arg: arg.clone(),
+                    tradeoff,
+                })
+        })
+        .collect()
+}
+
 const DATA_VOLUME: &str = "data";
 const DATA_DIR: &str = "/data";
 /// Share of the memory limit given to `--maxmemory`. The rest is headroom for what

@@ -280,3 +280,39 @@ fn quantities_parse_as_kubernetes_writes_them() {
     assert_eq!(cpu_threads("0"), None);
     assert_eq!(cpu_threads("many"), None);
 }
+
+#[test]
+fn discouraged_args_are_named_with_their_tradeoff_and_others_pass() {
+    let args: Vec<String> = [
+        "--cache_mode=true",
+        "--tiered_prefix=/data/tiered",
+        "--aclfile=/etc/acl",
+        "--default_lua_flags=allow-undeclared-keys",
+        "--tls-replication",
+        "--snapshot_cron=*/5 * * * *",
+        "--dbfilename=dump",
+        "--dir=/data",
+        "--directory_listing=1",
+        "-dbnum=2",
+        "not-a-flag",
+    ]
+    .map(String::from)
+    .to_vec();
+    let found = discouraged_args(&args);
+    let flagged: Vec<&str> = found.iter().map(|d| d.arg.as_str()).collect();
+    assert_eq!(
+        flagged,
+        [
+            "--tiered_prefix=/data/tiered",
+            "--aclfile=/etc/acl",
+            "--default_lua_flags=allow-undeclared-keys",
+            "--tls-replication",
+            "--snapshot_cron=*/5 * * * *",
+            "--dbfilename=dump",
+            "--dir=/data",
+        ]
+    );
+    assert!(found[0].tradeoff.starts_with("tiered storage"));
+    assert!(found[3].tradeoff.starts_with("TLS replication"));
+    assert!(discouraged_args(&[]).is_empty());
+}

@@ -430,12 +430,23 @@ async fn reconcile(
         group.meta().generation,
         now.wall,
     );
+    let dragonfly_config = engine::dragonfly::config_verdict(group.spec.dragonfly.as_ref());
+    let new_status = status::with_dragonfly_config(
+        new_status,
+        &previous,
+        dragonfly_config.as_ref(),
+        group.meta().generation,
+        now.wall,
+    );
+    let config_event = dragonfly_config
+        .as_ref()
+        .and_then(|v| engine::dragonfly::config_warning_event(v, &previous.conditions));
     if shared.elector.is_leader() {
         patch_status(&deps.client, group, &new_status, &deps.metrics).await?;
     }
     status::publish_gauges(&deps.metrics, &namespace, &name, &new_status);
     let regarding = regarding(group);
-    for event in &decision.events {
+    for event in decision.events.iter().chain(config_event.as_ref()) {
         if let Err(err) = shared.events.publish(event, &regarding).await {
             tracing::warn!(%err, "publishing an Event failed");
         }
