@@ -162,6 +162,13 @@ mod tests {
         let clock = SimClock::new(std::time::Duration::from_secs(1_700_000_000));
         let api = ApiServer::new(std::sync::Arc::new(clock.clone()));
         let who = &Caller::IN_PROCESS;
+        api.create(
+            &ResourceKey::core("v1", "namespaces"),
+            None,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bp"}}),
+            who,
+        )
+        .unwrap();
         api.create(&services_key(), Some("bp"), service(), who)
             .unwrap();
         api.create(
