@@ -2,8 +2,8 @@
 //! StatefulSet app (tests/fixtures/sim) whose pods the image registry runs as MySQL
 //! models. Pod kills, cordon + evict, network partition + recover, single-writer read
 //! from the models, single-cache-master over the Dragonfly Service, a ledger recover
-//! after the runner itself crashed, the deliberately
-//! failing scenario's readable diff, replay by seed, and the fault plans.
+//! after the runner itself crashed, the deliberately failing scenario's readable diff,
+//! replay by seed, and the fault plans.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
