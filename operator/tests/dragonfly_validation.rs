@@ -1,6 +1,7 @@
 //! `spec.dragonfly` validation through the CRD's own rules: what `bloodraven validate`
 //! reports is what the API server (real or simulated) refuses, because both run the
 //! same schema and CEL rules.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use bloodraven::children::dragonfly::OWNED_FLAGS;
 use bloodraven::schema::bloodraven_schemas;
