@@ -1,8 +1,9 @@
 //! The sim backend on the real simulated playground, without the operator: a MySQL
 //! StatefulSet app (tests/fixtures/sim) whose pods the image registry runs as MySQL
 //! models. Pod kills, cordon + evict, network partition + recover, single-writer read
-//! from the models, a ledger recover after the runner itself crashed, the deliberately
-//! failing scenario's readable diff, replay by seed, and the fault plans.
+//! from the models, single-cache-master over the Dragonfly Service, a ledger recover
+//! after the runner itself crashed, the deliberately failing scenario's readable diff,
+//! replay by seed, and the fault plans.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
@@ -91,6 +92,19 @@ fn single_writer_reads_the_models_and_catches_two_writable_sites() {
         text.contains("iad (observed) and pdx (observed) both writable"),
         "{text}"
     );
+}
+
+#[test]
+fn single_cache_master_catches_two_pods_behind_the_dragonfly_service() {
+    let outcome = run("92-two-cache-masters.yaml", 16);
+    assert!(!outcome.passed());
+    let text = report::failure_text(&outcome);
+    assert!(text.contains("invariant single-cache-master"), "{text}");
+    assert!(
+        text.contains("two pods behind the app-facing Dragonfly Service"),
+        "{text}"
+    );
+    assert!(text.contains("selected 2 pods: cache-0, cache-1"), "{text}");
 }
 
 #[test]

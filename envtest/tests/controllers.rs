@@ -393,7 +393,7 @@ async fn the_controller_applies_children_writes_status_and_events_and_rewrites_n
     let controller = env.start_controller("envtest-operator-a");
 
     // Children: per site a StatefulSet, headless and per-site Services and a PDB; the
-    // primary Service and the writer Lease; all owned by the group. No DNSEndpoint: a
+    // primary Service and the writer Lease; the Dragonfly children; all owned by the group. No DNSEndpoint: a
     // record pointing nowhere is worse than none, and no site is active without MySQL.
     let want = [
         "StatefulSet/playground-mysql-iad",
@@ -406,6 +406,15 @@ async fn the_controller_applies_children_writes_status_and_events_and_rewrites_n
         "PodDisruptionBudget/playground-mysql-pdx",
         "Service/playground-mysql-primary",
         "Lease/playground-writer",
+        // examples/playground.yaml sets spec.dragonfly: its children per site and the
+        // app-facing Service.
+        "StatefulSet/playground-dragonfly-iad",
+        "StatefulSet/playground-dragonfly-pdx",
+        "Service/playground-dragonfly-iad-headless",
+        "Service/playground-dragonfly-pdx-headless",
+        "PodDisruptionBudget/playground-dragonfly-iad",
+        "PodDisruptionBudget/playground-dragonfly-pdx",
+        "Service/playground-dragonfly",
     ];
     let mut children = BTreeMap::new();
     for _ in 0..100 {

@@ -98,6 +98,12 @@ pub trait Backend: LedgerFaults {
     fn writability_changes(&self) -> Option<Vec<WritabilitySample>> {
         None
     }
+    /// Every tick since the start at which an app-facing Dragonfly Service selected two
+    /// pods, one line each, when the backend can see every tick (sim). `None`: it
+    /// cannot, and `single-cache-master` is reported as not checkable.
+    fn cache_master_violations(&self) -> Option<Vec<String>> {
+        None
+    }
 }
 
 pub type SharedBackend = Arc<dyn Backend>;

@@ -490,6 +490,27 @@ impl Run<'_> {
                         )),
                     }
                 }
+                Invariant::SingleCacheMaster => match self.backend.cache_master_violations() {
+                    None => failures.push(invariant_failure(
+                        *inv,
+                        format!(
+                            "cannot be checked: the {} backend does not sample every tick",
+                            self.backend.kind()
+                        ),
+                        String::new(),
+                    )),
+                    Some(violations) if !violations.is_empty() => {
+                        failures.push(invariant_failure(
+                            *inv,
+                            format!(
+                                "{} violation(s): two pods behind the app-facing Dragonfly Service",
+                                violations.len()
+                            ),
+                            violations.iter().map(|v| format!("  {v}\n")).collect(),
+                        ));
+                    }
+                    Some(_) => {}
+                },
             }
         }
         summary

@@ -445,6 +445,8 @@ pub struct CounterSpec {
 pub enum Invariant {
     SingleWriter,
     NoAcknowledgedWriteLost,
+    /// At no tick do two pods match an app-facing Dragonfly Service's selector.
+    SingleCacheMaster,
 }
 
 impl fmt::Display for Invariant {
@@ -452,6 +454,7 @@ impl fmt::Display for Invariant {
         f.write_str(match self {
             Invariant::SingleWriter => "single-writer",
             Invariant::NoAcknowledgedWriteLost => "no-acknowledged-write-lost",
+            Invariant::SingleCacheMaster => "single-cache-master",
         })
     }
 }

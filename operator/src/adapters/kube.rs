@@ -6,11 +6,12 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::{Client, ResourceExt};
 use serde_json::{Map, Value, json};
 
 use crate::api::{MysqlFailoverGroup, MysqlFailoverGroupStatus, ROLE_LABEL};
+use crate::children::prune::ExistingChild;
 use crate::children::{DesiredObject, FIELD_MANAGER};
 use crate::hash::fnv1a64;
 use crate::metrics::Metrics;
@@ -22,6 +23,8 @@ use crate::rbac::ApiAccess;
 pub const DESIRED_HASH_ANNOTATION: &str = "bloodraven.shipstream.io/desired-hash";
 
 const APPLY: &[&str] = &["create", "patch"];
+/// Children the spec no longer asks for are deleted (`children::prune`).
+const APPLY_DELETE: &[&str] = &["create", "patch", "delete"];
 
 /// What this module writes (see `crate::rbac`). Server-side apply is a PATCH, and the
 /// API server authorises one that creates the object as `create` too. Every child kind
@@ -30,20 +33,20 @@ pub const API_ACCESS: &[ApiAccess] = &[
     ApiAccess::watched(
         "",
         "services",
-        APPLY,
-        "children: headless, per-site and primary Services",
+        APPLY_DELETE,
+        "children: MySQL and Dragonfly Services (headless, per-site, app-facing)",
     ),
     ApiAccess::watched(
         "apps",
         "statefulsets",
-        APPLY,
-        "children: one mysqld StatefulSet per site",
+        APPLY_DELETE,
+        "children: one mysqld and one Dragonfly StatefulSet per site",
     ),
     ApiAccess::watched(
         "policy",
         "poddisruptionbudgets",
-        APPLY,
-        "children: one PodDisruptionBudget per site",
+        APPLY_DELETE,
+        "children: one MySQL and one Dragonfly PodDisruptionBudget per site",
     ),
     ApiAccess::watched(
         "",
@@ -72,7 +75,7 @@ pub const API_ACCESS: &[ApiAccess] = &[
     ApiAccess::watched(
         "externaldns.k8s.io",
         "dnsendpoints",
-        APPLY,
+        APPLY_DELETE,
         "children: the DNSEndpoint (UpdateDns moves it)",
     ),
     ApiAccess::watched(
@@ -111,6 +114,12 @@ pub enum KubeWriteError {
         name: String,
         #[source]
         source: serde_json::Error,
+    },
+    #[error("deleting {object}, which the spec no longer asks for, failed: {source}")]
+    Delete {
+        object: String,
+        #[source]
+        source: Box<kube::Error>,
     },
     #[error("setting {ROLE_LABEL}={role} on pod {namespace}/{name} failed: {source}")]
     Relabel {
@@ -239,6 +248,42 @@ pub async fn apply_children(
         report.applied.push(object.describe());
     }
     Ok(report)
+}
+
+/// Deletes children the spec no longer asks for, each guarded by its uid (a child
+/// deleted and recreated meanwhile is not touched) with background propagation (the
+/// StatefulSet's pods follow through their ownerReferences). An object already gone
+/// counts as deleted. Stops at the first failure; returns what was deleted.
+pub async fn delete_children(
+    client: &Client,
+    children: &[&ExistingChild],
+) -> Result<Vec<String>, KubeWriteError> {
+    let mut deleted = Vec::new();
+    for child in children {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), &child.namespace, &child.resource);
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(child.uid.clone()),
+                resource_version: None,
+            }),
+            ..DeleteParams::background()
+        };
+        match api.delete(&child.name, &params).await {
+            Ok(_) => deleted.push(child.describe()),
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {
+                // Gone already, or replaced by a new object with another uid (which
+                // the next pass judges on its own).
+            }
+            Err(source) => {
+                return Err(KubeWriteError::Delete {
+                    object: child.describe(),
+                    source: Box::new(source),
+                });
+            }
+        }
+    }
+    Ok(deleted)
 }
 
 /// A JSON merge patch (RFC 7386) that turns `old` into `new`: changed keys carry their

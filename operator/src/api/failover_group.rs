@@ -265,15 +265,32 @@ pub struct DnsSpec {
 }
 
 /// A co-managed Dragonfly per site (cache/session state, never durable data).
+/// The rules refuse args that set a flag the operator owns (the list is
+/// `children::dragonfly::OWNED_FLAGS`; a test keeps both in step) and images older
+/// than v1.38.0.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.args) || self.args.all(a, !a.matches('^--?port([= ].*)?$'))", "message": "args must not set --port: the operator owns it (the Services, probes and replicas use 6379)", "fieldPath": ".args"},
+    {"rule": "!has(self.args) || self.args.all(a, !a.matches('^--?admin[-_]port([= ].*)?$'))", "message": "args must not set --admin_port: the operator owns it (the operator's commands use 9999)", "fieldPath": ".args"},
+    {"rule": "!has(self.args) || self.args.all(a, !a.matches('^--?requirepass([= ].*)?$'))", "message": "args must not set --requirepass: the operator owns it (it comes from the group Secret's dragonfly-password)", "fieldPath": ".args"},
+    {"rule": "!has(self.args) || self.args.all(a, !a.matches('^--?masterauth([= ].*)?$'))", "message": "args must not set --masterauth: the operator owns it (it comes from the group Secret's dragonfly-password)", "fieldPath": ".args"},
+    {"rule": "!has(self.args) || self.args.all(a, !a.matches('^--?(no)?break[-_]replication[-_]on[-_]master[-_]restart([= ].*)?$'))", "message": "args must not set --break_replication_on_master_restart: the operator owns it (a replica must keep its data when its master restarts empty)", "fieldPath": ".args"},
+    {"rule": "!has(self.args) || self.args.all(a, !a.matches('^--?maxmemory([= ].*)?$'))", "message": "args must not set --maxmemory: the operator owns it (it follows resources)", "fieldPath": ".args"},
+    {"rule": "!has(self.args) || self.args.all(a, !a.matches('^--?proactor[-_]threads([= ].*)?$'))", "message": "args must not set --proactor_threads: the operator owns it (it follows resources)", "fieldPath": ".args"},
+    {"rule": "self.image.matches('@sha256:[0-9a-f]{64}$') || self.image.matches(':v?(([2-9]|[1-9][0-9]+)[.][0-9]+|1[.](3[89]|[4-9][0-9]|[1-9][0-9][0-9]+))[.][0-9]+(-[0-9A-Za-z.-]+)?$')", "message": "image must be Dragonfly v1.38.0 or newer, as a version tag (vX.Y.Z) or a digest (@sha256:...): older releases have replication, snapshot and expiry bugs", "fieldPath": ".image"}
+]))]
 pub struct DragonflySpec {
+    /// `vX.Y.Z` tag at v1.38.0 or newer, or a digest reference.
     #[serde(default = "default_dragonfly_image")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 512))]
     pub image: String,
     /// Extra Dragonfly flags. The operator owns the safety-critical ones (--port,
-    /// --admin_port, --requirepass, --break_replication_on_master_restart).
+    /// --admin_port, --requirepass, --masterauth, --break_replication_on_master_restart,
+    /// --maxmemory, --proactor_threads); setting one is refused. Bounded so that the
+    /// API server's CEL cost estimate stays within its budget.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 1024)))]
     pub args: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,

@@ -2,13 +2,15 @@
 //! (no I/O, no clock): the controller applies what these return and tests compare the
 //! objects. Every name a person might type is built by [`names`], in one place.
 //!
-//! Dragonfly's children (a later issue) get their own builder module beside `mysql`
-//! and their own entries in [`Children`]; nothing here assumes MySQL is the only one.
+//! Dragonfly's children are built in [`dragonfly`], beside `mysql`, and are present in
+//! [`Children`] only while `spec.dragonfly` is set.
 
 mod dns;
+pub mod dragonfly;
 mod lease;
 mod mysql;
 pub mod names;
+pub mod prune;
 mod rbac;
 
 use std::collections::BTreeMap;
@@ -24,6 +26,7 @@ use kube::{Resource, ResourceExt};
 use crate::api::{DNSEndpoint, MysqlFailoverGroup, SITE_LABEL};
 
 pub use dns::dns_endpoint;
+pub use dragonfly::{DragonflyChildren, DragonflySiteChildren, dragonfly_children};
 pub use lease::writer_lease;
 pub use mysql::{
     APP_DATABASE_KEY, APP_PASSWORD_KEY, APP_USER, DEFAULT_REPLICATION_USER, MYSQL_CONTAINER,
@@ -89,6 +92,8 @@ pub struct Children {
     /// `None` without `spec.dns`, and before any site is active: a record pointing
     /// nowhere is worse than no record.
     pub dns_endpoint: Option<DNSEndpoint>,
+    /// `None` without `spec.dragonfly`.
+    pub dragonfly: Option<DragonflyChildren>,
 }
 
 /// The MySQL children of one site.
@@ -130,6 +135,7 @@ pub fn build(
         sites,
         primary_service: primary_service(&owner, group),
         dns_endpoint: dns_endpoint(&owner, group, active_site)?,
+        dragonfly: dragonfly_children(&owner, group),
     })
 }
 
@@ -188,16 +194,26 @@ impl Owner {
 
     /// Labels of one site's MySQL children and pods.
     pub fn site_labels(&self, site: &str) -> BTreeMap<String, String> {
-        let mut labels = self.labels(MYSQL_APP_NAME);
-        labels.insert(SITE_LABEL.to_string(), site.to_string());
-        labels
+        self.app_site_labels(MYSQL_APP_NAME, site)
     }
 
     /// The selector of one site's MySQL pods. Deliberately without `managed-by` (a
     /// selector should name what a pod is, not who made it) and without the role.
     pub fn site_selector(&self, site: &str) -> BTreeMap<String, String> {
+        self.app_site_selector(MYSQL_APP_NAME, site)
+    }
+
+    /// Labels of one site's children and pods of `app` (`mysql` or `dragonfly`).
+    pub fn app_site_labels(&self, app: &str, site: &str) -> BTreeMap<String, String> {
+        let mut labels = self.labels(app);
+        labels.insert(SITE_LABEL.to_string(), site.to_string());
+        labels
+    }
+
+    /// The selector of one site's pods of `app`.
+    pub fn app_site_selector(&self, app: &str, site: &str) -> BTreeMap<String, String> {
         BTreeMap::from([
-            (NAME_LABEL.to_string(), MYSQL_APP_NAME.to_string()),
+            (NAME_LABEL.to_string(), app.to_string()),
             (INSTANCE_LABEL.to_string(), self.name.clone()),
             (SITE_LABEL.to_string(), site.to_string()),
         ])
@@ -256,7 +272,8 @@ impl DesiredObject {
 
 impl Children {
     /// Every child in apply order: RBAC, the writer Lease, per site the Services, the
-    /// StatefulSet and the PDB, then the primary Service and the DNSEndpoint.
+    /// StatefulSet and the PDB, then the primary Service, the Dragonfly children (per
+    /// site, then the app-facing Service) and the DNSEndpoint.
     pub fn objects(&self) -> Result<Vec<DesiredObject>, serde_json::Error> {
         let mut out = vec![
             DesiredObject::of(&self.service_account)?,
@@ -271,6 +288,14 @@ impl Children {
             out.push(DesiredObject::of(&site.pod_disruption_budget)?);
         }
         out.push(DesiredObject::of(&self.primary_service)?);
+        if let Some(dragonfly) = &self.dragonfly {
+            for site in &dragonfly.sites {
+                out.push(DesiredObject::of(&site.headless_service)?);
+                out.push(DesiredObject::of(&site.statefulset)?);
+                out.push(DesiredObject::of(&site.pod_disruption_budget)?);
+            }
+            out.push(DesiredObject::of(&dragonfly.service)?);
+        }
         if let Some(dns) = &self.dns_endpoint {
             out.push(DesiredObject::of(dns)?);
         }

@@ -161,7 +161,7 @@ pub fn mysqld_args(group: &MysqlFailoverGroup, site: &str, namespace: &str) -> V
     args
 }
 
-fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+pub(super) fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
     secret_env_optional(name, secret, key, false)
 }
 

@@ -57,6 +57,41 @@ pub fn sidecar_account(group: &str) -> String {
     format!("{group}-sidecar")
 }
 
+/// Per-site Dragonfly StatefulSet (its pod is `<group>-dragonfly-<site>-0`).
+pub fn dragonfly_statefulset(group: &str, site: &str) -> String {
+    format!("{group}-dragonfly-{site}")
+}
+
+/// The per-site headless Service that gives a site's Dragonfly pod its stable DNS name
+/// (the other site's Dragonfly replicates from that name).
+pub fn dragonfly_headless_service(group: &str, site: &str) -> String {
+    format!("{group}-dragonfly-{site}-headless")
+}
+
+/// The single Dragonfly pod of a site.
+pub fn dragonfly_pod(group: &str, site: &str) -> String {
+    format!("{}-0", dragonfly_statefulset(group, site))
+}
+
+/// The stable DNS name of a site's Dragonfly, through its headless Service.
+pub fn dragonfly_pod_host(group: &str, site: &str, namespace: &str) -> String {
+    format!(
+        "{}.{}.{namespace}.svc",
+        dragonfly_pod(group, site),
+        dragonfly_headless_service(group, site)
+    )
+}
+
+/// The app-facing Dragonfly Service: the pod labelled master with traffic enabled.
+pub fn dragonfly_service(group: &str) -> String {
+    format!("{group}-dragonfly")
+}
+
+/// The per-site Dragonfly PodDisruptionBudget.
+pub fn dragonfly_pdb(group: &str, site: &str) -> String {
+    dragonfly_statefulset(group, site)
+}
+
 /// The volumeClaimTemplate name; the PVC is `data-<group>-mysql-<site>-0`.
 pub const DATA_VOLUME: &str = "data";
 
@@ -94,6 +129,23 @@ mod tests {
         assert_eq!(
             mysql_data_pvc("playground", "iad"),
             "data-playground-mysql-iad-0"
+        );
+        assert_eq!(
+            dragonfly_statefulset("playground", "iad"),
+            "playground-dragonfly-iad"
+        );
+        assert_eq!(
+            dragonfly_pod("playground", "pdx"),
+            "playground-dragonfly-pdx-0"
+        );
+        assert_eq!(
+            dragonfly_pod_host("playground", "pdx", "ns"),
+            "playground-dragonfly-pdx-0.playground-dragonfly-pdx-headless.ns.svc"
+        );
+        assert_eq!(dragonfly_service("playground"), "playground-dragonfly");
+        assert_eq!(
+            dragonfly_pdb("playground", "iad"),
+            "playground-dragonfly-iad"
         );
     }
 }

@@ -12,6 +12,7 @@ pub(crate) mod act;
 pub mod cli;
 pub mod indexes;
 pub(crate) mod observe;
+pub(crate) mod owned;
 pub(crate) mod status;
 
 use std::collections::BTreeMap;
@@ -28,7 +29,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::adapters::events::EventPublisher;
-use crate::adapters::kube::{apply_children, patch_status};
+use crate::adapters::kube::{apply_children, delete_children, patch_status};
 use crate::api::{MysqlFailoverGroup, MysqlFailoverGroupStatus};
 use crate::children::{self, BuildContext};
 use crate::engine::lease::LeaseTiming;
@@ -363,6 +364,11 @@ async fn reconcile(
                 source,
             })?;
         apply_children(&deps.client, &objects, indexes).await?;
+        let existing = owned::existing_children(indexes, &namespace);
+        let unwanted = children::prune::unwanted(group, &existing, &objects);
+        for child in delete_children(&deps.client, &unwanted).await? {
+            tracing::info!(group = %name, %child, "deleted a child the spec no longer asks for");
+        }
     }
 
     // Probes, on the probe interval, or at once while a phase advances. The active
@@ -424,12 +430,23 @@ async fn reconcile(
         group.meta().generation,
         now.wall,
     );
+    let dragonfly_config = engine::dragonfly::config_verdict(group.spec.dragonfly.as_ref());
+    let new_status = status::with_dragonfly_config(
+        new_status,
+        &previous,
+        dragonfly_config.as_ref(),
+        group.meta().generation,
+        now.wall,
+    );
+    let config_event = dragonfly_config
+        .as_ref()
+        .and_then(|v| engine::dragonfly::config_warning_event(v, &previous.conditions));
     if shared.elector.is_leader() {
         patch_status(&deps.client, group, &new_status, &deps.metrics).await?;
     }
     status::publish_gauges(&deps.metrics, &namespace, &name, &new_status);
     let regarding = regarding(group);
-    for event in &decision.events {
+    for event in decision.events.iter().chain(config_event.as_ref()) {
         if let Err(err) = shared.events.publish(event, &regarding).await {
             tracing::warn!(%err, "publishing an Event failed");
         }

@@ -6,6 +6,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::{Health, MysqlFailoverGroupStatus, SiteState};
+use crate::engine::dragonfly::{ConfigVerdict, DRAGONFLY_CONFIG_WARNING};
 use crate::metrics::{Metrics, SiteGauges};
 
 /// `Ready`: True while the group is Healthy; the reason is the health, the message the
@@ -95,6 +96,28 @@ pub(crate) fn with_conditions(
     );
     status.conditions = vec![ready, progressing];
     status.observed_generation = generation;
+    status
+}
+
+/// Adds `DragonflyConfigWarning` (absent without `spec.dragonfly`).
+pub(crate) fn with_dragonfly_config(
+    mut status: MysqlFailoverGroupStatus,
+    previous: &MysqlFailoverGroupStatus,
+    verdict: Option<&ConfigVerdict>,
+    generation: Option<i64>,
+    now: jiff::Timestamp,
+) -> MysqlFailoverGroupStatus {
+    if let Some(verdict) = verdict {
+        status.conditions.push(condition(
+            &previous.conditions,
+            DRAGONFLY_CONFIG_WARNING,
+            verdict.warning,
+            verdict.reason,
+            &verdict.message,
+            generation,
+            now,
+        ));
+    }
     status
 }
 

@@ -125,6 +125,8 @@ pub enum EventReason {
     RecloneSucceeded,
     SplitBrainDetected,
     DNSUpdated,
+    /// `spec.dragonfly.args` sets flags the guide discourages (message: the trade-off).
+    DragonflyDiscouragedArgs,
 }
 
 impl EventReason {
@@ -161,6 +163,7 @@ impl EventReason {
             EventReason::RecloneSucceeded => "RecloneSucceeded",
             EventReason::SplitBrainDetected => "SplitBrainDetected",
             EventReason::DNSUpdated => "DNSUpdated",
+            EventReason::DragonflyDiscouragedArgs => "DragonflyDiscouragedArgs",
         }
     }
 }

@@ -8,6 +8,7 @@
 
 mod bootstrap;
 pub mod decision;
+pub mod dragonfly;
 mod election;
 mod emergency;
 mod fencing;

@@ -5,6 +5,7 @@
 //! writability after every tick. What the host may hold of the World is a
 //! [`WorldHandle`]; the operator's /metrics scrape is in [`metrics`].
 
+pub mod cache_master;
 pub mod mailbox;
 pub mod metrics;
 pub mod writability;
@@ -23,6 +24,7 @@ use crate::models::mysql::{MysqlObserver, MysqlProgram};
 use crate::playground::{self, InstallError};
 use crate::{Fault, Placement, SimClock, World, WorldBuilder, WorldError};
 
+pub use cache_master::{CacheMasterSampler, CacheMasterViolation};
 pub use mailbox::{MailboxError, WorldMailbox};
 pub use metrics::ScrapeError;
 pub use writability::{Millis, WritabilitySample, WritabilitySampler};
@@ -67,6 +69,8 @@ pub struct WorldHandle {
     sites: BTreeMap<String, String>,
     /// Writability changes recorded by the driver, not yet taken by a client.
     samples: Arc<Mutex<Vec<WritabilitySample>>>,
+    /// `single-cache-master` violations recorded by the driver since the start.
+    cache_masters: Arc<Mutex<Vec<CacheMasterViolation>>>,
 }
 
 impl WorldHandle {
@@ -106,6 +110,15 @@ impl WorldHandle {
             .collect()
     }
 
+    /// Every `single-cache-master` violation the driver saw since the World started
+    /// (ticks where an app-facing Dragonfly Service selected two pods), oldest first.
+    pub fn cache_master_violations(&self) -> Vec<CacheMasterViolation> {
+        self.cache_masters
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default()
+    }
+
     /// The writability changes the driver sampled since the last call, oldest first.
     pub fn take_writability_changes(&self) -> Option<Vec<WritabilitySample>> {
         self.samples
@@ -137,6 +150,7 @@ pub struct DrivenWorld {
     world: World,
     handle: WorldHandle,
     sampler: WritabilitySampler,
+    cache_master: CacheMasterSampler,
     clients: u32,
 }
 
@@ -179,11 +193,13 @@ impl DrivenWorld {
             observer,
             sites,
             samples: Arc::default(),
+            cache_masters: Arc::default(),
         };
         Ok(Self {
             world,
             handle,
             sampler: WritabilitySampler::default(),
+            cache_master: CacheMasterSampler::default(),
             clients: 0,
         })
     }
@@ -205,7 +221,8 @@ impl DrivenWorld {
         self.handle.clone()
     }
 
-    /// One tick: step the World, apply requested faults, sample writability.
+    /// One tick: step the World, apply requested faults, sample writability and the
+    /// app-facing Dragonfly Services.
     pub fn step(&mut self) -> Result<(), DriverError> {
         self.world.step()?;
         self.handle.mailbox.serve(&mut self.world);
@@ -218,6 +235,14 @@ impl DrivenWorld {
             && let Ok(mut samples) = self.handle.samples.lock()
         {
             samples.extend(changes);
+        }
+        let violations = self
+            .cache_master
+            .sample(&self.handle.clock, &self.handle.api);
+        if !violations.is_empty()
+            && let Ok(mut recorded) = self.handle.cache_masters.lock()
+        {
+            recorded.extend(violations);
         }
         Ok(())
     }

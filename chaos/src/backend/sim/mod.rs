@@ -240,4 +240,14 @@ impl Backend for SimBackend {
     fn writability_changes(&self) -> Option<Vec<WritabilitySample>> {
         self.world.take_writability_changes()
     }
+
+    fn cache_master_violations(&self) -> Option<Vec<String>> {
+        Some(
+            self.world
+                .cache_master_violations()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        )
+    }
 }
