@@ -43,7 +43,7 @@ pub(crate) fn action_for(reason: EventReason) -> &'static str {
         | EventReason::ForceFailoverRejected
         | EventReason::PlannedFailoverRejected => "Failover",
         EventReason::SiteFenced | EventReason::SplitBrainDetected => "Fence",
-        EventReason::DivergenceDetected => "Observe",
+        EventReason::DivergenceDetected | EventReason::GroupUnreadable => "Observe",
         EventReason::RecloneRejected
         | EventReason::RecloneStarted
         | EventReason::RecloneSucceeded => "Reclone",

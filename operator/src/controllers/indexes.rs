@@ -14,6 +14,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -90,10 +91,71 @@ pub const API_ACCESS: &[ApiAccess] = &[
     ),
 ];
 
+/// A group as the watch delivers it: its metadata always, its typed form only when it
+/// deserializes. The store is filled per object, so one group the operator cannot read
+/// (a value its types refuse) does not fail the whole list and blind the operator to
+/// every other group; that one is reported instead (see `controllers::unreadable`).
+#[derive(Clone, Debug)]
+pub struct GroupObject {
+    metadata: ObjectMeta,
+    /// The typed group, or why it could not be read (`spec.x.y: message`).
+    pub group: Result<Arc<MysqlFailoverGroup>, String>,
+}
+
+impl GroupObject {
+    /// Reads one group object; only metadata that is not an ObjectMeta is an error.
+    pub fn from_value(value: Value) -> Result<Self, serde_json::Error> {
+        let metadata: ObjectMeta =
+            serde_json::from_value(value.get("metadata").cloned().unwrap_or(Value::Null))?;
+        let group = serde_path_to_error::deserialize::<_, MysqlFailoverGroup>(value)
+            .map(Arc::new)
+            .map_err(|err| {
+                let path = err.path().to_string();
+                if path == "." {
+                    err.inner().to_string()
+                } else {
+                    format!("{path}: {}", err.inner())
+                }
+            });
+        Ok(Self { metadata, group })
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for GroupObject {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        Self::from_value(value).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Resource for GroupObject {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(dt: &()) -> std::borrow::Cow<'_, str> {
+        MysqlFailoverGroup::kind(dt)
+    }
+    fn group(dt: &()) -> std::borrow::Cow<'_, str> {
+        MysqlFailoverGroup::group(dt)
+    }
+    fn version(dt: &()) -> std::borrow::Cow<'_, str> {
+        MysqlFailoverGroup::version(dt)
+    }
+    fn plural(dt: &()) -> std::borrow::Cow<'_, str> {
+        MysqlFailoverGroup::plural(dt)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
 /// Every store the controller reads, plus the lease sightings.
 #[derive(Clone)]
 pub struct Indexes {
-    pub groups: Store<MysqlFailoverGroup>,
+    pub groups: Store<GroupObject>,
     pub pods: Store<Pod>,
     pub nodes: Store<Node>,
     pub leases: Store<Lease>,
@@ -229,7 +291,7 @@ impl Indexes {
             .clone()
             .labels(&format!("{MANAGED_BY_LABEL}=bloodraven"));
         let groups = reflect(
-            api::<MysqlFailoverGroup>(client, settings),
+            api::<GroupObject>(client, settings),
             base.clone(),
             tasks,
             notify(&changed),

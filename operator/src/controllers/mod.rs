@@ -13,6 +13,7 @@ pub mod cli;
 pub mod indexes;
 pub(crate) mod observe;
 pub(crate) mod status;
+pub(crate) mod unreadable;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -145,6 +146,8 @@ struct GroupState {
     probes: BTreeMap<String, MysqlProbe>,
     last_probe: Option<Instant>,
     probe_now: bool,
+    /// Our last status write, until the cache delivers it (read-your-writes).
+    written: Option<status::WrittenStatus>,
 }
 
 /// Runs the controller until `shutdown` completes: starts the watches and the leader
@@ -205,10 +208,28 @@ pub async fn run(
     tracing::info!(identity = %shared.settings.identity, "caches synced; controller running");
 
     let mut workers: BTreeMap<(String, String), tokio::task::JoinHandle<()>> = BTreeMap::new();
+    let mut unreadable = unreadable::UnreadableGroups::default();
     loop {
         let mut present = Vec::new();
-        for group in shared.indexes.groups.state() {
-            let key = (group.namespace().unwrap_or_default(), group.name_any());
+        let mut unreadable_now = Vec::new();
+        for object in shared.indexes.groups.state() {
+            let key = (object.namespace().unwrap_or_default(), object.name_any());
+            if let Err(error) = &object.group {
+                // Not reconciled (its worker, if any, stops below); every other group is.
+                unreadable_now.push(key);
+                if unreadable.needs_report(&object) {
+                    unreadable::report(
+                        &shared.deps.client,
+                        &shared.events,
+                        &object,
+                        error,
+                        shared.deps.clock.now(),
+                        shared.elector.is_leader(),
+                    )
+                    .await;
+                }
+                continue;
+            }
             present.push(key.clone());
             if workers.get(&key).is_none_or(|w| w.is_finished()) {
                 let shared = shared.clone();
@@ -228,6 +249,7 @@ pub async fn run(
             }
             shared.deps.metrics.forget_group(&key.0, &key.1, &[]);
         }
+        unreadable.retain(&unreadable_now);
         tokio::select! {
             () = &mut shutdown => break,
             () = shared.indexes.changed.notified() => {}
@@ -245,7 +267,7 @@ pub async fn run(
 
 async fn group_worker(
     shared: Arc<Shared>,
-    reference: ObjectRef<MysqlFailoverGroup>,
+    reference: ObjectRef<indexes::GroupObject>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut state = GroupState {
@@ -256,7 +278,13 @@ async fn group_worker(
         if *stop.borrow() {
             return;
         }
-        let Some(group) = shared.indexes.groups.get(&reference) else {
+        // Gone, or no longer readable (the controller's loop reports that).
+        let Some(Ok(group)) = shared
+            .indexes
+            .groups
+            .get(&reference)
+            .map(|o| o.group.clone())
+        else {
             return;
         };
         let namespace = group.namespace().unwrap_or_default();
@@ -330,6 +358,29 @@ async fn reconcile(
 ) -> Result<Duration, ReconcileError> {
     let deps = &shared.deps;
     let indexes = &shared.indexes;
+    // Read-your-writes: until the watch delivers our last status write, decide from
+    // what we wrote (see `status::status_to_act_on`). A replica that is not leading
+    // forgets it: another leader may write after us.
+    if !shared.elector.is_leader() {
+        state.written = None;
+    }
+    let (current, keep) = status::status_to_act_on(
+        group.resource_version().as_deref(),
+        group.status.as_ref(),
+        state.written.as_ref(),
+    );
+    if !keep {
+        state.written = None;
+    }
+    let viewed;
+    let group = if keep {
+        let mut copy = group.clone();
+        copy.status = current;
+        viewed = copy;
+        &viewed
+    } else {
+        group
+    };
     let name = group.name_any();
     let namespace = group.namespace().unwrap_or_default();
     if group.meta().deletion_timestamp.is_some() {
@@ -425,7 +476,14 @@ async fn reconcile(
         now.wall,
     );
     if shared.elector.is_leader() {
-        patch_status(&deps.client, group, &new_status, &deps.metrics).await?;
+        if let Some(resource_version) =
+            patch_status(&deps.client, group, &new_status, &deps.metrics).await?
+        {
+            state.written = Some(status::WrittenStatus {
+                resource_version: Some(resource_version).filter(|v| !v.is_empty()),
+                status: new_status.clone(),
+            });
+        }
     }
     status::publish_gauges(&deps.metrics, &namespace, &name, &new_status);
     let regarding = regarding(group);

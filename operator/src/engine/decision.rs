@@ -125,6 +125,9 @@ pub enum EventReason {
     RecloneSucceeded,
     SplitBrainDetected,
     DNSUpdated,
+    /// The group's stored object does not deserialize (emitted by the controller, not
+    /// the engine: the engine never sees such a group).
+    GroupUnreadable,
 }
 
 impl EventReason {
@@ -143,6 +146,7 @@ impl EventReason {
             EventReason::RecloneSucceeded => "RecloneSucceeded",
             EventReason::SplitBrainDetected => "SplitBrainDetected",
             EventReason::DNSUpdated => "DNSUpdated",
+            EventReason::GroupUnreadable => "GroupUnreadable",
         }
     }
 }
