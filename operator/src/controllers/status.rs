@@ -98,6 +98,47 @@ pub(crate) fn with_conditions(
     status
 }
 
+/// The status this replica last wrote for a group, and the resourceVersion the API
+/// server gave the object for that write: read-your-writes for the state machine.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct WrittenStatus {
+    pub resource_version: Option<String>,
+    pub status: MysqlFailoverGroupStatus,
+}
+
+/// The status to decide from, and whether to keep remembering `written`.
+///
+/// The reflector cache may not have delivered our own last write yet; deciding from the
+/// older status there would repeat a transition (a second `FailoverStarted`, a metric
+/// counted twice). So the written status wins until the cache shows it: the cache holds
+/// the same status, or a resourceVersion at or after the write's (resourceVersions are
+/// etcd revisions; when one is not a number, only an equal status counts as caught up).
+pub(crate) fn status_to_act_on(
+    cached_version: Option<&str>,
+    cached: Option<&MysqlFailoverGroupStatus>,
+    written: Option<&WrittenStatus>,
+) -> (Option<MysqlFailoverGroupStatus>, bool) {
+    let Some(written) = written else {
+        return (cached.cloned(), false);
+    };
+    let caught_up = cached == Some(&written.status)
+        || matches!(
+            (
+                cached_version.and_then(|v| v.parse::<u64>().ok()),
+                written
+                    .resource_version
+                    .as_deref()
+                    .and_then(|v| v.parse::<u64>().ok()),
+            ),
+            (Some(cached), Some(ours)) if cached >= ours
+        );
+    if caught_up {
+        (cached.cloned(), false)
+    } else {
+        (Some(written.status.clone()), true)
+    }
+}
+
 /// Sets the per-group and per-site gauges from the status.
 pub(crate) fn publish_gauges(
     metrics: &Metrics,
@@ -135,6 +176,98 @@ mod tests {
 
     fn at(second: i64) -> jiff::Timestamp {
         jiff::Timestamp::from_second(1_750_000_000 + second).unwrap()
+    }
+
+    fn status(active: &str) -> MysqlFailoverGroupStatus {
+        MysqlFailoverGroupStatus {
+            active_site: Some(active.into()),
+            ..Default::default()
+        }
+    }
+
+    /// Issue 12: a pass that runs before the watch delivered our own write decides from
+    /// what we wrote, not from the older cached status.
+    #[test]
+    fn the_written_status_wins_until_the_cache_shows_it() {
+        let written = WrittenStatus {
+            resource_version: Some("120".into()),
+            status: status("pdx"),
+        };
+        let old = status("iad");
+        let cases: [(
+            &str,
+            Option<&str>,
+            Option<&MysqlFailoverGroupStatus>,
+            Option<&WrittenStatus>,
+            &str,
+            bool,
+        ); 7] = [
+            (
+                "nothing written",
+                Some("100"),
+                Some(&old),
+                None,
+                "iad",
+                false,
+            ),
+            (
+                "cache older",
+                Some("100"),
+                Some(&old),
+                Some(&written),
+                "pdx",
+                true,
+            ),
+            (
+                "cache without status",
+                Some("100"),
+                None,
+                Some(&written),
+                "pdx",
+                true,
+            ),
+            (
+                "cache delivered the write",
+                Some("120"),
+                Some(&written.status),
+                Some(&written),
+                "pdx",
+                false,
+            ),
+            (
+                "a newer write by someone else",
+                Some("130"),
+                Some(&old),
+                Some(&written),
+                "iad",
+                false,
+            ),
+            (
+                "same status, other version",
+                Some("999"),
+                Some(&written.status),
+                Some(&written),
+                "pdx",
+                false,
+            ),
+            (
+                "opaque versions: only an equal status counts",
+                Some("x9"),
+                Some(&old),
+                Some(&written),
+                "pdx",
+                true,
+            ),
+        ];
+        for (name, version, cached, written, active, keep) in cases {
+            let (chosen, kept) = status_to_act_on(version, cached, written);
+            assert_eq!(
+                chosen.and_then(|s| s.active_site).as_deref(),
+                Some(active),
+                "{name}"
+            );
+            assert_eq!(kept, keep, "{name}");
+        }
     }
 
     #[test]
