@@ -2,8 +2,9 @@
 //! serves them with `/healthz` and `/readyz`. One [`Metrics`] value is created at start
 //! and shared; the controllers call its small setters, never the registry directly.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -60,6 +61,9 @@ struct Inner {
     reconcile_duration: HistogramFamily<GroupLabels>,
     status_writes_dropped: Family<GroupLabels, Counter>,
     leader: Gauge,
+    /// Every site each group's per-site series were set for, keyed by (namespace,
+    /// group): `forget_group` removes exactly those, whatever the spec says by then.
+    group_sites: Mutex<BTreeMap<(String, String), BTreeSet<String>>>,
 }
 
 /// The operator's metrics. Cheap to clone; all clones share one registry.
@@ -100,6 +104,7 @@ impl Metrics {
             reconcile_duration: Family::new_with_constructor(reconcile_buckets),
             status_writes_dropped: Family::default(),
             leader: Gauge::default(),
+            group_sites: Mutex::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -229,6 +234,7 @@ impl Metrics {
         active: Option<&str>,
     ) {
         for site in sites {
+            self.remember_site(namespace, group, site);
             self.0
                 .active_site
                 .get_or_create(&Self::site(namespace, group, site))
@@ -236,7 +242,18 @@ impl Metrics {
         }
     }
 
+    fn remember_site(&self, namespace: &str, group: &str, site: &str) {
+        self.0
+            .group_sites
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((namespace.to_string(), group.to_string()))
+            .or_default()
+            .insert(site.to_string());
+    }
+
     pub fn set_site(&self, namespace: &str, group: &str, site: &str, gauges: SiteGauges) {
+        self.remember_site(namespace, group, site);
         let labels = Self::site(namespace, group, site);
         let inner = &self.0;
         inner
@@ -347,8 +364,14 @@ impl Metrics {
 
     /// Drops every per-group series of a deleted group, so that dashboards do not show
     /// a ghost group forever. Counters and histograms are kept (they are history).
-    pub fn forget_group(&self, namespace: &str, group: &str, sites: &[&str]) {
+    pub fn forget_group(&self, namespace: &str, group: &str) {
         let inner = &self.0;
+        let sites = inner
+            .group_sites
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(namespace.to_string(), group.to_string()))
+            .unwrap_or_default();
         for health in [
             HealthLabel::Healthy,
             HealthLabel::Degraded,
@@ -362,7 +385,7 @@ impl Metrics {
             });
         }
         inner.split_brain.remove(&Self::group(namespace, group));
-        for site in sites {
+        for site in &sites {
             let labels = Self::site(namespace, group, site);
             for family in [
                 &inner.active_site,
@@ -518,7 +541,9 @@ mod tests {
         assert!(!text.contains(
             r#"bloodraven_site_replication_lag_seconds{namespace="bp",group="g",site="pdx"}"#
         ));
-        m.forget_group("bp", "g", &["iad", "pdx"]);
+        // Issue 12: the controller knows only the group's name once it is deleted; the
+        // per-site series must go too.
+        m.forget_group("bp", "g");
         assert!(!m.render().contains(r#"group="g""#), "{}", m.render());
     }
 

@@ -27,6 +27,7 @@ use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::adapters::events::EventPublisher;
 use crate::adapters::kube::{apply_children, patch_status};
@@ -247,7 +248,7 @@ pub async fn run(
             if let Some(worker) = workers.remove(&key) {
                 worker.abort();
             }
-            shared.deps.metrics.forget_group(&key.0, &key.1, &[]);
+            shared.deps.metrics.forget_group(&key.0, &key.1);
         }
         unreadable.retain(&unreadable_now);
         tokio::select! {
@@ -274,6 +275,8 @@ async fn group_worker(
         probe_now: true,
         ..GroupState::default()
     };
+    let mut failures: u32 = 0;
+    let mut last_error: Option<String> = None;
     loop {
         if *stop.borrow() {
             return;
@@ -290,7 +293,12 @@ async fn group_worker(
         let namespace = group.namespace().unwrap_or_default();
         let name = group.name_any();
         let started = Instant::now();
-        let wait = match reconcile(&shared, &group, &mut state).await {
+        // One span per pass: every log line of the pass carries the group.
+        let span = tracing::info_span!("reconcile", group = %name, %namespace);
+        let wait = match reconcile(&shared, &group, &mut state)
+            .instrument(span.clone())
+            .await
+        {
             Ok(wait) => {
                 shared.deps.metrics.reconciled(
                     &namespace,
@@ -298,10 +306,20 @@ async fn group_worker(
                     ReconcileResult::success,
                     started.elapsed(),
                 );
+                failures = 0;
+                last_error = None;
                 wait
             }
             Err(err) => {
-                tracing::warn!(%err, group = %name, %namespace, "reconcile failed");
+                // The same error again is logged at debug only: a missing Secret must
+                // not print a warning per group forever.
+                let text = err.to_string();
+                if last_error.as_deref() == Some(text.as_str()) {
+                    span.in_scope(|| tracing::debug!(%err, "reconcile failed again"));
+                } else {
+                    span.in_scope(|| tracing::warn!(%err, "reconcile failed"));
+                }
+                last_error = Some(text);
                 shared.deps.metrics.reconciled(
                     &namespace,
                     &name,
@@ -309,7 +327,8 @@ async fn group_worker(
                     started.elapsed(),
                 );
                 state.probe_now = true;
-                STEP_INTERVAL * 5
+                failures = failures.saturating_add(1);
+                error_backoff(failures)
             }
         };
         tokio::select! {
@@ -318,6 +337,17 @@ async fn group_worker(
             () = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// How long a worker waits after its `failures`-th failed pass in a row: 500 ms
+/// doubling to 30 s (no jitter: a handful of groups needs none, and a seeded
+/// simulation needs the same delays on every run). A group or pod change still wakes
+/// the worker at once.
+pub(crate) fn error_backoff(failures: u32) -> Duration {
+    const FIRST: Duration = Duration::from_millis(500);
+    const MAX: Duration = Duration::from_secs(30);
+    let doublings = failures.saturating_sub(1).min(16);
+    FIRST.saturating_mul(1 << doublings).min(MAX)
 }
 
 async fn credentials(
@@ -578,4 +608,21 @@ fn regarding(group: &MysqlFailoverGroup) -> ObjectReference {
 /// The status a group shows before the operator wrote one.
 pub fn initial_status() -> MysqlFailoverGroupStatus {
     MysqlFailoverGroupStatus::default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12: a missing Secret used to mean a GET every 500 ms per group, forever.
+    #[test]
+    fn failed_passes_back_off_exponentially_to_thirty_seconds() {
+        let ms = |n| error_backoff(n).as_millis();
+        assert_eq!(
+            [1, 2, 3, 4, 5, 6, 7, 8, 100, u32::MAX].map(ms),
+            [
+                500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000, 30_000
+            ]
+        );
+    }
 }
