@@ -505,15 +505,14 @@ async fn reconcile(
         group.meta().generation,
         now.wall,
     );
-    if shared.elector.is_leader() {
-        if let Some(resource_version) =
+    if shared.elector.is_leader()
+        && let Some(resource_version) =
             patch_status(&deps.client, group, &new_status, &deps.metrics).await?
-        {
-            state.written = Some(status::WrittenStatus {
-                resource_version: Some(resource_version).filter(|v| !v.is_empty()),
-                status: new_status.clone(),
-            });
-        }
+    {
+        state.written = Some(status::WrittenStatus {
+            resource_version: Some(resource_version).filter(|v| !v.is_empty()),
+            status: new_status.clone(),
+        });
     }
     status::publish_gauges(&deps.metrics, &namespace, &name, &new_status);
     let regarding = regarding(group);
