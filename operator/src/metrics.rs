@@ -311,6 +311,37 @@ impl Metrics {
             .observe(duration.as_secs_f64());
     }
 
+    /// Creates a group's counters at 0 (every kind and result of failover, split-brain
+    /// entries, dropped status writes, reconciles of either result), so that the first
+    /// event is an increase from 0 that `increase()` and `rate()` see, not the first
+    /// sample of a new series. Called at a group's first reconcile; idempotent.
+    pub fn init_group_counters(&self, namespace: &str, group: &str) {
+        let inner = &self.0;
+        for kind in [FailoverKind::Emergency, FailoverKind::Planned] {
+            for result in [FailoverResult::Succeeded, FailoverResult::Failed] {
+                inner.failovers.get_or_create(&FailoverLabels {
+                    namespace: namespace.to_string(),
+                    group: group.to_string(),
+                    kind: KindLabel::from(kind),
+                    result: result.into(),
+                });
+            }
+        }
+        inner
+            .split_brain_detected
+            .get_or_create(&Self::group(namespace, group));
+        inner
+            .status_writes_dropped
+            .get_or_create(&Self::group(namespace, group));
+        for result in [ReconcileResult::success, ReconcileResult::error] {
+            inner.reconciles.get_or_create(&ReconcileLabels {
+                namespace: namespace.to_string(),
+                group: group.to_string(),
+                result,
+            });
+        }
+    }
+
     pub fn split_brain_detected(&self, namespace: &str, group: &str) {
         self.0
             .split_brain_detected
@@ -545,6 +576,27 @@ mod tests {
         // per-site series must go too.
         m.forget_group("bp", "g");
         assert!(!m.render().contains(r#"group="g""#), "{}", m.render());
+    }
+
+    /// Issue 12: a counter born at its first event is invisible to `increase()`; the
+    /// group's counters exist at 0 from its first reconcile.
+    #[test]
+    fn a_groups_counters_exist_at_zero_before_the_first_event() {
+        let m = Metrics::new();
+        m.init_group_counters("bp", "g");
+        m.init_group_counters("bp", "g");
+        let text = m.render();
+        for expected in [
+            r#"bloodraven_failovers_total{namespace="bp",group="g",kind="emergency",result="succeeded"} 0"#,
+            r#"bloodraven_failovers_total{namespace="bp",group="g",kind="emergency",result="failed"} 0"#,
+            r#"bloodraven_failovers_total{namespace="bp",group="g",kind="planned",result="succeeded"} 0"#,
+            r#"bloodraven_failovers_total{namespace="bp",group="g",kind="planned",result="failed"} 0"#,
+            r#"bloodraven_split_brain_detected_total{namespace="bp",group="g"} 0"#,
+            r#"bloodraven_status_writes_dropped_total{namespace="bp",group="g"} 0"#,
+            r#"bloodraven_reconciles_total{namespace="bp",group="g",result="error"} 0"#,
+        ] {
+            assert!(text.contains(expected), "missing {expected} in\n{text}");
+        }
     }
 
     #[test]

@@ -28,7 +28,9 @@ use tokio::time::Instant;
 use crate::adapters::kube::ChildCache;
 use crate::adapters::lease as lease_object;
 use crate::api::{DNSEndpoint, MysqlFailoverGroup};
-use crate::children::{DesiredObject, MANAGED_BY_LABEL, MYSQL_APP_NAME, NAME_LABEL};
+use crate::children::{
+    DesiredObject, INSTANCE_LABEL, MANAGED_BY_LABEL, MYSQL_APP_NAME, NAME_LABEL,
+};
 use crate::engine::lease::{LeaseRecord, LeaseSighting};
 use crate::engine::time::Millis;
 use crate::rbac::{ApiAccess, Scope};
@@ -167,9 +169,67 @@ pub struct Indexes {
     pub role_bindings: Store<RoleBinding>,
     pub dns_endpoints: Store<DNSEndpoint>,
     pub sightings: LeaseSightings,
-    /// Woken when a group or one of its pods changes, so that a reconcile follows at
-    /// once instead of at the next probe.
+    /// Woken when any group changes: the controller's loop starts and stops workers.
     pub changed: Arc<Notify>,
+    /// Per-group wake-ups: a change to a group or one of its pods wakes that group's
+    /// worker only, so that a reconcile follows at once instead of at the next probe.
+    pub wakeups: GroupWakeups,
+}
+
+/// One `Notify` per group, keyed by (namespace, name). `notify_one` keeps a permit
+/// when the worker is busy, so a change during a pass is never lost.
+#[derive(Clone, Default)]
+pub struct GroupWakeups {
+    groups: Arc<Mutex<BTreeMap<(String, String), Arc<Notify>>>>,
+}
+
+impl GroupWakeups {
+    /// The wake-up of one group (created on first use).
+    pub fn of(&self, namespace: &str, name: &str) -> Arc<Notify> {
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        groups
+            .entry((namespace.to_string(), name.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    pub fn wake(&self, namespace: &str, name: &str) {
+        self.of(namespace, name).notify_one();
+    }
+
+    /// After a relist nobody knows what changed: every group is woken.
+    pub fn wake_all(&self) {
+        let groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        for notify in groups.values() {
+            notify.notify_one();
+        }
+    }
+
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(namespace.to_string(), name.to_string()));
+    }
+}
+
+/// Which group an event concerns: a group itself, or the instance label of a pod.
+fn wake_for<K: Resource>(
+    wakeups: &GroupWakeups,
+    event: &watcher::Event<K>,
+    group_of: impl Fn(&K) -> Option<(String, String)>,
+) {
+    match event {
+        watcher::Event::Apply(object)
+        | watcher::Event::Delete(object)
+        | watcher::Event::InitApply(object) => {
+            if let Some((namespace, name)) = group_of(object) {
+                wakeups.wake(&namespace, &name);
+            }
+        }
+        watcher::Event::InitDone => wakeups.wake_all(),
+        watcher::Event::Init => {}
+    }
 }
 
 /// The operator's sightings of each writer Lease, keyed by (namespace, name), on the
@@ -237,12 +297,6 @@ impl kube::runtime::utils::Backoff for WatchBackoff {
     }
 }
 
-/// An event handler that wakes the workers.
-fn notify<K>(changed: &Arc<Notify>) -> impl Fn(&watcher::Event<K>) + Send + 'static {
-    let changed = changed.clone();
-    move |_| changed.notify_waiters()
-}
-
 fn api<K>(client: &Client, settings: &WatchSettings) -> Api<K>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
@@ -290,19 +344,36 @@ impl Indexes {
         let children = base
             .clone()
             .labels(&format!("{MANAGED_BY_LABEL}=bloodraven"));
-        let groups = reflect(
-            api::<GroupObject>(client, settings),
-            base.clone(),
-            tasks,
-            notify(&changed),
-        );
-        let pods = reflect(
-            api::<Pod>(client, settings),
-            base.clone()
-                .labels(&format!("{NAME_LABEL}={MYSQL_APP_NAME}")),
-            tasks,
-            notify(&changed),
-        );
+        let wakeups = GroupWakeups::default();
+        let groups = {
+            let (changed, wakeups) = (changed.clone(), wakeups.clone());
+            reflect(
+                api::<GroupObject>(client, settings),
+                base.clone(),
+                tasks,
+                move |event| {
+                    wake_for(&wakeups, event, |group: &GroupObject| {
+                        Some((group.namespace().unwrap_or_default(), group.name_any()))
+                    });
+                    changed.notify_waiters();
+                },
+            )
+        };
+        let pods = {
+            let wakeups = wakeups.clone();
+            reflect(
+                api::<Pod>(client, settings),
+                base.clone()
+                    .labels(&format!("{NAME_LABEL}={MYSQL_APP_NAME}")),
+                tasks,
+                move |event| {
+                    wake_for(&wakeups, event, |pod: &Pod| {
+                        let instance = pod.labels().get(INSTANCE_LABEL)?.clone();
+                        Some((pod.namespace().unwrap_or_default(), instance))
+                    });
+                },
+            )
+        };
         let nodes = reflect(
             Api::<Node>::all(client.clone()),
             base.clone(),
@@ -345,6 +416,7 @@ impl Indexes {
             dns_endpoints: reflect(api(client, settings), children, tasks, |_| {}),
             sightings,
             changed,
+            wakeups,
         }
     }
 
@@ -392,5 +464,51 @@ impl ChildCache for Indexes {
             // writing is not.
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(namespace: &str, instance: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": namespace,
+                         "labels": {INSTANCE_LABEL: instance}}
+        }))
+        .unwrap()
+    }
+
+    /// Issue 12: a pod event wakes its own group's worker, not every worker.
+    #[tokio::test]
+    async fn a_pod_change_wakes_only_its_group() {
+        let wakeups = GroupWakeups::default();
+        let orders = wakeups.of("shop", "orders");
+        let billing = wakeups.of("shop", "billing");
+        let of_instance = |pod: &Pod| {
+            Some((
+                pod.namespace().unwrap_or_default(),
+                pod.labels().get(INSTANCE_LABEL)?.clone(),
+            ))
+        };
+        wake_for(
+            &wakeups,
+            &watcher::Event::Apply(pod("shop", "orders")),
+            of_instance,
+        );
+        let quick = std::time::Duration::from_millis(50);
+        // The permit is kept although nobody was waiting yet.
+        assert!(tokio::time::timeout(quick, orders.notified()).await.is_ok());
+        assert!(
+            tokio::time::timeout(quick, billing.notified())
+                .await
+                .is_err()
+        );
+        wake_for(&wakeups, &watcher::Event::InitDone, of_instance);
+        assert!(
+            tokio::time::timeout(quick, billing.notified())
+                .await
+                .is_ok()
+        );
     }
 }

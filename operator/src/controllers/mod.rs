@@ -249,6 +249,7 @@ pub async fn run(
                 worker.abort();
             }
             shared.deps.metrics.forget_group(&key.0, &key.1);
+            shared.indexes.wakeups.forget(&key.0, &key.1);
         }
         unreadable.retain(&unreadable_now);
         tokio::select! {
@@ -275,6 +276,14 @@ async fn group_worker(
         probe_now: true,
         ..GroupState::default()
     };
+    let wake = shared.indexes.wakeups.of(
+        reference.namespace.as_deref().unwrap_or_default(),
+        &reference.name,
+    );
+    shared.deps.metrics.init_group_counters(
+        reference.namespace.as_deref().unwrap_or_default(),
+        &reference.name,
+    );
     let mut failures: u32 = 0;
     let mut last_error: Option<String> = None;
     loop {
@@ -333,7 +342,7 @@ async fn group_worker(
         };
         tokio::select! {
             _ = stop.changed() => return,
-            () = shared.indexes.changed.notified() => {}
+            () = wake.notified() => {}
             () = tokio::time::sleep(wait) => {}
         }
     }
