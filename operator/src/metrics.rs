@@ -319,26 +319,31 @@ impl Metrics {
         let inner = &self.0;
         for kind in [FailoverKind::Emergency, FailoverKind::Planned] {
             for result in [FailoverResult::Succeeded, FailoverResult::Failed] {
-                inner.failovers.get_or_create(&FailoverLabels {
+                drop(inner.failovers.get_or_create(&FailoverLabels {
                     namespace: namespace.to_string(),
                     group: group.to_string(),
                     kind: KindLabel::from(kind),
                     result: result.into(),
-                });
+                }));
             }
         }
-        inner
-            .split_brain_detected
-            .get_or_create(&Self::group(namespace, group));
-        inner
-            .status_writes_dropped
-            .get_or_create(&Self::group(namespace, group));
+        // Creating the series is the point; the returned read guards are dropped.
+        drop(
+            inner
+                .split_brain_detected
+                .get_or_create(&Self::group(namespace, group)),
+        );
+        drop(
+            inner
+                .status_writes_dropped
+                .get_or_create(&Self::group(namespace, group)),
+        );
         for result in [ReconcileResult::success, ReconcileResult::error] {
-            inner.reconciles.get_or_create(&ReconcileLabels {
+            drop(inner.reconciles.get_or_create(&ReconcileLabels {
                 namespace: namespace.to_string(),
                 group: group.to_string(),
                 result,
-            });
+            }));
         }
     }
 

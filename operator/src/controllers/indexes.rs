@@ -180,8 +180,11 @@ pub struct Indexes {
 /// when the worker is busy, so a change during a pass is never lost.
 #[derive(Clone, Default)]
 pub struct GroupWakeups {
-    groups: Arc<Mutex<BTreeMap<(String, String), Arc<Notify>>>>,
+    groups: Arc<Mutex<WakeupMap>>,
 }
+
+/// (namespace, name) -> the group's wake-up.
+type WakeupMap = BTreeMap<(String, String), Arc<Notify>>;
 
 impl GroupWakeups {
     /// The wake-up of one group (created on first use).

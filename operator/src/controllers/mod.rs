@@ -501,12 +501,22 @@ async fn reconcile(
     };
     let decision = engine::decide(&snapshot, now);
     let Some(new_status) = decision.status.clone() else {
+        // A follower decides nothing; the leader's gauges are the group's. A replica
+        // that lost leadership must not keep serving its last values (issue 12).
+        status::publish_gauges_if_leader(&deps.metrics, &namespace, &name, None);
         state.probe_now = false;
         return Ok(probe_interval);
     };
 
     // Status first: a restarted operator resumes from it.
     let previous = group.status.clone().unwrap_or_default();
+    let mut new_status = new_status;
+    new_status.dns = status::dns_status(
+        group.spec.dns.as_ref(),
+        dns_now.as_deref(),
+        previous.dns.as_ref(),
+        now.wall,
+    );
     let new_status = status::with_conditions(
         new_status,
         &previous,
@@ -523,7 +533,12 @@ async fn reconcile(
             status: new_status.clone(),
         });
     }
-    status::publish_gauges(&deps.metrics, &namespace, &name, &new_status);
+    status::publish_gauges_if_leader(
+        &deps.metrics,
+        &namespace,
+        &name,
+        shared.elector.is_leader().then_some(&new_status),
+    );
     let regarding = regarding(group);
     for event in &decision.events {
         if let Err(err) = shared.events.publish(event, &regarding).await {

@@ -5,7 +5,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::api::{Health, MysqlFailoverGroupStatus, SiteState};
+use crate::api::{DnsSpec, DnsStatus, Health, MysqlFailoverGroupStatus, SiteState};
 use crate::metrics::{Metrics, SiteGauges};
 
 /// `Ready`: True while the group is Healthy; the reason is the health, the message the
@@ -98,6 +98,33 @@ pub(crate) fn with_conditions(
     status
 }
 
+/// `status.dns`: the record as the DNSEndpoint publishes it now (`published_site`, read
+/// from the cache), or `None` without `spec.dns`. `lastUpdated` is kept while the site
+/// stays the same and set to `now` when it changes.
+pub(crate) fn dns_status(
+    spec: Option<&DnsSpec>,
+    published_site: Option<&str>,
+    previous: Option<&DnsStatus>,
+    now: jiff::Timestamp,
+) -> Option<DnsStatus> {
+    let spec = spec?;
+    let site = published_site.map(str::to_string);
+    let last_updated = match previous {
+        Some(p) if p.site == site => p.last_updated.clone(),
+        _ => site.as_ref().map(|_| Time(now)),
+    };
+    Some(DnsStatus {
+        hostname: Some(spec.hostname.clone()),
+        targets: site
+            .as_ref()
+            .and_then(|s| spec.targets.get(s))
+            .cloned()
+            .unwrap_or_default(),
+        site,
+        last_updated,
+    })
+}
+
 /// The status this replica last wrote for a group, and the resourceVersion the API
 /// server gave the object for that write: read-your-writes for the state machine.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,6 +163,21 @@ pub(crate) fn status_to_act_on(
         (cached.cloned(), false)
     } else {
         (Some(written.status.clone()), true)
+    }
+}
+
+/// The leader's status sets the group's gauges; without one (this replica is not
+/// leading) they are removed, so that only the leader exports a group's state and a
+/// replica that lost leadership stops serving stale values. Counters stay.
+pub(crate) fn publish_gauges_if_leader(
+    metrics: &Metrics,
+    namespace: &str,
+    group: &str,
+    leader_status: Option<&MysqlFailoverGroupStatus>,
+) {
+    match leader_status {
+        Some(status) => publish_gauges(metrics, namespace, group, status),
+        None => metrics.forget_group(namespace, group),
     }
 }
 
@@ -178,6 +220,60 @@ mod tests {
         jiff::Timestamp::from_second(1_750_000_000 + second).unwrap()
     }
 
+    /// Issue 12: DnsStatus was defined but never written.
+    #[test]
+    fn dns_status_follows_the_published_site() {
+        let spec: DnsSpec = serde_json::from_value(serde_json::json!({
+            "hostname": "mysql.example",
+            "targets": {"iad": ["a.example"], "pdx": ["b.example"]}
+        }))
+        .unwrap();
+        assert_eq!(dns_status(None, Some("iad"), None, at(0)), None);
+        let first = dns_status(Some(&spec), Some("iad"), None, at(0)).unwrap();
+        assert_eq!(first.hostname.as_deref(), Some("mysql.example"));
+        assert_eq!(first.site.as_deref(), Some("iad"));
+        assert_eq!(first.targets, ["a.example"]);
+        assert_eq!(first.last_updated, Some(Time(at(0))));
+        let same = dns_status(Some(&spec), Some("iad"), Some(&first), at(60)).unwrap();
+        assert_eq!(same, first, "no change, no new lastUpdated");
+        let moved = dns_status(Some(&spec), Some("pdx"), Some(&same), at(90)).unwrap();
+        assert_eq!(moved.targets, ["b.example"]);
+        assert_eq!(moved.last_updated, Some(Time(at(90))));
+        let unpublished = dns_status(Some(&spec), None, Some(&moved), at(95)).unwrap();
+        assert_eq!((unpublished.site, unpublished.last_updated), (None, None));
+    }
+
+    /// Issue 12: a replica that loses leadership stops exporting the group's gauges.
+    #[test]
+    fn gauges_are_removed_when_not_leading() {
+        let metrics = Metrics::new();
+        let healthy = MysqlFailoverGroupStatus {
+            health: Some(Health::Healthy),
+            active_site: Some("iad".into()),
+            sites: vec![crate::api::SiteStatus {
+                name: "iad".into(),
+                state: Some(SiteState::Writable),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        publish_gauges_if_leader(&metrics, "bp", "g", Some(&healthy));
+        assert!(
+            metrics
+                .render()
+                .contains(r#"bloodraven_site_writable{namespace="bp",group="g",site="iad"} 1"#)
+        );
+        publish_gauges_if_leader(&metrics, "bp", "g", None);
+        let text = metrics.render();
+        for family in [
+            "bloodraven_group_health{",
+            "bloodraven_active_site{",
+            "bloodraven_site_writable{",
+        ] {
+            assert!(!text.contains(family), "{family} still exported:\n{text}");
+        }
+    }
+
     fn status(active: &str) -> MysqlFailoverGroupStatus {
         MysqlFailoverGroupStatus {
             active_site: Some(active.into()),
@@ -194,14 +290,15 @@ mod tests {
             status: status("pdx"),
         };
         let old = status("iad");
-        let cases: [(
-            &str,
-            Option<&str>,
-            Option<&MysqlFailoverGroupStatus>,
-            Option<&WrittenStatus>,
-            &str,
+        type Case<'a> = (
+            &'a str,
+            Option<&'a str>,
+            Option<&'a MysqlFailoverGroupStatus>,
+            Option<&'a WrittenStatus>,
+            &'a str,
             bool,
-        ); 7] = [
+        );
+        let cases: [Case<'_>; 7] = [
             (
                 "nothing written",
                 Some("100"),
