@@ -176,8 +176,9 @@ pub struct Indexes {
     pub wakeups: GroupWakeups,
 }
 
-/// One `Notify` per group, keyed by (namespace, name). `notify_one` keeps a permit
-/// when the worker is busy, so a change during a pass is never lost.
+/// One `Notify` per group, keyed by (namespace, name). Wakes only a worker that is
+/// waiting (as before per-group wake-ups): a change during a pass is seen by the next
+/// pass, at the latest after STEP_INTERVAL or the probe interval.
 #[derive(Clone, Default)]
 pub struct GroupWakeups {
     groups: Arc<Mutex<WakeupMap>>,
@@ -197,7 +198,7 @@ impl GroupWakeups {
     }
 
     pub fn wake(&self, namespace: &str, name: &str) {
-        self.of(namespace, name).notify_one();
+        self.of(namespace, name).notify_waiters();
     }
 
     /// After a relist nobody knows what changed: every group is woken.
@@ -494,24 +495,24 @@ mod tests {
                 pod.labels().get(INSTANCE_LABEL)?.clone(),
             ))
         };
+        let quick = std::time::Duration::from_millis(50);
+        let orders_woken = orders.notified();
+        let billing_woken = billing.notified();
+        tokio::pin!(orders_woken, billing_woken);
+        orders_woken.as_mut().enable();
+        billing_woken.as_mut().enable();
         wake_for(
             &wakeups,
             &watcher::Event::Apply(pod("shop", "orders")),
             of_instance,
         );
-        let quick = std::time::Duration::from_millis(50);
-        // The permit is kept although nobody was waiting yet.
-        assert!(tokio::time::timeout(quick, orders.notified()).await.is_ok());
+        assert!(tokio::time::timeout(quick, orders_woken).await.is_ok());
         assert!(
-            tokio::time::timeout(quick, billing.notified())
+            tokio::time::timeout(quick, billing_woken.as_mut())
                 .await
                 .is_err()
         );
         wake_for(&wakeups, &watcher::Event::InitDone, of_instance);
-        assert!(
-            tokio::time::timeout(quick, billing.notified())
-                .await
-                .is_ok()
-        );
+        assert!(tokio::time::timeout(quick, billing_woken).await.is_ok());
     }
 }
