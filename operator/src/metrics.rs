@@ -2,8 +2,9 @@
 //! serves them with `/healthz` and `/readyz`. One [`Metrics`] value is created at start
 //! and shared; the controllers call its small setters, never the registry directly.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -60,6 +61,9 @@ struct Inner {
     reconcile_duration: HistogramFamily<GroupLabels>,
     status_writes_dropped: Family<GroupLabels, Counter>,
     leader: Gauge,
+    /// Every site each group's per-site series were set for, keyed by (namespace,
+    /// group): `forget_group` removes exactly those, whatever the spec says by then.
+    group_sites: Mutex<BTreeMap<(String, String), BTreeSet<String>>>,
 }
 
 /// The operator's metrics. Cheap to clone; all clones share one registry.
@@ -100,6 +104,7 @@ impl Metrics {
             reconcile_duration: Family::new_with_constructor(reconcile_buckets),
             status_writes_dropped: Family::default(),
             leader: Gauge::default(),
+            group_sites: Mutex::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -229,6 +234,7 @@ impl Metrics {
         active: Option<&str>,
     ) {
         for site in sites {
+            self.remember_site(namespace, group, site);
             self.0
                 .active_site
                 .get_or_create(&Self::site(namespace, group, site))
@@ -236,7 +242,18 @@ impl Metrics {
         }
     }
 
+    fn remember_site(&self, namespace: &str, group: &str, site: &str) {
+        self.0
+            .group_sites
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((namespace.to_string(), group.to_string()))
+            .or_default()
+            .insert(site.to_string());
+    }
+
     pub fn set_site(&self, namespace: &str, group: &str, site: &str, gauges: SiteGauges) {
+        self.remember_site(namespace, group, site);
         let labels = Self::site(namespace, group, site);
         let inner = &self.0;
         inner
@@ -294,6 +311,42 @@ impl Metrics {
             .observe(duration.as_secs_f64());
     }
 
+    /// Creates a group's counters at 0 (every kind and result of failover, split-brain
+    /// entries, dropped status writes, reconciles of either result), so that the first
+    /// event is an increase from 0 that `increase()` and `rate()` see, not the first
+    /// sample of a new series. Called at a group's first reconcile; idempotent.
+    pub fn init_group_counters(&self, namespace: &str, group: &str) {
+        let inner = &self.0;
+        for kind in [FailoverKind::Emergency, FailoverKind::Planned] {
+            for result in [FailoverResult::Succeeded, FailoverResult::Failed] {
+                drop(inner.failovers.get_or_create(&FailoverLabels {
+                    namespace: namespace.to_string(),
+                    group: group.to_string(),
+                    kind: KindLabel::from(kind),
+                    result: result.into(),
+                }));
+            }
+        }
+        // Creating the series is the point; the returned read guards are dropped.
+        drop(
+            inner
+                .split_brain_detected
+                .get_or_create(&Self::group(namespace, group)),
+        );
+        drop(
+            inner
+                .status_writes_dropped
+                .get_or_create(&Self::group(namespace, group)),
+        );
+        for result in [ReconcileResult::success, ReconcileResult::error] {
+            drop(inner.reconciles.get_or_create(&ReconcileLabels {
+                namespace: namespace.to_string(),
+                group: group.to_string(),
+                result,
+            }));
+        }
+    }
+
     pub fn split_brain_detected(&self, namespace: &str, group: &str) {
         self.0
             .split_brain_detected
@@ -347,8 +400,14 @@ impl Metrics {
 
     /// Drops every per-group series of a deleted group, so that dashboards do not show
     /// a ghost group forever. Counters and histograms are kept (they are history).
-    pub fn forget_group(&self, namespace: &str, group: &str, sites: &[&str]) {
+    pub fn forget_group(&self, namespace: &str, group: &str) {
         let inner = &self.0;
+        let sites = inner
+            .group_sites
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(namespace.to_string(), group.to_string()))
+            .unwrap_or_default();
         for health in [
             HealthLabel::Healthy,
             HealthLabel::Degraded,
@@ -362,7 +421,7 @@ impl Metrics {
             });
         }
         inner.split_brain.remove(&Self::group(namespace, group));
-        for site in sites {
+        for site in &sites {
             let labels = Self::site(namespace, group, site);
             for family in [
                 &inner.active_site,
@@ -615,8 +674,31 @@ mod tests {
         assert!(!text.contains(
             r#"bloodraven_site_replication_lag_seconds{namespace="bp",group="g",site="pdx"}"#
         ));
-        m.forget_group("bp", "g", &["iad", "pdx"]);
+        // Issue 12: the controller knows only the group's name once it is deleted; the
+        // per-site series must go too.
+        m.forget_group("bp", "g");
         assert!(!m.render().contains(r#"group="g""#), "{}", m.render());
+    }
+
+    /// Issue 12: a counter born at its first event is invisible to `increase()`; the
+    /// group's counters exist at 0 from its first reconcile.
+    #[test]
+    fn a_groups_counters_exist_at_zero_before_the_first_event() {
+        let m = Metrics::new();
+        m.init_group_counters("bp", "g");
+        m.init_group_counters("bp", "g");
+        let text = m.render();
+        for expected in [
+            r#"bloodraven_failovers_total{namespace="bp",group="g",kind="emergency",result="succeeded"} 0"#,
+            r#"bloodraven_failovers_total{namespace="bp",group="g",kind="emergency",result="failed"} 0"#,
+            r#"bloodraven_failovers_total{namespace="bp",group="g",kind="planned",result="succeeded"} 0"#,
+            r#"bloodraven_failovers_total{namespace="bp",group="g",kind="planned",result="failed"} 0"#,
+            r#"bloodraven_split_brain_detected_total{namespace="bp",group="g"} 0"#,
+            r#"bloodraven_status_writes_dropped_total{namespace="bp",group="g"} 0"#,
+            r#"bloodraven_reconciles_total{namespace="bp",group="g",result="error"} 0"#,
+        ] {
+            assert!(text.contains(expected), "missing {expected} in\n{text}");
+        }
     }
 
     #[test]

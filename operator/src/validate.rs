@@ -345,6 +345,14 @@ spec:
                 "m.yaml:14:20: MysqlFailoverGroup/orders: spec.failover.leaseDuration: Invalid value: \"0s\"",
             ),
             (
+                format!("{GROUP}  failover:\n    detectionWindow: 18446744073709551615h\n"),
+                "m.yaml:14:22: MysqlFailoverGroup/orders: spec.failover.detectionWindow: Invalid value: \"18446744073709551615h\"",
+            ),
+            (
+                format!("{GROUP}  failover:\n    detectionWindow: 87601h\n"),
+                "m.yaml:14:22: MysqlFailoverGroup/orders: spec.failover.detectionWindow: Invalid value: must be at most 87600h (ten years)",
+            ),
+            (
                 format!("{GROUP}  failover:\n    detectionWindw: 3s\n"),
                 "m.yaml:14:5: MysqlFailoverGroup/orders: spec.failover.detectionWindw: unknown field",
             ),

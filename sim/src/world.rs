@@ -60,6 +60,7 @@ pub struct WorldBuilder {
     max_latency: Duration,
     timings: ClusterTimings,
     images: ImageRegistry,
+    watch_delay_max: Duration,
 }
 
 impl WorldBuilder {
@@ -77,6 +78,7 @@ impl WorldBuilder {
             max_latency: Duration::from_millis(2),
             timings: ClusterTimings::default(),
             images: crate::programs::builtin_registry(),
+            watch_delay_max: Duration::ZERO,
         }
     }
 
@@ -96,6 +98,14 @@ impl WorldBuilder {
     /// Site names; each gets a node `<cluster>-<site>` labelled `zone-<site>`.
     pub fn sites(mut self, sites: &[&str]) -> Self {
         self.sites = sites.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// Delays every watch event by up to `max`, drawn from the seed (see
+    /// `ServerConfig::watch_delay_max`): finds clients that act on a cache that has not
+    /// caught up with their own writes.
+    pub fn watch_delay(mut self, max: Duration) -> Self {
+        self.watch_delay_max = max;
         self
     }
 
@@ -137,6 +147,7 @@ impl WorldBuilder {
             Arc::new(clock.clone()),
             ServerConfig {
                 seed: self.seed,
+                watch_delay_max: self.watch_delay_max,
                 ..ServerConfig::default()
             },
         );

@@ -182,6 +182,65 @@ async fn wait_for(mut cond: impl FnMut() -> bool) {
     panic!("condition not reached within 4 s");
 }
 
+/// Issue 12: a seeded delay on watch delivery, so that a client acting on its watch
+/// cache before its own write arrived can be caught; deterministic per seed.
+#[tokio::test]
+async fn watch_delivery_can_lag_behind_writes_by_a_seeded_delay() {
+    use bloodraven_sim::apiserver::watch_delay;
+    let max = Duration::from_millis(400);
+    let delays: Vec<_> = (0..64).map(|i| watch_delay(7, 1, i, max)).collect();
+    assert_eq!(
+        delays,
+        (0..64)
+            .map(|i| watch_delay(7, 1, i, max))
+            .collect::<Vec<_>>()
+    );
+    assert!(delays.iter().all(|d| *d <= max));
+    assert!(
+        delays.iter().any(|d| *d >= Duration::from_millis(100)),
+        "{delays:?}"
+    );
+    assert_ne!(
+        delays,
+        (0..64)
+            .map(|i| watch_delay(8, 1, i, max))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(watch_delay(7, 1, 0, Duration::ZERO), Duration::ZERO);
+
+    let (_api, client) = start(ServerConfig {
+        seed: 7,
+        watch_delay_max: max,
+        ..ServerConfig::default()
+    })
+    .await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let params = kube::api::WatchParams::default().timeout(30);
+    let mut stream = cms.watch(&params, "0").await.unwrap().boxed();
+    let mut written = Vec::new();
+    for i in 0..8 {
+        let created = cms
+            .create(&PostParams::default(), &cm(&format!("d{i}")))
+            .await
+            .unwrap();
+        written.push((created.metadata.name.unwrap(), tokio::time::Instant::now()));
+    }
+    let mut lagged = Duration::ZERO;
+    for (name, at) in &written {
+        match stream.next().await.unwrap().unwrap() {
+            kube::api::WatchEvent::Added(o) => {
+                assert_eq!(o.metadata.name.as_ref(), Some(name), "order is kept");
+                lagged = lagged.max(tokio::time::Instant::now() - *at);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        lagged >= Duration::from_millis(100),
+        "the watch lagged only {lagged:?}"
+    );
+}
+
 #[tokio::test]
 async fn http_watch_streams_events_bookmarks_and_410() {
     let (api, client) = start(ServerConfig {

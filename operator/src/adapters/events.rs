@@ -43,7 +43,9 @@ pub(crate) fn action_for(reason: EventReason) -> &'static str {
         | EventReason::ForceFailoverRejected
         | EventReason::PlannedFailoverRejected => "Failover",
         EventReason::SiteFenced | EventReason::SplitBrainDetected => "Fence",
-        EventReason::DivergenceDetected | EventReason::DragonflyDiscouragedArgs => "Observe",
+        EventReason::DivergenceDetected
+        | EventReason::DragonflyDiscouragedArgs
+        | EventReason::GroupUnreadable => "Observe",
         EventReason::RecloneRejected
         | EventReason::RecloneStarted
         | EventReason::RecloneSucceeded => "Reclone",

@@ -314,16 +314,18 @@ pub fn merge_patch(old: &Value, new: &Value) -> Value {
     }
 }
 
-/// Writes a group's status with a merge patch on `/status`, computed against the status
-/// the cache holds: nothing is sent when nothing changed, and a field that became unset
-/// is removed (a plain merge patch of the new status would leave it behind). A failed
-/// write is counted in `bloodraven_status_writes_dropped_total` and returned.
+/// Writes a group's status with a merge patch on `/status`, computed against
+/// `group.status` (the status the controller decided from: the cache's, or its own last
+/// write while the cache lags): nothing is sent when nothing changed, and a field that
+/// became unset is removed (a plain merge patch of the new status would leave it
+/// behind). Returns the written object's resourceVersion, `None` when nothing was sent.
+/// A failed write is counted in `bloodraven_status_writes_dropped_total` and returned.
 pub async fn patch_status(
     client: &Client,
     group: &MysqlFailoverGroup,
     new_status: &MysqlFailoverGroupStatus,
     metrics: &Metrics,
-) -> Result<bool, KubeWriteError> {
+) -> Result<Option<String>, KubeWriteError> {
     let namespace = group.namespace().unwrap_or_default();
     let name = group.name_any();
     let serialize = |status: &MysqlFailoverGroupStatus| {
@@ -339,7 +341,7 @@ pub async fn patch_status(
     };
     let patch = merge_patch(&old, &serialize(new_status)?);
     if patch.as_object().is_some_and(Map::is_empty) {
-        return Ok(false);
+        return Ok(None);
     }
     let api: Api<MysqlFailoverGroup> = Api::namespaced(client.clone(), &namespace);
     match api
@@ -350,7 +352,7 @@ pub async fn patch_status(
         )
         .await
     {
-        Ok(_) => Ok(true),
+        Ok(written) => Ok(Some(written.resource_version().unwrap_or_default())),
         Err(source) => {
             metrics.status_write_dropped(&namespace, &name);
             Err(KubeWriteError::Status {

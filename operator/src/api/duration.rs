@@ -12,9 +12,19 @@ use std::str::FromStr;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// One or more `<digits><unit>` terms, at least one of them non-zero.
+/// One or more `<digits><unit>` terms of at most seven digits, at least one of them
+/// non-zero. The digit bound keeps every value the pattern admits far from overflow in
+/// any parser (ours, CEL's, Go's); [`MAX_DURATION`] bounds the value itself.
 pub const POSITIVE_DURATION_PATTERN: &str =
-    r"^([0-9]+(ms|s|m|h))*0*[1-9][0-9]*(ms|s|m|h)([0-9]+(ms|s|m|h))*$";
+    r"^([0-9]{1,7}(ms|s|m|h))*0*[1-9][0-9]{0,6}(ms|s|m|h)([0-9]{1,7}(ms|s|m|h))*$";
+
+/// The longest duration a manifest may give (ten years): longer values are typos, and
+/// an unbounded one once made a group unreadable to the operator (issue 12).
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(87_600 * 3_600);
+/// [`MAX_DURATION`] as written in the schema's CEL rule and in messages.
+pub const MAX_DURATION_TEXT: &str = "87600h";
+/// The longest duration string the schema admits.
+pub const MAX_DURATION_LENGTH: u64 = 32;
 
 /// A positive duration, written like `5s`, `1m30s` or `250ms`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -37,6 +47,10 @@ pub enum DurationError {
     Overflow(String),
     #[error("duration {0:?} must be greater than zero")]
     NotPositive(String),
+    #[error("duration {0:?} is longer than the maximum of 87600h (ten years)")]
+    OverMaximum(String),
+    #[error("duration {0:?} is longer than 32 characters")]
+    TooLong(String),
 }
 
 impl Duration {
@@ -141,9 +155,15 @@ impl FromStr for Duration {
     type Err = DurationError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
+        if input.len() > MAX_DURATION_LENGTH as usize {
+            return Err(DurationError::TooLong(input.to_string()));
+        }
         let duration = parse(input)?;
         if duration.is_zero() {
             return Err(DurationError::NotPositive(input.to_string()));
+        }
+        if duration > MAX_DURATION {
+            return Err(DurationError::OverMaximum(input.to_string()));
         }
         Ok(Self(duration))
     }
@@ -182,7 +202,12 @@ impl JsonSchema for Duration {
         json_schema!({
             "type": "string",
             "pattern": POSITIVE_DURATION_PATTERN,
-            "description": "A positive duration such as 500ms, 5s, 1m30s or 1h."
+            "maxLength": MAX_DURATION_LENGTH,
+            "x-kubernetes-validations": [{
+                "rule": format!("duration(self) <= duration('{MAX_DURATION_TEXT}')"),
+                "message": format!("must be at most {MAX_DURATION_TEXT} (ten years)")
+            }],
+            "description": "A positive duration such as 500ms, 5s, 1m30s or 1h (at most 87600h)."
         })
     }
 }
@@ -219,6 +244,10 @@ mod tests {
             ("-5s", "digits"),
             ("1.5s", "unit"),
             ("99999999999999999999h", "too large"),
+            ("18446744073709551615h", "too large"),
+            ("87601h", "maximum of 87600h"),
+            ("87600h1ms", "maximum of 87600h"),
+            ("1s1s1s1s1s1s1s1s1s1s1s1s1s1s1s1s1s", "32 characters"),
         ];
         for (text, expected) in cases {
             let err = text.parse::<Duration>().unwrap_err().to_string();
@@ -233,7 +262,18 @@ mod tests {
             assert!(pattern.is_match(text), "{text}");
             assert!(text.parse::<Duration>().is_ok(), "{text}");
         }
-        for text in ["0s", "0m0s", "", "5", "5d", "1.5s", "s"] {
+        assert!("87600h".parse::<Duration>().is_ok());
+        for text in [
+            "0s",
+            "0m0s",
+            "",
+            "5",
+            "5d",
+            "1.5s",
+            "s",
+            "18446744073709551615h",
+            "99999999h",
+        ] {
             assert!(!pattern.is_match(text), "{text}");
             assert!(text.parse::<Duration>().is_err(), "{text}");
         }

@@ -14,6 +14,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -27,7 +28,9 @@ use tokio::time::Instant;
 use crate::adapters::kube::ChildCache;
 use crate::adapters::lease as lease_object;
 use crate::api::{DNSEndpoint, MysqlFailoverGroup};
-use crate::children::{DesiredObject, MANAGED_BY_LABEL, MYSQL_APP_NAME, NAME_LABEL};
+use crate::children::{
+    DesiredObject, INSTANCE_LABEL, MANAGED_BY_LABEL, MYSQL_APP_NAME, NAME_LABEL,
+};
 use crate::engine::lease::{LeaseRecord, LeaseSighting};
 use crate::engine::time::Millis;
 use crate::rbac::{ApiAccess, Scope};
@@ -90,10 +93,71 @@ pub const API_ACCESS: &[ApiAccess] = &[
     ),
 ];
 
+/// A group as the watch delivers it: its metadata always, its typed form only when it
+/// deserializes. The store is filled per object, so one group the operator cannot read
+/// (a value its types refuse) does not fail the whole list and blind the operator to
+/// every other group; that one is reported instead (see `controllers::unreadable`).
+#[derive(Clone, Debug)]
+pub struct GroupObject {
+    metadata: ObjectMeta,
+    /// The typed group, or why it could not be read (`spec.x.y: message`).
+    pub group: Result<Arc<MysqlFailoverGroup>, String>,
+}
+
+impl GroupObject {
+    /// Reads one group object; only metadata that is not an ObjectMeta is an error.
+    pub fn from_value(value: Value) -> Result<Self, serde_json::Error> {
+        let metadata: ObjectMeta =
+            serde_json::from_value(value.get("metadata").cloned().unwrap_or(Value::Null))?;
+        let group = serde_path_to_error::deserialize::<_, MysqlFailoverGroup>(value)
+            .map(Arc::new)
+            .map_err(|err| {
+                let path = err.path().to_string();
+                if path == "." {
+                    err.inner().to_string()
+                } else {
+                    format!("{path}: {}", err.inner())
+                }
+            });
+        Ok(Self { metadata, group })
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for GroupObject {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        Self::from_value(value).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Resource for GroupObject {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(dt: &()) -> std::borrow::Cow<'_, str> {
+        MysqlFailoverGroup::kind(dt)
+    }
+    fn group(dt: &()) -> std::borrow::Cow<'_, str> {
+        MysqlFailoverGroup::group(dt)
+    }
+    fn version(dt: &()) -> std::borrow::Cow<'_, str> {
+        MysqlFailoverGroup::version(dt)
+    }
+    fn plural(dt: &()) -> std::borrow::Cow<'_, str> {
+        MysqlFailoverGroup::plural(dt)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
 /// Every store the controller reads, plus the lease sightings.
 #[derive(Clone)]
 pub struct Indexes {
-    pub groups: Store<MysqlFailoverGroup>,
+    pub groups: Store<GroupObject>,
     pub pods: Store<Pod>,
     pub nodes: Store<Node>,
     pub leases: Store<Lease>,
@@ -105,9 +169,71 @@ pub struct Indexes {
     pub role_bindings: Store<RoleBinding>,
     pub dns_endpoints: Store<DNSEndpoint>,
     pub sightings: LeaseSightings,
-    /// Woken when a group or one of its pods changes, so that a reconcile follows at
-    /// once instead of at the next probe.
+    /// Woken when any group changes: the controller's loop starts and stops workers.
     pub changed: Arc<Notify>,
+    /// Per-group wake-ups: a change to a group or one of its pods wakes that group's
+    /// worker only, so that a reconcile follows at once instead of at the next probe.
+    pub wakeups: GroupWakeups,
+}
+
+/// One `Notify` per group, keyed by (namespace, name). Wakes only a worker that is
+/// waiting (as before per-group wake-ups): a change during a pass is seen by the next
+/// pass, at the latest after STEP_INTERVAL or the probe interval.
+#[derive(Clone, Default)]
+pub struct GroupWakeups {
+    groups: Arc<Mutex<WakeupMap>>,
+}
+
+/// (namespace, name) -> the group's wake-up.
+type WakeupMap = BTreeMap<(String, String), Arc<Notify>>;
+
+impl GroupWakeups {
+    /// The wake-up of one group (created on first use).
+    pub fn of(&self, namespace: &str, name: &str) -> Arc<Notify> {
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        groups
+            .entry((namespace.to_string(), name.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    pub fn wake(&self, namespace: &str, name: &str) {
+        self.of(namespace, name).notify_waiters();
+    }
+
+    /// After a relist nobody knows what changed: every group is woken.
+    pub fn wake_all(&self) {
+        let groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        for notify in groups.values() {
+            notify.notify_one();
+        }
+    }
+
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(namespace.to_string(), name.to_string()));
+    }
+}
+
+/// Which group an event concerns: a group itself, or the instance label of a pod.
+fn wake_for<K: Resource>(
+    wakeups: &GroupWakeups,
+    event: &watcher::Event<K>,
+    group_of: impl Fn(&K) -> Option<(String, String)>,
+) {
+    match event {
+        watcher::Event::Apply(object)
+        | watcher::Event::Delete(object)
+        | watcher::Event::InitApply(object) => {
+            if let Some((namespace, name)) = group_of(object) {
+                wakeups.wake(&namespace, &name);
+            }
+        }
+        watcher::Event::InitDone => wakeups.wake_all(),
+        watcher::Event::Init => {}
+    }
 }
 
 /// The operator's sightings of each writer Lease, keyed by (namespace, name), on the
@@ -175,12 +301,6 @@ impl kube::runtime::utils::Backoff for WatchBackoff {
     }
 }
 
-/// An event handler that wakes the workers.
-fn notify<K>(changed: &Arc<Notify>) -> impl Fn(&watcher::Event<K>) + Send + 'static {
-    let changed = changed.clone();
-    move |_| changed.notify_waiters()
-}
-
 fn api<K>(client: &Client, settings: &WatchSettings) -> Api<K>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
@@ -228,19 +348,36 @@ impl Indexes {
         let children = base
             .clone()
             .labels(&format!("{MANAGED_BY_LABEL}=bloodraven"));
-        let groups = reflect(
-            api::<MysqlFailoverGroup>(client, settings),
-            base.clone(),
-            tasks,
-            notify(&changed),
-        );
-        let pods = reflect(
-            api::<Pod>(client, settings),
-            base.clone()
-                .labels(&format!("{NAME_LABEL}={MYSQL_APP_NAME}")),
-            tasks,
-            notify(&changed),
-        );
+        let wakeups = GroupWakeups::default();
+        let groups = {
+            let (changed, wakeups) = (changed.clone(), wakeups.clone());
+            reflect(
+                api::<GroupObject>(client, settings),
+                base.clone(),
+                tasks,
+                move |event| {
+                    wake_for(&wakeups, event, |group: &GroupObject| {
+                        Some((group.namespace().unwrap_or_default(), group.name_any()))
+                    });
+                    changed.notify_waiters();
+                },
+            )
+        };
+        let pods = {
+            let wakeups = wakeups.clone();
+            reflect(
+                api::<Pod>(client, settings),
+                base.clone()
+                    .labels(&format!("{NAME_LABEL}={MYSQL_APP_NAME}")),
+                tasks,
+                move |event| {
+                    wake_for(&wakeups, event, |pod: &Pod| {
+                        let instance = pod.labels().get(INSTANCE_LABEL)?.clone();
+                        Some((pod.namespace().unwrap_or_default(), instance))
+                    });
+                },
+            )
+        };
         let nodes = reflect(
             Api::<Node>::all(client.clone()),
             base.clone(),
@@ -283,6 +420,7 @@ impl Indexes {
             dns_endpoints: reflect(api(client, settings), children, tasks, |_| {}),
             sightings,
             changed,
+            wakeups,
         }
     }
 
@@ -330,5 +468,51 @@ impl ChildCache for Indexes {
             // writing is not.
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(namespace: &str, instance: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": namespace,
+                         "labels": {INSTANCE_LABEL: instance}}
+        }))
+        .unwrap()
+    }
+
+    /// Issue 12: a pod event wakes its own group's worker, not every worker.
+    #[tokio::test]
+    async fn a_pod_change_wakes_only_its_group() {
+        let wakeups = GroupWakeups::default();
+        let orders = wakeups.of("shop", "orders");
+        let billing = wakeups.of("shop", "billing");
+        let of_instance = |pod: &Pod| {
+            Some((
+                pod.namespace().unwrap_or_default(),
+                pod.labels().get(INSTANCE_LABEL)?.clone(),
+            ))
+        };
+        let quick = std::time::Duration::from_millis(50);
+        let orders_woken = orders.notified();
+        let billing_woken = billing.notified();
+        tokio::pin!(orders_woken, billing_woken);
+        orders_woken.as_mut().enable();
+        billing_woken.as_mut().enable();
+        wake_for(
+            &wakeups,
+            &watcher::Event::Apply(pod("shop", "orders")),
+            of_instance,
+        );
+        assert!(tokio::time::timeout(quick, orders_woken).await.is_ok());
+        assert!(
+            tokio::time::timeout(quick, billing_woken.as_mut())
+                .await
+                .is_err()
+        );
+        wake_for(&wakeups, &watcher::Event::InitDone, of_instance);
+        assert!(tokio::time::timeout(quick, billing_woken).await.is_ok());
     }
 }

@@ -14,6 +14,7 @@ pub mod indexes;
 pub(crate) mod observe;
 pub(crate) mod owned;
 pub(crate) mod status;
+pub(crate) mod unreadable;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::adapters::events::EventPublisher;
 use crate::adapters::kube::{apply_children, delete_children, patch_status};
@@ -146,6 +148,8 @@ struct GroupState {
     probes: BTreeMap<String, MysqlProbe>,
     last_probe: Option<Instant>,
     probe_now: bool,
+    /// Our last status write, until the cache delivers it (read-your-writes).
+    written: Option<status::WrittenStatus>,
 }
 
 /// Runs the controller until `shutdown` completes: starts the watches and the leader
@@ -206,10 +210,28 @@ pub async fn run(
     tracing::info!(identity = %shared.settings.identity, "caches synced; controller running");
 
     let mut workers: BTreeMap<(String, String), tokio::task::JoinHandle<()>> = BTreeMap::new();
+    let mut unreadable = unreadable::UnreadableGroups::default();
     loop {
         let mut present = Vec::new();
-        for group in shared.indexes.groups.state() {
-            let key = (group.namespace().unwrap_or_default(), group.name_any());
+        let mut unreadable_now = Vec::new();
+        for object in shared.indexes.groups.state() {
+            let key = (object.namespace().unwrap_or_default(), object.name_any());
+            if let Err(error) = &object.group {
+                // Not reconciled (its worker, if any, stops below); every other group is.
+                unreadable_now.push(key);
+                if unreadable.needs_report(&object) {
+                    unreadable::report(
+                        &shared.deps.client,
+                        &shared.events,
+                        &object,
+                        error,
+                        shared.deps.clock.now(),
+                        shared.elector.is_leader(),
+                    )
+                    .await;
+                }
+                continue;
+            }
             present.push(key.clone());
             if workers.get(&key).is_none_or(|w| w.is_finished()) {
                 let shared = shared.clone();
@@ -227,8 +249,10 @@ pub async fn run(
             if let Some(worker) = workers.remove(&key) {
                 worker.abort();
             }
-            shared.deps.metrics.forget_group(&key.0, &key.1, &[]);
+            shared.deps.metrics.forget_group(&key.0, &key.1);
+            shared.indexes.wakeups.forget(&key.0, &key.1);
         }
+        unreadable.retain(&unreadable_now);
         tokio::select! {
             () = &mut shutdown => break,
             () = shared.indexes.changed.notified() => {}
@@ -246,24 +270,45 @@ pub async fn run(
 
 async fn group_worker(
     shared: Arc<Shared>,
-    reference: ObjectRef<MysqlFailoverGroup>,
+    reference: ObjectRef<indexes::GroupObject>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut state = GroupState {
         probe_now: true,
         ..GroupState::default()
     };
+    let wake = shared.indexes.wakeups.of(
+        reference.namespace.as_deref().unwrap_or_default(),
+        &reference.name,
+    );
+    shared.deps.metrics.init_group_counters(
+        reference.namespace.as_deref().unwrap_or_default(),
+        &reference.name,
+    );
+    let mut failures: u32 = 0;
+    let mut last_error: Option<String> = None;
     loop {
         if *stop.borrow() {
             return;
         }
-        let Some(group) = shared.indexes.groups.get(&reference) else {
+        // Gone, or no longer readable (the controller's loop reports that).
+        let Some(Ok(group)) = shared
+            .indexes
+            .groups
+            .get(&reference)
+            .map(|o| o.group.clone())
+        else {
             return;
         };
         let namespace = group.namespace().unwrap_or_default();
         let name = group.name_any();
         let started = Instant::now();
-        let wait = match reconcile(&shared, &group, &mut state).await {
+        // One span per pass: every log line of the pass carries the group.
+        let span = tracing::info_span!("reconcile", group = %name, %namespace);
+        let wait = match reconcile(&shared, &group, &mut state)
+            .instrument(span.clone())
+            .await
+        {
             Ok(wait) => {
                 shared.deps.metrics.reconciled(
                     &namespace,
@@ -271,10 +316,20 @@ async fn group_worker(
                     ReconcileResult::success,
                     started.elapsed(),
                 );
+                failures = 0;
+                last_error = None;
                 wait
             }
             Err(err) => {
-                tracing::warn!(%err, group = %name, %namespace, "reconcile failed");
+                // The same error again is logged at debug only: a missing Secret must
+                // not print a warning per group forever.
+                let text = err.to_string();
+                if last_error.as_deref() == Some(text.as_str()) {
+                    span.in_scope(|| tracing::debug!(%err, "reconcile failed again"));
+                } else {
+                    span.in_scope(|| tracing::warn!(%err, "reconcile failed"));
+                }
+                last_error = Some(text);
                 shared.deps.metrics.reconciled(
                     &namespace,
                     &name,
@@ -282,15 +337,27 @@ async fn group_worker(
                     started.elapsed(),
                 );
                 state.probe_now = true;
-                STEP_INTERVAL * 5
+                failures = failures.saturating_add(1);
+                error_backoff(failures)
             }
         };
         tokio::select! {
             _ = stop.changed() => return,
-            () = shared.indexes.changed.notified() => {}
+            () = wake.notified() => {}
             () = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// How long a worker waits after its `failures`-th failed pass in a row: 500 ms
+/// doubling to 30 s (no jitter: a handful of groups needs none, and a seeded
+/// simulation needs the same delays on every run). A group or pod change still wakes
+/// the worker at once.
+pub(crate) fn error_backoff(failures: u32) -> Duration {
+    const FIRST: Duration = Duration::from_millis(500);
+    const MAX: Duration = Duration::from_secs(30);
+    let doublings = failures.saturating_sub(1).min(16);
+    FIRST.saturating_mul(1 << doublings).min(MAX)
 }
 
 async fn credentials(
@@ -331,6 +398,29 @@ async fn reconcile(
 ) -> Result<Duration, ReconcileError> {
     let deps = &shared.deps;
     let indexes = &shared.indexes;
+    // Read-your-writes: until the watch delivers our last status write, decide from
+    // what we wrote (see `status::status_to_act_on`). A replica that is not leading
+    // forgets it: another leader may write after us.
+    if !shared.elector.is_leader() {
+        state.written = None;
+    }
+    let (current, keep) = status::status_to_act_on(
+        group.resource_version().as_deref(),
+        group.status.as_ref(),
+        state.written.as_ref(),
+    );
+    if !keep {
+        state.written = None;
+    }
+    let viewed;
+    let group = if keep {
+        let mut copy = group.clone();
+        copy.status = current;
+        viewed = copy;
+        &viewed
+    } else {
+        group
+    };
     let name = group.name_any();
     let namespace = group.namespace().unwrap_or_default();
     if group.meta().deletion_timestamp.is_some() {
@@ -417,12 +507,22 @@ async fn reconcile(
     };
     let decision = engine::decide(&snapshot, now);
     let Some(new_status) = decision.status.clone() else {
+        // A follower decides nothing; the leader's gauges are the group's. A replica
+        // that lost leadership must not keep serving its last values (issue 12).
+        status::publish_gauges_if_leader(&deps.metrics, &namespace, &name, None);
         state.probe_now = false;
         return Ok(probe_interval);
     };
 
     // Status first: a restarted operator resumes from it.
     let previous = group.status.clone().unwrap_or_default();
+    let mut new_status = new_status;
+    new_status.dns = status::dns_status(
+        group.spec.dns.as_ref(),
+        dns_now.as_deref(),
+        previous.dns.as_ref(),
+        now.wall,
+    );
     let new_status = status::with_conditions(
         new_status,
         &previous,
@@ -441,10 +541,21 @@ async fn reconcile(
     let config_event = dragonfly_config
         .as_ref()
         .and_then(|v| engine::dragonfly::config_warning_event(v, &previous.conditions));
-    if shared.elector.is_leader() {
-        patch_status(&deps.client, group, &new_status, &deps.metrics).await?;
+    if shared.elector.is_leader()
+        && let Some(resource_version) =
+            patch_status(&deps.client, group, &new_status, &deps.metrics).await?
+    {
+        state.written = Some(status::WrittenStatus {
+            resource_version: Some(resource_version).filter(|v| !v.is_empty()),
+            status: new_status.clone(),
+        });
     }
-    status::publish_gauges(&deps.metrics, &namespace, &name, &new_status);
+    status::publish_gauges_if_leader(
+        &deps.metrics,
+        &namespace,
+        &name,
+        shared.elector.is_leader().then_some(&new_status),
+    );
     let regarding = regarding(group);
     for event in decision.events.iter().chain(config_event.as_ref()) {
         if let Err(err) = shared.events.publish(event, &regarding).await {
@@ -537,4 +648,21 @@ fn regarding(group: &MysqlFailoverGroup) -> ObjectReference {
 /// The status a group shows before the operator wrote one.
 pub fn initial_status() -> MysqlFailoverGroupStatus {
     MysqlFailoverGroupStatus::default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12: a missing Secret used to mean a GET every 500 ms per group, forever.
+    #[test]
+    fn failed_passes_back_off_exponentially_to_thirty_seconds() {
+        let ms = |n| error_backoff(n).as_millis();
+        assert_eq!(
+            [1, 2, 3, 4, 5, 6, 7, 8, 100, u32::MAX].map(ms),
+            [
+                500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000, 30_000
+            ]
+        );
+    }
 }

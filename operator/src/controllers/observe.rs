@@ -264,8 +264,9 @@ pub(crate) fn annotations(group: &MysqlFailoverGroup) -> Annotations {
         group
             .annotations()
             .get(key)
+            // An empty value is still a request: the engine consumes and refuses it
+            // with a Warning, like any other bad value (issue 12).
             .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
     };
     Annotations {
         planned_failover: get(PLANNED_FAILOVER_ANNOTATION),
@@ -314,6 +315,25 @@ pub(crate) fn snapshot(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_annotation_values_reach_the_engine() {
+        let mut group = crate::children::tests::playground();
+        group.metadata.annotations = Some(
+            [
+                (PLANNED_FAILOVER_ANNOTATION, ""),
+                (RECLONE_SITE_ANNOTATION, " "),
+                (FORCE_FAILOVER_ANNOTATION, ""),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        );
+        let seen = annotations(&group);
+        assert_eq!(seen.planned_failover.as_deref(), Some(""));
+        assert_eq!(seen.reclone_site.as_deref(), Some(""));
+        assert_eq!(seen.force_failover.as_deref(), Some(""));
+    }
 
     #[test]
     fn a_replicas_source_host_maps_back_to_its_site() {

@@ -5,7 +5,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::api::{Health, MysqlFailoverGroupStatus, SiteState};
+use crate::api::{DnsSpec, DnsStatus, Health, MysqlFailoverGroupStatus, SiteState};
 use crate::engine::dragonfly::{ConfigVerdict, DRAGONFLY_CONFIG_WARNING};
 use crate::metrics::{Metrics, SiteGauges};
 
@@ -121,6 +121,89 @@ pub(crate) fn with_dragonfly_config(
     status
 }
 
+/// `status.dns`: the record as the DNSEndpoint publishes it now (`published_site`, read
+/// from the cache), or `None` without `spec.dns`. `lastUpdated` is kept while the site
+/// stays the same and set to `now` when it changes.
+pub(crate) fn dns_status(
+    spec: Option<&DnsSpec>,
+    published_site: Option<&str>,
+    previous: Option<&DnsStatus>,
+    now: jiff::Timestamp,
+) -> Option<DnsStatus> {
+    let spec = spec?;
+    let site = published_site.map(str::to_string);
+    let last_updated = match previous {
+        Some(p) if p.site == site => p.last_updated.clone(),
+        _ => site.as_ref().map(|_| Time(now)),
+    };
+    Some(DnsStatus {
+        hostname: Some(spec.hostname.clone()),
+        targets: site
+            .as_ref()
+            .and_then(|s| spec.targets.get(s))
+            .cloned()
+            .unwrap_or_default(),
+        site,
+        last_updated,
+    })
+}
+
+/// The status this replica last wrote for a group, and the resourceVersion the API
+/// server gave the object for that write: read-your-writes for the state machine.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct WrittenStatus {
+    pub resource_version: Option<String>,
+    pub status: MysqlFailoverGroupStatus,
+}
+
+/// The status to decide from, and whether to keep remembering `written`.
+///
+/// The reflector cache may not have delivered our own last write yet; deciding from the
+/// older status there would repeat a transition (a second `FailoverStarted`, a metric
+/// counted twice). So the written status wins until the cache shows it: the cache holds
+/// the same status, or a resourceVersion at or after the write's (resourceVersions are
+/// etcd revisions; when one is not a number, only an equal status counts as caught up).
+pub(crate) fn status_to_act_on(
+    cached_version: Option<&str>,
+    cached: Option<&MysqlFailoverGroupStatus>,
+    written: Option<&WrittenStatus>,
+) -> (Option<MysqlFailoverGroupStatus>, bool) {
+    let Some(written) = written else {
+        return (cached.cloned(), false);
+    };
+    let caught_up = cached == Some(&written.status)
+        || matches!(
+            (
+                cached_version.and_then(|v| v.parse::<u64>().ok()),
+                written
+                    .resource_version
+                    .as_deref()
+                    .and_then(|v| v.parse::<u64>().ok()),
+            ),
+            (Some(cached), Some(ours)) if cached >= ours
+        );
+    if caught_up {
+        (cached.cloned(), false)
+    } else {
+        (Some(written.status.clone()), true)
+    }
+}
+
+/// The leader's status sets the group's gauges; without one (this replica is not
+/// leading) they are removed, so that only the leader exports a group's state and a
+/// replica that lost leadership stops serving stale values. Counters stay.
+pub(crate) fn publish_gauges_if_leader(
+    metrics: &Metrics,
+    namespace: &str,
+    group: &str,
+    leader_status: Option<&MysqlFailoverGroupStatus>,
+) {
+    match leader_status {
+        Some(status) => publish_gauges(metrics, namespace, group, status),
+        None => metrics.forget_group(namespace, group),
+    }
+}
+
 /// Sets the per-group and per-site gauges from the status.
 pub(crate) fn publish_gauges(
     metrics: &Metrics,
@@ -158,6 +241,153 @@ mod tests {
 
     fn at(second: i64) -> jiff::Timestamp {
         jiff::Timestamp::from_second(1_750_000_000 + second).unwrap()
+    }
+
+    /// Issue 12: DnsStatus was defined but never written.
+    #[test]
+    fn dns_status_follows_the_published_site() {
+        let spec: DnsSpec = serde_json::from_value(serde_json::json!({
+            "hostname": "mysql.example",
+            "targets": {"iad": ["a.example"], "pdx": ["b.example"]}
+        }))
+        .unwrap();
+        assert_eq!(dns_status(None, Some("iad"), None, at(0)), None);
+        let first = dns_status(Some(&spec), Some("iad"), None, at(0)).unwrap();
+        assert_eq!(first.hostname.as_deref(), Some("mysql.example"));
+        assert_eq!(first.site.as_deref(), Some("iad"));
+        assert_eq!(first.targets, ["a.example"]);
+        assert_eq!(first.last_updated, Some(Time(at(0))));
+        let same = dns_status(Some(&spec), Some("iad"), Some(&first), at(60)).unwrap();
+        assert_eq!(same, first, "no change, no new lastUpdated");
+        let moved = dns_status(Some(&spec), Some("pdx"), Some(&same), at(90)).unwrap();
+        assert_eq!(moved.targets, ["b.example"]);
+        assert_eq!(moved.last_updated, Some(Time(at(90))));
+        let unpublished = dns_status(Some(&spec), None, Some(&moved), at(95)).unwrap();
+        assert_eq!((unpublished.site, unpublished.last_updated), (None, None));
+    }
+
+    /// Issue 12: a replica that loses leadership stops exporting the group's gauges.
+    #[test]
+    fn gauges_are_removed_when_not_leading() {
+        let metrics = Metrics::new();
+        let healthy = MysqlFailoverGroupStatus {
+            health: Some(Health::Healthy),
+            active_site: Some("iad".into()),
+            sites: vec![crate::api::SiteStatus {
+                name: "iad".into(),
+                state: Some(SiteState::Writable),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        publish_gauges_if_leader(&metrics, "bp", "g", Some(&healthy));
+        assert!(
+            metrics
+                .render()
+                .contains(r#"bloodraven_site_writable{namespace="bp",group="g",site="iad"} 1"#)
+        );
+        publish_gauges_if_leader(&metrics, "bp", "g", None);
+        let text = metrics.render();
+        for family in [
+            "bloodraven_group_health{",
+            "bloodraven_active_site{",
+            "bloodraven_site_writable{",
+        ] {
+            assert!(!text.contains(family), "{family} still exported:\n{text}");
+        }
+    }
+
+    fn status(active: &str) -> MysqlFailoverGroupStatus {
+        MysqlFailoverGroupStatus {
+            active_site: Some(active.into()),
+            ..Default::default()
+        }
+    }
+
+    /// Issue 12: a pass that runs before the watch delivered our own write decides from
+    /// what we wrote, not from the older cached status.
+    #[test]
+    fn the_written_status_wins_until_the_cache_shows_it() {
+        let written = WrittenStatus {
+            resource_version: Some("120".into()),
+            status: status("pdx"),
+        };
+        let old = status("iad");
+        type Case<'a> = (
+            &'a str,
+            Option<&'a str>,
+            Option<&'a MysqlFailoverGroupStatus>,
+            Option<&'a WrittenStatus>,
+            &'a str,
+            bool,
+        );
+        let cases: [Case<'_>; 7] = [
+            (
+                "nothing written",
+                Some("100"),
+                Some(&old),
+                None,
+                "iad",
+                false,
+            ),
+            (
+                "cache older",
+                Some("100"),
+                Some(&old),
+                Some(&written),
+                "pdx",
+                true,
+            ),
+            (
+                "cache without status",
+                Some("100"),
+                None,
+                Some(&written),
+                "pdx",
+                true,
+            ),
+            (
+                "cache delivered the write",
+                Some("120"),
+                Some(&written.status),
+                Some(&written),
+                "pdx",
+                false,
+            ),
+            (
+                "a newer write by someone else",
+                Some("130"),
+                Some(&old),
+                Some(&written),
+                "iad",
+                false,
+            ),
+            (
+                "same status, other version",
+                Some("999"),
+                Some(&written.status),
+                Some(&written),
+                "pdx",
+                false,
+            ),
+            (
+                "opaque versions: only an equal status counts",
+                Some("x9"),
+                Some(&old),
+                Some(&written),
+                "pdx",
+                true,
+            ),
+        ];
+        for (name, version, cached, written, active, keep) in cases {
+            let (chosen, kept) = status_to_act_on(version, cached, written);
+            assert_eq!(
+                chosen.and_then(|s| s.active_site).as_deref(),
+                Some(active),
+                "{name}"
+            );
+            assert_eq!(kept, keep, "{name}");
+        }
     }
 
     #[test]

@@ -127,12 +127,15 @@ pub enum EventReason {
     DNSUpdated,
     /// `spec.dragonfly.args` sets flags the guide discourages (message: the trade-off).
     DragonflyDiscouragedArgs,
+    /// The group's stored object does not deserialize (emitted by the controller, not
+    /// the engine: the engine never sees such a group).
+    GroupUnreadable,
 }
 
 impl EventReason {
     /// Every reason the operator can emit: what the scenario parser allows an `events:`
     /// check on a MysqlFailoverGroup to name. Keep in step with the enum.
-    pub const ALL: [EventReason; 13] = [
+    pub const ALL: [EventReason; 15] = [
         EventReason::FailoverStarted,
         EventReason::FailoverSucceeded,
         EventReason::FailoverFailed,
@@ -146,6 +149,8 @@ impl EventReason {
         EventReason::RecloneSucceeded,
         EventReason::SplitBrainDetected,
         EventReason::DNSUpdated,
+        EventReason::DragonflyDiscouragedArgs,
+        EventReason::GroupUnreadable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -164,6 +169,7 @@ impl EventReason {
             EventReason::SplitBrainDetected => "SplitBrainDetected",
             EventReason::DNSUpdated => "DNSUpdated",
             EventReason::DragonflyDiscouragedArgs => "DragonflyDiscouragedArgs",
+            EventReason::GroupUnreadable => "GroupUnreadable",
         }
     }
 }

@@ -85,6 +85,12 @@ fn validate(ctx: &Ctx<'_>, target: &str) -> Result<String, String> {
     if ctx.status.emergency_failover.is_some() {
         return Err("an emergency failover is in progress".to_string());
     }
+    if target.is_empty() {
+        return Err(format!(
+            "the value is empty; name the site to fail over to (sites: {})",
+            site_list(ctx)
+        ));
+    }
     let Some(site) = snap.site(target) else {
         return Err(format!(
             "unknown site \"{target}\" (sites: {})",
@@ -150,6 +156,11 @@ pub(super) fn step(ctx: &mut Ctx<'_>) {
     }
 }
 
+/// Waits until the target's lag is at or under `maxLagForPlannedFailover`: with
+/// steady writes a replica is rarely at exactly zero, and the exact catch-up happens
+/// after the fence (in `promoting`), where the old primary's set is final. A target
+/// that is not replicating right now (a replication thread restarting, a probe that
+/// failed) is waited for within the same bound rather than failed at once.
 fn waiting_for_lag(ctx: &mut Ctx<'_>, mut plan: PlannedFailoverStatus, from: &str) {
     let snap = ctx.snap;
     let target = plan.target.clone();
@@ -161,48 +172,56 @@ fn waiting_for_lag(ctx: &mut Ctx<'_>, mut plan: PlannedFailoverStatus, from: &st
             format!("the active site {from} stopped being writable"),
         );
     }
-    let Some(replication) = snap.site(&target).and_then(|s| s.replication()) else {
-        return fail(
-            ctx,
-            plan,
-            from,
-            format!("{target} stopped answering or replicating"),
-        );
+    let site = snap.site(&target);
+    let replication = site.and_then(|s| s.replication());
+    let waiting_for = match replication {
+        Some(r) if r.replicates_from(from) => {
+            if r.lag_seconds
+                .is_some_and(|lag| lag <= snap.knobs.max_lag_seconds)
+            {
+                return advance(ctx, plan, from);
+            }
+            let shown = r
+                .lag_seconds
+                .map_or("unknown".to_string(), |l| format!("{l}s"));
+            format!("{target} to catch up (lag {shown})")
+        }
+        Some(r) => {
+            let error = r
+                .last_io_error
+                .as_deref()
+                .or(r.last_sql_error.as_deref())
+                .unwrap_or_default();
+            with_detail(format!("{target} to replicate from {from} again"), error)
+        }
+        None if site.is_some_and(|s| s.reachable()) => {
+            format!("{target} to replicate from {from} again")
+        }
+        None => format!("{target} to answer again"),
     };
-    if !replication.replicates_from(from) {
-        let error = replication
-            .last_io_error
-            .clone()
-            .or_else(|| replication.last_sql_error.clone())
-            .unwrap_or_default();
-        return fail(
-            ctx,
-            plan,
-            from,
-            format!("{target} stopped replicating from {from} {error}"),
-        );
-    }
-    let lag = replication.lag_seconds;
-    if lag == Some(0) {
-        return advance(ctx, plan, from);
-    }
     if ctx.phase_exceeded(phase_mark(&plan), snap.knobs.planned_timeout) {
-        let shown = lag.map_or("unknown".to_string(), |l| format!("{l}s"));
         return fail(
             ctx,
             plan,
             from,
             format!(
-                "{target} did not catch up within {:?} (lag {shown})",
+                "gave up waiting for {waiting_for} after {:?}",
                 snap.knobs.planned_timeout
             ),
         );
     }
-    plan.message = Some(format!(
-        "waiting for {target} to catch up (lag {}s)",
-        lag.unwrap_or(0)
-    ));
+    plan.message = Some(format!("waiting for {waiting_for}"));
     set(ctx, plan);
+}
+
+/// `text`, then `: detail` when there is a detail (never a dangling separator).
+fn with_detail(text: String, detail: &str) -> String {
+    let detail = detail.trim();
+    if detail.is_empty() {
+        text
+    } else {
+        format!("{text}: {detail}")
+    }
 }
 
 /// Moves to the next phase of the success path and performs its entry actions.
@@ -437,7 +456,13 @@ mod tests {
     #[test]
     fn rejections_name_the_problem_and_change_nothing() {
         type Edit = fn(&mut Snapshot);
-        let cases: [(&str, &str, Edit, &str); 7] = [
+        let cases: [(&str, &str, Edit, &str); 8] = [
+            (
+                "empty value",
+                "",
+                |_| {},
+                "the value is empty; name the site to fail over to (sites: iad, pdx)",
+            ),
             (
                 "unknown site",
                 "ord",
@@ -638,21 +663,116 @@ mod tests {
     }
 
     #[test]
-    fn a_lagging_target_fails_in_waiting_for_lag_without_fencing() {
+    fn a_target_lagging_over_the_limit_fails_in_waiting_for_lag_without_fencing() {
         let mut snap = requested("pdx");
-        replication_mut(&mut snap, "pdx").lag_seconds = Some(3);
         let d = run(&snap, 12_000);
         carry(&mut snap, &d);
+        // The lag grew past the limit after the request was accepted.
+        replication_mut(&mut snap, "pdx").lag_seconds = Some(31);
         let d = run(&snap, 21_999);
         assert_eq!(plan(&d).phase, PlannedFailoverPhase::WaitingForLag);
+        assert_eq!(
+            plan(&d).message.as_deref(),
+            Some("waiting for pdx to catch up (lag 31s)")
+        );
         carry(&mut snap, &d);
         let d = run(&snap, 22_000);
         assert_eq!(plan(&d).phase, PlannedFailoverPhase::Failed);
+        assert_eq!(
+            plan(&d).message.as_deref(),
+            Some("gave up waiting for pdx to catch up (lag 31s) after 10s")
+        );
         assert!(
             !d.actions
                 .iter()
                 .any(|a| matches!(a, Action::Fence { .. } | Action::Promote { .. }))
         );
+    }
+
+    /// Issue 12: under steady writes the target is always a second or two behind; a
+    /// lag at or under the limit fences at once and leaves exact catch-up to Promoting.
+    #[test]
+    fn steady_small_lag_at_or_under_the_limit_proceeds_to_the_fence() {
+        for lag in [Some(0), Some(1), Some(2), Some(30)] {
+            let mut snap = requested("pdx");
+            replication_mut(&mut snap, "pdx").lag_seconds = lag;
+            let d = run(&snap, 12_000);
+            assert_eq!(
+                plan(&d).phase,
+                PlannedFailoverPhase::WaitingForLag,
+                "{lag:?}"
+            );
+            carry(&mut snap, &d);
+            let d = run(&snap, 12_100);
+            assert_eq!(plan(&d).phase, PlannedFailoverPhase::Promoting, "{lag:?}");
+            assert_eq!(d.actions, [Action::Fence { site: "iad".into() }], "{lag:?}");
+        }
+        // Unknown lag (Seconds_Behind_Source NULL) is not "small": keep waiting.
+        let mut snap = requested("pdx");
+        let d = run(&snap, 12_000);
+        carry(&mut snap, &d);
+        replication_mut(&mut snap, "pdx").lag_seconds = None;
+        let d = run(&snap, 12_100);
+        assert_eq!(plan(&d).phase, PlannedFailoverPhase::WaitingForLag);
+    }
+
+    /// Issue 12: a replication restart during the wait is waited out within the bound;
+    /// only a stop that outlasts it fails, and the message has no dangling separator.
+    #[test]
+    fn a_transient_replication_stop_during_the_wait_does_not_fail_at_once() {
+        type Edit = fn(&mut Snapshot);
+        let cases: [(&str, Edit, &str, &str); 3] = [
+            (
+                "IO thread restarting, no error text",
+                |s| replication_mut(s, "pdx").io_running = false,
+                "waiting for pdx to replicate from iad again",
+                "gave up waiting for pdx to replicate from iad again after 10s",
+            ),
+            (
+                "IO thread stopped with an error",
+                |s| {
+                    let r = replication_mut(s, "pdx");
+                    r.io_running = false;
+                    r.last_io_error = Some("error connecting to source ".into());
+                },
+                "waiting for pdx to replicate from iad again: error connecting to source",
+                "gave up waiting for pdx to replicate from iad again: error connecting to \
+                 source after 10s",
+            ),
+            (
+                "target silent",
+                |s| s.sites[1] = silent("pdx", 12_050),
+                "waiting for pdx to answer again",
+                "gave up waiting for pdx to answer again after 10s",
+            ),
+        ];
+        for (name, edit, waiting, failed) in cases {
+            let mut snap = requested("pdx");
+            let d = run(&snap, 12_000);
+            carry(&mut snap, &d);
+            let mut stopped = snap.clone();
+            edit(&mut stopped);
+            let d = run(&stopped, 12_100);
+            assert_eq!(
+                plan(&d).phase,
+                PlannedFailoverPhase::WaitingForLag,
+                "{name}"
+            );
+            assert_eq!(plan(&d).message.as_deref(), Some(waiting), "{name}");
+            assert!(reasons(&d).is_empty(), "{name}: {:?}", d.events);
+            carry(&mut stopped, &d);
+            // Replication resumed, caught up: the failover proceeds.
+            let mut resumed = snap.clone();
+            resumed.status = stopped.status.clone();
+            resumed.memory = stopped.memory.clone();
+            replication_mut(&mut resumed, "pdx").lag_seconds = Some(1);
+            let d = run(&resumed, 12_200);
+            assert_eq!(plan(&d).phase, PlannedFailoverPhase::Promoting, "{name}");
+            // It never resumed: fails at the bound.
+            let d = run(&stopped, 22_000);
+            assert_eq!(plan(&d).phase, PlannedFailoverPhase::Failed, "{name}");
+            assert_eq!(plan(&d).message.as_deref(), Some(failed), "{name}");
+        }
     }
 
     #[test]

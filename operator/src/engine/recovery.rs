@@ -177,6 +177,9 @@ pub(super) fn handle_reclone_annotation(ctx: &mut Ctx<'_>) {
 
 /// Returns (site, donor) or why the request is refused.
 fn validate_reclone(ctx: &Ctx<'_>, value: &str) -> Result<(String, String), String> {
+    if value.trim().is_empty() {
+        return Err("the value is empty; expected <site>:<token>".to_string());
+    }
     let Some((site, token)) = value.split_once(':') else {
         return Err("expected <site>:<token>".to_string());
     };
@@ -323,6 +326,7 @@ mod tests {
         );
         let cases = [
             ("malformed", "iad", "expected <site>:<token>"),
+            ("empty", "", "the value is empty; expected <site>:<token>"),
             (
                 "unknown site",
                 "ord:3e11fa47",

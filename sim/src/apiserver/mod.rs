@@ -175,6 +175,33 @@ pub struct ServerConfig {
     pub bookmark_interval: std::time::Duration,
     /// Watch timeout when the client sends no `timeoutSeconds`.
     pub default_watch_timeout: std::time::Duration,
+    /// Upper bound of a delay before each watch event is sent (zero: none). Each delay
+    /// is drawn from `seed`, the watch and the event's position in it, so a run replays
+    /// exactly. A real API server's watch lags behind its writes; a client that reads
+    /// its own writes back from a watch cache must cope (issue 12).
+    pub watch_delay_max: std::time::Duration,
+}
+
+/// The delay before the `index`-th event of watch `watch_id`: uniform in
+/// `[0, max]` by milliseconds, from a splitmix64 hash of the three (no shared RNG, so
+/// one watch's delays do not depend on how many events other watches saw).
+pub fn watch_delay(
+    seed: u64,
+    watch_id: u64,
+    index: u64,
+    max: std::time::Duration,
+) -> std::time::Duration {
+    let max_ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX);
+    if max_ms == 0 {
+        return std::time::Duration::ZERO;
+    }
+    let mut z = seed
+        ^ watch_id.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ index.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    std::time::Duration::from_millis(z % max_ms.saturating_add(1))
 }
 
 impl Default for ServerConfig {
@@ -184,6 +211,7 @@ impl Default for ServerConfig {
             seed: 0,
             bookmark_interval: std::time::Duration::from_secs(60),
             default_watch_timeout: std::time::Duration::from_secs(1800),
+            watch_delay_max: std::time::Duration::ZERO,
         }
     }
 }

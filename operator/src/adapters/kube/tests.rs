@@ -167,6 +167,7 @@ async fn status_is_written_only_when_it_changed_and_a_failed_write_is_counted() 
         patch_status(&api.client(), &group, &status, &metrics)
             .await
             .unwrap()
+            .is_some()
     );
     let requests = api.requests();
     assert_eq!(requests.len(), 1);
@@ -180,9 +181,10 @@ async fn status_is_written_only_when_it_changed_and_a_failed_write_is_counted() 
     group.status = Some(status.clone());
     let quiet = FakeApi::with(|req| panic!("unexpected API request {req:?}"));
     assert!(
-        !patch_status(&quiet.client(), &group, &status, &metrics)
+        patch_status(&quiet.client(), &group, &status, &metrics)
             .await
             .unwrap()
+            .is_none()
     );
 
     let failing = FakeApi::with(|_| (409, crate::adapters::fake_api::conflict()));

@@ -110,6 +110,7 @@ fn a_force_failover_that_does_not_match_the_gap_is_refused_and_removed() {
         ("pdx:4", "expected pdx:5"),
         ("iad:5", "expected pdx:5"),
         ("pdx", "expected pdx:5"),
+        ("", "expected pdx:5"),
     ];
     for (value, expected) in cases {
         let mut snap = iad_down_with_pdx_behind();

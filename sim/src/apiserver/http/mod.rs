@@ -723,6 +723,7 @@ async fn watch(
         bookmark_every,
         kind: info.kind.clone(),
         api_version: info.api_version(),
+        sent: 0,
     };
     let lines = stream::unfold(state, |mut state| async move {
         let line = state.next_line().await?;
@@ -744,6 +745,8 @@ struct WatchState {
     bookmark_every: Duration,
     kind: String,
     api_version: String,
+    /// Events sent so far (the index of the next one's seeded delay).
+    sent: u64,
 }
 
 impl WatchState {
@@ -756,6 +759,18 @@ impl WatchState {
             tokio::select! {
                 event = self.events.recv() => {
                     let event = event?;
+                    let config = self.server.config();
+                    let delay = crate::apiserver::watch_delay(
+                        config.seed,
+                        self.id,
+                        self.sent,
+                        config.watch_delay_max,
+                    );
+                    self.sent += 1;
+                    if !delay.is_zero() {
+                        // Later events queue behind this one: order is kept.
+                        tokio::time::sleep(delay).await;
+                    }
                     let (type_, object) = match event {
                         WatchEvent::Added(o) => ("ADDED", o),
                         WatchEvent::Modified(o) => ("MODIFIED", o),
