@@ -219,12 +219,24 @@ fn default_values_render_parseable_objects_that_grant_every_operator_call() {
     assert!(!by_name.keys().any(|k| k.starts_with("ServiceMonitor")));
     assert!(!by_name.keys().any(|k| k == "Role bloodraven"));
     assert_tables_covered(&objects, None);
-    // Nothing beyond the tables: no wildcard, no delete, no secrets list.
+    // Nothing beyond the tables: no wildcard, no secrets list, and delete only on the
+    // kinds of child the operator prunes when the spec stops asking for them
+    // (children::prune): never pods, PVCs, Secrets or the groups themselves.
+    const PRUNABLE: [&str; 4] = [
+        "services",
+        "statefulsets",
+        "dnsendpoints",
+        "poddisruptionbudgets",
+    ];
     for rule in granted(&objects, None) {
-        assert!(
-            !rule.verbs.iter().any(|v| v == "*" || v == "delete"),
-            "{rule:?}"
-        );
+        assert!(!rule.verbs.iter().any(|v| v == "*"), "{rule:?}");
+        if rule.verbs.iter().any(|v| v == "delete") {
+            let resources = rule.resources.clone().unwrap_or_default();
+            assert!(
+                !resources.is_empty() && resources.iter().all(|r| PRUNABLE.contains(&r.as_str())),
+                "delete granted beyond the prunable children: {rule:?}"
+            );
+        }
     }
     assert!(!allows(&granted(&objects, None), "", "secrets", "list"));
     let notes = &rendered
