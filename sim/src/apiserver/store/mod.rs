@@ -316,8 +316,14 @@ fn absorb(info: &ResourceInfo, obj: Value) -> Value {
     obj
 }
 
-/// apiVersion/kind in the body, when given, must name this resource.
+/// A write's body must be a JSON object, and its apiVersion/kind, when given, must name
+/// this resource.
 fn check_type(info: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
+    }
     if let Some(kind) = obj.get("kind").and_then(Value::as_str)
         && !kind.is_empty()
         && kind != info.kind

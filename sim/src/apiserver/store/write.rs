@@ -41,11 +41,6 @@ impl State {
         now: &str,
         applied: bool,
     ) -> Result<Value, ApiError> {
-        if !obj.is_object() {
-            return Err(ApiError::bad_request(
-                "the request body must be a JSON object",
-            ));
-        }
         check_type(info, &obj)?;
         let body_ns = meta::namespace(&obj).to_string();
         let ns = match (info.namespaced, ns, body_ns.is_empty()) {
@@ -182,11 +177,6 @@ impl State {
         now: &str,
         applied: bool,
     ) -> Result<Value, ApiError> {
-        if !obj.is_object() {
-            return Err(ApiError::bad_request(
-                "the request body must be a JSON object",
-            ));
-        }
         check_type(info, &obj)?;
         let ns = Self::object_namespace(info, ns)?;
         let name = meta::name(&obj).to_string();
