@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bloodraven::transport::SharedClock;
+use bloodraven::seams::SharedClock;
 use futures::future::BoxFuture;
 use serde::Serialize;
 
@@ -41,13 +41,13 @@ pub enum CounterError {
     NoSession,
     /// The statement itself failed on the session (the session is dropped).
     #[error(transparent)]
-    Mysql(#[from] bloodraven::transport::MysqlError),
+    Mysql(#[from] bloodraven::seams::MysqlError),
     /// Finding where to connect failed: the Service, its pods, the credentials, a
     /// tunnel; `what` says which.
     #[error("{what}: {message}")]
     Locate { what: String, message: String },
     #[error(transparent)]
-    DragonflyConnect(#[from] bloodraven::transport::DragonflyConnectError),
+    DragonflyConnect(#[from] bloodraven::seams::DragonflyConnectError),
     /// Connecting to `target` failed where the cause is only known as text (a
     /// tunnel's last error); `message` says what was being connected and why.
     #[error("{message}")]
@@ -67,7 +67,7 @@ impl CounterError {
 
 /// A counter client's session to the current primary, with the site it belongs to;
 /// `None` until (re)connected.
-pub type SessionSlot = Option<(String, Box<dyn bloodraven::transport::MysqlSession>)>;
+pub type SessionSlot = Option<(String, Box<dyn bloodraven::seams::MysqlSession>)>;
 
 /// One increment through `slot` (which the backend has connected to the primary). On an
 /// error the session is dropped so the next write reconnects and finds the primary again
@@ -314,7 +314,7 @@ pub async fn run_counter(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bloodraven::transport::Clock;
+    use bloodraven::seams::Clock;
     use std::sync::atomic::{AtomicU64, Ordering};
 
     /// A clock that follows tokio's (paused) time, so the test is instant and exact.

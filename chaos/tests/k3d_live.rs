@@ -11,9 +11,9 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use bloodraven::adapters::mysql::sql;
 use bloodraven::gtid::GtidSet;
-use bloodraven::transport::{
+use bloodraven::production::mysql::sql;
+use bloodraven::seams::{
     DragonflyTimeouts, GtidWait, MysqlConnector, MysqlError, MysqlSession, MysqlStatus,
     MysqlTarget, ReadOnlyMode, SemisyncSourceStatus,
 };
@@ -282,7 +282,7 @@ impl MysqlSession for Session {
     }
     fn change_source<'a>(
         &'a mut self,
-        _: &'a bloodraven::transport::ReplicationSource,
+        _: &'a bloodraven::seams::ReplicationSource,
     ) -> BoxFuture<'a, Result<(), MysqlError>> {
         self.unsupported()
     }
@@ -295,14 +295,14 @@ impl MysqlSession for Session {
     }
     fn clone_from<'a>(
         &'a mut self,
-        _: &'a bloodraven::transport::CloneDonor,
+        _: &'a bloodraven::seams::CloneDonor,
         _: std::time::Duration,
     ) -> BoxFuture<'a, Result<(), MysqlError>> {
         self.unsupported()
     }
     fn ensure_replication_account<'a>(
         &'a mut self,
-        _: &'a bloodraven::transport::ReplicationAccount,
+        _: &'a bloodraven::seams::ReplicationAccount,
     ) -> BoxFuture<'a, Result<(), MysqlError>> {
         self.unsupported()
     }
@@ -579,7 +579,7 @@ fn live_backend() -> (K3dBackend, Arc<World>) {
         groups: Arc::new(Groups(world.clone())),
         mysql: Arc::new(Mysql(world.clone())),
         dragonfly: Arc::new(
-            bloodraven::adapters::dragonfly::RedisDragonflyConnector::new(
+            bloodraven::production::dragonfly::RedisDragonflyConnector::new(
                 DragonflyTimeouts::default(),
             ),
         ),

@@ -241,7 +241,7 @@ fn planned_failover_rejections_name_the_problem() {
 // SUPER would, through the sim's own MySQL client, scrape the operator's /metrics from a
 // client host, and write through the chaos sim backend's counter workload.
 
-use bloodraven::transport::mysql::{MysqlSession, MysqlTarget, MysqlTimeouts};
+use bloodraven::seams::mysql::{MysqlSession, MysqlTarget, MysqlTimeouts};
 use bloodraven_chaos::backend::{Backend, sim::SimBackend};
 use bloodraven_sim::StartupProfile;
 use bloodraven_sim::apiserver::ApiServer;
@@ -779,7 +779,7 @@ fn split_brain_is_detected_and_the_site_without_the_lease_is_fenced() {
                 let forced = session
                     .as_mut()
                     .unwrap()
-                    .set_read_only(bloodraven::transport::ReadOnlyMode::Writable)
+                    .set_read_only(bloodraven::seams::ReadOnlyMode::Writable)
                     .await;
                 if forced.is_err() {
                     // The fence kills client connections: reconnect.
@@ -995,11 +995,11 @@ fn bootstrap_creates_a_replication_account_that_replicates_and_is_not_root() {
     );
     assert_eq!(
         wrong.and_then(|e| e.server_code()),
-        Some(bloodraven::transport::mysql::error_codes::ACCESS_DENIED)
+        Some(bloodraven::seams::mysql::error_codes::ACCESS_DENIED)
     );
     assert_eq!(
         repl_write.and_then(|e| e.server_code()),
-        Some(bloodraven::transport::mysql::error_codes::DATABASE_ACCESS_DENIED),
+        Some(bloodraven::seams::mysql::error_codes::DATABASE_ACCESS_DENIED),
         "the replication account must hold no data privileges"
     );
     assert_eq!(app_write.unwrap(), 1);

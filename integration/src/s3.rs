@@ -9,8 +9,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bloodraven::seams::object_storage::TcpDialer;
 use bloodraven::storage::{ObjectStorage, S3Credentials, S3Target, StorageError, TransferTuning};
-use bloodraven::transport::object_storage::TcpDialer;
 
 use crate::process::{HarnessError, ServerProcess, crate_file};
 

@@ -9,8 +9,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bloodraven::seams::object_storage::TcpDialer;
 use bloodraven::storage::{ObjectStorage, S3Credentials, StorageError, TransferTuning};
-use bloodraven::transport::object_storage::TcpDialer;
 use bloodraven_integration::s3::{Auth, MotoS3};
 use tokio::io::{AsyncRead, ReadBuf};
 

@@ -15,10 +15,10 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, ObjectMeta, PostParams};
 use tokio::time::Instant;
 
-use crate::adapters::lease::{self as lease_object, LeaseWriteError};
 use crate::engine::lease::{LeaseRecord, LeaseSighting, LeaseTiming, SidecarLease};
 use crate::engine::time::Millis;
-use crate::transport::SharedClock;
+use crate::production::lease::{self as lease_object, LeaseWriteError};
+use crate::seams::SharedClock;
 
 /// Default name of the operator's leader Lease (in the operator's namespace).
 pub const LEADER_LEASE: &str = "bloodraven-operator";

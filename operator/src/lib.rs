@@ -3,13 +3,12 @@
 //! detection, DNS steering and a co-managed Dragonfly cache.
 //!
 //! Architecture (see docs/design.md): `api` holds the CRD types; `engine` is the pure
-//! decision logic; `adapters` talk to MySQL, Dragonfly and Kubernetes; `controllers`
-//! run observe -> decide -> act; `transport` is the seam the simulation plugs into.
+//! decision logic; `production` talk to MySQL, Dragonfly and Kubernetes; `controllers`
+//! run observe -> decide -> act; `seams` are where the simulation plugs in.
 
 // What other crates use is `pub`; everything else says `pub(crate)`.
 #![warn(unreachable_pub)]
 
-pub mod adapters;
 pub mod api;
 pub mod children;
 pub mod cli;
@@ -20,9 +19,10 @@ pub mod gtid;
 pub mod hash;
 pub mod leader;
 pub mod metrics;
+pub mod production;
 pub mod rbac;
 pub mod schema;
+pub mod seams;
 pub mod sidecar;
 pub mod storage;
-pub mod transport;
 pub mod validate;

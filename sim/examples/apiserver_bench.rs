@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bloodraven::transport::SystemClock;
+use bloodraven::seams::SystemClock;
 use bloodraven_sim::apiserver::{
     ApiServer, Caller, ListQuery, Patch, ResourceKey, Subresource, WatchEvent,
 };

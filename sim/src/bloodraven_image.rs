@@ -10,8 +10,8 @@ use std::time::Duration;
 use bloodraven::cli::{Cli, Command};
 use bloodraven::controllers::{self, ControllerDeps};
 use bloodraven::metrics::{Metrics, Readiness};
+use bloodraven::seams::MysqlTimeouts;
 use bloodraven::sidecar::{self, SharedSidecarStatus, SidecarDeps};
-use bloodraven::transport::MysqlTimeouts;
 use clap::Parser;
 
 use crate::apiserver::TurmoilListener;

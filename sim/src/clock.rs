@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bloodraven::transport::Clock;
+use bloodraven::seams::Clock;
 
 /// The default pinned epoch: 2025-01-01T00:00:00Z. A fixed epoch makes every timestamp
 /// (creationTimestamp, Event times, lease renewTime) part of the seed's replay.

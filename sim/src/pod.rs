@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bloodraven::transport::SharedClock;
+use bloodraven::seams::SharedClock;
 
 /// What a program returns; turmoil reports an `Err` as the host failing.
 pub type ProgramResult = Result<(), Box<dyn std::error::Error>>;

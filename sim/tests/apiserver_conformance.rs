@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use bloodraven::transport::Clock;
+use bloodraven::seams::Clock;
 use bloodraven_sim::apiserver::{
     ApiServer, Caller, DeleteOptions, ListQuery, Patch, Propagation, ResourceKey, ServerConfig,
     Subresource, WatchEvent,

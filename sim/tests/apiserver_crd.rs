@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use bloodraven::transport::Clock;
+use bloodraven::seams::Clock;
 use bloodraven_sim::apiserver::{ApiServer, Caller, ListQuery, Patch, ResourceKey, Subresource};
 use serde_json::{Value, json};
 

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use bloodraven::transport::Clock;
+use bloodraven::seams::Clock;
 use bloodraven_sim::apiserver::{ApiServer, Caller, ResourceKey};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

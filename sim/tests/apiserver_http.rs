@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bloodraven::transport::Clock;
+use bloodraven::seams::Clock;
 use bloodraven_sim::apiserver::{ApiServer, ResourceKey, ServerConfig};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};

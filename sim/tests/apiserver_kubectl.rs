@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
-use bloodraven::transport::Clock;
+use bloodraven::seams::Clock;
 use bloodraven_sim::apiserver::{ApiServer, Caller, Patch, ResourceKey, Subresource};
 use serde_json::json;
 

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use bloodraven::transport::dragonfly::{
+use bloodraven::seams::dragonfly::{
     DragonflyConnectError, DragonflyConnector, DragonflyTarget, DragonflyTimeouts,
 };
 use bloodraven_sim::models::dragonfly::{DragonflyConfig, DragonflyProgram, SimDragonflyConnector};

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use bloodraven::gtid::{GtidSet, reclone_token};
-use bloodraven::transport::mysql::{
+use bloodraven::seams::mysql::{
     CloneDonor, GtidWait, IoThreadState, MysqlSession, MysqlTarget, MysqlTimeouts, ReadOnlyMode,
     ReplicationAccount, ReplicationSource, error_codes,
 };

@@ -4,7 +4,7 @@
 //! faults that need a SQL session (write-divergent, replication-delay).
 //!
 //! The clients are the operator's own production adapters (mysql_async, the redis
-//! crate) behind the transport seam's connector traits; the Kubernetes reads sit behind
+//! crate) behind the seams' connector traits; the Kubernetes reads sit behind
 //! [`GroupApi`], so tests record every call without a cluster.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,7 +14,7 @@ use std::time::Duration;
 use bloodraven::api::{
     DRAGONFLY_ROLE_LABEL, DRAGONFLY_TRAFFIC_LABEL, MysqlFailoverGroup, ROLE_LABEL,
 };
-use bloodraven::transport::{
+use bloodraven::seams::{
     DragonflyTarget, MysqlSession, MysqlTarget, MysqlTimeouts, SharedDragonflyConnector,
     SharedMysqlConnector,
 };
@@ -360,7 +360,7 @@ impl Live {
         let group = self.group(Some(namespace)).await?;
         let mut session = self.root_session(&group, site).await?;
         session
-            .set_read_only(bloodraven::transport::mysql::ReadOnlyMode::Writable)
+            .set_read_only(bloodraven::seams::mysql::ReadOnlyMode::Writable)
             .await
             .map_err(|e| format!("on site {site}: {e}"))
     }
@@ -375,7 +375,7 @@ impl Live {
     ) -> Result<(), String> {
         let group = self.group(Some(namespace)).await?;
         let mut session = self.root_session(&group, site).await?;
-        let on = |e: bloodraven::transport::MysqlError| format!("on site {site}: {e}");
+        let on = |e: bloodraven::seams::MysqlError| format!("on site {site}: {e}");
         session.stop_replica().await.map_err(on)?;
         session.set_source_delay(seconds).await.map_err(on)?;
         session.start_replica().await.map_err(on)

@@ -11,7 +11,7 @@ pub mod tunnel;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bloodraven::transport::SharedClock;
+use bloodraven::seams::SharedClock;
 use futures::future::BoxFuture;
 use serde_json::Value;
 

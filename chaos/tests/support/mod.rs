@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use bloodraven::transport::{Clock, SharedClock};
+use bloodraven::seams::{Clock, SharedClock};
 use bloodraven_chaos::backend::{Backend, BackendError, FaultOps, SiteWritability, TypedPlan};
 use bloodraven_chaos::cluster::{Cluster, ClusterError, SharedCluster};
 use bloodraven_chaos::scenario::{BackendKind, Fault, ObjectRef};

@@ -1,7 +1,7 @@
 //! The writer Lease `<group>-writer` as a child: only its identity and declared
 //! duration. Holder, renewTime and the writable grant are never applied here: the
 //! sidecar renews and the operator moves the lease with resourceVersion-guarded
-//! replaces (`adapters::kube::WriterLeaseApi`), and an apply must not fight them.
+//! replaces (`production::kube::WriterLeaseApi`), and an apply must not fight them.
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 

@@ -13,7 +13,7 @@ use crate::children::{
     DEFAULT_REPLICATION_USER, REPLICATION_PASSWORD_KEY, REPLICATION_USER_KEY, ROOT_PASSWORD_KEY,
 };
 use crate::engine::MysqlProbe;
-use crate::transport::ReplicationAccount;
+use crate::seams::ReplicationAccount;
 
 /// What the operator reads from the Secret. `Debug` never prints a password.
 #[derive(Clone, PartialEq, Eq)]

@@ -14,12 +14,12 @@ use serde_json::json;
 
 use super::indexes::Indexes;
 use super::observe::{Prober, mysql_target};
-use crate::adapters::kube::{KubeWriteError, apply_children, set_pod_role};
-use crate::adapters::lease::{self as lease_object, LeaseWriteError};
 use crate::api::MysqlFailoverGroup;
 use crate::children::{self, BuildError, DesiredObject, Owner, names};
 use crate::engine::{Action, Role};
-use crate::transport::{
+use crate::production::kube::{KubeWriteError, apply_children, set_pod_role};
+use crate::production::lease::{self as lease_object, LeaseWriteError};
+use crate::seams::{
     CloneDonor, MysqlError, ReadOnlyMode, ReplicationAccount, ReplicationSource, SharedClock,
     SharedMysqlConnector,
 };
@@ -28,7 +28,7 @@ use crate::transport::{
 pub(crate) const CLONE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What the operations call directly (see `crate::rbac`); the Lease replace and the
-/// applies go through `adapters`, whose tables list them.
+/// applies go through `production`, whose tables list them.
 pub(crate) const API_ACCESS: &[crate::rbac::ApiAccess] = &[
     crate::rbac::ApiAccess {
         group: "coordination.k8s.io",

@@ -12,7 +12,7 @@ use crate::children::BuildContext;
 use crate::engine::lease::{LeaseTiming, LeaseTimingError};
 use crate::leader::LEADER_LEASE;
 use crate::metrics::{Metrics, Readiness};
-use crate::transport::{MysqlTimeouts, SystemClock};
+use crate::seams::{MysqlTimeouts, SystemClock};
 
 /// The operator's command line.
 #[derive(Debug, Clone, clap::Args)]
@@ -94,7 +94,7 @@ pub async fn run_in_cluster(args: OperatorArgs) -> Result<(), OperatorError> {
     let client = kube::Client::try_default().await?;
     let deps = ControllerDeps {
         client,
-        mysql: Arc::new(crate::adapters::mysql::MysqlAsyncConnector::new(
+        mysql: Arc::new(crate::production::mysql::MysqlAsyncConnector::new(
             MysqlTimeouts {
                 connect: Duration::from_secs(2),
                 request: Duration::from_secs(5),

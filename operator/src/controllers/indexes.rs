@@ -25,14 +25,14 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::adapters::kube::ChildCache;
-use crate::adapters::lease as lease_object;
 use crate::api::{DNSEndpoint, MysqlFailoverGroup};
 use crate::children::{
     DesiredObject, INSTANCE_LABEL, MANAGED_BY_LABEL, MYSQL_APP_NAME, NAME_LABEL,
 };
 use crate::engine::lease::{LeaseRecord, LeaseSighting};
 use crate::engine::time::Millis;
+use crate::production::kube::ChildCache;
+use crate::production::lease as lease_object;
 use crate::rbac::{ApiAccess, Scope};
 
 const LIST_WATCH: &[&str] = &["list", "watch"];

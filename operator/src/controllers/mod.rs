@@ -30,15 +30,15 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::adapters::events::EventPublisher;
-use crate::adapters::kube::{apply_children, delete_children, patch_status};
 use crate::api::{MysqlFailoverGroup, MysqlFailoverGroupStatus};
 use crate::children::{self, BuildContext};
 use crate::engine::lease::LeaseTiming;
 use crate::engine::{self, EngineMemory, Knobs, Leadership, MysqlProbe, Now};
 use crate::leader::{Elector, LeaderSettings};
 use crate::metrics::{Metrics, Readiness, ReconcileResult};
-use crate::transport::{SharedClock, SharedMysqlConnector};
+use crate::production::events::EventPublisher;
+use crate::production::kube::{apply_children, delete_children, patch_status};
+use crate::seams::{SharedClock, SharedMysqlConnector};
 use accounts::Credentials;
 use act::Operations;
 use indexes::{Indexes, WatchSettings};
@@ -118,7 +118,7 @@ pub enum ReconcileError {
         source: serde_json::Error,
     },
     #[error("{0}")]
-    Kube(#[from] crate::adapters::kube::KubeWriteError),
+    Kube(#[from] crate::production::kube::KubeWriteError),
     #[error("MysqlFailoverGroup {group}: {source}")]
     Act {
         group: String,

@@ -21,7 +21,7 @@ use crate::engine::{
     MysqlObservation, MysqlProbe, PodObservation, ReplicationObservation, Role, SiteObservation,
     Snapshot,
 };
-use crate::transport::{
+use crate::seams::{
     IoThreadState, MysqlError, MysqlSession, MysqlStatus, MysqlTarget, ReplicaStatus,
     SharedMysqlConnector,
 };
@@ -255,7 +255,9 @@ pub(crate) fn writer_lease_sighting(
     let record = indexes
         .leases
         .get(&ObjectRef::new(&name).within(&namespace))
-        .map_or_else(LeaseRecord::absent, |l| crate::adapters::lease::record(&l));
+        .map_or_else(LeaseRecord::absent, |l| {
+            crate::production::lease::record(&l)
+        });
     indexes.sightings.observe(&namespace, &name, record)
 }
 

@@ -1,6 +1,6 @@
 //! Status: the conditions built from a decision's health (small builders, not ad hoc),
 //! and the gauges a user sees on `/metrics`, both derived from the status the engine
-//! returned. The status itself is written by one writer (`adapters::kube::patch_status`,
+//! returned. The status itself is written by one writer (`production::kube::patch_status`,
 //! a merge patch on /status, only when something changed).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};

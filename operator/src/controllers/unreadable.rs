@@ -10,9 +10,9 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
-use crate::adapters::events::EventPublisher;
 use crate::api::MysqlFailoverGroup;
 use crate::engine::{EventIntent, EventReason};
+use crate::production::events::EventPublisher;
 
 use super::indexes::GroupObject;
 use super::status::READY;

@@ -3,8 +3,8 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::*;
-use crate::adapters::fake_api::{FakeApi, conflict, not_found};
-use crate::transport::Clock;
+use crate::production::fake_api::{FakeApi, conflict, not_found};
+use crate::seams::Clock;
 
 fn settings(identity: &str) -> LeaderSettings {
     LeaderSettings {

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::engine::lease::{LeaseTiming, SidecarLease};
 use crate::engine::time::Millis;
-use crate::transport::ReadOnlyMode;
+use crate::seams::ReadOnlyMode;
 
 /// The sidecar's fixed settings.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,13 +21,11 @@ use kube::api::Api;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::adapters::lease::{self as lease_object, LeaseWriteError};
 use crate::children::{SIDECAR_PASSWORD_ENV, names};
 use crate::engine::lease::{LeaseTiming, LeaseTimingError};
 use crate::engine::time::Millis;
-use crate::transport::{
-    MysqlSession, MysqlTarget, ReadOnlyMode, SharedClock, SharedMysqlConnector,
-};
+use crate::production::lease::{self as lease_object, LeaseWriteError};
+use crate::seams::{MysqlSession, MysqlTarget, ReadOnlyMode, SharedClock, SharedMysqlConnector};
 use decide::{
     FenceReason, KnownLease, LeaseEvent, MysqlAction, SidecarMemory, SidecarSettings, mysql_action,
     renewal_due, renewal_timeout, writable_allowed,
@@ -204,8 +202,8 @@ fn known(lease: &Lease, site: &str) -> KnownLease {
 pub async fn run_in_cluster(args: SidecarArgs) -> Result<(), SidecarError> {
     let settings = args.settings()?;
     let client = kube::Client::try_default().await?;
-    let mysql = Arc::new(crate::adapters::mysql::MysqlAsyncConnector::new(
-        crate::transport::MysqlTimeouts {
+    let mysql = Arc::new(crate::production::mysql::MysqlAsyncConnector::new(
+        crate::seams::MysqlTimeouts {
             connect: settings.renew_interval,
             request: settings.renew_interval,
         },
@@ -213,7 +211,7 @@ pub async fn run_in_cluster(args: SidecarArgs) -> Result<(), SidecarError> {
     let deps = SidecarDeps {
         client,
         mysql,
-        clock: Arc::new(crate::transport::SystemClock),
+        clock: Arc::new(crate::seams::SystemClock),
     };
     let status = SharedSidecarStatus::default();
     let stale_after = tick_interval(settings.renew_interval) * 3 + settings.renew_interval * 2;

@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::error::{Failure, StorageError, chain_text, classify};
 use super::http::{HttpTimeouts, RetryPolicy, StorageHttp};
 use crate::api::S3Storage;
-use crate::transport::object_storage::SharedStorageDialer;
+use crate::seams::object_storage::SharedStorageDialer;
 
 /// MinIO's and AWS's default region; S3-compatible stores accept it when unconfigured.
 pub const DEFAULT_REGION: &str = "us-east-1";
@@ -706,7 +706,7 @@ mod tests {
         };
         let err = ObjectStorage::new(
             &target,
-            Arc::new(crate::transport::object_storage::TcpDialer),
+            Arc::new(crate::seams::object_storage::TcpDialer),
             tuning,
         )
         .unwrap_err();

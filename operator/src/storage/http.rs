@@ -27,7 +27,7 @@ use object_store::client::{
     HttpResponse, HttpResponseBody, HttpService,
 };
 
-use crate::transport::object_storage::{BoxedByteStream, SharedStorageDialer};
+use crate::seams::object_storage::{BoxedByteStream, SharedStorageDialer};
 
 /// Bounds on every exchange with the object store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! and down in bounded memory and records their SHA-256. It knows buckets, keys and
 //! bytes; what a backup is, and when to make one, lives with the backup controllers.
 //!
-//! Connections go through the [`StorageDialer`](crate::transport::object_storage::StorageDialer)
+//! Connections go through the [`StorageDialer`](crate::seams::object_storage::StorageDialer)
 //! seam, so the simulation runs this same client against its S3 model (docs/backups.md).
 
 mod client;

@@ -20,7 +20,7 @@ mod table;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bloodraven::transport::SharedClock;
+use bloodraven::seams::SharedClock;
 use serde_json::Value;
 use tokio::sync::mpsc::UnboundedReceiver;
 

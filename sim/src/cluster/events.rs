@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use crate::object::{name, namespace, uid};
-use bloodraven::transport::Clock;
+use bloodraven::seams::Clock;
 
 use super::{ControllerApi, format_time, key_events};
 use crate::clock::SimClock;

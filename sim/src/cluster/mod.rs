@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bloodraven::transport::Clock;
+use bloodraven::seams::Clock;
 use rand::rngs::StdRng;
 use serde_json::Value;
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use bloodraven::api::DRAGONFLY_ROLE_LABEL;
-use bloodraven::transport::Clock;
+use bloodraven::seams::Clock;
 use serde::Serialize;
 use serde_json::Value;
 

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use bloodraven::transport::Clock;
+use bloodraven::seams::Clock;
 use serde::Serialize;
 
 use crate::SimClock;

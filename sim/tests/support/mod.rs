@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bloodraven::transport::{Clock, SharedClock};
+use bloodraven::seams::{Clock, SharedClock};
 use bloodraven_sim::pod::{HostDialer, PodContext, Readiness, SharedDialer, Volume};
 
 /// Wall time = a pinned epoch + simulated elapsed time.

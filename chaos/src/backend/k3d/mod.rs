@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use bloodraven::transport::{SharedClock, SystemClock};
+use bloodraven::seams::{SharedClock, SystemClock};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
@@ -324,12 +324,12 @@ impl K3dBackend {
         let live = LiveParts {
             forwarder: Arc::new(KubeForwarder(client.clone())),
             groups: Arc::new(KubeGroups(client.clone())),
-            mysql: Arc::new(bloodraven::adapters::mysql::MysqlAsyncConnector::new(
+            mysql: Arc::new(bloodraven::production::mysql::MysqlAsyncConnector::new(
                 super::k3d_live::counter_timeouts(),
             )),
             dragonfly: Arc::new(
-                bloodraven::adapters::dragonfly::RedisDragonflyConnector::new(
-                    bloodraven::transport::DragonflyTimeouts::default(),
+                bloodraven::production::dragonfly::RedisDragonflyConnector::new(
+                    bloodraven::seams::DragonflyTimeouts::default(),
                 ),
             ),
         };

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use bloodraven::transport::mysql::{MysqlConnector, MysqlTarget, MysqlTimeouts};
-use bloodraven::transport::{DragonflyConnector, DragonflyTarget, DragonflyTimeouts};
+use bloodraven::seams::mysql::{MysqlConnector, MysqlTarget, MysqlTimeouts};
+use bloodraven::seams::{DragonflyConnector, DragonflyTarget, DragonflyTimeouts};
 use bloodraven_sim::apiserver::ResourceKey;
 use bloodraven_sim::harness::WorldHandle;
 use bloodraven_sim::models::dragonfly::SimDragonflyConnector;

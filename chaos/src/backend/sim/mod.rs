@@ -15,7 +15,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bloodraven::transport::SharedClock;
+use bloodraven::seams::SharedClock;
 use bloodraven_sim::dialer::ClusterDialer;
 use bloodraven_sim::harness::{ClientHost, DrivenWorld, DriverError, WorldHandle};
 use bloodraven_sim::pod::SharedDialer;

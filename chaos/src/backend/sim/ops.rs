@@ -3,7 +3,7 @@
 //! API, SUPER-user statements on the MySQL models) and how each operation runs. The
 //! ledger stores these operations; `recover` replays their undo in another process.
 
-use bloodraven::transport::mysql::{MysqlSession, MysqlTarget, MysqlTimeouts};
+use bloodraven::seams::mysql::{MysqlSession, MysqlTarget, MysqlTimeouts};
 use bloodraven_sim::Fault as WorldFault;
 use bloodraven_sim::models::mysql::{MYSQL_PORT, SimMysqlSession};
 use k8s_openapi::api::core::v1::Pod;
@@ -318,7 +318,7 @@ impl SimBackend {
             SimOp::ForceWritable { namespace, site } => {
                 let mut session = self.site_mysql_root(namespace, site).await?;
                 session
-                    .set_read_only(bloodraven::transport::mysql::ReadOnlyMode::Writable)
+                    .set_read_only(bloodraven::seams::mysql::ReadOnlyMode::Writable)
                     .await
                     .map_err(|e| call_error("force-writable", e))
             }
@@ -366,8 +366,7 @@ impl SimBackend {
                 seconds,
             } => {
                 let mut session = self.site_mysql_root(namespace, site).await?;
-                let fail =
-                    |e: bloodraven::transport::MysqlError| call_error("replication-delay", e);
+                let fail = |e: bloodraven::seams::MysqlError| call_error("replication-delay", e);
                 session.stop_replica().await.map_err(fail)?;
                 session.set_source_delay(*seconds).await.map_err(fail)?;
                 session.start_replica().await.map_err(fail)

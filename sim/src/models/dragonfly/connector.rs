@@ -1,7 +1,7 @@
 //! The simulation's [`DragonflyConnector`]: a real `redis` multiplexed connection over a
 //! simulated TCP stream, so the operator's Redis-protocol adapter runs unchanged.
 
-use bloodraven::transport::dragonfly::{
+use bloodraven::seams::dragonfly::{
     DragonflyConnectError, DragonflyConnector, DragonflyTarget, DragonflyTimeouts,
 };
 use futures::future::BoxFuture;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bloodraven::gtid::GtidSet;
-use bloodraven::transport::mysql::{
+use bloodraven::seams::mysql::{
     CloneDonor, GtidWait, MysqlConnector, MysqlError, MysqlSession, MysqlStatus, MysqlTarget,
     MysqlTimeouts, REPLICATION_PRIVILEGES, ReadOnlyMode, ReplicationAccount, ReplicationSource,
 };

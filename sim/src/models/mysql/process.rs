@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bloodraven::gtid::GtidSet;
-use bloodraven::transport::mysql::error_codes;
+use bloodraven::seams::mysql::error_codes;
 use tokio::io::BufReader;
 use tokio::sync::watch;
 
@@ -19,7 +19,7 @@ use super::server::{
 };
 use super::{Account, MysqlConfig, replication};
 use crate::pod::{PodContext, ProgramResult};
-use bloodraven::adapters::mysql::sql::COUNTER_DATABASE;
+use bloodraven::production::mysql::sql::COUNTER_DATABASE;
 
 /// Runs mysqld until the program is dropped (crash, pod deletion); restarts in place after
 /// a CLONE, as mysqld does under a supervisor.

@@ -7,7 +7,7 @@
 //! `MysqlSession` (see `client.rs`), exactly as it talks to a real mysqld through SQL.
 
 use bloodraven::gtid::GtidSet;
-use bloodraven::transport::mysql::{
+use bloodraven::seams::mysql::{
     CloneDonor, GtidWait, MysqlStatus, ReadOnlyMode, ReplicationSource,
 };
 use serde::{Deserialize, Serialize};

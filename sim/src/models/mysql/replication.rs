@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bloodraven::gtid::GtidSet;
-use bloodraven::transport::mysql::{
+use bloodraven::seams::mysql::{
     CloneDonor, IoThreadState, ReplicationError, ReplicationSource, error_codes,
 };
 use tokio::io::BufReader;

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bloodraven::gtid::GtidSet;
-use bloodraven::transport::SharedClock;
-use bloodraven::transport::mysql::{
+use bloodraven::seams::SharedClock;
+use bloodraven::seams::mysql::{
     GtidWait, IoThreadState, MysqlStatus, ReadOnlyMode, ReplicaStatus, ReplicationError,
     ReplicationSource, SemisyncSourceStatus, error_codes,
 };

@@ -4,7 +4,7 @@
 
 use std::io;
 
-use bloodraven::transport::object_storage::{BoxedByteStream, StorageDialer};
+use bloodraven::seams::object_storage::{BoxedByteStream, StorageDialer};
 use futures::future::BoxFuture;
 
 use crate::pod::SharedDialer;

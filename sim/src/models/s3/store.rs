@@ -28,7 +28,7 @@ use s3s::dto::{
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 use sha2::{Digest, Sha256};
 
-use bloodraven::transport::SharedClock;
+use bloodraven::seams::SharedClock;
 
 /// S3's minimum size of every part of a multipart upload but the last.
 pub const S3_MIN_PART_SIZE: usize = 5 * 1024 * 1024;

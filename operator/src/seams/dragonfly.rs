@@ -1,7 +1,7 @@
 //! The data-plane seam to Dragonfly: "open a Redis-protocol connection to host H".
 //!
 //! It hands out a real `redis::aio::MultiplexedConnection`, so the operator's Dragonfly
-//! adapter (`adapters::dragonfly`) is the same code in production (a TCP socket) and in
+//! adapter (`production::dragonfly`) is the same code in production (a TCP socket) and in
 //! the simulation (a simulated TCP stream to the Dragonfly model). Connecting and every
 //! response are bounded by [`DragonflyTimeouts`].
 

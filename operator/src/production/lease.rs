@@ -201,7 +201,7 @@ pub async fn replace_guarded(api: &Api<Lease>, updated: &Lease) -> Result<Lease,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::fake_api::{FakeApi, conflict};
+    use crate::production::fake_api::{FakeApi, conflict};
     use serde_json::json;
 
     fn ts(s: &str) -> jiff::Timestamp {

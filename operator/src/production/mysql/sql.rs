@@ -1,11 +1,11 @@
 //! MySQL 8 statements, built as text. Values are embedded as escaped string literals
 //! because `CHANGE REPLICATION SOURCE` and `CLONE` cannot take placeholders. Pure
-//! functions, unit-tested without a server; `adapters::mysql` sends them.
+//! functions, unit-tested without a server; `production::mysql` sends them.
 
 use std::time::Duration;
 
 use crate::gtid::GtidSet;
-use crate::transport::mysql::{
+use crate::seams::mysql::{
     CloneDonor, REPLICATION_PRIVILEGES, ReadOnlyMode, ReplicationAccount, ReplicationSource,
 };
 

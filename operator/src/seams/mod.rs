@@ -1,4 +1,4 @@
-//! The transport seam: every connection and every clock read the operator, the sidecar
+//! The seams: every connection and every clock read the operator, the sidecar
 //! or the chaos runner makes goes through one of these. Production builds them from the
 //! real network and the machine's clock; the simulation builds them over its simulated
 //! network and simulated time. Nothing in the operator asks which one it has.

@@ -1,9 +1,9 @@
 use serde_json::json;
 
 use super::*;
-use crate::adapters::fake_api::FakeApi;
 use crate::children::tests::{ctx, playground};
 use crate::children::{self};
+use crate::production::fake_api::FakeApi;
 
 /// What an API server returns after applying `body`: our fields plus defaults, status,
 /// managedFields and a resourceVersion.
@@ -187,7 +187,7 @@ async fn status_is_written_only_when_it_changed_and_a_failed_write_is_counted() 
             .is_none()
     );
 
-    let failing = FakeApi::with(|_| (409, crate::adapters::fake_api::conflict()));
+    let failing = FakeApi::with(|_| (409, crate::production::fake_api::conflict()));
     let err = patch_status(
         &failing.client(),
         &group,

@@ -12,7 +12,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Row};
 
 use crate::gtid::GtidSet;
-use crate::transport::mysql::{
+use crate::seams::mysql::{
     CloneDonor, GtidWait, IoThreadState, MysqlConnector, MysqlError, MysqlSession, MysqlStatus,
     MysqlTarget, MysqlTimeouts, ReadOnlyMode, ReplicaStatus, ReplicationAccount, ReplicationError,
     ReplicationSource, SemisyncSourceStatus,

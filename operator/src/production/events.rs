@@ -18,7 +18,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::engine::{EventIntent, EventKind, EventReason};
-use crate::transport::SharedClock;
+use crate::seams::SharedClock;
 
 /// Repeats of one event within this span are counted on the first Event object.
 pub(crate) const SERIES_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_mins(6);
@@ -233,8 +233,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::adapters::fake_api::FakeApi;
-    use crate::transport::Clock;
+    use crate::production::fake_api::FakeApi;
+    use crate::seams::Clock;
 
     /// A clock the test moves by hand.
     struct ManualClock(Mutex<jiff::Timestamp>);

@@ -3,7 +3,7 @@
 
 use futures::future::BoxFuture;
 
-use crate::transport::dragonfly::{
+use crate::seams::dragonfly::{
     DragonflyConnectError, DragonflyConnector, DragonflyTarget, DragonflyTimeouts,
 };
 
