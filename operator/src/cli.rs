@@ -50,6 +50,17 @@ pub enum Command {
     /// KUBECONFIG), elects a leader among replicas, serves /metrics, /healthz and
     /// /readyz on --listen, and stops gracefully on SIGTERM.
     Operator(Box<crate::controllers::cli::OperatorArgs>),
+    /// The backup Job's program (started by the operator for each MysqlBackup): dumps
+    /// one site with mysqldump (--single-transaction, the GTID set it is consistent
+    /// with), streams the dump to the profile's S3 storage and records object, size,
+    /// SHA-256 and GTID set on the MysqlBackup's status.
+    Backup(Box<crate::backup::BackupArgs>),
+    /// What a profile's backup CronJob runs: creates a MysqlBackup of the profile.
+    TriggerBackup(crate::backup::TriggerArgs),
+    /// What a profile's verification CronJob (mysql-<group>-verify-<profile>) runs:
+    /// creates a MysqlBackupVerification against the latest Succeeded MysqlBackup of the
+    /// profile, with the profile's verification block (sanityCheck) copied onto it.
+    TriggerVerification(crate::backup::TriggerArgs),
 }
 
 /// Errors that end a command.
@@ -69,6 +80,8 @@ pub enum CliError {
     Kube(#[from] kube::Error),
     #[error("{0}")]
     Operator(#[from] crate::controllers::cli::OperatorError),
+    #[error("{0}")]
+    Backup(#[from] crate::backup::BackupError),
 }
 
 /// The exit status when stdout's reader went away: 128 + SIGPIPE, what a shell shows for
@@ -80,6 +93,28 @@ impl CliError {
     pub fn is_broken_pipe(&self) -> bool {
         matches!(self, Self::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
     }
+}
+
+/// `trigger-backup` or `trigger-verification`: creates one CR and prints its name.
+fn trigger(
+    out: &mut dyn std::io::Write,
+    args: &crate::backup::TriggerArgs,
+    verification: bool,
+) -> Result<i32, CliError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let created = runtime.block_on(async {
+        let client = kube::Client::try_default().await?;
+        let clock: crate::seams::SharedClock = std::sync::Arc::new(crate::seams::SystemClock);
+        Ok::<_, CliError>(if verification {
+            crate::backup::trigger_verification(args, &client, &clock).await?
+        } else {
+            crate::backup::trigger_backup(args, &client, &clock).await?
+        })
+    })?;
+    writeln!(out, "created {created}")?;
+    Ok(0)
 }
 
 /// Runs a command; returns the process exit code.
@@ -111,6 +146,28 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<i32, CliError> {
             runtime.block_on(crate::controllers::cli::run_in_cluster(*args))?;
             Ok(0)
         }
+        Command::Backup(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let recorded = runtime.block_on(async {
+                let client = kube::Client::try_default().await?;
+                let deps = crate::backup::production_deps(client, &args);
+                Ok::<_, CliError>(crate::backup::run_backup(&args, &deps).await?)
+            })?;
+            writeln!(
+                out,
+                "backup {}: {} bytes at {}, sha256 {}, gtid {}",
+                args.backup,
+                recorded.size_bytes,
+                recorded.location,
+                recorded.checksum,
+                recorded.gtid_executed
+            )?;
+            Ok(0)
+        }
+        Command::TriggerBackup(args) => trigger(out, &args, false),
+        Command::TriggerVerification(args) => trigger(out, &args, true),
         Command::Validate { files } => {
             let schemas = bloodraven_schemas()?;
             let (mut problems, mut unreadable) = (0, 0);

@@ -10,6 +10,7 @@
 #![warn(unreachable_pub)]
 
 pub mod api;
+pub mod backup;
 pub mod children;
 pub mod cli;
 pub mod controllers;

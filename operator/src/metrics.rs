@@ -26,7 +26,7 @@ mod labels;
 pub use labels::ReconcileResult;
 use labels::{
     FailoverKindLabels, FailoverLabels, GroupLabels, HealthLabel, HealthLabels, KindLabel,
-    ReconcileLabels, SiteLabels,
+    ProfileLabels, ProfileResultLabels, ReconcileLabels, SiteLabels,
 };
 
 /// What the operator observed about one site, for the per-site gauges.
@@ -61,6 +61,10 @@ struct Inner {
     reconcile_duration: HistogramFamily<GroupLabels>,
     status_writes_dropped: Family<GroupLabels, Counter>,
     leader: Gauge,
+    backups: Family<ProfileResultLabels, Counter>,
+    backup_last_success: Family<ProfileLabels, F64Gauge>,
+    backup_duration: HistogramFamily<ProfileLabels>,
+    backup_size: Family<ProfileLabels, Gauge>,
     /// Every site each group's per-site series were set for, keyed by (namespace,
     /// group): `forget_group` removes exactly those, whatever the spec says by then.
     group_sites: Mutex<BTreeMap<(String, String), BTreeSet<String>>>,
@@ -73,6 +77,11 @@ pub struct Metrics(Arc<Inner>);
 fn failover_buckets() -> Histogram {
     // Emergency failovers target <= 10 s, planned ones seconds: 0.25 s .. 64 s.
     Histogram::new([0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 16.0, 32.0, 64.0])
+}
+
+fn backup_buckets() -> Histogram {
+    // A dump of the playground takes seconds; a large database hours.
+    Histogram::new([1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0])
 }
 
 fn reconcile_buckets() -> Histogram {
@@ -104,6 +113,10 @@ impl Metrics {
             reconcile_duration: Family::new_with_constructor(reconcile_buckets),
             status_writes_dropped: Family::default(),
             leader: Gauge::default(),
+            backups: Family::default(),
+            backup_last_success: Family::default(),
+            backup_duration: Family::new_with_constructor(backup_buckets),
+            backup_size: Family::default(),
             group_sites: Mutex::default(),
             registry: Registry::default(),
         };
@@ -181,6 +194,26 @@ impl Metrics {
             "leader",
             "1 while this operator replica holds the leader lease and acts",
             inner.leader.clone(),
+        );
+        registry.register(
+            "backups",
+            "Finished backups by profile and result (succeeded, failed)",
+            inner.backups.clone(),
+        );
+        registry.register(
+            "backup_last_success_timestamp_seconds",
+            "Unix time at which the profile's latest successful backup finished",
+            inner.backup_last_success.clone(),
+        );
+        registry.register(
+            "backup_duration_seconds",
+            "From a backup's start to its end (succeeded or failed)",
+            inner.backup_duration.clone(),
+        );
+        registry.register(
+            "backup_size_bytes",
+            "Size of the profile's latest successful backup object",
+            inner.backup_size.clone(),
         );
         Self(Arc::new(Inner { registry, ..inner }))
     }
@@ -394,6 +427,51 @@ impl Metrics {
             .inc();
     }
 
+    /// A backup finished: counts it, and for a success sets the last-success time and
+    /// size. `at` is the wall time it finished.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backup_finished(
+        &self,
+        namespace: &str,
+        group: &str,
+        profile: &str,
+        succeeded: bool,
+        duration: Option<Duration>,
+        size_bytes: Option<i64>,
+        at: jiff::Timestamp,
+    ) {
+        let labels = ProfileLabels {
+            namespace: namespace.to_string(),
+            group: group.to_string(),
+            profile: profile.to_string(),
+        };
+        let result = if succeeded { "succeeded" } else { "failed" };
+        self.0
+            .backups
+            .get_or_create(&ProfileResultLabels {
+                namespace: namespace.to_string(),
+                group: group.to_string(),
+                profile: profile.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+        if let Some(duration) = duration {
+            self.0
+                .backup_duration
+                .get_or_create(&labels)
+                .observe(duration.as_secs_f64());
+        }
+        if succeeded {
+            // Milliseconds to seconds; precision beyond f64's 53 bits is irrelevant here.
+            #[allow(clippy::cast_precision_loss)]
+            let seconds = at.as_millisecond() as f64 / 1000.0;
+            self.0.backup_last_success.get_or_create(&labels).set(seconds);
+            if let Some(size) = size_bytes {
+                self.0.backup_size.get_or_create(&labels).set(size);
+            }
+        }
+    }
+
     pub fn set_leader(&self, leader: bool) {
         self.0.leader.set(i64::from(leader));
     }
@@ -494,7 +572,7 @@ pub fn router(metrics: Metrics, readiness: Readiness) -> Router {
 /// Every metric family the operator registers, by registered name (without the
 /// `bloodraven_` prefix) and type. A test holds it to the `registry.register` calls of
 /// [`Metrics::new`]; the scenario parser checks `metric:` names against the samples.
-pub const FAMILIES: [(&str, MetricType); 15] = [
+pub const FAMILIES: [(&str, MetricType); 19] = [
     ("group_health", MetricType::Gauge),
     ("active_site", MetricType::Gauge),
     ("site_writable", MetricType::Gauge),
@@ -510,6 +588,10 @@ pub const FAMILIES: [(&str, MetricType); 15] = [
     ("reconcile_duration_seconds", MetricType::Histogram),
     ("status_writes_dropped", MetricType::Counter),
     ("leader", MetricType::Gauge),
+    ("backups", MetricType::Counter),
+    ("backup_last_success_timestamp_seconds", MetricType::Gauge),
+    ("backup_duration_seconds", MetricType::Histogram),
+    ("backup_size_bytes", MetricType::Gauge),
 ];
 
 /// The OpenMetrics type of a family: it decides the names of its samples.

@@ -17,6 +17,8 @@ use clap::Parser;
 use crate::apiserver::TurmoilListener;
 use crate::images::{ImageRegistry, StartupProfile};
 use crate::models::mysql::SimMysqlConnector;
+use crate::models::mysql::dump::SimDumpSource;
+use crate::models::s3::SimStorageDialer;
 use crate::pod::{PodContext, PodProgram, ProgramFuture};
 use crate::transport::{API_SERVER_HOST, API_SERVER_PORT, SimClientConfig, kube_client};
 
@@ -35,6 +37,8 @@ pub struct BloodravenProgram;
 /// operator's load from the sidecars'.
 pub const OPERATOR_USER_AGENT: &str = "bloodraven-operator";
 pub const SIDECAR_USER_AGENT: &str = "bloodraven-sidecar";
+/// The backup Jobs and the backup and verification CronJobs' trigger Jobs.
+pub const BACKUP_USER_AGENT: &str = "bloodraven-backup";
 
 fn sim_client(ctx: &PodContext, user_agent: &str) -> Result<kube::Client, http::Error> {
     kube_client(
@@ -66,6 +70,21 @@ fn argv(ctx: &PodContext) -> Vec<String> {
             argv.push(format!(
                 "--watch-timeout-seconds={SIM_WATCH_TIMEOUT_SECONDS}"
             ));
+        }
+        Some("backup") => {
+            // What the real binary reads from its environment (clap `env`).
+            use bloodraven::children::backup::{
+                MYSQL_PASSWORD_ENV, S3_ACCESS_KEY_ENV, S3_SECRET_KEY_ENV,
+            };
+            for (env, flag) in [
+                (MYSQL_PASSWORD_ENV, "--mysql-password"),
+                (S3_ACCESS_KEY_ENV, "--s3-access-key-id"),
+                (S3_SECRET_KEY_ENV, "--s3-secret-access-key"),
+            ] {
+                if let Some(value) = ctx.env.get(env) {
+                    argv.push(format!("{flag}={value}"));
+                }
+            }
         }
         Some("sidecar") => {
             argv.push(format!("--namespace={}", ctx.namespace));
@@ -139,6 +158,30 @@ impl PodProgram for BloodravenProgram {
                     });
                     ctx.ready.set(true);
                     sidecar::run(*args, deps, status, std::future::pending()).await?;
+                    Ok(())
+                }
+                Command::Backup(args) => {
+                    let deps = bloodraven::backup::BackupDeps {
+                        client: sim_client(&ctx, BACKUP_USER_AGENT)?,
+                        dump: Arc::new(SimDumpSource::new(ctx.dialer.clone())),
+                        storage: Arc::new(SimStorageDialer::new(ctx.dialer.clone())),
+                        clock: ctx.clock.clone(),
+                    };
+                    let recorded = bloodraven::backup::run_backup(&args, &deps).await?;
+                    tracing::info!(backup = %args.backup, ?recorded, "backup recorded");
+                    Ok(())
+                }
+                Command::TriggerBackup(args) => {
+                    let client = sim_client(&ctx, BACKUP_USER_AGENT)?;
+                    let name = bloodraven::backup::trigger_backup(&args, &client, &ctx.clock).await?;
+                    tracing::info!(%name, "created MysqlBackup");
+                    Ok(())
+                }
+                Command::TriggerVerification(args) => {
+                    let client = sim_client(&ctx, BACKUP_USER_AGENT)?;
+                    let name =
+                        bloodraven::backup::trigger_verification(&args, &client, &ctx.clock).await?;
+                    tracing::info!(%name, "created MysqlBackupVerification");
                     Ok(())
                 }
                 other => {

@@ -89,6 +89,9 @@ pub struct MysqlBackupStatus {
     pub location: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<i64>,
+    /// SHA-256 of the stored object, lowercase hex (what `sha256sum` prints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
     /// gtid_executed of the source at the backup's consistent point.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gtid_executed: Option<String>,

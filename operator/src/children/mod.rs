@@ -5,6 +5,7 @@
 //! Dragonfly's children are built in [`dragonfly`], beside `mysql`, and are present in
 //! [`Children`] only while `spec.dragonfly` is set.
 
+pub mod backup;
 mod dns;
 pub mod dragonfly;
 mod lease;
@@ -25,6 +26,7 @@ use kube::{Resource, ResourceExt};
 
 use crate::api::{DNSEndpoint, MysqlFailoverGroup, SITE_LABEL};
 
+pub use backup::{BackupChildren, backup_children};
 pub use dns::dns_endpoint;
 pub use dragonfly::{DragonflyChildren, DragonflySiteChildren, dragonfly_children};
 pub use lease::writer_lease;
@@ -94,6 +96,8 @@ pub struct Children {
     pub dns_endpoint: Option<DNSEndpoint>,
     /// `None` without `spec.dragonfly`.
     pub dragonfly: Option<DragonflyChildren>,
+    /// `None` without backup profiles.
+    pub backup: Option<BackupChildren>,
 }
 
 /// The MySQL children of one site.
@@ -136,6 +140,7 @@ pub fn build(
         primary_service: primary_service(&owner, group),
         dns_endpoint: dns_endpoint(&owner, group, active_site)?,
         dragonfly: dragonfly_children(&owner, group),
+        backup: backup_children(&owner, group, ctx),
     })
 }
 
@@ -273,7 +278,8 @@ impl DesiredObject {
 impl Children {
     /// Every child in apply order: RBAC, the writer Lease, per site the Services, the
     /// StatefulSet and the PDB, then the primary Service, the Dragonfly children (per
-    /// site, then the app-facing Service) and the DNSEndpoint.
+    /// site, then the app-facing Service), the DNSEndpoint, then the backup identity and
+    /// CronJobs.
     pub fn objects(&self) -> Result<Vec<DesiredObject>, serde_json::Error> {
         let mut out = vec![
             DesiredObject::of(&self.service_account)?,
@@ -298,6 +304,14 @@ impl Children {
         }
         if let Some(dns) = &self.dns_endpoint {
             out.push(DesiredObject::of(dns)?);
+        }
+        if let Some(backup) = &self.backup {
+            out.push(DesiredObject::of(&backup.service_account)?);
+            out.push(DesiredObject::of(&backup.role)?);
+            out.push(DesiredObject::of(&backup.role_binding)?);
+            for cronjob in &backup.cronjobs {
+                out.push(DesiredObject::of(cronjob)?);
+            }
         }
         Ok(out)
     }

@@ -92,6 +92,26 @@ pub fn dragonfly_pdb(group: &str, site: &str) -> String {
     dragonfly_statefulset(group, site)
 }
 
+/// The CronJob that takes a profile's scheduled backups (it creates a `MysqlBackup`).
+pub fn backup_cronjob(group: &str, profile: &str) -> String {
+    format!("mysql-{group}-backup-{profile}")
+}
+
+/// The CronJob that verifies a profile's latest backup (named in the playground guide).
+pub fn verify_cronjob(group: &str, profile: &str) -> String {
+    format!("mysql-{group}-verify-{profile}")
+}
+
+/// ServiceAccount, Role and RoleBinding the backup and verification Jobs run as.
+pub fn backup_account(group: &str) -> String {
+    format!("{group}-backup")
+}
+
+/// The Job that takes one `MysqlBackup` (the dump and its upload).
+pub fn backup_job(backup: &str) -> String {
+    format!("{backup}-dump")
+}
+
 /// The volumeClaimTemplate name; the PVC is `data-<group>-mysql-<site>-0`.
 pub const DATA_VOLUME: &str = "data";
 
@@ -143,6 +163,16 @@ mod tests {
             "playground-dragonfly-pdx-0.playground-dragonfly-pdx-headless.ns.svc"
         );
         assert_eq!(dragonfly_service("playground"), "playground-dragonfly");
+        assert_eq!(
+            verify_cronjob("playground", "minio"),
+            "mysql-playground-verify-minio"
+        );
+        assert_eq!(
+            backup_cronjob("playground", "minio"),
+            "mysql-playground-backup-minio"
+        );
+        assert_eq!(backup_account("playground"), "playground-backup");
+        assert_eq!(backup_job("nightly"), "nightly-dump");
         assert_eq!(
             dragonfly_pdb("playground", "iad"),
             "playground-dragonfly-iad"

@@ -17,6 +17,7 @@ pub const PRUNABLE_KINDS: &[&str] = &[
     "Service",
     "PodDisruptionBudget",
     "DNSEndpoint",
+    "CronJob",
 ];
 
 /// A child as the caches hold it.

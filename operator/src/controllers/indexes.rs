@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -25,7 +26,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::api::{DNSEndpoint, MysqlFailoverGroup};
+use crate::api::{DNSEndpoint, MysqlBackup, MysqlFailoverGroup};
 use crate::children::{
     DesiredObject, INSTANCE_LABEL, MANAGED_BY_LABEL, MYSQL_APP_NAME, NAME_LABEL,
 };
@@ -90,6 +91,19 @@ pub const API_ACCESS: &[ApiAccess] = &[
         "dnsendpoints",
         LIST_WATCH,
         "child cache and the DNS target now",
+    ),
+    ApiAccess::watched("batch", "cronjobs", LIST_WATCH, "child cache"),
+    ApiAccess::watched(
+        "batch",
+        "jobs",
+        LIST_WATCH,
+        "backup Jobs: whether each MysqlBackup's dump finished",
+    ),
+    ApiAccess::watched(
+        "bloodraven.shipstream.io",
+        "mysqlbackups",
+        LIST_WATCH,
+        "the backups the backup controller reconciles",
     ),
 ];
 
@@ -168,6 +182,13 @@ pub struct Indexes {
     pub roles: Store<Role>,
     pub role_bindings: Store<RoleBinding>,
     pub dns_endpoints: Store<DNSEndpoint>,
+    pub cronjobs: Store<CronJob>,
+    /// Jobs labelled managed-by=bloodraven: backup Jobs and the CronJobs' trigger Jobs.
+    pub jobs: Store<Job>,
+    pub backups: Store<MysqlBackup>,
+    /// Woken by any change to a `MysqlBackup` or a managed Job: the backup controller
+    /// reconciles at once instead of at its next tick.
+    pub backups_changed: Arc<Notify>,
     pub sightings: LeaseSightings,
     /// Woken when any group changes: the controller's loop starts and stops workers.
     pub changed: Arc<Notify>,
@@ -343,6 +364,7 @@ impl Indexes {
     /// Starts every watch; the stores fill in the background (see `wait_ready`).
     pub fn start(client: &Client, settings: &WatchSettings, tasks: &mut JoinSet<()>) -> Self {
         let changed = Arc::new(Notify::new());
+        let backups_changed = Arc::new(Notify::new());
         let sightings = LeaseSightings::new(Instant::now());
         let base = watcher::Config::default().timeout(settings.timeout_seconds);
         let children = base
@@ -417,7 +439,21 @@ impl Indexes {
             service_accounts: reflect(api(client, settings), children.clone(), tasks, |_| {}),
             roles: reflect(api(client, settings), children.clone(), tasks, |_| {}),
             role_bindings: reflect(api(client, settings), children.clone(), tasks, |_| {}),
-            dns_endpoints: reflect(api(client, settings), children, tasks, |_| {}),
+            dns_endpoints: reflect(api(client, settings), children.clone(), tasks, |_| {}),
+            cronjobs: reflect(api(client, settings), children.clone(), tasks, |_| {}),
+            jobs: {
+                let changed = backups_changed.clone();
+                reflect(api(client, settings), children, tasks, move |_| {
+                    changed.notify_waiters();
+                })
+            },
+            backups: {
+                let changed = backups_changed.clone();
+                reflect(api(client, settings), base, tasks, move |_| {
+                    changed.notify_waiters();
+                })
+            },
+            backups_changed,
             sightings,
             changed,
             wakeups,
@@ -439,6 +475,9 @@ impl Indexes {
             self.roles.wait_until_ready(),
             self.role_bindings.wait_until_ready(),
             self.dns_endpoints.wait_until_ready(),
+            self.cronjobs.wait_until_ready(),
+            self.jobs.wait_until_ready(),
+            self.backups.wait_until_ready(),
         );
     }
 }
@@ -464,6 +503,7 @@ impl ChildCache for Indexes {
             "RoleBinding" => cached(&self.role_bindings, object),
             "Lease" => cached(&self.leases, object),
             "DNSEndpoint" => cached(&self.dns_endpoints, object),
+            "CronJob" => cached(&self.cronjobs, object),
             // Unknown kinds are always applied: writing too often is safe, never
             // writing is not.
             _ => None,

@@ -9,6 +9,7 @@
 
 pub(crate) mod accounts;
 pub(crate) mod act;
+pub(crate) mod backup;
 pub mod cli;
 pub mod indexes;
 pub(crate) mod observe;
@@ -208,6 +209,7 @@ pub async fn run(
     }
     shared.deps.readiness.set(true);
     tracing::info!(identity = %shared.settings.identity, "caches synced; controller running");
+    background.spawn(backup::run(shared.clone(), stop_rx.clone()));
 
     let mut workers: BTreeMap<(String, String), tokio::task::JoinHandle<()>> = BTreeMap::new();
     let mut unreadable = unreadable::UnreadableGroups::default();

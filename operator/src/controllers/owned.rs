@@ -36,12 +36,13 @@ where
         .collect()
 }
 
-/// Every cached StatefulSet, Service, PodDisruptionBudget and DNSEndpoint in
+/// Every cached StatefulSet, Service, PodDisruptionBudget, DNSEndpoint and CronJob in
 /// `namespace` (the caches only hold objects labelled managed-by=bloodraven).
 pub(crate) fn existing_children(indexes: &Indexes, namespace: &str) -> Vec<ExistingChild> {
     let mut out = existing(&indexes.statefulsets, namespace);
     out.extend(existing(&indexes.services, namespace));
     out.extend(existing(&indexes.pdbs, namespace));
     out.extend(existing(&indexes.dns_endpoints, namespace));
+    out.extend(existing(&indexes.cronjobs, namespace));
     out
 }

@@ -130,12 +130,19 @@ pub enum EventReason {
     /// The group's stored object does not deserialize (emitted by the controller, not
     /// the engine: the engine never sees such a group).
     GroupUnreadable,
+    /// A `MysqlBackup`'s Job was started (on a `MysqlBackup`).
+    BackupStarted,
+    BackupSucceeded,
+    /// A backup failed; the message says why and what to check.
+    BackupFailed,
+    /// Retention deleted a backup and its object.
+    BackupExpired,
 }
 
 impl EventReason {
     /// Every reason the operator can emit: what the scenario parser allows an `events:`
     /// check on a MysqlFailoverGroup to name. Keep in step with the enum.
-    pub const ALL: [EventReason; 15] = [
+    pub const ALL: [EventReason; 19] = [
         EventReason::FailoverStarted,
         EventReason::FailoverSucceeded,
         EventReason::FailoverFailed,
@@ -151,6 +158,10 @@ impl EventReason {
         EventReason::DNSUpdated,
         EventReason::DragonflyDiscouragedArgs,
         EventReason::GroupUnreadable,
+        EventReason::BackupStarted,
+        EventReason::BackupSucceeded,
+        EventReason::BackupFailed,
+        EventReason::BackupExpired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -170,6 +181,10 @@ impl EventReason {
             EventReason::DNSUpdated => "DNSUpdated",
             EventReason::DragonflyDiscouragedArgs => "DragonflyDiscouragedArgs",
             EventReason::GroupUnreadable => "GroupUnreadable",
+            EventReason::BackupStarted => "BackupStarted",
+            EventReason::BackupSucceeded => "BackupSucceeded",
+            EventReason::BackupFailed => "BackupFailed",
+            EventReason::BackupExpired => "BackupExpired",
         }
     }
 }

@@ -6,6 +6,7 @@
 //! are in), then one module per situation: `bootstrap`, `steady`, `emergency`,
 //! `planned`, `recovery`; `fencing` guards every promotion, `health` summarises.
 
+pub mod backup;
 mod bootstrap;
 pub mod decision;
 pub mod dragonfly;

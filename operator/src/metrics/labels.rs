@@ -107,3 +107,20 @@ pub enum ReconcileResult {
     success,
     error,
 }
+
+/// One backup profile of one group.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub(super) struct ProfileLabels {
+    pub namespace: String,
+    pub group: String,
+    pub profile: String,
+}
+
+/// A backup or verification result: `succeeded` or `failed`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub(super) struct ProfileResultLabels {
+    pub namespace: String,
+    pub group: String,
+    pub profile: String,
+    pub result: String,
+}

@@ -29,7 +29,7 @@ pub(crate) const API_ACCESS: &[crate::rbac::ApiAccess] = &[crate::rbac::ApiAcces
     resource: "events",
     verbs: &["create", "patch"],
     scope: crate::rbac::Scope::Watched,
-    why: "Events on the groups (FailoverStarted, SiteFenced, ...)",
+    why: "Events on the groups (FailoverStarted, SiteFenced, ...) and the backups (BackupFailed, ...)",
 }];
 
 /// The `action` field of an Event: what the operator did or tried, derived from the
@@ -50,6 +50,10 @@ pub(crate) fn action_for(reason: EventReason) -> &'static str {
         | EventReason::RecloneStarted
         | EventReason::RecloneSucceeded => "Reclone",
         EventReason::DNSUpdated => "UpdateDNS",
+        EventReason::BackupStarted
+        | EventReason::BackupSucceeded
+        | EventReason::BackupFailed
+        | EventReason::BackupExpired => "Backup",
     }
 }
 

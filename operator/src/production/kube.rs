@@ -52,19 +52,25 @@ pub const API_ACCESS: &[ApiAccess] = &[
         "",
         "serviceaccounts",
         APPLY,
-        "children: the sidecars' ServiceAccount",
+        "children: the sidecars' and the backup Jobs' ServiceAccounts",
+    ),
+    ApiAccess::watched(
+        "batch",
+        "cronjobs",
+        APPLY_DELETE,
+        "children: the backup and verification CronJobs of each scheduled profile",
     ),
     ApiAccess::watched(
         "rbac.authorization.k8s.io",
         "roles",
         APPLY,
-        "children: the sidecars' Role (writer Lease only)",
+        "children: the sidecars' Role (writer Lease only) and the backup Jobs' Role",
     ),
     ApiAccess::watched(
         "rbac.authorization.k8s.io",
         "rolebindings",
         APPLY,
-        "children: the sidecars' RoleBinding",
+        "children: the sidecars' and the backup Jobs' RoleBindings",
     ),
     ApiAccess::watched(
         "coordination.k8s.io",

@@ -5,6 +5,7 @@
 
 mod clock;
 pub mod dragonfly;
+pub mod dump;
 pub mod mysql;
 pub mod object_storage;
 

@@ -9,6 +9,7 @@
 //! modelled and where each behaviour comes from.
 
 pub mod client;
+pub mod dump;
 mod observer;
 mod process;
 pub mod protocol;

@@ -1,0 +1,409 @@
+//! The MysqlBackup controller: for every `MysqlBackup` in the caches, observe (its
+//! group, its Job) -> `engine::backup::decide_backup` -> act (create the Job, write the
+//! status, publish the Event, record the metrics); then per profile, retention
+//! (`engine::backup::expired_backups`). Runs beside the group workers, only while this
+//! replica holds the operator's leader lease, and never touches a group's MySQL.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tokio::sync::watch;
+
+use super::Shared;
+use crate::api::{JobPhase, MysqlBackup, MysqlBackupStatus, MysqlFailoverGroup};
+use crate::children::backup::{BackupJobSpec, backup_job};
+use crate::children::names;
+use crate::engine::backup::{
+    BackupDecision, BackupJobState, BackupObservation, RetainedBackup, decide_backup,
+    expired_backups,
+};
+use crate::engine::{EventIntent, EventReason};
+use crate::rbac::ApiAccess;
+
+/// What this module calls (see `crate::rbac`). The per-group backup Role
+/// (`children::backup::backup_role`) grants the Jobs some of these too: Kubernetes lets
+/// the operator create a Role only with permissions it holds itself.
+pub(crate) const API_ACCESS: &[ApiAccess] = &[
+    ApiAccess::watched(
+        "bloodraven.shipstream.io",
+        "mysqlbackups/status",
+        &["patch"],
+        "each backup's phase, source site, timestamps and conditions",
+    ),
+    ApiAccess::watched(
+        "bloodraven.shipstream.io",
+        "mysqlbackups",
+        &["get", "create", "delete"],
+        "retention deletes expired backups; get and create are granted on to the backup Jobs' Role",
+    ),
+    ApiAccess::watched(
+        "bloodraven.shipstream.io",
+        "mysqlbackupverifications",
+        &["create"],
+        "granted on to the verification CronJob's Role (trigger-verification)",
+    ),
+    ApiAccess::watched(
+        "bloodraven.shipstream.io",
+        "mysqlfailovergroups",
+        &["get"],
+        "granted on to the backup Jobs' Role (they read their profile)",
+    ),
+    ApiAccess::watched(
+        "batch",
+        "jobs",
+        &["create"],
+        "the backup Job of each MysqlBackup",
+    ),
+];
+
+/// How often the backup controller looks without being woken.
+const TICK: Duration = Duration::from_secs(5);
+
+/// The status this controller last wrote per backup, until the cache shows it: a pass
+/// woken by the Job's creation must not decide from the status before our write.
+#[derive(Default)]
+struct Written(BTreeMap<(String, String), MysqlBackupStatus>);
+
+fn rank(phase: Option<JobPhase>) -> u8 {
+    match phase {
+        None | Some(JobPhase::Pending) => 0,
+        Some(JobPhase::Running) => 1,
+        Some(JobPhase::Succeeded | JobPhase::Failed) => 2,
+    }
+}
+
+impl Written {
+    /// The status to decide from: ours while the cache is behind it.
+    fn view(&mut self, key: &(String, String), cached: MysqlBackupStatus) -> MysqlBackupStatus {
+        match self.0.get(key) {
+            Some(ours) if rank(ours.job.phase) > rank(cached.job.phase) => MysqlBackupStatus {
+                // The Job's own fields (written by the Job, not by us) come from the cache.
+                location: cached.location.clone(),
+                size_bytes: cached.size_bytes,
+                checksum: cached.checksum.clone(),
+                gtid_executed: cached.gtid_executed.clone(),
+                ..ours.clone()
+            },
+            _ => {
+                self.0.remove(key);
+                cached
+            }
+        }
+    }
+}
+
+/// Runs until `stop` turns true.
+pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut written = Written::default();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let mut wait = TICK;
+        if shared.elector.is_leader() {
+            wait = wait.min(reconcile_all(&shared, &mut written).await);
+        } else {
+            written.0.clear();
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = shared.indexes.backups_changed.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+fn job_state(job: &Job) -> BackupJobState {
+    let conditions = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let holds = |type_: &str| {
+        conditions
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == "True")
+    };
+    if holds("Complete").is_some() {
+        BackupJobState::Complete
+    } else if let Some(failed) = holds("Failed") {
+        BackupJobState::Failed {
+            reason: failed.reason.clone(),
+        }
+    } else {
+        BackupJobState::Running
+    }
+}
+
+fn regarding(backup: &MysqlBackup) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(MysqlBackup::api_version(&()).to_string()),
+        kind: Some(MysqlBackup::kind(&()).to_string()),
+        name: Some(backup.name_any()),
+        namespace: backup.namespace(),
+        uid: backup.uid(),
+        ..ObjectReference::default()
+    }
+}
+
+/// One pass over every backup; returns how soon to look again.
+async fn reconcile_all(shared: &Shared, written: &mut Written) -> Duration {
+    let indexes = &shared.indexes;
+    let now = shared.deps.clock.now();
+    let mut wait = TICK;
+    let backups = indexes.backups.state();
+    for backup in &backups {
+        if backup.meta().deletion_timestamp.is_some() {
+            continue;
+        }
+        let namespace = backup.namespace().unwrap_or_default();
+        let name = backup.name_any();
+        let key = (namespace.clone(), name.clone());
+        let status = written.view(&key, backup.status.clone().unwrap_or_default());
+        let group = indexes
+            .groups
+            .get(&ObjectRef::new(&backup.spec.group).within(&namespace))
+            .and_then(|o| o.group.clone().ok());
+        let job = indexes
+            .jobs
+            .get(&ObjectRef::new(&names::backup_job(&name)).within(&namespace))
+            .map(|job| job_state(&job));
+        let decision = decide_backup(
+            &BackupObservation {
+                name: &name,
+                spec: &backup.spec,
+                status: &status,
+                group: group.as_deref(),
+                job,
+                generation: backup.meta().generation,
+            },
+            now,
+        );
+        if let Some(requeue) = decision.requeue {
+            wait = wait.min(requeue.max(Duration::from_millis(100)));
+        }
+        if let Err(err) = act(shared, backup, group.as_deref(), &decision, written).await {
+            tracing::warn!(backup = %name, %namespace, %err, "backup reconcile failed; retrying");
+            wait = wait.min(Duration::from_secs(1));
+        }
+    }
+    retention(shared, &backups, now).await;
+    wait
+}
+
+#[derive(Debug, thiserror::Error)]
+enum BackupActError {
+    #[error("creating Job {namespace}/{job} for MysqlBackup {backup}: {source}")]
+    CreateJob {
+        namespace: String,
+        job: String,
+        backup: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("writing the status of MysqlBackup {namespace}/{backup}: {source}")]
+    Status {
+        namespace: String,
+        backup: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("MysqlBackup {0} has no uid; was it read from the cluster?")]
+    NoUid(String),
+    #[error("serializing the status of MysqlBackup {backup}: {source}")]
+    Serialize {
+        backup: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Carries out one decision: the Job first (a status saying Running without a Job
+/// would fail as JobMissing), then the status, then the Event and the metrics.
+async fn act(
+    shared: &Shared,
+    backup: &MysqlBackup,
+    group: Option<&MysqlFailoverGroup>,
+    decision: &BackupDecision,
+    written: &mut Written,
+) -> Result<(), BackupActError> {
+    let namespace = backup.namespace().unwrap_or_default();
+    let name = backup.name_any();
+    let client = &shared.deps.client;
+    if let (Some(start), Some(group)) = (&decision.start_job, group) {
+        let profile = group
+            .spec
+            .backup
+            .iter()
+            .flat_map(|b| b.profiles.iter())
+            .find(|p| p.name == backup.spec.profile);
+        let owner = backup
+            .controller_owner_ref(&())
+            .ok_or_else(|| BackupActError::NoUid(name.clone()))?;
+        if let Some(profile) = profile {
+            let job = backup_job(
+                &BackupJobSpec {
+                    backup: &name,
+                    namespace: &namespace,
+                    backup_owner: owner,
+                    group,
+                    profile,
+                    site: &start.site,
+                    object: &start.object,
+                },
+                &shared.settings.build,
+            );
+            match Api::<Job>::namespaced(client.clone(), &namespace)
+                .create(&PostParams::default(), &job)
+                .await
+            {
+                Ok(_) => {}
+                // Created by an earlier pass whose status write did not land.
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(source) => {
+                    return Err(BackupActError::CreateJob {
+                        namespace,
+                        job: names::backup_job(&name),
+                        backup: name,
+                        source: Box::new(source),
+                    });
+                }
+            }
+        }
+    }
+    if let Some(status) = &decision.status {
+        let body = serde_json::to_value(status).map_err(|source| BackupActError::Serialize {
+            backup: name.clone(),
+            source,
+        })?;
+        Api::<MysqlBackup>::namespaced(client.clone(), &namespace)
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "status": body })),
+            )
+            .await
+            .map_err(|source| BackupActError::Status {
+                namespace: namespace.clone(),
+                backup: name.clone(),
+                source: Box::new(source),
+            })?;
+        written
+            .0
+            .insert((namespace.clone(), name.clone()), status.clone());
+    }
+    if let Some(event) = &decision.event {
+        publish(shared, event, backup).await;
+    }
+    if let Some(finished) = &decision.finished {
+        shared.deps.metrics.backup_finished(
+            &namespace,
+            &backup.spec.group,
+            &backup.spec.profile,
+            finished.succeeded,
+            finished.duration,
+            finished.size_bytes,
+            shared.deps.clock.now(),
+        );
+    }
+    Ok(())
+}
+
+async fn publish(shared: &Shared, event: &EventIntent, backup: &MysqlBackup) {
+    if let Err(err) = shared.events.publish(event, &regarding(backup)).await {
+        tracing::warn!(%err, "publishing an Event failed");
+    }
+}
+
+/// Verified backups: those a Succeeded verification names. The verification
+/// controller is not built yet, so none is known to be verified; retention then
+/// follows keepLast and maxAge alone.
+fn verified_backups(_shared: &Shared) -> std::collections::BTreeSet<(String, String)> {
+    std::collections::BTreeSet::new()
+}
+
+/// Applies each profile's retention to its Succeeded backups: deletes the expired
+/// `MysqlBackup`s (uid-guarded). Their objects stay in the bucket: see docs/backups.md.
+async fn retention(shared: &Shared, backups: &[Arc<MysqlBackup>], now: jiff::Timestamp) {
+    let verified = verified_backups(shared);
+    // (namespace, group, profile) -> Succeeded backups.
+    let mut by_profile: BTreeMap<(String, String, String), Vec<(RetainedBackup, &MysqlBackup)>> =
+        BTreeMap::new();
+    for backup in backups {
+        let Some(status) = &backup.status else { continue };
+        if status.job.phase != Some(JobPhase::Succeeded) {
+            continue;
+        }
+        let Some(completed) = &status.job.completed_at else { continue };
+        let namespace = backup.namespace().unwrap_or_default();
+        let name = backup.name_any();
+        by_profile
+            .entry((namespace.clone(), backup.spec.group.clone(), backup.spec.profile.clone()))
+            .or_default()
+            .push((
+                RetainedBackup {
+                    verified: verified.contains(&(namespace, name.clone())),
+                    name,
+                    completed_at: completed.0,
+                },
+                backup,
+            ));
+    }
+    for ((namespace, group_name, profile_name), list) in by_profile {
+        let Some(group) = shared
+            .indexes
+            .groups
+            .get(&ObjectRef::new(&group_name).within(&namespace))
+            .and_then(|o| o.group.clone().ok())
+        else {
+            continue;
+        };
+        let retention = group
+            .spec
+            .backup
+            .iter()
+            .flat_map(|b| b.profiles.iter())
+            .find(|p| p.name == profile_name)
+            .and_then(|p| p.retention.clone());
+        let retained: Vec<RetainedBackup> = list.iter().map(|(r, _)| r.clone()).collect();
+        for expired in expired_backups(&retained, retention.as_ref(), now) {
+            let Some((_, backup)) = list.iter().find(|(r, _)| r.name == expired) else {
+                continue;
+            };
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: backup.uid(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match Api::<MysqlBackup>::namespaced(shared.deps.client.clone(), &namespace)
+                .delete(&expired, &params)
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(backup = %expired, %namespace, profile = %profile_name, "retention deleted an expired backup");
+                    let event = EventIntent::normal(
+                        EventReason::BackupExpired,
+                        format!(
+                            "backup {expired} of profile {profile_name} expired under the profile's retention and was deleted"
+                        ),
+                    );
+                    publish(shared, &event, backup).await;
+                }
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(err) => {
+                    tracing::warn!(backup = %expired, %namespace, %err, "retention could not delete an expired backup");
+                }
+            }
+        }
+    }
+}
