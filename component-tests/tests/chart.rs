@@ -221,12 +221,15 @@ fn default_values_render_parseable_objects_that_grant_every_operator_call() {
     assert_tables_covered(&objects, None);
     // Nothing beyond the tables: no wildcard, no secrets list, and delete only on the
     // kinds of child the operator prunes when the spec stops asking for them
-    // (children::prune): never pods, PVCs, Secrets or the groups themselves.
-    const PRUNABLE: [&str; 4] = [
+    // (children::prune), and the MysqlBackups a profile's retention expires
+    // (controllers::backup): never pods, PVCs, Secrets or the groups themselves.
+    const PRUNABLE: [&str; 6] = [
         "services",
         "statefulsets",
         "dnsendpoints",
         "poddisruptionbudgets",
+        "cronjobs",
+        "mysqlbackups",
     ];
     for rule in granted(&objects, None) {
         assert!(!rule.verbs.iter().any(|v| v == "*"), "{rule:?}");
