@@ -4,13 +4,12 @@
 //! controllers act on). Decisions (which site, when a backup counts as Succeeded) are
 //! the controller's; these programs do one thing each and say clearly when it failed.
 
-use std::io::Cursor;
 use std::sync::Arc;
 
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncRead;
 
 use crate::api::{
     BackupProfile, JobPhase, MysqlBackup, MysqlBackupSpec, MysqlBackupVerification,
@@ -22,10 +21,6 @@ use crate::seams::SharedClock;
 use crate::seams::dump::{DumpTarget, SharedDumpSource, gtid_from_dump_head};
 use crate::seams::object_storage::SharedStorageDialer;
 use crate::storage::{ObjectStorage, S3Credentials, S3Target, StorageError, TransferTuning};
-
-/// How far into a dump its GTID position must appear (mysqldump writes it before any
-/// table data). Also the most the head holds in memory before the upload starts.
-pub const DUMP_HEAD_LIMIT: usize = 1024 * 1024;
 
 /// `bloodraven backup`: the backup Job's program. Secrets arrive in the environment
 /// (from the Secrets the Job's pod spec names), so the Job's Role needs no Secret access.
@@ -117,9 +112,9 @@ pub enum BackupError {
         source: std::io::Error,
     },
     #[error(
-        "the dump of {host} does not state the GTID set it is consistent with in its first {limit} bytes (is gtid_mode ON?); nothing was uploaded"
+        "the dump of {host} does not state the GTID set it is consistent with (is gtid_mode ON?); its object was deleted"
     )]
-    NoGtidPosition { host: String, limit: usize },
+    NoGtidPosition { host: String },
     #[error("recording the result on MysqlBackup {namespace}/{backup}: {source}")]
     Record {
         namespace: String,
@@ -196,27 +191,94 @@ fn find_profile(
         })
 }
 
-/// Reads from `stream` until the GTID position is found or `limit` bytes were read;
-/// returns what was read and the position.
-pub async fn read_dump_head<R: AsyncRead + Unpin>(
-    stream: &mut R,
-    limit: usize,
-) -> std::io::Result<(Vec<u8>, Option<String>)> {
-    let mut head = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        if let Some(gtid) = gtid_from_dump_head(&String::from_utf8_lossy(&head)) {
-            return Ok((head, Some(gtid)));
+/// The longest GTID statement kept while looking for its end (a set naming thousands
+/// of server UUIDs still fits).
+pub const GTID_STATEMENT_LIMIT: usize = 1024 * 1024;
+
+/// Where each dump tool states the GTID set its dump is consistent with: mysqldump in
+/// its header, mariadb-dump (10.5+) as a comment at the very end.
+const GTID_MARKERS: [&[u8]; 2] = [b"SET @@GLOBAL.GTID_PURGED=", b"-- SET GLOBAL gtid_slave_pos='"];
+
+/// Passes a dump through unchanged while finding the statement that names its GTID set
+/// (the first one; inside dumped string values a quote is escaped, so data cannot
+/// fake it). Memory: the statement once found, plus a marker's length of overlap.
+pub struct GtidWatcher<R> {
+    inner: R,
+    /// The end of the bytes seen so far (for markers split across reads).
+    overlap: Vec<u8>,
+    /// From a marker to (so far) the end of what was read.
+    statement: Option<Vec<u8>>,
+    found: Option<String>,
+}
+
+impl<R> GtidWatcher<R> {
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            overlap: Vec::new(),
+            statement: None,
+            found: None,
         }
-        if head.len() >= limit {
-            return Ok((head, None));
+    }
+
+    /// The GTID set, once its statement went by complete.
+    pub fn gtid(&self) -> Option<&str> {
+        self.found.as_deref()
+    }
+
+    fn observe(&mut self, chunk: &[u8]) {
+        if self.found.is_some() {
+            return;
         }
-        let want = chunk.len().min(limit - head.len());
-        let read = stream.read(&mut chunk[..want]).await?;
-        if read == 0 {
-            return Ok((head, None));
+        if let Some(statement) = &mut self.statement {
+            statement.extend_from_slice(chunk);
+        } else {
+            let mut window = std::mem::take(&mut self.overlap);
+            window.extend_from_slice(chunk);
+            let at = GTID_MARKERS
+                .iter()
+                .filter_map(|m| find(&window, m))
+                .min();
+            match at {
+                Some(at) => self.statement = Some(window[at..].to_vec()),
+                None => {
+                    let keep = GTID_MARKERS.iter().map(|m| m.len()).max().unwrap_or(0);
+                    let from = window.len().saturating_sub(keep);
+                    self.overlap = window[from..].to_vec();
+                    return;
+                }
+            }
         }
-        head.extend_from_slice(&chunk[..read]);
+        if let Some(statement) = &self.statement {
+            if let Some(end) = statement.iter().position(|b| *b == b';') {
+                self.found =
+                    gtid_from_dump_head(&String::from_utf8_lossy(&statement[..=end]));
+                self.statement = None;
+            } else if statement.len() > GTID_STATEMENT_LIMIT {
+                self.statement = None;
+            }
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for GtidWatcher<R> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let poll = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = &poll {
+            let chunk = buf.filled()[before..].to_vec();
+            this.observe(&chunk);
+        }
+        poll
     }
 }
 
@@ -266,32 +328,44 @@ async fn dump_and_upload(args: &BackupArgs, deps: &BackupDeps) -> Result<Recorde
     let storage = ObjectStorage::new(&target, deps.storage.clone(), TransferTuning::default())?;
     // Fail on credentials or a missing bucket before the dump puts load on the site.
     storage.check_access().await?;
-    let dump_error = |source| BackupError::Dump {
-        host: args.host.clone(),
-        source,
-    };
-    let mut stream = deps
-        .dump
-        .dump(&DumpTarget {
+    dump_to_storage(
+        deps.dump.as_ref(),
+        &DumpTarget {
             host: args.host.clone(),
             port: args.port,
             user: args.mysql_user.clone(),
             password: args.mysql_password.clone(),
-        })
-        .await
-        .map_err(dump_error)?;
-    let (head, gtid) = read_dump_head(&mut stream, DUMP_HEAD_LIMIT)
-        .await
-        .map_err(dump_error)?;
-    let Some(gtid) = gtid else {
+        },
+        &storage,
+        &args.object,
+    )
+    .await
+}
+
+/// The data path of a backup, without Kubernetes: dump `target`, read the GTID set from
+/// the dump's head, stream the whole dump to `object`. The integration tier runs exactly
+/// this against a real server and a real S3 store.
+pub async fn dump_to_storage(
+    dump: &dyn crate::seams::dump::DumpSource,
+    target: &DumpTarget,
+    storage: &ObjectStorage,
+    object: &str,
+) -> Result<RecordedBackup, BackupError> {
+    let dump_error = |source| BackupError::Dump {
+        host: target.host.clone(),
+        source,
+    };
+    let stream = dump.dump(target).await.map_err(dump_error)?;
+    let mut watched = GtidWatcher::new(stream);
+    let stored = storage.upload(object, &mut watched).await?;
+    let Some(gtid) = watched.gtid().map(str::to_string) else {
+        // A dump of unknown position is no backup: remove it rather than leave an
+        // object that looks complete.
+        let _ = storage.delete(object).await;
         return Err(BackupError::NoGtidPosition {
-            host: args.host.clone(),
-            limit: DUMP_HEAD_LIMIT,
+            host: target.host.clone(),
         });
     };
-    let stored = storage
-        .upload(&args.object, Cursor::new(head).chain(stream))
-        .await?;
     Ok(RecordedBackup {
         location: stored.key,
         size_bytes: stored.size,
@@ -440,19 +514,39 @@ mod tests {
     use crate::api::{JobStatus, MysqlBackupStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+    /// Feeds `dump` through the watcher in `chunk`-byte reads.
+    async fn watch(dump: &[u8], chunk: usize) -> (Vec<u8>, Option<String>) {
+        use tokio::io::AsyncReadExt;
+        let mut watcher = GtidWatcher::new(std::io::Cursor::new(dump.to_vec()));
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; chunk];
+        loop {
+            let n = watcher.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        (out, watcher.gtid().map(str::to_string))
+    }
+
     #[tokio::test]
-    async fn the_head_is_read_until_the_gtid_position_and_kept_for_the_upload() {
-        let dump = b"-- MySQL dump\nSET @@GLOBAL.GTID_PURGED=/*!80000 '+'*/ 'u:1-3';\nINSERT INTO t VALUES (1);\n".to_vec();
-        let (head, gtid) = read_dump_head(&mut Cursor::new(dump.clone()), DUMP_HEAD_LIMIT)
-            .await
-            .unwrap();
-        assert_eq!(gtid.as_deref(), Some("u:1-3"));
-        assert_eq!(head, dump, "the whole (small) dump was read into the head");
-        let (head, gtid) = read_dump_head(&mut Cursor::new(b"CREATE TABLE t;".repeat(100)), 64)
-            .await
-            .unwrap();
-        assert_eq!(gtid, None);
-        assert_eq!(head.len(), 64, "never more than the limit");
+    async fn the_gtid_set_is_found_wherever_the_tool_writes_it_and_the_bytes_pass_unchanged() {
+        let mysql = b"-- MySQL dump\nSET @@GLOBAL.GTID_PURGED=/*!80000 '+'*/ 'u:1-3,\nv:1-9';\nINSERT INTO t VALUES ('SET @@GLOBAL.GTID_PURGED=x');\n".to_vec();
+        let mut mariadb = b"-- MariaDB dump\n-- Table structure for table `gtid_slave_pos`\n".to_vec();
+        mariadb.extend(b"INSERT INTO t VALUES (1);\n".repeat(5000));
+        mariadb.extend(b"-- SET GLOBAL gtid_slave_pos='0-1-17';\n");
+        let none = b"CREATE TABLE t (a int);\n".repeat(100);
+        // Every read size, so that markers and statements split across reads.
+        for chunk in [1, 2, 7, 64, 4096, 1 << 20] {
+            let (out, gtid) = watch(&mysql, chunk).await;
+            assert_eq!(out, mysql, "chunk {chunk}");
+            assert_eq!(gtid.as_deref(), Some("u:1-3,v:1-9"), "chunk {chunk}");
+            let (out, gtid) = watch(&mariadb, chunk).await;
+            assert_eq!(out, mariadb, "chunk {chunk}");
+            assert_eq!(gtid.as_deref(), Some("0-1-17"), "chunk {chunk}");
+            assert_eq!(watch(&none, chunk).await.1, None, "chunk {chunk}");
+        }
     }
 
     fn backup(name: &str, profile: &str, phase: JobPhase, completed: i64) -> MysqlBackup {
