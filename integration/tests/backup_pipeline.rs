@@ -92,7 +92,8 @@ async fn a_real_dump_goes_up_comes_down_and_loads_into_a_scratch_server() {
         .unwrap();
     assert_eq!(downloaded.len() as u64, recorded.size_bytes);
 
-    let scratch = MariaDb::start("scratch").unwrap_or_else(|e| panic!("MariaDB did not start: {e}"));
+    let scratch =
+        MariaDb::start("scratch").unwrap_or_else(|e| panic!("MariaDB did not start: {e}"));
     scratch.run_sql(&downloaded).unwrap();
     let restored = scratch.run_sql(SANITY.as_bytes()).unwrap();
     assert_eq!(restored, expected, "the scratch server holds the same data");
@@ -104,9 +105,7 @@ async fn a_real_dump_goes_up_comes_down_and_loads_into_a_scratch_server() {
 async fn a_dump_that_fails_leaves_no_object_and_says_why() {
     let s3 = MotoS3::start("bloodraven-pipeline-fail", Auth::Off)
         .unwrap_or_else(|e| panic!("the S3 server did not start: {e}"));
-    let storage = s3
-        .storage("playground", TransferTuning::default())
-        .unwrap();
+    let storage = s3.storage("playground", TransferTuning::default()).unwrap();
     let source = MariaDb::start("refused").unwrap_or_else(|e| panic!("MariaDB did not start: {e}"));
     // A wrong password: mariadb-dump exits non-zero before writing any data.
     let target = DumpTarget {

@@ -15,8 +15,10 @@ use crate::api::{
     BackupProfile, JobPhase, MysqlBackup, MysqlBackupSpec, MysqlBackupVerification,
     MysqlBackupVerificationSpec, MysqlFailoverGroup,
 };
-use crate::children::backup::{MYSQL_PASSWORD_ENV, PROFILE_LABEL, S3_ACCESS_KEY_ENV, S3_SECRET_KEY_ENV};
-use crate::children::{INSTANCE_LABEL, MANAGED_BY_LABEL, FIELD_MANAGER};
+use crate::children::backup::{
+    MYSQL_PASSWORD_ENV, PROFILE_LABEL, S3_ACCESS_KEY_ENV, S3_SECRET_KEY_ENV,
+};
+use crate::children::{FIELD_MANAGER, INSTANCE_LABEL, MANAGED_BY_LABEL};
 use crate::seams::SharedClock;
 use crate::seams::dump::{DumpTarget, SharedDumpSource, gtid_from_dump_head};
 use crate::seams::object_storage::SharedStorageDialer;
@@ -101,7 +103,9 @@ pub enum BackupError {
         group: String,
         profile: String,
     },
-    #[error("backup profile {profile:?} of MysqlFailoverGroup {group} has no s3 storage (pvc storage is not supported yet)")]
+    #[error(
+        "backup profile {profile:?} of MysqlFailoverGroup {group} has no s3 storage (pvc storage is not supported yet)"
+    )]
     NotS3 { group: String, profile: String },
     #[error("{0}")]
     Storage(#[from] StorageError),
@@ -197,7 +201,10 @@ pub const GTID_STATEMENT_LIMIT: usize = 1024 * 1024;
 
 /// Where each dump tool states the GTID set its dump is consistent with: mysqldump in
 /// its header, mariadb-dump (10.5+) as a comment at the very end.
-const GTID_MARKERS: [&[u8]; 2] = [b"SET @@GLOBAL.GTID_PURGED=", b"-- SET GLOBAL gtid_slave_pos='"];
+const GTID_MARKERS: [&[u8]; 2] = [
+    b"SET @@GLOBAL.GTID_PURGED=",
+    b"-- SET GLOBAL gtid_slave_pos='",
+];
 
 /// Passes a dump through unchanged while finding the statement that names its GTID set
 /// (the first one; inside dumped string values a quote is escaped, so data cannot
@@ -235,10 +242,7 @@ impl<R> GtidWatcher<R> {
         } else {
             let mut window = std::mem::take(&mut self.overlap);
             window.extend_from_slice(chunk);
-            let at = GTID_MARKERS
-                .iter()
-                .filter_map(|m| find(&window, m))
-                .min();
+            let at = GTID_MARKERS.iter().filter_map(|m| find(&window, m)).min();
             match at {
                 Some(at) => self.statement = Some(window[at..].to_vec()),
                 None => {
@@ -251,8 +255,7 @@ impl<R> GtidWatcher<R> {
         }
         if let Some(statement) = &self.statement {
             if let Some(end) = statement.iter().position(|b| *b == b';') {
-                self.found =
-                    gtid_from_dump_head(&String::from_utf8_lossy(&statement[..=end]));
+                self.found = gtid_from_dump_head(&String::from_utf8_lossy(&statement[..=end]));
                 self.statement = None;
             } else if statement.len() > GTID_STATEMENT_LIMIT {
                 self.statement = None;
@@ -285,7 +288,10 @@ impl<R: AsyncRead + Unpin> AsyncRead for GtidWatcher<R> {
 /// Runs one backup: dump, upload, record. On failure the error is also written to the
 /// `MysqlBackup`'s `status.message` (best effort), so that the controller's Failed
 /// status says why, not only that the Job failed.
-pub async fn run_backup(args: &BackupArgs, deps: &BackupDeps) -> Result<RecordedBackup, BackupError> {
+pub async fn run_backup(
+    args: &BackupArgs,
+    deps: &BackupDeps,
+) -> Result<RecordedBackup, BackupError> {
     let result = dump_and_upload(args, deps).await;
     let api = Api::<MysqlBackup>::namespaced(deps.client.clone(), &args.namespace);
     let patch = match &result {
@@ -311,13 +317,20 @@ pub async fn run_backup(args: &BackupArgs, deps: &BackupDeps) -> Result<Recorded
     Ok(recorded)
 }
 
-async fn dump_and_upload(args: &BackupArgs, deps: &BackupDeps) -> Result<RecordedBackup, BackupError> {
+async fn dump_and_upload(
+    args: &BackupArgs,
+    deps: &BackupDeps,
+) -> Result<RecordedBackup, BackupError> {
     let group = read_group(&deps.client, &args.namespace, &args.group).await?;
     let profile = find_profile(&group, &args.namespace, &args.profile)?;
-    let s3 = profile.storage.s3.as_ref().ok_or_else(|| BackupError::NotS3 {
-        group: args.group.clone(),
-        profile: args.profile.clone(),
-    })?;
+    let s3 = profile
+        .storage
+        .s3
+        .as_ref()
+        .ok_or_else(|| BackupError::NotS3 {
+            group: args.group.clone(),
+            profile: args.profile.clone(),
+        })?;
     let target = S3Target::from_spec(
         s3,
         S3Credentials {
@@ -438,7 +451,9 @@ pub fn latest_succeeded<'a>(
                     .and_then(|s| s.job.completed_at.as_ref())
                     .map(|t| t.0)
             };
-            at(a).cmp(&at(b)).then_with(|| a.name_any().cmp(&b.name_any()))
+            at(a)
+                .cmp(&at(b))
+                .then_with(|| a.name_any().cmp(&b.name_any()))
         })
 }
 
@@ -533,7 +548,8 @@ mod tests {
     #[tokio::test]
     async fn the_gtid_set_is_found_wherever_the_tool_writes_it_and_the_bytes_pass_unchanged() {
         let mysql = b"-- MySQL dump\nSET @@GLOBAL.GTID_PURGED=/*!80000 '+'*/ 'u:1-3,\nv:1-9';\nINSERT INTO t VALUES ('SET @@GLOBAL.GTID_PURGED=x');\n".to_vec();
-        let mut mariadb = b"-- MariaDB dump\n-- Table structure for table `gtid_slave_pos`\n".to_vec();
+        let mut mariadb =
+            b"-- MariaDB dump\n-- Table structure for table `gtid_slave_pos`\n".to_vec();
         mariadb.extend(b"INSERT INTO t VALUES (1);\n".repeat(5000));
         mariadb.extend(b"-- SET GLOBAL gtid_slave_pos='0-1-17';\n");
         let none = b"CREATE TABLE t (a int);\n".repeat(100);

@@ -465,7 +465,10 @@ impl Metrics {
             // Milliseconds to seconds; precision beyond f64's 53 bits is irrelevant here.
             #[allow(clippy::cast_precision_loss)]
             let seconds = at.as_millisecond() as f64 / 1000.0;
-            self.0.backup_last_success.get_or_create(&labels).set(seconds);
+            self.0
+                .backup_last_success
+                .get_or_create(&labels)
+                .set(seconds);
             if let Some(size) = size_bytes {
                 self.0.backup_size.get_or_create(&labels).set(size);
             }

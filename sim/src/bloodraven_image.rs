@@ -173,14 +173,15 @@ impl PodProgram for BloodravenProgram {
                 }
                 Command::TriggerBackup(args) => {
                     let client = sim_client(&ctx, BACKUP_USER_AGENT)?;
-                    let name = bloodraven::backup::trigger_backup(&args, &client, &ctx.clock).await?;
+                    let name =
+                        bloodraven::backup::trigger_backup(&args, &client, &ctx.clock).await?;
                     tracing::info!(%name, "created MysqlBackup");
                     Ok(())
                 }
                 Command::TriggerVerification(args) => {
                     let client = sim_client(&ctx, BACKUP_USER_AGENT)?;
-                    let name =
-                        bloodraven::backup::trigger_verification(&args, &client, &ctx.clock).await?;
+                    let name = bloodraven::backup::trigger_verification(&args, &client, &ctx.clock)
+                        .await?;
                     tracing::info!(%name, "created MysqlBackupVerification");
                     Ok(())
                 }

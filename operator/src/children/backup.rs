@@ -292,10 +292,7 @@ pub fn backup_job(spec: &BackupJobSpec<'_>, ctx: &BuildContext) -> Job {
 
 pub fn backup_service_account(owner: &Owner) -> ServiceAccount {
     ServiceAccount {
-        metadata: owner.child_meta(
-            names::backup_account(&owner.name),
-            owner.labels(BACKUP_APP),
-        ),
+        metadata: owner.child_meta(names::backup_account(&owner.name), owner.labels(BACKUP_APP)),
         ..ServiceAccount::default()
     }
 }
@@ -311,10 +308,7 @@ pub fn backup_role(owner: &Owner) -> Role {
         ..PolicyRule::default()
     };
     Role {
-        metadata: owner.child_meta(
-            names::backup_account(&owner.name),
-            owner.labels(BACKUP_APP),
-        ),
+        metadata: owner.child_meta(names::backup_account(&owner.name), owner.labels(BACKUP_APP)),
         rules: Some(vec![
             rule("mysqlfailovergroups", &["get"]),
             rule("mysqlbackups", &["get", "list", "create"]),

@@ -338,15 +338,23 @@ async fn retention(shared: &Shared, backups: &[Arc<MysqlBackup>], now: jiff::Tim
     let mut by_profile: BTreeMap<(String, String, String), Vec<(RetainedBackup, &MysqlBackup)>> =
         BTreeMap::new();
     for backup in backups {
-        let Some(status) = &backup.status else { continue };
+        let Some(status) = &backup.status else {
+            continue;
+        };
         if status.job.phase != Some(JobPhase::Succeeded) {
             continue;
         }
-        let Some(completed) = &status.job.completed_at else { continue };
+        let Some(completed) = &status.job.completed_at else {
+            continue;
+        };
         let namespace = backup.namespace().unwrap_or_default();
         let name = backup.name_any();
         by_profile
-            .entry((namespace.clone(), backup.spec.group.clone(), backup.spec.profile.clone()))
+            .entry((
+                namespace.clone(),
+                backup.spec.group.clone(),
+                backup.spec.profile.clone(),
+            ))
             .or_default()
             .push((
                 RetainedBackup {

@@ -174,8 +174,12 @@ fn decide_start(obs: &BackupObservation<'_>, now: Timestamp) -> BackupDecision {
         // Not a failure: the group may be bootstrapping or failing over. Wait, and say
         // why, so that a backup stuck here is explained.
         let message = match obs.spec.source {
-            BackupSource::Replica => "waiting for a site to back up from: no replicating replica and no writable primary",
-            BackupSource::Primary => "waiting for a writable primary to back up from (spec.source: primary)",
+            BackupSource::Replica => {
+                "waiting for a site to back up from: no replicating replica and no writable primary"
+            }
+            BackupSource::Primary => {
+                "waiting for a writable primary to back up from (spec.source: primary)"
+            }
         };
         let status = MysqlBackupStatus {
             job: crate::api::JobStatus {
@@ -245,7 +249,9 @@ fn decide_running(obs: &BackupObservation<'_>, now: Timestamp) -> BackupDecision
                     obs,
                     now,
                     "JobMissing",
-                    format!("backup Job {job} disappeared before it finished; the dump may be incomplete and was not recorded"),
+                    format!(
+                        "backup Job {job} disappeared before it finished; the dump may be incomplete and was not recorded"
+                    ),
                 )
             }
         }
@@ -281,7 +287,9 @@ fn decide_running(obs: &BackupObservation<'_>, now: Timestamp) -> BackupDecision
                     obs,
                     now,
                     "ResultMissing",
-                    format!("backup Job {job} completed without recording its object, size, checksum and GTID set; the backup is not trusted"),
+                    format!(
+                        "backup Job {job} completed without recording its object, size, checksum and GTID set; the backup is not trusted"
+                    ),
                 );
             }
             let message = format!(
@@ -316,7 +324,12 @@ fn duration_since(start: Option<&Time>, now: Timestamp) -> Option<Duration> {
         .map(Duration::from_millis)
 }
 
-fn fail(obs: &BackupObservation<'_>, now: Timestamp, reason: &str, message: String) -> BackupDecision {
+fn fail(
+    obs: &BackupObservation<'_>,
+    now: Timestamp,
+    reason: &str,
+    message: String,
+) -> BackupDecision {
     let status = finished(obs, now, JobPhase::Failed, reason, &message);
     BackupDecision {
         finished: Some(FinishedBackup {
@@ -432,7 +445,9 @@ pub fn expired_backups(
         .filter(|b| {
             max_age.is_none_or(|age| {
                 let age_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
-                now.as_millisecond().saturating_sub(b.completed_at.as_millisecond()) > age_ms
+                now.as_millisecond()
+                    .saturating_sub(b.completed_at.as_millisecond())
+                    > age_ms
             })
         })
         .filter(|b| Some(&b.name) != newest_verified)

@@ -101,7 +101,11 @@ fn the_source_is_the_replica_by_default_and_falls_back_to_the_primary() {
             BackupSource::Replica,
             Some("iad"),
         ),
-        (json!({"state": "unreachable"}), BackupSource::Replica, Some("iad")),
+        (
+            json!({"state": "unreachable"}),
+            BackupSource::Replica,
+            Some("iad"),
+        ),
         // A site awaiting a reclone holds divergent data: never its dump.
         (
             json!({"state": "read-only", "replicating": true, "recoveryState": "RecoveryPending"}),
@@ -160,7 +164,12 @@ fn a_new_backup_starts_a_job_on_the_chosen_site() {
 fn bad_references_fail_with_a_message_naming_the_field() {
     let group = group(replicating());
     let cases = [
-        (spec("minio", BackupSource::Replica), None, "GroupNotFound", "spec.group"),
+        (
+            spec("minio", BackupSource::Replica),
+            None,
+            "GroupNotFound",
+            "spec.group",
+        ),
         (
             spec("nope", BackupSource::Replica),
             Some(&group),
@@ -252,9 +261,7 @@ fn a_running_backup_finishes_only_with_a_complete_job_and_a_recorded_result() {
         Case {
             status: MysqlBackupStatus {
                 job: JobStatus {
-                    message: Some(
-                        "S3 http://minio:9000 bucket b refused the credentials".into(),
-                    ),
+                    message: Some("S3 http://minio:9000 bucket b refused the credentials".into()),
                     ..running(0).job
                 },
                 ..running(0)
@@ -311,7 +318,10 @@ fn a_running_backup_finishes_only_with_a_complete_job_and_a_recorded_result() {
             assert_eq!(status.job.completed_at, Some(Time(t(case.now))));
             assert_eq!(status.job.started_at, Some(Time(t(0))), "kept");
             let finished = d.finished.as_ref().unwrap();
-            assert_eq!(finished.duration, Some(Duration::from_secs(case.now as u64)));
+            assert_eq!(
+                finished.duration,
+                Some(Duration::from_secs(case.now as u64))
+            );
             assert_eq!(finished.succeeded, phase == Some(JobPhase::Succeeded));
         }
     }

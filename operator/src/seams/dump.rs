@@ -182,11 +182,8 @@ impl AsyncRead for ChildOutput {
                     let Some((child, stderr)) = this.child_and_stderr.take() else {
                         return Poll::Ready(Ok(()));
                     };
-                    this.finish = Some(Box::pin(wait_for_exit(
-                        this.program.clone(),
-                        child,
-                        stderr,
-                    )));
+                    this.finish =
+                        Some(Box::pin(wait_for_exit(this.program.clone(), child, stderr)));
                 }
                 other => return other,
             }
@@ -346,7 +343,9 @@ mod tests {
         .await
         .unwrap_err();
         assert!(
-            missing.to_string().contains("cannot start /nonexistent/mysqldump"),
+            missing
+                .to_string()
+                .contains("cannot start /nonexistent/mysqldump"),
             "{missing}"
         );
     }

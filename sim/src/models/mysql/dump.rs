@@ -112,9 +112,7 @@ mod tests {
     fn the_rendered_dump_states_its_gtid_position_as_mysqldump_does() {
         let snapshot = CloneSnapshot {
             data: vec![("main".into(), 42), ("o'brien".into(), 7)],
-            gtid_executed: "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-42"
-                .parse()
-                .unwrap(),
+            gtid_executed: "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-42".parse().unwrap(),
             source: None,
             accounts: Vec::new(),
         };
