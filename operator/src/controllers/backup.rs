@@ -323,17 +323,9 @@ async fn publish(shared: &Shared, event: &EventIntent, backup: &MysqlBackup) {
     }
 }
 
-/// Verified backups: those a Succeeded verification names. The verification
-/// controller is not built yet, so none is known to be verified; retention then
-/// follows keepLast and maxAge alone.
-fn verified_backups(_shared: &Shared) -> std::collections::BTreeSet<(String, String)> {
-    std::collections::BTreeSet::new()
-}
-
 /// Applies each profile's retention to its Succeeded backups: deletes the expired
 /// `MysqlBackup`s (uid-guarded). Their objects stay in the bucket: see docs/backups.md.
 async fn retention(shared: &Shared, backups: &[Arc<MysqlBackup>], now: jiff::Timestamp) {
-    let verified = verified_backups(shared);
     // (namespace, group, profile) -> Succeeded backups.
     let mut by_profile: BTreeMap<(String, String, String), Vec<(RetainedBackup, &MysqlBackup)>> =
         BTreeMap::new();
@@ -351,14 +343,16 @@ async fn retention(shared: &Shared, backups: &[Arc<MysqlBackup>], now: jiff::Tim
         let name = backup.name_any();
         by_profile
             .entry((
-                namespace.clone(),
+                namespace,
                 backup.spec.group.clone(),
                 backup.spec.profile.clone(),
             ))
             .or_default()
             .push((
                 RetainedBackup {
-                    verified: verified.contains(&(namespace, name.clone())),
+                    // No verification runs yet (docs/backups.md), so none is known verified:
+                    // retention follows keepLast and maxAge alone.
+                    verified: false,
                     name,
                     completed_at: completed.0,
                 },
