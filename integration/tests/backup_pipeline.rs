@@ -29,6 +29,7 @@ fn fill(source: &MariaDb) {
         .run_sql(
             format!(
                 "CREATE DATABASE counter;
+                 USE counter;
                  CREATE TABLE counter.counters (name varchar(64) PRIMARY KEY, value bigint NOT NULL,
                                                 payload varchar(255) NOT NULL) ENGINE=InnoDB;
                  INSERT INTO counter.counters
@@ -115,8 +116,11 @@ async fn a_dump_that_fails_leaves_no_object_and_says_why() {
     let err = dump_to_storage(&mariadb_dump(), &target, &storage, "refused.sql")
         .await
         .unwrap_err();
-    assert!(matches!(err, BackupError::Dump { .. }), "{err}");
+    // The tool's exit status surfaces through the upload's source: the upload is
+    // abandoned, and the message carries the tool's own words.
+    assert!(matches!(err, BackupError::Storage(_)), "{err}");
     let text = err.to_string();
+    assert!(text.contains("no object was created"), "{text}");
     assert!(text.contains("mariadb-dump failed"), "{text}");
     assert!(text.contains("Access denied"), "{text}");
     assert!(
