@@ -125,7 +125,7 @@ struct ChildOutput {
     program: String,
     stdout: ChildStdout,
     finish: Option<BoxFuture<'static, io::Result<()>>>,
-    child_and_stderr: Option<(Child, Option<ChildStderr>)>,
+    child_and_stderr: Option<(Child, tokio::task::JoinHandle<String>)>,
 }
 
 impl ChildOutput {
@@ -139,24 +139,44 @@ impl ChildOutput {
             program,
             stdout,
             finish: None,
-            child_and_stderr: Some((child, stderr)),
+            child_and_stderr: Some((child, drain_stderr(stderr))),
         }
     }
 }
 
-/// At most this much of the tool's stderr goes into the error.
-const STDERR_LIMIT: u64 = 4096;
+/// At most this much of the tool's stderr (its end) goes into the error.
+const STDERR_LIMIT: usize = 4096;
+
+/// Reads the tool's stderr as it comes, so that a chatty tool never blocks on a full
+/// pipe, and keeps its last [`STDERR_LIMIT`] bytes.
+fn drain_stderr(stderr: Option<ChildStderr>) -> tokio::task::JoinHandle<String> {
+    tokio::spawn(async move {
+        let Some(mut stderr) = stderr else {
+            return String::new();
+        };
+        let mut kept: Vec<u8> = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut chunk).await {
+            if n == 0 {
+                break;
+            }
+            kept.extend_from_slice(&chunk[..n]);
+            if kept.len() > 2 * STDERR_LIMIT {
+                kept.drain(..kept.len() - STDERR_LIMIT);
+            }
+        }
+        let from = kept.len().saturating_sub(STDERR_LIMIT);
+        String::from_utf8_lossy(&kept[from..]).into_owned()
+    })
+}
 
 async fn wait_for_exit(
     program: String,
     mut child: Child,
-    stderr: Option<ChildStderr>,
+    stderr: tokio::task::JoinHandle<String>,
 ) -> io::Result<()> {
-    let mut text = String::new();
-    if let Some(stderr) = stderr {
-        let _ = stderr.take(STDERR_LIMIT).read_to_string(&mut text).await;
-    }
     let status = child.wait().await?;
+    let text = stderr.await.unwrap_or_default();
     if status.success() {
         Ok(())
     } else {
@@ -188,9 +208,17 @@ impl AsyncRead for ChildOutput {
                 other => return other,
             }
         }
-        match this.finish.as_mut() {
-            Some(finish) => finish.as_mut().poll(cx),
-            None => Poll::Ready(Ok(())),
+        let Some(finish) = this.finish.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        match finish.as_mut().poll(cx) {
+            Poll::Ready(result) => {
+                // Done: later reads see EOF again, never the finished future (polling a
+                // completed future panics). An error is reported once, then EOF.
+                this.finish = None;
+                Poll::Ready(result)
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -299,6 +327,10 @@ mod tests {
         let mut stream = command.dump(&target).await?;
         let mut out = Vec::new();
         stream.read_to_end(&mut out).await?;
+        // Reading past the end stays at the end (the uploader may read again).
+        let mut more = [0u8; 16];
+        assert_eq!(stream.read(&mut more).await?, 0);
+        assert_eq!(stream.read(&mut more).await?, 0);
         Ok(out)
     }
 
