@@ -323,12 +323,14 @@ async fn publish(shared: &Shared, event: &EventIntent, backup: &MysqlBackup) {
     }
 }
 
+/// (namespace, group, profile).
+type ProfileKey = (String, String, String);
+
 /// Applies each profile's retention to its Succeeded backups: deletes the expired
 /// `MysqlBackup`s (uid-guarded). Their objects stay in the bucket: see docs/backups.md.
 async fn retention(shared: &Shared, backups: &[Arc<MysqlBackup>], now: jiff::Timestamp) {
     // (namespace, group, profile) -> Succeeded backups.
-    let mut by_profile: BTreeMap<(String, String, String), Vec<(RetainedBackup, &MysqlBackup)>> =
-        BTreeMap::new();
+    let mut by_profile: BTreeMap<ProfileKey, Vec<(RetainedBackup, &MysqlBackup)>> = BTreeMap::new();
     for backup in backups {
         let Some(status) = &backup.status else {
             continue;
