@@ -11,9 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bloodraven::api::{
-    DRAGONFLY_ROLE_LABEL, DRAGONFLY_TRAFFIC_LABEL, MysqlFailoverGroup, ROLE_LABEL,
-};
+use bloodraven::api::{DRAGONFLY_ROLE_LABEL, DRAGONFLY_TRAFFIC_LABEL, MysqlFailoverGroup};
+use bloodraven::children::names::mysql_primary_service;
 use bloodraven::seams::{
     DragonflyTarget, MysqlSession, MysqlTarget, MysqlTimeouts, SharedDragonflyConnector,
     SharedMysqlConnector,
@@ -22,8 +21,11 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 
 use super::SiteWritability;
-use super::k3d::DockerApi;
-use super::tunnel::{LastConnection, SharedForwarder, Tunnel, TunnelTarget, Tunnels};
+use super::k3d::{DockerApi, DockerError};
+use super::tunnel::{
+    LastConnection, PodSource, SharedForwarder, Tunnel, TunnelError, TunnelTarget, Tunnels,
+};
+use crate::cluster::{ClusterError, bounded};
 use crate::workload::{
     CounterAck, CounterError, CounterTarget, SessionSlot, increment_in, present_in,
 };
@@ -36,6 +38,71 @@ pub const DIVERGENT_KEY_PREFIX: &str = "chaos-divergent/";
 /// Keys of the group's credentials Secret (`spec.mysql.credentialsSecret`).
 pub const ROOT_PASSWORD_KEY: &str = bloodraven::children::ROOT_PASSWORD_KEY;
 pub const APP_PASSWORD_KEY: &str = bloodraven::children::APP_PASSWORD_KEY;
+
+/// Why a data-plane call failed: which group, Secret, tunnel, site or node, and what it
+/// said.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LiveError {
+    #[error("listing MysqlFailoverGroups: {0}")]
+    ListGroups(String),
+    #[error("no MysqlFailoverGroup in namespace {namespace}")]
+    NoGroup { namespace: String },
+    #[error("no MysqlFailoverGroup in the cluster")]
+    NoGroupAnywhere,
+    #[error("reading Secret {namespace}/{secret}: {message}")]
+    ReadSecret {
+        namespace: String,
+        secret: String,
+        message: String,
+    },
+    #[error("Secret {namespace}/{secret} (the group's credentialsSecret) has no key {key}")]
+    MissingSecretKey {
+        namespace: String,
+        secret: String,
+        key: String,
+    },
+    #[error(transparent)]
+    Tunnel(#[from] TunnelError),
+    /// A client could not connect through a tunnel; the tunnel's own reason when it
+    /// has one.
+    #[error("{what} via {target}: {reason}")]
+    Connect {
+        what: String,
+        target: String,
+        reason: String,
+    },
+    /// A statement on a site's mysqld failed.
+    #[error("{action} on site {site}: {source}")]
+    Sql {
+        action: String,
+        site: String,
+        source: bloodraven::seams::MysqlError,
+    },
+    #[error("finding the pod {selector} in {namespace}: {message}")]
+    FindPod {
+        namespace: String,
+        selector: String,
+        message: String,
+    },
+    #[error("no pod matches {selector} in {namespace}")]
+    NoPod { namespace: String, selector: String },
+    #[error("in node {node}: {source}")]
+    NodeExec { node: String, source: DockerError },
+    /// The in-node read ran and failed; its stderr says why.
+    #[error("reading read_only of pod {pod} in node {node} exited with {exit_code}: {stderr}")]
+    NodeReadFailed {
+        pod: String,
+        node: String,
+        exit_code: i64,
+        stderr: String,
+    },
+    #[error("unexpected output reading read_only of pod {pod}: {stdout:?}")]
+    NodeReadOutput { pod: String, stdout: String },
+    #[error("site {site} has no replication channel: replication-delay needs a replica")]
+    NotAReplica { site: String },
+    #[error("the Dragonfly password ({selector}): {message}")]
+    DragonflyPassword { selector: String, message: String },
+}
 
 /// What the live data plane needs to know about a MysqlFailoverGroup.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,21 +117,21 @@ pub struct GroupInfo {
 /// The Kubernetes reads behind the data plane (tests record them).
 pub trait GroupApi: Send + Sync {
     /// Every MysqlFailoverGroup in the cluster, sorted by namespace and name.
-    fn groups(&self) -> BoxFuture<'_, Result<Vec<GroupInfo>, String>>;
+    fn groups(&self) -> BoxFuture<'_, Result<Vec<GroupInfo>, ClusterError>>;
     /// `key` of Secret `namespace/name`; `None` when the Secret lacks the key.
     fn secret_value<'a>(
         &'a self,
         namespace: &'a str,
         name: &'a str,
         key: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, String>>;
+    ) -> BoxFuture<'a, Result<Option<String>, ClusterError>>;
     /// Dragonfly's `requirepass` as the first pod (by name) matching `selector` is given
     /// it: env `DFLY_requirepass` (Secret references resolved) or a `--requirepass=` arg.
     fn dragonfly_password<'a>(
         &'a self,
         namespace: &'a str,
         selector: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, String>>;
+    ) -> BoxFuture<'a, Result<Option<String>, ClusterError>>;
     /// The first pod (by name) matching `selector` that is not being deleted, and the
     /// node it is scheduled on, whatever its phase: a pod on a cut-off node still
     /// reads Running until the node controller notices.
@@ -72,7 +139,7 @@ pub trait GroupApi: Send + Sync {
         &'a self,
         namespace: &'a str,
         selector: &'a str,
-    ) -> BoxFuture<'a, Result<Option<PodPlacement>, String>>;
+    ) -> BoxFuture<'a, Result<Option<PodPlacement>, ClusterError>>;
 }
 
 /// A pod and the node (a k3d node container of the same name) it runs on.
@@ -139,36 +206,36 @@ impl Live {
     }
 
     /// The group in `namespace`, or (none given) the first in the cluster.
-    pub async fn group(&self, namespace: Option<&str>) -> Result<GroupInfo, String> {
+    pub async fn group(&self, namespace: Option<&str>) -> Result<GroupInfo, LiveError> {
         let groups = self
             .groups
             .groups()
             .await
-            .map_err(|e| format!("listing MysqlFailoverGroups: {e}"))?;
+            .map_err(|e| LiveError::ListGroups(e.to_string()))?;
         groups
             .into_iter()
             .find(|g| namespace.is_none_or(|ns| g.namespace == ns))
             .ok_or_else(|| match namespace {
-                Some(ns) => format!("no MysqlFailoverGroup in namespace {ns}"),
-                None => "no MysqlFailoverGroup in the cluster".to_owned(),
+                Some(ns) => LiveError::NoGroup {
+                    namespace: ns.to_owned(),
+                },
+                None => LiveError::NoGroupAnywhere,
             })
     }
 
-    async fn password(&self, group: &GroupInfo, key: &str) -> Result<String, String> {
+    async fn password(&self, group: &GroupInfo, key: &str) -> Result<String, LiveError> {
         self.groups
             .secret_value(&group.namespace, &group.credentials_secret, key)
             .await
-            .map_err(|e| {
-                format!(
-                    "reading Secret {}/{}: {e}",
-                    group.namespace, group.credentials_secret
-                )
+            .map_err(|e| LiveError::ReadSecret {
+                namespace: group.namespace.clone(),
+                secret: group.credentials_secret.clone(),
+                message: e.to_string(),
             })?
-            .ok_or_else(|| {
-                format!(
-                    "Secret {}/{} (the group's credentialsSecret) has no key {key}",
-                    group.namespace, group.credentials_secret
-                )
+            .ok_or_else(|| LiveError::MissingSecretKey {
+                namespace: group.namespace.clone(),
+                secret: group.credentials_secret.clone(),
+                key: key.to_owned(),
             })
     }
 
@@ -179,8 +246,8 @@ impl Live {
         )
     }
 
-    async fn tunnel(&self, target: TunnelTarget) -> Result<Arc<Tunnel>, String> {
-        self.tunnels.get(target).await
+    async fn tunnel(&self, target: TunnelTarget) -> Result<Arc<Tunnel>, LiveError> {
+        Ok(self.tunnels.get(target).await?)
     }
 
     /// Connects `user` through `tunnel`; returns the session and the pod it reached.
@@ -189,8 +256,8 @@ impl Live {
         tunnel: &Tunnel,
         user: &str,
         password: String,
-        timeouts_note: &str,
-    ) -> Result<(Box<dyn MysqlSession>, Option<LastConnection>), String> {
+        what: &str,
+    ) -> Result<(Box<dyn MysqlSession>, Option<LastConnection>), LiveError> {
         let local = tunnel.local_addr();
         let target = MysqlTarget {
             host: local.ip().to_string(),
@@ -201,9 +268,13 @@ impl Live {
         match self.mysql.connect(&target).await {
             Ok(session) => Ok((session, tunnel.last_connection())),
             // The tunnel knows why better than the client's EOF does.
-            Err(e) => Err(match tunnel.last_connection() {
-                Some(LastConnection::Failed(why)) => format!("{timeouts_note}: {why}"),
-                _ => format!("{timeouts_note} via {}: {e}", tunnel.target()),
+            Err(e) => Err(LiveError::Connect {
+                what: what.to_owned(),
+                target: tunnel.target().to_string(),
+                reason: match tunnel.last_connection() {
+                    Some(LastConnection::Failed(why)) => why.to_string(),
+                    _ => e.to_string(),
+                },
             }),
         }
     }
@@ -213,12 +284,12 @@ impl Live {
         &self,
         group: &GroupInfo,
         site: &str,
-    ) -> Result<Box<dyn MysqlSession>, String> {
+    ) -> Result<Box<dyn MysqlSession>, LiveError> {
         let password = self.password(group, ROOT_PASSWORD_KEY).await?;
         let tunnel = self
             .tunnel(TunnelTarget {
                 namespace: group.namespace.clone(),
-                selector: self.site_mysql_selector(site),
+                pods: PodSource::Selector(self.site_mysql_selector(site)),
                 port: group.mysql_port,
             })
             .await?;
@@ -233,29 +304,27 @@ impl Live {
         Ok(session)
     }
 
-    /// Each site's writability now in the group of `namespace` (the fixture's), as an
-    /// ordinary client's commit needs it: neither `read_only` nor `super_read_only`.
-    /// A site is read through a root session over its tunnel; when that fails, inside
-    /// its node container (`docker exec`, no cluster network needed: a partitioned
-    /// node is still readable); when both fail it is `Unknown`, with both reasons.
-    pub async fn site_writability(
-        &self,
-        namespace: &str,
-    ) -> Result<BTreeMap<String, SiteWritability>, String> {
-        let group = self.group(Some(namespace)).await?;
-        let polls = group.sites.iter().map(|site| {
-            let group = &group;
-            async move { (site.clone(), self.poll_site(group, site).await) }
-        });
-        Ok(futures::future::join_all(polls).await.into_iter().collect())
+    /// The sites of the group in `namespace` (the fixture's): what the writability
+    /// poll observes, each site on its own.
+    pub async fn sites(&self, namespace: &str) -> Result<Vec<String>, LiveError> {
+        Ok(self.group(Some(namespace)).await?.sites)
     }
 
-    async fn poll_site(&self, group: &GroupInfo, site: &str) -> SiteWritability {
-        let through_session = match self.poll_site_session(group, site).await {
+    /// `site`'s writability now in the group of `namespace`, as an ordinary client's
+    /// commit needs it: neither `read_only` nor `super_read_only`. Read through a root
+    /// session over the site's tunnel; when that fails, inside its node container
+    /// (`docker exec`, no cluster network needed: a partitioned node is still
+    /// readable); when both fail it is `Unknown`, with both reasons.
+    pub async fn site_writability(&self, namespace: &str, site: &str) -> SiteWritability {
+        let group = match self.group(Some(namespace)).await {
+            Ok(group) => group,
+            Err(e) => return SiteWritability::Unknown(format!("site {site}: {e}")),
+        };
+        let through_session = match self.poll_site_session(&group, site).await {
             Ok(state) => return state,
             Err(why) => why,
         };
-        match self.poll_site_in_node(group, site).await {
+        match self.poll_site_in_node(&group, site).await {
             Ok(state) => state,
             Err(why) => SiteWritability::Unknown(format!(
                 "site {site}: {through_session}; inside its node: {why}"
@@ -267,7 +336,7 @@ impl Live {
         &self,
         group: &GroupInfo,
         site: &str,
-    ) -> Result<SiteWritability, String> {
+    ) -> Result<SiteWritability, LiveError> {
         let key = (group.namespace.clone(), site.to_owned());
         let existing = self.site_sessions.lock().await.remove(&key);
         let mut session = match existing {
@@ -283,7 +352,11 @@ impl Live {
                 ))
             }
             // Dropped: the next poll reconnects (and re-resolves the site's pod).
-            Err(e) => Err(format!("reading read_only as root: {e}")),
+            Err(source) => Err(LiveError::Sql {
+                action: "reading read_only as root".into(),
+                site: site.to_owned(),
+                source,
+            }),
         }
     }
 
@@ -293,45 +366,56 @@ impl Live {
         &self,
         group: &GroupInfo,
         site: &str,
-    ) -> Result<SiteWritability, String> {
+    ) -> Result<SiteWritability, LiveError> {
         let selector = self.site_mysql_selector(site);
         let placement = self
             .groups
             .pod_placement(&group.namespace, &selector)
             .await
-            .map_err(|e| format!("finding the pod {selector}: {e}"))?
-            .ok_or_else(|| format!("no pod matches {selector} in {}", group.namespace))?;
+            .map_err(|e| LiveError::FindPod {
+                namespace: group.namespace.clone(),
+                selector: selector.clone(),
+                message: e.to_string(),
+            })?
+            .ok_or_else(|| LiveError::NoPod {
+                namespace: group.namespace.clone(),
+                selector: selector.clone(),
+            })?;
         let password = self.password(group, ROOT_PASSWORD_KEY).await?;
         let cmd = read_only_in_node_command(&group.namespace, &placement.pod);
         let env = [format!("{READ_ONLY_PASSWORD_ENV}={password}")];
-        let out = tokio::time::timeout(
+        let node_failed = |source| LiveError::NodeExec {
+            node: placement.node.clone(),
+            source,
+        };
+        let out = match tokio::time::timeout(
             NODE_READ_TIMEOUT,
             self.docker.exec(&placement.node, &cmd, &env),
         )
         .await
-        .map_err(|_| {
-            format!(
-                "docker exec in node {} timed out after {NODE_READ_TIMEOUT:?}",
-                placement.node
-            )
-        })?
-        .map_err(|e| format!("docker exec in node {}: {e}", placement.node))?;
+        {
+            Ok(answer) => answer.map_err(node_failed)?,
+            Err(_) => {
+                return Err(node_failed(DockerError::TimedOut {
+                    call: "exec",
+                    object: placement.node.clone(),
+                    after: NODE_READ_TIMEOUT,
+                }));
+            }
+        };
         if out.exit_code != 0 {
-            return Err(format!(
-                "reading read_only of pod {} in node {} exited with {}: {}",
-                placement.pod,
-                placement.node,
-                out.exit_code,
-                out.stderr.trim()
-            ));
+            return Err(LiveError::NodeReadFailed {
+                pod: placement.pod,
+                node: placement.node,
+                exit_code: out.exit_code,
+                stderr: out.stderr.trim().to_owned(),
+            });
         }
         parse_read_only_flags(&out.stdout)
             .map(|(ro, sro)| SiteWritability::from_flags(ro, sro))
-            .ok_or_else(|| {
-                format!(
-                    "unexpected output reading read_only of pod {}: {:?}",
-                    placement.pod, out.stdout
-                )
+            .ok_or(LiveError::NodeReadOutput {
+                pod: placement.pod,
+                stdout: out.stdout,
             })
     }
 
@@ -342,7 +426,7 @@ impl Live {
         namespace: &str,
         site: &str,
         transactions: u32,
-    ) -> Result<(), String> {
+    ) -> Result<(), LiveError> {
         let group = self.group(Some(namespace)).await?;
         let mut session = self.root_session(&group, site).await?;
         for n in 1..=transactions {
@@ -350,35 +434,104 @@ impl Live {
             session
                 .forced_write(&key, i64::from(n))
                 .await
-                .map_err(|e| format!("forced write {key} on site {site}: {e}"))?;
+                .map_err(sql_failed(format!("forced write {key}"), site))?;
         }
         Ok(())
     }
 
     /// force-writable: `read_only=OFF, super_read_only=OFF` on `site`'s mysqld as root.
-    pub async fn force_writable(&self, namespace: &str, site: &str) -> Result<(), String> {
+    pub async fn force_writable(&self, namespace: &str, site: &str) -> Result<(), LiveError> {
         let group = self.group(Some(namespace)).await?;
         let mut session = self.root_session(&group, site).await?;
         session
             .set_read_only(bloodraven::seams::mysql::ReadOnlyMode::Writable)
             .await
-            .map_err(|e| format!("on site {site}: {e}"))
+            .map_err(sql_failed("SET GLOBAL read_only=OFF", site))
     }
 
-    /// replication-delay: STOP REPLICA; CHANGE REPLICATION SOURCE TO SOURCE_DELAY = n;
-    /// START REPLICA on `site`'s mysqld.
+    /// replication-delay (and its undo, `seconds = 0`): `CHANGE REPLICATION SOURCE TO
+    /// SOURCE_DELAY = n` on `site`'s mysqld, as [`source_delay_steps`] decides from the
+    /// site's replication now.
     pub async fn set_source_delay(
         &self,
         namespace: &str,
         site: &str,
         seconds: u32,
-    ) -> Result<(), String> {
+    ) -> Result<(), LiveError> {
         let group = self.group(Some(namespace)).await?;
         let mut session = self.root_session(&group, site).await?;
-        let on = |e: bloodraven::seams::MysqlError| format!("on site {site}: {e}");
-        session.stop_replica().await.map_err(on)?;
-        session.set_source_delay(seconds).await.map_err(on)?;
-        session.start_replica().await.map_err(on)
+        let status = session
+            .observe()
+            .await
+            .map_err(sql_failed("SHOW REPLICA STATUS", site))?;
+        match source_delay_steps(status.replica.as_ref(), seconds) {
+            SourceDelaySteps::NothingToUndo => Ok(()),
+            SourceDelaySteps::NotAReplica => Err(LiveError::NotAReplica {
+                site: site.to_owned(),
+            }),
+            SourceDelaySteps::Change { restart } => {
+                if restart {
+                    session
+                        .stop_replica()
+                        .await
+                        .map_err(sql_failed("STOP REPLICA", site))?;
+                }
+                session.set_source_delay(seconds).await.map_err(sql_failed(
+                    "CHANGE REPLICATION SOURCE TO SOURCE_DELAY",
+                    site,
+                ))?;
+                if restart {
+                    session
+                        .start_replica()
+                        .await
+                        .map_err(sql_failed("START REPLICA", site))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A failed statement on `site`, as the data plane reports it.
+fn sql_failed(
+    action: impl Into<String>,
+    site: &str,
+) -> impl FnOnce(bloodraven::seams::MysqlError) -> LiveError {
+    let site = site.to_owned();
+    move |source| LiveError::Sql {
+        action: action.into(),
+        site,
+        source,
+    }
+}
+
+/// What changing a site's `SOURCE_DELAY` takes, given its replication now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceDelaySteps {
+    /// The undo (`seconds = 0`) on a site without a replication channel: it has since
+    /// become the primary (promotion resets replication), so there is no delay left to
+    /// take back, and starting replication there would be wrong.
+    NothingToUndo,
+    /// The fault (`seconds > 0`) on a site that does not replicate.
+    NotAReplica,
+    /// `CHANGE REPLICATION SOURCE TO SOURCE_DELAY`, inside STOP/START REPLICA only when
+    /// a replication thread was running: replication the operator stopped stays
+    /// stopped.
+    Change { restart: bool },
+}
+
+/// Decides [`SourceDelaySteps`] from `SHOW REPLICA STATUS` (`None`: no channel).
+pub fn source_delay_steps(
+    replica: Option<&bloodraven::seams::ReplicaStatus>,
+    seconds: u32,
+) -> SourceDelaySteps {
+    match replica {
+        None if seconds == 0 => SourceDelaySteps::NothingToUndo,
+        None => SourceDelaySteps::NotAReplica,
+        Some(r) => SourceDelaySteps::Change {
+            restart: r.sql_thread_running
+                || r.io_thread != bloodraven::seams::IoThreadState::Stopped,
+        },
     }
 }
 
@@ -457,17 +610,19 @@ impl K3dCounter {
         let mut slot = self.session.lock().await;
         if slot.is_none() {
             let live = &self.live;
-            let locate = |e: String| CounterError::locate("the primary", e);
+            let locate = |e: LiveError| CounterError::locate("the primary", e);
             let namespace = self.namespace();
             let group = live.group(namespace.as_deref()).await.map_err(locate)?;
             let password = live
                 .password(&group, APP_PASSWORD_KEY)
                 .await
                 .map_err(locate)?;
+            // Through the primary Service's ready endpoints, as the app reaches it: a
+            // pod labelled primary but not (yet) ready takes no client's writes.
             let tunnel = live
                 .tunnel(TunnelTarget {
                     namespace: group.namespace.clone(),
-                    selector: format!("{ROLE_LABEL}=primary"),
+                    pods: PodSource::Service(mysql_primary_service(&group.name)),
                     port: group.mysql_port,
                 })
                 .await
@@ -480,9 +635,9 @@ impl K3dCounter {
                     "connecting to the primary",
                 )
                 .await
-                .map_err(|message| CounterError::Connect {
+                .map_err(|e| CounterError::Connect {
                     target: tunnel.target().to_string(),
-                    message,
+                    message: e.to_string(),
                 })?;
             // The counter is the primary tunnel's only client, so the tunnel's latest
             // connection is this session's: its pod's site committed what it acks.
@@ -529,7 +684,7 @@ impl CounterTarget for K3dCounter {
             let tunnel = live
                 .tunnel(TunnelTarget {
                     namespace: group.namespace.clone(),
-                    selector,
+                    pods: PodSource::Selector(selector),
                     port: live.config.dragonfly_port,
                 })
                 .await
@@ -547,7 +702,7 @@ impl CounterTarget for K3dCounter {
                     .map_err(|e| CounterError::Connect {
                         target: tunnel.target().to_string(),
                         message: match tunnel.last_connection() {
-                            Some(LastConnection::Failed(why)) => why,
+                            Some(LastConnection::Failed(why)) => why.to_string(),
                             _ => format!("{e} (via {})", tunnel.target()),
                         },
                     })?;
@@ -574,14 +729,29 @@ impl CounterTarget for K3dCounter {
 /// `GroupApi` over kube.
 pub struct KubeGroups(pub kube::Client);
 
+impl KubeGroups {
+    fn pods(&self, namespace: &str) -> kube::Api<Pod> {
+        kube::Api::namespaced(self.0.clone(), namespace)
+    }
+
+    /// The pods matching `selector` in `namespace`, sorted by name.
+    async fn list_pods(&self, namespace: &str, selector: &str) -> Result<Vec<Pod>, ClusterError> {
+        let params = kube::api::ListParams::default().labels(selector);
+        let object = format!("pods [{selector}] in {namespace}");
+        let mut pods = bounded("list", object, self.pods(namespace).list(&params))
+            .await?
+            .items;
+        pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        Ok(pods)
+    }
+}
+
 impl GroupApi for KubeGroups {
-    fn groups(&self) -> BoxFuture<'_, Result<Vec<GroupInfo>, String>> {
+    fn groups(&self) -> BoxFuture<'_, Result<Vec<GroupInfo>, ClusterError>> {
         Box::pin(async move {
             let api: kube::Api<MysqlFailoverGroup> = kube::Api::all(self.0.clone());
-            let list = api
-                .list(&kube::api::ListParams::default())
-                .await
-                .map_err(|e| e.to_string())?;
+            let params = kube::api::ListParams::default();
+            let list = bounded("list", "MysqlFailoverGroups", api.list(&params)).await?;
             let mut groups: Vec<GroupInfo> = list
                 .items
                 .into_iter()
@@ -603,10 +773,11 @@ impl GroupApi for KubeGroups {
         namespace: &'a str,
         name: &'a str,
         key: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, String>> {
+    ) -> BoxFuture<'a, Result<Option<String>, ClusterError>> {
         Box::pin(async move {
             let api: kube::Api<Secret> = kube::Api::namespaced(self.0.clone(), namespace);
-            let secret = api.get(name).await.map_err(|e| e.to_string())?;
+            let secret =
+                bounded("get", format!("Secret {namespace}/{name}"), api.get(name)).await?;
             Ok(secret_key(&secret, key))
         })
     }
@@ -615,25 +786,19 @@ impl GroupApi for KubeGroups {
         &'a self,
         namespace: &'a str,
         selector: &'a str,
-    ) -> BoxFuture<'a, Result<Option<PodPlacement>, String>> {
+    ) -> BoxFuture<'a, Result<Option<PodPlacement>, ClusterError>> {
         Box::pin(async move {
-            let api: kube::Api<Pod> = kube::Api::namespaced(self.0.clone(), namespace);
-            let mut pods: Vec<PodPlacement> = api
-                .list(&kube::api::ListParams::default().labels(selector))
-                .await
-                .map_err(|e| e.to_string())?
-                .items
+            Ok(self
+                .list_pods(namespace, selector)
+                .await?
                 .into_iter()
                 .filter(|p| p.metadata.deletion_timestamp.is_none())
-                .filter_map(|p| {
+                .find_map(|p| {
                     Some(PodPlacement {
                         pod: p.metadata.name?,
                         node: p.spec?.node_name?,
                     })
-                })
-                .collect();
-            pods.sort_by(|a, b| a.pod.cmp(&b.pod));
-            Ok(pods.into_iter().next())
+                }))
         })
     }
 
@@ -641,17 +806,19 @@ impl GroupApi for KubeGroups {
         &'a self,
         namespace: &'a str,
         selector: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, String>> {
+    ) -> BoxFuture<'a, Result<Option<String>, ClusterError>> {
         Box::pin(async move {
-            let api: kube::Api<Pod> = kube::Api::namespaced(self.0.clone(), namespace);
-            let mut pods = api
-                .list(&kube::api::ListParams::default().labels(selector))
-                .await
-                .map_err(|e| e.to_string())?
-                .items;
-            pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-            let Some(pod) = pods.into_iter().next() else {
-                return Err(format!("no pod matches {selector}"));
+            let Some(pod) = self
+                .list_pods(namespace, selector)
+                .await?
+                .into_iter()
+                .next()
+            else {
+                return Err(ClusterError::Api {
+                    verb: "find",
+                    object: format!("pods [{selector}] in {namespace}"),
+                    message: "no pod matches".into(),
+                });
             };
             for container in pod.spec.iter().flat_map(|s| s.containers.iter()) {
                 if let Some(var) = container
