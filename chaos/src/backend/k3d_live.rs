@@ -65,7 +65,7 @@ pub enum LiveError {
     Tunnel(#[from] TunnelError),
     /// A client could not connect through a tunnel; the tunnel's own reason when it
     /// has one.
-    #[error("{what} via {target}: {reason}")]
+    #[error("{what}: {reason}")]
     Connect {
         what: String,
         target: String,
@@ -273,7 +273,7 @@ impl Live {
                 target: tunnel.target().to_string(),
                 reason: match tunnel.last_connection() {
                     Some(LastConnection::Failed(why)) => why.to_string(),
-                    _ => e.to_string(),
+                    _ => format!("{e} (via {})", tunnel.target()),
                 },
             }),
         }

@@ -67,8 +67,13 @@ pub enum TunnelError {
     Listen { target: String, message: String },
     #[error("resolving pods {target}: {message}")]
     Resolve { target: String, message: String },
-    #[error("no ready pod matches {target}")]
-    NoPod { target: String },
+    /// Nothing to forward to: no Running pod matches the selector, or the Service has
+    /// no ready endpoint.
+    #[error("no {wanted} for {target}")]
+    NoPod {
+        target: String,
+        wanted: &'static str,
+    },
     #[error("port-forward to {namespace}/{pod}:{port}: {message}")]
     Forward {
         namespace: String,
@@ -243,6 +248,10 @@ async fn connect_unbounded(
         })?
         .ok_or_else(|| TunnelError::NoPod {
             target: target.to_string(),
+            wanted: match target.pods {
+                PodSource::Selector(_) => "Running pod",
+                PodSource::Service(_) => "ready endpoint",
+            },
         })?;
     let stream = forwarder
         .forward(&target.namespace, &pod.name, target.port)
@@ -563,8 +572,39 @@ mod tests {
         assert_eq!(
             tunnel.last_connection(),
             Some(LastConnection::Failed(TunnelError::NoPod {
-                target: "ns/[shipstream.io/site=iad]:3306".into()
+                target: "ns/[shipstream.io/site=iad]:3306".into(),
+                wanted: "Running pod",
             }))
         );
+    }
+
+    #[test]
+    fn only_ready_not_terminating_pod_endpoints_count() {
+        use k8s_openapi::api::core::v1::ObjectReference;
+        use k8s_openapi::api::discovery::v1::EndpointConditions;
+        let endpoint =
+            |pod: &str, kind: &str, ready: Option<bool>, terminating: Option<bool>| Endpoint {
+                conditions: Some(EndpointConditions {
+                    ready,
+                    terminating,
+                    ..Default::default()
+                }),
+                target_ref: Some(ObjectReference {
+                    kind: Some(kind.into()),
+                    name: Some(pod.into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+        let pods = ready_endpoint_pods([
+            // Labelled primary and Running, but its readiness probe fails.
+            endpoint("mysql-pdx-0", "Pod", Some(false), None),
+            endpoint("mysql-iad-0", "Pod", Some(true), None),
+            // Unset readiness means ready, as the API says.
+            endpoint("mysql-dal-0", "Pod", None, None),
+            endpoint("mysql-old-0", "Pod", Some(true), Some(true)),
+            endpoint("external", "Node", Some(true), None),
+        ]);
+        assert_eq!(pods, vec!["mysql-dal-0", "mysql-iad-0"]);
     }
 }
