@@ -220,14 +220,12 @@ async fn a_missing_container_and_a_dead_daemon_are_errors_naming_them() {
         .unwrap_err();
     assert!(matches!(&err, DockerError::Status { .. }), "{err}");
 
-    let dead = BollardDocker(
-        bollard::Docker::connect_with_unix(
-            "unix:///tmp/bloodraven-it-no-daemon.sock",
-            5,
-            &API_VERSION,
-        )
-        .unwrap(),
-    );
+    // A socket nobody listens on any more (a daemon that died): connection refused.
+    let stale = std::env::temp_dir().join(bloodraven_integration::podman::unique_name("dead.sock"));
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    let address = format!("unix://{}", stale.display());
+    let dead =
+        BollardDocker(bollard::Docker::connect_with_unix(&address, 5, &API_VERSION).unwrap());
     let err = dead.ping().await.unwrap_err();
     assert!(
         matches!(
@@ -239,4 +237,5 @@ async fn a_missing_container_and_a_dead_daemon_are_errors_naming_them() {
         ),
         "{err}"
     );
+    let _ = std::fs::remove_file(&stale);
 }

@@ -22,26 +22,24 @@ pub const DOCKER_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct BollardDocker(pub bollard::Docker);
 
 /// Runs one Docker request, bounded by [`DOCKER_CALL_TIMEOUT`]; a failure names `call`
-/// and `object`. `done_status`: an error status that means the goal already holds
-/// (an undo replayed by `recover`), answered as success.
+/// and `object`. `done`: the error answers (status, a phrase of the message) that mean
+/// the goal already holds (an undo replayed by `recover`), answered as success.
 async fn docker_call<T: Default>(
     call: &'static str,
     object: &str,
-    done_status: Option<(u16, &str)>,
+    done: &[(u16, &str)],
     request: impl std::future::Future<Output = Result<T, bollard::errors::Error>>,
 ) -> Result<T, DockerError> {
     match tokio::time::timeout(DOCKER_CALL_TIMEOUT, request).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => {
             let error = docker_error(call, object, e);
-            match (&error, done_status) {
-                (
-                    DockerError::Status {
-                        status, message, ..
-                    },
-                    Some((done, says)),
-                ) if *status == done && message.contains(says) => Ok(T::default()),
-                _ => Err(error),
+            let goal_holds = matches!(&error, DockerError::Status { status, message, .. }
+                if done.iter().any(|(s, says)| s == status && message.contains(says)));
+            if goal_holds {
+                Ok(T::default())
+            } else {
+                Err(error)
             }
         }
         Err(_) => Err(DockerError::TimedOut {
@@ -75,7 +73,7 @@ fn docker_error(call: &'static str, object: &str, e: bollard::errors::Error) -> 
 impl DockerApi for BollardDocker {
     fn ping(&self) -> BoxFuture<'_, Result<(), DockerError>> {
         Box::pin(async move {
-            docker_call("GET /_ping", "(daemon)", None, self.0.ping())
+            docker_call("GET /_ping", "(daemon)", &[], self.0.ping())
                 .await
                 .map(|_| ())
         })
@@ -90,7 +88,7 @@ impl DockerApi for BollardDocker {
             docker_call(
                 "kill",
                 container,
-                None,
+                &[],
                 self.0.kill_container(container, Some(options)),
             )
             .await
@@ -103,7 +101,7 @@ impl DockerApi for BollardDocker {
             docker_call(
                 "start",
                 container,
-                Some((304, "")),
+                &[(304, "")],
                 self.0.start_container(container, None),
             )
             .await
@@ -123,7 +121,7 @@ impl DockerApi for BollardDocker {
             docker_call(
                 "network disconnect",
                 &format!("{container} from {network}"),
-                None,
+                &[],
                 self.0.disconnect_network(network, request),
             )
             .await
@@ -151,13 +149,14 @@ impl DockerApi for BollardDocker {
                 container: container.to_owned(),
                 endpoint_config,
             };
-            // Docker answers 403 "... already exists in network" when the container is
-            // connected (an undo replayed by `recover`, or a fault that never applied):
-            // the undo's goal holds, so it is done.
+            // A connected container (an undo replayed by `recover`, or a fault that
+            // never applied) is refused: Docker answers 403 "endpoint ... already
+            // exists in network", podman 500 "... network is already connected". The
+            // undo's goal holds, so it is done.
             docker_call(
                 "network connect",
                 &format!("{container} to {network}"),
-                Some((403, "already")),
+                &[(403, "already exists"), (500, "already connected")],
                 self.0.connect_network(network, request),
             )
             .await
@@ -173,7 +172,7 @@ impl DockerApi for BollardDocker {
             let inspected = docker_call(
                 "inspect",
                 container,
-                None,
+                &[],
                 self.0.inspect_container(container, None),
             )
             .await?;
