@@ -665,7 +665,8 @@ async fn docker_is_pinged_for_node_faults_only_and_a_dead_daemon_fails_them_befo
     ] {
         let err = b.plan_fault(&fault, "ns").await.unwrap_err();
         assert!(
-            matches!(&err, BackendError::Docker { source: DockerError::Transport { message, .. }, .. } if message.contains("connection refused")),
+            matches!(&err, BackendError::Docker { source, .. }
+                if matches!(source.as_ref(), DockerError::Transport { message, .. } if message.contains("connection refused"))),
             "{fault}: {err}"
         );
         assert_eq!(calls.take(), strings(&["docker GET /_ping"]), "{fault}");
@@ -913,11 +914,11 @@ async fn preflight_checks_the_api_server_and_that_operator_and_coredns_run_on_th
     // The chart's operator landed on iad's agent: a partition of iad would cut it off.
     calls.1.lock().unwrap().node = "k3d-bloodraven-agent-0";
     let err = b.preflight().await.unwrap_err();
-    match &err {
-        BackendError::Preflight {
-            source: PreflightError::Placement { problems },
-            ..
-        } => assert_eq!(
+    let BackendError::Preflight { source, .. } = &err else {
+        panic!("{err}")
+    };
+    match source.as_ref() {
+        PreflightError::Placement { problems } => assert_eq!(
             problems,
             &strings(&[
                 "operator pod bloodraven-playground/bloodraven-7d9f-abcde runs on k3d-bloodraven-agent-0, not on a node labelled node-role.kubernetes.io/control-plane=true"

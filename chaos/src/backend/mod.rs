@@ -60,14 +60,14 @@ pub enum BackendError {
     Kube {
         backend: BackendKind,
         operation: String,
-        source: ClusterError,
+        source: Box<ClusterError>,
     },
     /// A Docker call on a node container.
     #[error("{backend} backend: {operation}: {source}")]
     Docker {
         backend: BackendKind,
         operation: String,
-        source: k3d::DockerError,
+        source: Box<k3d::DockerError>,
     },
     /// A command run in a node container exited non-zero; its stderr says why.
     #[error(
@@ -86,7 +86,7 @@ pub enum BackendError {
     Live {
         backend: BackendKind,
         operation: String,
-        source: k3d_live::LiveError,
+        source: Box<k3d_live::LiveError>,
     },
     /// The operator runs several replicas and none holds the leader Lease.
     #[error("{backend} backend: operator pods {pods} and no Lease {lease} held by one of them")]
@@ -99,7 +99,7 @@ pub enum BackendError {
     #[error("{backend} backend: cluster preflight: {source}")]
     Preflight {
         backend: BackendKind,
-        source: k3d::preflight::PreflightError,
+        source: Box<k3d::preflight::PreflightError>,
     },
     #[error("{backend} backend: {operation}: {message}")]
     Call {

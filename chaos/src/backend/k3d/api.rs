@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::ClusterError;
 
+/// Every node's labels, by node name.
+pub type NodeLabels = BTreeMap<String, BTreeMap<String, String>>;
+
 /// A Docker Engine API call that failed: which call, on which object, and what the
 /// daemon (or the connection to it) said.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -156,9 +159,7 @@ pub trait NodeApi: Send + Sync {
         unschedulable: bool,
     ) -> BoxFuture<'a, Result<(), ClusterError>>;
     /// Every node's labels, by node name (the placement preflight).
-    fn node_labels<'a>(
-        &'a self,
-    ) -> BoxFuture<'a, Result<BTreeMap<String, BTreeMap<String, String>>, ClusterError>>;
+    fn node_labels<'a>(&'a self) -> BoxFuture<'a, Result<NodeLabels, ClusterError>>;
     /// `GET /version`: is the API server there at all (the cluster preflight)?
     fn api_version(&self) -> BoxFuture<'_, Result<String, ClusterError>>;
     /// GET /metrics of `pod:port` in `namespace` through the API server's pod proxy.

@@ -11,7 +11,9 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{ListParams, Patch, PatchParams};
 
-use super::api::{DockerApi, DockerError, ExecOutput, NetworkEndpoint, NodeApi, NodeInfo, PodRef};
+use super::api::{
+    DockerApi, DockerError, ExecOutput, NetworkEndpoint, NodeApi, NodeInfo, NodeLabels, PodRef,
+};
 use crate::cluster::{ClusterError, bounded, bounded_opt};
 
 /// How long one Docker request may take, its streamed answer included (an exec's
@@ -472,9 +474,7 @@ impl NodeApi for KubeNodes {
         })
     }
 
-    fn node_labels<'a>(
-        &'a self,
-    ) -> BoxFuture<'a, Result<BTreeMap<String, BTreeMap<String, String>>, ClusterError>> {
+    fn node_labels<'a>(&'a self) -> BoxFuture<'a, Result<NodeLabels, ClusterError>> {
         Box::pin(async move {
             let api: kube::Api<Node> = kube::Api::all(self.0.clone());
             let list = bounded("list", "nodes", api.list(&ListParams::default())).await?;

@@ -22,7 +22,7 @@ mod plan;
 pub mod preflight;
 
 pub use api::{
-    DockerApi, DockerError, ExecOutput, NetworkEndpoint, NodeApi, NodeInfo, PodRef,
+    DockerApi, DockerError, ExecOutput, NetworkEndpoint, NodeApi, NodeInfo, NodeLabels, PodRef,
     UnavailableDocker,
 };
 pub use clients::{BollardDocker, DOCKER_CALL_TIMEOUT, KubeNodes};
@@ -189,7 +189,7 @@ impl K3dBackend {
         )
         .map_err(|source| BackendError::Preflight {
             backend: BackendKind::K3d,
-            source,
+            source: Box::new(source),
         })?;
         let client = match &host {
             Some(host) => bollard::Docker::connect_with_host(host),
@@ -210,7 +210,7 @@ impl K3dBackend {
     pub async fn preflight(&self) -> Result<(), BackendError> {
         let failed = |source| BackendError::Preflight {
             backend: BackendKind::K3d,
-            source,
+            source: Box::new(source),
         };
         self.nodes.api_version().await.map_err(|e| {
             failed(PreflightError::ApiServer {
@@ -252,7 +252,7 @@ fn kube_failed(operation: impl Into<String>) -> impl FnOnce(ClusterError) -> Bac
     move |source| BackendError::Kube {
         backend: BackendKind::K3d,
         operation: operation.into(),
-        source,
+        source: Box::new(source),
     }
 }
 
@@ -261,7 +261,7 @@ fn docker_failed(operation: impl Into<String>) -> impl FnOnce(DockerError) -> Ba
     move |source| BackendError::Docker {
         backend: BackendKind::K3d,
         operation: operation.into(),
-        source,
+        source: Box::new(source),
     }
 }
 
@@ -270,7 +270,7 @@ fn live_failed(operation: impl Into<String>) -> impl FnOnce(LiveError) -> Backen
     move |source| BackendError::Live {
         backend: BackendKind::K3d,
         operation: operation.into(),
-        source,
+        source: Box::new(source),
     }
 }
 

@@ -5,30 +5,30 @@
 //!
 //! The clients are the operator's own production adapters (mysql_async, the redis
 //! crate) behind the seams' connector traits; the Kubernetes reads sit behind
-//! [`GroupApi`], so tests record every call without a cluster.
+//! [`GroupApi`], so tests record every call without a cluster. The counter is in
+//! `counter`, the production `GroupApi` in `groups`.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use bloodraven::api::{DRAGONFLY_ROLE_LABEL, DRAGONFLY_TRAFFIC_LABEL, MysqlFailoverGroup};
-use bloodraven::children::names::mysql_primary_service;
 use bloodraven::seams::{
-    DragonflyTarget, MysqlSession, MysqlTarget, MysqlTimeouts, SharedDragonflyConnector,
-    SharedMysqlConnector,
+    MysqlSession, MysqlTarget, MysqlTimeouts, SharedDragonflyConnector, SharedMysqlConnector,
 };
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::{Pod, Secret};
 
 use super::SiteWritability;
 use super::k3d::{DockerApi, DockerError};
 use super::tunnel::{
     LastConnection, PodSource, SharedForwarder, Tunnel, TunnelError, TunnelTarget, Tunnels,
 };
-use crate::cluster::{ClusterError, bounded};
-use crate::workload::{
-    CounterAck, CounterError, CounterTarget, SessionSlot, increment_in, present_in,
-};
+use crate::cluster::ClusterError;
+
+mod counter;
+mod groups;
+
+pub use counter::K3dCounter;
+pub use groups::KubeGroups;
 
 /// Keys the counter and write-divergent write; the same as the sim backend's, so that a
 /// scenario reads the same on both.
@@ -570,293 +570,4 @@ pub fn parse_read_only_flags(stdout: &str) -> Option<(bool, bool)> {
         .next()
         .is_none()
         .then_some((read_only, super_read_only))
-}
-
-/// The live counter: one row per increment (`chaos-counter/<seq>`) through whichever pod
-/// is labelled `shipstream.io/role=primary`, as the app user; INCR `chaos-counter`
-/// through the Dragonfly master that takes traffic.
-pub struct K3dCounter {
-    live: Arc<Live>,
-    /// The fixture's namespace, whose group the counter writes to (`None`: the first
-    /// group in the cluster, for a run without a fixture).
-    namespace: Mutex<Option<String>>,
-    session: tokio::sync::Mutex<SessionSlot>,
-    attempted: Mutex<BTreeSet<u64>>,
-}
-
-impl K3dCounter {
-    pub fn new(live: Arc<Live>) -> Self {
-        Self {
-            live,
-            namespace: Mutex::default(),
-            session: tokio::sync::Mutex::default(),
-            attempted: Mutex::default(),
-        }
-    }
-
-    /// Writes to the group of `namespace` from now on.
-    pub fn use_namespace(&self, namespace: &str) {
-        if let Ok(mut ns) = self.namespace.lock() {
-            *ns = Some(namespace.to_owned());
-        }
-    }
-
-    fn namespace(&self) -> Option<String> {
-        self.namespace.lock().ok().and_then(|ns| ns.clone())
-    }
-
-    /// Opens a session to the current primary when none is open; returns the slot.
-    async fn open(&self) -> Result<tokio::sync::MutexGuard<'_, SessionSlot>, CounterError> {
-        let mut slot = self.session.lock().await;
-        if slot.is_none() {
-            let live = &self.live;
-            let locate = |e: LiveError| CounterError::locate("the primary", e);
-            let namespace = self.namespace();
-            let group = live.group(namespace.as_deref()).await.map_err(locate)?;
-            let password = live
-                .password(&group, APP_PASSWORD_KEY)
-                .await
-                .map_err(locate)?;
-            // Through the primary Service's ready endpoints, as the app reaches it: a
-            // pod labelled primary but not (yet) ready takes no client's writes.
-            let tunnel = live
-                .tunnel(TunnelTarget {
-                    namespace: group.namespace.clone(),
-                    pods: PodSource::Service(mysql_primary_service(&group.name)),
-                    port: group.mysql_port,
-                })
-                .await
-                .map_err(locate)?;
-            let (session, reached) = live
-                .connect_mysql(
-                    &tunnel,
-                    &live.config.app_user,
-                    password,
-                    "connecting to the primary",
-                )
-                .await
-                .map_err(|e| CounterError::Connect {
-                    target: tunnel.target().to_string(),
-                    message: e.to_string(),
-                })?;
-            // The counter is the primary tunnel's only client, so the tunnel's latest
-            // connection is this session's: its pod's site committed what it acks.
-            let site = match reached {
-                Some(LastConnection::Forwarded(pod)) => pod
-                    .labels
-                    .get(&live.config.site_pod_label)
-                    .cloned()
-                    .unwrap_or_else(|| "unknown".into()),
-                _ => "unknown".into(),
-            };
-            *slot = Some((site, session));
-        }
-        Ok(slot)
-    }
-}
-
-impl CounterTarget for K3dCounter {
-    fn increment(&self, seq: u64) -> BoxFuture<'_, Result<CounterAck, CounterError>> {
-        Box::pin(async move {
-            if let Ok(mut a) = self.attempted.lock() {
-                a.insert(seq);
-            }
-            let mut slot = self.open().await?;
-            increment_in(&mut slot, seq).await
-        })
-    }
-
-    fn cache_incr(&self) -> BoxFuture<'_, Result<u64, CounterError>> {
-        Box::pin(async move {
-            let live = &self.live;
-            let namespace = self.namespace();
-            let group = live
-                .group(namespace.as_deref())
-                .await
-                .map_err(|e| CounterError::locate("the Dragonfly master", e))?;
-            let selector =
-                format!("{DRAGONFLY_ROLE_LABEL}=master,{DRAGONFLY_TRAFFIC_LABEL}=enabled");
-            let password = live
-                .groups
-                .dragonfly_password(&group.namespace, &selector)
-                .await
-                .map_err(|e| CounterError::locate(format!("Dragonfly password ({selector})"), e))?;
-            let tunnel = live
-                .tunnel(TunnelTarget {
-                    namespace: group.namespace.clone(),
-                    pods: PodSource::Selector(selector),
-                    port: live.config.dragonfly_port,
-                })
-                .await
-                .map_err(|e| CounterError::locate("the Dragonfly master", e))?;
-            let local = tunnel.local_addr();
-            let target = DragonflyTarget {
-                host: local.ip().to_string(),
-                port: local.port(),
-                password,
-            };
-            let mut conn =
-                live.dragonfly
-                    .connect(&target)
-                    .await
-                    .map_err(|e| CounterError::Connect {
-                        target: tunnel.target().to_string(),
-                        message: match tunnel.last_connection() {
-                            Some(LastConnection::Failed(why)) => why.to_string(),
-                            _ => format!("{e} (via {})", tunnel.target()),
-                        },
-                    })?;
-            let value: i64 = redis::cmd("INCR")
-                .arg(CACHE_COUNTER_KEY)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| CounterError::Cache {
-                    target: tunnel.target().to_string(),
-                    message: e.to_string(),
-                })?;
-            Ok(u64::try_from(value).unwrap_or_default())
-        })
-    }
-
-    fn committed(&self) -> BoxFuture<'_, Result<BTreeSet<u64>, CounterError>> {
-        Box::pin(async move { present_in(|| self.open(), &self.attempted).await })
-    }
-}
-
-// ---------------------------------------------------------------------------------
-// Production implementation of `GroupApi`.
-
-/// `GroupApi` over kube.
-pub struct KubeGroups(pub kube::Client);
-
-impl KubeGroups {
-    fn pods(&self, namespace: &str) -> kube::Api<Pod> {
-        kube::Api::namespaced(self.0.clone(), namespace)
-    }
-
-    /// The pods matching `selector` in `namespace`, sorted by name.
-    async fn list_pods(&self, namespace: &str, selector: &str) -> Result<Vec<Pod>, ClusterError> {
-        let params = kube::api::ListParams::default().labels(selector);
-        let object = format!("pods [{selector}] in {namespace}");
-        let mut pods = bounded("list", object, self.pods(namespace).list(&params))
-            .await?
-            .items;
-        pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-        Ok(pods)
-    }
-}
-
-impl GroupApi for KubeGroups {
-    fn groups(&self) -> BoxFuture<'_, Result<Vec<GroupInfo>, ClusterError>> {
-        Box::pin(async move {
-            let api: kube::Api<MysqlFailoverGroup> = kube::Api::all(self.0.clone());
-            let params = kube::api::ListParams::default();
-            let list = bounded("list", "MysqlFailoverGroups", api.list(&params)).await?;
-            let mut groups: Vec<GroupInfo> = list
-                .items
-                .into_iter()
-                .map(|g| GroupInfo {
-                    namespace: g.metadata.namespace.clone().unwrap_or_default(),
-                    name: g.metadata.name.clone().unwrap_or_default(),
-                    sites: g.spec.sites.iter().map(|s| s.name.clone()).collect(),
-                    credentials_secret: g.spec.mysql.credentials_secret.clone(),
-                    mysql_port: u16::try_from(g.spec.mysql.port).unwrap_or(3306),
-                })
-                .collect();
-            groups.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-            Ok(groups)
-        })
-    }
-
-    fn secret_value<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-        key: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, ClusterError>> {
-        Box::pin(async move {
-            let api: kube::Api<Secret> = kube::Api::namespaced(self.0.clone(), namespace);
-            let secret =
-                bounded("get", format!("Secret {namespace}/{name}"), api.get(name)).await?;
-            Ok(secret_key(&secret, key))
-        })
-    }
-
-    fn pod_placement<'a>(
-        &'a self,
-        namespace: &'a str,
-        selector: &'a str,
-    ) -> BoxFuture<'a, Result<Option<PodPlacement>, ClusterError>> {
-        Box::pin(async move {
-            Ok(self
-                .list_pods(namespace, selector)
-                .await?
-                .into_iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_none())
-                .find_map(|p| {
-                    Some(PodPlacement {
-                        pod: p.metadata.name?,
-                        node: p.spec?.node_name?,
-                    })
-                }))
-        })
-    }
-
-    fn dragonfly_password<'a>(
-        &'a self,
-        namespace: &'a str,
-        selector: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, ClusterError>> {
-        Box::pin(async move {
-            let Some(pod) = self
-                .list_pods(namespace, selector)
-                .await?
-                .into_iter()
-                .next()
-            else {
-                return Err(ClusterError::Api {
-                    verb: "find",
-                    object: format!("pods [{selector}] in {namespace}"),
-                    message: "no pod matches".into(),
-                });
-            };
-            for container in pod.spec.iter().flat_map(|s| s.containers.iter()) {
-                if let Some(var) = container
-                    .env
-                    .iter()
-                    .flatten()
-                    .find(|v| v.name == "DFLY_requirepass")
-                {
-                    if let Some(value) = &var.value {
-                        return Ok(Some(value.clone()));
-                    }
-                    if let Some(r) = var
-                        .value_from
-                        .as_ref()
-                        .and_then(|f| f.secret_key_ref.as_ref())
-                    {
-                        return self.secret_value(namespace, &r.name, &r.key).await;
-                    }
-                }
-                if let Some(pass) = container
-                    .args
-                    .iter()
-                    .flatten()
-                    .find_map(|a| a.strip_prefix("--requirepass="))
-                {
-                    return Ok(Some(pass.to_owned()));
-                }
-            }
-            Ok(None)
-        })
-    }
-}
-
-fn secret_key(secret: &Secret, key: &str) -> Option<String> {
-    secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-        .or_else(|| secret.string_data.as_ref()?.get(key).cloned())
 }
