@@ -243,6 +243,29 @@ pub fn api_error(
     }
 }
 
+/// The pods matching `params` in `namespace` (every namespace: `None`), sorted by
+/// namespace and name, in one bounded request: what the k3d backend's clients list.
+pub async fn list_pods(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    params: &ListParams,
+) -> Result<Vec<k8s_openapi::api::core::v1::Pod>, ClusterError> {
+    let api: Api<k8s_openapi::api::core::v1::Pod> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let object = format!(
+        "pods [{}] in {}",
+        params.label_selector.as_deref().unwrap_or(""),
+        namespace.unwrap_or("all namespaces")
+    );
+    let mut pods = bounded("list", object, api.list(params)).await?.items;
+    pods.sort_by(|a, b| {
+        (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
+    });
+    Ok(pods)
+}
+
 /// An object the server sent that could not be turned into JSON.
 fn encode_error(
     verb: &'static str,

@@ -19,7 +19,7 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
-use crate::cluster::{ClusterError, bounded, bounded_opt};
+use crate::cluster::{ClusterError, bounded, bounded_opt, list_pods};
 
 /// A byte stream to a pod port.
 pub trait PodStream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -314,22 +314,18 @@ impl KubeForwarder {
         selector: &str,
     ) -> Result<Option<ResolvedPod>, ClusterError> {
         let params = kube::api::ListParams::default().labels(selector);
-        let object = format!("pods [{selector}] in {namespace}");
-        let pods = bounded("list", object, self.pods(namespace).list(&params)).await?;
-        let mut running: Vec<ResolvedPod> = pods
-            .items
+        let pods = list_pods(&self.0, Some(namespace), &params).await?;
+        // Sorted by name already: the first Running, not-terminating one.
+        Ok(pods
             .into_iter()
             .filter(|p| p.metadata.deletion_timestamp.is_none())
             .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-            .filter_map(|p| {
+            .find_map(|p| {
                 Some(ResolvedPod {
                     name: p.metadata.name?,
                     labels: p.metadata.labels.unwrap_or_default(),
                 })
-            })
-            .collect();
-        running.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(running.into_iter().next())
+            }))
     }
 
     /// The first by name of the pods behind `service`'s ready endpoints.

@@ -14,7 +14,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use super::api::{
     DockerApi, DockerError, ExecOutput, NetworkEndpoint, NodeApi, NodeInfo, NodeLabels, PodRef,
 };
-use crate::cluster::{ClusterError, bounded, bounded_opt};
+use crate::cluster::{ClusterError, bounded, bounded_opt, list_pods};
 
 /// How long one Docker request may take, its streamed answer included (an exec's
 /// output, which iptables' own lock wait bounds at a few seconds).
@@ -272,22 +272,12 @@ impl KubeNodes {
         kube::Api::namespaced(self.0.clone(), namespace)
     }
 
-    /// The pods matching `params` in `namespace` (every namespace: `None`).
     async fn list_pods(
         &self,
         namespace: Option<&str>,
         params: &ListParams,
     ) -> Result<Vec<Pod>, ClusterError> {
-        let api = match namespace {
-            Some(ns) => self.pods(ns),
-            None => kube::Api::all(self.0.clone()),
-        };
-        let object = format!(
-            "pods [{}] in {}",
-            params.label_selector.as_deref().unwrap_or(""),
-            namespace.unwrap_or("all namespaces")
-        );
-        Ok(bounded("list", object, api.list(params)).await?.items)
+        list_pods(&self.0, namespace, params).await
     }
 }
 

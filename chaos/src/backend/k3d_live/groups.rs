@@ -6,25 +6,16 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 
 use super::{GroupApi, GroupInfo, PodPlacement};
-use crate::cluster::{ClusterError, bounded};
+use crate::cluster::{ClusterError, bounded, list_pods};
 
 /// `GroupApi` over kube.
 pub struct KubeGroups(pub kube::Client);
 
 impl KubeGroups {
-    fn pods(&self, namespace: &str) -> kube::Api<Pod> {
-        kube::Api::namespaced(self.0.clone(), namespace)
-    }
-
     /// The pods matching `selector` in `namespace`, sorted by name.
     async fn list_pods(&self, namespace: &str, selector: &str) -> Result<Vec<Pod>, ClusterError> {
         let params = kube::api::ListParams::default().labels(selector);
-        let object = format!("pods [{selector}] in {namespace}");
-        let mut pods = bounded("list", object, self.pods(namespace).list(&params))
-            .await?
-            .items;
-        pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-        Ok(pods)
+        list_pods(&self.0, Some(namespace), &params).await
     }
 }
 
