@@ -1,5 +1,7 @@
 //! The `bloodraven-chaos` command line: list, run, run-all, recover. Wires options to
 //! the scenario loader, a backend, the runner and the reports; holds no logic of its own.
+//! About 700 lines because it is one table of verbs and their options with the help
+//! text users read; each verb's work lives in the module it calls.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

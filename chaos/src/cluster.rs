@@ -33,6 +33,53 @@ pub enum ClusterError {
         object: String,
         message: String,
     },
+    /// kube-client has no read timeout of its own: every call is bounded by
+    /// [`bounded`], so that an API server that stops answering fails the call.
+    #[error("{verb} {object}: no answer within {after:?}")]
+    TimedOut {
+        verb: &'static str,
+        object: String,
+        after: std::time::Duration,
+    },
+}
+
+/// How long one Kubernetes request may take, answer body included.
+pub const KUBE_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs one Kubernetes request, bounded by [`KUBE_CALL_TIMEOUT`]; a failure names
+/// `verb` and `object`.
+pub async fn bounded<T>(
+    verb: &'static str,
+    object: impl std::fmt::Display,
+    call: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, ClusterError> {
+    match tokio::time::timeout(KUBE_CALL_TIMEOUT, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(api_error(verb, object, e)),
+        Err(_) => Err(ClusterError::TimedOut {
+            verb,
+            object: object.to_string(),
+            after: KUBE_CALL_TIMEOUT,
+        }),
+    }
+}
+
+/// As [`bounded`], for a call whose 404 means "there is none".
+pub async fn bounded_opt<T>(
+    verb: &'static str,
+    object: impl std::fmt::Display,
+    call: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<Option<T>, ClusterError> {
+    match tokio::time::timeout(KUBE_CALL_TIMEOUT, call).await {
+        Ok(Ok(value)) => Ok(Some(value)),
+        Ok(Err(e)) if is_not_found(&e) => Ok(None),
+        Ok(Err(e)) => Err(api_error(verb, object, e)),
+        Err(_) => Err(ClusterError::TimedOut {
+            verb,
+            object: object.to_string(),
+            after: KUBE_CALL_TIMEOUT,
+        }),
+    }
 }
 
 /// Object references carry a namespace once resolved (fixture namespace as default).
@@ -159,6 +206,17 @@ impl KubeCluster {
         })
     }
 
+    /// The API of `object`'s kind, in its own namespace or else `namespace`.
+    async fn api_for(
+        &self,
+        object: &ObjectRef,
+        namespace: &str,
+    ) -> Result<Api<DynamicObject>, ClusterError> {
+        let ns = object.namespace.as_deref().unwrap_or(namespace);
+        self.api(&object.kind, object.api_version.as_deref(), ns)
+            .await
+    }
+
     async fn api(
         &self,
         kind: &str,
@@ -173,7 +231,11 @@ impl KubeCluster {
     }
 }
 
-fn api_error(verb: &'static str, object: &ObjectRef, e: kube::Error) -> ClusterError {
+pub fn api_error(
+    verb: &'static str,
+    object: impl std::fmt::Display,
+    e: kube::Error,
+) -> ClusterError {
     ClusterError::Api {
         verb,
         object: object.to_string(),
@@ -181,7 +243,43 @@ fn api_error(verb: &'static str, object: &ObjectRef, e: kube::Error) -> ClusterE
     }
 }
 
-fn is_not_found(e: &kube::Error) -> bool {
+/// The pods matching `params` in `namespace` (every namespace: `None`), sorted by
+/// namespace and name, in one bounded request: what the k3d backend's clients list.
+pub async fn list_pods(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    params: &ListParams,
+) -> Result<Vec<k8s_openapi::api::core::v1::Pod>, ClusterError> {
+    let api: Api<k8s_openapi::api::core::v1::Pod> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let object = format!(
+        "pods [{}] in {}",
+        params.label_selector.as_deref().unwrap_or(""),
+        namespace.unwrap_or("all namespaces")
+    );
+    let mut pods = bounded("list", object, api.list(params)).await?.items;
+    pods.sort_by(|a, b| {
+        (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
+    });
+    Ok(pods)
+}
+
+/// An object the server sent that could not be turned into JSON.
+fn encode_error(
+    verb: &'static str,
+    object: impl std::fmt::Display,
+    e: serde_json::Error,
+) -> ClusterError {
+    ClusterError::Api {
+        verb,
+        object: object.to_string(),
+        message: format!("encoding the answer as JSON: {e}"),
+    }
+}
+
+pub fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(status) if status.code == 404)
 }
 
@@ -194,11 +292,7 @@ impl Cluster for KubeCluster {
     ) -> BoxFuture<'a, Option<Result<ObjectVersions, ClusterError>>> {
         use futures::StreamExt;
         Box::pin(async move {
-            let ns = object.namespace.as_deref().unwrap_or(namespace);
-            let api = match self
-                .api(&object.kind, object.api_version.as_deref(), ns)
-                .await
-            {
+            let api = match self.api_for(object, namespace).await {
                 Ok(api) => api,
                 Err(e) => return Some(Err(e)),
             };
@@ -206,9 +300,12 @@ impl Cluster for KubeCluster {
                 .fields(&format!("metadata.name={}", object.name))
                 .timeout(WATCH_TIMEOUT_SECONDS);
             let described = object.to_string();
-            let stream = match api.watch(&params, resource_version).await {
+            // Bounds opening the watch; the stream itself ends when the server's
+            // watch timeout does.
+            let stream = match bounded("watch", object, api.watch(&params, resource_version)).await
+            {
                 Ok(stream) => stream,
-                Err(e) => return Some(Err(api_error("watch", object, e))),
+                Err(e) => return Some(Err(e)),
             };
             let versions = stream.filter_map(move |event| {
                 let described = described.clone();
@@ -221,7 +318,10 @@ impl Cluster for KubeCluster {
                     match event {
                         Ok(
                             kube::api::WatchEvent::Added(o) | kube::api::WatchEvent::Modified(o),
-                        ) => Some(serde_json::to_value(o).map_err(|e| fail(e.to_string()))),
+                        ) => Some(
+                            serde_json::to_value(o)
+                                .map_err(|e| encode_error("watch", &described, e)),
+                        ),
                         Ok(
                             kube::api::WatchEvent::Deleted(_) | kube::api::WatchEvent::Bookmark(_),
                         ) => None,
@@ -263,14 +363,14 @@ impl Cluster for KubeCluster {
                 api_version: Some(api_version.to_owned()),
             };
             let api = self.api(kind, Some(api_version), ns).await?;
-            api.patch(
-                name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(manifest),
+            let params = PatchParams::apply(FIELD_MANAGER).force();
+            bounded(
+                "apply",
+                &object,
+                api.patch(name, &params, &Patch::Apply(manifest)),
             )
             .await
             .map(|_| ())
-            .map_err(|e| api_error("apply", &object, e))
         })
     }
 
@@ -280,21 +380,11 @@ impl Cluster for KubeCluster {
         namespace: &'a str,
     ) -> BoxFuture<'a, Result<Option<Value>, ClusterError>> {
         Box::pin(async move {
-            let ns = object.namespace.as_deref().unwrap_or(namespace);
-            let api = self
-                .api(&object.kind, object.api_version.as_deref(), ns)
-                .await?;
-            match api.get(&object.name).await {
-                Ok(obj) => serde_json::to_value(obj)
-                    .map(Some)
-                    .map_err(|e| ClusterError::Api {
-                        verb: "get",
-                        object: object.to_string(),
-                        message: e.to_string(),
-                    }),
-                Err(e) if is_not_found(&e) => Ok(None),
-                Err(e) => Err(api_error("get", object, e)),
-            }
+            let api = self.api_for(object, namespace).await?;
+            bounded_opt("get", object, api.get(&object.name))
+                .await?
+                .map(|obj| serde_json::to_value(obj).map_err(|e| encode_error("get", object, e)))
+                .transpose()
         })
     }
 
@@ -305,14 +395,15 @@ impl Cluster for KubeCluster {
         patch: &'a Value,
     ) -> BoxFuture<'a, Result<(), ClusterError>> {
         Box::pin(async move {
-            let ns = object.namespace.as_deref().unwrap_or(namespace);
-            let api = self
-                .api(&object.kind, object.api_version.as_deref(), ns)
-                .await?;
-            api.patch(&object.name, &PatchParams::default(), &Patch::Merge(patch))
-                .await
-                .map(|_| ())
-                .map_err(|e| api_error("patch", object, e))
+            let api = self.api_for(object, namespace).await?;
+            let params = PatchParams::default();
+            bounded(
+                "patch",
+                object,
+                api.patch(&object.name, &params, &Patch::Merge(patch)),
+            )
+            .await
+            .map(|_| ())
         })
     }
 
@@ -322,15 +413,11 @@ impl Cluster for KubeCluster {
         namespace: &'a str,
     ) -> BoxFuture<'a, Result<(), ClusterError>> {
         Box::pin(async move {
-            let ns = object.namespace.as_deref().unwrap_or(namespace);
-            let api = self
-                .api(&object.kind, object.api_version.as_deref(), ns)
-                .await?;
-            match api.delete(&object.name, &DeleteParams::default()).await {
-                Ok(_) => Ok(()),
-                Err(e) if is_not_found(&e) => Ok(()),
-                Err(e) => Err(api_error("delete", object, e)),
-            }
+            let api = self.api_for(object, namespace).await?;
+            let params = DeleteParams::default();
+            bounded_opt("delete", object, api.delete(&object.name, &params))
+                .await
+                .map(|_| ())
         })
     }
 
@@ -347,19 +434,13 @@ impl Cluster for KubeCluster {
                 "involvedObject.kind={},involvedObject.name={}",
                 object.kind, object.name
             );
-            let list = api
-                .list(&ListParams::default().fields(&selector))
-                .await
-                .map_err(|e| api_error("list events for", object, e))?;
+            let params = ListParams::default().fields(&selector);
+            let list = bounded("list events for", object, api.list(&params)).await?;
             list.items
                 .into_iter()
                 .map(serde_json::to_value)
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| ClusterError::Api {
-                    verb: "list events for",
-                    object: object.to_string(),
-                    message: e.to_string(),
-                })
+                .map_err(|e| encode_error("list events for", object, e))
         })
     }
 }

@@ -8,21 +8,29 @@ mod support;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use bloodraven_chaos::backend::k3d::preflight::PreflightError;
 use bloodraven_chaos::backend::k3d::{
-    DockerApi, ExecOutput, K3dBackend, K3dConfig, NetworkEndpoint, NodeApi, NodeInfo, PodRef,
+    DockerApi, DockerError, ExecOutput, K3dBackend, K3dConfig, NetworkEndpoint, NodeApi, NodeInfo,
+    PodRef,
 };
 use bloodraven_chaos::backend::{Backend, BackendError, LedgerFaults};
+use bloodraven_chaos::cluster::ClusterError;
 use bloodraven_chaos::scenario::{Component, Fault};
 use futures::future::BoxFuture;
 
 /// Recorded calls, the operator's pods, and why Docker is down (`None`: it answers).
 struct Calls(Mutex<Vec<String>>, Mutex<Operators>, Mutex<Option<String>>);
 
-/// The operator's pods (namespace, name) and its leader-election Lease's holder.
+/// The operator's pods (namespace, name), the node they run on, and its
+/// leader-election Lease's holder.
 struct Operators {
     pods: Vec<(&'static str, &'static str)>,
+    node: &'static str,
     holder: Option<&'static str>,
 }
+
+/// The playground's k3s server (control-plane) node.
+const SERVER: &str = "k3d-bloodraven-server-0";
 
 impl Default for Calls {
     fn default() -> Self {
@@ -31,6 +39,7 @@ impl Default for Calls {
             Mutex::default(),
             Mutex::new(Operators {
                 pods: vec![("bloodraven-playground", "bloodraven-7d9f-abcde")],
+                node: SERVER,
                 holder: Some("bloodraven-7d9f-abcde"),
             }),
             Mutex::default(),
@@ -50,16 +59,25 @@ impl Calls {
 struct RecordingDocker(Arc<Calls>);
 
 impl DockerApi for RecordingDocker {
-    fn ping(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn ping(&self) -> BoxFuture<'_, Result<(), DockerError>> {
         self.0.push("docker GET /_ping".into());
         let down = self.0.2.lock().unwrap().clone();
-        Box::pin(async move { down.map_or(Ok(()), Err) })
+        Box::pin(async move {
+            down.map_or(Ok(()), |message| {
+                Err(DockerError::Transport {
+                    call: "GET /_ping",
+                    object: "(daemon)".into(),
+                    message,
+                })
+            })
+        })
     }
-    fn stop_container<'a>(&'a self, c: &'a str) -> BoxFuture<'a, Result<(), String>> {
-        self.0.push(format!("docker POST /containers/{c}/stop"));
+    fn kill_container<'a>(&'a self, c: &'a str) -> BoxFuture<'a, Result<(), DockerError>> {
+        self.0
+            .push(format!("docker POST /containers/{c}/kill?signal=SIGKILL"));
         Box::pin(async { Ok(()) })
     }
-    fn start_container<'a>(&'a self, c: &'a str) -> BoxFuture<'a, Result<(), String>> {
+    fn start_container<'a>(&'a self, c: &'a str) -> BoxFuture<'a, Result<(), DockerError>> {
         self.0.push(format!("docker POST /containers/{c}/start"));
         Box::pin(async { Ok(()) })
     }
@@ -67,7 +85,7 @@ impl DockerApi for RecordingDocker {
         &'a self,
         n: &'a str,
         c: &'a str,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), DockerError>> {
         self.0
             .push(format!("docker POST /networks/{n}/disconnect {c}"));
         Box::pin(async { Ok(()) })
@@ -77,7 +95,7 @@ impl DockerApi for RecordingDocker {
         n: &'a str,
         c: &'a str,
         endpoint: Option<&'a NetworkEndpoint>,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), DockerError>> {
         let endpoint = endpoint
             .map(|e| format!(" IPv4Address={:?} Aliases={:?}", e.ipv4_address, e.aliases))
             .unwrap_or_default();
@@ -89,7 +107,7 @@ impl DockerApi for RecordingDocker {
         &'a self,
         n: &'a str,
         c: &'a str,
-    ) -> BoxFuture<'a, Result<Option<NetworkEndpoint>, String>> {
+    ) -> BoxFuture<'a, Result<Option<NetworkEndpoint>, DockerError>> {
         self.0
             .push(format!("docker GET /containers/{c}/json (network {n})"));
         // An agent: Docker gave it a dynamic address and k3d its node-name alias.
@@ -104,7 +122,7 @@ impl DockerApi for RecordingDocker {
         c: &'a str,
         cmd: &'a [String],
         _env: &'a [String],
-    ) -> BoxFuture<'a, Result<ExecOutput, String>> {
+    ) -> BoxFuture<'a, Result<ExecOutput, DockerError>> {
         self.0.push(format!("docker exec {c}: {}", cmd.join(" ")));
         // A rule deletion that finds no rule exits 1, as iptables does.
         let missing = cmd.iter().any(|a| a == "10.0.0.99");
@@ -127,7 +145,7 @@ impl NodeApi for RecordingNodes {
     fn nodes_with_label<'a>(
         &'a self,
         selector: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<NodeInfo>, String>> {
+    ) -> BoxFuture<'a, Result<Vec<NodeInfo>, ClusterError>> {
         self.0
             .push(format!("kube GET /api/v1/nodes?labelSelector={selector}"));
         // The playground's nodes: agents labelled zone-<site> (the guide's commands),
@@ -156,7 +174,7 @@ impl NodeApi for RecordingNodes {
         &'a self,
         ns: &'a str,
         site: &'a str,
-    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, String>> {
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, ClusterError>> {
         self.0.push(format!(
             "kube GET /apis/bloodraven.shipstream.io/v1alpha1/namespaces/{ns}/mysqlfailovergroups (site {site})"
         ));
@@ -175,7 +193,7 @@ impl NodeApi for RecordingNodes {
         &'a self,
         ns: &'a str,
         selector: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<String>, String>> {
+    ) -> BoxFuture<'a, Result<Vec<String>, ClusterError>> {
         self.0
             .push(format!("kube GET pods -n {ns} labelSelector={selector}"));
         let nodes = if selector == "shipstream.io/site=dal" {
@@ -190,7 +208,7 @@ impl NodeApi for RecordingNodes {
         ns: &'a str,
         selector: &'a str,
         node: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<Vec<String>, String>> {
+    ) -> BoxFuture<'a, Result<Vec<String>, ClusterError>> {
         let node = node
             .map(|n| format!("&fieldSelector=spec.nodeName={n}"))
             .unwrap_or_default();
@@ -215,29 +233,34 @@ impl NodeApi for RecordingNodes {
     fn pods_in_all_namespaces<'a>(
         &'a self,
         selector: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<PodRef>, String>> {
+    ) -> BoxFuture<'a, Result<Vec<PodRef>, ClusterError>> {
         self.0
             .push(format!("kube GET /api/v1/pods?labelSelector={selector}"));
-        assert_eq!(selector, "app.kubernetes.io/name=bloodraven");
-        let pods = self
-            .0
-            .1
-            .lock()
-            .unwrap()
-            .pods
-            .iter()
-            .map(|(ns, name)| PodRef {
-                namespace: (*ns).to_owned(),
-                name: (*name).to_owned(),
-            })
-            .collect();
+        let operators = self.0.1.lock().unwrap();
+        let pods = match selector {
+            "app.kubernetes.io/name=bloodraven" => operators
+                .pods
+                .iter()
+                .map(|(ns, name)| PodRef {
+                    namespace: (*ns).to_owned(),
+                    name: (*name).to_owned(),
+                    node: Some(operators.node.to_owned()),
+                })
+                .collect(),
+            "k8s-app=kube-dns" => vec![PodRef {
+                namespace: "kube-system".into(),
+                name: "coredns-ccb96694c-x7x2p".into(),
+                node: Some(SERVER.into()),
+            }],
+            other => panic!("unexpected pod selector {other}"),
+        };
         Box::pin(async move { Ok(pods) })
     }
     fn lease_holder<'a>(
         &'a self,
         ns: &'a str,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, String>> {
+    ) -> BoxFuture<'a, Result<Option<String>, ClusterError>> {
         self.0.push(format!(
             "kube GET /apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}"
         ));
@@ -248,7 +271,7 @@ impl NodeApi for RecordingNodes {
         &'a self,
         node: &'a str,
         unschedulable: bool,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), ClusterError>> {
         self.0.push(format!(
             "kube PATCH /api/v1/nodes/{node} {{\"spec\":{{\"unschedulable\":{unschedulable}}}}}"
         ));
@@ -259,12 +282,37 @@ impl NodeApi for RecordingNodes {
         ns: &'a str,
         pod: &'a str,
         port: u16,
-    ) -> BoxFuture<'a, Result<String, String>> {
+    ) -> BoxFuture<'a, Result<String, ClusterError>> {
         self.0.push(format!(
             "kube GET /api/v1/namespaces/{ns}/pods/{pod}:{port}/proxy/metrics"
         ));
         let body = format!("up{{pod=\"{pod}\"}} 1\n");
         Box::pin(async move { Ok(body) })
+    }
+    fn node_labels<'a>(
+        &'a self,
+    ) -> BoxFuture<'a, Result<BTreeMap<String, BTreeMap<String, String>>, ClusterError>> {
+        self.0.push("kube GET /api/v1/nodes".into());
+        let labels = |k: &str, v: &str| BTreeMap::from([(k.to_owned(), v.to_owned())]);
+        let nodes = BTreeMap::from([
+            (
+                SERVER.to_owned(),
+                labels("node-role.kubernetes.io/control-plane", "true"),
+            ),
+            (
+                "k3d-bloodraven-agent-0".to_owned(),
+                labels("topology.kubernetes.io/zone", "zone-iad"),
+            ),
+            (
+                "k3d-bloodraven-agent-1".to_owned(),
+                labels("topology.kubernetes.io/zone", "zone-pdx"),
+            ),
+        ]);
+        Box::pin(async move { Ok(nodes) })
+    }
+    fn api_version(&self) -> BoxFuture<'_, Result<String, ClusterError>> {
+        self.0.push("kube GET /version".into());
+        Box::pin(async { Ok("v1.31.5+k3s1".to_owned()) })
     }
 }
 
@@ -405,7 +453,7 @@ async fn node_crash_stops_and_restarts_the_node_container() {
     let (apply, undo) = calls_for(Fault::NodeCrash("pdx".into())).await;
     assert_eq!(
         apply,
-        strings(&["docker POST /containers/k3d-bloodraven-agent-1/stop"])
+        strings(&["docker POST /containers/k3d-bloodraven-agent-1/kill?signal=SIGKILL"])
     );
     assert_eq!(
         undo,
@@ -617,7 +665,8 @@ async fn docker_is_pinged_for_node_faults_only_and_a_dead_daemon_fails_them_befo
     ] {
         let err = b.plan_fault(&fault, "ns").await.unwrap_err();
         assert!(
-            matches!(&err, BackendError::Unavailable { reason, .. } if reason.contains("connection refused")),
+            matches!(&err, BackendError::Docker { source, .. }
+                if matches!(source.as_ref(), DockerError::Transport { message, .. } if message.contains("connection refused"))),
             "{fault}: {err}"
         );
         assert_eq!(calls.take(), strings(&["docker GET /_ping"]), "{fault}");
@@ -633,7 +682,7 @@ async fn a_site_without_a_node_selector_takes_the_nodes_its_pods_run_on() {
         .unwrap();
     assert_eq!(
         plan.apply,
-        vec![serde_json::json!({"op": "stop-container", "container": "k3d-bloodraven-agent-2"})]
+        vec![serde_json::json!({"op": "kill-container", "container": "k3d-bloodraven-agent-2"})]
     );
     assert_eq!(
         calls.take(),
@@ -723,6 +772,7 @@ async fn metrics_are_scraped_through_the_api_server_proxy() {
 async fn metrics_of_two_replicas_are_scraped_from_the_lease_holder() {
     let (b, calls) = backend();
     *calls.1.lock().unwrap() = Operators {
+        node: SERVER,
         pods: vec![
             ("bloodraven-playground", "bloodraven-a"),
             ("bloodraven-playground", "bloodraven-b"),
@@ -846,4 +896,38 @@ fn sidecar_signal_script_stops_and_continues_only_the_matching_process() {
         .unwrap();
     assert!(killed.success());
     child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn preflight_checks_the_api_server_and_that_operator_and_coredns_run_on_the_control_plane() {
+    let (b, calls) = backend();
+    b.preflight().await.unwrap();
+    assert_eq!(
+        calls.take(),
+        strings(&[
+            "kube GET /version",
+            "kube GET /api/v1/pods?labelSelector=app.kubernetes.io/name=bloodraven",
+            "kube GET /api/v1/pods?labelSelector=k8s-app=kube-dns",
+            "kube GET /api/v1/nodes",
+        ])
+    );
+    // The chart's operator landed on iad's agent: a partition of iad would cut it off.
+    calls.1.lock().unwrap().node = "k3d-bloodraven-agent-0";
+    let err = b.preflight().await.unwrap_err();
+    let BackendError::Preflight { source, .. } = &err else {
+        panic!("{err}")
+    };
+    match source.as_ref() {
+        PreflightError::Placement { problems } => assert_eq!(
+            problems,
+            &strings(&[
+                "operator pod bloodraven-playground/bloodraven-7d9f-abcde runs on k3d-bloodraven-agent-0, not on a node labelled node-role.kubernetes.io/control-plane=true"
+            ])
+        ),
+        other => panic!("{other}"),
+    }
+    assert!(
+        err.to_string().contains("pin them to the control plane"),
+        "{err}"
+    );
 }

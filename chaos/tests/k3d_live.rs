@@ -14,24 +14,27 @@ use std::sync::{Arc, Mutex};
 use bloodraven::gtid::GtidSet;
 use bloodraven::production::mysql::sql;
 use bloodraven::seams::{
-    DragonflyTimeouts, GtidWait, MysqlConnector, MysqlError, MysqlSession, MysqlStatus,
-    MysqlTarget, ReadOnlyMode, SemisyncSourceStatus,
+    DragonflyTimeouts, GtidWait, IoThreadState, MysqlConnector, MysqlError, MysqlSession,
+    MysqlStatus, MysqlTarget, ReadOnlyMode, ReplicaStatus, SemisyncSourceStatus,
 };
 use bloodraven_chaos::backend::k3d::{
-    DockerApi, ExecOutput, K3dBackend, K3dConfig, NetworkEndpoint, NodeApi, NodeInfo, PodRef,
+    DockerApi, DockerError, ExecOutput, K3dBackend, K3dConfig, NetworkEndpoint, NodeApi, NodeInfo,
+    PodRef,
 };
 use bloodraven_chaos::backend::k3d_live::{
     GroupApi, GroupInfo, LiveParts, PodPlacement, parse_read_only_flags, read_only_in_node_command,
 };
-use bloodraven_chaos::backend::tunnel::{BoxPodStream, PodForwarder, ResolvedPod};
+use bloodraven_chaos::backend::tunnel::{BoxPodStream, PodForwarder, PodSource, ResolvedPod};
 use bloodraven_chaos::backend::{Backend, BackendError, LedgerFaults, SiteWritability};
+use bloodraven_chaos::cluster::ClusterError;
 use bloodraven_chaos::scenario::Fault;
 use bloodraven_chaos::workload::CounterAck;
 use futures::future::BoxFuture;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 const NS: &str = "bloodraven-playground";
-const PRIMARY: &str = "shipstream.io/role=primary";
+/// The primary Service's ready endpoints, as the double's `pods` map keys them.
+const PRIMARY: &str = "service/playground-mysql-primary";
 const DRAGONFLY: &str =
     "shipstream.io/dragonfly-role=master,shipstream.io/dragonfly-traffic=enabled";
 
@@ -76,11 +79,23 @@ impl PodForwarder for Forwarder {
     fn resolve<'a>(
         &'a self,
         ns: &'a str,
-        selector: &'a str,
-    ) -> BoxFuture<'a, Result<Option<ResolvedPod>, String>> {
-        let found = self.0.pods.lock().unwrap().get(selector).cloned();
+        pods: &'a PodSource,
+    ) -> BoxFuture<'a, Result<Option<ResolvedPod>, ClusterError>> {
+        let (key, call) = match pods {
+            PodSource::Selector(selector) => (
+                selector.clone(),
+                format!("kube GET pods -n {ns} labelSelector={selector}"),
+            ),
+            PodSource::Service(service) => (
+                format!("service/{service}"),
+                format!(
+                    "kube GET endpointslices -n {ns} labelSelector=kubernetes.io/service-name={service} (ready)"
+                ),
+            ),
+        };
+        let found = self.0.pods.lock().unwrap().get(&key).cloned();
         self.0.push(format!(
-            "kube GET pods -n {ns} labelSelector={selector} -> {}",
+            "{call} -> {}",
             found.as_ref().map_or("none", |(p, _)| p.as_str())
         ));
         Box::pin(async move {
@@ -96,12 +111,16 @@ impl PodForwarder for Forwarder {
         ns: &'a str,
         pod: &'a str,
         port: u16,
-    ) -> BoxFuture<'a, Result<BoxPodStream, String>> {
+    ) -> BoxFuture<'a, Result<BoxPodStream, ClusterError>> {
         self.0.push(format!(
             "kube POST /api/v1/namespaces/{ns}/pods/{pod}/portforward?ports={port}"
         ));
         if self.0.cut_off.lock().unwrap().contains(pod) {
-            let why = format!("error dialing backend: node of {pod} unreachable");
+            let why = ClusterError::Api {
+                verb: "port-forward",
+                object: format!("{ns}/{pod}:{port}"),
+                message: format!("error dialing backend: node of {pod} unreachable"),
+            };
             return Box::pin(async move { Err(why) });
         }
         let (ours, theirs) = tokio::io::duplex(64 * 1024);
@@ -257,7 +276,20 @@ impl MysqlSession for Session {
                 super_read_only,
                 gtid_executed: GtidSet::default(),
                 gtid_purged: GtidSet::default(),
-                replica: None,
+                // A fenced site replicates; a writable one is the primary, whose
+                // promotion reset its replication (`RESET REPLICA ALL`).
+                replica: read_only.then(|| ReplicaStatus {
+                    source_host: "playground-mysql-iad".into(),
+                    source_port: 3306,
+                    io_thread: IoThreadState::Running,
+                    sql_thread_running: true,
+                    retrieved_gtid_set: GtidSet::default(),
+                    seconds_behind_source: Some(0),
+                    last_io_error: None,
+                    last_sql_error: None,
+                    auto_position: true,
+                    sql_delay_seconds: 0,
+                }),
                 semisync_source: SemisyncSourceStatus::default(),
             })
         })
@@ -366,7 +398,7 @@ fn node_of(site: &str) -> String {
 }
 
 impl GroupApi for Groups {
-    fn groups(&self) -> BoxFuture<'_, Result<Vec<GroupInfo>, String>> {
+    fn groups(&self) -> BoxFuture<'_, Result<Vec<GroupInfo>, ClusterError>> {
         Box::pin(async {
             Ok(vec![
                 // Another group, sorted first: the runner must poll the fixture's.
@@ -391,7 +423,7 @@ impl GroupApi for Groups {
         &'a self,
         ns: &'a str,
         selector: &'a str,
-    ) -> BoxFuture<'a, Result<Option<PodPlacement>, String>> {
+    ) -> BoxFuture<'a, Result<Option<PodPlacement>, ClusterError>> {
         let found = self.0.pods.lock().unwrap().get(selector).cloned();
         self.0.push(format!(
             "kube GET pods -n {ns} labelSelector={selector} (placement) -> {}",
@@ -409,7 +441,7 @@ impl GroupApi for Groups {
         ns: &'a str,
         name: &'a str,
         key: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, String>> {
+    ) -> BoxFuture<'a, Result<Option<String>, ClusterError>> {
         assert_eq!((ns, name), (NS, "playground-mysql"));
         let value = match key {
             "root-password" => Some("r00t".to_owned()),
@@ -422,7 +454,7 @@ impl GroupApi for Groups {
         &'a self,
         ns: &'a str,
         selector: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, String>> {
+    ) -> BoxFuture<'a, Result<Option<String>, ClusterError>> {
         assert_eq!((ns, selector), (NS, DRAGONFLY));
         Box::pin(async { Ok(Some("dfly-pw".into())) })
     }
@@ -433,20 +465,20 @@ impl GroupApi for Groups {
 /// node is cut off from the API server); no other Docker call is expected.
 struct NodeDocker(Arc<World>);
 impl DockerApi for NodeDocker {
-    fn ping(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn ping(&self) -> BoxFuture<'_, Result<(), DockerError>> {
         panic!("no docker call expected")
     }
-    fn stop_container<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), String>> {
+    fn kill_container<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), DockerError>> {
         panic!("no docker call expected")
     }
-    fn start_container<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), String>> {
+    fn start_container<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), DockerError>> {
         panic!("no docker call expected")
     }
     fn disconnect_network<'a>(
         &'a self,
         _: &'a str,
         _: &'a str,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), DockerError>> {
         panic!("no docker call expected")
     }
     fn connect_network<'a>(
@@ -454,14 +486,14 @@ impl DockerApi for NodeDocker {
         _: &'a str,
         _: &'a str,
         _: Option<&'a NetworkEndpoint>,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), DockerError>> {
         panic!("no docker call expected")
     }
     fn network_endpoint<'a>(
         &'a self,
         _: &'a str,
         _: &'a str,
-    ) -> BoxFuture<'a, Result<Option<NetworkEndpoint>, String>> {
+    ) -> BoxFuture<'a, Result<Option<NetworkEndpoint>, DockerError>> {
         panic!("no docker call expected")
     }
     fn exec<'a>(
@@ -469,7 +501,7 @@ impl DockerApi for NodeDocker {
         node: &'a str,
         cmd: &'a [String],
         env: &'a [String],
-    ) -> BoxFuture<'a, Result<ExecOutput, String>> {
+    ) -> BoxFuture<'a, Result<ExecOutput, DockerError>> {
         let pods = self.0.pods.lock().unwrap().clone();
         let (pod, _) = pods
             .values()
@@ -499,7 +531,10 @@ impl DockerApi for NodeDocker {
 }
 struct NoNodes;
 impl NodeApi for NoNodes {
-    fn nodes_with_label<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Vec<NodeInfo>, String>> {
+    fn nodes_with_label<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<NodeInfo>, ClusterError>> {
         panic!("no node call expected")
     }
     fn delete_pods<'a>(
@@ -507,37 +542,41 @@ impl NodeApi for NoNodes {
         _: &'a str,
         _: &'a str,
         _: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<Vec<String>, String>> {
+    ) -> BoxFuture<'a, Result<Vec<String>, ClusterError>> {
         panic!("no node call expected")
     }
-    fn set_unschedulable<'a>(&'a self, _: &'a str, _: bool) -> BoxFuture<'a, Result<(), String>> {
+    fn set_unschedulable<'a>(
+        &'a self,
+        _: &'a str,
+        _: bool,
+    ) -> BoxFuture<'a, Result<(), ClusterError>> {
         panic!("no node call expected")
     }
     fn pods_in_all_namespaces<'a>(
         &'a self,
         _: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<PodRef>, String>> {
+    ) -> BoxFuture<'a, Result<Vec<PodRef>, ClusterError>> {
         panic!("no node call expected")
     }
     fn site_node_selector<'a>(
         &'a self,
         _: &'a str,
         _: &'a str,
-    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, String>> {
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, ClusterError>> {
         panic!("no node call expected")
     }
     fn pod_nodes<'a>(
         &'a self,
         _: &'a str,
         _: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<String>, String>> {
+    ) -> BoxFuture<'a, Result<Vec<String>, ClusterError>> {
         panic!("no node call expected")
     }
     fn lease_holder<'a>(
         &'a self,
         _: &'a str,
         _: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, String>> {
+    ) -> BoxFuture<'a, Result<Option<String>, ClusterError>> {
         panic!("no node call expected")
     }
     fn pod_metrics<'a>(
@@ -545,7 +584,15 @@ impl NodeApi for NoNodes {
         _: &'a str,
         _: &'a str,
         _: u16,
-    ) -> BoxFuture<'a, Result<String, String>> {
+    ) -> BoxFuture<'a, Result<String, ClusterError>> {
+        panic!("no node call expected")
+    }
+    fn node_labels<'a>(
+        &'a self,
+    ) -> BoxFuture<'a, Result<BTreeMap<String, BTreeMap<String, String>>, ClusterError>> {
+        panic!("no node call expected")
+    }
+    fn api_version(&self) -> BoxFuture<'_, Result<String, ClusterError>> {
         panic!("no node call expected")
     }
 }
@@ -587,6 +634,17 @@ fn live_backend() -> (K3dBackend, Arc<World>) {
     (backend, world)
 }
 
+/// Every site's writability, each site polled on its own as the runner does.
+async fn poll_all(backend: &K3dBackend) -> BTreeMap<String, SiteWritability> {
+    let sites = backend.writability_sites(NS).await.unwrap().unwrap();
+    let mut polled = BTreeMap::new();
+    for site in sites {
+        let state = backend.site_writability(NS, &site).await;
+        polled.insert(site, state);
+    }
+    polled
+}
+
 fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| (*s).to_owned()).collect()
 }
@@ -617,7 +675,9 @@ async fn the_counter_writes_as_the_app_user_through_the_primary_and_follows_it()
     assert_eq!(
         world.take(),
         vec![
-            format!("kube GET pods -n {NS} labelSelector={PRIMARY} -> mysql-iad-0"),
+            format!(
+                "kube GET endpointslices -n {NS} labelSelector=kubernetes.io/service-name=playground-mysql-primary (ready) -> mysql-iad-0"
+            ),
             format!("kube POST /api/v1/namespaces/{NS}/pods/mysql-iad-0/portforward?ports=3306"),
             "mysql connect app@mysql-iad-0 password=app-pw".into(),
             format!("mysql-iad-0: {}", upsert("chaos-counter/1")),
@@ -626,7 +686,7 @@ async fn the_counter_writes_as_the_app_user_through_the_primary_and_follows_it()
         ]
     );
 
-    // Failover: iad fenced, the primary label moves to pdx.
+    // Failover: iad fenced, the primary Service's ready endpoint moves to pdx.
     world.set_flags("mysql-iad-0", true, true);
     world.set_flags("mysql-pdx-0", false, false);
     world.place(PRIMARY, "mysql-pdx-0", "pdx");
@@ -645,7 +705,9 @@ async fn the_counter_writes_as_the_app_user_through_the_primary_and_follows_it()
         vec![
             format!("mysql-iad-0: {}", upsert("chaos-counter/3")),
             // The failed write dropped the session; reconnecting re-resolves the tunnel.
-            format!("kube GET pods -n {NS} labelSelector={PRIMARY} -> mysql-pdx-0"),
+            format!(
+                "kube GET endpointslices -n {NS} labelSelector=kubernetes.io/service-name=playground-mysql-primary (ready) -> mysql-pdx-0"
+            ),
             format!("kube POST /api/v1/namespaces/{NS}/pods/mysql-pdx-0/portforward?ports=3306"),
             "mysql connect app@mysql-pdx-0 password=app-pw".into(),
             format!("mysql-pdx-0: {}", upsert("chaos-counter/4")),
@@ -665,7 +727,9 @@ async fn a_primary_that_cannot_be_resolved_is_a_failed_write_that_says_why() {
     let err = backend.counter(NS).unwrap().increment(1).await.unwrap_err();
     assert_eq!(
         err.to_string(),
-        format!("connecting to the primary: no Running pod matches {NS}/[{PRIMARY}]:3306")
+        format!(
+            "connecting to the primary: no ready endpoint for {NS}/service/playground-mysql-primary:3306"
+        )
     );
 }
 
@@ -701,7 +765,7 @@ async fn cache_incr_goes_through_the_dragonfly_master_with_its_password() {
 #[tokio::test]
 async fn writability_polls_read_only_flags_of_both_sites_as_root() {
     let (backend, world) = live_backend();
-    let sites = backend.writability(NS).await.unwrap().unwrap();
+    let sites = poll_all(&backend).await;
     assert_eq!(
         sites,
         BTreeMap::from([
@@ -729,7 +793,7 @@ async fn writability_polls_read_only_flags_of_both_sites_as_root() {
     // cannot be read by any path: unknown, saying why, never "not writable".
     world.flags.lock().unwrap().remove("mysql-iad-0");
     world.set_flags("mysql-pdx-0", false, false);
-    let sites = backend.writability(NS).await.unwrap().unwrap();
+    let sites = poll_all(&backend).await;
     assert_eq!(sites.get("pdx"), Some(&SiteWritability::Writable));
     match sites.get("iad") {
         Some(SiteWritability::Unknown(why)) => {
@@ -755,7 +819,7 @@ async fn writability_polls_read_only_flags_of_both_sites_as_root() {
         .lock()
         .unwrap()
         .remove("shipstream.io/site=iad,app.kubernetes.io/name=mysql");
-    let sites = backend.writability(NS).await.unwrap().unwrap();
+    let sites = poll_all(&backend).await;
     assert!(matches!(
         sites.get("iad"),
         Some(SiteWritability::Unknown(_))
@@ -771,7 +835,7 @@ async fn a_partitioned_site_is_read_inside_its_node_not_guessed_read_only() {
     // network-partition iad: the API server cannot port-forward to its pod, but the
     // old primary's mysqld still runs, writable, until its sidecar fences it.
     world.cut_off.lock().unwrap().insert("mysql-iad-0".into());
-    let sites = backend.writability(NS).await.unwrap().unwrap();
+    let sites = poll_all(&backend).await;
     assert_eq!(sites.get("iad"), Some(&SiteWritability::Writable));
     assert_eq!(sites.get("pdx"), Some(&SiteWritability::ReadOnly));
     let calls = world.take();
@@ -785,7 +849,7 @@ async fn a_partitioned_site_is_read_inside_its_node_not_guessed_read_only() {
 
     // Fenced inside the partition: observed as such.
     world.set_flags("mysql-iad-0", true, true);
-    let sites = backend.writability(NS).await.unwrap().unwrap();
+    let sites = poll_all(&backend).await;
     assert_eq!(sites.get("iad"), Some(&SiteWritability::ReadOnly));
 }
 
@@ -880,6 +944,7 @@ async fn replication_delay_sets_source_delay_and_the_undo_resets_it() {
     ]);
     let session = |seconds: &str| {
         let mut calls = connect.clone();
+        calls.push(format!("mysql-pdx-0: {}", sql::OBSERVE));
         calls.extend(strings(&[
             "mysql-pdx-0: STOP REPLICA",
             &format!("mysql-pdx-0: CHANGE REPLICATION SOURCE TO SOURCE_DELAY = {seconds}"),
@@ -889,6 +954,44 @@ async fn replication_delay_sets_source_delay_and_the_undo_resets_it() {
     };
     assert_eq!(apply, session("30"));
     assert_eq!(undo, session("0"));
+}
+
+#[tokio::test]
+async fn the_replication_delay_undo_on_a_site_that_became_primary_changes_nothing() {
+    let (backend, world) = live_backend();
+    let plan = backend
+        .plan_fault(
+            &Fault::ReplicationDelay {
+                site: "pdx".into(),
+                seconds: 30,
+            },
+            NS,
+        )
+        .await
+        .unwrap();
+    backend.execute(&plan.apply).await.unwrap();
+    // Failover: pdx was promoted (writable, replication reset) before the undo ran.
+    world.set_flags("mysql-pdx-0", false, false);
+    world.take();
+    backend.execute(&plan.undo).await.unwrap();
+    let undo = world.take();
+    assert_eq!(
+        undo.last().map(String::as_str),
+        Some(format!("mysql-pdx-0: {}", sql::OBSERVE).as_str()),
+        "observed, then neither STOP/START REPLICA nor CHANGE on the new primary: {undo:?}"
+    );
+    assert!(
+        !undo
+            .iter()
+            .any(|c| c.contains("REPLICA") || c.contains("SOURCE_DELAY"))
+    );
+    // The fault itself on a site that does not replicate is an error naming it.
+    let err = backend.execute(&plan.apply).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("site pdx has no replication channel"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -910,10 +1013,10 @@ async fn sql_faults_on_an_unreachable_site_fail_naming_it() {
         .await
         .unwrap();
     let err = backend.execute(&plan.apply).await.unwrap_err();
-    assert!(matches!(err, BackendError::Call { .. }), "{err}");
+    assert!(matches!(err, BackendError::Live { .. }), "{err}");
     assert_eq!(
         err.to_string(),
-        "k3d backend: replication-delay pdx 5s: root session to the MySQL of site pdx: no Running pod matches bloodraven-playground/[shipstream.io/site=pdx,app.kubernetes.io/name=mysql]:3306"
+        "k3d backend: replication-delay pdx 5s: root session to the MySQL of site pdx: no Running pod for bloodraven-playground/[shipstream.io/site=pdx,app.kubernetes.io/name=mysql]:3306"
     );
 }
 

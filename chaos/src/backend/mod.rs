@@ -8,14 +8,13 @@ pub mod k3d_live;
 pub mod sim;
 pub mod tunnel;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bloodraven::seams::SharedClock;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use crate::cluster::SharedCluster;
+use crate::cluster::{ClusterError, SharedCluster};
 use crate::scenario::{BackendKind, Fault};
 use crate::workload::{CounterTarget, WritabilitySample};
 
@@ -56,6 +55,52 @@ pub enum BackendError {
         op: String,
         message: String,
     },
+    /// A Kubernetes call a fault, its plan or the metrics scrape made.
+    #[error("{backend} backend: {operation}: {source}")]
+    Kube {
+        backend: BackendKind,
+        operation: String,
+        source: Box<ClusterError>,
+    },
+    /// A Docker call on a node container.
+    #[error("{backend} backend: {operation}: {source}")]
+    Docker {
+        backend: BackendKind,
+        operation: String,
+        source: Box<k3d::DockerError>,
+    },
+    /// A command run in a node container exited non-zero; its stderr says why.
+    #[error(
+        "{backend} backend: {operation}: `{command}` in {container} exited with {exit_code}: {stderr}"
+    )]
+    CommandFailed {
+        backend: BackendKind,
+        operation: String,
+        container: String,
+        command: String,
+        exit_code: i64,
+        stderr: String,
+    },
+    /// A data-plane call (tunnel, SQL session, the group's Secret).
+    #[error("{backend} backend: {operation}: {source}")]
+    Live {
+        backend: BackendKind,
+        operation: String,
+        source: Box<k3d_live::LiveError>,
+    },
+    /// The operator runs several replicas and none holds the leader Lease.
+    #[error("{backend} backend: operator pods {pods} and no Lease {lease} held by one of them")]
+    NoOperatorLeader {
+        backend: BackendKind,
+        pods: String,
+        lease: String,
+    },
+    /// The cluster is not fit for a live run (checked before anything changes).
+    #[error("{backend} backend: cluster preflight: {source}")]
+    Preflight {
+        backend: BackendKind,
+        source: Box<k3d::preflight::PreflightError>,
+    },
     #[error("{backend} backend: {operation}: {message}")]
     Call {
         backend: BackendKind,
@@ -84,17 +129,26 @@ pub trait Backend: LedgerFaults {
     /// The counter workload's connection to the group in `namespace` (the fixture's),
     /// when the backend has one.
     fn counter(&self, namespace: &str) -> Option<Arc<dyn CounterTarget>>;
-    /// Each site's current writability in the group of `namespace` (the fixture's), when
-    /// the backend can observe it. A site it could not observe this time is
-    /// [`SiteWritability::Unknown`], never a guess.
-    fn writability<'a>(
+    /// The sites of the group in `namespace` (the fixture's) whose writability
+    /// [`Backend::site_writability`] reads; `None` when the backend cannot observe
+    /// writability.
+    fn writability_sites<'a>(
         &'a self,
         namespace: &'a str,
-    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, SiteWritability>>, BackendError>>;
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, BackendError>>;
+    /// `site`'s writability now. The runner polls each site on its own and stamps each
+    /// answer when it arrives, so a slow or cut-off site neither delays nor restamps
+    /// the others. A site it could not observe this time is
+    /// [`SiteWritability::Unknown`], never a guess.
+    fn site_writability<'a>(
+        &'a self,
+        namespace: &'a str,
+        site: &'a str,
+    ) -> BoxFuture<'a, SiteWritability>;
     /// Writability changes the backend recorded itself since the last call, oldest
     /// first, when it can see every change as it happens (sim: sampled from the models
     /// after every simulated tick). `None`: it cannot, and the runner polls
-    /// [`Backend::writability`] instead.
+    /// [`Backend::site_writability`] instead.
     fn writability_changes(&self) -> Option<Vec<WritabilitySample>> {
         None
     }

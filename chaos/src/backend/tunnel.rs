@@ -3,8 +3,10 @@
 //! pod port through the API server (`pods/portforward`, kube's `ws` feature), so that
 //! ordinary clients (the operator's mysql_async adapter, the redis crate) can reach pods.
 //!
-//! A target is a label selector, not a pod: the pod is resolved again for each accepted
-//! connection, so a client that reconnects after a failover reaches the new primary.
+//! A target is a set of pods, not a pod: a label selector, or a Service's ready
+//! endpoints (what a client of the Service reaches). The pod is resolved again for each
+//! accepted connection, so a client that reconnects after a failover reaches the new
+//! primary.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,8 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+
+use crate::cluster::{ClusterError, bounded, bounded_opt, list_pods};
 
 /// A byte stream to a pod port.
 pub trait PodStream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -21,21 +27,65 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> PodStream for T {}
 
 pub type BoxPodStream = Box<dyn PodStream>;
 
-/// Where a tunnel forwards to: the pods matching `selector` in `namespace`, on `port`.
+/// Where a tunnel forwards to: one of `pods` in `namespace`, on `port`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct TunnelTarget {
     pub namespace: String,
-    pub selector: String,
+    pub pods: PodSource,
     pub port: u16,
+}
+
+/// Which pods a tunnel may forward to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PodSource {
+    /// The Running, not-terminating pods matching a label selector.
+    Selector(String),
+    /// The ready endpoints of a Service (its EndpointSlices): exactly the pods a
+    /// client of the Service can reach, readiness included.
+    Service(String),
+}
+
+impl std::fmt::Display for PodSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Selector(selector) => write!(f, "[{selector}]"),
+            Self::Service(service) => write!(f, "service/{service}"),
+        }
+    }
 }
 
 impl std::fmt::Display for TunnelTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/[{}]:{}", self.namespace, self.selector, self.port)
+        write!(f, "{}/{}:{}", self.namespace, self.pods, self.port)
     }
 }
 
-/// The pod a selector resolved to.
+/// Why a tunnel could not forward a connection, or could not open.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TunnelError {
+    #[error("opening a local listener for {target}: {message}")]
+    Listen { target: String, message: String },
+    #[error("resolving pods {target}: {message}")]
+    Resolve { target: String, message: String },
+    /// Nothing to forward to: no Running pod matches the selector, or the Service has
+    /// no ready endpoint.
+    #[error("no {wanted} for {target}")]
+    NoPod {
+        target: String,
+        wanted: &'static str,
+    },
+    #[error("port-forward to {namespace}/{pod}:{port}: {message}")]
+    Forward {
+        namespace: String,
+        pod: String,
+        port: u16,
+        message: String,
+    },
+    #[error("port-forward to {target} timed out after {after:?}")]
+    TimedOut { target: String, after: Duration },
+}
+
+/// The pod a target resolved to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedPod {
     pub name: String,
@@ -44,20 +94,21 @@ pub struct ResolvedPod {
 
 /// The Kubernetes calls a tunnel makes (tests record them).
 pub trait PodForwarder: Send + Sync {
-    /// The pod that `selector` currently means: the first by name of the Running pods
-    /// matching it that are not being deleted; `None` when there is none.
+    /// The pod that `pods` currently means: the first by name of the Running pods a
+    /// selector matches that are not being deleted, or of a Service's ready endpoints;
+    /// `None` when there is none.
     fn resolve<'a>(
         &'a self,
         namespace: &'a str,
-        selector: &'a str,
-    ) -> BoxFuture<'a, Result<Option<ResolvedPod>, String>>;
+        pods: &'a PodSource,
+    ) -> BoxFuture<'a, Result<Option<ResolvedPod>, ClusterError>>;
     /// Opens a stream to `pod:port` (POST pods/<pod>/portforward?ports=<port>).
     fn forward<'a>(
         &'a self,
         namespace: &'a str,
         pod: &'a str,
         port: u16,
-    ) -> BoxFuture<'a, Result<BoxPodStream, String>>;
+    ) -> BoxFuture<'a, Result<BoxPodStream, ClusterError>>;
 }
 
 pub type SharedForwarder = Arc<dyn PodForwarder>;
@@ -66,7 +117,7 @@ pub type SharedForwarder = Arc<dyn PodForwarder>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LastConnection {
     Forwarded(ResolvedPod),
-    Failed(String),
+    Failed(TunnelError),
 }
 
 /// One local listener forwarding to whatever pod its target resolves to. Dropping it
@@ -175,29 +226,41 @@ pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
 async fn connect(
     forwarder: &dyn PodForwarder,
     target: &TunnelTarget,
-) -> Result<(ResolvedPod, BoxPodStream), String> {
+) -> Result<(ResolvedPod, BoxPodStream), TunnelError> {
     tokio::time::timeout(FORWARD_TIMEOUT, connect_unbounded(forwarder, target))
         .await
-        .map_err(|_| format!("port-forward to {target} timed out after {FORWARD_TIMEOUT:?}"))?
+        .map_err(|_| TunnelError::TimedOut {
+            target: target.to_string(),
+            after: FORWARD_TIMEOUT,
+        })?
 }
 
 async fn connect_unbounded(
     forwarder: &dyn PodForwarder,
     target: &TunnelTarget,
-) -> Result<(ResolvedPod, BoxPodStream), String> {
+) -> Result<(ResolvedPod, BoxPodStream), TunnelError> {
     let pod = forwarder
-        .resolve(&target.namespace, &target.selector)
+        .resolve(&target.namespace, &target.pods)
         .await
-        .map_err(|e| format!("resolving pods {target}: {e}"))?
-        .ok_or_else(|| format!("no Running pod matches {target}"))?;
+        .map_err(|e| TunnelError::Resolve {
+            target: target.to_string(),
+            message: e.to_string(),
+        })?
+        .ok_or_else(|| TunnelError::NoPod {
+            target: target.to_string(),
+            wanted: match target.pods {
+                PodSource::Selector(_) => "Running pod",
+                PodSource::Service(_) => "ready endpoint",
+            },
+        })?;
     let stream = forwarder
         .forward(&target.namespace, &pod.name, target.port)
         .await
-        .map_err(|e| {
-            format!(
-                "port-forward to {}/{}:{}: {e}",
-                target.namespace, pod.name, target.port
-            )
+        .map_err(|e| TunnelError::Forward {
+            namespace: target.namespace.clone(),
+            pod: pod.name.clone(),
+            port: target.port,
+            message: e.to_string(),
         })?;
     Ok((pod, stream))
 }
@@ -216,7 +279,7 @@ impl Tunnels {
         }
     }
 
-    pub async fn get(&self, target: TunnelTarget) -> Result<Arc<Tunnel>, String> {
+    pub async fn get(&self, target: TunnelTarget) -> Result<Arc<Tunnel>, TunnelError> {
         let mut open = self.open.lock().await;
         if let Some(t) = open.get(&target) {
             return Ok(t.clone());
@@ -224,45 +287,103 @@ impl Tunnels {
         let tunnel = Arc::new(
             Tunnel::open(self.forwarder.clone(), target.clone())
                 .await
-                .map_err(|e| format!("opening a local listener for {target}: {e}"))?,
+                .map_err(|e| TunnelError::Listen {
+                    target: target.to_string(),
+                    message: e.to_string(),
+                })?,
         );
         open.insert(target, tunnel.clone());
         Ok(tunnel)
     }
 }
 
-/// `PodForwarder` over kube: pods are listed with the selector, streams come from
-/// `Api::<Pod>::portforward` (a WebSocket to the API server, which the kubelet bridges
-/// to the pod's network namespace).
+/// `PodForwarder` over kube: pods come from a label selector's list or from a
+/// Service's EndpointSlices, streams from `Api::<Pod>::portforward` (a WebSocket to the
+/// API server, which the kubelet bridges to the pod's network namespace).
 pub struct KubeForwarder(pub kube::Client);
+
+impl KubeForwarder {
+    fn pods(&self, namespace: &str) -> kube::Api<Pod> {
+        kube::Api::namespaced(self.0.clone(), namespace)
+    }
+
+    /// The first by name of the Running, not-terminating pods matching `selector`.
+    async fn by_selector(
+        &self,
+        namespace: &str,
+        selector: &str,
+    ) -> Result<Option<ResolvedPod>, ClusterError> {
+        let params = kube::api::ListParams::default().labels(selector);
+        let pods = list_pods(&self.0, Some(namespace), &params).await?;
+        // Sorted by name already: the first Running, not-terminating one.
+        Ok(pods
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .find_map(|p| {
+                Some(ResolvedPod {
+                    name: p.metadata.name?,
+                    labels: p.metadata.labels.unwrap_or_default(),
+                })
+            }))
+    }
+
+    /// The first by name of the pods behind `service`'s ready endpoints.
+    async fn by_service(
+        &self,
+        namespace: &str,
+        service: &str,
+    ) -> Result<Option<ResolvedPod>, ClusterError> {
+        let api: kube::Api<EndpointSlice> = kube::Api::namespaced(self.0.clone(), namespace);
+        let params = kube::api::ListParams::default()
+            .labels(&format!("kubernetes.io/service-name={service}"));
+        let object = format!("EndpointSlices of service {namespace}/{service}");
+        let slices = bounded("list", object, api.list(&params)).await?;
+        let endpoints = slices.items.into_iter().flat_map(|s| s.endpoints);
+        let Some(name) = ready_endpoint_pods(endpoints).into_iter().next() else {
+            return Ok(None);
+        };
+        let object = format!("pod {namespace}/{name}");
+        let pod = bounded_opt("get", object, self.pods(namespace).get(&name)).await?;
+        Ok(pod.map(|p| ResolvedPod {
+            name,
+            labels: p.metadata.labels.unwrap_or_default(),
+        }))
+    }
+}
+
+/// The pods behind the ready, not-terminating endpoints, sorted by name. A `ready` left
+/// unset means ready, as the EndpointSlice API says consumers should read it.
+pub fn ready_endpoint_pods(endpoints: impl IntoIterator<Item = Endpoint>) -> Vec<String> {
+    let mut pods: Vec<String> = endpoints
+        .into_iter()
+        .filter(|e| {
+            let c = e.conditions.as_ref();
+            c.and_then(|c| c.ready).unwrap_or(true)
+                && !c.and_then(|c| c.terminating).unwrap_or(false)
+        })
+        .filter_map(|e| {
+            e.target_ref
+                .filter(|r| r.kind.as_deref() == Some("Pod"))?
+                .name
+        })
+        .collect();
+    pods.sort();
+    pods.dedup();
+    pods
+}
 
 impl PodForwarder for KubeForwarder {
     fn resolve<'a>(
         &'a self,
         namespace: &'a str,
-        selector: &'a str,
-    ) -> BoxFuture<'a, Result<Option<ResolvedPod>, String>> {
+        pods: &'a PodSource,
+    ) -> BoxFuture<'a, Result<Option<ResolvedPod>, ClusterError>> {
         Box::pin(async move {
-            let api: kube::Api<k8s_openapi::api::core::v1::Pod> =
-                kube::Api::namespaced(self.0.clone(), namespace);
-            let pods = api
-                .list(&kube::api::ListParams::default().labels(selector))
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut running: Vec<ResolvedPod> = pods
-                .items
-                .into_iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_none())
-                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-                .filter_map(|p| {
-                    Some(ResolvedPod {
-                        name: p.metadata.name?,
-                        labels: p.metadata.labels.unwrap_or_default(),
-                    })
-                })
-                .collect();
-            running.sort_by(|a, b| a.name.cmp(&b.name));
-            Ok(running.into_iter().next())
+            match pods {
+                PodSource::Selector(selector) => self.by_selector(namespace, selector).await,
+                PodSource::Service(service) => self.by_service(namespace, service).await,
+            }
         })
     }
 
@@ -271,17 +392,19 @@ impl PodForwarder for KubeForwarder {
         namespace: &'a str,
         pod: &'a str,
         port: u16,
-    ) -> BoxFuture<'a, Result<BoxPodStream, String>> {
+    ) -> BoxFuture<'a, Result<BoxPodStream, ClusterError>> {
         Box::pin(async move {
-            let api: kube::Api<k8s_openapi::api::core::v1::Pod> =
-                kube::Api::namespaced(self.0.clone(), namespace);
-            let mut forwarder = api
-                .portforward(pod, &[port])
-                .await
-                .map_err(|e| e.to_string())?;
+            let api = self.pods(namespace);
+            let object = format!("{namespace}/{pod}:{port}");
+            let mut forwarder =
+                bounded("port-forward", &object, api.portforward(pod, &[port])).await?;
             let stream = forwarder
                 .take_stream(port)
-                .ok_or_else(|| format!("the port-forward to {pod} has no stream for {port}"))?;
+                .ok_or_else(|| ClusterError::Api {
+                    verb: "port-forward",
+                    object: object.clone(),
+                    message: "the answer has no stream for the port".into(),
+                })?;
             // The forwarder's message loop runs in its own task and ends when the stream
             // closes; dropping the handle here detaches it rather than stopping it.
             drop(forwarder);
@@ -307,12 +430,12 @@ mod tests {
         fn resolve<'a>(
             &'a self,
             namespace: &'a str,
-            selector: &'a str,
-        ) -> BoxFuture<'a, Result<Option<ResolvedPod>, String>> {
+            pods: &'a PodSource,
+        ) -> BoxFuture<'a, Result<Option<ResolvedPod>, ClusterError>> {
             self.calls
                 .lock()
                 .unwrap()
-                .push(format!("resolve {namespace} {selector}"));
+                .push(format!("resolve {namespace} {pods}"));
             let pod = self.pods.lock().unwrap().first().map(|n| ResolvedPod {
                 name: (*n).to_owned(),
                 labels: BTreeMap::new(),
@@ -324,7 +447,7 @@ mod tests {
             namespace: &'a str,
             pod: &'a str,
             port: u16,
-        ) -> BoxFuture<'a, Result<BoxPodStream, String>> {
+        ) -> BoxFuture<'a, Result<BoxPodStream, ClusterError>> {
             self.calls
                 .lock()
                 .unwrap()
@@ -369,7 +492,7 @@ mod tests {
         });
         let target = TunnelTarget {
             namespace: "ns".into(),
-            selector: "shipstream.io/role=primary".into(),
+            pods: PodSource::Selector("shipstream.io/role=primary".into()),
             port: 3306,
         };
         let tunnel = Tunnel::open(forwarder.clone(), target).await.unwrap();
@@ -388,9 +511,9 @@ mod tests {
         assert_eq!(
             *forwarder.calls.lock().unwrap(),
             vec![
-                "resolve ns shipstream.io/role=primary",
+                "resolve ns [shipstream.io/role=primary]",
                 "forward ns/mysql-iad-0:3306",
-                "resolve ns shipstream.io/role=primary",
+                "resolve ns [shipstream.io/role=primary]",
                 "forward ns/mysql-pdx-0:3306",
             ]
         );
@@ -405,7 +528,7 @@ mod tests {
         });
         let target = TunnelTarget {
             namespace: "ns".into(),
-            selector: "shipstream.io/site=iad".into(),
+            pods: PodSource::Selector("shipstream.io/site=iad".into()),
             port: 3306,
         };
         let tunnel = Tunnel::open(forwarder.clone(), target).await.unwrap();
@@ -432,7 +555,7 @@ mod tests {
         });
         let target = TunnelTarget {
             namespace: "ns".into(),
-            selector: "shipstream.io/site=iad".into(),
+            pods: PodSource::Selector("shipstream.io/site=iad".into()),
             port: 3306,
         };
         let tunnel = Tunnel::open(forwarder, target).await.unwrap();
@@ -444,9 +567,40 @@ mod tests {
         assert!(buf.is_empty());
         assert_eq!(
             tunnel.last_connection(),
-            Some(LastConnection::Failed(
-                "no Running pod matches ns/[shipstream.io/site=iad]:3306".into()
-            ))
+            Some(LastConnection::Failed(TunnelError::NoPod {
+                target: "ns/[shipstream.io/site=iad]:3306".into(),
+                wanted: "Running pod",
+            }))
         );
+    }
+
+    #[test]
+    fn only_ready_not_terminating_pod_endpoints_count() {
+        use k8s_openapi::api::core::v1::ObjectReference;
+        use k8s_openapi::api::discovery::v1::EndpointConditions;
+        let endpoint =
+            |pod: &str, kind: &str, ready: Option<bool>, terminating: Option<bool>| Endpoint {
+                conditions: Some(EndpointConditions {
+                    ready,
+                    terminating,
+                    ..Default::default()
+                }),
+                target_ref: Some(ObjectReference {
+                    kind: Some(kind.into()),
+                    name: Some(pod.into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+        let pods = ready_endpoint_pods([
+            // Labelled primary and Running, but its readiness probe fails.
+            endpoint("mysql-pdx-0", "Pod", Some(false), None),
+            endpoint("mysql-iad-0", "Pod", Some(true), None),
+            // Unset readiness means ready, as the API says.
+            endpoint("mysql-dal-0", "Pod", None, None),
+            endpoint("mysql-old-0", "Pod", Some(true), Some(true)),
+            endpoint("external", "Node", Some(true), None),
+        ]);
+        assert_eq!(pods, vec!["mysql-dal-0", "mysql-iad-0"]);
     }
 }

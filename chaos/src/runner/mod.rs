@@ -10,6 +10,7 @@
 mod checks;
 mod faults;
 mod fixtures;
+mod observer;
 mod outcome;
 mod render;
 
@@ -22,7 +23,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::backend::{SharedBackend, SiteWritability};
+use crate::backend::SharedBackend;
 use crate::cel_where::{self, WhereOutcome};
 use crate::cluster::SharedCluster;
 use crate::invariants::{self, Failover, UnavailabilityWindow};
@@ -227,38 +228,13 @@ impl Run<'_> {
             None => None,
         };
         self.workload_target = workload_target.clone();
-        let observer = {
-            let backend = self.backend.clone();
-            let history = self.history.clone();
-            let poll = self.config.poll_interval;
-            let mut stop = stop_rx.clone();
-            let namespace = self.namespace.clone();
-            tokio::spawn(async move {
-                loop {
-                    if let Some(changes) = backend.writability_changes() {
-                        // The backend saw every change at its instant: take them as they are.
-                        if let Ok(mut h) = history.lock() {
-                            h.writability.extend(changes);
-                        }
-                    } else if let Ok(Some(sites)) = backend.writability(&namespace).await {
-                        let at = workload::now_ms(&backend.clock());
-                        if let Ok(mut h) = history.lock() {
-                            for (site, state) in sites {
-                                let reason = match &state {
-                                    SiteWritability::Unknown(why) => why.as_str(),
-                                    _ => "",
-                                };
-                                h.record_poll(at, &site, state.observed(), reason);
-                            }
-                        }
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(poll) => {}
-                        _ = stop.changed() => return,
-                    }
-                }
-            })
-        };
+        let observer = tokio::spawn(observer::observe_writability(
+            self.backend.clone(),
+            self.history.clone(),
+            self.config.poll_interval,
+            stop_rx.clone(),
+            self.namespace.clone(),
+        ));
 
         if failures.is_empty() {
             let steps = self.run_steps();

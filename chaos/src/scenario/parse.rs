@@ -3,6 +3,10 @@
 //! `validate` checks what types cannot say (exactly one action per step, which keys go
 //! with which check). Every error names file:line:column and the YAML path of the
 //! offending key.
+//!
+//! Kept whole (about 730 lines): the raw serde mirror, the located parse and the
+//! validation are two passes over one grammar and share its private raw types; the
+//! model they produce is `scenario/mod.rs`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -269,11 +269,31 @@ impl Backend for FakeBackend {
     fn counter(&self, _namespace: &str) -> Option<Arc<dyn CounterTarget>> {
         self.counter.clone()
     }
-    fn writability<'a>(
+    fn writability_sites<'a>(
         &'a self,
         _namespace: &'a str,
-    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, SiteWritability>>, BackendError>> {
-        Box::pin(async move { Ok(self.writability.lock().unwrap().clone()) })
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, BackendError>> {
+        let sites = self
+            .writability
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|w| w.keys().cloned().collect());
+        Box::pin(async move { Ok(sites) })
+    }
+    fn site_writability<'a>(
+        &'a self,
+        _namespace: &'a str,
+        site: &'a str,
+    ) -> BoxFuture<'a, SiteWritability> {
+        let state = self
+            .writability
+            .lock()
+            .unwrap()
+            .as_ref()
+            .and_then(|w| w.get(site).cloned())
+            .unwrap_or_else(|| SiteWritability::Unknown(format!("no site {site}")));
+        Box::pin(async move { state })
     }
 }
 

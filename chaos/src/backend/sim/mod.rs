@@ -10,7 +10,6 @@ mod ops;
 mod panics;
 mod pods;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -215,25 +214,24 @@ impl Backend for SimBackend {
         )))
     }
 
-    fn writability<'a>(
+    fn writability_sites<'a>(
         &'a self,
         _namespace: &'a str,
-    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, SiteWritability>>, BackendError>> {
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, BackendError>> {
+        Box::pin(async move { Ok(Some(self.world.site_writability().into_keys().collect())) })
+    }
+
+    fn site_writability<'a>(
+        &'a self,
+        _namespace: &'a str,
+        site: &'a str,
+    ) -> BoxFuture<'a, SiteWritability> {
         Box::pin(async move {
-            Ok(Some(
-                self.world
-                    .site_writability()
-                    .into_iter()
-                    .map(|(site, writable)| {
-                        let state = if writable {
-                            SiteWritability::Writable
-                        } else {
-                            SiteWritability::ReadOnly
-                        };
-                        (site, state)
-                    })
-                    .collect(),
-            ))
+            match self.world.site_writability().get(site) {
+                Some(true) => SiteWritability::Writable,
+                Some(false) => SiteWritability::ReadOnly,
+                None => SiteWritability::Unknown(format!("the simulated world has no site {site}")),
+            }
         })
     }
 
