@@ -11,6 +11,7 @@ mod events;
 mod http;
 mod meta;
 mod patch;
+pub mod protobuf;
 mod registry;
 mod schema_check;
 mod selector;

@@ -281,25 +281,35 @@ fn flag(query: &BTreeMap<String, String>, key: &str) -> bool {
     query.get(key).is_some_and(|v| v == "true" || v == "1")
 }
 
-/// The media types a create or update body may have (protobuf aside, which this
-/// server does not speak). A body in any other is a 415, as in Kubernetes.
+/// The media types a create or update body may have. A body in any other is a 415, as
+/// in Kubernetes.
 fn check_object_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(content_type) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(());
-    };
-    let media = content_type
-        .to_str()
+    match object_media_type(headers) {
+        "application/json" | "application/yaml" | "*/*" | "" => Ok(()),
+        super::protobuf::MEDIA_TYPE => Ok(()),
+        other => Err(ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format ({other}) - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf"
+        ))),
+    }
+}
+
+fn object_media_type(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .split(';')
         .next()
         .unwrap_or_default()
-        .trim();
-    match media {
-        "application/json" | "application/yaml" | "*/*" | "" => Ok(()),
-        other => Err(ApiError::unsupported_media_type(format!(
-            "the body of the request was in an unknown format ({other}) - accepted media types include: application/json, application/yaml"
-        ))),
+        .trim()
+}
+
+/// A create or update body: protobuf (kubectl's typed clients) or JSON/YAML.
+fn decode_object_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
+    if object_media_type(headers) == super::protobuf::MEDIA_TYPE {
+        return super::protobuf::decode(body).map_err(|e| ApiError::bad_request(e.to_string()));
     }
+    decode_body(body)
 }
 
 fn decode_body(body: &Bytes) -> Result<Value, ApiError> {
@@ -462,7 +472,7 @@ async fn resource_request(
         }
         (&Method::POST, None) => {
             check_object_content_type(headers)?;
-            let obj = decode_body(body)?;
+            let obj = decode_object_body(headers, body)?;
             warnings.extend(field_validation(query, &info, &obj)?);
             if is_dry_run(query) {
                 return Err(ApiError::bad_request(
@@ -474,7 +484,7 @@ async fn resource_request(
         }
         (&Method::PUT, Some(name)) => {
             check_object_content_type(headers)?;
-            let obj = decode_body(body)?;
+            let obj = decode_object_body(headers, body)?;
             warnings.extend(field_validation(query, &info, &obj)?);
             if meta_name(&obj) != name {
                 return Err(ApiError::bad_request(format!(
