@@ -543,3 +543,190 @@ impl<'a> Reader<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn varint(mut v: u64, out: &mut Vec<u8>) {
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    fn len_field(number: u32, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        varint(u64::from(number) << 3 | 2, &mut out);
+        varint(bytes.len() as u64, &mut out);
+        out.extend_from_slice(bytes);
+        out
+    }
+
+    fn int_field(number: u32, value: i64) -> Vec<u8> {
+        let mut out = Vec::new();
+        varint(u64::from(number) << 3, &mut out);
+        varint(value as u64, &mut out);
+        out
+    }
+
+    fn text(number: u32, s: &str) -> Vec<u8> {
+        len_field(number, s.as_bytes())
+    }
+
+    fn map_entry(number: u32, key: &str, value: &[u8]) -> Vec<u8> {
+        len_field(number, &[text(1, key), len_field(2, value)].concat())
+    }
+
+    fn envelope(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
+        let type_meta = [text(1, api_version), text(2, kind)].concat();
+        [
+            MAGIC.to_vec(),
+            len_field(1, &type_meta),
+            len_field(2, raw),
+            text(3, ""),
+            text(4, "application/vnd.kubernetes.protobuf"),
+        ]
+        .concat()
+    }
+
+    /// A zero Go time, as go-to-protobuf writes an unset non-pointer metav1.Time.
+    fn zero_time(number: u32) -> Vec<u8> {
+        len_field(number, &int_field(1, GO_ZERO_TIME_SECONDS))
+    }
+
+    #[test]
+    fn namespace_with_labels_and_unset_defaults() {
+        let meta = [
+            text(1, "x"),
+            text(2, ""),
+            int_field(7, 0),
+            zero_time(8),
+            map_entry(11, "team", b"db"),
+        ]
+        .concat();
+        let raw = [len_field(1, &meta), len_field(2, &[]), len_field(3, &[])].concat();
+        let obj = decode(&envelope("v1", "Namespace", &raw)).unwrap();
+        assert_eq!(
+            obj,
+            json!({"apiVersion": "v1", "kind": "Namespace",
+                   "metadata": {"name": "x", "labels": {"team": "db"}},
+                   "spec": {}, "status": {}})
+        );
+    }
+
+    #[test]
+    fn secret_bytes_become_base64_and_string_data_stays_text() {
+        let raw = [
+            len_field(1, &text(1, "creds")),
+            map_entry(2, "password", b"hunter2"),
+            text(3, "Opaque"),
+            map_entry(4, "user", b"me"),
+        ]
+        .concat();
+        let obj = decode(&envelope("v1", "Secret", &raw)).unwrap();
+        assert_eq!(obj["data"], json!({"password": "aHVudGVyMg=="}));
+        assert_eq!(obj["stringData"], json!({"user": "me"}));
+        assert_eq!(obj["type"], "Opaque");
+    }
+
+    #[test]
+    fn job_keeps_pointer_zeros_times_repeated_fields_and_inlined_volume_sources() {
+        // batch/v1 JobSpec: backoffLimit (7) is *int32, so an explicit 0 is kept;
+        // template (6) -> PodTemplateSpec.spec (2) -> PodSpec.containers (2).
+        let container = [
+            text(1, "main"),
+            text(2, "busybox"),
+            text(3, "sh"),
+            text(3, "-c"),
+        ]
+        .concat();
+        // Volume: name (1), VolumeSource inlined (2) with emptyDir (2).
+        let volume = [text(1, "scratch"), len_field(2, &len_field(2, &[]))].concat();
+        let pod_spec = [
+            len_field(1, &volume),
+            len_field(2, &container),
+            text(3, "Never"),
+        ]
+        .concat();
+        let template = len_field(2, &pod_spec);
+        let spec = [len_field(6, &template), int_field(7, 0)].concat();
+        let created = len_field(8, &int_field(1, 1_767_225_600));
+        let raw = [
+            len_field(1, &[text(1, "verify-now"), created].concat()),
+            len_field(2, &spec),
+        ]
+        .concat();
+        let obj = decode(&envelope("batch/v1", "Job", &raw)).unwrap();
+        assert_eq!(obj["metadata"]["creationTimestamp"], "2026-01-01T00:00:00Z");
+        assert_eq!(obj["spec"]["backoffLimit"], 0);
+        let pod = &obj["spec"]["template"]["spec"];
+        assert_eq!(pod["restartPolicy"], "Never");
+        assert_eq!(pod["containers"][0]["command"], json!(["sh", "-c"]));
+        assert_eq!(
+            pod["volumes"][0],
+            json!({"name": "scratch", "emptyDir": {}})
+        );
+    }
+
+    #[test]
+    fn service_target_port_is_int_or_string() {
+        let by_name = [int_field(1, 1), text(3, "http")].concat();
+        let by_number = [int_field(1, 0), int_field(2, 8080)].concat();
+        let ports = [
+            len_field(1, &[int_field(3, 80), len_field(4, &by_name)].concat()),
+            len_field(1, &[int_field(3, 81), len_field(4, &by_number)].concat()),
+        ]
+        .concat();
+        let raw = [len_field(1, &text(1, "web")), len_field(2, &ports)].concat();
+        let obj = decode(&envelope("v1", "Service", &raw)).unwrap();
+        assert_eq!(obj["spec"]["ports"][0]["targetPort"], "http");
+        assert_eq!(obj["spec"]["ports"][1]["targetPort"], 8080);
+    }
+
+    #[test]
+    fn bad_bodies_are_errors_that_say_what_is_wrong() {
+        assert_eq!(decode(b"{}"), Err(ProtobufError::NoMagic));
+        let mut truncated = envelope("v1", "Namespace", &len_field(1, &text(1, "x")));
+        truncated.truncate(truncated.len() - 40);
+        assert!(matches!(
+            decode(&truncated),
+            Err(ProtobufError::Truncated(_))
+        ));
+        assert_eq!(
+            decode(&envelope("v1", "Node", &[])),
+            Err(ProtobufError::UnknownKind {
+                api_version: "v1".into(),
+                kind: "Node".into()
+            })
+        );
+        let unknown = len_field(1, &text(99, "?"));
+        assert_eq!(
+            decode(&envelope("v1", "Namespace", &unknown)),
+            Err(ProtobufError::UnknownField {
+                message: "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+                number: 99
+            })
+        );
+        let wrong_wire = len_field(1, &int_field(1, 5));
+        assert!(matches!(
+            decode(&envelope("v1", "Namespace", &wrong_wire)),
+            Err(ProtobufError::WireType { number: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(go_duration(0), "0s");
+        assert_eq!(go_duration(1_500_000_000), "1.5s");
+        assert_eq!(go_duration(3_723_000_000_000), "1h2m3s");
+        assert_eq!(go_duration(250_000_000), "250ms");
+        assert_eq!(go_duration(-60_000_000_000), "-1m0s");
+    }
+}
