@@ -46,6 +46,10 @@ enum Command {
         /// Simulated milliseconds per step.
         #[arg(long, default_value_t = 2)]
         tick_ms: u64,
+        /// Simulated wall-clock start, in seconds since the Unix epoch (default: now,
+        /// so that ages in kubectl are relative to the real time).
+        #[arg(long)]
+        epoch_seconds: Option<u64>,
     },
 }
 
@@ -68,6 +72,7 @@ fn main() -> std::process::ExitCode {
             manifests,
             duration_seconds,
             tick_ms,
+            epoch_seconds,
         } => bloodraven_sim::serve::serve(&bloodraven_sim::serve::ServeOptions {
             listen: SocketAddr::new(address, port),
             kubeconfig,
@@ -76,6 +81,7 @@ fn main() -> std::process::ExitCode {
             manifests,
             duration: duration_seconds.map(Duration::from_secs),
             tick: Duration::from_millis(tick_ms.max(1)),
+            epoch_seconds,
         }),
     };
     match result {
