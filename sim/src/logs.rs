@@ -170,9 +170,9 @@ fn buffer_of(route: u64) -> Option<Arc<LogBuffer>> {
 fn runtime_buffer() -> Option<Arc<LogBuffer>> {
     let runtime = current_runtime()?;
     let routes: Vec<u64> = lock(&RUNTIMES).get(&runtime).cloned().unwrap_or_default();
-    routes.into_iter().find_map(|route| {
-        buffer_of(route).filter(|b| !b.progress.borrow().1)
-    })
+    routes
+        .into_iter()
+        .find_map(|route| buffer_of(route).filter(|b| !b.progress.borrow().1))
 }
 
 struct Route(u64);
@@ -307,6 +307,12 @@ mod tests {
         assert_eq!(all.len(), MAX_LINES);
         assert_eq!(all[0].text, "line 10");
         let (tail, _) = buffer.since(total - 2);
-        assert_eq!(texts(&tail), [format!("line {}", MAX_LINES + 8), format!("line {}", MAX_LINES + 9)]);
+        assert_eq!(
+            texts(&tail),
+            [
+                format!("line {}", MAX_LINES + 8),
+                format!("line {}", MAX_LINES + 9)
+            ]
+        );
     }
 }

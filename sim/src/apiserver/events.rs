@@ -34,7 +34,10 @@ fn fill_legacy_timestamps(core: &mut Value) {
     let Value::Object(map) = core else {
         return;
     };
-    let event_time = map.get("eventTime").and_then(Value::as_str).map(whole_seconds);
+    let event_time = map
+        .get("eventTime")
+        .and_then(Value::as_str)
+        .map(whole_seconds);
     let Some(event_time) = event_time else {
         return;
     };

@@ -833,25 +833,33 @@ async fn pod_log(
     };
     let first = render(&lines);
     if !flag(query, "follow") {
-        return Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], first).into_response());
+        return Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain")],
+            first,
+        )
+            .into_response());
     }
     // Follow: what is there, then every new line until the run ends or the client goes.
     let progress = buffer.subscribe();
     let state = (Some(first), buffer, progress, seen);
-    let chunks = stream::unfold(state, move |(first, buffer, mut progress, seen)| async move {
-        if let Some(first) = first {
-            return Some((Ok::<_, Infallible>(first), (None, buffer, progress, seen)));
-        }
-        loop {
-            let (lines, total) = buffer.since(seen);
-            if !lines.is_empty() {
-                return Some((Ok(render(&lines)), (None, buffer, progress, total)));
+    let chunks = stream::unfold(
+        state,
+        move |(first, buffer, mut progress, seen)| async move {
+            if let Some(first) = first {
+                return Some((Ok::<_, Infallible>(first), (None, buffer, progress, seen)));
             }
-            if progress.borrow_and_update().1 || progress.changed().await.is_err() {
-                return None;
+            loop {
+                let (lines, total) = buffer.since(seen);
+                if !lines.is_empty() {
+                    return Some((Ok(render(&lines)), (None, buffer, progress, total)));
+                }
+                if progress.borrow_and_update().1 || progress.changed().await.is_err() {
+                    return None;
+                }
             }
-        }
-    });
+        },
+    );
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain")],
