@@ -88,7 +88,10 @@ struct Runs {
 /// The buffers of every container, by (namespace, pod, container): the current run and
 /// the one before it (`kubectl logs --previous`).
 #[derive(Clone, Default)]
-pub struct ContainerLogs(Arc<Mutex<BTreeMap<(String, String, String), Runs>>>);
+pub struct ContainerLogs(Arc<Mutex<RunsByContainer>>);
+
+/// (namespace, pod, container) -> its runs.
+type RunsByContainer = BTreeMap<(String, String, String), Runs>;
 
 impl std::fmt::Debug for ContainerLogs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -362,9 +362,9 @@ fn go_duration(nanos: i64) -> String {
     let sign = if nanos < 0 { "-" } else { "" };
     let n = nanos.unsigned_abs();
     if n < 1_000_000_000 {
-        let (value, unit) = if n % 1_000_000 == 0 {
+        let (value, unit) = if n.is_multiple_of(1_000_000) {
             (n / 1_000_000, "ms")
-        } else if n % 1_000 == 0 {
+        } else if n.is_multiple_of(1_000) {
             (n / 1_000, "µs")
         } else {
             (n, "ns")
