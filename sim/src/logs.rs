@@ -210,7 +210,7 @@ where
             return;
         };
         let meta = event.metadata();
-        let mut text = format!("{:>5} {}:", meta.level(), meta.target());
+        let mut text = format!("{} {}:", meta.level().as_str(), meta.target());
         event.record(&mut LineVisitor(&mut text));
         buffer.push(now(), text);
     }
@@ -278,7 +278,7 @@ mod tests {
         assert_eq!(total, 1);
         assert_eq!(
             texts(&lines),
-            ["  INFO bloodraven_sim::logs::tests: listening port=7000"]
+            ["INFO bloodraven_sim::logs::tests: listening port=7000"]
         );
         assert_eq!(other.since(0).1, 0);
     }
