@@ -65,8 +65,39 @@ fn problem(status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
-/// A request body must be JSON, in the webhook media type or plain `application/json`.
-fn parse<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, Response> {
+/// The JSON shape a body must have before it is decoded: serde would otherwise accept a
+/// struct written as an array (`[null, null]` as a change set), which Go does not.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// A change set: an object.
+    Object,
+    /// A list of endpoints: an array of objects.
+    ArrayOfObjects,
+}
+
+impl Shape {
+    fn check(self, value: &serde_json::Value) -> Result<(), String> {
+        match (self, value) {
+            (Shape::Object, serde_json::Value::Object(_)) => Ok(()),
+            (Shape::Object, _) => Err("a change set must be a JSON object".into()),
+            (Shape::ArrayOfObjects, serde_json::Value::Array(items)) => {
+                match items.iter().position(|item| !item.is_object()) {
+                    Some(index) => Err(format!("endpoint [{index}] must be a JSON object")),
+                    None => Ok(()),
+                }
+            }
+            (Shape::ArrayOfObjects, _) => Err("the endpoints must be a JSON array".into()),
+        }
+    }
+}
+
+/// A request body must be JSON, in the webhook media type or plain `application/json`,
+/// of the expected shape.
+fn parse<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &Bytes,
+    shape: Shape,
+) -> Result<T, Response> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -81,8 +112,12 @@ fn parse<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> R
             &format!("content type {content_type:?} is not {MEDIA_TYPE}"),
         ));
     }
-    serde_json::from_slice(body)
-        .map_err(|err| problem(StatusCode::BAD_REQUEST, &format!("request body: {err}")))
+    let bad =
+        |message: String| problem(StatusCode::BAD_REQUEST, &format!("request body: {message}"));
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|err| bad(err.to_string()))?;
+    shape.check(&value).map_err(bad)?;
+    serde_json::from_value(value).map_err(|err| bad(err.to_string()))
 }
 
 async fn negotiate(State(zone): State<Shared>) -> Response {
@@ -96,7 +131,7 @@ async fn records(State(zone): State<Shared>) -> Response {
 }
 
 async fn apply_changes(State(zone): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let changes: Changes = match parse(&headers, &body) {
+    let changes: Changes = match parse(&headers, &body, Shape::Object) {
         Ok(changes) => changes,
         Err(response) => return response,
     };
@@ -116,7 +151,7 @@ async fn apply_changes(State(zone): State<Shared>, headers: HeaderMap, body: Byt
 }
 
 async fn adjust_endpoints(State(zone): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let endpoints: Vec<Endpoint> = match parse(&headers, &body) {
+    let endpoints: Vec<Endpoint> = match parse(&headers, &body, Shape::ArrayOfObjects) {
         Ok(endpoints) => endpoints,
         Err(response) => return response,
     };
