@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 
-use crate::records::{Changes, Endpoint, Zone};
+use crate::records::{ChangeError, Changes, Endpoint, Zone};
 
 /// The media type of every webhook request and answer (external-dns webhook API v1).
 pub const MEDIA_TYPE: &str = "application/external.dns.webhook+json;version=1";
@@ -146,6 +146,9 @@ async fn apply_changes(State(zone): State<Shared>, headers: HeaderMap, body: Byt
             );
             StatusCode::NO_CONTENT.into_response()
         }
+        Err(err @ ChangeError::AlreadyExists { .. }) => {
+            problem(StatusCode::CONFLICT, &err.to_string())
+        }
         Err(err) => problem(StatusCode::UNPROCESSABLE_ENTITY, &err.to_string()),
     }
 }
@@ -156,5 +159,8 @@ async fn adjust_endpoints(State(zone): State<Shared>, headers: HeaderMap, body: 
         Err(response) => return response,
     };
     let adjusted = zone.lock().adjust(endpoints);
-    webhook_json(StatusCode::OK, &adjusted)
+    match adjusted {
+        Ok(adjusted) => webhook_json(StatusCode::OK, &adjusted),
+        Err(err) => problem(StatusCode::UNPROCESSABLE_ENTITY, &err.to_string()),
+    }
 }

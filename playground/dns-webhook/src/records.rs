@@ -168,32 +168,24 @@ impl Zone {
     }
 
     /// external-dns's AdjustEndpoints: this provider stores what it is given, so it only
-    /// drops a trailing dot from names (external-dns compares names without it).
-    pub fn adjust(&self, endpoints: Vec<Endpoint>) -> Vec<Endpoint> {
-        endpoints
+    /// drops a trailing dot from names (external-dns compares names without it), after
+    /// refusing endpoints it could never store. The domain filter is not applied here:
+    /// external-dns filters by the negotiated filter itself.
+    pub fn adjust(&self, endpoints: Vec<Endpoint>) -> Result<Vec<Endpoint>, ChangeError> {
+        for (index, endpoint) in endpoints.iter().enumerate() {
+            well_formed("endpoints", index, endpoint)?;
+        }
+        Ok(endpoints
             .into_iter()
             .map(|mut e| {
                 e.dns_name = e.dns_name.trim_end_matches('.').to_string();
                 e
             })
-            .collect()
+            .collect())
     }
 
     fn check(&self, list: &'static str, index: usize, e: &Endpoint) -> Result<(), ChangeError> {
-        let invalid = |problem: &str| ChangeError::Invalid {
-            list,
-            index,
-            problem: problem.to_string(),
-        };
-        if e.dns_name.trim_end_matches('.').is_empty() {
-            return Err(invalid("dnsName is empty"));
-        }
-        if e.record_type.is_empty() {
-            return Err(invalid("recordType is empty"));
-        }
-        if e.targets.iter().any(String::is_empty) {
-            return Err(invalid("a target is empty"));
-        }
+        well_formed(list, index, e)?;
         if !self.filter.matches(&e.dns_name) {
             return Err(ChangeError::OutsideFilter {
                 list,
@@ -204,6 +196,25 @@ impl Zone {
         }
         Ok(())
     }
+}
+
+/// A record this provider can hold: a name, a type, and no empty target.
+fn well_formed(list: &'static str, index: usize, e: &Endpoint) -> Result<(), ChangeError> {
+    let invalid = |problem: &str| ChangeError::Invalid {
+        list,
+        index,
+        problem: problem.to_string(),
+    };
+    if e.dns_name.trim_end_matches('.').is_empty() {
+        return Err(invalid("dnsName is empty"));
+    }
+    if e.record_type.is_empty() {
+        return Err(invalid("recordType is empty"));
+    }
+    if e.targets.iter().any(String::is_empty) {
+        return Err(invalid("a target is empty"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -100,6 +100,13 @@ async fn bad_change_sets_are_refused_with_the_reason() {
         body.contains("create[0]") && body.contains("outside the domain filter"),
         "{body}"
     );
+    let record =
+        json!({"dnsName": "a.bloodraven.internal", "targets": ["1.1.1.1"], "recordType": "A"});
+    let (status, _, _) = call(&zone, "POST", "/records", Some(json!({"create": [record]}))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, body) =
+        call(&zone, "POST", "/records", Some(json!({"create": [record]}))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
     let (status, _, body) = call(&zone, "POST", "/records", Some(json!([null, null]))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let (status, _, body) = call(
@@ -110,6 +117,10 @@ async fn bad_change_sets_are_refused_with_the_reason() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let empty_type = json!([{"dnsName": "a.bloodraven.internal", "targets": [], "recordType": ""}]);
+    let (status, _, body) = call(&zone, "POST", "/adjustendpoints", Some(empty_type)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("endpoints[0]: recordType is empty"), "{body}");
     let response = webhook_router(zone.clone())
         .oneshot(
             Request::post("/records")
