@@ -97,7 +97,7 @@ fn parse<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     body: &Bytes,
     shape: Shape,
-) -> Result<T, Response> {
+) -> Result<T, (StatusCode, String)> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -107,13 +107,12 @@ fn parse<T: serde::de::DeserializeOwned>(
         media,
         "application/external.dns.webhook+json" | "application/json"
     ) {
-        return Err(problem(
+        return Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            &format!("content type {content_type:?} is not {MEDIA_TYPE}"),
+            format!("content type {content_type:?} is not {MEDIA_TYPE}"),
         ));
     }
-    let bad =
-        |message: String| problem(StatusCode::BAD_REQUEST, &format!("request body: {message}"));
+    let bad = |message: String| (StatusCode::BAD_REQUEST, format!("request body: {message}"));
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|err| bad(err.to_string()))?;
     shape.check(&value).map_err(bad)?;
@@ -133,7 +132,7 @@ async fn records(State(zone): State<Shared>) -> Response {
 async fn apply_changes(State(zone): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let changes: Changes = match parse(&headers, &body, Shape::Object) {
         Ok(changes) => changes,
-        Err(response) => return response,
+        Err((status, message)) => return problem(status, &message),
     };
     let result = zone.lock().apply(&changes);
     match result {
@@ -156,7 +155,7 @@ async fn apply_changes(State(zone): State<Shared>, headers: HeaderMap, body: Byt
 async fn adjust_endpoints(State(zone): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let endpoints: Vec<Endpoint> = match parse(&headers, &body, Shape::ArrayOfObjects) {
         Ok(endpoints) => endpoints,
-        Err(response) => return response,
+        Err((status, message)) => return problem(status, &message),
     };
     let adjusted = zone.lock().adjust(endpoints);
     match adjusted {
