@@ -307,7 +307,13 @@ fn object_media_type(headers: &HeaderMap) -> &str {
 /// A create or update body: protobuf (kubectl's typed clients) or JSON/YAML.
 fn decode_object_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
     if object_media_type(headers) == super::protobuf::MEDIA_TYPE {
-        return super::protobuf::decode(body).map_err(|e| ApiError::bad_request(e.to_string()));
+        return super::protobuf::decode(body).map_err(|e| match e {
+            // As kube-apiserver answers protobuf for a kind it cannot decode (a CRD).
+            super::protobuf::ProtobufError::UnknownKind { .. } => {
+                ApiError::unsupported_media_type(e.to_string())
+            }
+            other => ApiError::bad_request(other.to_string()),
+        });
     }
     decode_body(body)
 }
