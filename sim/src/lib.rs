@@ -12,6 +12,7 @@ pub mod dialer;
 pub mod harness;
 pub mod hosts;
 pub mod images;
+pub mod logs;
 pub mod models;
 pub(crate) mod network;
 pub(crate) mod object;

@@ -3,9 +3,10 @@
 //! works against the simulation (the playground that needs no Docker).
 //!
 //! The world is stepped in lockstep with the machine's monotonic clock. This is the one
-//! place the simulation reads real time, and only to pace itself: simulated timestamps
-//! still come from the world's clock (pinned epoch + elapsed), so a `--seed` replays the
-//! same cluster modulo kubectl's own timing.
+//! place the simulation reads real time: to pace itself, and once at start to pin the
+//! epoch to the real current time (so kubectl's ages are relative to now; `--epoch-seconds`
+//! pins another). Timestamps then come from the world's clock (epoch + elapsed), so a
+//! `--seed` with a pinned epoch replays the same cluster modulo kubectl's own timing.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,6 +49,18 @@ pub struct ServeOptions {
     pub duration: Option<Duration>,
     /// Simulated time per step.
     pub tick: Duration,
+    /// The simulated wall-clock start in seconds since the Unix epoch; `None` is the
+    /// real current time.
+    pub epoch_seconds: Option<u64>,
+}
+
+/// The real current time in whole seconds since the Unix epoch: the serve-mode epoch, so
+/// that Event and pod ages read relative to now in kubectl.
+fn now_unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 /// A kubeconfig for a plain-HTTP local server without credentials.
@@ -59,7 +72,19 @@ pub fn kubeconfig_yaml(server: &str) -> String {
 
 /// Runs the playground in real time until killed (or `duration` passes).
 pub fn serve(options: &ServeOptions) -> Result<(), ServeError> {
-    let mut world: World = WorldBuilder::new(options.seed).tick(options.tick).build()?;
+    let mut builder = WorldBuilder::new(options.seed)
+        .tick(options.tick)
+        .epoch_seconds(options.epoch_seconds.unwrap_or_else(now_unix_seconds));
+    // mysqld takes seconds to come back, as in the driven playground the chaos runner
+    // uses: with the kubelet's default half second a killed primary was writable again
+    // before the operator's detection window closed, and the guide's pod-kill walkthrough
+    // never failed over.
+    builder.images_mut().register(
+        crate::models::MYSQL_IMAGE,
+        crate::models::mysql::MysqlProgram::default(),
+        crate::harness::REALISTIC_MYSQL_STARTUP,
+    );
+    let mut world: World = builder.build()?;
     if options.bloodraven {
         crate::playground::install(&world)?;
         tracing::info!("installed the Bloodraven CRDs and operator");

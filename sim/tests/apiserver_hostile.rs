@@ -87,6 +87,52 @@ async fn send(
 }
 
 #[tokio::test]
+async fn protobuf_bodies_are_decoded_or_refused_with_the_reason() {
+    let (_api, addr) = start().await;
+    let protobuf = Some("application/vnd.kubernetes.protobuf");
+    let (code, text) = send(
+        addr,
+        "POST",
+        "/api/v1/namespaces/a/configmaps",
+        protobuf,
+        "{}",
+    )
+    .await;
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("magic"), "{text}");
+    // The envelope's TypeMeta, then a field that claims more bytes than follow.
+    let truncated = "k8s\0\n\u{f}\n\u{2}v1\u{12}\tConfigMap\u{12}\u{7f}";
+    let (code, text) = send(
+        addr,
+        "POST",
+        "/api/v1/namespaces/a/configmaps",
+        protobuf,
+        truncated,
+    )
+    .await;
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("truncated"), "{text}");
+    // A kind the server does not decode from protobuf: 415, as for a CRD in Kubernetes.
+    let node = "k8s\0\n\n\n\u{2}v1\u{12}\u{4}Node";
+    let (code, text) = send(addr, "POST", "/api/v1/nodes", protobuf, node).await;
+    assert_eq!(code, 415, "{text}");
+    assert!(text.contains("v1 Node"), "{text}");
+    // A decodable one is created.
+    let name = "\n\u{4}\n\u{2}pb";
+    let cm = format!("k8s\0\n\u{f}\n\u{2}v1\u{12}\tConfigMap\u{12}\u{6}{name}");
+    let (code, text) = send(
+        addr,
+        "POST",
+        "/api/v1/namespaces/a/configmaps",
+        protobuf,
+        &cm,
+    )
+    .await;
+    assert_eq!(code, 201, "{text}");
+    assert!(text.contains("\"name\":\"pb\""), "{text}");
+}
+
+#[tokio::test]
 async fn an_empty_namespace_segment_is_not_cluster_scope() {
     let (api, addr) = start().await;
     let (code, text) = send(addr, "DELETE", "/api/v1/namespaces//configmaps", None, "").await;

@@ -1,12 +1,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Serve mode against the real kubectl: the simulated playground in real time must
 //! answer `get nodes/pods -o wide`, `cordon`/`uncordon`, `delete pod` (recreated by its
-//! StatefulSet) and `get events --sort-by=.lastTimestamp`.
+//! StatefulSet), `get events --sort-by=.lastTimestamp` (in order, ages relative to now),
+//! `create namespace|secret|configmap|job --from=cronjob` (sent as protobuf) and `logs`;
+//! and the guide's pod-kill walkthrough must fail over.
 
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 struct Server(Child);
@@ -161,6 +164,242 @@ fn kubectl_works_against_serve_mode() {
             "missing {expected:?} in:\n{events}"
         );
     }
+    let (ok, stamps) = kubectl(
+        &kubeconfig,
+        &[
+            "get",
+            "events",
+            "--sort-by=.lastTimestamp",
+            "-o",
+            "jsonpath={range .items[*]}{.lastTimestamp}{\"\\n\"}{end}",
+        ],
+    );
+    assert!(ok, "{stamps}");
+    let stamps: Vec<&str> = stamps.lines().collect();
+    assert!(
+        stamps.len() > 4 && stamps.iter().all(|s| !s.is_empty()),
+        "{stamps:?}"
+    );
+    assert!(
+        stamps.windows(2).all(|w| w[0] <= w[1]),
+        "not in order: {stamps:?}"
+    );
+    // The serve-mode clock starts at the real current time: the newest event is seconds
+    // old, not hundreds of days.
+    let newest = jiff::Timestamp::from_str(stamps.last().unwrap()).unwrap();
+    let age = jiff::Timestamp::now().as_second() - newest.as_second();
+    assert!((-5..300).contains(&age), "newest event is {age}s old");
+
+    // kubectl's typed clients send these as protobuf.
+    let creates: &[&[&str]] = &[
+        &["create", "namespace", "x"],
+        &[
+            "-n",
+            "x",
+            "create",
+            "secret",
+            "generic",
+            "creds",
+            "--from-literal=password=hunter2",
+        ],
+        &[
+            "-n",
+            "x",
+            "create",
+            "configmap",
+            "settings",
+            "--from-literal=mode=demo",
+        ],
+        &[
+            "-n",
+            "x",
+            "create",
+            "cronjob",
+            "nightly",
+            "--image=bloodraven.sim/job",
+            "--schedule=0 3 * * *",
+        ],
+        &["-n", "x", "create", "job", "now", "--from=cronjob/nightly"],
+    ];
+    for args in creates {
+        let (ok, out) = kubectl(&kubeconfig, args);
+        assert!(ok, "kubectl {args:?}: {out}");
+    }
+    let (_, secret) = kubectl(
+        &kubeconfig,
+        &[
+            "-n",
+            "x",
+            "get",
+            "secret",
+            "creds",
+            "-o",
+            "jsonpath={.data.password}",
+        ],
+    );
+    assert_eq!(secret, "aHVudGVyMg==");
+    let (_, owner) = kubectl(
+        &kubeconfig,
+        &[
+            "-n",
+            "x",
+            "get",
+            "job",
+            "now",
+            "-o",
+            "jsonpath={.metadata.annotations}",
+        ],
+    );
+    assert!(
+        owner.contains("cronjob.kubernetes.io/instantiate"),
+        "{owner}"
+    );
+    eventually(
+        "the job from the cronjob completes",
+        Duration::from_secs(60),
+        || {
+            let (_, status) = kubectl(
+                &kubeconfig,
+                &[
+                    "-n",
+                    "x",
+                    "get",
+                    "job",
+                    "now",
+                    "-o",
+                    "jsonpath={.status.succeeded}",
+                ],
+            );
+            if status == "1" { Ok(()) } else { Err(status) }
+        },
+    );
+
+    let (ok, logs) = kubectl(&kubeconfig, &["logs", "web-0", "--timestamps"]);
+    assert!(ok, "{logs}");
+    assert!(logs.contains("Bind") && logs.contains("7000"), "{logs}");
+    let (ok, missing) = kubectl(&kubeconfig, &["logs", "web-0", "-c", "nope"]);
+    assert!(!ok && missing.contains("not valid"), "{missing}");
+}
+
+/// The guide's "Try a failover": kill the primary's pods; the operator detects the
+/// outage and fails over to pdx, because mysqld takes seconds to come back.
+#[test]
+fn playground_pod_kill_fails_over() {
+    support::kubectl();
+    let dir = tempfile_dir().join("playground");
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/playground.yaml");
+    let child = Command::new(env!("CARGO_BIN_EXE_bloodraven-sim"))
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--seed",
+            "3",
+            "--duration-seconds",
+            "600",
+            "--bloodraven",
+        ])
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--apply")
+        .arg(&manifest)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = Server(child);
+    eventually("kubeconfig written", Duration::from_secs(120), || {
+        if kubeconfig.exists() {
+            Ok(())
+        } else {
+            Err("no kubeconfig yet".into())
+        }
+    });
+    let group = |path: &str| {
+        kubectl(
+            &kubeconfig,
+            &[
+                "-n",
+                "bloodraven-playground",
+                "get",
+                "mysqlfailovergroup",
+                "playground",
+                "-o",
+                &format!("jsonpath={path}"),
+            ],
+        )
+        .1
+    };
+    eventually(
+        "the group is Healthy on iad",
+        Duration::from_secs(120),
+        || {
+            let (active, ready) = (
+                group("{.status.activeSite}"),
+                group("{.status.conditions[?(@.type==\"Ready\")].reason}"),
+            );
+            if active == "iad" && ready == "Healthy" {
+                Ok(())
+            } else {
+                Err(format!("{active} {ready}"))
+            }
+        },
+    );
+    let (ok, out) = kubectl(
+        &kubeconfig,
+        &[
+            "delete",
+            "pod",
+            "-n",
+            "bloodraven-playground",
+            "-l",
+            "shipstream.io/site=iad",
+        ],
+    );
+    assert!(ok, "{out}");
+    eventually("failover to pdx", Duration::from_secs(90), || {
+        let (active, ready) = (
+            group("{.status.activeSite}"),
+            group("{.status.conditions[?(@.type==\"Ready\")].reason}"),
+        );
+        if active == "pdx" && ready == "Healthy" {
+            Ok(())
+        } else {
+            Err(format!("{active} {ready}"))
+        }
+    });
+    let (ok, events) = kubectl(
+        &kubeconfig,
+        &[
+            "-n",
+            "bloodraven-playground",
+            "get",
+            "events",
+            "--sort-by=.lastTimestamp",
+        ],
+    );
+    assert!(ok, "{events}");
+    let started = events
+        .find("FailoverStarted")
+        .expect("FailoverStarted event");
+    let succeeded = events
+        .find("FailoverSucceeded")
+        .expect("FailoverSucceeded event");
+    assert!(started < succeeded, "{events}");
+    // The operator's own output, as `kubectl logs -l` shows it.
+    let (ok, logs) = kubectl(
+        &kubeconfig,
+        &[
+            "-n",
+            "bloodraven-system",
+            "logs",
+            "-l",
+            "app.kubernetes.io/name=bloodraven",
+            "--tail=-1",
+        ],
+    );
+    assert!(ok && logs.contains("bloodraven::controllers"), "{logs}");
 }
 
 fn tempfile_dir() -> PathBuf {

@@ -17,8 +17,58 @@ const RENAMES: &[(&str, &str)] = &[
 ];
 
 /// events.k8s.io/v1 -> stored core/v1.
+///
+/// A deliberate difference from Kubernetes: an events.k8s.io Event that carries no
+/// `deprecatedLastTimestamp` (kube-runtime's recorder never sets it) gets the core
+/// `lastTimestamp`, `firstTimestamp` and `count` from `eventTime` and `series`. Without
+/// them `kubectl get events --sort-by=.lastTimestamp` (the guide's command) puts every
+/// operator Event before the cluster's, and the LAST SEEN column of a repeated Event
+/// would not move.
 pub(super) fn to_core(obj: Value) -> Value {
-    rename(obj, |(events, core)| (events, core), "v1")
+    let mut core = rename(obj, |(events, core)| (events, core), "v1");
+    fill_legacy_timestamps(&mut core);
+    core
+}
+
+fn fill_legacy_timestamps(core: &mut Value) {
+    let Value::Object(map) = core else {
+        return;
+    };
+    let event_time = map
+        .get("eventTime")
+        .and_then(Value::as_str)
+        .map(whole_seconds);
+    let Some(event_time) = event_time else {
+        return;
+    };
+    let series = map.get("series");
+    let series_last = series
+        .and_then(|s| s.get("lastObservedTime"))
+        .and_then(Value::as_str)
+        .map(whole_seconds);
+    let series_count = series.and_then(|s| s.get("count")).and_then(Value::as_u64);
+    if map.get("firstTimestamp").is_none_or(Value::is_null) {
+        map.insert("firstTimestamp".into(), Value::String(event_time.clone()));
+    }
+    // The series, when there is one, is the newer observation.
+    if let Some(last) = series_last {
+        map.insert("lastTimestamp".into(), Value::String(last));
+    } else if map.get("lastTimestamp").is_none_or(Value::is_null) {
+        map.insert("lastTimestamp".into(), Value::String(event_time));
+    }
+    if let Some(count) = series_count {
+        map.insert("count".into(), Value::from(count));
+    } else if map.get("count").is_none_or(Value::is_null) {
+        map.insert("count".into(), Value::from(1));
+    }
+}
+
+/// metav1.MicroTime (`...T00:00:01.250000Z`) -> metav1.Time (`...T00:00:01Z`).
+fn whole_seconds(micro: &str) -> String {
+    match micro.split_once('.') {
+        Some((seconds, _)) => format!("{seconds}Z"),
+        None => micro.to_string(),
+    }
 }
 
 /// Stored core/v1 -> events.k8s.io/v1.
@@ -70,5 +120,31 @@ mod tests {
         assert_eq!(core["apiVersion"], "v1");
         assert!(core.get("note").is_none());
         assert_eq!(from_core(core), v1);
+    }
+
+    #[test]
+    fn events_without_legacy_timestamps_get_them_from_event_time_and_series() {
+        let first = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"},
+                           "eventTime": "2026-12-03T12:00:01.250000Z", "reason": "Promoted"});
+        let core = to_core(first);
+        assert_eq!(core["lastTimestamp"], "2026-12-03T12:00:01Z");
+        assert_eq!(core["firstTimestamp"], "2026-12-03T12:00:01Z");
+        assert_eq!(core["count"], 1);
+
+        let repeated = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"},
+                              "eventTime": "2026-12-03T12:00:01.250000Z", "reason": "Promoted",
+                              "deprecatedLastTimestamp": "2026-12-03T12:00:01Z",
+                              "series": {"count": 3, "lastObservedTime": "2026-12-03T12:05:00.000001Z"}});
+        let core = to_core(repeated);
+        assert_eq!(core["lastTimestamp"], "2026-12-03T12:05:00Z");
+        assert_eq!(core["count"], 3);
+
+        // An Event that already carries the legacy fields keeps them.
+        let explicit = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"},
+                              "eventTime": "2026-12-03T12:00:01.000000Z",
+                              "deprecatedLastTimestamp": "2026-12-03T11:00:00Z", "deprecatedCount": 7});
+        let core = to_core(explicit);
+        assert_eq!(core["lastTimestamp"], "2026-12-03T11:00:00Z");
+        assert_eq!(core["count"], 7);
     }
 }

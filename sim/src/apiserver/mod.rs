@@ -11,6 +11,7 @@ mod events;
 mod http;
 mod meta;
 mod patch;
+pub mod protobuf;
 mod registry;
 mod schema_check;
 mod selector;
@@ -226,6 +227,8 @@ struct Inner {
     state: Mutex<State>,
     clock: SharedClock,
     config: ServerConfig,
+    /// What simulated containers printed, for `kubectl logs` (the kubelet writes it).
+    logs: crate::logs::ContainerLogs,
 }
 
 impl ApiServer {
@@ -243,8 +246,14 @@ impl ApiServer {
                 state: Mutex::new(state),
                 clock,
                 config,
+                logs: crate::logs::ContainerLogs::default(),
             }),
         }
+    }
+
+    /// The output of every simulated container run.
+    pub fn container_logs(&self) -> &crate::logs::ContainerLogs {
+        &self.inner.logs
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

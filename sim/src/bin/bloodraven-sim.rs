@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::{Layer, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Parser)]
 #[command(
@@ -46,16 +49,25 @@ enum Command {
         /// Simulated milliseconds per step.
         #[arg(long, default_value_t = 2)]
         tick_ms: u64,
+        /// Simulated wall-clock start, in seconds since the Unix epoch (default: now,
+        /// so that ages in kubectl are relative to the real time).
+        #[arg(long)]
+        epoch_seconds: Option<u64>,
     },
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
+    // Two outputs with their own filters: the process's stderr (RUST_LOG, default warn)
+    // and the simulated containers' output for `kubectl logs` (info and above).
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
+        );
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(bloodraven_sim::logs::ContainerLogLayer.with_filter(LevelFilter::INFO))
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -68,6 +80,7 @@ fn main() -> std::process::ExitCode {
             manifests,
             duration_seconds,
             tick_ms,
+            epoch_seconds,
         } => bloodraven_sim::serve::serve(&bloodraven_sim::serve::ServeOptions {
             listen: SocketAddr::new(address, port),
             kubeconfig,
@@ -76,6 +89,7 @@ fn main() -> std::process::ExitCode {
             manifests,
             duration: duration_seconds.map(Duration::from_secs),
             tick: Duration::from_millis(tick_ms.max(1)),
+            epoch_seconds,
         }),
     };
     match result {

@@ -37,6 +37,15 @@ pub const CLIENT_HOST: &str = "chaos-runner";
 /// the image's entrypoint) takes seconds, not the model's default half second; with that
 /// default a killed primary came back inside the 3 s detection window and a site kill
 /// could never cause a failover.
+///
+/// Basis for the figure: the MySQL 8.4 Reference Manual, "InnoDB Recovery" (17.18.2):
+/// after a crash, redo log application runs during initialization *before* any
+/// connection is accepted, then incomplete transactions roll back; and the reference
+/// guide's own timing table puts a playground pod-kill failover at "about 30-45
+/// seconds". A container restart of the official image (entrypoint, then mysqld with
+/// InnoDB recovery on a small data directory) takes several seconds on a laptop-class
+/// k3d node; 5-8 s is the low end of that, enough that the operator's detection window
+/// closes and fails over first, as the guide describes. Serve mode uses the same value.
 pub const REALISTIC_MYSQL_STARTUP: StartupProfile = StartupProfile {
     delay: Duration::from_secs(5),
     jitter: Duration::from_secs(3),

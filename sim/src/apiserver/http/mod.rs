@@ -281,25 +281,41 @@ fn flag(query: &BTreeMap<String, String>, key: &str) -> bool {
     query.get(key).is_some_and(|v| v == "true" || v == "1")
 }
 
-/// The media types a create or update body may have (protobuf aside, which this
-/// server does not speak). A body in any other is a 415, as in Kubernetes.
+/// The media types a create or update body may have. A body in any other is a 415, as
+/// in Kubernetes.
 fn check_object_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(content_type) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(());
-    };
-    let media = content_type
-        .to_str()
+    match object_media_type(headers) {
+        "application/json" | "application/yaml" | "*/*" | "" => Ok(()),
+        super::protobuf::MEDIA_TYPE => Ok(()),
+        other => Err(ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format ({other}) - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf"
+        ))),
+    }
+}
+
+fn object_media_type(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .split(';')
         .next()
         .unwrap_or_default()
-        .trim();
-    match media {
-        "application/json" | "application/yaml" | "*/*" | "" => Ok(()),
-        other => Err(ApiError::unsupported_media_type(format!(
-            "the body of the request was in an unknown format ({other}) - accepted media types include: application/json, application/yaml"
-        ))),
+        .trim()
+}
+
+/// A create or update body: protobuf (kubectl's typed clients) or JSON/YAML.
+fn decode_object_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
+    if object_media_type(headers) == super::protobuf::MEDIA_TYPE {
+        return super::protobuf::decode(body).map_err(|e| match e {
+            // As kube-apiserver answers protobuf for a kind it cannot decode (a CRD).
+            super::protobuf::ProtobufError::UnknownKind { .. } => {
+                ApiError::unsupported_media_type(e.to_string())
+            }
+            other => ApiError::bad_request(other.to_string()),
+        });
     }
+    decode_body(body)
 }
 
 fn decode_body(body: &Bytes) -> Result<Value, ApiError> {
@@ -379,6 +395,11 @@ async fn resource_request(
     })?;
     let who = Caller { user_agent };
     let ns = target.namespace;
+    if let (Some("log"), Some(name), "Pod", &Method::GET) =
+        (target.subresource, target.name, info.kind.as_str(), method)
+    {
+        return pod_log(server, &key, ns, name, query, &who).await;
+    }
     let sub = match target.subresource {
         None => Subresource::Main,
         Some("status") if info.status_subresource => Subresource::Status,
@@ -462,7 +483,7 @@ async fn resource_request(
         }
         (&Method::POST, None) => {
             check_object_content_type(headers)?;
-            let obj = decode_body(body)?;
+            let obj = decode_object_body(headers, body)?;
             warnings.extend(field_validation(query, &info, &obj)?);
             if is_dry_run(query) {
                 return Err(ApiError::bad_request(
@@ -474,7 +495,7 @@ async fn resource_request(
         }
         (&Method::PUT, Some(name)) => {
             check_object_content_type(headers)?;
-            let obj = decode_body(body)?;
+            let obj = decode_object_body(headers, body)?;
             warnings.extend(field_validation(query, &info, &obj)?);
             if meta_name(&obj) != name {
                 return Err(ApiError::bad_request(format!(
@@ -730,6 +751,127 @@ async fn watch(
         Some((Ok::<_, Infallible>(Bytes::from(line)), state))
     });
     Ok(stream_response(Body::from_stream(lines.boxed())))
+}
+
+/// `GET /api/v1/namespaces/{ns}/pods/{name}/log`: what the container's program logged
+/// (`container`, `previous`, `tailLines`, `sinceSeconds`, `timestamps`, `follow`).
+async fn pod_log(
+    server: &ApiServer,
+    key: &ResourceKey,
+    ns: Option<&str>,
+    name: &str,
+    query: &BTreeMap<String, String>,
+    who: &Caller<'_>,
+) -> Result<Response, ApiError> {
+    let pod = server.get_as(key, ns, name, who)?;
+    let namespace = ns.unwrap_or("default");
+    let containers: Vec<String> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let container = match query.get("container").filter(|c| !c.is_empty()) {
+        Some(container) => container.clone(),
+        None => match containers.as_slice() {
+            [only] => only.clone(),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "a container name must be specified for pod {name}, choose one of: [{}]",
+                    containers.join(" ")
+                )));
+            }
+        },
+    };
+    if !containers.contains(&container) {
+        return Err(ApiError::bad_request(format!(
+            "container {container} is not valid for pod {name}"
+        )));
+    }
+    let previous = flag(query, "previous");
+    let buffer = server
+        .container_logs()
+        .get(namespace, name, &container, previous)
+        .ok_or_else(|| {
+            ApiError::bad_request(if previous {
+                format!("previous terminated container \"{container}\" in pod \"{name}\" not found")
+            } else {
+                format!("container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating")
+            })
+        })?;
+    let timestamps = flag(query, "timestamps");
+    let since = match query.get("sinceSeconds") {
+        Some(text) => {
+            let seconds: i64 = text.parse().map_err(|_| {
+                ApiError::bad_request(format!("sinceSeconds {text:?} is not a whole number"))
+            })?;
+            Some(now_seconds(server) - seconds)
+        }
+        None => None,
+    };
+    let tail = match query.get("tailLines") {
+        Some(text) => Some(text.parse::<i64>().map_err(|_| {
+            ApiError::bad_request(format!("tailLines {text:?} is not a whole number"))
+        })?),
+        None => None,
+    };
+    let (mut lines, seen) = buffer.since(0);
+    if let Some(since) = since {
+        lines.retain(|line| line.time.as_second() >= since);
+    }
+    if let Some(tail) = tail.and_then(|t| usize::try_from(t).ok()) {
+        let skip = lines.len().saturating_sub(tail);
+        lines.drain(..skip);
+    }
+    let render = move |lines: &[crate::logs::LogLine]| {
+        let mut out = String::new();
+        for line in lines {
+            if timestamps {
+                out.push_str(&line.time.strftime("%Y-%m-%dT%H:%M:%S.%fZ ").to_string());
+            }
+            out.push_str(&line.text);
+            out.push('\n');
+        }
+        Bytes::from(out)
+    };
+    let first = render(&lines);
+    if !flag(query, "follow") {
+        return Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain")],
+            first,
+        )
+            .into_response());
+    }
+    // Follow: what is there, then every new line until the run ends or the client goes.
+    let progress = buffer.subscribe();
+    let state = (Some(first), buffer, progress, seen);
+    let chunks = stream::unfold(
+        state,
+        move |(first, buffer, mut progress, seen)| async move {
+            if let Some(first) = first {
+                return Some((Ok::<_, Infallible>(first), (None, buffer, progress, seen)));
+            }
+            loop {
+                let (lines, total) = buffer.since(seen);
+                if !lines.is_empty() {
+                    return Some((Ok(render(&lines)), (None, buffer, progress, total)));
+                }
+                if progress.borrow_and_update().1 || progress.changed().await.is_err() {
+                    return None;
+                }
+            }
+        },
+    );
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain")],
+        Body::from_stream(chunks.boxed()),
+    )
+        .into_response())
 }
 
 fn stream_response(body: Body) -> Response {

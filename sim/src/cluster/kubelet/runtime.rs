@@ -51,6 +51,7 @@ pub(super) struct Launch {
     reports: Arc<Mutex<Vec<RunReport>>>,
     commands: Mutex<Option<UnboundedReceiver<StartCommand>>>,
     clock: SharedClock,
+    logs: crate::logs::ContainerLogs,
 }
 
 pub(super) type LaunchSlot = Arc<Mutex<Option<Arc<Launch>>>>;
@@ -71,6 +72,7 @@ async fn run_pod(launch: Arc<Launch>) {
         ctx.ready = command.ready;
         let reports = launch.reports.clone();
         let clock = launch.clock.clone();
+        let logs = launch.logs.clone();
         tokio::task::spawn_local(async move {
             tokio::time::sleep(command.delay).await;
             if let Some(report) = lock(&reports)
@@ -79,7 +81,19 @@ async fn run_pod(launch: Arc<Launch>) {
             {
                 report.started_at = Some(clock.now());
             }
-            let result = freezable(program.run(ctx), command.frozen).await;
+            // What the program logs in this run is its container output (`kubectl logs`).
+            let output = logs.start_run(&ctx.namespace, &ctx.pod, &ctx.container);
+            let route = crate::logs::route(&output);
+            let span = tracing::info_span!(crate::logs::CONTAINER_SPAN, log_route = route);
+            let result = freezable(
+                tracing::Instrument::instrument(program.run(ctx), span),
+                command.frozen,
+            )
+            .await;
+            if let Err(err) = &result {
+                output.push(clock.now(), format!("exited: {err}"));
+            }
+            output.close();
             let (code, message) = match result {
                 Ok(()) => (0, "Completed".to_string()),
                 Err(err) => (1, err.to_string()),
@@ -350,6 +364,7 @@ pub(super) fn relaunch(cp: &mut ControlPlane, net: &mut Network, runtime: &mut P
         reports: reports.clone(),
         commands: Mutex::new(Some(receiver)),
         clock: Arc::new(cp.clock.clone()),
+        logs: cp.api.api.container_logs().clone(),
     });
     runtime.reports = reports;
     runtime.commands = Some(sender);
