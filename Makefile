@@ -8,7 +8,7 @@ BACKEND ?= sim
 PARALLEL ?= 2
 
 .PHONY: help build test ci fmt fmt-check lint generate generate-check chaos-list chaos-run \
-        chaos-run-all chaos-recover chaos-sweep report test-integration docs-build playground-sim
+        chaos-run-all chaos-recover chaos-sweep report test-integration test-contract docs-build playground-sim
 
 help: ## Show the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -23,7 +23,7 @@ test: ## Run every test (unit, component, envtest, sim scenarios)
 	  $(CARGO) test --workspace --no-fail-fast; \
 	fi
 
-ci: generate-check fmt-check lint docs-build test-integration test ## What CI runs: generated files current, formatted, lint-clean, the book builds, adapters against real servers, all tests (last, so its summary closes the run)
+ci: generate-check fmt-check lint docs-build test-integration test-contract test ## What CI runs: generated files current, formatted, lint-clean, the book builds, adapters against real servers, all tests (last, so its summary closes the run)
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
@@ -84,7 +84,7 @@ playground-sim: ## The simulated playground in real time, for kubectl (no Docker
 # The integration tier (crate integration/): its tests are #[ignore]d in `make test` and
 # run here, each against a real server it starts itself (S3: moto's server, from
 # `pip install 'moto[server]'`). A server that cannot start fails the test. docs/backups.md.
-test-integration: ## Adapters against real servers started by the harness (S3 via moto)
+test-integration: ## Adapters against real servers started by the harness (S3 via moto, MariaDB, podman)
 	@start=$$(date +%s); \
 	if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	  $(CARGO) nextest run -p bloodraven-integration --run-ignored only --no-fail-fast; \
@@ -92,6 +92,10 @@ test-integration: ## Adapters against real servers started by the harness (S3 vi
 	  $(CARGO) test -p bloodraven-integration -- --ignored; \
 	fi; \
 	status=$$?; echo "test-integration: $$(( $$(date +%s) - start )) s wall"; exit $$status
+
+test-contract: ## The dns-webhook against its OpenAPI contract with schemathesis (MAX_TIME=30 seconds of generated cases)
+	$(CARGO) build -p bloodraven-dns-webhook
+	MAX_TIME=$${MAX_TIME:-30} playground/dns-webhook/check-contract.sh
 
 docs-build: ## Build the mdBook under docs/ into docs/book
 	@command -v mdbook >/dev/null 2>&1 || { echo "docs-build: mdbook is not installed (cargo install mdbook --locked)"; exit 1; }
