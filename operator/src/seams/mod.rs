@@ -14,7 +14,7 @@ pub use dragonfly::{
     SharedDragonflyConnector,
 };
 pub use mysql::{
-    CloneDonor, GtidWait, IoThreadState, MysqlConnector, MysqlError, MysqlSession, MysqlStatus,
+    CloneDonor, CloneState, GtidWait, IoThreadState, MysqlConnector, MysqlError, MysqlSession, MysqlStatus,
     MysqlTarget, MysqlTimeouts, REPLICATION_PRIVILEGES, ReadOnlyMode, ReplicaStatus,
     ReplicationAccount, ReplicationError, ReplicationSource, SemisyncSourceStatus,
     SharedMysqlConnector,
