@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use bloodraven::gtid::GtidSet;
 use bloodraven::production::mysql::sql;
 use bloodraven::seams::{
-    DragonflyTimeouts, GtidWait, MysqlConnector, MysqlError, MysqlSession, MysqlStatus,
+    CloneState, DragonflyTimeouts, GtidWait, MysqlConnector, MysqlError, MysqlSession, MysqlStatus,
     MysqlTarget, ReadOnlyMode, SemisyncSourceStatus,
 };
 use bloodraven_chaos::backend::k3d::{
@@ -355,6 +355,19 @@ impl MysqlSession for Session {
             self.run(&sql::forced_write(key, value, fenced?));
             Ok(())
         })
+    }
+    fn read_only_mode(&mut self) -> BoxFuture<'_, Result<ReadOnlyMode, MysqlError>> {
+        let flags = self.flags();
+        Box::pin(async move {
+            let (read_only, super_read_only) = flags?;
+            Ok(ReadOnlyMode::from_flags(read_only, super_read_only))
+        })
+    }
+    fn clone_state(&mut self) -> BoxFuture<'_, Result<Option<CloneState>, MysqlError>> {
+        self.unsupported()
+    }
+    fn enable_replica_side_disabled_events(&mut self) -> BoxFuture<'_, Result<u64, MysqlError>> {
+        self.unsupported()
     }
 }
 

@@ -447,6 +447,7 @@ mod world {
                         true
                     }
                     Action::Clone { .. }
+                    | Action::StartReplica { .. }
                     | Action::SetRoleLabel { .. }
                     | Action::UpdateDns { .. }
                     | Action::RemoveAnnotation { .. } => true,

@@ -25,10 +25,15 @@ use crate::children::{SIDECAR_PASSWORD_ENV, names};
 use crate::engine::lease::{LeaseTiming, LeaseTimingError};
 use crate::engine::time::Millis;
 use crate::production::lease::{self as lease_object, LeaseWriteError};
-use crate::seams::{MysqlSession, MysqlTarget, ReadOnlyMode, SharedClock, SharedMysqlConnector};
+use crate::seams::mysql::error_codes;
+use crate::seams::{
+    CloneState, MysqlError, MysqlSession, MysqlTarget, ReadOnlyMode, SharedClock,
+    SharedMysqlConnector,
+};
 use decide::{
-    FenceReason, KnownLease, LeaseEvent, MysqlAction, SidecarMemory, SidecarSettings, mysql_action,
-    renewal_due, renewal_timeout, writable_allowed,
+    FenceAttempt, FenceNext, FenceReason, KnownLease, LeaseEvent, MysqlAction, MysqldView,
+    SidecarMemory, SidecarSettings, after_fence_attempt, mysql_action, renewal_due,
+    renewal_timeout, writable_allowed,
 };
 
 /// A password read from the environment. `Debug` never prints it.
@@ -253,6 +258,103 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Reads the read-only flags alone and, when they say `read_only` without
+/// `super_read_only`, whether a CLONE is running (the only case it changes the
+/// decision). A failed read drops the session and leaves the flags unknown.
+async fn observe_mysqld(
+    session: &mut Option<Box<dyn MysqlSession>>,
+    errors: &mut Vec<String>,
+) -> MysqldView {
+    let mut view = MysqldView {
+        mode: None,
+        clone_in_progress: false,
+    };
+    let Some(s) = session.as_mut() else {
+        return view;
+    };
+    match s.read_only_mode().await {
+        Ok(mode) => view.mode = Some(mode),
+        Err(err) => {
+            errors.push(err.to_string());
+            *session = None;
+            return view;
+        }
+    }
+    if view.mode == Some(ReadOnlyMode::ReadOnly) {
+        match s.clone_state().await {
+            Ok(state) => view.clone_in_progress = state == Some(CloneState::InProgress),
+            // Not knowing means no exemption: the fence goes up.
+            Err(err) => errors.push(err.to_string()),
+        }
+    }
+    view
+}
+
+fn fence_attempt(result: &Result<(), MysqlError>) -> FenceAttempt {
+    match result {
+        Ok(()) => FenceAttempt::Held,
+        Err(err) if err.server_code() == Some(error_codes::LOCK_WAIT_TIMEOUT) => {
+            FenceAttempt::LockWaitTimedOut
+        }
+        // Cut off by the request timeout while waiting (for the lock, as a rule).
+        Err(MysqlError::Timeout { .. }) => FenceAttempt::LockWaitTimedOut,
+        Err(MysqlError::Connect { .. } | MysqlError::ConnectionLost { .. }) => {
+            FenceAttempt::ConnectionFailed
+        }
+        Err(_) => FenceAttempt::Refused,
+    }
+}
+
+/// `super_read_only = ON`, then kill every client connection. When the SET cannot get
+/// the global read lock, the clients holding it are killed from a second connection
+/// and the SET is tried again there ([`decide::after_fence_attempt`]); the session
+/// left behind is whichever connection still works.
+async fn fence(
+    connector: &dyn crate::seams::MysqlConnector,
+    target: &MysqlTarget,
+    session: &mut Option<Box<dyn MysqlSession>>,
+) -> Result<(), MysqlError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = match session.as_mut() {
+            Some(s) => s.set_read_only(ReadOnlyMode::SuperReadOnly).await,
+            None => match connector.connect(target).await {
+                Ok(s) => session.insert(s).set_read_only(ReadOnlyMode::SuperReadOnly).await,
+                Err(err) => Err(err),
+            },
+        };
+        match after_fence_attempt(fence_attempt(&result), attempt) {
+            FenceNext::KillClients => {
+                let Some(s) = session.as_mut() else {
+                    return Ok(());
+                };
+                // Open transactions must not commit after the fence.
+                return match s.kill_client_connections().await {
+                    Ok(_) => Ok(()),
+                    Err(err) => {
+                        *session = None;
+                        Err(err)
+                    }
+                };
+            }
+            FenceNext::KillBlockersAndRetry => {
+                // The waiting connection may be killed along with the blockers: the
+                // second connection carries on.
+                let mut second = connector.connect(target).await?;
+                let killed = second.kill_client_connections().await?;
+                tracing::warn!(killed, "fence could not get the global read lock: killed client connections");
+                *session = Some(second);
+            }
+            FenceNext::ReconnectAndRetry => *session = None,
+            FenceNext::GiveUp => {
+                *session = None;
+                return result;
+            }
+        }
+    }
+}
+
 /// Runs the sidecar loop until `shutdown` completes.
 pub async fn run(
     args: SidecarArgs,
@@ -344,37 +446,26 @@ pub async fn run(
                 Err(err) => errors.push(err.to_string()),
             }
         }
-        let mut mode = None;
-        if let Some(s) = session.as_mut() {
-            match s.observe().await {
-                Ok(observed) => mode = Some(observed.read_only_mode()),
-                Err(err) => {
+        let view = observe_mysqld(&mut session, &mut errors).await;
+        let mode = view.mode;
+        let decided_at = now();
+        let action = mysql_action(&settings, &memory, view, decided_at);
+        match &action {
+            MysqlAction::Nothing => {}
+            MysqlAction::Fence(reason) => {
+                tracing::warn!(site = %settings.site, ?reason, "fencing mysqld");
+                if let Err(err) = fence(deps.mysql.as_ref(), &target, &mut session).await {
                     errors.push(err.to_string());
-                    session = None;
                 }
             }
-        }
-        let decided_at = now();
-        let action = mysql_action(&settings, &memory, mode, decided_at);
-        if let Some(s) = session.as_mut() {
-            let result = match &action {
-                MysqlAction::Nothing => Ok(()),
-                MysqlAction::Fence(reason) => {
-                    tracing::warn!(site = %settings.site, ?reason, "fencing mysqld");
-                    match s.set_read_only(ReadOnlyMode::SuperReadOnly).await {
-                        // Open transactions must not commit after the fence.
-                        Ok(()) => s.kill_client_connections().await.map(|_| ()),
-                        Err(err) => Err(err),
+            MysqlAction::LiftFence => {
+                if let Some(s) = session.as_mut() {
+                    tracing::info!(site = %settings.site, "lifting the fence: lease holder with the operator's grant");
+                    if let Err(err) = s.set_read_only(ReadOnlyMode::Writable).await {
+                        errors.push(err.to_string());
+                        session = None;
                     }
                 }
-                MysqlAction::LiftFence => {
-                    tracing::info!(site = %settings.site, "lifting the fence: lease holder with the operator's grant");
-                    s.set_read_only(ReadOnlyMode::Writable).await
-                }
-            };
-            if let Err(err) = result {
-                errors.push(err.to_string());
-                session = None;
             }
         }
 
@@ -430,7 +521,7 @@ mod tests {
         let cli = Cli::try_parse_from(argv).unwrap();
         assert_eq!(cli.args.group, "playground");
         assert_eq!(cli.args.site, "iad");
-        assert_eq!(cli.args.mysql_port, 3306);
+        assert_eq!(cli.args.mysql_port, crate::children::ADMIN_PORT);
         let settings = cli.args.settings().unwrap();
         assert_eq!(settings.timing.duration(), Duration::from_secs(5));
         assert_eq!(settings.renew_interval, Duration::from_secs(1));

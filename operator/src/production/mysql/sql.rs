@@ -150,13 +150,9 @@ pub fn wait_for_executed_gtid_set(set: &GtidSet, timeout: Duration) -> String {
     )
 }
 
-/// The clone plugin's shared library, loaded at boot on every mysqld of the group
-/// (donor and recipient both need it: manual 7.6.7.1 "Installing the Clone Plugin").
-pub const CLONE_PLUGIN_LIBRARY: &str = "mysql_clone.so";
-
 /// `CLONE INSTANCE` on the recipient (manual 7.6.7.3 "Cloning Remote Data"): the donor
-/// must be listed in `clone_valid_donor_list` (a variable of the clone plugin: 1193
-/// without it), and the recipient must not be `super_read_only`, so the fence is
+/// must be listed in `clone_valid_donor_list` (a variable of the clone plugin, which
+/// `children::mysqld_args` loads at boot: 1193 without it), and the recipient must not be `super_read_only`, so the fence is
 /// lowered to `read_only` for the clone (ordinary clients stay refused; the sidecar
 /// leaves a server alone while `performance_schema.clone_status` says `In Progress`).
 /// After a successful clone the server restarts and boots fenced again from its
