@@ -383,7 +383,10 @@ spec:
             text.contains("m.yaml:6:25: Secret/orders-mysql: stringData.replication-password: "),
             "{text}"
         );
-        assert!(text.contains("33 characters") && text.contains("at most 32"), "{text}");
+        assert!(
+            text.contains("33 characters") && text.contains("at most 32"),
+            "{text}"
+        );
         assert!(!text.contains(&long), "the password is printed: {text}");
         // base64 in `data`: 40 bytes of 'y'.
         let r = report(&secret(

@@ -237,7 +237,10 @@ fn semisync_loads_the_plugins_and_storage_class_reaches_the_claim() {
     assert!(args.contains(&json!("--rpl-semi-sync-source-timeout=2500")));
     // Asynchronous groups enable nothing.
     let async_args = mysqld_args(&playground(), "iad", "bp");
-    assert!(!async_args.iter().any(|a| a.contains("semi-sync")), "{async_args:?}");
+    assert!(
+        !async_args.iter().any(|a| a.contains("semi-sync")),
+        "{async_args:?}"
+    );
     assert_eq!(
         sts["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"],
         "fast"
@@ -446,12 +449,21 @@ fn the_first_start_initialises_without_the_fence_and_without_the_binary_log() {
     let script = init["command"][2].as_str().unwrap();
     assert_eq!(init["command"][0], "bash");
     // The init server: binary log off, and none of the fenced server's arguments.
-    assert!(script.contains("set -- mysqld --skip-log-bin\n"), "{script}");
+    assert!(
+        script.contains("set -- mysqld --skip-log-bin\n"),
+        "{script}"
+    );
     for arg in mysqld["args"].as_array().unwrap() {
-        assert!(!script.contains(arg.as_str().unwrap()), "{arg} in the init script");
+        assert!(
+            !script.contains(arg.as_str().unwrap()),
+            "{arg} in the init script"
+        );
     }
     for forbidden in ["read-only", "read_only", "log-bin=", "gtid"] {
-        assert!(!script.contains(forbidden), "{forbidden} in the init script");
+        assert!(
+            !script.contains(forbidden),
+            "{forbidden} in the init script"
+        );
     }
     // It does the entrypoint's first-start work and nothing when data exists.
     for step in [
@@ -472,8 +484,14 @@ fn the_first_start_initialises_without_the_fence_and_without_the_binary_log() {
 #[test]
 fn persisted_globals_cannot_make_a_restarted_server_writable() {
     let args = mysqld_args(&playground(), "iad", "bp");
-    assert!(args.contains(&"--persisted-globals-load=OFF".to_string()), "{args:?}");
-    assert!(args.contains(&"--plugin-load-add=mysql_clone.so".to_string()), "{args:?}");
+    assert!(
+        args.contains(&"--persisted-globals-load=OFF".to_string()),
+        "{args:?}"
+    );
+    assert!(
+        args.contains(&"--plugin-load-add=mysql_clone.so".to_string()),
+        "{args:?}"
+    );
 }
 
 #[test]

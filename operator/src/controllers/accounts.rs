@@ -63,9 +63,8 @@ impl Credentials {
     /// Reads `root-password`, `replication-password` and the optional
     /// `replication-user` (default `repl`; an empty value counts as absent).
     pub(crate) fn from_secret(secret: &Secret) -> Result<Self, CredentialsError> {
-        let required = |key: &'static str| {
-            value(secret, key).ok_or(CredentialsError::MissingKey { key })
-        };
+        let required =
+            |key: &'static str| value(secret, key).ok_or(CredentialsError::MissingKey { key });
         let password = required(REPLICATION_PASSWORD_KEY)?;
         if let Some(length) = replication_password_too_long(&password) {
             return Err(CredentialsError::ReplicationPasswordTooLong {
@@ -220,7 +219,13 @@ mod tests {
             }
         );
         let message = error.to_string();
-        assert!(message.contains("33 characters") && message.contains("at most 32"), "{message}");
-        assert!(!message.contains(&too_long), "never prints the password: {message}");
+        assert!(
+            message.contains("33 characters") && message.contains("at most 32"),
+            "{message}"
+        );
+        assert!(
+            !message.contains(&too_long),
+            "never prints the password: {message}"
+        );
     }
 }

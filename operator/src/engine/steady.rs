@@ -141,7 +141,11 @@ mod tests {
         // restarted: CHANGE REPLICATION SOURCE would purge its relay log.
         let start = Action::StartReplica { site: "pdx".into() };
         let cases: [(&str, Edit, &Action); 6] = [
-            ("wrong source", |r| r.source_site = Some("elsewhere".into()), &configure),
+            (
+                "wrong source",
+                |r| r.source_site = Some("elsewhere".into()),
+                &configure,
+            ),
             ("unknown source", |r| r.source_site = None, &configure),
             ("no auto-position", |r| r.auto_position = false, &configure),
             ("IO thread stopped", |r| r.io_running = false, &start),

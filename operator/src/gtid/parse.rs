@@ -28,9 +28,7 @@ pub enum GtidProblem {
     GnoTooLarge,
     #[error("interval end {end} is before its start {start}")]
     ReversedInterval { start: u64, end: u64 },
-    #[error(
-        "expected a GTID tag: 1 to 32 letters, digits or '_', starting with a letter or '_'"
-    )]
+    #[error("expected a GTID tag: 1 to 32 letters, digits or '_', starting with a letter or '_'")]
     InvalidTag,
     #[error("expected ':', ',' or the end of the set")]
     UnexpectedCharacter,
@@ -150,8 +148,7 @@ impl<'a> Parser<'a> {
             tag.push(c.to_ascii_lowercase());
             self.pos += 1;
         }
-        if tag.is_empty() || tag.len() > MAX_TAG || tag.starts_with(|c: char| c.is_ascii_digit())
-        {
+        if tag.is_empty() || tag.len() > MAX_TAG || tag.starts_with(|c: char| c.is_ascii_digit()) {
             return Err(self.error_at(start, GtidProblem::InvalidTag));
         }
         Ok(tag)
@@ -297,7 +294,9 @@ mod tests {
     #[test]
     fn tagged_gtids_are_distinct_transactions_and_print_as_mysql_does() {
         // MySQL 8.4 manual, 19.1.3.1: `UUID:TAG:NUMBER`; tags are case-insensitive.
-        let parsed = set(&format!("{A}:1-5:Domain_1:1-3:11, {A}:domain_1:4, {B}:_x:7"));
+        let parsed = set(&format!(
+            "{A}:1-5:Domain_1:1-3:11, {A}:domain_1:4, {B}:_x:7"
+        ));
         assert_eq!(parsed.count(), 5 + 4 + 1 + 1);
         assert!(parsed.contains(A, 5));
         assert!(!parsed.contains(A, 11), "only the tagged 11 exists");

@@ -14,9 +14,9 @@ use mysql_async::{Conn, OptsBuilder, Row};
 use crate::gtid::GtidSet;
 use crate::seams::mysql::error_codes;
 use crate::seams::mysql::{
-    CloneDonor, CloneState, GtidWait, IoThreadState, MysqlConnector, MysqlError, MysqlSession, MysqlStatus,
-    MysqlTarget, MysqlTimeouts, ReadOnlyMode, ReplicaStatus, ReplicationAccount, ReplicationError,
-    ReplicationSource, SemisyncSourceStatus,
+    CloneDonor, CloneState, GtidWait, IoThreadState, MysqlConnector, MysqlError, MysqlSession,
+    MysqlStatus, MysqlTarget, MysqlTimeouts, ReadOnlyMode, ReplicaStatus, ReplicationAccount,
+    ReplicationError, ReplicationSource, SemisyncSourceStatus,
 };
 
 pub mod sql;

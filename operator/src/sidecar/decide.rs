@@ -317,7 +317,10 @@ mod tests {
         ];
         for (case, memory, mode, now, expected) in table {
             for clone_in_progress in [false, true] {
-                let view = MysqldView { mode, clone_in_progress };
+                let view = MysqldView {
+                    mode,
+                    clone_in_progress,
+                };
                 let expected = match (&expected, mode) {
                     // The one case the clone exemption changes.
                     (Fence(_), Some(ReadOnly)) if clone_in_progress => Nothing,
@@ -354,14 +357,20 @@ mod tests {
             holder: Some("pdx".into()),
         });
         // CLONE lowered super_read_only; re-fencing would kill it.
-        assert_eq!(mysql_action(&s, &replica, cloning(ReadOnly), Millis(0)), Nothing);
+        assert_eq!(
+            mysql_action(&s, &replica, cloning(ReadOnly), Millis(0)),
+            Nothing
+        );
         // Never while the server takes writes from ordinary clients.
         assert_eq!(
             mysql_action(&s, &replica, cloning(Writable), Millis(0)),
             not_holder
         );
         // Once the clone is over, the fence comes back.
-        assert_eq!(mysql_action(&s, &replica, seen(ReadOnly), Millis(0)), not_holder);
+        assert_eq!(
+            mysql_action(&s, &replica, seen(ReadOnly), Millis(0)),
+            not_holder
+        );
         // Unknown flags: the clone state cannot be trusted either.
         let unknown = MysqldView {
             mode: None,

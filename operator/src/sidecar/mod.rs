@@ -320,7 +320,12 @@ async fn fence(
         let result = match session.as_mut() {
             Some(s) => s.set_read_only(ReadOnlyMode::SuperReadOnly).await,
             None => match connector.connect(target).await {
-                Ok(s) => session.insert(s).set_read_only(ReadOnlyMode::SuperReadOnly).await,
+                Ok(s) => {
+                    session
+                        .insert(s)
+                        .set_read_only(ReadOnlyMode::SuperReadOnly)
+                        .await
+                }
                 Err(err) => Err(err),
             },
         };
@@ -343,7 +348,10 @@ async fn fence(
                 // second connection carries on.
                 let mut second = connector.connect(target).await?;
                 let killed = second.kill_client_connections().await?;
-                tracing::warn!(killed, "fence could not get the global read lock: killed client connections");
+                tracing::warn!(
+                    killed,
+                    "fence could not get the global read lock: killed client connections"
+                );
                 *session = Some(second);
             }
             FenceNext::ReconnectAndRetry => *session = None,

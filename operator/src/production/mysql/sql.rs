@@ -218,7 +218,11 @@ pub fn identifier(name: &str) -> String {
 
 /// Re-enables one event on a newly promoted primary.
 pub fn enable_event(schema: &str, name: &str) -> String {
-    format!("ALTER EVENT {}.{} ENABLE", identifier(schema), identifier(name))
+    format!(
+        "ALTER EVENT {}.{} ENABLE",
+        identifier(schema),
+        identifier(name)
+    )
 }
 
 pub fn kill(connection_id: u64) -> String {
@@ -445,7 +449,10 @@ mod tests {
             (Duration::from_millis(61_005), "61.005"),
         ] {
             let statement = wait_for_executed_gtid_set(&set, timeout);
-            assert!(statement.ends_with(&format!(", {expected})")), "{timeout:?}: {statement}");
+            assert!(
+                statement.ends_with(&format!(", {expected})")),
+                "{timeout:?}: {statement}"
+            );
         }
     }
 
@@ -454,7 +461,10 @@ mod tests {
         let [mode, lock_wait] = session_setup();
         assert!(mode.starts_with("SET SESSION sql_mode = '"), "{mode}");
         assert!(!mode.contains("NO_BACKSLASH_ESCAPES"), "{mode}");
-        assert!(mode.contains("STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE"), "{mode}");
+        assert!(
+            mode.contains("STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE"),
+            "{mode}"
+        );
         assert_eq!(lock_wait, "SET SESSION lock_wait_timeout = 1");
     }
 

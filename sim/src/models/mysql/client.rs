@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use bloodraven::gtid::GtidSet;
 use bloodraven::seams::mysql::{
-    CloneDonor, CloneState, GtidWait, MysqlConnector, MysqlError, MysqlSession, MysqlStatus, MysqlTarget,
-    MysqlTimeouts, REPLICATION_PRIVILEGES, ReadOnlyMode, ReplicationAccount, ReplicationSource,
+    CloneDonor, CloneState, GtidWait, MysqlConnector, MysqlError, MysqlSession, MysqlStatus,
+    MysqlTarget, MysqlTimeouts, REPLICATION_PRIVILEGES, ReadOnlyMode, ReplicationAccount,
+    ReplicationSource,
 };
 use futures::future::BoxFuture;
 use tokio::io::BufReader;
