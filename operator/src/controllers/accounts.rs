@@ -127,6 +127,7 @@ mod tests {
             gtid_executed: Default::default(),
             server_uuid: uuid.to_string(),
             replication: None,
+            semisync_source_active: false,
             probed_at: Millis(0),
         })
     }

@@ -349,6 +349,7 @@ mod world {
                                 last_io_error: None,
                                 last_sql_error: None,
                             }),
+                            semisync_source_active: false,
                             probed_at: Millis(now),
                         })
                     } else {
