@@ -133,7 +133,7 @@ pub fn statefulset(
 }
 
 /// The port of mysqld's administrative interface (MySQL's default `admin_port`), on the
-/// pod's loopback address only: the sidecar fences through it, so that a storm of
+/// pod's loopback address only: meant for the sidecar's fence, so that a storm of
 /// client connections filling `max_connections` (and the one extra SUPER slot, which the
 /// operator may be using) cannot keep the fence out (MySQL 8.4 manual, 7.1.12.1
 /// "Connection Interfaces", "Administrative Connection Management").
@@ -378,8 +378,10 @@ pub fn sidecar_args(owner: &Owner, group: &MysqlFailoverGroup, site: &str) -> Ve
         "sidecar".to_string(),
         format!("--group={}", owner.name),
         format!("--site={site}"),
-        // The administrative interface, never the client port (see [`ADMIN_PORT`]).
-        format!("--mysql-port={ADMIN_PORT}"),
+        // The client port for now. The sidecar belongs on [`ADMIN_PORT`]; it moves there
+        // once the simulated mysqld listens on `--admin-port` (issue 13 part 2), since
+        // the scenarios run this exact pod spec.
+        format!("--mysql-port={}", group.spec.mysql.port),
         format!("--lease-duration={}", failover.lease_duration),
         format!("--lease-renew-interval={}", failover.lease_renew_interval),
         format!("--lease-safety-margin={}", failover.lease_safety_margin),

@@ -159,6 +159,11 @@ mod tests {
         );
         mysql_mut(&mut snap, "iad").semisync_source_active = true;
         let d = run(&snap, 12_000);
-        assert_eq!(status(&d).health, Some(Health::Healthy), "{}", d.health_reason);
+        assert_eq!(
+            status(&d).health,
+            Some(Health::Healthy),
+            "{}",
+            d.health_reason
+        );
     }
 }
