@@ -105,6 +105,20 @@ impl GtidSet {
         self.contains(&gtid.uuid, gtid.gno)
     }
 
+    /// The set without any transaction that originated on `uuid`, tagged or not.
+    pub fn excluding_uuid(&self, uuid: &str) -> GtidSet {
+        let uuid = uuid.to_ascii_lowercase();
+        let tagged = format!("{uuid}:");
+        GtidSet {
+            sets: self
+                .sets
+                .iter()
+                .filter(|(key, _)| **key != uuid && !key.starts_with(&tagged))
+                .map(|(key, intervals)| (key.clone(), intervals.clone()))
+                .collect(),
+        }
+    }
+
     /// Adds `uuid:start-end` (inclusive). Ignores `gno == 0` and reversed intervals, which
     /// the parser refuses and no caller should build.
     pub fn add_interval(&mut self, uuid: &str, start: u64, end: u64) {

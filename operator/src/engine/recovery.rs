@@ -25,9 +25,8 @@ pub(super) fn divergent(
         .as_ref()
         .is_some_and(|r| r.io_running && r.source_site.as_deref() == Some(primary_site));
     if receiving_from_primary {
-        let mut primary_own = GtidSet::new();
-        primary_own.add_interval(&primary.server_uuid, 1, u64::MAX);
-        extra.subtract(&primary_own)
+        // Tagged ones (MySQL 8.4 `uuid:tag:n`) included.
+        extra.excluding_uuid(&primary.server_uuid)
     } else {
         extra
     }

@@ -306,6 +306,10 @@ mod tests {
             format!("{A}:1-5:domain_1:1-4:11,\n{B}:_x:7")
         );
         assert_eq!(set(&parsed.to_string()), parsed, "round trip");
+        assert_eq!(
+            parsed.excluding_uuid(&A.to_uppercase()).to_string(),
+            format!("{B}:_x:7")
+        );
         // The tagged transactions are extra to an untagged superset of the same UUID.
         let untagged = set(&format!("{A}:1-100"));
         assert_eq!(

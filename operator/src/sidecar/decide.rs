@@ -218,7 +218,10 @@ pub(crate) fn after_fence_attempt(outcome: FenceAttempt, attempt: u32) -> FenceN
         FenceAttempt::Held => FenceNext::KillClients,
         _ if attempt >= FENCE_ATTEMPTS_PER_TICK => FenceNext::GiveUp,
         FenceAttempt::LockWaitTimedOut => FenceNext::KillBlockersAndRetry,
-        FenceAttempt::ConnectionFailed => FenceNext::ReconnectAndRetry,
+        // Once: a server that cannot be reached twice in a row will not be reached by
+        // hammering it, and the loop must get back to renewing and reading the lease.
+        FenceAttempt::ConnectionFailed if attempt == 1 => FenceNext::ReconnectAndRetry,
+        FenceAttempt::ConnectionFailed => FenceNext::GiveUp,
         FenceAttempt::Refused => FenceNext::GiveUp,
     }
 }
@@ -390,6 +393,7 @@ mod tests {
             ("lock wait timed out: kill blockers from a second connection", LockWaitTimedOut, 1, KillBlockersAndRetry),
             ("lock wait timed out again: again", LockWaitTimedOut, FENCE_ATTEMPTS_PER_TICK - 1, KillBlockersAndRetry),
             ("connection broke: reconnect and retry", ConnectionFailed, 1, ReconnectAndRetry),
+            ("reconnecting failed too: the next tick tries again", ConnectionFailed, 2, GiveUp),
             ("refused (privileges): retrying cannot help", Refused, 1, GiveUp),
             ("attempts of this tick used up: the next tick decides again", LockWaitTimedOut, FENCE_ATTEMPTS_PER_TICK, GiveUp),
         ];
