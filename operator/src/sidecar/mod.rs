@@ -260,8 +260,12 @@ pub async fn shutdown_signal() {
 
 /// Reads the read-only flags alone and, when they say `read_only` without
 /// `super_read_only`, whether a CLONE is running (the only case it changes the
-/// decision). A failed read drops the session and leaves the flags unknown.
+/// decision). A read that fails on an open session is tried once more on a fresh
+/// connection (someone's KILL, a restart): unknown flags mean "fence and kill every
+/// client", which must not follow from a stale connection alone.
 async fn observe_mysqld(
+    connector: &dyn crate::seams::MysqlConnector,
+    target: &MysqlTarget,
     session: &mut Option<Box<dyn MysqlSession>>,
     errors: &mut Vec<String>,
 ) -> MysqldView {
@@ -269,17 +273,31 @@ async fn observe_mysqld(
         mode: None,
         clone_in_progress: false,
     };
+    for _ in 0..2 {
+        let s = match session {
+            Some(s) => s,
+            None => match connector.connect(target).await {
+                Ok(s) => session.insert(s),
+                Err(err) => {
+                    errors.push(err.to_string());
+                    return view;
+                }
+            },
+        };
+        match s.read_only_mode().await {
+            Ok(mode) => {
+                view.mode = Some(mode);
+                break;
+            }
+            Err(err) => {
+                errors.push(err.to_string());
+                *session = None;
+            }
+        }
+    }
     let Some(s) = session.as_mut() else {
         return view;
     };
-    match s.read_only_mode().await {
-        Ok(mode) => view.mode = Some(mode),
-        Err(err) => {
-            errors.push(err.to_string());
-            *session = None;
-            return view;
-        }
-    }
     if view.mode == Some(ReadOnlyMode::ReadOnly) {
         match s.clone_state().await {
             Ok(state) => view.clone_in_progress = state == Some(CloneState::InProgress),
@@ -448,13 +466,7 @@ pub async fn run(
         }
 
         // Observe mysqld (reconnecting when needed), decide, act.
-        if session.is_none() {
-            match deps.mysql.connect(&target).await {
-                Ok(s) => session = Some(s),
-                Err(err) => errors.push(err.to_string()),
-            }
-        }
-        let view = observe_mysqld(&mut session, &mut errors).await;
+        let view = observe_mysqld(deps.mysql.as_ref(), &target, &mut session, &mut errors).await;
         let mode = view.mode;
         let decided_at = now();
         let action = mysql_action(&settings, &memory, view, decided_at);
