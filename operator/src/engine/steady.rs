@@ -163,7 +163,7 @@ mod tests {
             let mut snap = healthy_pair();
             edit(replication_mut(&mut snap, "pdx"));
             let d = run(&snap, 12_000);
-            assert_eq!(d.actions, [expected.clone()], "{name}");
+            assert_eq!(d.actions, std::slice::from_ref(expected), "{name}");
             assert_eq!(status(&d).health, Some(Health::Degraded), "{name}");
         }
         let mut snap = healthy_pair();

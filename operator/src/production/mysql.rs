@@ -128,6 +128,9 @@ pub(crate) fn clone_outcome(
     }
 }
 
+/// `STATE, ERROR_NO, ERROR_MESSAGE` of `performance_schema.clone_status`.
+type CloneStatusRow = (Option<String>, Option<u32>, Option<String>);
+
 /// A row of `performance_schema.clone_status`; `None` for an unknown state (a newer
 /// server's) is read as "no clone".
 pub(crate) fn clone_state(
@@ -495,7 +498,7 @@ impl MysqlSession for MysqlAsyncSession {
 
     fn clone_state(&mut self) -> BoxFuture<'_, Result<Option<CloneState>, MysqlError>> {
         Box::pin(async move {
-            let row: Result<Option<(Option<String>, Option<u32>, Option<String>)>, _> = self
+            let row: Result<Option<CloneStatusRow>, _> = self
                 .bounded("clone_status", Duration::ZERO, async |conn| {
                     conn.query_first(sql::CLONE_STATUS).await
                 })
@@ -567,8 +570,14 @@ mod tests {
 
     #[test]
     fn clone_outcomes() {
+        type Case = (
+            &'static str,
+            bool,
+            Result<(), MysqlError>,
+            Result<(), MysqlError>,
+        );
         #[rustfmt::skip]
-        let table: Vec<(&str, bool, Result<(), MysqlError>, Result<(), MysqlError>)> = vec![
+        let table: Vec<Case> = vec![
             ("CLONE returned: restarted by a supervisor", true, Ok(()), Ok(())),
             ("3707 after CLONE: cloned, unsupervised server shutting down", true, Err(server(3707)), Ok(())),
             ("connection lost during CLONE: restarting", true, Err(lost()), Ok(())),
