@@ -548,6 +548,200 @@ mod tests {
         assert!(!format!("{:?}", cli.args).contains("hunter2"));
     }
 
+    /// A mysqld whose global read lock a client holds until its connection is killed
+    /// (`releases_on_kill`), recording what the sidecar does to it.
+    #[derive(Clone, Default)]
+    struct LockedServer {
+        lock_held: Arc<Mutex<bool>>,
+        releases_on_kill: bool,
+        log: Arc<Mutex<Vec<&'static str>>>,
+    }
+
+    impl LockedServer {
+        fn note(&self, what: &'static str) {
+            self.log.lock().unwrap().push(what);
+        }
+    }
+
+    fn not_used<'a, T: Send + 'a>() -> BoxFuture<'a, Result<T, MysqlError>> {
+        Box::pin(async {
+            Err(MysqlError::Protocol {
+                address: "fake".into(),
+                operation: "not used by the fence",
+                message: String::new(),
+            })
+        })
+    }
+
+    use crate::gtid::GtidSet;
+    use crate::seams::{CloneDonor, GtidWait, MysqlStatus, ReplicationAccount, ReplicationSource};
+    use futures::future::BoxFuture;
+
+    impl MysqlSession for LockedServer {
+        fn address(&self) -> &str {
+            "fake:33062"
+        }
+        fn set_read_only(&mut self, mode: ReadOnlyMode) -> BoxFuture<'_, Result<(), MysqlError>> {
+            assert_eq!(mode, ReadOnlyMode::SuperReadOnly);
+            let held = *self.lock_held.lock().unwrap();
+            self.note(if held {
+                "SET: lock wait timeout"
+            } else {
+                "SET: fenced"
+            });
+            Box::pin(async move {
+                if held {
+                    Err(MysqlError::Server {
+                        address: "fake".into(),
+                        operation: "SET GLOBAL read_only",
+                        code: error_codes::LOCK_WAIT_TIMEOUT,
+                        message: "Lock wait timeout exceeded".into(),
+                    })
+                } else {
+                    Ok(())
+                }
+            })
+        }
+        fn kill_client_connections(&mut self) -> BoxFuture<'_, Result<u64, MysqlError>> {
+            self.note("KILL clients");
+            if self.releases_on_kill {
+                *self.lock_held.lock().unwrap() = false;
+            }
+            Box::pin(async { Ok(1) })
+        }
+        fn observe(&mut self) -> BoxFuture<'_, Result<MysqlStatus, MysqlError>> {
+            not_used()
+        }
+        fn stop_replica(&mut self) -> BoxFuture<'_, Result<(), MysqlError>> {
+            not_used()
+        }
+        fn start_replica(&mut self) -> BoxFuture<'_, Result<(), MysqlError>> {
+            not_used()
+        }
+        fn reset_replica_all(&mut self) -> BoxFuture<'_, Result<(), MysqlError>> {
+            not_used()
+        }
+        fn change_source<'a>(
+            &'a mut self,
+            _: &'a ReplicationSource,
+        ) -> BoxFuture<'a, Result<(), MysqlError>> {
+            not_used()
+        }
+        fn set_source_delay(&mut self, _: u32) -> BoxFuture<'_, Result<(), MysqlError>> {
+            not_used()
+        }
+        fn wait_for_executed_gtid_set<'a>(
+            &'a mut self,
+            _: &'a GtidSet,
+            _: Duration,
+        ) -> BoxFuture<'a, Result<GtidWait, MysqlError>> {
+            not_used()
+        }
+        fn clone_from<'a>(
+            &'a mut self,
+            _: &'a CloneDonor,
+            _: Duration,
+        ) -> BoxFuture<'a, Result<(), MysqlError>> {
+            not_used()
+        }
+        fn ensure_replication_account<'a>(
+            &'a mut self,
+            _: &'a ReplicationAccount,
+        ) -> BoxFuture<'a, Result<(), MysqlError>> {
+            not_used()
+        }
+        fn counter_increment<'a>(
+            &'a mut self,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<i64, MysqlError>> {
+            not_used()
+        }
+        fn counter_read<'a>(
+            &'a mut self,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<Option<i64>, MysqlError>> {
+            not_used()
+        }
+        fn forced_write<'a>(
+            &'a mut self,
+            _: &'a str,
+            _: i64,
+        ) -> BoxFuture<'a, Result<(), MysqlError>> {
+            not_used()
+        }
+        fn read_only_mode(&mut self) -> BoxFuture<'_, Result<ReadOnlyMode, MysqlError>> {
+            not_used()
+        }
+        fn clone_state(&mut self) -> BoxFuture<'_, Result<Option<CloneState>, MysqlError>> {
+            not_used()
+        }
+        fn enable_replica_side_disabled_events(
+            &mut self,
+        ) -> BoxFuture<'_, Result<u64, MysqlError>> {
+            not_used()
+        }
+    }
+
+    impl crate::seams::MysqlConnector for LockedServer {
+        fn connect<'a>(
+            &'a self,
+            _: &'a MysqlTarget,
+        ) -> BoxFuture<'a, Result<Box<dyn MysqlSession>, MysqlError>> {
+            self.note("connect");
+            let session = self.clone();
+            Box::pin(async move { Ok(Box::new(session) as Box<dyn MysqlSession>) })
+        }
+    }
+
+    fn target() -> MysqlTarget {
+        MysqlTarget {
+            host: "127.0.0.1".into(),
+            port: 33062,
+            user: "root".into(),
+            password: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fence_behind_a_held_lock_kills_the_holders_from_a_second_connection_and_holds() {
+        let server = LockedServer {
+            releases_on_kill: true,
+            ..LockedServer::default()
+        };
+        *server.lock_held.lock().unwrap() = true;
+        let mut session: Option<Box<dyn MysqlSession>> = Some(Box::new(server.clone()));
+        fence(&server, &target(), &mut session).await.unwrap();
+        assert_eq!(
+            *server.log.lock().unwrap(),
+            [
+                "SET: lock wait timeout",
+                "connect",
+                "KILL clients",
+                "SET: fenced",
+                // Nothing opened before the fence may commit after it.
+                "KILL clients",
+            ]
+        );
+        assert!(session.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_lock_that_is_never_released_ends_the_tick_with_the_error_and_no_lift() {
+        let server = LockedServer::default();
+        *server.lock_held.lock().unwrap() = true;
+        let mut session: Option<Box<dyn MysqlSession>> = Some(Box::new(server.clone()));
+        let error = fence(&server, &target(), &mut session).await.unwrap_err();
+        assert_eq!(error.server_code(), Some(error_codes::LOCK_WAIT_TIMEOUT));
+        let log = server.log.lock().unwrap();
+        let attempts = log.iter().filter(|l| l.starts_with("SET")).count();
+        assert_eq!(attempts, decide::FENCE_ATTEMPTS_PER_TICK as usize);
+        assert!(!log.contains(&"SET: fenced"));
+        assert!(
+            session.is_none(),
+            "the next tick starts on a fresh connection"
+        );
+    }
+
     #[test]
     fn ticks_twice_per_renewal_within_bounds() {
         assert_eq!(
