@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use bloodraven::gtid::GtidSet;
 use bloodraven::production::mysql::sql;
 use bloodraven::seams::{
-    DragonflyTimeouts, GtidWait, IoThreadState, MysqlConnector, MysqlError, MysqlSession,
-    MysqlStatus, MysqlTarget, ReadOnlyMode, ReplicaStatus, SemisyncSourceStatus,
+    CloneState, DragonflyTimeouts, GtidWait, IoThreadState, MysqlConnector, MysqlError,
+    MysqlSession, MysqlStatus, MysqlTarget, ReadOnlyMode, ReplicaStatus, SemisyncSourceStatus,
 };
 use bloodraven_chaos::backend::k3d::{
     DockerApi, DockerError, ExecOutput, K3dBackend, K3dConfig, NetworkEndpoint, NodeApi, NodeInfo,
@@ -387,6 +387,19 @@ impl MysqlSession for Session {
             self.run(&sql::forced_write(key, value, fenced?));
             Ok(())
         })
+    }
+    fn read_only_mode(&mut self) -> BoxFuture<'_, Result<ReadOnlyMode, MysqlError>> {
+        let flags = self.flags();
+        Box::pin(async move {
+            let (read_only, super_read_only) = flags?;
+            Ok(ReadOnlyMode::from_flags(read_only, super_read_only))
+        })
+    }
+    fn clone_state(&mut self) -> BoxFuture<'_, Result<Option<CloneState>, MysqlError>> {
+        self.unsupported()
+    }
+    fn enable_replica_side_disabled_events(&mut self) -> BoxFuture<'_, Result<u64, MysqlError>> {
+        self.unsupported()
     }
 }
 

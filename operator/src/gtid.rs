@@ -79,7 +79,8 @@ impl GtidSet {
             .fold(0u64, |sum, iv| sum.saturating_add(iv.len()))
     }
 
-    /// The server UUIDs that have at least one transaction in the set, sorted.
+    /// The server UUIDs that have at least one transaction in the set, sorted; tagged
+    /// transactions appear under `uuid:tag` (MySQL 8.4 tagged GTIDs).
     pub fn uuids(&self) -> impl Iterator<Item = &str> {
         self.sets.keys().map(String::as_str)
     }
@@ -102,6 +103,20 @@ impl GtidSet {
     /// Whether the single transaction is in the set.
     pub fn contains_gtid(&self, gtid: &Gtid) -> bool {
         self.contains(&gtid.uuid, gtid.gno)
+    }
+
+    /// The set without any transaction that originated on `uuid`, tagged or not.
+    pub fn excluding_uuid(&self, uuid: &str) -> GtidSet {
+        let uuid = uuid.to_ascii_lowercase();
+        let tagged = format!("{uuid}:");
+        GtidSet {
+            sets: self
+                .sets
+                .iter()
+                .filter(|(key, _)| **key != uuid && !key.starts_with(&tagged))
+                .map(|(key, intervals)| (key.clone(), intervals.clone()))
+                .collect(),
+        }
     }
 
     /// Adds `uuid:start-end` (inclusive). Ignores `gno == 0` and reversed intervals, which
@@ -200,11 +215,25 @@ impl GtidSet {
     }
 
     fn write_with(&self, f: &mut fmt::Formatter<'_>, separator: &str) -> fmt::Result {
-        for (index, (uuid, intervals)) in self.sets.iter().enumerate() {
-            if index > 0 {
-                f.write_str(separator)?;
+        let mut previous_uuid: Option<&str> = None;
+        for (index, (key, intervals)) in self.sets.iter().enumerate() {
+            // Tagged entries (`uuid:tag`) continue their UUID's entry, as MySQL prints
+            // them: `uuid:1-5:tag:1-3`.
+            let (uuid, tag) = match key.split_once(':') {
+                Some((uuid, tag)) => (uuid, Some(tag)),
+                None => (key.as_str(), None),
+            };
+            if previous_uuid == Some(uuid) {
+                if let Some(tag) = tag {
+                    write!(f, ":{tag}")?;
+                }
+            } else {
+                if index > 0 {
+                    f.write_str(separator)?;
+                }
+                f.write_str(key)?;
             }
-            f.write_str(uuid)?;
+            previous_uuid = Some(uuid);
             for iv in intervals {
                 if iv.start == iv.end {
                     write!(f, ":{}", iv.start)?;

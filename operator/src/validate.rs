@@ -6,6 +6,9 @@ use std::fmt;
 
 use serde_json::Value;
 
+use crate::children::{
+    MAX_REPLICATION_PASSWORD_CHARS, REPLICATION_PASSWORD_KEY, replication_password_too_long,
+};
 use crate::schema::yaml::{self, Location};
 use crate::schema::{CrdSchema, FieldError, FieldErrorKind, UnknownFields};
 
@@ -227,10 +230,23 @@ fn validate_document(doc: &yaml::Document, schemas: &[CrdSchema]) -> DocumentRep
         };
     }
     if same_kind.is_empty() {
+        let problems = if api_version == "v1" && kind == "Secret" {
+            secret_problems(value)
+                .into_iter()
+                .map(|(path, detail)| problem(&path, FieldErrorKind::TooLong, None, detail))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let outcome = if problems.is_empty() {
+            Outcome::Skipped(kind.to_string())
+        } else {
+            Outcome::Invalid(problems)
+        };
         return DocumentReport {
             object,
             location,
-            outcome: Outcome::Skipped(kind.to_string()),
+            outcome,
         };
     }
     let Some(schema) = same_kind.iter().find(|s| s.api_version() == api_version) else {
@@ -286,6 +302,48 @@ fn validate_document(doc: &yaml::Document, schemas: &[CrdSchema]) -> DocumentRep
     }
 }
 
+/// What a credentials Secret can get wrong that the operator would only find out at
+/// bootstrap: a replication password MySQL refuses for a channel (more than
+/// [`MAX_REPLICATION_PASSWORD_CHARS`] characters; error 3056 on `CHANGE REPLICATION
+/// SOURCE`, after `CREATE USER` accepted it). Any Secret carrying the key is checked;
+/// the value itself is never printed.
+fn secret_problems(secret: &Value) -> Vec<(String, String)> {
+    let key = REPLICATION_PASSWORD_KEY;
+    let mut found = Vec::new();
+    if let Some(text) = secret
+        .pointer(&format!("/stringData/{key}"))
+        .and_then(Value::as_str)
+    {
+        found.push((format!("stringData.{key}"), text.to_string()));
+    }
+    // `data` values are base64; an undecodable one is the API server's to refuse.
+    if let Some(bytes) = secret
+        .pointer(&format!("/data/{key}"))
+        .cloned()
+        .and_then(|v| serde_json::from_value::<k8s_openapi::ByteString>(v).ok())
+    {
+        found.push((
+            format!("data.{key}"),
+            String::from_utf8_lossy(&bytes.0).into_owned(),
+        ));
+    }
+    found
+        .into_iter()
+        .filter_map(|(path, password)| {
+            replication_password_too_long(&password).map(|length| {
+                (
+                    path,
+                    format!(
+                        "the replication password has {length} characters; MySQL accepts at most \
+                         {MAX_REPLICATION_PASSWORD_CHARS} for a replication channel \
+                         (CHANGE REPLICATION SOURCE fails with error 3056)"
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,6 +366,40 @@ spec:
 
     fn report(text: &str) -> FileReport {
         validate_text("m.yaml", text, &bloodraven_schemas().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_replication_password_mysql_would_refuse_is_an_error_without_printing_it() {
+        let long = "x".repeat(33);
+        let secret = |body: &str| {
+            format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: orders-mysql}}\n{body}")
+        };
+        let r = report(&secret(&format!(
+            "stringData:\n  root-password: r\n  replication-password: {long}\n"
+        )));
+        let text = r.to_string();
+        assert_eq!(r.problem_count(), 1, "{text}");
+        assert!(
+            text.contains("m.yaml:6:25: Secret/orders-mysql: stringData.replication-password: "),
+            "{text}"
+        );
+        assert!(
+            text.contains("33 characters") && text.contains("at most 32"),
+            "{text}"
+        );
+        assert!(!text.contains(&long), "the password is printed: {text}");
+        // base64 in `data`: 40 bytes of 'y'.
+        let r = report(&secret(
+            "data:\n  replication-password: eXl5eXl5eXl5eXl5eXl5eXl5eXl5eXl5eXl5eXl5eXl5eXl5eXl5eQ==\n",
+        ));
+        assert_eq!(r.problem_count(), 1, "{r}");
+        assert!(r.to_string().contains("data.replication-password"), "{r}");
+        // 32 characters is fine, and a Secret without the key is simply skipped.
+        let r = report(&secret(&format!(
+            "stringData:\n  replication-password: {}\n",
+            "x".repeat(32)
+        )));
+        assert!(matches!(r.documents[0].outcome, Outcome::Skipped(ref k) if k == "Secret"));
     }
 
     #[test]

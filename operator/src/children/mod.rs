@@ -31,10 +31,12 @@ pub use dns::dns_endpoint;
 pub use dragonfly::{DragonflyChildren, DragonflySiteChildren, dragonfly_children};
 pub use lease::writer_lease;
 pub use mysql::{
-    APP_DATABASE_KEY, APP_PASSWORD_KEY, APP_USER, DEFAULT_REPLICATION_USER, MYSQL_CONTAINER,
-    REPLICATION_PASSWORD_KEY, REPLICATION_USER_KEY, ROLE_PRIMARY, ROLE_REPLICA, ROOT_PASSWORD_KEY,
-    SIDECAR_CONTAINER, SIDECAR_PASSWORD_ENV, headless_service, mysqld_args, pod_disruption_budget,
-    primary_service, server_id, sidecar_args, site_service, statefulset,
+    ADMIN_PORT, APP_DATABASE_KEY, APP_PASSWORD_KEY, APP_USER, CLONE_PLUGIN_LIBRARY,
+    DEFAULT_REPLICATION_USER, MAX_REPLICATION_PASSWORD_CHARS, MYSQL_CONTAINER,
+    MYSQL_INIT_CONTAINER, MYSQL_INIT_SCRIPT, REPLICATION_PASSWORD_KEY, REPLICATION_USER_KEY,
+    ROLE_PRIMARY, ROLE_REPLICA, ROOT_PASSWORD_KEY, SIDECAR_CONTAINER, SIDECAR_PASSWORD_ENV,
+    headless_service, mysqld_args, pod_disruption_budget, primary_service,
+    replication_password_too_long, server_id, sidecar_args, site_service, statefulset,
 };
 pub use rbac::{sidecar_role, sidecar_role_binding, sidecar_service_account};
 

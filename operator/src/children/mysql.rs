@@ -36,6 +36,17 @@ pub const APP_DATABASE_KEY: &str = "app-database";
 /// (required), its user name under `replication-user` (optional, default `repl`).
 pub const REPLICATION_PASSWORD_KEY: &str = "replication-password";
 pub const REPLICATION_USER_KEY: &str = "replication-user";
+/// The longest replication password MySQL stores for a channel: `CREATE USER` accepts
+/// longer ones, but `CHANGE REPLICATION SOURCE TO SOURCE_PASSWORD` refuses them with
+/// `ER_CHANGE_SOURCE_PASSWORD_LENGTH` (3056) — long after the account exists (MySQL 8.4
+/// manual, 15.4.2.3 "CHANGE REPLICATION SOURCE TO Statement").
+pub const MAX_REPLICATION_PASSWORD_CHARS: usize = 32;
+
+/// The password's length in characters when MySQL would refuse it for replication.
+pub fn replication_password_too_long(password: &str) -> Option<usize> {
+    let length = password.chars().count();
+    (length > MAX_REPLICATION_PASSWORD_CHARS).then_some(length)
+}
 pub const DEFAULT_REPLICATION_USER: &str = "repl";
 /// Environment variable the sidecar reads the MySQL password from.
 pub const SIDECAR_PASSWORD_ENV: &str = "BLOODRAVEN_MYSQL_PASSWORD";
@@ -67,6 +78,7 @@ pub fn statefulset(
     let name = names::mysql_statefulset(&owner.name, &site.name);
     let labels = owner.site_labels(&site.name);
     let storage = &group.spec.mysql.storage;
+    let mysqld = mysqld_container(owner, group, &site.name);
     StatefulSet {
         metadata: owner.child_meta(name, labels.clone()),
         spec: Some(StatefulSetSpec {
@@ -89,10 +101,8 @@ pub fn statefulset(
                     // mysqld needs time to flush on SIGTERM; a killed mysqld recovers
                     // but a clean shutdown keeps restarts fast.
                     termination_grace_period_seconds: Some(30),
-                    containers: vec![
-                        mysqld_container(owner, group, &site.name),
-                        sidecar_container(owner, group, &site.name, ctx),
-                    ],
+                    init_containers: Some(vec![mysql_init_container(&mysqld)]),
+                    containers: vec![mysqld, sidecar_container(owner, group, &site.name, ctx)],
                     ..PodSpec::default()
                 }),
             },
@@ -122,9 +132,60 @@ pub fn statefulset(
     }
 }
 
+/// The port of mysqld's administrative interface (MySQL's default `admin_port`), on the
+/// pod's loopback address only: meant for the sidecar's fence, so that a storm of
+/// client connections filling `max_connections` (and the one extra SUPER slot, which the
+/// operator may be using) cannot keep the fence out (MySQL 8.4 manual, 7.1.12.1
+/// "Connection Interfaces", "Administrative Connection Management").
+pub const ADMIN_PORT: u16 = 33062;
+const ADMIN_ADDRESS: &str = "127.0.0.1";
+
+/// The clone plugin's shared library, loaded at boot on every mysqld of the group
+/// (donor and recipient both need it: manual 7.6.7.1 "Installing the Clone Plugin").
+pub const CLONE_PLUGIN_LIBRARY: &str = "mysql_clone.so";
+
+/// The init container that prepares an empty data directory before mysqld first runs.
+pub const MYSQL_INIT_CONTAINER: &str = "mysql-init";
+
+/// What the init container runs (bash, with the official image's entrypoint sourced for
+/// its functions): on an empty data directory exactly what the entrypoint's `_main`
+/// does on first start, but with a server that is neither fenced nor binlogging. The
+/// real server's arguments cannot be used: with `--super-read-only=ON` the
+/// entrypoint's `ALTER USER root`, `CREATE USER` and time-zone load fail with 1290 and
+/// init aborts half done; with the binary log on, those statements become transactions
+/// under each site's own server UUID (errant on whichever site becomes the replica, and
+/// `CREATE USER app` replicated onto a replica that has it stops its SQL thread, 1396).
+/// With a data directory present it does nothing, and the mysqld container's
+/// entrypoint skips its own init for the same reason.
+pub const MYSQL_INIT_SCRIPT: &str = r#"set -eo pipefail
+source /usr/local/bin/docker-entrypoint.sh
+set -- mysqld --skip-log-bin
+mysql_check_config "$@"
+docker_setup_env "$@"
+docker_create_db_directories "$@"
+if [ -n "$DATABASE_ALREADY_EXISTS" ]; then
+  mysql_note "data directory present: nothing to initialise"
+  exit 0
+fi
+exec gosu mysql bash -c '
+  set -eo pipefail
+  source /usr/local/bin/docker-entrypoint.sh
+  docker_setup_env "$@"
+  docker_verify_minimum_env
+  docker_init_database_dir "$@"
+  docker_temp_server_start "$@"
+  if declare -F mysql_socket_fix >/dev/null; then mysql_socket_fix; fi
+  docker_setup_db
+  docker_process_init_files /docker-entrypoint-initdb.d/*
+  docker_temp_server_stop
+  mysql_note "initialised without fence and without binary log"
+' bash "$@"
+"#;
+
 /// mysqld's command-line flags. Every mysqld boots fenced (`super_read_only=ON`): only
 /// the lease holder is made writable, so a new or restarted server can never take
-/// writes on its own (docs/design.md "Safety assumptions").
+/// writes on its own (docs/design.md "Safety assumptions"). The first start's
+/// initialisation runs before, in [`MYSQL_INIT_CONTAINER`], without these flags.
 pub fn mysqld_args(group: &MysqlFailoverGroup, site: &str, namespace: &str) -> Vec<String> {
     let group_name = group.metadata.name.as_deref().unwrap_or_default();
     let mut args = vec![
@@ -132,6 +193,16 @@ pub fn mysqld_args(group: &MysqlFailoverGroup, site: &str, namespace: &str) -> V
         format!("--port={}", group.spec.mysql.port),
         "--read-only=ON".to_string(),
         "--super-read-only=ON".to_string(),
+        // `SET PERSIST super_read_only = OFF` by anyone would otherwise make this server
+        // boot writable: persisted globals (mysqld-auto.cnf) override the command line
+        // (manual 7.1.9.3 "Persisted System Variables"). The command line is the only
+        // configuration.
+        "--persisted-globals-load=OFF".to_string(),
+        format!("--admin-address={ADMIN_ADDRESS}"),
+        format!("--admin-port={ADMIN_PORT}"),
+        // CLONE needs the plugin on donor and recipient (manual 7.6.7.1); without it
+        // `clone_valid_donor_list` is an unknown variable (1193).
+        format!("--plugin-load-add={CLONE_PLUGIN_LIBRARY}"),
         "--gtid-mode=ON".to_string(),
         "--enforce-gtid-consistency=ON".to_string(),
         "--log-bin=mysql-bin".to_string(),
@@ -154,11 +225,40 @@ pub fn mysqld_args(group: &MysqlFailoverGroup, site: &str, namespace: &str) -> V
         ),
     ];
     if group.spec.mysql.durability == Durability::Semisync {
-        // Loaded at boot, enabled by the operator only on the primary/replica roles.
+        // Both sides on every server, so that either site can be the source after a
+        // failover: a source with the source side enabled waits for a replica's ack
+        // (up to `semisyncTimeout`, then async until a replica catches up), a replica
+        // with the replica side enabled acknowledges. Both variables are OFF by default:
+        // loading the plugins alone changes nothing (manual 19.4.10.2 "Installing
+        // Semisynchronous Replication", 19.4.10.3 "Semisynchronous Replication
+        // Monitoring").
         args.push("--plugin-load-add=semisync_source.so".to_string());
         args.push("--plugin-load-add=semisync_replica.so".to_string());
+        args.push("--rpl-semi-sync-source-enabled=ON".to_string());
+        args.push("--rpl-semi-sync-replica-enabled=ON".to_string());
+        args.push(format!(
+            "--rpl-semi-sync-source-timeout={}",
+            group.spec.mysql.semisync_timeout.as_millis()
+        ));
     }
     args
+}
+
+/// Runs before mysqld on the same data volume and environment; see [`MYSQL_INIT_SCRIPT`].
+fn mysql_init_container(mysqld: &Container) -> Container {
+    Container {
+        name: MYSQL_INIT_CONTAINER.to_string(),
+        image: mysqld.image.clone(),
+        command: Some(vec![
+            "bash".to_string(),
+            "-c".to_string(),
+            MYSQL_INIT_SCRIPT.to_string(),
+        ]),
+        env: mysqld.env.clone(),
+        resources: mysqld.resources.clone(),
+        volume_mounts: mysqld.volume_mounts.clone(),
+        ..Container::default()
+    }
 }
 
 pub(super) fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
@@ -278,6 +378,9 @@ pub fn sidecar_args(owner: &Owner, group: &MysqlFailoverGroup, site: &str) -> Ve
         "sidecar".to_string(),
         format!("--group={}", owner.name),
         format!("--site={site}"),
+        // The client port for now. The sidecar belongs on [`ADMIN_PORT`]; it moves there
+        // once the simulated mysqld listens on `--admin-port` (issue 13 part 2), since
+        // the scenarios run this exact pod spec.
         format!("--mysql-port={}", group.spec.mysql.port),
         format!("--lease-duration={}", failover.lease_duration),
         format!("--lease-renew-interval={}", failover.lease_renew_interval),

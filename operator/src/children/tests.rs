@@ -97,6 +97,18 @@ fn statefulset_runs_a_fenced_mysqld_and_the_sidecar_on_the_site_nodes() {
                     "nodeSelector": {"topology.kubernetes.io/zone": "zone-iad"},
                     "serviceAccountName": "playground-sidecar",
                     "terminationGracePeriodSeconds": 30,
+                    "initContainers": [{
+                        "name": "mysql-init",
+                        "image": "mysql:8.4",
+                        "command": ["bash", "-c", MYSQL_INIT_SCRIPT],
+                        "env": [secret("MYSQL_ROOT_PASSWORD"),
+                                {"name": "MYSQL_USER", "value": "app"},
+                                secret_key("MYSQL_PASSWORD", "app-password"),
+                                {"name": "MYSQL_DATABASE", "valueFrom": {"secretKeyRef": {
+                                    "name": "playground-mysql", "key": "app-database",
+                                    "optional": true}}}],
+                        "volumeMounts": [{"name": "data", "mountPath": "/var/lib/mysql"}]
+                    }],
                     "containers": [
                         {
                             "name": "mysqld",
@@ -106,6 +118,10 @@ fn statefulset_runs_a_fenced_mysqld_and_the_sidecar_on_the_site_nodes() {
                                 "--port=3306",
                                 "--read-only=ON",
                                 "--super-read-only=ON",
+                                "--persisted-globals-load=OFF",
+                                "--admin-address=127.0.0.1",
+                                "--admin-port=33062",
+                                "--plugin-load-add=mysql_clone.so",
                                 "--gtid-mode=ON",
                                 "--enforce-gtid-consistency=ON",
                                 "--log-bin=mysql-bin",
@@ -203,10 +219,28 @@ fn semisync_loads_the_plugins_and_storage_class_reaches_the_claim() {
         .iter()
         .map(|a| a.as_str().unwrap())
         .collect();
+    // Loading the plugins alone changes nothing: both sides are OFF by default.
     assert!(args.ends_with(&[
         "--plugin-load-add=semisync_source.so",
-        "--plugin-load-add=semisync_replica.so"
+        "--plugin-load-add=semisync_replica.so",
+        "--rpl-semi-sync-source-enabled=ON",
+        "--rpl-semi-sync-replica-enabled=ON",
+        "--rpl-semi-sync-source-timeout=1000",
     ]));
+    group.spec.mysql.semisync_timeout = "2500ms".parse().unwrap();
+    let children = build(&group, None, &ctx()).unwrap();
+    let sts = to_json(&children.sites[0].statefulset);
+    let args = sts["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(args.contains(&json!("--rpl-semi-sync-source-timeout=2500")));
+    // Asynchronous groups enable nothing.
+    let async_args = mysqld_args(&playground(), "iad", "bp");
+    assert!(
+        !async_args.iter().any(|a| a.contains("semi-sync")),
+        "{async_args:?}"
+    );
     assert_eq!(
         sts["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"],
         "fast"
@@ -389,4 +423,85 @@ fn server_ids_are_stable_distinct_and_never_zero() {
     let reversed = build(&group, None, &ctx()).unwrap();
     assert_eq!(reversed.sites[1].site, "iad");
     assert_eq!(reversed.sites[1].statefulset, built().sites[0].statefulset);
+}
+
+/// The pod's containers by name, as JSON.
+fn pod_container(sts: &Value, list: &str, name: &str) -> Value {
+    sts["spec"]["template"]["spec"][list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {list} entry {name}"))
+}
+
+#[test]
+fn the_first_start_initialises_without_the_fence_and_without_the_binary_log() {
+    let children = built();
+    let sts = to_json(&children.sites[0].statefulset);
+    let init = pod_container(&sts, "initContainers", "mysql-init");
+    let mysqld = pod_container(&sts, "containers", "mysqld");
+    // Same image, environment (the image's init contract) and data volume as mysqld.
+    for field in ["image", "env", "volumeMounts"] {
+        assert_eq!(init[field], mysqld[field], "{field}");
+    }
+    let script = init["command"][2].as_str().unwrap();
+    assert_eq!(init["command"][0], "bash");
+    // The init server: binary log off, and none of the fenced server's arguments.
+    assert!(
+        script.contains("set -- mysqld --skip-log-bin\n"),
+        "{script}"
+    );
+    for arg in mysqld["args"].as_array().unwrap() {
+        assert!(
+            !script.contains(arg.as_str().unwrap()),
+            "{arg} in the init script"
+        );
+    }
+    for forbidden in ["read-only", "read_only", "log-bin=", "gtid"] {
+        assert!(
+            !script.contains(forbidden),
+            "{forbidden} in the init script"
+        );
+    }
+    // It does the entrypoint's first-start work and nothing when data exists.
+    for step in [
+        "docker_init_database_dir",
+        "docker_temp_server_start",
+        "docker_setup_db",
+        "docker_temp_server_stop",
+        "DATABASE_ALREADY_EXISTS",
+    ] {
+        assert!(script.contains(step), "{step}");
+    }
+    // mysqld itself still boots fenced.
+    let args = mysqld["args"].as_array().unwrap();
+    assert!(args.contains(&json!("--super-read-only=ON")));
+    assert!(args.contains(&json!("--log-bin=mysql-bin")));
+}
+
+#[test]
+fn persisted_globals_cannot_make_a_restarted_server_writable() {
+    let args = mysqld_args(&playground(), "iad", "bp");
+    assert!(
+        args.contains(&"--persisted-globals-load=OFF".to_string()),
+        "{args:?}"
+    );
+    assert!(
+        args.contains(&"--plugin-load-add=mysql_clone.so".to_string()),
+        "{args:?}"
+    );
+}
+
+#[test]
+fn mysqld_offers_an_administrative_interface_on_loopback_only() {
+    let children = built();
+    let sts = to_json(&children.sites[0].statefulset);
+    let mysqld = pod_container(&sts, "containers", "mysqld");
+    let mysqld_args = mysqld["args"].as_array().unwrap();
+    assert!(mysqld_args.contains(&json!("--admin-address=127.0.0.1")));
+    assert!(mysqld_args.contains(&json!(format!("--admin-port={ADMIN_PORT}"))));
+    // Not published: the port is for the pod's own sidecar.
+    assert_eq!(mysqld["ports"].as_array().unwrap().len(), 1);
 }

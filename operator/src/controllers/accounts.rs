@@ -10,7 +10,8 @@ use std::fmt;
 use k8s_openapi::api::core::v1::Secret;
 
 use crate::children::{
-    DEFAULT_REPLICATION_USER, REPLICATION_PASSWORD_KEY, REPLICATION_USER_KEY, ROOT_PASSWORD_KEY,
+    DEFAULT_REPLICATION_USER, MAX_REPLICATION_PASSWORD_CHARS, REPLICATION_PASSWORD_KEY,
+    REPLICATION_USER_KEY, ROOT_PASSWORD_KEY, replication_password_too_long,
 };
 use crate::engine::MysqlProbe;
 use crate::seams::ReplicationAccount;
@@ -30,11 +31,18 @@ impl fmt::Debug for Credentials {
     }
 }
 
-/// A key the Secret must hold and does not.
+/// Why the Secret's credentials cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("has no key {key}")]
-pub struct MissingKey {
-    pub key: &'static str,
+pub enum CredentialsError {
+    #[error("has no key {key}")]
+    MissingKey { key: &'static str },
+    /// Refused here, before any replica is configured with it: MySQL would accept the
+    /// account and then refuse every `CHANGE REPLICATION SOURCE` (3056).
+    #[error(
+        "key {key}: the replication password has {length} characters; MySQL accepts at most \
+         {MAX_REPLICATION_PASSWORD_CHARS} for a replication channel (error 3056): use a shorter one"
+    )]
+    ReplicationPasswordTooLong { key: &'static str, length: usize },
 }
 
 fn value(secret: &Secret, key: &str) -> Option<String> {
@@ -54,15 +62,23 @@ fn value(secret: &Secret, key: &str) -> Option<String> {
 impl Credentials {
     /// Reads `root-password`, `replication-password` and the optional
     /// `replication-user` (default `repl`; an empty value counts as absent).
-    pub(crate) fn from_secret(secret: &Secret) -> Result<Self, MissingKey> {
-        let required = |key: &'static str| value(secret, key).ok_or(MissingKey { key });
+    pub(crate) fn from_secret(secret: &Secret) -> Result<Self, CredentialsError> {
+        let required =
+            |key: &'static str| value(secret, key).ok_or(CredentialsError::MissingKey { key });
+        let password = required(REPLICATION_PASSWORD_KEY)?;
+        if let Some(length) = replication_password_too_long(&password) {
+            return Err(CredentialsError::ReplicationPasswordTooLong {
+                key: REPLICATION_PASSWORD_KEY,
+                length,
+            });
+        }
         Ok(Self {
             root_password: required(ROOT_PASSWORD_KEY)?,
             replication: ReplicationAccount {
                 user: value(secret, REPLICATION_USER_KEY)
                     .filter(|u| !u.is_empty())
                     .unwrap_or_else(|| DEFAULT_REPLICATION_USER.to_string()),
-                password: required(REPLICATION_PASSWORD_KEY)?,
+                password,
             },
         })
     }
@@ -111,6 +127,7 @@ mod tests {
             gtid_executed: Default::default(),
             server_uuid: uuid.to_string(),
             replication: None,
+            semisync_source_active: false,
             probed_at: Millis(0),
         })
     }
@@ -181,9 +198,35 @@ mod tests {
         let missing = secret(&[("root-password", "r")]);
         assert_eq!(
             Credentials::from_secret(&missing),
-            Err(MissingKey {
+            Err(CredentialsError::MissingKey {
                 key: "replication-password"
             })
+        );
+        // 32 characters (multi-byte ones count once) is MySQL's limit for a channel.
+        let at_limit = "é".repeat(32);
+        let ok = secret(&[("root-password", "r"), ("replication-password", &at_limit)]);
+        assert_eq!(
+            Credentials::from_secret(&ok).unwrap().replication.password,
+            at_limit
+        );
+        let too_long = "p".repeat(33);
+        let refused = secret(&[("root-password", "r"), ("replication-password", &too_long)]);
+        let error = Credentials::from_secret(&refused).unwrap_err();
+        assert_eq!(
+            error,
+            CredentialsError::ReplicationPasswordTooLong {
+                key: "replication-password",
+                length: 33
+            }
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains("33 characters") && message.contains("at most 32"),
+            "{message}"
+        );
+        assert!(
+            !message.contains(&too_long),
+            "never prints the password: {message}"
         );
     }
 }

@@ -115,6 +115,7 @@ enum Statement<'a> {
     StartReplica,
     Clone(&'a CloneDonor),
     EnsureReplicationAccount(&'a ReplicationAccount),
+    EnableReplicaSideDisabledEvents,
 }
 
 impl Statement<'_> {
@@ -128,6 +129,7 @@ impl Statement<'_> {
             Statement::StartReplica => "START REPLICA",
             Statement::Clone(_) => "CLONE INSTANCE",
             Statement::EnsureReplicationAccount(_) => "CREATE USER (replication account)",
+            Statement::EnableReplicaSideDisabledEvents => "ALTER EVENT ... ENABLE",
         }
     }
 }
@@ -197,6 +199,7 @@ impl Operations<'_> {
             Action::Promote { site } => self.promote(site).await,
             Action::Fence { site } => self.fence(site).await,
             Action::ConfigureReplica { site, source } => self.configure_replica(site, source).await,
+            Action::StartReplica { site } => self.mysql(site, Statement::StartReplica).await,
             Action::Clone { site, donor } => self.clone_site(site, donor).await,
             Action::SetRoleLabel { site, role } => self.set_role_label(site, *role).await,
             Action::UpdateDns { site } => self.update_dns(site).await,
@@ -226,6 +229,16 @@ impl Operations<'_> {
                 Statement::Clone(donor) => session.clone_from(donor, CLONE_TIMEOUT).await,
                 Statement::EnsureReplicationAccount(account) => {
                     session.ensure_replication_account(account).await
+                }
+                Statement::EnableReplicaSideDisabledEvents => {
+                    match session.enable_replica_side_disabled_events().await {
+                        Ok(0) => Ok(()),
+                        Ok(enabled) => {
+                            tracing::info!(%site, enabled, "re-enabled events replication had disabled");
+                            Ok(())
+                        }
+                        Err(err) => Err(err),
+                    }
                 }
             },
             Err(err) => Err(err),
@@ -391,11 +404,16 @@ impl Operations<'_> {
         result
     }
 
-    /// Creates or updates the replication account on `site` (the writable lease
-    /// holder; see `accounts::account_site`), from where it replicates.
-    pub(crate) async fn ensure_replication_account(&mut self, site: &str) -> Result<(), ActError> {
+    /// What a new primary needs once it is writable (`site` is the writable lease
+    /// holder; see `accounts::account_site`): the replication account, created or
+    /// updated there so that it replicates; and the events it received as a replica,
+    /// which replication left `REPLICA_SIDE_DISABLED`, enabled again (otherwise they
+    /// never run after a failover: manual 19.5.1.16 "Replication of Invoked Features").
+    pub(crate) async fn set_up_primary(&mut self, site: &str) -> Result<(), ActError> {
         let account = self.replication;
         self.mysql(site, Statement::EnsureReplicationAccount(account))
+            .await?;
+        self.mysql(site, Statement::EnableReplicaSideDisabledEvents)
             .await
     }
 

@@ -104,7 +104,7 @@ pub enum ReconcileError {
         namespace: String,
         name: String,
         #[source]
-        source: accounts::MissingKey,
+        source: accounts::CredentialsError,
     },
     #[error("building the children of MysqlFailoverGroup {group}: {source}")]
     Build {
@@ -606,14 +606,14 @@ async fn reconcile(
             state.replication_account_on.as_deref(),
         )
     {
-        match operations.ensure_replication_account(&site).await {
+        match operations.set_up_primary(&site).await {
             Ok(()) => {
                 tracing::info!(group = %name, %site, user = %credentials.replication.user,
-                    "replication account ensured on the primary");
+                    "replication account ensured and events enabled on the primary");
                 state.replication_account_on = Some(uuid);
             }
             Err(err) => tracing::warn!(group = %name, %site, %err,
-                "ensuring the replication account failed; retrying later"),
+                "setting up the primary (replication account, events) failed; retrying later"),
         }
     }
     state.memory = decision.memory.clone();

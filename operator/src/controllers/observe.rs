@@ -176,6 +176,7 @@ pub(crate) fn mysql_observation(
             .replica
             .as_ref()
             .map(|r| replication_observation(group, r)),
+        semisync_source_active: status.semisync_source.active,
     }
 }
 

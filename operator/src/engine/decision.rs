@@ -49,6 +49,11 @@ pub enum Action {
     /// `CHANGE REPLICATION SOURCE TO` the `source` site with `SOURCE_AUTO_POSITION=1`,
     /// then `START REPLICA`.
     ConfigureReplica { site: String, source: String },
+    /// `START REPLICA` at `site`, whose channel already names the right source with
+    /// auto-position: a blip stopped a thread. `CHANGE REPLICATION SOURCE` would purge
+    /// the relay log and with it every received but unapplied (even semisync-
+    /// acknowledged) transaction (manual 15.4.2.3 "CHANGE REPLICATION SOURCE TO").
+    StartReplica { site: String },
     /// `CLONE INSTANCE FROM` the `donor` site onto `site` (destroys `site`'s data).
     Clone { site: String, donor: String },
     /// Set the pod label `shipstream.io/role`.

@@ -6,6 +6,26 @@ use super::Ctx;
 use super::status::as_i64;
 use crate::api::{Health, SiteState, SiteStatus};
 
+/// With `durability: semisync`, why the writable primary `site` is not waiting for
+/// acknowledgements, if it is not: semisync was never enabled, or a wait ran into
+/// `semisyncTimeout` and the server fell back to asynchronous replication until a
+/// replica catches up (MySQL 8.4 manual, 19.4.10.3 "Semisynchronous Replication
+/// Monitoring", `Rpl_semi_sync_source_status`). Meanwhile a failover can lose
+/// committed transactions: the promise `durability: semisync` makes does not hold.
+fn semisync_gap(
+    semisync: bool,
+    site: &str,
+    mysql: Option<&super::snapshot::MysqlObservation>,
+) -> Option<String> {
+    let mysql = mysql?;
+    (semisync && !mysql.semisync_source_active).then(|| {
+        format!(
+            "semisync is not in effect on the primary {site} (Rpl_semi_sync_source_status OFF): \
+             commits do not wait for the replica, so a failover now may lose them"
+        )
+    })
+}
+
 pub(super) fn summarise(ctx: &mut Ctx<'_>) {
     let snap = ctx.snap;
     let active = ctx.status.active_site.clone();
@@ -83,6 +103,9 @@ pub(super) fn summarise(ctx: &mut Ctx<'_>) {
                 continue;
             }
             if is_active {
+                if let Some(reason) = semisync_gap(snap.knobs.semisync, name, site.mysql()) {
+                    reasons.push(reason);
+                }
                 continue;
             }
             let Some(primary) = active.as_deref() else {
@@ -110,4 +133,37 @@ pub(super) fn summarise(ctx: &mut Ctx<'_>) {
     ctx.status.sites = sites;
     ctx.status.health = Some(health);
     ctx.health_reason = reasons.join("; ");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{healthy_pair, knobs, mysql_mut, run, status};
+    use crate::api::Health;
+
+    #[test]
+    fn a_semisync_group_whose_primary_fell_back_to_async_is_degraded() {
+        let mut snap = healthy_pair();
+        // Asynchronous durability: the variable says nothing about health.
+        assert_eq!(status(&run(&snap, 12_000)).health, Some(Health::Healthy));
+        snap.knobs = super::super::snapshot::Knobs {
+            semisync: true,
+            ..knobs()
+        };
+        let d = run(&snap, 12_000);
+        assert_eq!(status(&d).health, Some(Health::Degraded));
+        assert!(
+            d.health_reason
+                .contains("semisync is not in effect on the primary iad"),
+            "{}",
+            d.health_reason
+        );
+        mysql_mut(&mut snap, "iad").semisync_source_active = true;
+        let d = run(&snap, 12_000);
+        assert_eq!(
+            status(&d).health,
+            Some(Health::Healthy),
+            "{}",
+            d.health_reason
+        );
+    }
 }

@@ -4,7 +4,7 @@
 
 use super::Ctx;
 use super::decision::{Action, EventIntent, EventReason};
-use super::snapshot::{MysqlObservation, RECLONE_SITE_ANNOTATION};
+use super::snapshot::{MysqlObservation, RECLONE_SITE_ANNOTATION, ReplicationObservation};
 use super::status::as_i64;
 use crate::api::RecoveryState;
 use crate::gtid::{GtidSet, reclone_token};
@@ -25,9 +25,8 @@ pub(super) fn divergent(
         .as_ref()
         .is_some_and(|r| r.io_running && r.source_site.as_deref() == Some(primary_site));
     if receiving_from_primary {
-        let mut primary_own = GtidSet::new();
-        primary_own.add_interval(&primary.server_uuid, 1, u64::MAX);
-        extra.subtract(&primary_own)
+        // Tagged ones (MySQL 8.4 `uuid:tag:n`) included.
+        extra.excluding_uuid(&primary.server_uuid)
     } else {
         extra
     }
@@ -61,16 +60,33 @@ pub(super) fn classify(ctx: &mut Ctx<'_>, site_name: &str, active: &str) {
         Some(RecoveryState::Recloning) => reclone_progress(ctx, site_name, active, &extra),
         None if !extra.is_empty() => mark_diverged(ctx, site_name, active, &extra),
         None => {
-            let replicating = site
-                .replication()
-                .is_some_and(|r| r.replicates_from(active));
-            if !replicating {
-                ctx.act(Action::ConfigureReplica {
-                    site: site_name.to_string(),
-                    source: active.to_string(),
-                });
+            if let Some(repair) = replica_repair(site_name, site.replication(), active) {
+                ctx.act(repair);
             }
         }
+    }
+}
+
+/// How to make `site` replicate from `source`: nothing when both threads run from it
+/// with auto-position; only `START REPLICA` when the channel already names it with
+/// auto-position (a thread stopped: the relay log holds received transactions that
+/// `CHANGE REPLICATION SOURCE` would throw away); otherwise point the channel at it.
+pub(super) fn replica_repair(
+    site: &str,
+    replication: Option<&ReplicationObservation>,
+    source: &str,
+) -> Option<Action> {
+    match replication {
+        Some(r) if r.replicates_from(source) => None,
+        Some(r) if r.auto_position && r.source_site.as_deref() == Some(source) => {
+            Some(Action::StartReplica {
+                site: site.to_string(),
+            })
+        }
+        _ => Some(Action::ConfigureReplica {
+            site: site.to_string(),
+            source: source.to_string(),
+        }),
     }
 }
 
@@ -126,25 +142,19 @@ fn reclone_progress(ctx: &mut Ctx<'_>, site: &str, active: &str, extra: &GtidSet
         return;
     }
     // The clone replaced the divergent data: the site is now a subset of the primary.
-    let replicating = ctx
-        .snap
-        .site(site)
-        .and_then(|s| s.replication())
-        .is_some_and(|r| r.replicates_from(active));
-    if replicating {
+    let replication = ctx.snap.site(site).and_then(|s| s.replication());
+    let repair = replica_repair(site, replication, active);
+    if let Some(repair) = repair {
+        ctx.clone_requested(site);
+        ctx.act(repair);
+        ctx.note(format!(
+            "{site} was recloned; starting replication from {active}"
+        ));
+    } else {
         clear_recovery(ctx, site);
         ctx.event(EventIntent::normal(
             EventReason::RecloneSucceeded,
             format!("{site} was recloned from {active} and replicates from it"),
-        ));
-    } else {
-        ctx.clone_requested(site);
-        ctx.act(Action::ConfigureReplica {
-            site: site.to_string(),
-            source: active.to_string(),
-        });
-        ctx.note(format!(
-            "{site} was recloned; starting replication from {active}"
         ));
     }
 }

@@ -349,6 +349,7 @@ mod world {
                                 last_io_error: None,
                                 last_sql_error: None,
                             }),
+                            semisync_source_active: false,
                             probed_at: Millis(now),
                         })
                     } else {
@@ -447,6 +448,7 @@ mod world {
                         true
                     }
                     Action::Clone { .. }
+                    | Action::StartReplica { .. }
                     | Action::SetRoleLabel { .. }
                     | Action::UpdateDns { .. }
                     | Action::RemoveAnnotation { .. } => true,

@@ -65,6 +65,8 @@ pub struct Knobs {
     pub lease: LeaseTiming,
     /// Largest replica lag a planned failover accepts.
     pub max_lag_seconds: u64,
+    /// `mysql.durability: semisync`: the primary's commits must wait for the replica.
+    pub semisync: bool,
 }
 
 impl Knobs {
@@ -84,6 +86,7 @@ impl Knobs {
                 failover.lease_safety_margin.as_std(),
             )?,
             max_lag_seconds: failover.max_lag_for_planned_failover.as_std().as_secs(),
+            semisync: spec.mysql.durability == crate::api::Durability::Semisync,
         })
     }
 }
@@ -160,6 +163,10 @@ pub struct MysqlObservation {
     pub server_uuid: String,
     /// `None` when no replication source is configured.
     pub replication: Option<ReplicationObservation>,
+    /// `Rpl_semi_sync_source_status`: commits on this server wait for a replica's
+    /// acknowledgement now (OFF when semisync is disabled, and after a wait ran into
+    /// `rpl_semi_sync_source_timeout` until a replica catches up again).
+    pub semisync_source_active: bool,
     /// When the probe that produced this observation started, on the operator's
     /// monotonic clock: what it saw is true no earlier than this.
     pub probed_at: Millis,

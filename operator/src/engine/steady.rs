@@ -133,24 +133,37 @@ mod tests {
     #[test]
     fn the_replica_is_kept_replicating_from_the_primary_with_auto_position() {
         type Edit = fn(&mut ReplicationObservation);
-        let cases: [(&str, Edit); 4] = [
-            ("wrong source", |r| r.source_site = Some("elsewhere".into())),
-            ("no auto-position", |r| r.auto_position = false),
-            ("IO thread stopped", |r| r.io_running = false),
-            ("SQL thread stopped", |r| r.sql_running = false),
+        let configure = Action::ConfigureReplica {
+            site: "pdx".into(),
+            source: "iad".into(),
+        };
+        // A channel that already names the primary with auto-position is only
+        // restarted: CHANGE REPLICATION SOURCE would purge its relay log.
+        let start = Action::StartReplica { site: "pdx".into() };
+        let cases: [(&str, Edit, &Action); 6] = [
+            (
+                "wrong source",
+                |r| r.source_site = Some("elsewhere".into()),
+                &configure,
+            ),
+            ("unknown source", |r| r.source_site = None, &configure),
+            ("no auto-position", |r| r.auto_position = false, &configure),
+            ("IO thread stopped", |r| r.io_running = false, &start),
+            ("SQL thread stopped", |r| r.sql_running = false, &start),
+            (
+                "both threads stopped",
+                |r| {
+                    r.io_running = false;
+                    r.sql_running = false;
+                },
+                &start,
+            ),
         ];
-        for (name, edit) in cases {
+        for (name, edit, expected) in cases {
             let mut snap = healthy_pair();
             edit(replication_mut(&mut snap, "pdx"));
             let d = run(&snap, 12_000);
-            assert_eq!(
-                d.actions,
-                [Action::ConfigureReplica {
-                    site: "pdx".into(),
-                    source: "iad".into()
-                }],
-                "{name}"
-            );
+            assert_eq!(d.actions, std::slice::from_ref(expected), "{name}");
             assert_eq!(status(&d).health, Some(Health::Degraded), "{name}");
         }
         let mut snap = healthy_pair();

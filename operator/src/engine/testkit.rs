@@ -35,6 +35,7 @@ pub(crate) fn knobs() -> Knobs {
         manage_dns: true,
         lease: LeaseTiming::new(Duration::from_secs(6), Duration::from_secs(1)).unwrap(),
         max_lag_seconds: 30,
+        semisync: false,
     }
 }
 
@@ -60,6 +61,7 @@ pub(crate) fn writable(site: &str, executed: GtidSet) -> SiteObservation {
             gtid_executed: executed,
             server_uuid: uuid_of(site).into(),
             replication: None,
+            semisync_source_active: false,
             probed_at: Millis(0),
         }),
         pod: healthy_pod(Role::Primary),
@@ -85,6 +87,7 @@ pub(crate) fn replica_of(site: &str, source: &str, executed: GtidSet) -> SiteObs
                 last_io_error: None,
                 last_sql_error: None,
             }),
+            semisync_source_active: false,
             probed_at: Millis(0),
         }),
         pod: healthy_pod(Role::Replica),

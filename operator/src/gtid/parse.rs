@@ -28,8 +28,8 @@ pub enum GtidProblem {
     GnoTooLarge,
     #[error("interval end {end} is before its start {start}")]
     ReversedInterval { start: u64, end: u64 },
-    #[error("tagged GTIDs (MySQL 8.3+ `uuid:tag:n`) are not supported")]
-    TaggedGtid,
+    #[error("expected a GTID tag: 1 to 32 letters, digits or '_', starting with a letter or '_'")]
+    InvalidTag,
     #[error("expected ':', ',' or the end of the set")]
     UnexpectedCharacter,
 }
@@ -84,7 +84,12 @@ impl<'a> Parser<'a> {
             }
             let uuid = self.parse_uuid()?;
             self.skip_whitespace();
-            let mut intervals = Vec::new();
+            // MySQL 8.4 (manual 19.1.3.1, "GTID Format and Storage"): after the UUID come
+            // intervals and tags in any order, `uuid:1-5:tag:1-3:7`; each tag applies to
+            // the intervals after it, and a tagged GTID `uuid:tag:n` is a different
+            // transaction from the untagged `uuid:n`. Tags are kept as `uuid:tag` keys.
+            let mut key = uuid.clone();
+            let mut entries: Vec<(String, Interval)> = Vec::new();
             while self.peek() == Some(':') {
                 self.pos += 1;
                 self.skip_whitespace();
@@ -92,7 +97,10 @@ impl<'a> Parser<'a> {
                     .peek()
                     .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 {
-                    return Err(self.error_at(self.pos, GtidProblem::TaggedGtid));
+                    let tag = self.parse_tag()?;
+                    self.skip_whitespace();
+                    key = format!("{uuid}:{tag}");
+                    continue;
                 }
                 let start_pos = self.pos;
                 let start = self.parse_gno()?;
@@ -111,19 +119,39 @@ impl<'a> Parser<'a> {
                         self.error_at(start_pos, GtidProblem::ReversedInterval { start, end })
                     );
                 }
-                intervals.push(Interval { start, end });
+                entries.push((key.clone(), Interval { start, end }));
             }
             match self.peek() {
                 None | Some(',') => {}
                 Some(_) => return Err(self.error_at(self.pos, GtidProblem::UnexpectedCharacter)),
             }
-            // MySQL accepts a bare UUID (no intervals) and adds nothing for it.
-            if !intervals.is_empty() {
-                let entry = set.sets.entry(uuid).or_default();
-                entry.extend(intervals);
+            // MySQL accepts a bare UUID (or a tag without intervals) and adds nothing.
+            for (key, interval) in entries {
+                let entry = set.sets.entry(key).or_default();
+                entry.push(interval);
                 normalise(entry);
             }
         }
+    }
+
+    /// A GTID tag (MySQL 8.4, `gtid_next` = `UUID:TAG:NUMBER`): up to 32 characters,
+    /// letters, digits and underscores, not starting with a digit; case-insensitive, so
+    /// kept lower-case as the server prints it.
+    fn parse_tag(&mut self) -> Result<String, GtidParseError> {
+        const MAX_TAG: usize = 32;
+        let start = self.pos;
+        let mut tag = String::new();
+        while let Some(c) = self
+            .peek()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        {
+            tag.push(c.to_ascii_lowercase());
+            self.pos += 1;
+        }
+        if tag.is_empty() || tag.len() > MAX_TAG || tag.starts_with(|c: char| c.is_ascii_digit()) {
+            return Err(self.error_at(start, GtidProblem::InvalidTag));
+        }
+        Ok(tag)
     }
 
     fn parse_uuid(&mut self) -> Result<String, GtidParseError> {
@@ -230,7 +258,12 @@ mod tests {
             ),
             (format!("{A}:"), 37, GtidProblem::ExpectedNumber),
             (format!("{A}:1x"), 38, GtidProblem::UnexpectedCharacter),
-            (format!("{A}:tag:1"), 37, GtidProblem::TaggedGtid),
+            (
+                format!("{A}:t234567890123456789012345678901234:1"),
+                37,
+                GtidProblem::InvalidTag,
+            ),
+            (format!("{A}:tag:"), 41, GtidProblem::ExpectedNumber),
             (
                 format!("{A}:99999999999999999999"),
                 37,
@@ -256,6 +289,33 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn tagged_gtids_are_distinct_transactions_and_print_as_mysql_does() {
+        // MySQL 8.4 manual, 19.1.3.1: `UUID:TAG:NUMBER`; tags are case-insensitive.
+        let parsed = set(&format!(
+            "{A}:1-5:Domain_1:1-3:11, {A}:domain_1:4, {B}:_x:7"
+        ));
+        assert_eq!(parsed.count(), 5 + 4 + 1 + 1);
+        assert!(parsed.contains(A, 5));
+        assert!(!parsed.contains(A, 11), "only the tagged 11 exists");
+        assert!(parsed.contains(&format!("{A}:domain_1"), 11));
+        assert_eq!(
+            parsed.to_string(),
+            format!("{A}:1-5:domain_1:1-4:11,\n{B}:_x:7")
+        );
+        assert_eq!(set(&parsed.to_string()), parsed, "round trip");
+        assert_eq!(
+            parsed.excluding_uuid(&A.to_uppercase()).to_string(),
+            format!("{B}:_x:7")
+        );
+        // The tagged transactions are extra to an untagged superset of the same UUID.
+        let untagged = set(&format!("{A}:1-100"));
+        assert_eq!(
+            parsed.subtract(&untagged).to_string(),
+            format!("{A}:domain_1:1-4:11,\n{B}:_x:7")
+        );
     }
 
     #[test]

@@ -12,10 +12,11 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Row};
 
 use crate::gtid::GtidSet;
+use crate::seams::mysql::error_codes;
 use crate::seams::mysql::{
-    CloneDonor, GtidWait, IoThreadState, MysqlConnector, MysqlError, MysqlSession, MysqlStatus,
-    MysqlTarget, MysqlTimeouts, ReadOnlyMode, ReplicaStatus, ReplicationAccount, ReplicationError,
-    ReplicationSource, SemisyncSourceStatus,
+    CloneDonor, CloneState, GtidWait, IoThreadState, MysqlConnector, MysqlError, MysqlSession,
+    MysqlStatus, MysqlTarget, MysqlTimeouts, ReadOnlyMode, ReplicaStatus, ReplicationAccount,
+    ReplicationError, ReplicationSource, SemisyncSourceStatus,
 };
 
 pub mod sql;
@@ -44,7 +45,10 @@ impl MysqlConnector for MysqlAsyncConnector {
                 .tcp_port(target.port)
                 .user(Some(target.user.clone()))
                 .pass(Some(target.password.clone()))
-                .prefer_socket(false);
+                .prefer_socket(false)
+                // Before any statement of ours: literals need backslash escapes, and a
+                // lock wait must end in seconds (see `sql::session_setup`).
+                .setup(sql::session_setup().to_vec());
             let conn = match tokio::time::timeout(self.timeouts.connect, Conn::new(opts)).await {
                 Err(_) => {
                     return Err(MysqlError::Timeout {
@@ -99,7 +103,52 @@ pub struct MysqlAsyncSession {
 }
 
 /// MySQL error numbers for a missing counter schema (`ER_NO_SUCH_TABLE`, `ER_BAD_DB_ERROR`).
-const MISSING_SCHEMA: [u16; 2] = [1146, 1049];
+const MISSING_SCHEMA: [u16; 2] = [error_codes::NO_SUCH_TABLE, 1049];
+
+/// What one statement of `CLONE INSTANCE`'s sequence ([`sql::clone_instance`]) means
+/// for the clone. Before the CLONE statement itself ran, every failure is a failure, a
+/// lost connection included (nothing was cloned). The CLONE statement ends with the
+/// server restarting: `ER_RESTART_SERVER_FAILED` (3707) where mysqld runs without a
+/// supervisor (the official image: the clone succeeded and the server shuts down), or
+/// a lost connection where it restarts itself; both are `Ok` here, and whether the
+/// clone succeeded is read from `performance_schema.clone_status` after the restart.
+pub(crate) fn clone_outcome(
+    ran_clone_statement: bool,
+    result: Result<(), MysqlError>,
+) -> Result<(), MysqlError> {
+    match result {
+        Err(MysqlError::ConnectionLost { .. }) if ran_clone_statement => Ok(()),
+        Err(error)
+            if ran_clone_statement
+                && error.server_code() == Some(error_codes::RESTART_SERVER_FAILED) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// `STATE, ERROR_NO, ERROR_MESSAGE` of `performance_schema.clone_status`.
+type CloneStatusRow = (Option<String>, Option<u32>, Option<String>);
+
+/// A row of `performance_schema.clone_status`; `None` for an unknown state (a newer
+/// server's) is read as "no clone".
+pub(crate) fn clone_state(
+    state: Option<&str>,
+    error: Option<u32>,
+    message: Option<String>,
+) -> Option<CloneState> {
+    match state? {
+        "Not Started" => Some(CloneState::NotStarted),
+        "In Progress" => Some(CloneState::InProgress),
+        "Completed" => Some(CloneState::Completed),
+        "Failed" => Some(CloneState::Failed {
+            error: error.unwrap_or(0),
+            message: message.unwrap_or_default(),
+        }),
+        _ => None,
+    }
+}
 
 impl MysqlAsyncSession {
     async fn bounded<T>(
@@ -237,11 +286,19 @@ impl MysqlSession for MysqlAsyncSession {
     }
 
     fn set_read_only(&mut self, mode: ReadOnlyMode) -> BoxFuture<'_, Result<(), MysqlError>> {
-        let statements = sql::set_read_only(mode)
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        Box::pin(self.execute_all("SET GLOBAL read_only", statements))
+        Box::pin(async move {
+            // Each SET may wait up to the session's lock_wait_timeout for the global read
+            // lock; it must end with ER_LOCK_WAIT_TIMEOUT (so that the caller can kill
+            // the lock holders), not be cut off by the request timeout.
+            let lock_wait = Duration::from_secs(sql::LOCK_WAIT_SECONDS);
+            self.bounded("SET GLOBAL read_only", lock_wait * 2, async move |conn| {
+                for statement in sql::set_read_only(mode) {
+                    conn.query_drop(*statement).await?;
+                }
+                Ok(())
+            })
+            .await
+        })
     }
 
     fn stop_replica(&mut self) -> BoxFuture<'_, Result<(), MysqlError>> {
@@ -299,20 +356,23 @@ impl MysqlSession for MysqlAsyncSession {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<(), MysqlError>> {
         Box::pin(async move {
-            let statements = sql::clone_instance(donor).to_vec();
-            let result = self
-                .bounded("CLONE INSTANCE", timeout, async move |conn| {
-                    for statement in statements {
-                        conn.query_drop(statement).await?;
-                    }
-                    Ok(())
-                })
-                .await;
-            match result {
-                // The recipient restarts after a successful clone and drops the session.
-                Err(MysqlError::ConnectionLost { .. }) | Ok(()) => Ok(()),
-                Err(error) => Err(error),
+            let statements = sql::clone_instance(donor);
+            let last = statements.len() - 1;
+            for (step, statement) in statements.into_iter().enumerate() {
+                let ran_clone_statement = step == last;
+                let extra = if ran_clone_statement {
+                    timeout
+                } else {
+                    Duration::ZERO
+                };
+                let result = self
+                    .bounded("CLONE INSTANCE", extra, async move |conn| {
+                        conn.query_drop(statement).await
+                    })
+                    .await;
+                clone_outcome(ran_clone_statement, result)?;
             }
+            Ok(())
         })
     }
 
@@ -416,6 +476,60 @@ impl MysqlSession for MysqlAsyncSession {
             self.execute_all("forced write", statements).await
         })
     }
+
+    fn read_only_mode(&mut self) -> BoxFuture<'_, Result<ReadOnlyMode, MysqlError>> {
+        Box::pin(async move {
+            let flags: Option<(String, String)> = self
+                .bounded("SELECT @@global.read_only", Duration::ZERO, async |conn| {
+                    conn.query_first(sql::READ_ONLY_FLAGS).await
+                })
+                .await?;
+            let (read_only, super_read_only) = flags.ok_or_else(|| MysqlError::Protocol {
+                address: self.address.clone(),
+                operation: "SELECT @@global.read_only",
+                message: "no row".into(),
+            })?;
+            Ok(ReadOnlyMode::from_flags(
+                flag(Some(read_only)),
+                flag(Some(super_read_only)),
+            ))
+        })
+    }
+
+    fn clone_state(&mut self) -> BoxFuture<'_, Result<Option<CloneState>, MysqlError>> {
+        Box::pin(async move {
+            let row: Result<Option<CloneStatusRow>, _> = self
+                .bounded("clone_status", Duration::ZERO, async |conn| {
+                    conn.query_first(sql::CLONE_STATUS).await
+                })
+                .await;
+            match row {
+                // Without the clone plugin the table does not exist: no clone ever ran.
+                Err(e) if e.server_code() == Some(error_codes::NO_SUCH_TABLE) => Ok(None),
+                Err(e) => Err(e),
+                Ok(None) => Ok(None),
+                Ok(Some((state, error, message))) => {
+                    Ok(clone_state(state.as_deref(), error, message))
+                }
+            }
+        })
+    }
+
+    fn enable_replica_side_disabled_events(&mut self) -> BoxFuture<'_, Result<u64, MysqlError>> {
+        Box::pin(async move {
+            self.bounded("ALTER EVENT ... ENABLE", Duration::ZERO, async |conn| {
+                let events: Vec<(String, String)> =
+                    conn.query(sql::REPLICA_SIDE_DISABLED_EVENTS).await?;
+                let mut enabled = 0;
+                for (schema, name) in events {
+                    conn.query_drop(sql::enable_event(&schema, &name)).await?;
+                    enabled += 1;
+                }
+                Ok(enabled)
+            })
+            .await
+        })
+    }
 }
 
 #[cfg(test)]
@@ -435,5 +549,70 @@ mod tests {
         );
         assert!(error.is_read_only_refusal());
         assert!(error.to_string().contains("db:3306"), "{error}");
+    }
+
+    fn server(code: u16) -> MysqlError {
+        MysqlError::Server {
+            address: "db:3306".into(),
+            operation: "CLONE INSTANCE",
+            code,
+            message: String::new(),
+        }
+    }
+
+    fn lost() -> MysqlError {
+        MysqlError::ConnectionLost {
+            address: "db:3306".into(),
+            operation: "CLONE INSTANCE",
+            message: "reset".into(),
+        }
+    }
+
+    #[test]
+    fn clone_outcomes() {
+        type Case = (
+            &'static str,
+            bool,
+            Result<(), MysqlError>,
+            Result<(), MysqlError>,
+        );
+        #[rustfmt::skip]
+        let table: Vec<Case> = vec![
+            ("CLONE returned: restarted by a supervisor", true, Ok(()), Ok(())),
+            ("3707 after CLONE: cloned, unsupervised server shutting down", true, Err(server(3707)), Ok(())),
+            ("connection lost during CLONE: restarting", true, Err(lost()), Ok(())),
+            ("donor refused", true, Err(server(3862)), Err(server(3862))),
+            ("connection lost before CLONE ran: nothing was cloned", false, Err(lost()), Err(lost())),
+            ("3707 on a preparatory statement is a plain error", false, Err(server(3707)), Err(server(3707))),
+            ("clone plugin missing (1193 on clone_valid_donor_list)", false, Err(server(1193)), Err(server(1193))),
+            ("preparatory statement done", false, Ok(()), Ok(())),
+        ];
+        for (case, ran_clone, result, expected) in table {
+            assert_eq!(clone_outcome(ran_clone, result), expected, "{case}");
+        }
+    }
+
+    #[test]
+    fn clone_status_rows() {
+        assert_eq!(clone_state(None, None, None), None);
+        assert_eq!(
+            clone_state(Some("In Progress"), Some(0), None),
+            Some(CloneState::InProgress)
+        );
+        assert_eq!(
+            clone_state(Some("Completed"), Some(0), Some(String::new())),
+            Some(CloneState::Completed)
+        );
+        assert_eq!(
+            clone_state(Some("Failed"), Some(3862), Some("donor".into())),
+            Some(CloneState::Failed {
+                error: 3862,
+                message: "donor".into()
+            })
+        );
+        assert_eq!(
+            clone_state(Some("Not Started"), None, None),
+            Some(CloneState::NotStarted)
+        );
     }
 }

@@ -15,8 +15,8 @@ pub use dragonfly::{
     SharedDragonflyConnector,
 };
 pub use mysql::{
-    CloneDonor, GtidWait, IoThreadState, MysqlConnector, MysqlError, MysqlSession, MysqlStatus,
-    MysqlTarget, MysqlTimeouts, REPLICATION_PRIVILEGES, ReadOnlyMode, ReplicaStatus,
+    CloneDonor, CloneState, GtidWait, IoThreadState, MysqlConnector, MysqlError, MysqlSession,
+    MysqlStatus, MysqlTarget, MysqlTimeouts, REPLICATION_PRIVILEGES, ReadOnlyMode, ReplicaStatus,
     ReplicationAccount, ReplicationError, ReplicationSource, SemisyncSourceStatus,
     SharedMysqlConnector,
 };

@@ -247,9 +247,24 @@ pub mod error_codes {
     /// `ER_REPLICA_CHANNEL_IO_THREAD_MUST_STOP`: `CHANGE REPLICATION SOURCE` with the IO
     /// thread running.
     pub const IO_THREAD_MUST_STOP: u16 = 3021;
-    /// `ER_REPLICA_CHANNEL_SQL_THREAD_MUST_STOP`: `CHANGE REPLICATION SOURCE` (e.g. with
-    /// `SOURCE_DELAY`) with the SQL thread running.
-    pub const SQL_THREAD_MUST_STOP: u16 = 3022;
+    /// `ER_REPLICA_CHANNEL_SQL_THREAD_MUST_STOP` (3085, MySQL 8.4 server error
+    /// reference): `CHANGE REPLICATION SOURCE` (e.g. with `SOURCE_DELAY`) with the SQL
+    /// thread running.
+    pub const SQL_THREAD_MUST_STOP: u16 = 3085;
+    /// `ER_LOCK_WAIT_TIMEOUT`: a statement waited `lock_wait_timeout` for a metadata or
+    /// global read lock (the fence's `SET GLOBAL super_read_only = ON` behind a client's
+    /// `LOCK TABLES ... WRITE` or open transaction).
+    pub const LOCK_WAIT_TIMEOUT: u16 = 1205;
+    /// `ER_RESTART_SERVER_FAILED`: "Restart server failed (mysqld is not managed by
+    /// supervisor process)". What a successful `CLONE INSTANCE` returns on a server that
+    /// runs without a supervisor (the official image): the data was cloned and the server
+    /// shuts down; the container restart brings it back (manual 7.6.7.3 "Cloning Remote
+    /// Data").
+    pub const RESTART_SERVER_FAILED: u16 = 3707;
+    /// `ER_UNKNOWN_SYSTEM_VARIABLE`: e.g. `clone_valid_donor_list` without the clone plugin.
+    pub const UNKNOWN_SYSTEM_VARIABLE: u16 = 1193;
+    /// `ER_NO_SUCH_TABLE`: e.g. `performance_schema.clone_status` without the clone plugin.
+    pub const NO_SUCH_TABLE: u16 = 1146;
     /// `ER_REPLICA_CHANNEL_MUST_STOP`: `RESET REPLICA` with replication threads running.
     pub const REPLICA_MUST_STOP: u16 = 3081;
     /// `ER_REPLICA_CONFIGURATION`: `START REPLICA` without a configured source.
@@ -361,7 +376,10 @@ pub trait MysqlSession: Send {
 
     /// `CLONE INSTANCE FROM donor`: replaces this server's data and GTID state with the
     /// donor's, then the server restarts (this session's connection ends). `Ok` means the
-    /// clone finished; reconnect to see the new state.
+    /// CLONE statement ran to its end and the server is restarting (or, supervised, has
+    /// restarted): whether the clone succeeded is read from [`MysqlSession::clone_state`]
+    /// after the restart. A failure before the CLONE statement ran is an error, even a
+    /// lost connection.
     fn clone_from<'a>(
         &'a mut self,
         donor: &'a CloneDonor,
@@ -400,6 +418,29 @@ pub trait MysqlSession: Send {
         key: &'a str,
         value: i64,
     ) -> BoxFuture<'a, Result<(), MysqlError>>;
+
+    /// Only `read_only`/`super_read_only`: what the sidecar's fence decision needs, read
+    /// even when the full [`MysqlSession::observe`] fails (an unparsable GTID set must
+    /// never disable the fence).
+    fn read_only_mode(&mut self) -> BoxFuture<'_, Result<ReadOnlyMode, MysqlError>>;
+
+    /// The last CLONE on this server as `performance_schema.clone_status` reports it;
+    /// `None` when no clone ever ran (empty table, or the clone plugin is not loaded).
+    fn clone_state(&mut self) -> BoxFuture<'_, Result<Option<CloneState>, MysqlError>>;
+
+    /// `ALTER EVENT ... ENABLE` for every event replication left `REPLICA_SIDE_DISABLED`;
+    /// returns how many. Run on a newly promoted, writable primary.
+    fn enable_replica_side_disabled_events(&mut self) -> BoxFuture<'_, Result<u64, MysqlError>>;
+}
+
+/// `performance_schema.clone_status.STATE` of the last CLONE run on a recipient (the
+/// table survives the restart that ends a successful clone).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CloneState {
+    NotStarted,
+    InProgress,
+    Completed,
+    Failed { error: u32, message: String },
 }
 
 /// Opens [`MysqlSession`]s. Built once with its timeouts and shared.

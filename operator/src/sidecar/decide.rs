@@ -141,20 +141,88 @@ pub(crate) fn writable_allowed(
     Ok(())
 }
 
-/// The action for a mysqld observed in `mode` (`None`: unreachable).
+/// What the sidecar knows about its mysqld this tick: only the two read-only flags
+/// (read on their own, so that nothing else the server reports, such as a GTID set
+/// the operator cannot parse, can keep the fence out) and whether a CLONE is running
+/// on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MysqldView {
+    /// `None`: the flags could not be read (unreachable, or the query failed).
+    pub mode: Option<ReadOnlyMode>,
+    /// `performance_schema.clone_status` says `In Progress`.
+    pub clone_in_progress: bool,
+}
+
+/// The action for a mysqld seen as `view`.
+///
+/// Unknown flags while writability is not allowed mean "fence": the attempt costs
+/// nothing if the server is already fenced and is the only thing that can help if it
+/// is not. A CLONE in progress needs `super_read_only` off (manual 7.6.7.3), and
+/// re-fencing would kill it: it is exempt only while `read_only` stays ON (ordinary
+/// clients are still refused, and the clone replaces the data anyway); a writable
+/// server is fenced whatever runs on it.
 pub(crate) fn mysql_action(
     settings: &SidecarSettings,
     memory: &SidecarMemory,
-    mode: Option<ReadOnlyMode>,
+    view: MysqldView,
     now: Millis,
 ) -> MysqlAction {
-    let Some(mode) = mode else {
-        return MysqlAction::Nothing;
-    };
-    match writable_allowed(settings, memory, now) {
-        Err(reason) if mode != ReadOnlyMode::SuperReadOnly => MysqlAction::Fence(reason),
-        Ok(()) if mode != ReadOnlyMode::Writable => MysqlAction::LiftFence,
-        _ => MysqlAction::Nothing,
+    match (writable_allowed(settings, memory, now), view.mode) {
+        (Err(_), Some(ReadOnlyMode::SuperReadOnly)) => MysqlAction::Nothing,
+        (Err(_), Some(ReadOnlyMode::ReadOnly)) if view.clone_in_progress => MysqlAction::Nothing,
+        (Err(reason), _) => MysqlAction::Fence(reason),
+        (Ok(()), Some(ReadOnlyMode::ReadOnly | ReadOnlyMode::SuperReadOnly)) => {
+            MysqlAction::LiftFence
+        }
+        (Ok(()), Some(ReadOnlyMode::Writable) | None) => MysqlAction::Nothing,
+    }
+}
+
+/// How one `SET GLOBAL super_read_only = ON` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FenceAttempt {
+    /// The fence holds.
+    Held,
+    /// The SET could not get the global read lock within `lock_wait_timeout` (or the
+    /// request timed out waiting for it): a client holds a table lock, a long
+    /// transaction or a commit waiting for a semisync ack.
+    LockWaitTimedOut,
+    /// The connection broke or could not be opened.
+    ConnectionFailed,
+    /// The server refused the statement for another reason (privileges, ...).
+    Refused,
+}
+
+/// What to do after a fence attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FenceNext {
+    /// Kill every client connection, so that no transaction opened before the fence
+    /// commits after it; the fence is done.
+    KillClients,
+    /// Kill the clients holding the lock from a second connection (the first may be
+    /// killed with them), then set the fence again on that second connection.
+    KillBlockersAndRetry,
+    /// Reconnect and set the fence again.
+    ReconnectAndRetry,
+    /// Stop for this tick; the next tick decides again.
+    GiveUp,
+}
+
+/// How many fence attempts one tick makes before it yields (the next tick, half a
+/// renew interval later, decides again and keeps trying while fencing is due).
+pub(crate) const FENCE_ATTEMPTS_PER_TICK: u32 = 5;
+
+/// After the `attempt`-th (1-based) fence attempt ended as `outcome`.
+pub(crate) fn after_fence_attempt(outcome: FenceAttempt, attempt: u32) -> FenceNext {
+    match outcome {
+        FenceAttempt::Held => FenceNext::KillClients,
+        _ if attempt >= FENCE_ATTEMPTS_PER_TICK => FenceNext::GiveUp,
+        FenceAttempt::LockWaitTimedOut => FenceNext::KillBlockersAndRetry,
+        // Once: a server that cannot be reached twice in a row will not be reached by
+        // hammering it, and the loop must get back to renewing and reading the lease.
+        FenceAttempt::ConnectionFailed if attempt == 1 => FenceNext::ReconnectAndRetry,
+        FenceAttempt::ConnectionFailed => FenceNext::GiveUp,
+        FenceAttempt::Refused => FenceNext::GiveUp,
     }
 }
 
@@ -245,14 +313,92 @@ mod tests {
             ("nobody holds: fence", &nobody, Some(Writable), 10_001, Fence(FenceReason::NotHolder { holder: None })),
             ("never renewed, though granted: fence", &never_renewed, Some(Writable), 0, Fence(FenceReason::RenewalStale)),
             ("never read the lease: fence", &fresh, Some(Writable), 0, Fence(FenceReason::LeaseUnknown)),
-            ("mysqld unreachable: nothing to do", &other_holder, None, 10_001, Nothing),
+            ("flags unknown, another holder: fence", &other_holder, None, 10_001, Fence(FenceReason::NotHolder { holder: Some("pdx".into()) })),
+            ("flags unknown, stale renewal: fence", &granted_holder, None, 14_000, Fence(FenceReason::RenewalStale)),
+            ("flags unknown, lease never read: fence", &fresh, None, 0, Fence(FenceReason::LeaseUnknown)),
+            ("flags unknown, holder fresh and granted: nothing (never lift blind)", &granted_holder, None, 12_000, Nothing),
         ];
         for (case, memory, mode, now, expected) in table {
-            assert_eq!(
-                mysql_action(&s, memory, mode, Millis(now)),
-                expected,
-                "{case}"
-            );
+            for clone_in_progress in [false, true] {
+                let view = MysqldView {
+                    mode,
+                    clone_in_progress,
+                };
+                let expected = match (&expected, mode) {
+                    // The one case the clone exemption changes.
+                    (Fence(_), Some(ReadOnly)) if clone_in_progress => Nothing,
+                    _ => expected.clone(),
+                };
+                assert_eq!(
+                    mysql_action(&s, memory, view, Millis(now)),
+                    expected,
+                    "{case} (clone in progress: {clone_in_progress})"
+                );
+            }
+        }
+    }
+
+    fn seen(mode: ReadOnlyMode) -> MysqldView {
+        MysqldView {
+            mode: Some(mode),
+            clone_in_progress: false,
+        }
+    }
+
+    #[test]
+    fn a_clone_in_progress_is_left_alone_only_while_read_only_holds() {
+        let s = settings();
+        let replica = SidecarMemory {
+            known: Some(view(Some("pdx"), false)),
+            ..SidecarMemory::default()
+        };
+        let cloning = |mode| MysqldView {
+            mode: Some(mode),
+            clone_in_progress: true,
+        };
+        let not_holder = Fence(FenceReason::NotHolder {
+            holder: Some("pdx".into()),
+        });
+        // CLONE lowered super_read_only; re-fencing would kill it.
+        assert_eq!(
+            mysql_action(&s, &replica, cloning(ReadOnly), Millis(0)),
+            Nothing
+        );
+        // Never while the server takes writes from ordinary clients.
+        assert_eq!(
+            mysql_action(&s, &replica, cloning(Writable), Millis(0)),
+            not_holder
+        );
+        // Once the clone is over, the fence comes back.
+        assert_eq!(
+            mysql_action(&s, &replica, seen(ReadOnly), Millis(0)),
+            not_holder
+        );
+        // Unknown flags: the clone state cannot be trusted either.
+        let unknown = MysqldView {
+            mode: None,
+            clone_in_progress: true,
+        };
+        assert_eq!(mysql_action(&s, &replica, unknown, Millis(0)), not_holder);
+    }
+
+    #[test]
+    fn a_fence_that_cannot_get_the_lock_kills_the_blockers_and_retries() {
+        use FenceAttempt::*;
+        use FenceNext::*;
+        #[rustfmt::skip]
+        let table = [
+            ("held: kill clients so nothing opened before commits after", Held, 1, KillClients),
+            ("held on the last attempt: still kill", Held, FENCE_ATTEMPTS_PER_TICK, KillClients),
+            ("lock wait timed out: kill blockers from a second connection", LockWaitTimedOut, 1, KillBlockersAndRetry),
+            ("lock wait timed out again: again", LockWaitTimedOut, FENCE_ATTEMPTS_PER_TICK - 1, KillBlockersAndRetry),
+            ("connection broke: reconnect and retry", ConnectionFailed, 1, ReconnectAndRetry),
+            ("reconnecting failed too: the next tick tries again", ConnectionFailed, 2, GiveUp),
+            ("refused (privileges): retrying cannot help", Refused, 1, GiveUp),
+            ("attempts of this tick used up: the next tick decides again", LockWaitTimedOut, FENCE_ATTEMPTS_PER_TICK, GiveUp),
+        ];
+        for (case, outcome, attempt, expected) in table {
+            assert_eq!(after_fence_attempt(outcome, attempt), expected, "{case}");
         }
     }
 
@@ -268,11 +414,11 @@ mod tests {
             memory.record(&s, LeaseEvent::RenewalFailed);
         }
         assert_eq!(
-            mysql_action(&s, &memory, Some(Writable), Millis(3_999)),
+            mysql_action(&s, &memory, seen(Writable), Millis(3_999)),
             Nothing
         );
         assert_eq!(
-            mysql_action(&s, &memory, Some(Writable), Millis(4_000)),
+            mysql_action(&s, &memory, seen(Writable), Millis(4_000)),
             Fence(FenceReason::RenewalStale)
         );
     }
@@ -291,7 +437,7 @@ mod tests {
                 memory.record(&s, LeaseEvent::ReadFailed);
             }
             if fenced_at.is_none()
-                && mysql_action(&s, &memory, Some(Writable), Millis(t)) != Nothing
+                && mysql_action(&s, &memory, seen(Writable), Millis(t)) != Nothing
             {
                 fenced_at = Some(t);
             }
@@ -302,7 +448,7 @@ mod tests {
         // acknowledged renewal makes the sidecar lift again.
         memory.record(&s, LeaseEvent::Read(view(Some("iad"), true)));
         assert_eq!(
-            mysql_action(&s, &memory, Some(SuperReadOnly), Millis(10_500)),
+            mysql_action(&s, &memory, seen(SuperReadOnly), Millis(10_500)),
             Nothing
         );
         memory.record(
@@ -313,7 +459,7 @@ mod tests {
             },
         );
         assert_eq!(
-            mysql_action(&s, &memory, Some(SuperReadOnly), Millis(10_600)),
+            mysql_action(&s, &memory, seen(SuperReadOnly), Millis(10_600)),
             LiftFence
         );
     }
@@ -330,7 +476,7 @@ mod tests {
             },
         );
         assert_eq!(
-            mysql_action(&s, &memory, Some(Writable), Millis(11_001)),
+            mysql_action(&s, &memory, seen(Writable), Millis(11_001)),
             Fence(FenceReason::NotHolder {
                 holder: Some("pdx".into())
             })
@@ -339,7 +485,7 @@ mod tests {
         // Even if the lease comes back to us later, the old renewal no longer counts.
         memory.record(&s, LeaseEvent::Read(view(Some("iad"), true)));
         assert_eq!(
-            mysql_action(&s, &memory, Some(SuperReadOnly), Millis(11_500)),
+            mysql_action(&s, &memory, seen(SuperReadOnly), Millis(11_500)),
             Nothing
         );
     }

@@ -25,10 +25,15 @@ use crate::children::{SIDECAR_PASSWORD_ENV, names};
 use crate::engine::lease::{LeaseTiming, LeaseTimingError};
 use crate::engine::time::Millis;
 use crate::production::lease::{self as lease_object, LeaseWriteError};
-use crate::seams::{MysqlSession, MysqlTarget, ReadOnlyMode, SharedClock, SharedMysqlConnector};
+use crate::seams::mysql::error_codes;
+use crate::seams::{
+    CloneState, MysqlError, MysqlSession, MysqlTarget, ReadOnlyMode, SharedClock,
+    SharedMysqlConnector,
+};
 use decide::{
-    FenceReason, KnownLease, LeaseEvent, MysqlAction, SidecarMemory, SidecarSettings, mysql_action,
-    renewal_due, renewal_timeout, writable_allowed,
+    FenceAttempt, FenceNext, FenceReason, KnownLease, LeaseEvent, MysqlAction, MysqldView,
+    SidecarMemory, SidecarSettings, after_fence_attempt, mysql_action, renewal_due,
+    renewal_timeout, writable_allowed,
 };
 
 /// A password read from the environment. `Debug` never prints it.
@@ -253,6 +258,129 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Reads the read-only flags alone and, when they say `read_only` without
+/// `super_read_only`, whether a CLONE is running (the only case it changes the
+/// decision). A read that fails on an open session is tried once more on a fresh
+/// connection (someone's KILL, a restart): unknown flags mean "fence and kill every
+/// client", which must not follow from a stale connection alone.
+async fn observe_mysqld(
+    connector: &dyn crate::seams::MysqlConnector,
+    target: &MysqlTarget,
+    session: &mut Option<Box<dyn MysqlSession>>,
+    errors: &mut Vec<String>,
+) -> MysqldView {
+    let mut view = MysqldView {
+        mode: None,
+        clone_in_progress: false,
+    };
+    for _ in 0..2 {
+        let s = match session {
+            Some(s) => s,
+            None => match connector.connect(target).await {
+                Ok(s) => session.insert(s),
+                Err(err) => {
+                    errors.push(err.to_string());
+                    return view;
+                }
+            },
+        };
+        match s.read_only_mode().await {
+            Ok(mode) => {
+                view.mode = Some(mode);
+                break;
+            }
+            Err(err) => {
+                errors.push(err.to_string());
+                *session = None;
+            }
+        }
+    }
+    let Some(s) = session.as_mut() else {
+        return view;
+    };
+    if view.mode == Some(ReadOnlyMode::ReadOnly) {
+        match s.clone_state().await {
+            Ok(state) => view.clone_in_progress = state == Some(CloneState::InProgress),
+            // Not knowing means no exemption: the fence goes up.
+            Err(err) => errors.push(err.to_string()),
+        }
+    }
+    view
+}
+
+fn fence_attempt(result: &Result<(), MysqlError>) -> FenceAttempt {
+    match result {
+        Ok(()) => FenceAttempt::Held,
+        Err(err) if err.server_code() == Some(error_codes::LOCK_WAIT_TIMEOUT) => {
+            FenceAttempt::LockWaitTimedOut
+        }
+        // Cut off by the request timeout while waiting (for the lock, as a rule).
+        Err(MysqlError::Timeout { .. }) => FenceAttempt::LockWaitTimedOut,
+        Err(MysqlError::Connect { .. } | MysqlError::ConnectionLost { .. }) => {
+            FenceAttempt::ConnectionFailed
+        }
+        Err(_) => FenceAttempt::Refused,
+    }
+}
+
+/// `super_read_only = ON`, then kill every client connection. When the SET cannot get
+/// the global read lock, the clients holding it are killed from a second connection
+/// and the SET is tried again there ([`decide::after_fence_attempt`]); the session
+/// left behind is whichever connection still works.
+async fn fence(
+    connector: &dyn crate::seams::MysqlConnector,
+    target: &MysqlTarget,
+    session: &mut Option<Box<dyn MysqlSession>>,
+) -> Result<(), MysqlError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = match session.as_mut() {
+            Some(s) => s.set_read_only(ReadOnlyMode::SuperReadOnly).await,
+            None => match connector.connect(target).await {
+                Ok(s) => {
+                    session
+                        .insert(s)
+                        .set_read_only(ReadOnlyMode::SuperReadOnly)
+                        .await
+                }
+                Err(err) => Err(err),
+            },
+        };
+        match after_fence_attempt(fence_attempt(&result), attempt) {
+            FenceNext::KillClients => {
+                let Some(s) = session.as_mut() else {
+                    return Ok(());
+                };
+                // Open transactions must not commit after the fence.
+                return match s.kill_client_connections().await {
+                    Ok(_) => Ok(()),
+                    Err(err) => {
+                        *session = None;
+                        Err(err)
+                    }
+                };
+            }
+            FenceNext::KillBlockersAndRetry => {
+                // The waiting connection may be killed along with the blockers: the
+                // second connection carries on.
+                let mut second = connector.connect(target).await?;
+                let killed = second.kill_client_connections().await?;
+                tracing::warn!(
+                    killed,
+                    "fence could not get the global read lock: killed client connections"
+                );
+                *session = Some(second);
+            }
+            FenceNext::ReconnectAndRetry => *session = None,
+            FenceNext::GiveUp => {
+                *session = None;
+                return result;
+            }
+        }
+    }
+}
+
 /// Runs the sidecar loop until `shutdown` completes.
 pub async fn run(
     args: SidecarArgs,
@@ -338,43 +466,26 @@ pub async fn run(
         }
 
         // Observe mysqld (reconnecting when needed), decide, act.
-        if session.is_none() {
-            match deps.mysql.connect(&target).await {
-                Ok(s) => session = Some(s),
-                Err(err) => errors.push(err.to_string()),
-            }
-        }
-        let mut mode = None;
-        if let Some(s) = session.as_mut() {
-            match s.observe().await {
-                Ok(observed) => mode = Some(observed.read_only_mode()),
-                Err(err) => {
+        let view = observe_mysqld(deps.mysql.as_ref(), &target, &mut session, &mut errors).await;
+        let mode = view.mode;
+        let decided_at = now();
+        let action = mysql_action(&settings, &memory, view, decided_at);
+        match &action {
+            MysqlAction::Nothing => {}
+            MysqlAction::Fence(reason) => {
+                tracing::warn!(site = %settings.site, ?reason, "fencing mysqld");
+                if let Err(err) = fence(deps.mysql.as_ref(), &target, &mut session).await {
                     errors.push(err.to_string());
-                    session = None;
                 }
             }
-        }
-        let decided_at = now();
-        let action = mysql_action(&settings, &memory, mode, decided_at);
-        if let Some(s) = session.as_mut() {
-            let result = match &action {
-                MysqlAction::Nothing => Ok(()),
-                MysqlAction::Fence(reason) => {
-                    tracing::warn!(site = %settings.site, ?reason, "fencing mysqld");
-                    match s.set_read_only(ReadOnlyMode::SuperReadOnly).await {
-                        // Open transactions must not commit after the fence.
-                        Ok(()) => s.kill_client_connections().await.map(|_| ()),
-                        Err(err) => Err(err),
+            MysqlAction::LiftFence => {
+                if let Some(s) = session.as_mut() {
+                    tracing::info!(site = %settings.site, "lifting the fence: lease holder with the operator's grant");
+                    if let Err(err) = s.set_read_only(ReadOnlyMode::Writable).await {
+                        errors.push(err.to_string());
+                        session = None;
                     }
                 }
-                MysqlAction::LiftFence => {
-                    tracing::info!(site = %settings.site, "lifting the fence: lease holder with the operator's grant");
-                    s.set_read_only(ReadOnlyMode::Writable).await
-                }
-            };
-            if let Err(err) = result {
-                errors.push(err.to_string());
-                session = None;
             }
         }
 
@@ -435,6 +546,200 @@ mod tests {
         assert_eq!(settings.timing.duration(), Duration::from_secs(5));
         assert_eq!(settings.renew_interval, Duration::from_secs(1));
         assert!(!format!("{:?}", cli.args).contains("hunter2"));
+    }
+
+    /// A mysqld whose global read lock a client holds until its connection is killed
+    /// (`releases_on_kill`), recording what the sidecar does to it.
+    #[derive(Clone, Default)]
+    struct LockedServer {
+        lock_held: Arc<Mutex<bool>>,
+        releases_on_kill: bool,
+        log: Arc<Mutex<Vec<&'static str>>>,
+    }
+
+    impl LockedServer {
+        fn note(&self, what: &'static str) {
+            self.log.lock().unwrap().push(what);
+        }
+    }
+
+    fn not_used<'a, T: Send + 'a>() -> BoxFuture<'a, Result<T, MysqlError>> {
+        Box::pin(async {
+            Err(MysqlError::Protocol {
+                address: "fake".into(),
+                operation: "not used by the fence",
+                message: String::new(),
+            })
+        })
+    }
+
+    use crate::gtid::GtidSet;
+    use crate::seams::{CloneDonor, GtidWait, MysqlStatus, ReplicationAccount, ReplicationSource};
+    use futures::future::BoxFuture;
+
+    impl MysqlSession for LockedServer {
+        fn address(&self) -> &str {
+            "fake:33062"
+        }
+        fn set_read_only(&mut self, mode: ReadOnlyMode) -> BoxFuture<'_, Result<(), MysqlError>> {
+            assert_eq!(mode, ReadOnlyMode::SuperReadOnly);
+            let held = *self.lock_held.lock().unwrap();
+            self.note(if held {
+                "SET: lock wait timeout"
+            } else {
+                "SET: fenced"
+            });
+            Box::pin(async move {
+                if held {
+                    Err(MysqlError::Server {
+                        address: "fake".into(),
+                        operation: "SET GLOBAL read_only",
+                        code: error_codes::LOCK_WAIT_TIMEOUT,
+                        message: "Lock wait timeout exceeded".into(),
+                    })
+                } else {
+                    Ok(())
+                }
+            })
+        }
+        fn kill_client_connections(&mut self) -> BoxFuture<'_, Result<u64, MysqlError>> {
+            self.note("KILL clients");
+            if self.releases_on_kill {
+                *self.lock_held.lock().unwrap() = false;
+            }
+            Box::pin(async { Ok(1) })
+        }
+        fn observe(&mut self) -> BoxFuture<'_, Result<MysqlStatus, MysqlError>> {
+            not_used()
+        }
+        fn stop_replica(&mut self) -> BoxFuture<'_, Result<(), MysqlError>> {
+            not_used()
+        }
+        fn start_replica(&mut self) -> BoxFuture<'_, Result<(), MysqlError>> {
+            not_used()
+        }
+        fn reset_replica_all(&mut self) -> BoxFuture<'_, Result<(), MysqlError>> {
+            not_used()
+        }
+        fn change_source<'a>(
+            &'a mut self,
+            _: &'a ReplicationSource,
+        ) -> BoxFuture<'a, Result<(), MysqlError>> {
+            not_used()
+        }
+        fn set_source_delay(&mut self, _: u32) -> BoxFuture<'_, Result<(), MysqlError>> {
+            not_used()
+        }
+        fn wait_for_executed_gtid_set<'a>(
+            &'a mut self,
+            _: &'a GtidSet,
+            _: Duration,
+        ) -> BoxFuture<'a, Result<GtidWait, MysqlError>> {
+            not_used()
+        }
+        fn clone_from<'a>(
+            &'a mut self,
+            _: &'a CloneDonor,
+            _: Duration,
+        ) -> BoxFuture<'a, Result<(), MysqlError>> {
+            not_used()
+        }
+        fn ensure_replication_account<'a>(
+            &'a mut self,
+            _: &'a ReplicationAccount,
+        ) -> BoxFuture<'a, Result<(), MysqlError>> {
+            not_used()
+        }
+        fn counter_increment<'a>(
+            &'a mut self,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<i64, MysqlError>> {
+            not_used()
+        }
+        fn counter_read<'a>(
+            &'a mut self,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<Option<i64>, MysqlError>> {
+            not_used()
+        }
+        fn forced_write<'a>(
+            &'a mut self,
+            _: &'a str,
+            _: i64,
+        ) -> BoxFuture<'a, Result<(), MysqlError>> {
+            not_used()
+        }
+        fn read_only_mode(&mut self) -> BoxFuture<'_, Result<ReadOnlyMode, MysqlError>> {
+            not_used()
+        }
+        fn clone_state(&mut self) -> BoxFuture<'_, Result<Option<CloneState>, MysqlError>> {
+            not_used()
+        }
+        fn enable_replica_side_disabled_events(
+            &mut self,
+        ) -> BoxFuture<'_, Result<u64, MysqlError>> {
+            not_used()
+        }
+    }
+
+    impl crate::seams::MysqlConnector for LockedServer {
+        fn connect<'a>(
+            &'a self,
+            _: &'a MysqlTarget,
+        ) -> BoxFuture<'a, Result<Box<dyn MysqlSession>, MysqlError>> {
+            self.note("connect");
+            let session = self.clone();
+            Box::pin(async move { Ok(Box::new(session) as Box<dyn MysqlSession>) })
+        }
+    }
+
+    fn target() -> MysqlTarget {
+        MysqlTarget {
+            host: "127.0.0.1".into(),
+            port: 33062,
+            user: "root".into(),
+            password: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fence_behind_a_held_lock_kills_the_holders_from_a_second_connection_and_holds() {
+        let server = LockedServer {
+            releases_on_kill: true,
+            ..LockedServer::default()
+        };
+        *server.lock_held.lock().unwrap() = true;
+        let mut session: Option<Box<dyn MysqlSession>> = Some(Box::new(server.clone()));
+        fence(&server, &target(), &mut session).await.unwrap();
+        assert_eq!(
+            *server.log.lock().unwrap(),
+            [
+                "SET: lock wait timeout",
+                "connect",
+                "KILL clients",
+                "SET: fenced",
+                // Nothing opened before the fence may commit after it.
+                "KILL clients",
+            ]
+        );
+        assert!(session.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_lock_that_is_never_released_ends_the_tick_with_the_error_and_no_lift() {
+        let server = LockedServer::default();
+        *server.lock_held.lock().unwrap() = true;
+        let mut session: Option<Box<dyn MysqlSession>> = Some(Box::new(server.clone()));
+        let error = fence(&server, &target(), &mut session).await.unwrap_err();
+        assert_eq!(error.server_code(), Some(error_codes::LOCK_WAIT_TIMEOUT));
+        let log = server.log.lock().unwrap();
+        let attempts = log.iter().filter(|l| l.starts_with("SET")).count();
+        assert_eq!(attempts, decide::FENCE_ATTEMPTS_PER_TICK as usize);
+        assert!(!log.contains(&"SET: fenced"));
+        assert!(
+            session.is_none(),
+            "the next tick starts on a fresh connection"
+        );
     }
 
     #[test]

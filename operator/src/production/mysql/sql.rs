@@ -34,7 +34,31 @@ pub const KILL_CANDIDATES: &str = "SELECT ID FROM performance_schema.processlist
     WHERE ID <> CONNECTION_ID() AND USER NOT IN ('system user', 'event_scheduler') \
     AND COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Daemon')";
 
-/// A MySQL string literal: backslash, quotes, NUL, newlines and Ctrl-Z escaped.
+/// How long a statement of ours waits for a metadata or global read lock
+/// (`lock_wait_timeout`, whole seconds, default one year). The fence's
+/// `SET GLOBAL super_read_only = ON` waits for the global read lock behind any client
+/// holding `LOCK TABLES ... WRITE`, a long transaction or a commit waiting for a semisync
+/// ack (MySQL 8.4 manual, 7.1.8 "Server System Variables", `super_read_only` and
+/// `lock_wait_timeout`): it must give up quickly so that the sidecar can kill those
+/// clients and try again, rather than be cut off by the request timeout.
+pub const LOCK_WAIT_SECONDS: u64 = 1;
+
+/// The SQL mode of every session the operator opens: MySQL 8.4's default mode, spelled
+/// out so that a server configured with `NO_BACKSLASH_ESCAPES` cannot change how
+/// [`literal`]'s backslash escapes are read (manual 7.1.11 "Server SQL Modes").
+pub const SESSION_SQL_MODE: &str = "ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,\
+    NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION";
+
+/// Statements run once on every new connection, before any other.
+pub fn session_setup() -> [String; 2] {
+    [
+        format!("SET SESSION sql_mode = '{SESSION_SQL_MODE}'"),
+        format!("SET SESSION lock_wait_timeout = {LOCK_WAIT_SECONDS}"),
+    ]
+}
+
+/// A MySQL string literal: backslash, quotes, NUL, newlines and Ctrl-Z escaped. Correct
+/// only without `NO_BACKSLASH_ESCAPES`, which [`session_setup`] guarantees.
 pub fn literal(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
     out.push('\'');
@@ -70,11 +94,15 @@ pub fn set_read_only(mode: ReadOnlyMode) -> &'static [&'static str] {
     }
 }
 
+/// `SOURCE_RETRY_COUNT = 0` means "retry forever": MySQL's default of 10 attempts,
+/// `SOURCE_CONNECT_RETRY` seconds apart, makes the IO thread stop for good after a
+/// short outage of the source (manual 15.4.2.3 "CHANGE REPLICATION SOURCE TO
+/// Statement"; the count is also the `--replica-net-timeout`-driven reconnects).
 pub fn change_source(source: &ReplicationSource) -> String {
     format!(
         "CHANGE REPLICATION SOURCE TO SOURCE_HOST = {}, SOURCE_PORT = {}, SOURCE_USER = {}, \
          SOURCE_PASSWORD = {}, SOURCE_AUTO_POSITION = 1, SOURCE_DELAY = {}, \
-         SOURCE_CONNECT_RETRY = {}, GET_SOURCE_PUBLIC_KEY = 1",
+         SOURCE_CONNECT_RETRY = {}, SOURCE_RETRY_COUNT = 0, GET_SOURCE_PUBLIC_KEY = 1",
         literal(&source.host),
         source.port,
         literal(&source.user),
@@ -91,10 +119,16 @@ pub fn set_source_delay(seconds: u32) -> String {
 
 /// A write as a SUPER user would make it through read-only: lift super_read_only
 /// (read_only stays ON, so ordinary clients remain refused), make sure the counter
-/// table exists, write, and restore the fence if it was up.
+/// table exists, write, and restore the fence if it was up. Exactly one transaction is
+/// binlogged: `CREATE ... IF NOT EXISTS` is written to the binary log (and gets a GTID)
+/// even when the object exists, so the schema statements run with `sql_log_bin = 0`.
 pub fn forced_write(key: &str, value: i64, was_fenced: bool) -> Vec<String> {
-    let mut statements = vec!["SET GLOBAL super_read_only = OFF".to_string()];
+    let mut statements = vec![
+        "SET GLOBAL super_read_only = OFF".to_string(),
+        "SET SESSION sql_log_bin = 0".to_string(),
+    ];
     statements.extend(COUNTER_SCHEMA.iter().map(|s| s.to_string()));
+    statements.push("SET SESSION sql_log_bin = 1".to_string());
     statements.push(counter_set(key, value));
     if was_fenced {
         statements.push("SET GLOBAL super_read_only = ON".to_string());
@@ -102,22 +136,34 @@ pub fn forced_write(key: &str, value: i64, was_fenced: bool) -> Vec<String> {
     statements
 }
 
-/// `WAIT_FOR_EXECUTED_GTID_SET` takes whole or fractional seconds.
+/// `WAIT_FOR_EXECUTED_GTID_SET` takes whole or fractional seconds, and a timeout of 0
+/// means "wait indefinitely" (manual 14.18.2 "Functions Used with Global Transaction
+/// Identifiers"): the timeout is rounded up to whole milliseconds and never below one,
+/// so that a sub-millisecond or zero budget cannot turn into an endless wait.
 pub fn wait_for_executed_gtid_set(set: &GtidSet, timeout: Duration) -> String {
+    let millis = timeout.as_nanos().div_ceil(1_000_000).max(1);
     format!(
-        "SELECT WAIT_FOR_EXECUTED_GTID_SET({}, {:.3})",
+        "SELECT WAIT_FOR_EXECUTED_GTID_SET({}, {}.{:03})",
         literal(&set.one_line().to_string()),
-        timeout.as_secs_f64()
+        millis / 1_000,
+        millis % 1_000
     )
 }
 
-/// The donor must be listed in `clone_valid_donor_list` before `CLONE INSTANCE`.
-pub fn clone_instance(donor: &CloneDonor) -> [String; 2] {
+/// `CLONE INSTANCE` on the recipient (manual 7.6.7.3 "Cloning Remote Data"): the donor
+/// must be listed in `clone_valid_donor_list` (a variable of the clone plugin, which
+/// `children::mysqld_args` loads at boot: 1193 without it), and the recipient must not be `super_read_only`, so the fence is
+/// lowered to `read_only` for the clone (ordinary clients stay refused; the sidecar
+/// leaves a server alone while `performance_schema.clone_status` says `In Progress`).
+/// After a successful clone the server restarts and boots fenced again from its
+/// command line.
+pub fn clone_instance(donor: &CloneDonor) -> [String; 3] {
     [
         format!(
             "SET GLOBAL clone_valid_donor_list = {}",
             literal(&format!("{}:{}", donor.host, donor.port))
         ),
+        "SET GLOBAL super_read_only = OFF".to_string(),
         format!(
             "CLONE INSTANCE FROM {}@{}:{} IDENTIFIED BY {}",
             literal(&donor.user),
@@ -147,6 +193,36 @@ pub fn ensure_replication_account(account: &ReplicationAccount) -> [String; 3] {
             REPLICATION_PRIVILEGES.join(", ")
         ),
     ]
+}
+
+/// The state of the last CLONE on this server (recipient side). The table exists only
+/// while the clone plugin is loaded (manual 29.12.19.1 "The clone_status Table").
+pub const CLONE_STATUS: &str =
+    "SELECT STATE, ERROR_NO, ERROR_MESSAGE FROM performance_schema.clone_status";
+
+/// Only the two flags the fence is about: read even when the rest of the observation
+/// (GTID sets, replica status) cannot be read or parsed.
+pub const READ_ONLY_FLAGS: &str = "SELECT @@global.read_only, @@global.super_read_only";
+
+/// Events created on a source arrive on a replica with status `REPLICA_SIDE_DISABLED`
+/// (`SLAVESIDE_DISABLED` before 8.0.22) and stay so after that replica is promoted
+/// (manual 19.5.1.16 "Replication of Invoked Features").
+pub const REPLICA_SIDE_DISABLED_EVENTS: &str = "SELECT EVENT_SCHEMA, EVENT_NAME \
+    FROM information_schema.EVENTS WHERE STATUS IN ('REPLICA_SIDE_DISABLED', 'SLAVESIDE_DISABLED')";
+
+/// A MySQL identifier in backquotes, a backquote doubled (manual 11.2 "Schema Object
+/// Names").
+pub fn identifier(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// Re-enables one event on a newly promoted primary.
+pub fn enable_event(schema: &str, name: &str) -> String {
+    format!(
+        "ALTER EVENT {}.{} ENABLE",
+        identifier(schema),
+        identifier(name)
+    )
 }
 
 pub fn kill(connection_id: u64) -> String {
@@ -215,7 +291,8 @@ mod tests {
             change_source(&source),
             "CHANGE REPLICATION SOURCE TO SOURCE_HOST = 'mysql-0.mysql.iad.svc', SOURCE_PORT = 3306, \
              SOURCE_USER = 'repl', SOURCE_PASSWORD = 'p\\'w\\\\d', SOURCE_AUTO_POSITION = 1, \
-             SOURCE_DELAY = 30, SOURCE_CONNECT_RETRY = 1, GET_SOURCE_PUBLIC_KEY = 1"
+             SOURCE_DELAY = 30, SOURCE_CONNECT_RETRY = 1, SOURCE_RETRY_COUNT = 0, \
+             GET_SOURCE_PUBLIC_KEY = 1"
         );
     }
 
@@ -262,6 +339,7 @@ mod tests {
             clone_instance(&donor),
             [
                 "SET GLOBAL clone_valid_donor_list = 'mysql-0:3306'".to_string(),
+                "SET GLOBAL super_read_only = OFF".to_string(),
                 "CLONE INSTANCE FROM 'clone'@'mysql-0':3306 IDENTIFIED BY 's\\''".to_string(),
             ]
         );
@@ -327,5 +405,76 @@ mod tests {
         assert_eq!(fenced.last().unwrap(), "SET GLOBAL super_read_only = ON");
         let open = forced_write("k", 2, false);
         assert!(open.last().unwrap().contains("VALUES ('k', 2)"));
+    }
+
+    /// Which statements of a sequence are binlogged (get a GTID): everything but SETs,
+    /// while `sql_log_bin` is on.
+    fn binlogged(statements: &[String]) -> Vec<&String> {
+        let mut log_bin = true;
+        statements
+            .iter()
+            .filter(|s| match s.as_str() {
+                "SET SESSION sql_log_bin = 0" => {
+                    log_bin = false;
+                    false
+                }
+                "SET SESSION sql_log_bin = 1" => {
+                    log_bin = true;
+                    false
+                }
+                s => log_bin && !s.starts_with("SET "),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_forced_write_makes_exactly_one_errant_transaction() {
+        for was_fenced in [true, false] {
+            let statements = forced_write("chaos-divergent/1", 1, was_fenced);
+            let logged = binlogged(&statements);
+            assert_eq!(logged.len(), 1, "{statements:#?}");
+            assert!(logged[0].starts_with("INSERT INTO bloodraven_counter.counters"));
+        }
+    }
+
+    #[test]
+    fn a_gtid_wait_never_asks_for_an_endless_wait() {
+        // WAIT_FOR_EXECUTED_GTID_SET(set, 0) waits indefinitely.
+        let set = GtidSet::parse("3e11fa47-71ca-11e1-9e33-c80aa9429562:1").unwrap();
+        for (timeout, expected) in [
+            (Duration::ZERO, "0.001"),
+            (Duration::from_micros(400), "0.001"),
+            (Duration::from_micros(1_200), "0.002"),
+            (Duration::from_secs(3), "3.000"),
+            (Duration::from_millis(61_005), "61.005"),
+        ] {
+            let statement = wait_for_executed_gtid_set(&set, timeout);
+            assert!(
+                statement.ends_with(&format!(", {expected})")),
+                "{timeout:?}: {statement}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_session_reads_backslash_escapes_and_waits_for_locks_briefly() {
+        let [mode, lock_wait] = session_setup();
+        assert!(mode.starts_with("SET SESSION sql_mode = '"), "{mode}");
+        assert!(!mode.contains("NO_BACKSLASH_ESCAPES"), "{mode}");
+        assert!(
+            mode.contains("STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE"),
+            "{mode}"
+        );
+        assert_eq!(lock_wait, "SET SESSION lock_wait_timeout = 1");
+    }
+
+    #[test]
+    fn events_are_re_enabled_by_quoted_name() {
+        assert_eq!(
+            enable_event("shop", "nightly`x"),
+            "ALTER EVENT `shop`.`nightly``x` ENABLE"
+        );
+        assert!(REPLICA_SIDE_DISABLED_EVENTS.contains("'REPLICA_SIDE_DISABLED'"));
+        assert!(CLONE_STATUS.contains("performance_schema.clone_status"));
     }
 }

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use bloodraven::gtid::GtidSet;
 use bloodraven::seams::mysql::{
-    CloneDonor, GtidWait, MysqlConnector, MysqlError, MysqlSession, MysqlStatus, MysqlTarget,
-    MysqlTimeouts, REPLICATION_PRIVILEGES, ReadOnlyMode, ReplicationAccount, ReplicationSource,
+    CloneDonor, CloneState, GtidWait, MysqlConnector, MysqlError, MysqlSession, MysqlStatus,
+    MysqlTarget, MysqlTimeouts, REPLICATION_PRIVILEGES, ReadOnlyMode, ReplicationAccount,
+    ReplicationSource,
 };
 use futures::future::BoxFuture;
 use tokio::io::BufReader;
@@ -374,5 +375,22 @@ impl MysqlSession for SimMysqlSession {
             value,
         };
         Box::pin(self.expect_ok("forced write", request, Duration::ZERO))
+    }
+
+    // Minimal implementations of the seam methods added for issue 13 part 1; this
+    // connector is replaced by the production adapter over the MySQL wire protocol.
+
+    fn read_only_mode(&mut self) -> BoxFuture<'_, Result<ReadOnlyMode, MysqlError>> {
+        Box::pin(async move { Ok(self.observe().await?.read_only_mode()) })
+    }
+
+    /// The JSON model keeps no `clone_status`: its CLONE completes before the reply.
+    fn clone_state(&mut self) -> BoxFuture<'_, Result<Option<CloneState>, MysqlError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// The JSON model has no events.
+    fn enable_replica_side_disabled_events(&mut self) -> BoxFuture<'_, Result<u64, MysqlError>> {
+        Box::pin(async { Ok(0) })
     }
 }
