@@ -31,8 +31,10 @@ fmt: ## Format the code
 fmt-check: ## Fail if the code is not formatted
 	$(CARGO) fmt --all -- --check
 
-lint: ## Clippy on everything; any warning fails
+lint: ## Clippy on everything and shellcheck on every shell script; any warning fails
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@command -v shellcheck >/dev/null 2>&1 || { echo "lint: shellcheck is not installed (apt-get install shellcheck)"; exit 1; }
+	shellcheck .ci/run $$(git ls-files '*.sh')
 
 generate: ## Regenerate the chart's CRDs and operator RBAC from the Rust code
 	$(CARGO) run --quiet -p bloodraven -- crd > charts/bloodraven/crds/bloodraven-crds.yaml
