@@ -14,6 +14,7 @@ use std::time::Duration;
 use bloodraven::api::{
     DRAGONFLY_ROLE_LABEL, DRAGONFLY_TRAFFIC_LABEL, MysqlFailoverGroup, ROLE_LABEL,
 };
+use bloodraven::production::mysql::sql;
 use bloodraven::seams::{
     DragonflyTarget, MysqlSession, MysqlTarget, MysqlTimeouts, SharedDragonflyConnector,
     SharedMysqlConnector,
@@ -335,6 +336,83 @@ impl Live {
             })
     }
 
+    /// Runs root statements on `site`'s mysqld as a local client would: through a root
+    /// session over its tunnel when one can be opened, otherwise with the mysql client
+    /// inside the site's mysqld container, reached from its node container (`docker
+    /// exec` needs no cluster network, so a partitioned site's mysqld is still
+    /// reached). `in_node` is the same work as one batch for that client. Only a
+    /// session that could not be opened falls back: a statement that failed in a
+    /// session is an error, never run twice.
+    async fn on_site_mysql<F>(
+        &self,
+        namespace: &str,
+        site: &str,
+        in_node: &[String],
+        in_session: F,
+    ) -> Result<(), String>
+    where
+        F: for<'s> FnOnce(
+            &'s mut Box<dyn MysqlSession>,
+        ) -> BoxFuture<'s, Result<(), bloodraven::seams::MysqlError>>,
+    {
+        let group = self.group(Some(namespace)).await?;
+        let through_session = match self.root_session(&group, site).await {
+            Ok(mut session) => {
+                return in_session(&mut session)
+                    .await
+                    .map_err(|e| format!("on site {site}: {e}"));
+            }
+            Err(why) => why,
+        };
+        self.run_in_node(&group, site, in_node)
+            .await
+            .map_err(|why| format!("{through_session}; inside its node: {why}"))
+    }
+
+    /// `statements` as root by the mysql client inside `site`'s mysqld container.
+    async fn run_in_node(
+        &self,
+        group: &GroupInfo,
+        site: &str,
+        statements: &[String],
+    ) -> Result<(), String> {
+        let selector = self.site_mysql_selector(site);
+        let placement = self
+            .groups
+            .pod_placement(&group.namespace, &selector)
+            .await
+            .map_err(|e| format!("finding the pod {selector}: {e}"))?
+            .ok_or_else(|| format!("no pod matches {selector} in {}", group.namespace))?;
+        let password = self.password(group, ROOT_PASSWORD_KEY).await?;
+        let cmd = statements_in_node_command(&group.namespace, &placement.pod);
+        let env = [
+            format!("{READ_ONLY_PASSWORD_ENV}={password}"),
+            format!("{STATEMENTS_ENV}={}", in_node_batch(statements)),
+        ];
+        let out = tokio::time::timeout(
+            NODE_READ_TIMEOUT,
+            self.docker.exec(&placement.node, &cmd, &env),
+        )
+        .await
+        .map_err(|_| {
+            format!(
+                "docker exec in node {} timed out after {NODE_READ_TIMEOUT:?}",
+                placement.node
+            )
+        })?
+        .map_err(|e| format!("docker exec in node {}: {e}", placement.node))?;
+        if out.exit_code != 0 {
+            return Err(format!(
+                "the mysql client in pod {} on node {} exited with {}: {}",
+                placement.pod,
+                placement.node,
+                out.exit_code,
+                out.stderr.trim()
+            ));
+        }
+        Ok(())
+    }
+
     /// write-divergent: `transactions` writes as root that bypass read-only
     /// (`chaos-divergent/1..=n`), each an errant GTID of that server's UUID.
     pub async fn forced_writes(
@@ -343,26 +421,41 @@ impl Live {
         site: &str,
         transactions: u32,
     ) -> Result<(), String> {
-        let group = self.group(Some(namespace)).await?;
-        let mut session = self.root_session(&group, site).await?;
-        for n in 1..=transactions {
-            let key = format!("{DIVERGENT_KEY_PREFIX}{n}");
-            session
-                .forced_write(&key, i64::from(n))
-                .await
-                .map_err(|e| format!("forced write {key} on site {site}: {e}"))?;
+        let keys: Vec<String> = (1..=transactions)
+            .map(|n| format!("{DIVERGENT_KEY_PREFIX}{n}"))
+            .collect();
+        // One batch, so the fence is read once and put back as it was found.
+        let mut in_node = vec![format!(
+            "SET {WAS_FENCED_VARIABLE} = @@global.super_read_only"
+        )];
+        for (n, key) in (1..=transactions).zip(&keys) {
+            in_node.extend(sql::forced_write(key, i64::from(n), false));
         }
-        Ok(())
+        in_node.push(format!(
+            "SET GLOBAL super_read_only = {WAS_FENCED_VARIABLE}"
+        ));
+        self.on_site_mysql(namespace, site, &in_node, move |session| {
+            Box::pin(async move {
+                for (n, key) in (1..=transactions).zip(&keys) {
+                    session.forced_write(key, i64::from(n)).await?;
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// force-writable: `read_only=OFF, super_read_only=OFF` on `site`'s mysqld as root.
     pub async fn force_writable(&self, namespace: &str, site: &str) -> Result<(), String> {
-        let group = self.group(Some(namespace)).await?;
-        let mut session = self.root_session(&group, site).await?;
-        session
-            .set_read_only(bloodraven::seams::mysql::ReadOnlyMode::Writable)
-            .await
-            .map_err(|e| format!("on site {site}: {e}"))
+        let writable = bloodraven::seams::mysql::ReadOnlyMode::Writable;
+        let in_node: Vec<String> = sql::set_read_only(writable)
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        self.on_site_mysql(namespace, site, &in_node, move |session| {
+            session.set_read_only(writable)
+        })
+        .await
     }
 
     /// replication-delay: STOP REPLICA; CHANGE REPLICATION SOURCE TO SOURCE_DELAY = n;
@@ -373,13 +466,52 @@ impl Live {
         site: &str,
         seconds: u32,
     ) -> Result<(), String> {
-        let group = self.group(Some(namespace)).await?;
-        let mut session = self.root_session(&group, site).await?;
-        let on = |e: bloodraven::seams::MysqlError| format!("on site {site}: {e}");
-        session.stop_replica().await.map_err(on)?;
-        session.set_source_delay(seconds).await.map_err(on)?;
-        session.start_replica().await.map_err(on)
+        let in_node = vec![
+            sql::STOP_REPLICA.to_owned(),
+            sql::set_source_delay(seconds),
+            sql::START_REPLICA.to_owned(),
+        ];
+        self.on_site_mysql(namespace, site, &in_node, move |session| {
+            Box::pin(async move {
+                session.stop_replica().await?;
+                session.set_source_delay(seconds).await?;
+                session.start_replica().await
+            })
+        })
+        .await
     }
+}
+
+/// The environment variable that carries the statements into
+/// [`statements_in_node_command`] (one batch, `;`-terminated lines).
+pub const STATEMENTS_ENV: &str = "BLOODRAVEN_CHAOS_STATEMENTS";
+
+/// The session variable the in-node forced writes keep the fence in.
+const WAS_FENCED_VARIABLE: &str = "@bloodraven_chaos_was_fenced";
+
+/// The statements as the mysql client reads them from stdin: one per line, each ended
+/// by `;`.
+pub fn in_node_batch(statements: &[String]) -> String {
+    statements
+        .iter()
+        .map(|s| format!("{s};"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A shell command for a k3d node container that runs the statements in
+/// [`STATEMENTS_ENV`] as root over the local socket of pod `namespace/pod`'s mysqld
+/// (as [`read_only_in_node_command`] reads the flags): the password is the first line
+/// of the client's stdin, the statements follow. Exit 3: no running mysqld container
+/// of that pod here; otherwise the mysql client's exit code.
+pub fn statements_in_node_command(namespace: &str, pod: &str) -> Vec<String> {
+    let container = bloodraven::children::MYSQL_CONTAINER;
+    let script = format!(
+        r#"id=$(crictl ps -q --state running --label io.kubernetes.pod.namespace={namespace} --label io.kubernetes.pod.name={pod} --name '^{container}$' | head -n 1); [ -n "$id" ] || {{ echo 'no running {container} container of pod {namespace}/{pod} on this node' >&2; exit 3; }}; printf '%s
+%s
+' "${READ_ONLY_PASSWORD_ENV}" "${STATEMENTS_ENV}" | crictl exec -i "$id" sh -c 'read -r MYSQL_PWD; export MYSQL_PWD; exec mysql -uroot -N -B'"#
+    );
+    vec!["sh".to_owned(), "-c".to_owned(), script]
 }
 
 /// The environment variable that carries the root password into

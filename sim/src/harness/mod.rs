@@ -101,6 +101,19 @@ impl WorldHandle {
         self.mailbox.apply(faults).await
     }
 
+    /// Runs `job` on a new client host inside `site`'s network (given that host's
+    /// name, for a cluster dialer) and returns its result: how a person on the site's
+    /// node reaches its mysqld while the site is partitioned. See
+    /// [`WorldMailbox::run_in_site`].
+    pub async fn run_in_site<T, F, Fut>(&self, site: &str, job: F) -> Result<T, MailboxError>
+    where
+        T: Send + 'static,
+        F: FnOnce(String) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
+        self.mailbox.run_in_site(site, job).await
+    }
+
     /// Each site's writability now: a site accepts writes when any MySQL model running
     /// on its node does.
     pub fn site_writability(&self) -> BTreeMap<String, bool> {

@@ -154,10 +154,6 @@ impl SimBackend {
         }
     }
 
-    fn dialer(&self, namespace: &str) -> SharedDialer {
-        dialer(&self.world, namespace, &self.host)
-    }
-
     fn node_of(&self, site: &str) -> Result<&str, BackendError> {
         self.world
             .node_of(site)
