@@ -760,18 +760,31 @@ fn split_brain_is_detected_and_the_site_without_the_lease_is_fenced() {
     let api = sim.world().api().clone();
 
     // Keep forcing pdx writable (as root, faster than its sidecar re-fences it) until
-    // the operator reports SplitBrain, then scrape /metrics while it lasts.
+    // the operator reports SplitBrain in its status and its /metrics. The scrape is
+    // its own check: the operator is woken by its own status write and may fence pdx
+    // (and clear the gauge) before a scrape that follows the status arrives, so the
+    // gauge is polled until a scrape sees it, not read once after the status.
     let metrics_during = sim
         .run_client(Duration::from_secs(30), move |host| async move {
             let mut session: Option<SimMysqlSession> = None;
+            let mut seen_in_status = false;
             loop {
-                let split = api
+                seen_in_status |= api
                     .get(&groups(), Some(PLAYGROUND_NAMESPACE), PLAYGROUND_GROUP)
                     .ok()
                     .and_then(|g| g.pointer("/status/health").cloned())
                     == Some(Value::from("SplitBrain"));
-                if split {
-                    return host.operator_metrics().await.unwrap();
+                if seen_in_status {
+                    let body = host.operator_metrics().await.unwrap();
+                    let samples = bloodraven_chaos::metrics::parse(&body).unwrap();
+                    let split_gauge = samples.iter().any(|s| {
+                        s.name == "bloodraven_split_brain"
+                            && s.labels.get("group").map(String::as_str) == Some(PLAYGROUND_GROUP)
+                            && s.value == 1.0
+                    });
+                    if split_gauge {
+                        return body;
+                    }
                 }
                 if session.is_none() {
                     session = Some(root_session(&api, &target).await);
