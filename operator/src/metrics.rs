@@ -411,7 +411,12 @@ impl Metrics {
     /// How long ago the operator last saw the writer Lease change (a renewal, a new
     /// holder); `None` while the Lease has no holder, which removes the series: nobody
     /// is expected to renew it then.
-    pub fn set_writer_lease_renewal_age(&self, namespace: &str, group: &str, age: Option<Duration>) {
+    pub fn set_writer_lease_renewal_age(
+        &self,
+        namespace: &str,
+        group: &str,
+        age: Option<Duration>,
+    ) {
         let labels = Self::group(namespace, group);
         match age {
             Some(age) => {

@@ -134,7 +134,10 @@ async fn malformed_field_selectors_are_a_400_naming_the_value() {
         )
         .await;
         assert_eq!(code, 400, "{selector}: {text}");
-        assert!(text.contains(named), "{selector} should name {named}: {text}");
+        assert!(
+            text.contains(named),
+            "{selector} should name {named}: {text}"
+        );
     }
     let (code, text) = send(
         addr,

@@ -53,6 +53,9 @@ pub struct RunConfig {
     pub ledger_path: PathBuf,
     pub poll_interval: Duration,
     pub progress: Option<ProgressFn>,
+    /// Sim backend only: the API server delays each watch event by up to this much
+    /// (drawn from the seed). Zero, the default, delivers at once.
+    pub watch_delay: Duration,
 }
 
 impl RunConfig {
@@ -62,6 +65,7 @@ impl RunConfig {
             ledger_path,
             poll_interval: Duration::from_millis(500),
             progress: None,
+            watch_delay: Duration::ZERO,
         }
     }
 }

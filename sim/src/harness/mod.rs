@@ -181,8 +181,26 @@ impl DrivenWorld {
         seed: u64,
         mysql_startup: StartupProfile,
     ) -> Result<Self, DriverError> {
+        Self::playground_with(seed, mysql_startup, Duration::ZERO)
+    }
+
+    /// [`DrivenWorld::playground`] whose API server delays every watch event by up to
+    /// `watch_delay` (drawn from the seed, see [`WorldBuilder::watch_delay`]): the
+    /// sweep's way of finding code that acts on a cache older than its own writes.
+    pub fn playground_with_watch_delay(
+        seed: u64,
+        watch_delay: Duration,
+    ) -> Result<Self, DriverError> {
+        Self::playground_with(seed, REALISTIC_MYSQL_STARTUP, watch_delay)
+    }
+
+    fn playground_with(
+        seed: u64,
+        mysql_startup: StartupProfile,
+        watch_delay: Duration,
+    ) -> Result<Self, DriverError> {
         let observer = MysqlObserver::default();
-        let mut builder = WorldBuilder::new(seed);
+        let mut builder = WorldBuilder::new(seed).watch_delay(watch_delay);
         builder.images_mut().register(
             MYSQL_IMAGE,
             MysqlProgram::default().with_observer(observer.clone()),
