@@ -170,27 +170,6 @@ fn a_crashed_primary_fails_over_to_the_replica() {
     assert_operator_calls_granted(&world);
 }
 
-/// Events with `reason`, counting the repeats folded into each one's `series.count`.
-fn event_count(world: &World, reason: &str) -> i64 {
-    world
-        .api()
-        .list(
-            &ResourceKey::new("events.k8s.io", "v1", "events"),
-            Some(PLAYGROUND_NAMESPACE),
-            &Default::default(),
-        )
-        .unwrap()
-        .items
-        .iter()
-        .filter(|e| e["reason"] == reason)
-        .map(|e| {
-            e.pointer("/series/count")
-                .and_then(Value::as_i64)
-                .unwrap_or(1)
-        })
-        .sum()
-}
-
 /// Issue 12 item 3: with every watch event delivered up to 400 ms late, a pass that
 /// runs before the operator's own status write comes back must act on what it wrote,
 /// not on the older cached status: one failover is one FailoverStarted and one
