@@ -7,8 +7,8 @@
 //! lost standby pages `BloodravenReplicationStopped` with the site that is gone.
 //!
 //! Like tests/alerts.rs it needs promtool and fails with the install hint without it.
-//! This is the test-side half of issue 17's "alerts over each scenario's timeline": the
-//! chaos runner's JUnit and report do not list alerts yet (WISHLIST.md).
+//! The chaos runner evaluates the same rules over every scenario's scrapes with its own
+//! small evaluator (chaos/src/alerts/); this test keeps promtool as the reference.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;

@@ -83,30 +83,7 @@ pub fn chart_rules() -> Result<Vec<Rule>, RulesError> {
 pub fn parse_rules(template: &str, values: &serde_json::Value) -> Result<Vec<Rule>, RulesError> {
     let lines: Vec<&str> = template.lines().collect();
     let mut rules = Vec::new();
-    let mut current: Option<(String, usize, Option<String>, Option<u64>, Option<String>)> = None;
-    let mut finish =
-        |current: &mut Option<(String, usize, Option<String>, Option<u64>, Option<String>)>,
-         rules: &mut Vec<Rule>|
-         -> Result<(), RulesError> {
-            if let Some((name, line, expr, for_ms, severity)) = current.take() {
-                let missing = |what: &str| RulesError::Template {
-                    line,
-                    reason: format!("alert {name} has no {what}"),
-                };
-                let text = expr.ok_or_else(|| missing("expr: |- block"))?;
-                let expr = promql::parse(&text).map_err(|source| RulesError::Expr {
-                    alert: name.clone(),
-                    source,
-                })?;
-                rules.push(Rule {
-                    severity: severity.ok_or_else(|| missing("severity label"))?,
-                    for_ms: for_ms.unwrap_or(0),
-                    name,
-                    expr,
-                });
-            }
-            Ok(())
-        };
+    let mut current: Option<PendingRule> = None;
     let mut i = 0;
     while i < lines.len() {
         let line = lines[i];
@@ -115,9 +92,20 @@ pub fn parse_rules(template: &str, values: &serde_json::Value) -> Result<Vec<Rul
         let number = i + 1;
         i += 1;
         if let Some(name) = trimmed.strip_prefix("- alert: ") {
-            finish(&mut current, &mut rules)?;
-            current = Some((name.trim().to_owned(), number, None, None, None));
+            if let Some(done) = current.take() {
+                rules.push(done.finish()?);
+            }
+            current = Some(PendingRule {
+                name: name.trim().to_owned(),
+                line: number,
+                ..PendingRule::default()
+            });
             continue;
+        }
+        if trimmed.starts_with("- name: ")
+            && let Some(done) = current.take()
+        {
+            rules.push(done.finish()?);
         }
         let Some(rule) = current.as_mut() else {
             continue;
@@ -133,9 +121,9 @@ pub fn parse_rules(template: &str, values: &serde_json::Value) -> Result<Vec<Rul
                 block.push(substitute(next.trim(), values, i + 1)?);
                 i += 1;
             }
-            rule.2 = Some(block.join("\n"));
+            rule.expr = Some(block.join("\n"));
         } else if let Some(text) = trimmed.strip_prefix("expr: ") {
-            rule.2 = Some(substitute(text.trim(), values, number)?);
+            rule.expr = Some(substitute(text.trim(), values, number)?);
         } else if let Some(duration) = trimmed.strip_prefix("for: ") {
             let duration = duration.trim();
             let ms = bloodraven::api::duration::parse(duration)
@@ -144,15 +132,46 @@ pub fn parse_rules(template: &str, values: &serde_json::Value) -> Result<Vec<Rul
                     line: number,
                     reason: format!("for: {duration:?}: {e}"),
                 })?;
-            rule.3 = Some(ms);
+            rule.for_ms = Some(ms);
         } else if let Some(severity) = trimmed.strip_prefix("severity: ") {
-            rule.4 = Some(severity.trim().to_owned());
-        } else if trimmed.starts_with("- name: ") {
-            finish(&mut current, &mut rules)?;
+            rule.severity = Some(severity.trim().to_owned());
         }
     }
-    finish(&mut current, &mut rules)?;
+    if let Some(done) = current.take() {
+        rules.push(done.finish()?);
+    }
     Ok(rules)
+}
+
+/// A rule while its lines are being read.
+#[derive(Default)]
+struct PendingRule {
+    name: String,
+    line: usize,
+    expr: Option<String>,
+    for_ms: Option<u64>,
+    severity: Option<String>,
+}
+
+impl PendingRule {
+    fn finish(self) -> Result<Rule, RulesError> {
+        let missing = |what: &str| RulesError::Template {
+            line: self.line,
+            reason: format!("alert {} has no {what}", self.name),
+        };
+        let text = self.expr.clone().ok_or_else(|| missing("expr"))?;
+        let severity = self.severity.clone().ok_or_else(|| missing("severity label"))?;
+        let expr = promql::parse(&text).map_err(|source| RulesError::Expr {
+            alert: self.name.clone(),
+            source,
+        })?;
+        Ok(Rule {
+            name: self.name,
+            severity,
+            expr,
+            for_ms: self.for_ms.unwrap_or(0),
+        })
+    }
 }
 
 /// Replaces `{{ .Values.a.b }}` in one expression line by the value.

@@ -682,7 +682,7 @@ impl Timeline {
                 let start = end.saturating_sub(*range);
                 let mut series: BTreeMap<Labels, Vec<f64>> = BTreeMap::new();
                 for scrape in &self.scrapes {
-                    if scrape.at_ms <= start && *range <= end || scrape.at_ms > end {
+                    if (scrape.at_ms <= start && *range <= end) || scrape.at_ms > end {
                         continue;
                     }
                     for (labels, value) in &scrape.samples {
