@@ -254,7 +254,10 @@ fn a_healthy_run_pages_nobody_and_a_lost_primary_pages_its_runbook() {
         ],
         "{fired:#?}"
     );
-    assert!(fired.iter().all(|a| a.firing_from_ms >= crash_ms), "{fired:#?}");
+    assert!(
+        fired.iter().all(|a| a.firing_from_ms >= crash_ms),
+        "{fired:#?}"
+    );
     assert!(
         fired[0].firing_from_ms <= crash_ms + 30_000,
         "the failover pages within two scrapes: {fired:#?}"

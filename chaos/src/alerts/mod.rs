@@ -160,7 +160,10 @@ impl PendingRule {
             reason: format!("alert {} has no {what}", self.name),
         };
         let text = self.expr.clone().ok_or_else(|| missing("expr"))?;
-        let severity = self.severity.clone().ok_or_else(|| missing("severity label"))?;
+        let severity = self
+            .severity
+            .clone()
+            .ok_or_else(|| missing("severity label"))?;
         let expr = promql::parse(&text).map_err(|source| RulesError::Expr {
             alert: self.name.clone(),
             source,

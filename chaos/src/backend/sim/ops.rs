@@ -443,8 +443,8 @@ impl SimBackend {
         let target = self.site_mysql_root(namespace, site).await?;
         let world = self.world.clone();
         let (namespace_owned, site_owned) = (namespace.to_owned(), site.to_owned());
-        let outcome = self
-            .world
+        // The outer error: the site-local client could not run; the inner one is its own.
+        self.world
             .run_in_site(site, move |host| async move {
                 let dialer = super::dialer(&world, &namespace_owned, &host);
                 let mut session =
@@ -464,8 +464,7 @@ impl SimBackend {
                     format!("{} on site {site}", statements_label(statements)),
                     e,
                 )
-            })?;
-        outcome
+            })?
     }
 }
 
