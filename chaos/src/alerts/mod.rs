@@ -237,7 +237,7 @@ pub fn scrape(at_ms: u64, samples: &[Sample]) -> Scrape {
 /// Evaluates every rule at every scrape of `timeline` and returns the alerts that
 /// reached firing (held for the rule's `for`), ordered by when they started firing.
 pub fn evaluate(rules: &[Rule], timeline: &Timeline) -> Result<Vec<FiredAlert>, PromqlError> {
-    let mut fired = Vec::new();
+    let mut fired: Vec<FiredAlert> = Vec::new();
     for rule in rules {
         // Active instances by labels: since when the expression held, and whether
         // (since when) it is firing.
@@ -260,11 +260,11 @@ pub fn evaluate(rules: &[Rule], timeline: &Timeline) -> Result<Vec<FiredAlert>, 
             }
             active.retain(|labels, (_, firing)| {
                 let still = present.contains(labels);
-                if !still && let Some(index) = firing {
-                    if let Some(alert) = fired.get_mut(*index) {
-                        let alert: &mut FiredAlert = alert;
-                        alert.resolved_at_ms = Some(at);
-                    }
+                if !still
+                    && let Some(index) = firing
+                    && let Some(alert) = fired.get_mut(*index)
+                {
+                    alert.resolved_at_ms = Some(at);
                 }
                 still
             });
@@ -334,7 +334,10 @@ mod tests {
         assert!(err.to_string().contains("line 5"), "{err}");
     }
 
-    fn samples(rows: &[(&str, &[(&str, &str)], f64)]) -> Vec<Sample> {
+    /// A sample written by hand: name, labels, value.
+    type Row<'a> = (&'a str, &'a [(&'a str, &'a str)], f64);
+
+    fn samples(rows: &[Row<'_>]) -> Vec<Sample> {
         rows.iter()
             .map(|(name, labels, value)| Sample {
                 name: name.to_string(),

@@ -826,8 +826,11 @@ mod tests {
         l
     }
 
-    /// One scrape a minute of `rows` (name, labels, values per minute; NaN: absent).
-    fn timeline(rows: &[(&str, &[(&str, &str)], &[f64])]) -> Timeline {
+    /// A series written by hand: name, labels, one value per minute (NaN: absent).
+    type Row<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [f64]);
+
+    /// One scrape a minute of `rows`.
+    fn timeline(rows: &[Row<'_>]) -> Timeline {
         let len = rows.iter().map(|r| r.2.len()).max().unwrap_or(0);
         Timeline {
             scrapes: (0..len)
