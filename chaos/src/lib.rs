@@ -5,6 +5,7 @@
 
 #![warn(unreachable_pub)]
 
+pub mod alerts;
 pub mod backend;
 pub(crate) mod cel_where;
 pub mod cli;

@@ -124,7 +124,21 @@ fn timeline_text(outcome: &ScenarioOutcome) -> String {
             w.failovers.iter().map(|f| format!("{}->{} RTO {} ms", f.from_site, f.to_site, f.rto_ms)).collect::<Vec<_>>().join(", ")
         ));
     }
+    out.push_str(&format!("alerts: {}\n", alerts_fired(outcome)));
     out
+}
+
+/// The alerts that fired during the run, by name and labels, or `none`.
+pub fn alerts_fired(outcome: &ScenarioOutcome) -> String {
+    if outcome.alerts.is_empty() {
+        return "none".to_owned();
+    }
+    outcome
+        .alerts
+        .iter()
+        .map(|a| a.describe())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// JUnit: one testsuite named after the run, one testcase per scenario.
@@ -277,6 +291,18 @@ impl Machine {
     }
 }
 
+/// The names of the alerts that fired (each once), for the report's table.
+fn alert_names(outcome: &ScenarioOutcome) -> String {
+    let mut names: Vec<&str> = outcome.alerts.iter().map(|a| a.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
 fn secs(ms: u64) -> String {
     format!("{:.1} s", ms as f64 / 1000.0)
 }
@@ -304,8 +330,8 @@ pub fn markdown(
     ));
     out.push_str("## Scenarios\n\n");
     out.push_str(
-        "| scenario | result | seed | RTO (simulated) | longest write-unavailability | acknowledged writes lost | wall | simulated |\n\
-         |---|---|---|---|---|---|---|---|\n",
+        "| scenario | result | seed | RTO (simulated) | longest write-unavailability | acknowledged writes lost | alerts fired | wall | simulated |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
     );
     for o in outcomes {
         let w = o.workload.as_ref();
@@ -327,10 +353,11 @@ pub fn markdown(
                 format!("{} of {}", l.len(), w.map_or(0, |w| w.acknowledged))
             });
         out.push_str(&format!(
-            "| {} | {} | {} | {rto} | {longest} | {lost} | {} | {} |\n",
+            "| {} | {} | {} | {rto} | {longest} | {lost} | {} | {} | {} |\n",
             o.id,
             if o.passed() { "pass" } else { "FAIL" },
             o.seed.map_or("-".to_owned(), |s| s.to_string()),
+            alert_names(o),
             secs(o.wall_ms),
             secs(o.simulated_ms),
         ));

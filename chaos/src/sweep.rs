@@ -9,6 +9,7 @@ use std::ops::RangeInclusive;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -167,17 +168,33 @@ pub fn schedule(seed: u64) -> String {
 /// disruption. Chosen by what the schedules contain, never by whether they pass.
 pub fn ci_seeds() -> RangeInclusive<u64> {
     let mut missing: Vec<Disruption> = DISRUPTIONS.to_vec();
+    let mut delayed = false;
     let mut seed = 1;
     // Bounded so that a generator change cannot hang CI; the unit test below checks
     // that the answer covers every kind and stays short.
     while seed < 1000 {
         missing.retain(|kind| !plan(seed).iter().any(|p| p.kind == *kind));
-        if missing.is_empty() && seed >= CI_MIN_SEEDS {
+        delayed |= !watch_delay(seed).is_zero();
+        if missing.is_empty() && delayed && seed >= CI_MIN_SEEDS {
             break;
         }
         seed += 1;
     }
     1..=seed
+}
+
+/// How late the simulated API server may deliver each watch event in `seed`'s run:
+/// zero for about two seeds in three, 100 to 500 ms for the others. Drawn from its own
+/// generator, so the fault schedules (and every seed's replay) stay what they were; the
+/// operator must act on what it wrote, never on a cache that has not caught up with it
+/// (issue 12: a stale status repeated a transition and its Events).
+pub fn watch_delay(seed: u64) -> Duration {
+    // "WATCHDLY": any constant that is not another generator's works.
+    let mut rng = SplitMix64::new(seed ^ 0x5741_5443_4844_4c59);
+    if rng.range(0, 2) != 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_millis(rng.range(100, 500))
 }
 
 /// CI's sweep is at least this many seeds.
@@ -198,6 +215,8 @@ pub struct SeedResult {
     pub failure: Option<String>,
     pub wall_ms: u64,
     pub simulated_ms: u64,
+    /// The most a watch event was delayed in this seed's run ([`watch_delay`]).
+    pub watch_delay_ms: u64,
     pub replay: String,
 }
 
@@ -243,6 +262,7 @@ fn result_of(seed: u64, outcome: &ScenarioOutcome) -> SeedResult {
             .map(|f| format!("{}: {}", f.step, f.message)),
         wall_ms: outcome.wall_ms,
         simulated_ms: outcome.simulated_ms,
+        watch_delay_ms: u64::try_from(watch_delay(seed).as_millis()).unwrap_or(u64::MAX),
         replay: replay_command(seed),
     }
 }
@@ -279,6 +299,7 @@ pub fn run(
                     let mut config =
                         RunConfig::new(ledger_dir.join(format!("sweep-{seed}.ledger")));
                     config.seed = Some(*seed);
+                    config.watch_delay = watch_delay(*seed);
                     let outcome = sim::run_scenario(scenario, &config);
                     let result = result_of(*seed, &outcome);
                     on_result(&result, &outcome);
@@ -364,10 +385,31 @@ mod tests {
             (CI_MIN_SEEDS..=8).contains(seeds.end()),
             "CI seeds {seeds:?}"
         );
-        let used: Vec<Disruption> = seeds.flat_map(plan).map(|p| p.kind).collect();
+        let used: Vec<Disruption> = seeds.clone().flat_map(plan).map(|p| p.kind).collect();
         for kind in DISRUPTIONS {
             assert!(used.contains(&kind), "CI seeds never {kind:?}");
         }
+        assert!(
+            seeds.clone().any(|seed| !watch_delay(seed).is_zero()),
+            "no CI seed delays watch events"
+        );
+    }
+
+    #[test]
+    fn a_share_of_seeds_delays_watch_events_within_bounds() {
+        let delays: Vec<Duration> = (0..300).map(watch_delay).collect();
+        let delayed = delays.iter().filter(|d| !d.is_zero()).count();
+        assert!(
+            (60..=140).contains(&delayed),
+            "{delayed} of 300 seeds delayed"
+        );
+        for d in delays.iter().filter(|d| !d.is_zero()) {
+            assert!(
+                (Duration::from_millis(100)..=Duration::from_millis(500)).contains(d),
+                "{d:?}"
+            );
+        }
+        assert_eq!(watch_delay(7), watch_delay(7));
     }
 
     #[test]

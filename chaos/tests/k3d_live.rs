@@ -22,7 +22,8 @@ use bloodraven_chaos::backend::k3d::{
     PodRef,
 };
 use bloodraven_chaos::backend::k3d_live::{
-    GroupApi, GroupInfo, LiveParts, PodPlacement, parse_read_only_flags, read_only_in_node_command,
+    GroupApi, GroupInfo, LiveParts, PodPlacement, STATEMENTS_ENV, in_node_batch,
+    parse_read_only_flags, read_only_in_node_command, statements_in_node_command,
 };
 use bloodraven_chaos::backend::tunnel::{BoxPodStream, PodForwarder, PodSource, ResolvedPod};
 use bloodraven_chaos::backend::{Backend, BackendError, LedgerFaults, SiteWritability};
@@ -516,6 +517,28 @@ impl DockerApi for NodeDocker {
         env: &'a [String],
     ) -> BoxFuture<'a, Result<ExecOutput, DockerError>> {
         let pods = self.0.pods.lock().unwrap().clone();
+        // Statements run inside the node (a partitioned site's SQL faults).
+        if let Some((pod, _)) = pods.values().find(|(pod, site)| {
+            node_of(site) == node && cmd == statements_in_node_command(NS, pod).as_slice()
+        }) {
+            let statements = env
+                .iter()
+                .find_map(|e| e.strip_prefix(&format!("{STATEMENTS_ENV}=")))
+                .unwrap_or_default()
+                .replace('\n', " | ");
+            let password_env = env
+                .iter()
+                .any(|e| e.starts_with("BLOODRAVEN_CHAOS_ROOT_PASSWORD="));
+            self.0.push(format!(
+                "docker exec {node} (statements in {pod}, password in env: {password_env}): {statements}"
+            ));
+            let out = ExecOutput {
+                exit_code: 0,
+                stdout: String::new(),
+                stderr: String::new(),
+            };
+            return Box::pin(async move { Ok(out) });
+        }
         let (pod, _) = pods
             .values()
             .find(|(pod, site)| {
@@ -1030,6 +1053,73 @@ async fn sql_faults_on_an_unreachable_site_fail_naming_it() {
     assert_eq!(
         err.to_string(),
         "k3d backend: replication-delay pdx 5s: root session to the MySQL of site pdx: no Running pod for bloodraven-playground/[shipstream.io/site=pdx,app.kubernetes.io/name=mysql]:3306"
+    );
+}
+
+/// Issue 12 item 10: a partitioned site's mysqld is still reached as a local client
+/// would, inside its node (no port-forward reaches it): the isolated primary keeps
+/// taking local writes. The fence is read once and put back as it was found.
+#[tokio::test]
+async fn sql_faults_on_a_partitioned_site_run_inside_its_node() {
+    let (backend, world) = live_backend();
+    world.cut_off.lock().unwrap().insert("mysql-iad-0".into());
+    let plan = backend
+        .plan_fault(
+            &Fault::WriteDivergent {
+                site: "iad".into(),
+                transactions: 2,
+            },
+            NS,
+        )
+        .await
+        .unwrap();
+    backend.execute(&plan.apply).await.unwrap();
+    let calls = world.take();
+    let exec = calls
+        .iter()
+        .find(|c| c.starts_with("docker exec"))
+        .unwrap_or_else(|| panic!("no docker exec in {calls:?}"));
+    assert!(
+        exec.contains("(statements in mysql-iad-0, password in env: true)"),
+        "{exec}"
+    );
+    let mut want = vec!["SET @bloodraven_chaos_was_fenced = @@global.super_read_only;".to_owned()];
+    for n in 1..=2 {
+        for statement in sql::forced_write(&format!("chaos-divergent/{n}"), n, false) {
+            want.push(format!("{statement};"));
+        }
+    }
+    want.push("SET GLOBAL super_read_only = @bloodraven_chaos_was_fenced;".to_owned());
+    assert!(exec.ends_with(&want.join(" | ")), "{exec}\nwant {want:?}");
+    assert!(
+        !exec.contains("r00t"),
+        "the password is not in the command: {exec}"
+    );
+
+    let plan = backend
+        .plan_fault(&Fault::ForceWritable("iad".into()), NS)
+        .await
+        .unwrap();
+    backend.execute(&plan.apply).await.unwrap();
+    let calls = world.take();
+    assert!(
+        calls.iter().any(|c| c.starts_with("docker exec")
+            && c.contains("SET GLOBAL super_read_only = OFF")),
+        "{calls:?}"
+    );
+
+    // The in-node command reads password and statements from its environment.
+    let cmd = statements_in_node_command(NS, "mysql-iad-0");
+    for part in [
+        "--label io.kubernetes.pod.name=mysql-iad-0",
+        "\"$BLOODRAVEN_CHAOS_ROOT_PASSWORD\" \"$BLOODRAVEN_CHAOS_STATEMENTS\"",
+        "exec mysql -uroot -N -B",
+    ] {
+        assert!(cmd[2].contains(part), "{part} missing from {}", cmd[2]);
+    }
+    assert_eq!(
+        in_node_batch(&["SELECT 1".into(), "SELECT 2".into()]),
+        "SELECT 1;\nSELECT 2;"
     );
 }
 

@@ -430,6 +430,17 @@ fn outcome(id: &str, failing: bool) -> ScenarioOutcome {
             text: "#1 kill-site iad".into(),
         }],
         workload: None,
+        alerts: if failing {
+            vec![bloodraven_chaos::alerts::FiredAlert {
+                name: "BloodravenEmergencyFailover".into(),
+                severity: "warning".into(),
+                labels: [("group".to_owned(), "playground".to_owned())].into(),
+                firing_from_ms: 30_000,
+                resolved_at_ms: None,
+            }]
+        } else {
+            vec![]
+        },
         ledger: "x.ledger".into(),
     }
 }
@@ -487,6 +498,13 @@ fn junit_parses_back_with_cases_properties_failures_and_timeline() {
         out.contains("+    1.200s fault    #1 kill-site iad"),
         "{out}"
     );
+    // Issue 17: the alerts that fired are listed with the timeline.
+    assert!(
+        out.contains(r#"alerts: BloodravenEmergencyFailover{group="playground"} (warning)"#),
+        "{out}"
+    );
+    let quiet = suite.test_cases[0].system_out.as_ref().unwrap().as_str();
+    assert!(quiet.contains("alerts: none"), "{quiet}");
     assert!(matches!(
         suite.test_cases[0].status,
         quick_junit::TestCaseStatus::Success { .. }

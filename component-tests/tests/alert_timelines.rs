@@ -7,8 +7,8 @@
 //! lost standby pages `BloodravenReplicationStopped` with the site that is gone.
 //!
 //! Like tests/alerts.rs it needs promtool and fails with the install hint without it.
-//! This is the test-side half of issue 17's "alerts over each scenario's timeline": the
-//! chaos runner's JUnit and report do not list alerts yet (WISHLIST.md).
+//! The chaos runner evaluates the same rules over every scenario's scrapes with its own
+//! small evaluator (chaos/src/alerts/); this test keeps promtool as the reference.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
@@ -225,4 +225,41 @@ fn a_healthy_run_pages_nobody_and_a_lost_primary_pages_its_runbook() {
         dir.path(),
     )
     .unwrap_or_else(|e| panic!("the alerts over the run's metrics: {e}"));
+
+    // The chaos runner's own evaluator, over the same scrapes, agrees with promtool:
+    // nothing while healthy, the failover right after it, the lost standby at the end,
+    // and nothing else.
+    let chaos_timeline = bloodraven_chaos::alerts::promql::Timeline {
+        scrapes: timeline
+            .iter()
+            .enumerate()
+            .map(|(i, samples)| {
+                let at_ms = u64::try_from(at(i).as_millis()).unwrap();
+                bloodraven_chaos::alerts::scrape(at_ms, samples)
+            })
+            .collect(),
+    };
+    let rules = bloodraven_chaos::alerts::chart_rules().unwrap();
+    let fired = bloodraven_chaos::alerts::evaluate(&rules, &chaos_timeline).unwrap();
+    let crash_ms = u64::try_from(at(healthy_scrapes).as_millis()).unwrap();
+    let names: Vec<(&str, Option<&str>)> = fired
+        .iter()
+        .map(|a| (a.name.as_str(), a.labels.get("site").map(String::as_str)))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("BloodravenEmergencyFailover", None),
+            ("BloodravenReplicationStopped", Some("iad")),
+        ],
+        "{fired:#?}"
+    );
+    assert!(
+        fired.iter().all(|a| a.firing_from_ms >= crash_ms),
+        "{fired:#?}"
+    );
+    assert!(
+        fired[0].firing_from_ms <= crash_ms + 30_000,
+        "the failover pages within two scrapes: {fired:#?}"
+    );
 }

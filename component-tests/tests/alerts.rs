@@ -267,6 +267,8 @@ fn exported() -> BTreeSet<String> {
         Duration::from_millis(1),
     );
     metrics.status_write_dropped("ns", "g");
+    metrics.set_dns_site("ns", "g", &["a", "b"], Some(Some("a")));
+    metrics.set_writer_lease_renewal_age("ns", "g", Some(Duration::from_secs(1)));
     metrics.set_leader(true);
     let text = metrics.render();
     let exported = exported_series(&text).unwrap();

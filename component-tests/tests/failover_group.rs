@@ -170,6 +170,50 @@ fn a_crashed_primary_fails_over_to_the_replica() {
     assert_operator_calls_granted(&world);
 }
 
+/// Issue 12 item 3: with every watch event delivered up to 400 ms late, a pass that
+/// runs before the operator's own status write comes back must act on what it wrote,
+/// not on the older cached status: one failover is one FailoverStarted and one
+/// FailoverSucceeded, both in the Events and in the counter.
+#[test]
+fn a_late_watch_does_not_repeat_a_failover_or_its_events() {
+    let seed = 12;
+    let mut world = bloodraven_sim::WorldBuilder::new(seed)
+        .watch_delay(Duration::from_millis(400))
+        .build()
+        .unwrap();
+    playground::install(&world).unwrap();
+    playground::apply_file(&world, &playground::playground_manifest()).unwrap();
+    let ok = world
+        .run_until(Duration::from_secs(180), |w| healthy_with(w, "iad"))
+        .unwrap();
+    assert!(ok, "not Healthy with iad: {:#}", status(&world));
+    let node = world.site_node("iad").unwrap().to_string();
+    world.apply(bloodraven_sim::Fault::CrashNode(node)).unwrap();
+    let ok = world
+        .run_until(Duration::from_secs(60), |w| {
+            str_at(&status(w), "/activeSite") == Some("pdx")
+                && site_state(&status(w), "pdx").as_deref() == Some("writable")
+        })
+        .unwrap();
+    assert!(ok, "pdx never writable: {:#}", status(&world));
+    // Passes keep running on the delayed cache for a while after the failover.
+    world.run_for(Duration::from_secs(20)).unwrap();
+    let s = status(&world);
+    assert_eq!(str_at(&s, "/lastFailover/kind"), Some("Emergency"), "{s:#}");
+    assert_eq!(
+        event_count(&world, "FailoverStarted"),
+        1,
+        "{}",
+        world.event_trace()
+    );
+    assert_eq!(
+        event_count(&world, "FailoverSucceeded"),
+        1,
+        "{}",
+        world.event_trace()
+    );
+}
+
 const PLANNED: &str = "bloodraven.shipstream.io/planned-failover";
 
 #[test]
@@ -760,18 +804,31 @@ fn split_brain_is_detected_and_the_site_without_the_lease_is_fenced() {
     let api = sim.world().api().clone();
 
     // Keep forcing pdx writable (as root, faster than its sidecar re-fences it) until
-    // the operator reports SplitBrain, then scrape /metrics while it lasts.
+    // the operator reports SplitBrain in its status and its /metrics. The scrape is
+    // its own check: the operator is woken by its own status write and may fence pdx
+    // (and clear the gauge) before a scrape that follows the status arrives, so the
+    // gauge is polled until a scrape sees it, not read once after the status.
     let metrics_during = sim
         .run_client(Duration::from_secs(30), move |host| async move {
             let mut session: Option<SimMysqlSession> = None;
+            let mut seen_in_status = false;
             loop {
-                let split = api
+                seen_in_status |= api
                     .get(&groups(), Some(PLAYGROUND_NAMESPACE), PLAYGROUND_GROUP)
                     .ok()
                     .and_then(|g| g.pointer("/status/health").cloned())
                     == Some(Value::from("SplitBrain"));
-                if split {
-                    return host.operator_metrics().await.unwrap();
+                if seen_in_status {
+                    let body = host.operator_metrics().await.unwrap();
+                    let samples = bloodraven_chaos::metrics::parse(&body).unwrap();
+                    let split_gauge = samples.iter().any(|s| {
+                        s.name == "bloodraven_split_brain"
+                            && s.labels.get("group").map(String::as_str) == Some(PLAYGROUND_GROUP)
+                            && s.value == 1.0
+                    });
+                    if split_gauge {
+                        return body;
+                    }
                 }
                 if session.is_none() {
                     session = Some(root_session(&api, &target).await);

@@ -60,6 +60,8 @@ struct Inner {
     reconciles: Family<ReconcileLabels, Counter>,
     reconcile_duration: HistogramFamily<GroupLabels>,
     status_writes_dropped: Family<GroupLabels, Counter>,
+    writer_lease_renewal_age: Family<GroupLabels, F64Gauge>,
+    dns_site: Family<SiteLabels, Gauge>,
     leader: Gauge,
     backups: Family<ProfileResultLabels, Counter>,
     backup_last_success: Family<ProfileLabels, F64Gauge>,
@@ -112,6 +114,8 @@ impl Metrics {
             reconciles: Family::default(),
             reconcile_duration: Family::new_with_constructor(reconcile_buckets),
             status_writes_dropped: Family::default(),
+            writer_lease_renewal_age: Family::default(),
+            dns_site: Family::default(),
             leader: Gauge::default(),
             backups: Family::default(),
             backup_last_success: Family::default(),
@@ -189,6 +193,16 @@ impl Metrics {
             "status_writes_dropped",
             "Status writes that failed and were dropped (the next pass writes the status again)",
             inner.status_writes_dropped.clone(),
+        );
+        registry.register(
+            "writer_lease_renewal_age_seconds",
+            "Seconds since the operator last saw the writer Lease renewed; absent while it has no holder",
+            inner.writer_lease_renewal_age.clone(),
+        );
+        registry.register(
+            "dns_site",
+            "1 for the site the DNSEndpoint points at, 0 for the others; absent without spec.dns",
+            inner.dns_site.clone(),
         );
         registry.register(
             "leader",
@@ -475,6 +489,56 @@ impl Metrics {
         }
     }
 
+    /// How long ago the operator last saw the writer Lease change (a renewal, a new
+    /// holder); `None` while the Lease has no holder, which removes the series: nobody
+    /// is expected to renew it then.
+    pub fn set_writer_lease_renewal_age(
+        &self,
+        namespace: &str,
+        group: &str,
+        age: Option<Duration>,
+    ) {
+        let labels = Self::group(namespace, group);
+        match age {
+            Some(age) => {
+                self.0
+                    .writer_lease_renewal_age
+                    .get_or_create(&labels)
+                    .set(age.as_secs_f64());
+            }
+            None => {
+                self.0.writer_lease_renewal_age.remove(&labels);
+            }
+        }
+    }
+
+    /// Marks the site the DNSEndpoint points at (`status.dns.site`) among `sites`: 1
+    /// for it, 0 for the others, all 0 when it points at none of them. `None` (the
+    /// group has no `spec.dns`) removes the series, so that no alert compares them.
+    pub fn set_dns_site(
+        &self,
+        namespace: &str,
+        group: &str,
+        sites: &[&str],
+        published: Option<Option<&str>>,
+    ) {
+        for site in sites {
+            self.remember_site(namespace, group, site);
+            let labels = Self::site(namespace, group, site);
+            match published {
+                Some(published) => {
+                    self.0
+                        .dns_site
+                        .get_or_create(&labels)
+                        .set(i64::from(published == Some(*site)));
+                }
+                None => {
+                    self.0.dns_site.remove(&labels);
+                }
+            }
+        }
+    }
+
     pub fn set_leader(&self, leader: bool) {
         self.0.leader.set(i64::from(leader));
     }
@@ -502,6 +566,9 @@ impl Metrics {
             });
         }
         inner.split_brain.remove(&Self::group(namespace, group));
+        inner
+            .writer_lease_renewal_age
+            .remove(&Self::group(namespace, group));
         for site in &sites {
             let labels = Self::site(namespace, group, site);
             for family in [
@@ -510,6 +577,7 @@ impl Metrics {
                 &inner.site_reachable,
                 &inner.site_replicating,
                 &inner.divergent_transactions,
+                &inner.dns_site,
             ] {
                 family.remove(&labels);
             }
@@ -575,7 +643,7 @@ pub fn router(metrics: Metrics, readiness: Readiness) -> Router {
 /// Every metric family the operator registers, by registered name (without the
 /// `bloodraven_` prefix) and type. A test holds it to the `registry.register` calls of
 /// [`Metrics::new`]; the scenario parser checks `metric:` names against the samples.
-pub const FAMILIES: [(&str, MetricType); 19] = [
+pub const FAMILIES: [(&str, MetricType); 21] = [
     ("group_health", MetricType::Gauge),
     ("active_site", MetricType::Gauge),
     ("site_writable", MetricType::Gauge),
@@ -590,6 +658,8 @@ pub const FAMILIES: [(&str, MetricType); 19] = [
     ("reconciles", MetricType::Counter),
     ("reconcile_duration_seconds", MetricType::Histogram),
     ("status_writes_dropped", MetricType::Counter),
+    ("writer_lease_renewal_age_seconds", MetricType::Gauge),
+    ("dns_site", MetricType::Gauge),
     ("leader", MetricType::Gauge),
     ("backups", MetricType::Counter),
     ("backup_last_success_timestamp_seconds", MetricType::Gauge),
@@ -761,6 +831,41 @@ mod tests {
         ));
         // Issue 12: the controller knows only the group's name once it is deleted; the
         // per-site series must go too.
+        m.forget_group("bp", "g");
+        assert!(!m.render().contains(r#"group="g""#), "{}", m.render());
+    }
+
+    /// Issue 17: the two gauges the DNS and writer-lease alerts compare.
+    #[test]
+    fn dns_site_and_writer_lease_age_are_set_and_removed() {
+        let m = Metrics::new();
+        m.set_dns_site("bp", "g", &["iad", "pdx"], Some(Some("iad")));
+        m.set_writer_lease_renewal_age("bp", "g", Some(Duration::from_millis(1500)));
+        let text = m.render();
+        for expected in [
+            r#"bloodraven_dns_site{namespace="bp",group="g",site="iad"} 1"#,
+            r#"bloodraven_dns_site{namespace="bp",group="g",site="pdx"} 0"#,
+            r#"bloodraven_writer_lease_renewal_age_seconds{namespace="bp",group="g"} 1.5"#,
+        ] {
+            assert!(text.contains(expected), "missing {expected} in\n{text}");
+        }
+        // The record points at no site of the group: every site reads 0.
+        m.set_dns_site("bp", "g", &["iad", "pdx"], Some(None));
+        assert!(
+            m.render()
+                .contains(r#"bloodraven_dns_site{namespace="bp",group="g",site="iad"} 0"#)
+        );
+        // No spec.dns, no holder: no series, so no alert compares them.
+        m.set_dns_site("bp", "g", &["iad", "pdx"], None);
+        m.set_writer_lease_renewal_age("bp", "g", None);
+        let text = m.render();
+        assert!(!text.contains("bloodraven_dns_site{"), "{text}");
+        assert!(
+            !text.contains("bloodraven_writer_lease_renewal_age_seconds{"),
+            "{text}"
+        );
+        m.set_dns_site("bp", "g", &["iad"], Some(Some("iad")));
+        m.set_writer_lease_renewal_age("bp", "g", Some(Duration::ZERO));
         m.forget_group("bp", "g");
         assert!(!m.render().contains(r#"group="g""#), "{}", m.render());
     }

@@ -157,6 +157,43 @@ async fn a_continue_token_this_server_never_issued_is_a_400() {
     .await;
     assert_eq!(code, 400, "{text}");
     assert!(text.contains("continue"), "{text}");
+    assert!(text.contains("bm90LWEtdG9rZW4"), "names the token: {text}");
+}
+
+/// Issue 12: a malformed field selector (no operator, an unescaped `=` in the value, a
+/// bad escape, an unsupported field) is a 400 that names what was wrong, never a list.
+#[tokio::test]
+async fn malformed_field_selectors_are_a_400_naming_the_value() {
+    let (_api, addr) = start().await;
+    for (selector, named) in [
+        ("metadata.name", "metadata.name"),
+        ("metadata.name%3Dcm%3Dx", "cm=x"),
+        ("metadata.name%3Dc%5Cm", "invalid escape sequence"),
+        ("data.key%3Dx", "data.key"),
+    ] {
+        let (code, text) = send(
+            addr,
+            "GET",
+            &format!("/api/v1/namespaces/a/configmaps?fieldSelector={selector}"),
+            None,
+            "",
+        )
+        .await;
+        assert_eq!(code, 400, "{selector}: {text}");
+        assert!(
+            text.contains(named),
+            "{selector} should name {named}: {text}"
+        );
+    }
+    let (code, text) = send(
+        addr,
+        "GET",
+        "/api/v1/namespaces/a/configmaps?fieldSelector=metadata.name%3Dcm",
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(code, 200, "a well-formed selector still lists: {text}");
 }
 
 #[tokio::test]

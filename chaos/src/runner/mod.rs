@@ -23,6 +23,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::time::Instant;
 
+use crate::alerts::{self, FiredAlert};
 use crate::backend::SharedBackend;
 use crate::cel_where::{self, WhereOutcome};
 use crate::cluster::SharedCluster;
@@ -54,6 +55,9 @@ pub struct RunConfig {
     pub ledger_path: PathBuf,
     pub poll_interval: Duration,
     pub progress: Option<ProgressFn>,
+    /// Sim backend only: the API server delays each watch event by up to this much
+    /// (drawn from the seed). Zero, the default, delivers at once.
+    pub watch_delay: Duration,
 }
 
 impl RunConfig {
@@ -63,6 +67,7 @@ impl RunConfig {
             ledger_path,
             poll_interval: Duration::from_millis(500),
             progress: None,
+            watch_delay: Duration::ZERO,
         }
     }
 }
@@ -86,7 +91,13 @@ struct Run<'a> {
     seen_events: Mutex<BTreeMap<String, i64>>,
     /// Values kept by `capture` steps, by name, for `${name}` references.
     captured: Mutex<BTreeMap<String, String>>,
+    /// The chart's alerts that fired, once the run is over.
+    alerts: Mutex<Vec<FiredAlert>>,
 }
+
+/// How often the runner scrapes the operator's /metrics for the alert evaluation (a
+/// common Prometheus scrape and rule evaluation interval).
+pub const ALERT_SCRAPE_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Runs `scenario` on `backend`. Never panics on scenario failure: everything ends up
 /// in the outcome.
@@ -135,11 +146,13 @@ pub async fn run_scenario(
         last_status: Mutex::new(BTreeMap::new()),
         seen_events: Mutex::new(BTreeMap::new()),
         captured: Mutex::new(BTreeMap::new()),
+        alerts: Mutex::new(Vec::new()),
     };
     let (failures, workload) = run.execute().await;
     outcome.failures = failures;
     outcome.workload = workload;
     outcome.timeline = run.timeline.lock().map(|t| t.clone()).unwrap_or_default();
+    outcome.alerts = run.alerts.lock().map(|a| a.clone()).unwrap_or_default();
     outcome.simulated_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     outcome.wall_ms = u64::try_from(wall_start.elapsed().as_millis()).unwrap_or(u64::MAX);
     outcome
@@ -236,6 +249,36 @@ impl Run<'_> {
             self.namespace.clone(),
         ));
 
+        // Background: /metrics as a Prometheus would scrape it, for the alerts.
+        let scraper = {
+            let backend = self.backend.clone();
+            let started = self.started;
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                let mut scrapes = Vec::new();
+                let mut answered = false;
+                loop {
+                    let at_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    let body = backend.scrape_metrics().await.ok();
+                    match body.and_then(|b| metrics::parse(&b).ok()) {
+                        Some(samples) => {
+                            answered = true;
+                            scrapes.push(alerts::scrape(at_ms, &samples));
+                        }
+                        // A target that stops answering: its series go stale, as they
+                        // do in Prometheus. Before the operator first answered (no
+                        // operator in this fixture) there is nothing to evaluate.
+                        None if answered => scrapes.push(alerts::scrape(at_ms, &[])),
+                        None => {}
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(ALERT_SCRAPE_INTERVAL) => {}
+                        _ = stop.changed() => return scrapes,
+                    }
+                }
+            })
+        };
+
         if failures.is_empty() {
             let steps = self.run_steps();
             match tokio::time::timeout(self.scenario.timeout.as_duration(), steps).await {
@@ -261,6 +304,8 @@ impl Run<'_> {
             let _ = task.await;
         }
         let _ = observer.await;
+        let scrapes = scraper.await.unwrap_or_default();
+        self.evaluate_alerts(scrapes, &mut failures);
         if let Some(changes) = self.backend.writability_changes()
             && let Ok(mut h) = self.history.lock()
         {
@@ -269,6 +314,65 @@ impl Run<'_> {
         self.recover_leftovers(&mut failures).await;
         let summary = self.check_invariants(workload_target, &mut failures).await;
         (failures, summary)
+    }
+
+    /// Evaluates the chart's alerts over the run's scrapes, puts each firing and
+    /// resolution on the timeline, and fails the run for an alert the scenario's
+    /// `alerts:` does not allow.
+    fn evaluate_alerts(&self, scrapes: Vec<alerts::promql::Scrape>, failures: &mut Vec<Failure>) {
+        let timeline = alerts::promql::Timeline { scrapes };
+        let fired = match alerts::chart_rules()
+            .map_err(|e| e.to_string())
+            .and_then(|rules| alerts::evaluate(&rules, &timeline).map_err(|e| e.to_string()))
+        {
+            Ok(fired) => fired,
+            Err(why) => {
+                let why = format!("the chart's alerts could not be evaluated: {why}");
+                if self.scenario.alerts.is_some() {
+                    failures.push(Failure::new("alerts", why));
+                } else {
+                    self.note(TimelineKind::Note, why);
+                }
+                return;
+            }
+        };
+        if let Ok(mut t) = self.timeline.lock() {
+            for alert in &fired {
+                t.push(TimelineEntry {
+                    at_ms: alert.firing_from_ms,
+                    kind: TimelineKind::Alert,
+                    text: format!("firing: {}", alert.describe()),
+                });
+                if let Some(at_ms) = alert.resolved_at_ms {
+                    t.push(TimelineEntry {
+                        at_ms,
+                        kind: TimelineKind::Alert,
+                        text: format!("resolved: {}", alert.describe()),
+                    });
+                }
+            }
+            t.sort_by_key(|e| e.at_ms);
+        }
+        if let Some(allowed) = &self.scenario.alerts {
+            for alert in fired.iter().filter(|a| !allowed.contains(&a.name)) {
+                failures.push(Failure::new(
+                    "alerts",
+                    format!(
+                        "{} fired at +{:.1}s; this scenario allows {}",
+                        alert.describe(),
+                        alert.firing_from_ms as f64 / 1000.0,
+                        if allowed.is_empty() {
+                            "no alert".to_owned()
+                        } else {
+                            allowed.join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
+        if let Ok(mut a) = self.alerts.lock() {
+            *a = fired;
+        }
     }
 
     /// Runs the steps; the first failure stops them. Refutes without `during` watch in

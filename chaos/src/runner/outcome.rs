@@ -14,6 +14,7 @@ pub enum TimelineKind {
     Event,
     Metric,
     Workload,
+    Alert,
     Note,
 }
 
@@ -115,6 +116,8 @@ pub struct ScenarioOutcome {
     pub simulated_ms: u64,
     pub timeline: Vec<TimelineEntry>,
     pub workload: Option<WorkloadSummary>,
+    /// The chart's alerts that would have fired during the run (see `crate::alerts`).
+    pub alerts: Vec<crate::alerts::FiredAlert>,
     pub ledger: PathBuf,
 }
 
@@ -137,6 +140,7 @@ impl ScenarioOutcome {
             simulated_ms: 0,
             timeline: Vec::new(),
             workload: None,
+            alerts: Vec::new(),
             ledger,
         }
     }

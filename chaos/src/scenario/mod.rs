@@ -37,6 +37,10 @@ pub struct Scenario {
     pub invariants: Vec<Invariant>,
     pub steps: Vec<Step>,
     pub finally: Vec<Step>,
+    /// `alerts:` the chart's alerts this scenario may fire. When given, any other
+    /// alert that fires during the run (evaluated over the scraped /metrics) fails it;
+    /// `[]` says that the run must page nobody. When absent the alerts are listed only.
+    pub alerts: Option<Vec<String>>,
 }
 
 impl Scenario {

@@ -66,6 +66,8 @@ struct RawScenario {
     steps: Spanned<Vec<Spanned<RawStep>>>,
     #[serde(default)]
     finally: Vec<Spanned<RawStep>>,
+    #[serde(default)]
+    alerts: Option<Spanned<Vec<String>>>,
 }
 
 /// A step as written: every action key optional; `validate` requires exactly one.
@@ -222,6 +224,23 @@ fn parse_located(
             ),
         ));
     }
+    if let Some(alerts) = &raw.alerts {
+        let known: Vec<String> = crate::alerts::chart_rules()
+            .map_err(|e| invalid(&alerts.referenced, "alerts".into(), e.to_string()))?
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        if let Some(unknown) = alerts.value.iter().find(|a| !known.contains(a)) {
+            return Err(invalid(
+                &alerts.referenced,
+                "alerts".into(),
+                format!(
+                    "{unknown:?} is not an alert of the chart's PrometheusRule (alerts: {})",
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
     let mut steps = Vec::with_capacity(raw.steps.value.len());
     for (i, step) in raw.steps.value.into_iter().enumerate() {
         steps.push(validate_step(
@@ -255,6 +274,7 @@ fn parse_located(
             invariants: raw.invariants,
             steps,
             finally,
+            alerts: raw.alerts.map(|a| a.value),
         },
         fixture_at,
     ))

@@ -197,9 +197,9 @@ pub struct Indexes {
     pub wakeups: GroupWakeups,
 }
 
-/// One `Notify` per group, keyed by (namespace, name). Wakes only a worker that is
-/// waiting (as before per-group wake-ups): a change during a pass is seen by the next
-/// pass, at the latest after STEP_INTERVAL or the probe interval.
+/// One `Notify` per group, keyed by (namespace, name). `notify_one` keeps a permit
+/// when the worker is busy, so a change that arrives during a pass wakes it right after
+/// that pass instead of at the next probe.
 #[derive(Clone, Default)]
 pub struct GroupWakeups {
     groups: Arc<Mutex<WakeupMap>>,
@@ -219,7 +219,7 @@ impl GroupWakeups {
     }
 
     pub fn wake(&self, namespace: &str, name: &str) {
-        self.of(namespace, name).notify_waiters();
+        self.of(namespace, name).notify_one();
     }
 
     /// After a relist nobody knows what changed: every group is woken.
@@ -554,5 +554,22 @@ mod tests {
         );
         wake_for(&wakeups, &watcher::Event::InitDone, of_instance);
         assert!(tokio::time::timeout(quick, billing_woken).await.is_ok());
+    }
+
+    /// Issue 12: a change that arrives while the worker is in a pass (nobody waits on
+    /// the `Notify`) is kept and wakes the worker's next wait at once.
+    #[tokio::test]
+    async fn a_change_during_a_pass_wakes_the_worker_after_it() {
+        let wakeups = GroupWakeups::default();
+        let orders = wakeups.of("shop", "orders");
+        wakeups.wake("shop", "orders");
+        let quick = std::time::Duration::from_millis(50);
+        assert!(tokio::time::timeout(quick, orders.notified()).await.is_ok());
+        // One permit, not one per change.
+        assert!(
+            tokio::time::timeout(quick, orders.notified())
+                .await
+                .is_err()
+        );
     }
 }

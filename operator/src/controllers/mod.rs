@@ -558,6 +558,13 @@ async fn reconcile(
         &name,
         shared.elector.is_leader().then_some(&new_status),
     );
+    if shared.elector.is_leader() {
+        deps.metrics.set_writer_lease_renewal_age(
+            &namespace,
+            &name,
+            status::writer_lease_renewal_age(&snapshot.lease, now.mono),
+        );
+    }
     let regarding = regarding(group);
     for event in decision.events.iter().chain(config_event.as_ref()) {
         if let Err(err) = shared.events.publish(event, &regarding).await {

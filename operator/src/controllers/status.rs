@@ -204,6 +204,20 @@ pub(crate) fn publish_gauges_if_leader(
     }
 }
 
+/// For the writer-lease gauge: how long ago the operator saw the Lease change (every
+/// renewal is a write, see `LeaseSighting::observe`), or `None` while it has no
+/// holder, when nobody is expected to renew it.
+pub(crate) fn writer_lease_renewal_age(
+    lease: &crate::engine::LeaseSighting,
+    now: crate::engine::Millis,
+) -> Option<std::time::Duration> {
+    lease
+        .record
+        .holder
+        .as_ref()
+        .map(|_| now.since(lease.seen_change_at))
+}
+
 /// Sets the per-group and per-site gauges from the status.
 pub(crate) fn publish_gauges(
     metrics: &Metrics,
@@ -216,6 +230,12 @@ pub(crate) fn publish_gauges(
     }
     let sites: Vec<&str> = status.sites.iter().map(|s| s.name.as_str()).collect();
     metrics.set_active_site(namespace, group, &sites, status.active_site.as_deref());
+    metrics.set_dns_site(
+        namespace,
+        group,
+        &sites,
+        status.dns.as_ref().map(|dns| dns.site.as_deref()),
+    );
     for site in &status.sites {
         metrics.set_site(
             namespace,
@@ -241,6 +261,41 @@ mod tests {
 
     fn at(second: i64) -> jiff::Timestamp {
         jiff::Timestamp::from_second(1_750_000_000 + second).unwrap()
+    }
+
+    #[test]
+    fn writer_lease_renewal_age_counts_from_the_last_change_while_held() {
+        use crate::engine::{LeaseRecord, LeaseSighting, Millis};
+        let held = LeaseRecord {
+            holder: Some("iad".into()),
+            renew_time: Some("2025-01-01T00:00:00.000000Z".into()),
+            resource_version: Some("7".into()),
+            declared_duration: Some(std::time::Duration::from_secs(5)),
+            holder_granted: true,
+        };
+        let seen = LeaseSighting::observe(None, held.clone(), Millis(1_000));
+        // The same record read again later: no renewal seen since 1 s.
+        let again = LeaseSighting::observe(Some(&seen), held.clone(), Millis(9_000));
+        assert_eq!(
+            writer_lease_renewal_age(&again, Millis(9_000)),
+            Some(std::time::Duration::from_secs(8))
+        );
+        // A renewal (new resourceVersion) resets it.
+        let renewed = LeaseSighting::observe(
+            Some(&again),
+            LeaseRecord {
+                resource_version: Some("8".into()),
+                ..held
+            },
+            Millis(9_500),
+        );
+        assert_eq!(
+            writer_lease_renewal_age(&renewed, Millis(9_500)),
+            Some(std::time::Duration::ZERO)
+        );
+        // No holder: nobody should renew it, no age.
+        let free = LeaseSighting::observe(None, LeaseRecord::absent(), Millis(0));
+        assert_eq!(writer_lease_renewal_age(&free, Millis(60_000)), None);
     }
 
     /// Issue 12: DnsStatus was defined but never written.

@@ -190,7 +190,7 @@ impl FieldSelector {
         supported: &dyn Fn(&str) -> bool,
     ) -> Result<Self, ApiError> {
         let mut requirements = Vec::new();
-        for part in text.split(',') {
+        for part in split_unescaped_commas(text) {
             let part = part.trim();
             if part.is_empty() {
                 continue;
@@ -212,7 +212,10 @@ impl FieldSelector {
                     "field label not supported: {field} (for kind {kind})"
                 )));
             }
-            requirements.push((field.to_string(), negate, value.trim().to_string()));
+            let value = unescape_field_value(value.trim()).map_err(|why| {
+                ApiError::bad_request(format!("invalid field selector value in '{part}': {why}"))
+            })?;
+            requirements.push((field.to_string(), negate, value));
         }
         Ok(FieldSelector { requirements })
     }
@@ -227,6 +230,48 @@ impl FieldSelector {
             (actual == *value) != *negate
         })
     }
+}
+
+/// Splits a field selector into terms at the commas that are not escaped (`\,` is a
+/// comma inside a value), as Kubernetes does.
+fn split_unescaped_commas(text: &str) -> Vec<&str> {
+    let mut terms = Vec::new();
+    let (mut start, mut escaped) = (0, false);
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            ',' => {
+                terms.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    terms.push(&text[start..]);
+    terms
+}
+
+/// A field selector value as Kubernetes reads it: `\\`, `\,` and `\=` are the
+/// escaped characters; any other escape, a trailing `\`, or an unescaped `=` or `,` is
+/// an error naming the value.
+fn unescape_field_value(value: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(next @ ('\\' | ',' | '=')) => out.push(next),
+                Some(next) => {
+                    return Err(format!("invalid escape sequence \\{next} in {value:?}"));
+                }
+                None => return Err(format!("unterminated escape sequence in {value:?}")),
+            },
+            '=' | ',' => return Err(format!("unescaped {c:?} in {value:?}")),
+            _ => out.push(c),
+        }
+    }
+    Ok(out)
 }
 
 /// The string value of a dotted field path; missing fields read as "" (as Kubernetes'
@@ -349,6 +394,29 @@ mod tests {
             let err = LabelSelector::parse(text).unwrap_err();
             assert_eq!(err.code, 400, "{text}");
         }
+    }
+
+    /// Issue 12: malformed field selectors were accepted (a value with an unescaped
+    /// `=`, bad escapes); each is a 400 naming the value, as Kubernetes answers.
+    #[test]
+    fn malformed_field_selectors_are_400_naming_the_value() {
+        let supported = |f: &str| field_supported("", "Pod", f);
+        for (text, named) in [
+            ("spec.nodeName=a=b", "\"a=b\""),
+            ("spec.nodeName==a=b", "\"a=b\""),
+            ("spec.nodeName=n1\\", "\"n1\\\\\""),
+            ("spec.nodeName=n\\x", "\\x"),
+            ("spec.nodeName", "'spec.nodeName'"),
+            ("spec.nodeName=n1,status.phase", "'status.phase'"),
+        ] {
+            let err = FieldSelector::parse(text, "Pod", &supported).unwrap_err();
+            assert_eq!(err.code, 400, "{text}");
+            assert!(err.message.contains(named), "{text}: {}", err.message);
+        }
+        // Escaped characters are part of the value, and an escaped comma does not split.
+        let pod = serde_json::json!({"metadata": {"name": "a,b=c"}});
+        let sel = FieldSelector::parse("metadata.name=a\\,b\\=c", "Pod", &supported).unwrap();
+        assert!(sel.matches(&pod));
     }
 
     #[test]

@@ -110,6 +110,19 @@ impl WorldHandle {
         self.mailbox.apply(faults).await
     }
 
+    /// Runs `job` on a new client host inside `site`'s network (given that host's
+    /// name, for a cluster dialer) and returns its result: how a person on the site's
+    /// node reaches its mysqld while the site is partitioned. See
+    /// [`WorldMailbox::run_in_site`].
+    pub async fn run_in_site<T, F, Fut>(&self, site: &str, job: F) -> Result<T, MailboxError>
+    where
+        T: Send + 'static,
+        F: FnOnce(String) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
+        self.mailbox.run_in_site(site, job).await
+    }
+
     /// Each site's writability now: a site accepts writes when any MySQL model running
     /// on its node does.
     pub fn site_writability(&self) -> BTreeMap<String, bool> {
@@ -177,8 +190,26 @@ impl DrivenWorld {
         seed: u64,
         mysql_startup: StartupProfile,
     ) -> Result<Self, DriverError> {
+        Self::playground_with(seed, mysql_startup, Duration::ZERO)
+    }
+
+    /// [`DrivenWorld::playground`] whose API server delays every watch event by up to
+    /// `watch_delay` (drawn from the seed, see [`WorldBuilder::watch_delay`]): the
+    /// sweep's way of finding code that acts on a cache older than its own writes.
+    pub fn playground_with_watch_delay(
+        seed: u64,
+        watch_delay: Duration,
+    ) -> Result<Self, DriverError> {
+        Self::playground_with(seed, REALISTIC_MYSQL_STARTUP, watch_delay)
+    }
+
+    fn playground_with(
+        seed: u64,
+        mysql_startup: StartupProfile,
+        watch_delay: Duration,
+    ) -> Result<Self, DriverError> {
         let observer = MysqlObserver::default();
-        let mut builder = WorldBuilder::new(seed);
+        let mut builder = WorldBuilder::new(seed).watch_delay(watch_delay);
         builder.images_mut().register(
             MYSQL_IMAGE,
             MysqlProgram::default().with_observer(observer.clone()),

@@ -12,13 +12,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bloodraven::production::mysql::sql;
 use bloodraven::seams::{
     MysqlSession, MysqlTarget, MysqlTimeouts, SharedDragonflyConnector, SharedMysqlConnector,
 };
 use futures::future::BoxFuture;
 
 use super::SiteWritability;
-use super::k3d::{DockerApi, DockerError};
+use super::k3d::{DockerApi, DockerError, ExecOutput};
 use super::tunnel::{
     LastConnection, PodSource, SharedForwarder, Tunnel, TunnelError, TunnelTarget, Tunnels,
 };
@@ -95,6 +96,21 @@ pub enum LiveError {
         node: String,
         exit_code: i64,
         stderr: String,
+    },
+    /// The in-node mysql client ran statements and failed; its stderr says why.
+    #[error("the mysql client in pod {pod} on node {node} exited with {exit_code}: {stderr}")]
+    NodeStatementsFailed {
+        pod: String,
+        node: String,
+        exit_code: i64,
+        stderr: String,
+    },
+    /// A fault's statements could reach the site neither through a session nor inside
+    /// its node: both reasons.
+    #[error("{through_session}; inside its node: {inside_node}")]
+    SiteUnreachable {
+        through_session: Box<LiveError>,
+        inside_node: Box<LiveError>,
     },
     #[error("unexpected output reading read_only of pod {pod}: {stdout:?}")]
     NodeReadOutput { pod: String, stdout: String },
@@ -367,42 +383,11 @@ impl Live {
         group: &GroupInfo,
         site: &str,
     ) -> Result<SiteWritability, LiveError> {
-        let selector = self.site_mysql_selector(site);
-        let placement = self
-            .groups
-            .pod_placement(&group.namespace, &selector)
-            .await
-            .map_err(|e| LiveError::FindPod {
-                namespace: group.namespace.clone(),
-                selector: selector.clone(),
-                message: e.to_string(),
-            })?
-            .ok_or_else(|| LiveError::NoPod {
-                namespace: group.namespace.clone(),
-                selector: selector.clone(),
-            })?;
+        let placement = self.site_placement(group, site).await?;
         let password = self.password(group, ROOT_PASSWORD_KEY).await?;
         let cmd = read_only_in_node_command(&group.namespace, &placement.pod);
         let env = [format!("{READ_ONLY_PASSWORD_ENV}={password}")];
-        let node_failed = |source| LiveError::NodeExec {
-            node: placement.node.clone(),
-            source,
-        };
-        let out = match tokio::time::timeout(
-            NODE_READ_TIMEOUT,
-            self.docker.exec(&placement.node, &cmd, &env),
-        )
-        .await
-        {
-            Ok(answer) => answer.map_err(node_failed)?,
-            Err(_) => {
-                return Err(node_failed(DockerError::TimedOut {
-                    call: "exec",
-                    object: placement.node.clone(),
-                    after: NODE_READ_TIMEOUT,
-                }));
-            }
-        };
+        let out = self.exec_in_node(&placement, &cmd, &env).await?;
         if out.exit_code != 0 {
             return Err(LiveError::NodeReadFailed {
                 pod: placement.pod,
@@ -419,34 +404,165 @@ impl Live {
             })
     }
 
+    /// Where `site`'s mysqld pod runs (pod and node), from the cluster.
+    async fn site_placement(
+        &self,
+        group: &GroupInfo,
+        site: &str,
+    ) -> Result<PodPlacement, LiveError> {
+        let selector = self.site_mysql_selector(site);
+        self.groups
+            .pod_placement(&group.namespace, &selector)
+            .await
+            .map_err(|e| LiveError::FindPod {
+                namespace: group.namespace.clone(),
+                selector: selector.clone(),
+                message: e.to_string(),
+            })?
+            .ok_or_else(|| LiveError::NoPod {
+                namespace: group.namespace.clone(),
+                selector: selector.clone(),
+            })
+    }
+
+    /// `cmd` in the node container of `placement`, bounded by [`NODE_READ_TIMEOUT`].
+    async fn exec_in_node(
+        &self,
+        placement: &PodPlacement,
+        cmd: &[String],
+        env: &[String],
+    ) -> Result<ExecOutput, LiveError> {
+        let node_failed = |source| LiveError::NodeExec {
+            node: placement.node.clone(),
+            source,
+        };
+        match tokio::time::timeout(
+            NODE_READ_TIMEOUT,
+            self.docker.exec(&placement.node, cmd, env),
+        )
+        .await
+        {
+            Ok(answer) => answer.map_err(node_failed),
+            Err(_) => Err(node_failed(DockerError::TimedOut {
+                call: "exec",
+                object: placement.node.clone(),
+                after: NODE_READ_TIMEOUT,
+            })),
+        }
+    }
+
+    /// Runs root statements on `site`'s mysqld as a local client would (issue 12 item
+    /// 10): through a root session over its tunnel when one can be opened, otherwise
+    /// with the mysql client inside the site's mysqld container, reached from its node
+    /// container (`docker exec` needs no cluster network, so a partitioned site's
+    /// mysqld is still reached). `in_node` is the same work as one batch for that
+    /// client. Only a session that could not be opened falls back: a statement that
+    /// failed in a session is an error, never run twice.
+    async fn on_site_mysql<F>(
+        &self,
+        namespace: &str,
+        site: &str,
+        in_node: &[String],
+        in_session: F,
+    ) -> Result<(), LiveError>
+    where
+        F: for<'s> FnOnce(&'s mut Box<dyn MysqlSession>) -> BoxFuture<'s, Result<(), LiveError>>,
+    {
+        let group = self.group(Some(namespace)).await?;
+        let through_session = match self.root_session(&group, site).await {
+            Ok(mut session) => return in_session(&mut session).await,
+            Err(why) => why,
+        };
+        self.run_in_node(&group, site, in_node)
+            .await
+            .map_err(|inside_node| LiveError::SiteUnreachable {
+                through_session: Box::new(through_session),
+                inside_node: Box::new(inside_node),
+            })
+    }
+
+    /// `statements` as root by the mysql client inside `site`'s mysqld container.
+    async fn run_in_node(
+        &self,
+        group: &GroupInfo,
+        site: &str,
+        statements: &[String],
+    ) -> Result<(), LiveError> {
+        let placement = self.site_placement(group, site).await?;
+        let password = self.password(group, ROOT_PASSWORD_KEY).await?;
+        let cmd = statements_in_node_command(&group.namespace, &placement.pod);
+        let env = [
+            format!("{READ_ONLY_PASSWORD_ENV}={password}"),
+            format!("{STATEMENTS_ENV}={}", in_node_batch(statements)),
+        ];
+        let out = self.exec_in_node(&placement, &cmd, &env).await?;
+        if out.exit_code != 0 {
+            return Err(LiveError::NodeStatementsFailed {
+                pod: placement.pod,
+                node: placement.node,
+                exit_code: out.exit_code,
+                stderr: out.stderr.trim().to_owned(),
+            });
+        }
+        Ok(())
+    }
+
     /// write-divergent: `transactions` writes as root that bypass read-only
-    /// (`chaos-divergent/1..=n`), each an errant GTID of that server's UUID.
+    /// (`chaos-divergent/1..=n`), each an errant GTID of that server's UUID; inside the
+    /// site's node when the site is cut off (the isolated primary keeps taking local
+    /// writes).
     pub async fn forced_writes(
         &self,
         namespace: &str,
         site: &str,
         transactions: u32,
     ) -> Result<(), LiveError> {
-        let group = self.group(Some(namespace)).await?;
-        let mut session = self.root_session(&group, site).await?;
-        for n in 1..=transactions {
-            let key = format!("{DIVERGENT_KEY_PREFIX}{n}");
-            session
-                .forced_write(&key, i64::from(n))
-                .await
-                .map_err(sql_failed(format!("forced write {key}"), site))?;
+        let keys: Vec<String> = (1..=transactions)
+            .map(|n| format!("{DIVERGENT_KEY_PREFIX}{n}"))
+            .collect();
+        // One batch, so the fence is read once and put back as it was found.
+        let mut in_node = vec![format!(
+            "SET {WAS_FENCED_VARIABLE} = @@global.super_read_only"
+        )];
+        for (n, key) in (1..=transactions).zip(&keys) {
+            in_node.extend(sql::forced_write(key, i64::from(n), false));
         }
-        Ok(())
+        in_node.push(format!(
+            "SET GLOBAL super_read_only = {WAS_FENCED_VARIABLE}"
+        ));
+        let site_name = site.to_owned();
+        self.on_site_mysql(namespace, site, &in_node, move |session| {
+            Box::pin(async move {
+                for (n, key) in (1..=transactions).zip(&keys) {
+                    session
+                        .forced_write(key, i64::from(n))
+                        .await
+                        .map_err(sql_failed(format!("forced write {key}"), &site_name))?;
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
-    /// force-writable: `read_only=OFF, super_read_only=OFF` on `site`'s mysqld as root.
+    /// force-writable: `read_only=OFF, super_read_only=OFF` on `site`'s mysqld as root
+    /// (inside its node when the site is cut off).
     pub async fn force_writable(&self, namespace: &str, site: &str) -> Result<(), LiveError> {
-        let group = self.group(Some(namespace)).await?;
-        let mut session = self.root_session(&group, site).await?;
-        session
-            .set_read_only(bloodraven::seams::mysql::ReadOnlyMode::Writable)
-            .await
-            .map_err(sql_failed("SET GLOBAL read_only=OFF", site))
+        let writable = bloodraven::seams::mysql::ReadOnlyMode::Writable;
+        let in_node: Vec<String> = sql::set_read_only(writable)
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let site_name = site.to_owned();
+        self.on_site_mysql(namespace, site, &in_node, move |session| {
+            Box::pin(async move {
+                session
+                    .set_read_only(writable)
+                    .await
+                    .map_err(sql_failed("SET GLOBAL read_only=OFF", &site_name))
+            })
+        })
+        .await
     }
 
     /// replication-delay (and its undo, `seconds = 0`): `CHANGE REPLICATION SOURCE TO
@@ -533,6 +649,36 @@ pub fn source_delay_steps(
                 || r.io_thread != bloodraven::seams::IoThreadState::Stopped,
         },
     }
+}
+
+/// The environment variable that carries the statements into
+/// [`statements_in_node_command`] (one batch, `;`-terminated lines).
+pub const STATEMENTS_ENV: &str = "BLOODRAVEN_CHAOS_STATEMENTS";
+
+/// The session variable the in-node forced writes keep the fence in.
+const WAS_FENCED_VARIABLE: &str = "@bloodraven_chaos_was_fenced";
+
+/// The statements as the mysql client reads them from stdin: one per line, each ended
+/// by `;`.
+pub fn in_node_batch(statements: &[String]) -> String {
+    statements
+        .iter()
+        .map(|s| format!("{s};"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A shell command for a k3d node container that runs the statements in
+/// [`STATEMENTS_ENV`] as root over the local socket of pod `namespace/pod`'s mysqld
+/// (as [`read_only_in_node_command`] reads the flags): the password is the first line
+/// of the client's stdin, the statements follow. Exit 3: no running mysqld container
+/// of that pod here; otherwise the mysql client's exit code.
+pub fn statements_in_node_command(namespace: &str, pod: &str) -> Vec<String> {
+    let container = bloodraven::children::MYSQL_CONTAINER;
+    let script = format!(
+        r#"id=$(crictl ps -q --state running --label io.kubernetes.pod.namespace={namespace} --label io.kubernetes.pod.name={pod} --name '^{container}$' | head -n 1); [ -n "$id" ] || {{ echo 'no running {container} container of pod {namespace}/{pod} on this node' >&2; exit 3; }}; printf '%s\n%s\n' "${READ_ONLY_PASSWORD_ENV}" "${STATEMENTS_ENV}" | crictl exec -i "$id" sh -c 'read -r MYSQL_PWD; export MYSQL_PWD; exec mysql -uroot -N -B'"#
+    );
+    vec!["sh".to_owned(), "-c".to_owned(), script]
 }
 
 /// The environment variable that carries the root password into

@@ -87,7 +87,7 @@ fn run_world(scenario: &Scenario, config: &RunConfig) -> ScenarioOutcome {
         outcome.wall_ms = u64::try_from(wall.elapsed().as_millis()).unwrap_or(u64::MAX);
         outcome
     };
-    let mut sim = match DrivenWorld::playground(seed) {
+    let mut sim = match DrivenWorld::playground_with_watch_delay(seed, config.watch_delay) {
         Ok(sim) => sim,
         Err(e) => return setup_failure(e.to_string()),
     };
@@ -151,10 +151,6 @@ impl SimBackend {
             client: host.client,
             host: host.name,
         }
-    }
-
-    fn dialer(&self, namespace: &str) -> SharedDialer {
-        dialer(&self.world, namespace, &self.host)
     }
 
     fn node_of(&self, site: &str) -> Result<&str, BackendError> {

@@ -305,22 +305,16 @@ impl SimBackend {
                 site,
                 transactions,
             } => {
-                let mut session = self.site_mysql_root(namespace, site).await?;
-                for n in 1..=*transactions {
-                    let key = format!("{DIVERGENT_KEY_PREFIX}{n}");
-                    session
-                        .forced_write(&key, i64::from(n))
-                        .await
-                        .map_err(|e| call_error("write-divergent", e))?;
-                }
-                Ok(())
+                self.on_site_mysql(
+                    namespace,
+                    site,
+                    LocalStatements::ForcedWrites(*transactions),
+                )
+                .await
             }
             SimOp::ForceWritable { namespace, site } => {
-                let mut session = self.site_mysql_root(namespace, site).await?;
-                session
-                    .set_read_only(bloodraven::seams::mysql::ReadOnlyMode::Writable)
+                self.on_site_mysql(namespace, site, LocalStatements::ForceWritable)
                     .await
-                    .map_err(|e| call_error("force-writable", e))
             }
             SimOp::FreezeContainer {
                 namespace,
@@ -365,11 +359,8 @@ impl SimBackend {
                 site,
                 seconds,
             } => {
-                let mut session = self.site_mysql_root(namespace, site).await?;
-                let fail = |e: bloodraven::seams::MysqlError| call_error("replication-delay", e);
-                session.stop_replica().await.map_err(fail)?;
-                session.set_source_delay(*seconds).await.map_err(fail)?;
-                session.start_replica().await.map_err(fail)
+                self.on_site_mysql(namespace, site, LocalStatements::SourceDelay(*seconds))
+                    .await
             }
         }
     }
@@ -397,13 +388,14 @@ impl SimBackend {
         Ok(names)
     }
 
-    /// A root session to the site's mysqld (the first MySQL pod on its node by name),
-    /// with the password from the pod's `MYSQL_ROOT_PASSWORD`.
+    /// Root's target for the site's mysqld (the first MySQL pod on its node by name),
+    /// with the password from the pod's `MYSQL_ROOT_PASSWORD`. Read through the API
+    /// server by the runner, which reaches the control plane whatever the site's fate.
     async fn site_mysql_root(
         &self,
         namespace: &str,
         site: &str,
-    ) -> Result<SimMysqlSession, BackendError> {
+    ) -> Result<MysqlTarget, BackendError> {
         let node = self.node_of(site)?.to_owned();
         let pods = self
             .site_pods(namespace, &node, &[Component::Mysql])
@@ -430,15 +422,96 @@ impl SimBackend {
             .map_err(|e| call_error(format!("environment of pod {namespace}/{pod_name}"), e))?
             .remove("MYSQL_ROOT_PASSWORD")
             .unwrap_or_default();
-        let target = MysqlTarget {
+        Ok(MysqlTarget {
             host: bloodraven_sim::hosts::pod_host_name(namespace, pod_name),
             port: MYSQL_PORT,
             user: "root".into(),
             password,
-        };
-        SimMysqlSession::connect(&self.dialer(namespace), &target, MysqlTimeouts::default())
+        })
+    }
+
+    /// Runs `statements` as root on the site's mysqld the way a person on the site's
+    /// node would (the k3d backend's `docker exec`): from a client host inside the
+    /// site's network, so a partition between the site and the runner does not stop
+    /// it. "The isolated primary keeps taking local writes" needs exactly this.
+    async fn on_site_mysql(
+        &self,
+        namespace: &str,
+        site: &str,
+        statements: LocalStatements,
+    ) -> Result<(), BackendError> {
+        let target = self.site_mysql_root(namespace, site).await?;
+        let world = self.world.clone();
+        let (namespace_owned, site_owned) = (namespace.to_owned(), site.to_owned());
+        // The outer error: the site-local client could not run; the inner one is its own.
+        self.world
+            .run_in_site(site, move |host| async move {
+                let dialer = super::dialer(&world, &namespace_owned, &host);
+                let mut session =
+                    SimMysqlSession::connect(&dialer, &target, MysqlTimeouts::default())
+                        .await
+                        .map_err(|e| {
+                            call_error(
+                                format!("connect to MySQL of site {site_owned} from inside it"),
+                                e,
+                            )
+                        })?;
+                statements.run(&mut session).await
+            })
             .await
-            .map_err(|e| call_error(format!("connect to MySQL of site {site}"), e))
+            .map_err(|e| {
+                call_error(
+                    format!("{} on site {site}", statements_label(statements)),
+                    e,
+                )
+            })?
+    }
+}
+
+/// The SUPER-user statements a fault runs on one site's mysqld.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LocalStatements {
+    /// `write-divergent`: this many writes through read-only (`chaos-divergent/1..=n`).
+    ForcedWrites(u32),
+    /// `force-writable`: read_only and super_read_only OFF.
+    ForceWritable,
+    /// `replication-delay` (0 undoes it): STOP REPLICA, SOURCE_DELAY, START REPLICA.
+    SourceDelay(u32),
+}
+
+fn statements_label(statements: LocalStatements) -> &'static str {
+    match statements {
+        LocalStatements::ForcedWrites(_) => "write-divergent",
+        LocalStatements::ForceWritable => "force-writable",
+        LocalStatements::SourceDelay(_) => "replication-delay",
+    }
+}
+
+impl LocalStatements {
+    async fn run(self, session: &mut SimMysqlSession) -> Result<(), BackendError> {
+        let label = statements_label(self);
+        let fail = |e: bloodraven::seams::MysqlError| call_error(label, e);
+        match self {
+            LocalStatements::ForcedWrites(transactions) => {
+                for n in 1..=transactions {
+                    let key = format!("{DIVERGENT_KEY_PREFIX}{n}");
+                    session
+                        .forced_write(&key, i64::from(n))
+                        .await
+                        .map_err(fail)?;
+                }
+                Ok(())
+            }
+            LocalStatements::ForceWritable => session
+                .set_read_only(bloodraven::seams::mysql::ReadOnlyMode::Writable)
+                .await
+                .map_err(fail),
+            LocalStatements::SourceDelay(seconds) => {
+                session.stop_replica().await.map_err(fail)?;
+                session.set_source_delay(seconds).await.map_err(fail)?;
+                session.start_replica().await.map_err(fail)
+            }
+        }
     }
 }
 
