@@ -19,7 +19,7 @@ const TEST: Caller<'static> = Caller {
     user_agent: "operator-handover-test",
 };
 /// The operator's defaults (`bloodraven operator --help`).
-const LEADER_LEASE_DURATION: Duration = Duration::from_secs(15);
+const LEADER_LEASE_DURATION: Duration = Duration::from_secs(8);
 
 fn groups() -> ResourceKey {
     ResourceKey::new(

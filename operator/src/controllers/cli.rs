@@ -29,8 +29,10 @@ pub struct OperatorArgs {
     /// Name of the leader Lease.
     #[arg(long, default_value = LEADER_LEASE)]
     pub leader_lease: String,
-    /// Leader lease validity after each renewal.
-    #[arg(long, default_value = "15s")]
+    /// Leader lease validity after each renewal (docs/operator.md "Hand-over between
+    /// operator replicas": the leader acts for 6 s after a renewal, three renewal
+    /// intervals; a hard-killed leader is replaced after 10 s).
+    #[arg(long, default_value = "8s")]
     pub leader_lease_duration: crate::api::Duration,
     /// Subtracted by the leader (stops acting early) and added by a candidate.
     #[arg(long, default_value = "2s")]
