@@ -7,16 +7,19 @@
 set -eu
 CARGO=${CARGO:-cargo}
 SEED=${SEED:-1}
+# The release profile by default; BENCH_PROFILE=dev reuses a debug build (the simulated
+# figures are the same, memory, CPU and wall time are not).
+PROFILE=${BENCH_PROFILE:-release}
 BENCH_GROUPS=${BENCH_GROUPS:-"1 10 100"}
 out=docs/bench.md
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-$CARGO build --release --quiet -p bloodraven-component-tests --example targets --example scale
+$CARGO build --profile "$PROFILE" --quiet -p bloodraven-component-tests --example targets --example scale
 start=$(date +%s)
-$CARGO run --release --quiet -p bloodraven-component-tests --example targets -- "$SEED" > "$tmp/targets.txt"
+$CARGO run --profile "$PROFILE" --quiet -p bloodraven-component-tests --example targets -- "$SEED" > "$tmp/targets.txt"
 # shellcheck disable=SC2086
-$CARGO run --release --quiet -p bloodraven-component-tests --example scale -- "$SEED" $BENCH_GROUPS > "$tmp/scale.txt"
+$CARGO run --profile "$PROFILE" --quiet -p bloodraven-component-tests --example scale -- "$SEED" $BENCH_GROUPS > "$tmp/scale.txt"
 wall=$(( $(date +%s) - start ))
 
 # The previous run: the body of the current "Latest run" section.
@@ -46,11 +49,11 @@ figure means is in the examples' own documentation and in
 <!-- latest:start -->
 ## Latest run
 
-- commit \`$commit\`$dirty, seed $SEED, $(date -u +%Y-%m-%d)
+- commit \`$commit\`$dirty, seed $SEED, profile \`$PROFILE\`, $(date -u +%Y-%m-%d)
 - machine: $cpus CPUs, $memory memory (shared with other work while it ran), ${wall} s wall
 - commands:
-  \`cargo run --release -p bloodraven-component-tests --example targets -- $SEED\` and
-  \`cargo run --release -p bloodraven-component-tests --example scale -- $SEED $BENCH_GROUPS\`
+  \`cargo run --profile $PROFILE -p bloodraven-component-tests --example targets -- $SEED\` and
+  \`cargo run --profile $PROFILE -p bloodraven-component-tests --example scale -- $SEED $BENCH_GROUPS\`
 
 \`\`\`text
 HEAD

@@ -125,7 +125,8 @@ fn add_writer(world: &mut World, i: usize) {
     let api = world.api().clone();
     let own_host = host.clone();
     world.add_host(&host, Placement::ControlPlane, move || {
-        let dialer = ClusterDialer::new(api.clone(), &ns, &own_host, Duration::from_secs(1)).shared();
+        let dialer =
+            ClusterDialer::new(api.clone(), &ns, &own_host, Duration::from_secs(1)).shared();
         let target = MysqlTarget {
             host: format!("{}.{ns}", names::mysql_primary_service(&group_name(i))),
             port: 3306,
@@ -182,11 +183,15 @@ fn scrape(world: &mut World, tag: &str) -> Result<String, Error> {
     let (host, port) = operator_endpoint(world)?;
     let body: Rc<RefCell<Option<String>>> = Rc::default();
     let out = body.clone();
-    world.add_client(&format!("scrape-{tag}"), Placement::ControlPlane, async move {
-        let text = bloodraven_sim::harness::metrics::get_metrics(&host, port).await?;
-        *out.borrow_mut() = Some(text);
-        Ok(())
-    });
+    world.add_client(
+        &format!("scrape-{tag}"),
+        Placement::ControlPlane,
+        async move {
+            let text = bloodraven_sim::harness::metrics::get_metrics(&host, port).await?;
+            *out.borrow_mut() = Some(text);
+            Ok(())
+        },
+    );
     world.run_until(Duration::from_secs(10), |_| body.borrow().is_some())?;
     let text = body.borrow_mut().take();
     text.ok_or_else(|| "the operator's /metrics did not answer".into())
@@ -216,8 +221,16 @@ fn quantile(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>, q: f6
     let mut buckets: Vec<(f64, String, f64)> = after
         .iter()
         .map(|(le, n)| {
-            let bound = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::INFINITY) };
-            (bound, le.clone(), n - before.get(le).copied().unwrap_or(0.0))
+            let bound = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().unwrap_or(f64::INFINITY)
+            };
+            (
+                bound,
+                le.clone(),
+                n - before.get(le).copied().unwrap_or(0.0),
+            )
         })
         .collect();
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -268,7 +281,12 @@ fn cpu_time() -> Duration {
         .unwrap_or_default()
         .split_whitespace()
         .collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // After the command name: state is field 0, utime 11, stime 12.
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
@@ -283,7 +301,11 @@ fn run(seed: u64, groups: usize) -> Result<(), Error> {
     let all_healthy = |w: &World| (0..groups).all(|i| healthy(w, i));
     if !world.run_until(Duration::from_secs(900), all_healthy)? {
         let sick: Vec<usize> = (0..groups).filter(|i| !healthy(&world, *i)).collect();
-        return Err(format!("{} of {groups} groups never became Healthy: {sick:?}", sick.len()).into());
+        return Err(format!(
+            "{} of {groups} groups never became Healthy: {sick:?}",
+            sick.len()
+        )
+        .into());
     }
     let bootstrap = world.elapsed();
     for i in 0..groups {
@@ -310,7 +332,10 @@ fn run(seed: u64, groups: usize) -> Result<(), Error> {
     let victim = 0;
     let primary = writable_site(&world, victim).ok_or("group 0 has no writable site")?;
     let pod = names::mysql_pod(&group_name(victim), &primary);
-    for container in [bloodraven::children::MYSQL_CONTAINER, bloodraven::children::SIDECAR_CONTAINER] {
+    for container in [
+        bloodraven::children::MYSQL_CONTAINER,
+        bloodraven::children::SIDECAR_CONTAINER,
+    ] {
         world.apply(Fault::FreezeContainer {
             namespace: namespace(victim),
             pod: pod.clone(),
@@ -339,7 +364,10 @@ fn run(seed: u64, groups: usize) -> Result<(), Error> {
         .map(|k| per_second(k))
         .sum();
     println!("{groups} group(s), {WRITES_PER_SECOND} writes/s each, seed {seed}:");
-    println!("  bootstrap to all Healthy: {:.1} simulated s", bootstrap.as_secs_f64());
+    println!(
+        "  bootstrap to all Healthy: {:.1} simulated s",
+        bootstrap.as_secs_f64()
+    );
     println!(
         "  operator API requests/s over {} simulated s: {total:.2} ({})",
         simulated.as_secs(),
@@ -373,7 +401,10 @@ fn run(seed: u64, groups: usize) -> Result<(), Error> {
     } else {
         println!("  RTO of group 0: no failover within 120 s");
     }
-    println!("  wall time of this run: {:.1} s", wall.elapsed().as_secs_f64());
+    println!(
+        "  wall time of this run: {:.1} s",
+        wall.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -381,10 +412,18 @@ fn main() -> Result<(), Error> {
     let mut args = std::env::args().skip(1);
     let seed: u64 = args.next().map_or(Ok(1), |s| s.parse())?;
     let sizes: Vec<usize> = args.map(|s| s.parse()).collect::<Result<_, _>>()?;
-    let sizes = if sizes.is_empty() { vec![1, 10, 100] } else { sizes };
+    let sizes = if sizes.is_empty() {
+        vec![1, 10, 100]
+    } else {
+        sizes
+    };
     println!(
         "Bloodraven scale benchmark (simulation): cargo run --release -p bloodraven-component-tests --example scale -- {seed} {}",
-        sizes.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
+        sizes
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     for groups in sizes {
         run(seed, groups)?;

@@ -189,7 +189,9 @@ fn loaded_status_writes(seed: u64, window: Duration) -> Result<LoadedStatusWrite
         .world()
         .run_until(Duration::from_secs(120), healthy_any)?
     {
-        return Err(format!("seed {seed}: the group never became Healthy on the DrivenWorld").into());
+        return Err(
+            format!("seed {seed}: the group never became Healthy on the DrivenWorld").into(),
+        );
     }
     let api = sim.world().api().clone();
     let counts = move || -> BTreeMap<String, u64> {

@@ -2,8 +2,9 @@
 //! whose pod is deleted (SIGTERM) stops acting, releases the leader Lease and the other
 //! replica leads within 2 s; an emergency failover that starts at the same moment
 //! costs no more than 2 s over the same failover without the hand-over. A hard kill
-//! (the leader frozen: no SIGTERM, no release) makes the other replica wait out the
-//! whole leader lease, which the test also measures.
+//! (a pod with `terminationGracePeriodSeconds: 0`: killed without a chance to release)
+//! makes the other replica wait out the whole leader lease, which the test also
+//! measures.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
@@ -83,8 +84,9 @@ fn ready_operator_pods(world: &World) -> usize {
         .unwrap_or(0)
 }
 
-/// The playground with two operator replicas, Healthy on iad, both replicas ready.
-fn two_replicas(seed: u64) -> World {
+/// The playground with two operator replicas, Healthy on iad, both replicas ready;
+/// `grace` is the pods' `terminationGracePeriodSeconds` (0: a deletion kills at once).
+fn two_replicas(seed: u64, grace: u64) -> World {
     let mut world = World::playground(seed).unwrap();
     playground::install(&world).unwrap();
     world
@@ -93,7 +95,9 @@ fn two_replicas(seed: u64) -> World {
             &ResourceKey::new("apps", "v1", "deployments"),
             Some(OPERATOR_NAMESPACE),
             OPERATOR_NAME,
-            Patch::Merge(json!({"spec": {"replicas": 2}})),
+            Patch::Merge(json!({"spec": {"replicas": 2, "template": {"spec": {
+                "terminationGracePeriodSeconds": grace
+            }}}})),
             Subresource::Main,
             &TEST,
         )
@@ -139,7 +143,7 @@ fn time_to_new_leader(world: &mut World, old: &str, limit: Duration) -> Option<D
 /// Crashes iad's node, optionally doing something to the operator at the same
 /// moment; the time until pdx is observed writable.
 fn failover_rto(seed: u64, with: impl FnOnce(&mut World, &str)) -> Duration {
-    let mut world = two_replicas(seed);
+    let mut world = two_replicas(seed, 30);
     let old = leader(&world).unwrap();
     let node = world.site_node("iad").unwrap().to_string();
     let start = world.elapsed();
@@ -157,7 +161,7 @@ fn failover_rto(seed: u64, with: impl FnOnce(&mut World, &str)) -> Duration {
 
 #[test]
 fn a_sigtermed_leader_releases_its_lease_and_the_other_replica_leads_within_two_seconds() {
-    let mut world = two_replicas(3);
+    let mut world = two_replicas(3, 30);
     let old = leader(&world).unwrap();
     sigterm(&world, &old);
     let handover = time_to_new_leader(&mut world, &old, Duration::from_secs(30))
@@ -171,16 +175,10 @@ fn a_sigtermed_leader_releases_its_lease_and_the_other_replica_leads_within_two_
 
 #[test]
 fn a_hard_killed_leader_is_replaced_only_after_its_lease_ran_out() {
-    let mut world = two_replicas(3);
+    let mut world = two_replicas(3, 0);
     let old = leader(&world).unwrap();
-    // Frozen, as a killed process looks from outside: no SIGTERM, no release.
-    world
-        .apply(Fault::FreezeContainer {
-            namespace: OPERATOR_NAMESPACE.into(),
-            pod: old.clone(),
-            container: "operator".into(),
-        })
-        .unwrap();
+    // No grace period: the kubelet kills it at once, it cannot release.
+    sigterm(&world, &old);
     let handover = time_to_new_leader(&mut world, &old, Duration::from_secs(60))
         .expect("no other replica took the leader lease within 60 s");
     println!("hard kill -> new leader: {} ms", handover.as_millis());

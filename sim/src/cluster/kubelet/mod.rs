@@ -336,8 +336,7 @@ fn admit(cp: &mut ControlPlane, net: &mut Network, node: &NodeInfo, pod: &Value)
 
 /// A deleted pod's graceful stop: SIGTERM is raised once; the pod keeps running until
 /// every container that was running has exited or the grace period
-/// (`deletionGracePeriodSeconds`, else `terminationGracePeriodSeconds`, else 30 s) ran
-/// out. Returns whether to keep waiting. A pod whose programs never listened for
+/// (`terminationGracePeriodSeconds`, 30 s by default) ran out. Returns whether to keep waiting. A pod whose programs never listened for
 /// SIGTERM stops at once, as before.
 fn stopping_gracefully(cp: &mut ControlPlane, runtime: &mut PodRuntime, pod: &Value) -> bool {
     if runtime.node_down || !runtime.termination.is_handled() {
@@ -345,17 +344,25 @@ fn stopping_gracefully(cp: &mut ControlPlane, runtime: &mut PodRuntime, pod: &Va
     }
     let now = cp.now();
     if !runtime.termination.is_raised() {
-        let grace = at(pod, &["metadata", "deletionGracePeriodSeconds"])
-            .or_else(|| at(pod, &["spec", "terminationGracePeriodSeconds"]))
+        // The pod's own setting: this API server stamps every deletion with
+        // `deletionGracePeriodSeconds: 0` (it takes no grace option).
+        let grace = at(pod, &["spec", "terminationGracePeriodSeconds"])
             .and_then(Value::as_u64)
             .unwrap_or(30);
         runtime.grace_deadline = Some(plus(now, Duration::from_secs(grace)));
         runtime.termination.raise();
     }
-    if runtime.grace_deadline.is_some_and(|deadline| now >= deadline) {
+    if runtime
+        .grace_deadline
+        .is_some_and(|deadline| now >= deadline)
+    {
         return false;
     }
-    let reports = runtime.reports.lock().map(|r| r.clone()).unwrap_or_default();
+    let reports = runtime
+        .reports
+        .lock()
+        .map(|r| r.clone())
+        .unwrap_or_default();
     runtime
         .containers
         .iter()
