@@ -113,15 +113,15 @@ mod tests {
         let published = healthy(10, 10, Some(0));
         // (decided, last write, now, expected)
         let cases: Vec<(MysqlFailoverGroupStatus, Option<u64>, u64, StatusWrite)> = vec![
-            (healthy(10, 10, Some(0)), Some(0), 1 * S, Unchanged),
-            (healthy(10, 10, Some(0)), None, 1 * S, Unchanged),
-            (healthy(25, 24, Some(0)), Some(0), 1 * S, Hold),
+            (healthy(10, 10, Some(0)), Some(0), S, Unchanged),
+            (healthy(10, 10, Some(0)), None, S, Unchanged),
+            (healthy(25, 24, Some(0)), Some(0), S, Hold),
             (healthy(25, 24, Some(1)), Some(0), 9_999, Hold),
             (healthy(25, 24, Some(1)), Some(0), 10 * S, Now),
             (healthy(25, 24, Some(1)), Some(5 * S), 14 * S, Hold),
             (healthy(25, 24, Some(1)), Some(5 * S), 15 * S, Now),
             // Never written by this process (just started or just elected): write.
-            (healthy(25, 24, Some(0)), None, 1 * S, Now),
+            (healthy(25, 24, Some(0)), None, S, Now),
         ];
         for (decided, last, now, expected) in cases {
             assert_eq!(

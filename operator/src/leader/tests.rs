@@ -329,8 +329,7 @@ async fn release_writes_the_lease_without_holder_only_while_it_names_us() {
     let put = api
         .requests()
         .into_iter()
-        .filter(|r| r.method == "PUT")
-        .last()
+        .rfind(|r| r.method == "PUT")
         .unwrap();
     assert_eq!(put.body["spec"]["holderIdentity"], serde_json::Value::Null);
     assert_eq!(put.body["metadata"]["resourceVersion"], "3", "guarded");
