@@ -138,7 +138,7 @@ mod tests {
         let cli = Cli::try_parse_from(["bloodraven", "--identity", "op-0"]).unwrap();
         let settings = cli.args.settings().unwrap();
         assert_eq!(settings.identity, "op-0");
-        assert_eq!(settings.leader_timing.duration(), Duration::from_secs(15));
+        assert_eq!(settings.leader_timing.duration(), Duration::from_secs(8));
         assert_eq!(settings.watch.namespace, None);
         let bad = Cli::try_parse_from(["bloodraven", "--leader-lease-margin", "20s"]).unwrap();
         assert!(bad.args.settings().is_err());
