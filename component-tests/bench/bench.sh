@@ -39,7 +39,7 @@ memory=$(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
 
 Written by \`make bench\` (\`component-tests/bench/bench.sh\`); do not edit by hand. It
 runs two examples of \`bloodraven-component-tests\` on the simulation, built with
-\`--release\`: \`targets\` (issue 5's and 18's targets for one playground group) and
+the release profile unless the run below says otherwise: \`targets\` (issue 5's and 18's targets for one playground group) and
 \`scale\` (1, 10 and 100 groups under one operator, each with a write workload). The
 simulation is deterministic for a seed: the simulated figures (times, requests, writes)
 repeat exactly; memory, CPU and wall time are this machine's and vary. What each

@@ -21,7 +21,7 @@ use bloodraven_sim::apiserver::ResourceKey;
 use bloodraven_sim::dialer::ClusterDialer;
 use bloodraven_sim::models::mysql::SimMysqlConnector;
 use bloodraven_sim::playground::{self, OPERATOR_NAMESPACE};
-use bloodraven_sim::{Fault, Placement, World};
+use bloodraven_sim::{Placement, World};
 use serde_json::Value;
 
 type Error = Box<dyn std::error::Error>;
@@ -327,21 +327,15 @@ fn run(seed: u64, groups: usize) -> Result<(), Error> {
     let (rss, peak) = memory_kib();
     let healthy_after = (0..groups).filter(|i| healthy(&world, *i)).count();
 
-    // One group's primary pod dies (mysqld and its sidecar frozen, as a dead pod
-    // looks from outside) while the others keep writing.
+    // One group's primary pod dies (its host crashes: mysqld and its sidecar stop at
+    // once, nothing answers) while the others keep writing.
     let victim = 0;
     let primary = writable_site(&world, victim).ok_or("group 0 has no writable site")?;
     let pod = names::mysql_pod(&group_name(victim), &primary);
-    for container in [
-        bloodraven::children::MYSQL_CONTAINER,
-        bloodraven::children::SIDECAR_CONTAINER,
-    ] {
-        world.apply(Fault::FreezeContainer {
-            namespace: namespace(victim),
-            pod: pod.clone(),
-            container: container.into(),
-        })?;
-    }
+    world.network().crash(&bloodraven_sim::hosts::pod_host_name(
+        &namespace(victim),
+        &pod,
+    ));
     let frozen_at = world.elapsed();
     let moved = world.run_until(Duration::from_secs(120), |w| {
         writable_site(w, victim).is_some_and(|s| s != primary)
