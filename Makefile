@@ -8,7 +8,7 @@ BACKEND ?= sim
 PARALLEL ?= 2
 
 .PHONY: help build test ci fmt fmt-check lint generate generate-check chaos-list chaos-run \
-        chaos-run-all chaos-recover chaos-sweep report test-integration test-contract docs-build playground-sim
+        chaos-run-all chaos-recover chaos-sweep report test-integration test-contract docs-build playground-sim bench
 
 help: ## Show the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ chaos-recover: ## Undo every fault recorded in the last run's ledger (after a ru
 
 chaos-sweep: ## Random fault schedules over many seeds: make chaos-sweep SEEDS=200 [FIRST=1]
 	$(CHAOS_OPT) sweep --seeds $(SEEDS) --first $(or $(FIRST),1) --parallel $(PARALLEL) --report-dir reports
+
+bench: ## Run the performance and scale benchmarks (release, simulation); write docs/bench.md: make bench [SEED=1] [BENCH_GROUPS="1 10 100"] [BENCH_PROFILE=release]
+	CARGO=$(CARGO) BENCH_PROFILE=$(or $(BENCH_PROFILE),release) SEED=$(or $(SEED),1) BENCH_GROUPS="$(or $(BENCH_GROUPS),1 10 100)" sh component-tests/bench/bench.sh
 
 report: ## Run the sim suite and a sweep; write docs/report.md: make report [SEEDS=50]
 	$(CHAOS_OPT) report --sweep-seeds $(SEEDS) --parallel $(PARALLEL) --out docs/report.md --report-dir reports

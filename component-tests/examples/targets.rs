@@ -1,8 +1,9 @@
 //! Prints issue 5's targets as measured in the simulation with the playground defaults:
 //! emergency failover RTO, planned-failover write unavailability and the acknowledged
 //! writes it lost (under the chaos runner's counter workload through the primary
-//! Service), and the API writes an idle healthy group causes over 10 simulated minutes
-//! (by verb, resource and client).
+//! Service), the API writes an idle healthy group causes over 10 simulated minutes
+//! (by verb, resource and client), and the status writes per second of a healthy group
+//! under the counter workload (issue 18's quiet status).
 //!
 //!     cargo run [--release] -p bloodraven-component-tests --example targets [-- SEED]
 
@@ -82,6 +83,9 @@ fn main() -> Result<(), Error> {
     // per increment, through the primary Service) runs before, during and after it.
     let planned = planned_under_load(seed)?;
 
+    // Loaded: a Healthy group under the counter workload for 120 simulated seconds.
+    let loaded = loaded_status_writes(seed, Duration::from_secs(120))?;
+
     // Idle: a Healthy group left alone for 10 simulated minutes.
     let mut world = bootstrapped(seed)?;
     world.run_for(Duration::from_secs(30))?;
@@ -115,6 +119,24 @@ fn main() -> Result<(), Error> {
             format!(": increments {:?}", planned.lost)
         }
     );
+    println!(
+        "  status writes of a healthy group under 20 writes/s: {} in {} s = {:.3}/s (target <= 0.1/s)",
+        loaded.status_writes,
+        loaded.window.as_secs(),
+        loaded.per_second()
+    );
+    println!(
+        "  operator API requests meanwhile: {} in {} s = {:.2}/s ({})",
+        loaded.operator_requests.values().sum::<u64>(),
+        loaded.window.as_secs(),
+        loaded.operator_requests.values().sum::<u64>() as f64 / loaded.window.as_secs_f64(),
+        loaded
+            .operator_requests
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!("  API writes over 10 idle simulated minutes, by client, verb and resource:");
     let mut operator_group_writes = 0;
     for (key, n) in &after {
@@ -133,6 +155,99 @@ fn main() -> Result<(), Error> {
         "  operator writes for the group (everything but its own leader-lease renewals): {operator_group_writes} (target 0)"
     );
     Ok(())
+}
+
+/// Status writes of one healthy group under the counter workload.
+struct LoadedStatusWrites {
+    window: Duration,
+    status_writes: u64,
+    /// The operator's requests in the window by verb and resource.
+    operator_requests: BTreeMap<String, u64>,
+}
+
+impl LoadedStatusWrites {
+    fn per_second(&self) -> f64 {
+        self.status_writes as f64 / self.window.as_secs_f64()
+    }
+}
+
+/// Bootstraps the playground on the `DrivenWorld`, runs the counter workload (20
+/// increments/s through the primary Service) and counts the operator's status patches
+/// over `window`, after 10 s of warm-up under load.
+fn loaded_status_writes(seed: u64, window: Duration) -> Result<LoadedStatusWrites, Error> {
+    use bloodraven_chaos::backend::Backend;
+    use bloodraven_chaos::backend::sim::run_backend;
+    use bloodraven_chaos::scenario::CounterSpec;
+    use bloodraven_chaos::workload::{self, SharedHistory};
+    use bloodraven_sim::harness::DrivenWorld;
+
+    let mut sim = DrivenWorld::playground(seed)?;
+    sim.install_operator()?;
+    playground::apply_file(sim.world(), &playground::playground_manifest())?;
+    let healthy_any = |w: &World| ["iad", "pdx"].iter().any(|site| healthy(w, site));
+    if !sim
+        .world()
+        .run_until(Duration::from_secs(120), healthy_any)?
+    {
+        return Err(
+            format!("seed {seed}: the group never became Healthy on the DrivenWorld").into(),
+        );
+    }
+    let api = sim.world().api().clone();
+    let counts = move || -> BTreeMap<String, u64> {
+        api.request_counts()
+            .into_iter()
+            .filter(|(k, _)| k.user_agent == "bloodraven-operator")
+            .map(|(k, n)| (format!("{} {}", k.verb, k.resource), n))
+            .collect()
+    };
+    let (before, after) = run_backend(
+        &mut sim,
+        window + Duration::from_secs(60),
+        move |backend| async move {
+            let counter = backend
+                .counter("default")
+                .ok_or("the sim backend has no counter workload")?;
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let writer = tokio::spawn(workload::run_counter(
+                counter,
+                CounterSpec {
+                    writes_per_second: 20,
+                    cache: false,
+                },
+                backend.clock(),
+                SharedHistory::default(),
+                stopped,
+            ));
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let before = counts();
+            tokio::time::sleep(window).await;
+            let after = counts();
+            let _ = stop.send(true);
+            writer.await?;
+            Ok::<_, Error>((before, after))
+        },
+    )??;
+    let delta: BTreeMap<String, u64> = after
+        .iter()
+        .map(|(k, n)| (k.clone(), n - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    if !healthy_any(sim.world()) {
+        return Err(format!(
+            "seed {seed}: the group was not Healthy at the end of the load: {:#}",
+            status(sim.world())
+        )
+        .into());
+    }
+    Ok(LoadedStatusWrites {
+        window,
+        status_writes: delta
+            .get("patch mysqlfailovergroups.bloodraven.shipstream.io/status")
+            .copied()
+            .unwrap_or(0),
+        operator_requests: delta,
+    })
 }
 
 /// What the planned failover under the counter workload measured.

@@ -298,7 +298,7 @@ fn the_deployment_matches_the_operator_binary() {
     assert_eq!(args.listen.port(), METRICS_PORT);
     let settings = args.settings().unwrap();
     assert_eq!(settings.leader_lease, bloodraven::leader::LEADER_LEASE);
-    assert_eq!(settings.leader_timing.duration(), Duration::from_secs(15));
+    assert_eq!(settings.leader_timing.duration(), Duration::from_secs(8));
     // The Service reaches the pods' metrics port.
     let service = find(&objects, "Service", "bloodraven-metrics").unwrap();
     for (key, value) in service["spec"]["selector"].as_object().unwrap() {

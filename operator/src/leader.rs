@@ -2,8 +2,10 @@
 //! It uses the same lease arithmetic as the writer lease (`engine::lease`): the leader
 //! counts its term from the *start* of its last acknowledged renewal and stops acting
 //! at `start + duration - margin`; a candidate takes over only after seeing the lease
-//! unchanged for `duration + margin` on its own clock. Wall time (renewTime) comes from
-//! the injected `Clock`, so the simulation stays deterministic.
+//! unchanged for `duration + margin` on its own clock, or at once when the holder
+//! released it (no holder: only a leader that stopped acting clears it, on shutdown).
+//! Wall time (renewTime) comes from the injected `Clock`, so the simulation stays
+//! deterministic.
 //!
 //! Not kube-lease-manager: it reads `SystemTime::now()` and compares the holder's
 //! renewTime with its own clock, which docs/design.md "Safety assumptions" forbids (see docs/operator.md).
@@ -51,6 +53,9 @@ pub struct LeaderMemory {
     pub last_attempt: Option<Millis>,
     /// The last read found no lease object.
     pub lease_missing: bool,
+    /// This replica is shutting down: it stopped acting and gave the lease up; it
+    /// never takes it again.
+    pub released: bool,
 }
 
 /// The next write, if any.
@@ -115,10 +120,16 @@ impl LeaderMemory {
 
 /// Whether this replica may act now.
 pub fn is_leader(settings: &LeaderSettings, memory: &LeaderMemory, now: Millis) -> bool {
-    memory.holds(settings) && memory.own.may_write(&settings.timing, now)
+    !memory.released && memory.holds(settings) && memory.own.may_write(&settings.timing, now)
 }
 
+/// The next write. A lease that names no holder was released by a leader that had
+/// stopped acting (the only writer that clears it), so it is taken at once, like a
+/// missing lease; a lease naming another holder is taken only after its full term.
 pub fn next_step(settings: &LeaderSettings, memory: &LeaderMemory, now: Millis) -> LeaderStep {
+    if memory.released {
+        return LeaderStep::Wait;
+    }
     if memory.lease_missing {
         return LeaderStep::Create;
     }
@@ -135,7 +146,7 @@ pub fn next_step(settings: &LeaderSettings, memory: &LeaderMemory, now: Millis) 
             LeaderStep::Wait
         };
     }
-    if sighting.expired(&settings.timing, now) {
+    if sighting.record.holder.is_none() || sighting.expired(&settings.timing, now) {
         LeaderStep::Acquire
     } else {
         LeaderStep::Wait
@@ -282,8 +293,50 @@ impl Elector {
         });
     }
 
+    /// Gives the lease up on shutdown, once this replica stopped acting: from now on
+    /// `is_leader` is false, and the lease is written without holder (guarded by
+    /// resourceVersion, only if it still names us), so that a candidate takes over
+    /// within its next round instead of waiting out the term. Returns whether the
+    /// release was written; a failure only means the successor waits out the term.
+    pub async fn release(&self) -> bool {
+        let held = match self.memory.lock() {
+            Ok(mut memory) => {
+                let held = !memory.released && memory.holds(&self.settings);
+                memory.released = true;
+                memory.own.holdership_lost();
+                held
+            }
+            Err(_) => false,
+        };
+        if !held {
+            return false;
+        }
+        let current = match self.api.get(&self.name).await {
+            Ok(current) => current,
+            Err(err) => {
+                tracing::warn!(%err, lease = %self.name, "reading the leader lease to release it failed");
+                return false;
+            }
+        };
+        if lease_object::holder(&current) != Some(self.settings.identity.as_str()) {
+            return false;
+        }
+        let released = lease_object::released(&current, self.clock.now());
+        match lease_object::replace_guarded(&self.api, &released).await {
+            Ok(written) => {
+                self.record(LeaderEvent::Read(Some(lease_object::record(&written))));
+                tracing::info!(lease = %self.name, "leader lease released");
+                true
+            }
+            Err(err) => {
+                tracing::warn!(%err, lease = %self.name, "releasing the leader lease failed; the next leader waits out the term");
+                false
+            }
+        }
+    }
+
     /// Runs rounds every `renew_interval / 2` until `shutdown`; on shutdown the replica
-    /// simply stops renewing (its term ends by itself; no write needed).
+    /// stops renewing (`release` then gives the lease up).
     pub async fn run(
         &self,
         metrics: crate::metrics::Metrics,

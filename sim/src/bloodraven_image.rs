@@ -133,8 +133,9 @@ impl PodProgram for BloodravenProgram {
                         }
                         pod_ready.set(true);
                     });
-                    // A pod is stopped by crashing its host: no shutdown signal.
-                    controllers::run(settings, deps, std::future::pending()).await;
+                    // SIGTERM (the pod deleted) stops it gracefully, as in a cluster;
+                    // a crash of its host or node is the hard kill.
+                    controllers::run(settings, deps, ctx.termination.requested()).await;
                     Ok(())
                 }
                 Command::Sidecar(args) => {

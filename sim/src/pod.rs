@@ -52,6 +52,51 @@ pub struct PodContext {
     pub clock: SharedClock,
     /// Dials other hosts and Services by DNS name on the simulated network.
     pub dialer: SharedDialer,
+    /// SIGTERM: raised by the kubelet when the pod is deleted.
+    pub termination: Termination,
+}
+
+/// The pod's SIGTERM. A program that waits for it (`requested`) is given the pod's
+/// grace period to stop on its own when the pod is deleted, then killed; a program
+/// that never asked is killed at once, as a process that exits on SIGTERM would be.
+#[derive(Clone)]
+pub struct Termination {
+    raised: Arc<tokio::sync::watch::Sender<bool>>,
+    handled: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Default for Termination {
+    fn default() -> Self {
+        Self {
+            raised: Arc::new(tokio::sync::watch::channel(false).0),
+            handled: Arc::default(),
+        }
+    }
+}
+
+impl Termination {
+    /// Completes once SIGTERM is raised; from this call on the program counts as
+    /// handling it (the kubelet waits for it to exit, up to the grace period).
+    pub fn requested(&self) -> impl Future<Output = ()> + 'static {
+        self.handled
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut raised = self.raised.subscribe();
+        async move {
+            let _ = raised.wait_for(|r| *r).await;
+        }
+    }
+
+    pub(crate) fn raise(&self) {
+        self.raised.send_replace(true);
+    }
+
+    pub(crate) fn is_raised(&self) -> bool {
+        *self.raised.borrow()
+    }
+
+    pub(crate) fn is_handled(&self) -> bool {
+        self.handled.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl fmt::Debug for PodContext {

@@ -29,8 +29,10 @@ pub struct OperatorArgs {
     /// Name of the leader Lease.
     #[arg(long, default_value = LEADER_LEASE)]
     pub leader_lease: String,
-    /// Leader lease validity after each renewal.
-    #[arg(long, default_value = "15s")]
+    /// Leader lease validity after each renewal (docs/operator.md "Hand-over between
+    /// operator replicas": the leader acts for 6 s after a renewal, three renewal
+    /// intervals; a hard-killed leader is replaced after 10 s).
+    #[arg(long, default_value = "8s")]
     pub leader_lease_duration: crate::api::Duration,
     /// Subtracted by the leader (stops acting early) and added by a candidate.
     #[arg(long, default_value = "2s")]
@@ -136,7 +138,7 @@ mod tests {
         let cli = Cli::try_parse_from(["bloodraven", "--identity", "op-0"]).unwrap();
         let settings = cli.args.settings().unwrap();
         assert_eq!(settings.identity, "op-0");
-        assert_eq!(settings.leader_timing.duration(), Duration::from_secs(15));
+        assert_eq!(settings.leader_timing.duration(), Duration::from_secs(8));
         assert_eq!(settings.watch.namespace, None);
         let bad = Cli::try_parse_from(["bloodraven", "--leader-lease-margin", "20s"]).unwrap();
         assert!(bad.args.settings().is_err());

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod indexes;
 pub(crate) mod observe;
 pub(crate) mod owned;
+pub(crate) mod quiet_status;
 pub(crate) mod status;
 pub(crate) mod unreadable;
 
@@ -151,11 +152,16 @@ struct GroupState {
     probe_now: bool,
     /// Our last status write, until the cache delivers it (read-your-writes).
     written: Option<status::WrittenStatus>,
+    /// A decided status not written yet because only observations moved (quiet status).
+    held: Option<quiet_status::HeldStatus>,
+    /// When this process last wrote the group's status (operator's monotonic clock).
+    last_status_write: Option<engine::Millis>,
 }
 
 /// Runs the controller until `shutdown` completes: starts the watches and the leader
 /// election, marks the process ready once the caches synced, and runs one worker per
-/// group. On shutdown each worker finishes the reconcile it is in, then stops.
+/// group. On shutdown each worker finishes the reconcile it is in (and writes a status
+/// it held back), then stops, and the leader lease is released.
 pub async fn run(
     settings: ControllerSettings,
     deps: ControllerDeps,
@@ -203,6 +209,7 @@ pub async fn run(
         () = shared.indexes.wait_ready() => {}
         () = &mut shutdown => {
             let _ = stop_tx.send(true);
+            shared.elector.release().await;
             background.shutdown().await;
             return;
         }
@@ -267,6 +274,9 @@ pub async fn run(
     for (_, worker) in workers {
         let _ = worker.await;
     }
+    // Every write of this replica is done: give the leader lease up, so that the next
+    // replica leads within its next election round rather than after the whole term.
+    shared.elector.release().await;
     background.shutdown().await;
 }
 
@@ -290,9 +300,6 @@ async fn group_worker(
     let mut failures: u32 = 0;
     let mut last_error: Option<String> = None;
     loop {
-        if *stop.borrow() {
-            return;
-        }
         // Gone, or no longer readable (the controller's loop reports that).
         let Some(Ok(group)) = shared
             .indexes
@@ -307,6 +314,10 @@ async fn group_worker(
         let started = Instant::now();
         // One span per pass: every log line of the pass carries the group.
         let span = tracing::info_span!("reconcile", group = %name, %namespace);
+        if *stop.borrow() {
+            flush_held_status(&shared, &group, &mut state).await;
+            return;
+        }
         let wait = match reconcile(&shared, &group, &mut state)
             .instrument(span.clone())
             .await
@@ -344,10 +355,36 @@ async fn group_worker(
             }
         };
         tokio::select! {
-            _ = stop.changed() => return,
+            _ = stop.changed() => {
+                flush_held_status(&shared, &group, &mut state).await;
+                return;
+            }
             () = wake.notified() => {}
             () = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+/// On shutdown, writes the status held back by quiet status (fresher GTID sets), so
+/// that the next leader's stale-candidate guard starts from what this one last saw.
+async fn flush_held_status(shared: &Shared, group: &MysqlFailoverGroup, state: &mut GroupState) {
+    let Some(held) = state.held.take() else {
+        return;
+    };
+    if !shared.elector.is_leader() {
+        return;
+    }
+    let mut on_server = group.clone();
+    on_server.status = held.published;
+    if let Err(err) = patch_status(
+        &shared.deps.client,
+        &on_server,
+        &held.status,
+        &shared.deps.metrics,
+    )
+    .await
+    {
+        tracing::warn!(%err, group = %group.name_any(), "writing the held status on shutdown failed");
     }
 }
 
@@ -405,8 +442,10 @@ async fn reconcile(
     // forgets it: another leader may write after us.
     if !shared.elector.is_leader() {
         state.written = None;
+        state.held = None;
+        state.last_status_write = None;
     }
-    let (current, keep) = status::status_to_act_on(
+    let (published, keep) = status::status_to_act_on(
         group.resource_version().as_deref(),
         group.status.as_ref(),
         state.written.as_ref(),
@@ -414,10 +453,20 @@ async fn reconcile(
     if !keep {
         state.written = None;
     }
+    // Quiet status: decide from the status held back (fresher GTID sets) while the
+    // published one is still the one it was held against.
+    let deciding = quiet_status::status_to_decide_from(published.clone(), state.held.as_ref());
+    if state
+        .held
+        .as_ref()
+        .is_some_and(|held| held.published != published)
+    {
+        state.held = None;
+    }
     let viewed;
-    let group = if keep {
+    let group = if deciding != group.status {
         let mut copy = group.clone();
-        copy.status = current;
+        copy.status = deciding;
         viewed = copy;
         &viewed
     } else {
@@ -543,14 +592,37 @@ async fn reconcile(
     let config_event = dragonfly_config
         .as_ref()
         .and_then(|v| engine::dragonfly::config_warning_event(v, &previous.conditions));
-    if shared.elector.is_leader()
-        && let Some(resource_version) =
-            patch_status(&deps.client, group, &new_status, &deps.metrics).await?
-    {
-        state.written = Some(status::WrittenStatus {
-            resource_version: Some(resource_version).filter(|v| !v.is_empty()),
-            status: new_status.clone(),
-        });
+    if shared.elector.is_leader() {
+        match quiet_status::status_write(
+            published.as_ref(),
+            &new_status,
+            state.last_status_write,
+            now.mono,
+        ) {
+            quiet_status::StatusWrite::Unchanged => state.held = None,
+            quiet_status::StatusWrite::Hold => {
+                state.held = Some(quiet_status::HeldStatus {
+                    published: published.clone(),
+                    status: new_status.clone(),
+                });
+            }
+            quiet_status::StatusWrite::Now => {
+                // The patch is computed against what the API server holds, not
+                // against the held status the decision started from.
+                let mut on_server = group.clone();
+                on_server.status = published.clone();
+                if let Some(resource_version) =
+                    patch_status(&deps.client, &on_server, &new_status, &deps.metrics).await?
+                {
+                    state.written = Some(status::WrittenStatus {
+                        resource_version: Some(resource_version).filter(|v| !v.is_empty()),
+                        status: new_status.clone(),
+                    });
+                }
+                state.last_status_write = Some(now.mono);
+                state.held = None;
+            }
+        }
     }
     status::publish_gauges_if_leader(
         &deps.metrics,

@@ -246,3 +246,98 @@ async fn the_elector_creates_the_lease_with_the_injected_clock_and_loses_a_409_r
         Some("op-c")
     );
 }
+
+/// Issue 18: a leader that shuts down releases the lease (no holder); a candidate takes
+/// it at its next round instead of waiting out duration + margin, while a lease that
+/// still names a holder keeps the full wait.
+#[test]
+fn a_released_lease_is_taken_at_once_and_a_held_one_only_after_its_term() {
+    let b = settings("op-b");
+    let mut m = LeaderMemory::default();
+    m.record(
+        &b,
+        LeaderEvent::Read(Some(record(Some("op-a"), "7"))),
+        Millis(1_000),
+    );
+    assert_eq!(next_step(&b, &m, Millis(1_500)), LeaderStep::Wait);
+    // op-a released it: same lease object, holder cleared, a new resourceVersion.
+    m.record(
+        &b,
+        LeaderEvent::Read(Some(record(None, "8"))),
+        Millis(2_000),
+    );
+    assert_eq!(
+        next_step(&b, &m, Millis(2_000)),
+        LeaderStep::Acquire,
+        "no holder: nobody may still be acting under it"
+    );
+    // Someone took it meanwhile: back to the full wait for that holder.
+    m.record(
+        &b,
+        LeaderEvent::Read(Some(record(Some("op-c"), "9"))),
+        Millis(2_100),
+    );
+    assert_eq!(next_step(&b, &m, Millis(18_000)), LeaderStep::Wait);
+    assert_eq!(next_step(&b, &m, Millis(19_100)), LeaderStep::Acquire);
+}
+
+#[test]
+fn a_released_replica_never_acts_or_takes_the_lease_again() {
+    let a = settings("op-a");
+    let mut m = LeaderMemory::default();
+    m.record(
+        &a,
+        LeaderEvent::Written {
+            started: Millis(0),
+            record: record(Some("op-a"), "1"),
+        },
+        Millis(10),
+    );
+    assert!(is_leader(&a, &m, Millis(10)));
+    m.released = true;
+    assert!(
+        !is_leader(&a, &m, Millis(10)),
+        "stops acting before the write"
+    );
+    m.record(&a, LeaderEvent::Read(Some(record(None, "2"))), Millis(20));
+    assert_eq!(next_step(&a, &m, Millis(60_000)), LeaderStep::Wait);
+}
+
+#[tokio::test(start_paused = true)]
+async fn release_writes_the_lease_without_holder_only_while_it_names_us() {
+    let held = json!({"metadata": {"name": LEADER_LEASE, "namespace": "ops", "resourceVersion": "3"},
+                      "spec": {"holderIdentity": "op-a", "leaseDurationSeconds": 15, "renewTime": "2031-02-03T04:05:00.000000Z"}});
+    let lease = held.clone();
+    let api = FakeApi::with(move |req| match req.method.as_str() {
+        "PUT" => {
+            let mut body = req.body.clone();
+            body["metadata"]["resourceVersion"] = json!("4");
+            (200, body)
+        }
+        _ => (200, lease.clone()),
+    });
+    let elector = Elector::new(
+        settings("op-a"),
+        Api::namespaced(api.client(), "ops"),
+        LEADER_LEASE,
+        Arc::new(FixedClock),
+    );
+    elector.step().await;
+    assert!(elector.is_leader(), "read, renewed");
+    assert!(elector.release().await);
+    assert!(!elector.is_leader());
+    let put = api
+        .requests()
+        .into_iter()
+        .rfind(|r| r.method == "PUT")
+        .unwrap();
+    assert_eq!(put.body["spec"]["holderIdentity"], serde_json::Value::Null);
+    assert_eq!(put.body["metadata"]["resourceVersion"], "3", "guarded");
+    // A second release (or one by a replica that does not hold it) writes nothing.
+    let puts = api.requests().iter().filter(|r| r.method == "PUT").count();
+    assert!(!elector.release().await);
+    assert_eq!(
+        api.requests().iter().filter(|r| r.method == "PUT").count(),
+        puts
+    );
+}

@@ -119,6 +119,18 @@ pub fn moved_to(
     out
 }
 
+/// The holder gives the lease up (leader election, on shutdown, after it stopped
+/// acting): no holder, so that a candidate may take it at once instead of waiting out
+/// the term (`leader::next_step`).
+pub fn released(lease: &Lease, now: jiff::Timestamp) -> Lease {
+    let mut out = lease.clone();
+    let spec = out.spec.get_or_insert_with(LeaseSpec::default);
+    spec.holder_identity = None;
+    spec.renew_time = Some(MicroTime(now));
+    out.annotations_mut().remove(WRITABLE_GRANT_ANNOTATION);
+    out
+}
+
 /// The operator grants the current holder the right to be writable in this term.
 /// `None` when the lease has no holder (nothing to grant).
 pub fn granted(lease: &Lease) -> Option<Lease> {

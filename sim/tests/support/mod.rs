@@ -49,6 +49,7 @@ pub fn context(host: &str, volume: &Volume, env: &[(&str, &str)], args: &[&str])
         ready: Readiness::default(),
         clock: clock(),
         dialer: dialer(),
+        termination: Default::default(),
     }
 }
 

@@ -170,11 +170,7 @@ pub(crate) fn reconcile(
         let stale: Vec<String> = pods
             .values()
             .filter(|r| r.node == node.name)
-            .filter(|r| {
-                !desired
-                    .iter()
-                    .any(|p| uid(p) == r.uid && !is_terminating(p))
-            })
+            .filter(|r| !desired.iter().any(|p| uid(p) == r.uid))
             .map(|r| r.uid.clone())
             .collect();
         for pod_uid in stale {
@@ -184,6 +180,14 @@ pub(crate) fn reconcile(
         }
         for pod in desired {
             if is_terminating(pod) {
+                if let Some(runtime) = pods.get_mut(uid(pod))
+                    && stopping_gracefully(cp, runtime, pod)
+                {
+                    continue;
+                }
+                if let Some(runtime) = pods.remove(uid(pod)) {
+                    kill(cp, net, &runtime);
+                }
                 release_finalizer(cp, pod);
                 continue;
             }
@@ -325,7 +329,50 @@ fn admit(cp: &mut ControlPlane, net: &mut Network, node: &NodeInfo, pod: &Value)
         commands: None,
         start_time: format_time(now),
         node_down: node.crashed,
+        termination: crate::pod::Termination::default(),
+        grace_deadline: None,
     }
+}
+
+/// A deleted pod's graceful stop: SIGTERM is raised once; the pod keeps running until
+/// every container that was running has exited or the grace period
+/// (`terminationGracePeriodSeconds`, 30 s by default) ran out. Returns whether to keep waiting. A pod whose programs never listened for
+/// SIGTERM stops at once, as before.
+fn stopping_gracefully(cp: &mut ControlPlane, runtime: &mut PodRuntime, pod: &Value) -> bool {
+    if runtime.node_down || !runtime.termination.is_handled() {
+        return false;
+    }
+    let now = cp.now();
+    if !runtime.termination.is_raised() {
+        // The pod's own setting: this API server stamps every deletion with
+        // `deletionGracePeriodSeconds: 0` (it takes no grace option).
+        let grace = at(pod, &["spec", "terminationGracePeriodSeconds"])
+            .and_then(Value::as_u64)
+            .unwrap_or(30);
+        runtime.grace_deadline = Some(plus(now, Duration::from_secs(grace)));
+        runtime.termination.raise();
+    }
+    if runtime
+        .grace_deadline
+        .is_some_and(|deadline| now >= deadline)
+    {
+        return false;
+    }
+    let reports = runtime
+        .reports
+        .lock()
+        .map(|r| r.clone())
+        .unwrap_or_default();
+    runtime
+        .containers
+        .iter()
+        .enumerate()
+        .any(|(index, container)| {
+            matches!(
+                container.state,
+                ContainerState::Running { .. } | ContainerState::Starting
+            ) && reports.get(index).is_none_or(|r| !r.has_exited())
+        })
 }
 
 /// Resolves volumes and env, then starts containers whose image has a program. An
@@ -421,6 +468,7 @@ fn start_waiting_containers(
                 Duration::from_secs(1),
             )
             .shared(),
+            termination: runtime.termination.clone(),
         };
         runtime.contexts[*index] = Some(ctx);
     }

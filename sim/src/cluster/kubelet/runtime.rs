@@ -31,6 +31,12 @@ pub(super) struct RunReport {
     exited: Option<(i32, String, jiff::Timestamp)>,
 }
 
+impl RunReport {
+    pub(super) fn has_exited(&self) -> bool {
+        self.exited.is_some()
+    }
+}
+
 /// Tells a pod host to start (or restart) one container.
 pub(super) struct StartCommand {
     index: usize,
@@ -195,6 +201,10 @@ pub(super) struct PodRuntime {
     pub(super) start_time: String,
     pub(super) node_down: bool,
     pub(super) contexts: Vec<Option<PodContext>>,
+    /// The pod's SIGTERM, shared by its containers' contexts.
+    pub(super) termination: crate::pod::Termination,
+    /// When the pod's grace period runs out, once SIGTERM was raised.
+    pub(super) grace_deadline: Option<jiff::Timestamp>,
 }
 
 fn startup_delay(cp: &mut ControlPlane, program: &ImageProgram) -> Duration {
@@ -291,7 +301,9 @@ pub(super) fn local_maintenance(
                         terminated["message"] = json!(message);
                     }
                     container.current_terminated = Some(terminated);
+                    // A container that stopped on SIGTERM is not restarted.
                     let restart = match runtime.restart_policy.as_str() {
+                        _ if runtime.termination.is_raised() => false,
                         "Never" => false,
                         "OnFailure" => code != 0,
                         _ => true,
