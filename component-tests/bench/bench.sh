@@ -30,7 +30,10 @@ else
 fi
 
 commit=$(git rev-parse --short HEAD)
-dirty=$(git status --porcelain --untracked-files=no | grep -q . && echo " (with uncommitted changes)" || true)
+dirty=""
+if git status --porcelain --untracked-files=no | grep -q .; then
+  dirty=" (with uncommitted changes)"
+fi
 cpus=$(nproc)
 memory=$(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
 {
@@ -69,7 +72,7 @@ HEAD
     # One level down, so that the page keeps one "Latest run" heading.
     sed 's/^## Latest run$/(was the latest run)/' "$tmp/previous.md"
   else
-    echo 'None: this is the first run of `make bench`.'
+    echo "None: this is the first run of \`make bench\`."
   fi
 } > "$tmp/bench.md"
 mv "$tmp/bench.md" "$out"
