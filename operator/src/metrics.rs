@@ -25,8 +25,8 @@ mod labels;
 
 pub use labels::ReconcileResult;
 use labels::{
-    FailoverKindLabels, FailoverLabels, GroupLabels, HealthLabel, HealthLabels, KindLabel,
-    ReconcileLabels, SiteLabels,
+    DragonflyRoleLabels, DragonflyTakeoverLabels, FailoverKindLabels, FailoverLabels, GroupLabels,
+    HealthLabel, HealthLabels, KindLabel, ReconcileLabels, ResultLabel, SiteLabels,
 };
 
 /// What the operator observed about one site, for the per-site gauges.
@@ -61,6 +61,9 @@ struct Inner {
     reconcile_duration: HistogramFamily<GroupLabels>,
     status_writes_dropped: Family<GroupLabels, Counter>,
     leader: Gauge,
+    dragonfly_role: Family<DragonflyRoleLabels, Gauge>,
+    dragonfly_takeovers: Family<DragonflyTakeoverLabels, Counter>,
+    dragonfly_sessions_preserved: Family<GroupLabels, Gauge>,
     /// Every site each group's per-site series were set for, keyed by (namespace,
     /// group): `forget_group` removes exactly those, whatever the spec says by then.
     group_sites: Mutex<BTreeMap<(String, String), BTreeSet<String>>>,
@@ -104,6 +107,9 @@ impl Metrics {
             reconcile_duration: Family::new_with_constructor(reconcile_buckets),
             status_writes_dropped: Family::default(),
             leader: Gauge::default(),
+            dragonfly_role: Family::default(),
+            dragonfly_takeovers: Family::default(),
+            dragonfly_sessions_preserved: Family::default(),
             group_sites: Mutex::default(),
             registry: Registry::default(),
         };
@@ -181,6 +187,21 @@ impl Metrics {
             "leader",
             "1 while this operator replica holds the leader lease and acts",
             inner.leader.clone(),
+        );
+        registry.register(
+            "dragonfly_role",
+            "1 for the role (master, replica) each site's Dragonfly reports, 0 for the other",
+            inner.dragonfly_role.clone(),
+        );
+        registry.register(
+            "dragonfly_takeovers",
+            "Moves of the Dragonfly master by method (REPLTAKEOVER, REPLICAOF NO ONE, none) and result",
+            inner.dragonfly_takeovers.clone(),
+        );
+        registry.register(
+            "dragonfly_sessions_preserved",
+            "1 when the last move of the Dragonfly master preserved every session (REPLTAKEOVER), else 0",
+            inner.dragonfly_sessions_preserved.clone(),
         );
         Self(Arc::new(Inner { registry, ..inner }))
     }
@@ -363,6 +384,58 @@ impl Metrics {
                 result,
                 duration,
             } => self.failover(namespace, group, *kind, *result, *duration),
+            MetricIntent::DragonflyTakeover { method, succeeded } => {
+                self.0
+                    .dragonfly_takeovers
+                    .get_or_create(&DragonflyTakeoverLabels {
+                        namespace: namespace.to_string(),
+                        group: group.to_string(),
+                        method: (*method).to_string(),
+                        result: if *succeeded {
+                            ResultLabel::succeeded
+                        } else {
+                            ResultLabel::failed
+                        },
+                    })
+                    .inc();
+            }
+        }
+    }
+
+    /// The Dragonfly gauges: each site's reported role (`None`: not answering, both 0),
+    /// and whether the last completed move preserved sessions (`None`: no move yet).
+    pub fn set_dragonfly(
+        &self,
+        namespace: &str,
+        group: &str,
+        roles: &[(&str, Option<&str>)],
+        sessions_preserved: Option<bool>,
+    ) {
+        for (site, role) in roles {
+            self.remember_site(namespace, group, site);
+            for candidate in ["master", "replica"] {
+                self.0
+                    .dragonfly_role
+                    .get_or_create(&DragonflyRoleLabels {
+                        namespace: namespace.to_string(),
+                        group: group.to_string(),
+                        site: (*site).to_string(),
+                        role: candidate.to_string(),
+                    })
+                    .set(i64::from(*role == Some(candidate)));
+            }
+        }
+        let labels = Self::group(namespace, group);
+        match sessions_preserved {
+            Some(kept) => {
+                self.0
+                    .dragonfly_sessions_preserved
+                    .get_or_create(&labels)
+                    .set(i64::from(kept));
+            }
+            None => {
+                self.0.dragonfly_sessions_preserved.remove(&labels);
+            }
         }
     }
 
@@ -433,7 +506,18 @@ impl Metrics {
                 family.remove(&labels);
             }
             inner.site_lag_seconds.remove(&labels);
+            for role in ["master", "replica"] {
+                inner.dragonfly_role.remove(&DragonflyRoleLabels {
+                    namespace: namespace.to_string(),
+                    group: group.to_string(),
+                    site: site.clone(),
+                    role: role.to_string(),
+                });
+            }
         }
+        inner
+            .dragonfly_sessions_preserved
+            .remove(&Self::group(namespace, group));
     }
 
     /// The registry in the OpenMetrics text format.
@@ -494,7 +578,7 @@ pub fn router(metrics: Metrics, readiness: Readiness) -> Router {
 /// Every metric family the operator registers, by registered name (without the
 /// `bloodraven_` prefix) and type. A test holds it to the `registry.register` calls of
 /// [`Metrics::new`]; the scenario parser checks `metric:` names against the samples.
-pub const FAMILIES: [(&str, MetricType); 15] = [
+pub const FAMILIES: [(&str, MetricType); 18] = [
     ("group_health", MetricType::Gauge),
     ("active_site", MetricType::Gauge),
     ("site_writable", MetricType::Gauge),
@@ -510,6 +594,9 @@ pub const FAMILIES: [(&str, MetricType); 15] = [
     ("reconcile_duration_seconds", MetricType::Histogram),
     ("status_writes_dropped", MetricType::Counter),
     ("leader", MetricType::Gauge),
+    ("dragonfly_role", MetricType::Gauge),
+    ("dragonfly_takeovers", MetricType::Counter),
+    ("dragonfly_sessions_preserved", MetricType::Gauge),
 ];
 
 /// The OpenMetrics type of a family: it decides the names of its samples.

@@ -9,6 +9,7 @@ use std::fmt;
 
 use k8s_openapi::api::core::v1::Secret;
 
+use crate::children::dragonfly::DRAGONFLY_PASSWORD_KEY;
 use crate::children::{
     DEFAULT_REPLICATION_USER, REPLICATION_PASSWORD_KEY, REPLICATION_USER_KEY, ROOT_PASSWORD_KEY,
 };
@@ -20,6 +21,8 @@ use crate::seams::ReplicationAccount;
 pub(crate) struct Credentials {
     pub root_password: String,
     pub replication: ReplicationAccount,
+    /// `dragonfly-password`: Dragonfly's `requirepass` (needed only with `spec.dragonfly`).
+    pub dragonfly_password: Option<String>,
 }
 
 impl fmt::Debug for Credentials {
@@ -64,6 +67,7 @@ impl Credentials {
                     .unwrap_or_else(|| DEFAULT_REPLICATION_USER.to_string()),
                 password: required(REPLICATION_PASSWORD_KEY)?,
             },
+            dragonfly_password: value(secret, DRAGONFLY_PASSWORD_KEY).filter(|p| !p.is_empty()),
         })
     }
 }

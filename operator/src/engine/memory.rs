@@ -33,6 +33,8 @@ pub enum Mark {
         target: String,
         phase: PlannedFailoverPhase,
     },
+    /// A move of the Dragonfly master to `to` started (bounded by the Dragonfly budget).
+    DragonflyMove { to: String },
 }
 
 /// What one decision hands to the next. Lost on restart, which only makes the next

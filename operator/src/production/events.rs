@@ -50,6 +50,10 @@ pub(crate) fn action_for(reason: EventReason) -> &'static str {
         | EventReason::RecloneStarted
         | EventReason::RecloneSucceeded => "Reclone",
         EventReason::DNSUpdated => "UpdateDNS",
+        EventReason::DragonflyMasterMoved | EventReason::DragonflyTakeoverFailed => {
+            "MoveDragonflyMaster"
+        }
+        EventReason::DragonflyDegraded => "Observe",
     }
 }
 
