@@ -310,7 +310,7 @@ pub(super) fn step(ctx: &mut Ctx<'_>) {
         ctx.note("waiting for Dragonfly commands to finish");
         // The moves in progress stay timed while the worker is busy.
         if let Some(t) = cache.takeover.as_ref().filter(|t| t.completed_at.is_none()) {
-            ctx.phase_started(Mark::DragonflyMove { to: t.to.clone() });
+            ctx.phase_started(move_mark(t));
         }
     }
     if !actions.is_empty() {
@@ -603,6 +603,14 @@ fn realign(
     }
 }
 
+/// The memory mark that times one move (a new move to the same site is a new mark).
+fn move_mark(mv: &DragonflyTakeoverStatus) -> Mark {
+    Mark::DragonflyMove {
+        to: mv.to.clone(),
+        started_ms: mv.started_at.as_ref().map_or(0, |t| t.0.as_millisecond()),
+    }
+}
+
 fn start_move(ctx: &mut Ctx<'_>, cache: &mut DragonflyStatus, from: &str, to: &str) {
     cache.takeover = Some(DragonflyTakeoverStatus {
         from: Some(from.to_string()),
@@ -626,7 +634,7 @@ fn advance_move(
         return;
     };
     let from = mv.from.clone().unwrap_or_default();
-    let mark = Mark::DragonflyMove { to: mv.to.clone() };
+    let mark = move_mark(&mv);
     let started = ctx.phase_started(mark.clone());
     let Some(to) = obs.site(&mv.to).cloned() else {
         return finish_move(

@@ -33,8 +33,9 @@ pub enum Mark {
         target: String,
         phase: PlannedFailoverPhase,
     },
-    /// A move of the Dragonfly master to `to` started (bounded by the Dragonfly budget).
-    DragonflyMove { to: String },
+    /// The move of the Dragonfly master to `to` that started at wall-clock `started_ms`
+    /// (its identity, from the status) is timed against the Dragonfly budget.
+    DragonflyMove { to: String, started_ms: i64 },
 }
 
 /// What one decision hands to the next. Lost on restart, which only makes the next
