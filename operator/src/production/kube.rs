@@ -88,7 +88,7 @@ pub const API_ACCESS: &[ApiAccess] = &[
         "",
         "pods",
         &["patch"],
-        "SetRoleLabel: shipstream.io/role on the mysqld pods",
+        "shipstream.io/role on the mysqld pods; dragonfly-role and dragonfly-traffic on the Dragonfly pods",
     ),
 ];
 
