@@ -708,7 +708,12 @@ mod cache_reset_tests {
         assert_eq!(cache_resets(&[]), 0);
         let steady = [record(1, Ok(1)), record(2, Err("down")), record(3, Ok(2))];
         assert_eq!(cache_resets(&steady), 0);
-        let lost = [record(1, Ok(5)), record(2, Ok(6)), record(3, Ok(1)), record(4, Ok(2))];
+        let lost = [
+            record(1, Ok(5)),
+            record(2, Ok(6)),
+            record(3, Ok(1)),
+            record(4, Ok(2)),
+        ];
         assert_eq!(cache_resets(&lost), 1);
     }
 }

@@ -1,5 +1,4 @@
-//! The integration tier's harness: real servers (an S3 server today; Redis and MariaDB
-//! next), started by the tests themselves on 127.0.0.1, each stopped when its handle
+//! The integration tier's harness: real servers (an S3 server, Redis; MariaDB next), started by the tests themselves on 127.0.0.1, each stopped when its handle
 //! drops. A server that cannot be started is an error naming what to install, never a
 //! skipped test: `make test-integration` fails when the tier cannot run.
 //!
@@ -7,6 +6,7 @@
 //! test-integration` runs exactly them (docs/testing.md, docs/backups.md).
 
 pub mod process;
+pub mod redis;
 pub mod s3;
 
 pub use process::{HarnessError, ServerProcess};
