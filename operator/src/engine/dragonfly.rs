@@ -307,11 +307,14 @@ pub(super) fn step(ctx: &mut Ctx<'_>) {
             converge(obs, &cache, &mut actions);
         }
     } else {
+        // Nothing observed since the last actions (or since the operator started): the
+        // status stays as it was, so that no readiness flips on a stale view.
         ctx.note("waiting for Dragonfly commands to finish");
-        // The moves in progress stay timed while the worker is busy.
         if let Some(t) = cache.takeover.as_ref().filter(|t| t.completed_at.is_none()) {
             ctx.phase_started(move_mark(t));
         }
+        ctx.status.dragonfly = Some(cache);
+        return;
     }
     if !actions.is_empty() {
         ctx.requeue_soon();

@@ -284,6 +284,13 @@ fn a_busy_worker_gets_no_new_actions() {
     snap.dragonfly.as_mut().unwrap().busy = true;
     let decision = run(&snap, 20_000);
     assert!(decision.cache_actions.is_empty());
+    // A busy (or not yet probed) view changes no readiness and says no degradation.
+    let mut snap = settled();
+    cache(&mut snap, "iad").probe = CacheProbe::Failing { since: Millis(0) };
+    snap.dragonfly.as_mut().unwrap().busy = true;
+    let decision = run(&snap, 20_000);
+    assert_eq!(dragonfly(&decision).ready, Some(true));
+    assert!(decision.events.is_empty(), "{:?}", decision.events);
 }
 
 #[test]
