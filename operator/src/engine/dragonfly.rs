@@ -291,19 +291,21 @@ pub(super) fn step(ctx: &mut Ctx<'_>) {
             .takeover
             .as_ref()
             .is_some_and(|t| t.completed_at.is_none());
-        if moving {
+        let hold = if moving {
             advance_move(ctx, obs, &mut cache, &mut actions);
+            false
         } else {
-            choose_master(ctx, obs, &mut cache, &mut actions);
-            if actions.is_empty() {
+            let hold = choose_master(ctx, obs, &mut cache, &mut actions);
+            if actions.is_empty() && !hold {
                 realign(ctx, obs, &mut cache, &mut actions);
             }
-        }
+            hold
+        };
         let moving = cache
             .takeover
             .as_ref()
             .is_some_and(|t| t.completed_at.is_none());
-        if actions.is_empty() && !moving {
+        if actions.is_empty() && !moving && !hold {
             converge(obs, &cache, &mut actions);
         }
     } else {
@@ -443,13 +445,13 @@ fn confirm_master(cache: &mut DragonflyStatus, site: &CacheSiteObservation) {
 }
 
 /// Decides which site is master now when no move is in progress; starts a move when
-/// the master was lost.
+/// the master was lost. True: hold still this decision (no labels, no REPLICAOF).
 fn choose_master(
     ctx: &mut Ctx<'_>,
     obs: &DragonflyObservation,
     cache: &mut DragonflyStatus,
     actions: &mut Vec<CacheAction>,
-) {
+) -> bool {
     let window = ctx.snap.knobs.detection_window;
     let now = ctx.now.mono;
     let Some(current) = cache
@@ -465,11 +467,11 @@ fn choose_master(
             .find(|m| m.is_master() && obs.other(&m.name).is_some_and(|o| o.replicates_from(m)))
         {
             confirm_master(cache, m);
-            return;
+            return false;
         }
         let Some(pick) = desired_master(ctx).and_then(|d| obs.site(&d).cloned()) else {
             ctx.note("the Dragonfly master waits for MySQL's active site");
-            return;
+            return false;
         };
         match pick.info() {
             Some(CacheInfo::Master { .. }) => {
@@ -484,13 +486,13 @@ fn choose_master(
             }),
             None => ctx.note(format!("waiting for {}'s Dragonfly to answer", pick.name)),
         }
-        return;
+        return false;
     };
     match current.info() {
         Some(CacheInfo::Master { replid }) => {
             if cache.master_replid.is_none() || cache.master_replid == *replid {
                 cache.master_replid.clone_from(replid);
-                return;
+                return false;
             }
             // Restarted: its data is gone. A replica that broke replication
             // (`--break_replication_on_master_restart`) kept the copy: it takes over.
@@ -508,6 +510,29 @@ fn choose_master(
                     advance_move(ctx, obs, cache, actions);
                 }
                 None => {
+                    // The replica may not have noticed yet: it breaks away when it
+                    // reconnects. Repointing it now would wipe its copy; wait for it
+                    // (one detection window), touching nothing.
+                    let reconnecting = obs.other(&current.name).is_some_and(|o| {
+                        matches!(
+                            o.info(),
+                            Some(CacheInfo::Replica {
+                                link: CacheLink::Connecting,
+                                ..
+                            })
+                        ) && o.replicates_from(&current)
+                    });
+                    let mark = Mark::DragonflyRestarted {
+                        site: current.name.clone(),
+                        replid: replid.clone().unwrap_or_default(),
+                    };
+                    if reconnecting && !ctx.phase_exceeded(mark, ctx.snap.knobs.detection_window) {
+                        ctx.note(format!(
+                            "the Dragonfly master at {} restarted; waiting for its replica to keep the cache",
+                            current.name
+                        ));
+                        return true;
+                    }
                     ctx.event(EventIntent::warning(
                         EventReason::DragonflyDegraded,
                         format!(
@@ -552,6 +577,7 @@ fn choose_master(
             ));
         }
     }
+    false
 }
 
 /// Moves the master to MySQL's active site when it is elsewhere: by `REPLTAKEOVER` once

@@ -658,3 +658,39 @@ fn a_realignment_waits_for_stable_sync_and_keeps_a_healthy_master_on_failure() {
         fourth.cache_actions
     );
 }
+
+#[test]
+fn a_restarted_master_is_not_accepted_while_its_replica_may_still_break_away() {
+    // iad restarted (new replid); pdx has not noticed yet (reconnecting). Repointing pdx
+    // now would wipe its copy: hold still for one detection window.
+    let mut snap = settled();
+    cache(&mut snap, "iad").probe = master("r-new");
+    cache(&mut snap, "iad").pod = pod(None, false);
+    cache(&mut snap, "pdx").probe = replica_of("iad", CacheLink::Connecting);
+    let first = run(&snap, 20_000);
+    assert!(first.cache_actions.is_empty(), "{:?}", first.cache_actions);
+    assert_eq!(dragonfly(&first).master_replid.as_deref(), Some("r1"));
+    // pdx broke away with the data: it becomes master.
+    carry(&mut snap, &first);
+    cache(&mut snap, "pdx").probe = master("p1");
+    let second = run(&snap, 21_000);
+    assert_eq!(dragonfly(&second).master_site.as_deref(), Some("pdx"));
+    assert!(
+        !second.cache_actions.contains(&CacheAction::ReplicaOf {
+            site: "pdx".into(),
+            master: "iad".into()
+        }),
+        "{:?}",
+        second.cache_actions
+    );
+    // Had it not broken away within the window, the restart is accepted and said.
+    carry(&mut snap, &first);
+    cache(&mut snap, "pdx").probe = replica_of("iad", CacheLink::Connecting);
+    let late = run(&snap, 26_000);
+    assert_eq!(dragonfly(&late).master_replid.as_deref(), Some("r-new"));
+    assert!(
+        late.events
+            .iter()
+            .any(|e| e.reason == EventReason::DragonflyDegraded)
+    );
+}
