@@ -252,8 +252,13 @@ impl DragonflyObservation {
 }
 
 /// The site whose Dragonfly should be master: MySQL's active site, except that a
-/// planned failover hands the cache over first (from `PromotingDragonfly` on).
+/// planned failover hands the cache over first (from `PromotingDragonfly` on), and an
+/// emergency failover already points at its target (the cache is not moved back to the
+/// site MySQL is leaving).
 fn desired_master(ctx: &Ctx<'_>) -> Option<String> {
+    if let Some(emergency) = &ctx.status.emergency_failover {
+        return Some(emergency.to.clone());
+    }
     if let Some(plan) = ctx.status.planned_in_progress()
         && matches!(
             plan.phase,
