@@ -536,7 +536,7 @@ fn passwords_from_the_environment_protect_clients_and_authenticate_the_replica()
         assert_eq!(copied.as_deref(), Some("v"));
         Ok(())
     });
-    run(&mut sim);
+    run(&mut sim, &Faults::default());
 }
 
 /// Without `DFLY_masterauth` the replica cannot authenticate and never syncs.
@@ -566,5 +566,5 @@ fn a_replica_without_masterauth_never_reaches_stable_sync() {
         );
         Ok(())
     });
-    run(&mut sim);
+    run(&mut sim, &Faults::default());
 }
