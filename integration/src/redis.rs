@@ -44,8 +44,15 @@ impl RedisServer {
         let program =
             std::env::var("BLOODRAVEN_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
         let port = free_port()?;
-        let mut command = Command::new(&program);
+        // The harness stops reading stdout after the announcement, so redis-server must
+        // not log there (a write to the closed pipe would kill it): it logs to a file,
+        // the shell announces the start, and the port proves readiness.
+        let logfile = std::env::temp_dir().join(format!("bloodraven-redis-{port}.log"));
+        let mut command = Command::new("sh");
         command
+            .arg("-c")
+            .arg("echo starting; exec \"$0\" \"$@\"")
+            .arg(&program)
             .arg("--port")
             .arg(port.to_string())
             .arg("--bind")
@@ -59,9 +66,10 @@ impl RedisServer {
             .arg("--masterauth")
             .arg(password)
             .arg("--loglevel")
-            .arg("notice");
-        // Its first log line proves it started; the port proves it is ready.
-        let (process, _first_line) =
+            .arg("warning")
+            .arg("--logfile")
+            .arg(&logfile);
+        let (process, _announced) =
             ServerProcess::start_announcing(command, REDIS_INSTALL, READY_WITHIN)?;
         let deadline = Instant::now() + READY_WITHIN;
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
