@@ -676,3 +676,44 @@ mod tests {
         assert_eq!(f[1].rto_ms, 12);
     }
 }
+
+/// How many times the cache counter went backwards: a successful INCR through the
+/// Dragonfly Service that answered less than the previous successful one (the cache
+/// master changed and the new one lacked increments: sessions were lost).
+pub fn cache_resets(cache: &[crate::workload::CacheRecord]) -> u64 {
+    let mut last: Option<u64> = None;
+    let mut resets = 0;
+    for record in cache {
+        if let Ok(value) = record.result {
+            if last.is_some_and(|previous| value < previous) {
+                resets += 1;
+            }
+            last = Some(value);
+        }
+    }
+    resets
+}
+
+#[cfg(test)]
+mod cache_reset_tests {
+    use super::*;
+    use crate::workload::CacheRecord;
+
+    #[test]
+    fn a_counter_that_goes_backwards_counts_as_a_reset_and_errors_do_not() {
+        let record = |at: i64, result: Result<u64, &str>| CacheRecord {
+            at,
+            result: result.map_err(str::to_string),
+        };
+        assert_eq!(cache_resets(&[]), 0);
+        let steady = [record(1, Ok(1)), record(2, Err("down")), record(3, Ok(2))];
+        assert_eq!(cache_resets(&steady), 0);
+        let lost = [
+            record(1, Ok(5)),
+            record(2, Ok(6)),
+            record(3, Ok(1)),
+            record(4, Ok(2)),
+        ];
+        assert_eq!(cache_resets(&lost), 1);
+    }
+}

@@ -155,6 +155,11 @@ impl Env {
         let deps = ControllerDeps {
             client: self.client.clone(),
             mysql: Arc::new(NoMysql),
+            dragonfly: Arc::new(
+                bloodraven::production::dragonfly::RedisDragonflyConnector::new(
+                    bloodraven::seams::DragonflyTimeouts::default(),
+                ),
+            ),
             clock: Arc::new(SystemClock),
             metrics: Metrics::new(),
             readiness: Readiness::default(),

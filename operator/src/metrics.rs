@@ -25,8 +25,9 @@ mod labels;
 
 pub use labels::ReconcileResult;
 use labels::{
-    FailoverKindLabels, FailoverLabels, GroupLabels, HealthLabel, HealthLabels, KindLabel,
-    ProfileLabels, ProfileResultLabels, ReconcileLabels, SiteLabels,
+    DragonflyRoleLabels, DragonflyTakeoverLabels, FailoverKindLabels, FailoverLabels, GroupLabels,
+    HealthLabel, HealthLabels, KindLabel, ProfileLabels, ProfileResultLabels, ReconcileLabels,
+    ResultLabel, SiteLabels,
 };
 
 /// What the operator observed about one site, for the per-site gauges.
@@ -67,6 +68,9 @@ struct Inner {
     backup_last_success: Family<ProfileLabels, F64Gauge>,
     backup_duration: HistogramFamily<ProfileLabels>,
     backup_size: Family<ProfileLabels, Gauge>,
+    dragonfly_role: Family<DragonflyRoleLabels, Gauge>,
+    dragonfly_takeovers: Family<DragonflyTakeoverLabels, Counter>,
+    dragonfly_sessions_preserved: Family<GroupLabels, Gauge>,
     /// Every site each group's per-site series were set for, keyed by (namespace,
     /// group): `forget_group` removes exactly those, whatever the spec says by then.
     group_sites: Mutex<BTreeMap<(String, String), BTreeSet<String>>>,
@@ -121,6 +125,9 @@ impl Metrics {
             backup_last_success: Family::default(),
             backup_duration: Family::new_with_constructor(backup_buckets),
             backup_size: Family::default(),
+            dragonfly_role: Family::default(),
+            dragonfly_takeovers: Family::default(),
+            dragonfly_sessions_preserved: Family::default(),
             group_sites: Mutex::default(),
             registry: Registry::default(),
         };
@@ -228,6 +235,21 @@ impl Metrics {
             "backup_size_bytes",
             "Size of the profile's latest successful backup object",
             inner.backup_size.clone(),
+        );
+        registry.register(
+            "dragonfly_role",
+            "1 for the role (master, replica) each site's Dragonfly reports, 0 for the other",
+            inner.dragonfly_role.clone(),
+        );
+        registry.register(
+            "dragonfly_takeovers",
+            "Moves of the Dragonfly master by method (REPLTAKEOVER, REPLICAOF NO ONE, none) and result",
+            inner.dragonfly_takeovers.clone(),
+        );
+        registry.register(
+            "dragonfly_sessions_preserved",
+            "1 when the last move of the Dragonfly master preserved every session (REPLTAKEOVER), else 0",
+            inner.dragonfly_sessions_preserved.clone(),
         );
         Self(Arc::new(Inner { registry, ..inner }))
     }
@@ -410,6 +432,58 @@ impl Metrics {
                 result,
                 duration,
             } => self.failover(namespace, group, *kind, *result, *duration),
+            MetricIntent::DragonflyTakeover { method, succeeded } => {
+                self.0
+                    .dragonfly_takeovers
+                    .get_or_create(&DragonflyTakeoverLabels {
+                        namespace: namespace.to_string(),
+                        group: group.to_string(),
+                        method: (*method).to_string(),
+                        result: if *succeeded {
+                            ResultLabel::succeeded
+                        } else {
+                            ResultLabel::failed
+                        },
+                    })
+                    .inc();
+            }
+        }
+    }
+
+    /// The Dragonfly gauges: each site's reported role (`None`: not answering, both 0),
+    /// and whether the last completed move preserved sessions (`None`: no move yet).
+    pub fn set_dragonfly(
+        &self,
+        namespace: &str,
+        group: &str,
+        roles: &[(&str, Option<&str>)],
+        sessions_preserved: Option<bool>,
+    ) {
+        for (site, role) in roles {
+            self.remember_site(namespace, group, site);
+            for candidate in ["master", "replica"] {
+                self.0
+                    .dragonfly_role
+                    .get_or_create(&DragonflyRoleLabels {
+                        namespace: namespace.to_string(),
+                        group: group.to_string(),
+                        site: (*site).to_string(),
+                        role: candidate.to_string(),
+                    })
+                    .set(i64::from(*role == Some(candidate)));
+            }
+        }
+        let labels = Self::group(namespace, group);
+        match sessions_preserved {
+            Some(kept) => {
+                self.0
+                    .dragonfly_sessions_preserved
+                    .get_or_create(&labels)
+                    .set(i64::from(kept));
+            }
+            None => {
+                self.0.dragonfly_sessions_preserved.remove(&labels);
+            }
         }
     }
 
@@ -582,7 +656,18 @@ impl Metrics {
                 family.remove(&labels);
             }
             inner.site_lag_seconds.remove(&labels);
+            for role in ["master", "replica"] {
+                inner.dragonfly_role.remove(&DragonflyRoleLabels {
+                    namespace: namespace.to_string(),
+                    group: group.to_string(),
+                    site: site.clone(),
+                    role: role.to_string(),
+                });
+            }
         }
+        inner
+            .dragonfly_sessions_preserved
+            .remove(&Self::group(namespace, group));
     }
 
     /// The registry in the OpenMetrics text format.
@@ -643,7 +728,7 @@ pub fn router(metrics: Metrics, readiness: Readiness) -> Router {
 /// Every metric family the operator registers, by registered name (without the
 /// `bloodraven_` prefix) and type. A test holds it to the `registry.register` calls of
 /// [`Metrics::new`]; the scenario parser checks `metric:` names against the samples.
-pub const FAMILIES: [(&str, MetricType); 21] = [
+pub const FAMILIES: [(&str, MetricType); 24] = [
     ("group_health", MetricType::Gauge),
     ("active_site", MetricType::Gauge),
     ("site_writable", MetricType::Gauge),
@@ -665,6 +750,9 @@ pub const FAMILIES: [(&str, MetricType); 21] = [
     ("backup_last_success_timestamp_seconds", MetricType::Gauge),
     ("backup_duration_seconds", MetricType::Histogram),
     ("backup_size_bytes", MetricType::Gauge),
+    ("dragonfly_role", MetricType::Gauge),
+    ("dragonfly_takeovers", MetricType::Counter),
+    ("dragonfly_sessions_preserved", MetricType::Gauge),
 ];
 
 /// The OpenMetrics type of a family: it decides the names of its samples.

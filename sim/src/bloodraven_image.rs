@@ -113,6 +113,13 @@ impl PodProgram for BloodravenProgram {
                                 request: Duration::from_secs(2),
                             },
                         )),
+                        dragonfly: Arc::new(crate::models::dragonfly::SimDragonflyConnector::new(
+                            ctx.dialer.clone(),
+                            bloodraven::seams::DragonflyTimeouts {
+                                connect: Duration::from_secs(1),
+                                response: Duration::from_secs(10),
+                            },
+                        )),
                         clock: ctx.clock.clone(),
                         metrics: Metrics::new(),
                         readiness: Readiness::default(),

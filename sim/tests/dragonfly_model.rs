@@ -485,3 +485,86 @@ fn master_restart_wipes_replicas_unless_replication_breaks() {
         run(&mut sim, &faults);
     }
 }
+
+/// The operator passes both passwords as `DFLY_requirepass` / `DFLY_masterauth` from the
+/// group Secret: a replica must authenticate to its master with the latter.
+#[test]
+fn passwords_from_the_environment_protect_clients_and_authenticate_the_replica() {
+    let mut sim = sim(17);
+    for host in ["m", "r"] {
+        let program = DragonflyProgram::new(DragonflyConfig::default());
+        let name = host.to_string();
+        sim.host(host, move || {
+            let ctx = context(
+                &name,
+                &Volume::default(),
+                &[
+                    ("DFLY_requirepass", PASSWORD),
+                    ("DFLY_masterauth", PASSWORD),
+                ],
+                &[],
+            );
+            let program = program.clone();
+            async move { program.run(ctx).await }
+        });
+    }
+    sim.client("test", async {
+        let connector = SimDragonflyConnector::new(dialer(), DragonflyTimeouts::default());
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        // Without the password: refused.
+        let refused = connector.connect(&target("m", None)).await;
+        if let Ok(mut c) = refused {
+            let get: Result<Option<String>, _> =
+                redis::cmd("GET").arg("k").query_async(&mut c).await;
+            assert!(get.is_err(), "a client without the password was served");
+        }
+        let mut m = connect("m").await;
+        let mut r = connect("r").await;
+        let _: () = redis::cmd("SET")
+            .arg("k")
+            .arg("v")
+            .query_async(&mut m)
+            .await
+            .unwrap();
+        replicaof(&mut r, "m").await;
+        wait_for_stable_sync(&mut r).await;
+        let copied: Option<String> = redis::cmd("GET")
+            .arg("k")
+            .query_async(&mut r)
+            .await
+            .unwrap();
+        assert_eq!(copied.as_deref(), Some("v"));
+        Ok(())
+    });
+    run(&mut sim, &Faults::default());
+}
+
+/// Without `DFLY_masterauth` the replica cannot authenticate and never syncs.
+#[test]
+fn a_replica_without_masterauth_never_reaches_stable_sync() {
+    let mut sim = sim(18);
+    for (host, env) in [
+        ("m", &[("DFLY_requirepass", PASSWORD)][..]),
+        ("r", &[("DFLY_requirepass", PASSWORD)][..]),
+    ] {
+        let program = DragonflyProgram::new(DragonflyConfig::default());
+        let name = host.to_string();
+        let env: Vec<(&'static str, &'static str)> = env.to_vec();
+        sim.host(host, move || {
+            let ctx = context(&name, &Volume::default(), &env, &[]);
+            let program = program.clone();
+            async move { program.run(ctx).await }
+        });
+    }
+    sim.client("test", async {
+        let mut r = connect("r").await;
+        replicaof(&mut r, "m").await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            field(&info(&mut r).await, "master_link_status"),
+            Some("down")
+        );
+        Ok(())
+    });
+    run(&mut sim, &Faults::default());
+}

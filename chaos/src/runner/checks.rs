@@ -371,6 +371,24 @@ impl Run<'_> {
                 why.push(format!("failovers: want {want}, got {got}"));
             }
         }
+        if let Some(want) = w.cache_progressing {
+            let recent = snapshot
+                .cache
+                .iter()
+                .any(|c| c.result.is_ok() && c.at >= now - 5_000);
+            if recent != want {
+                why.push(format!(
+                    "cacheProgressing: want {want}; last cache results {:?}",
+                    snapshot.cache.iter().rev().take(3).collect::<Vec<_>>()
+                ));
+            }
+        }
+        if let Some(want) = w.cache_resets {
+            let got = invariants::cache_resets(&snapshot.cache);
+            if got != want {
+                why.push(format!("cacheResets: want {want}, got {got}"));
+            }
+        }
         if let Some(want) = w.acknowledged_writes_lost {
             let Some(target) = self.workload_target.clone() else {
                 return Probe::Error("this scenario runs no counter workload".into());

@@ -412,6 +412,14 @@ pub struct WorkloadCheck {
     /// Exactly this many changes of the site acknowledging writes.
     #[serde(default)]
     pub failovers: Option<u64>,
+    /// The cache half (`cache: true`): an INCR through the Dragonfly Service succeeded
+    /// in the last 5 s (`true`) or not (`false`).
+    #[serde(default)]
+    pub cache_progressing: Option<bool>,
+    /// Exactly this many times the cache counter went backwards (a successful INCR
+    /// answered less than the one before it): sessions lost with the cache master.
+    #[serde(default)]
+    pub cache_resets: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

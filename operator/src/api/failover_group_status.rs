@@ -126,14 +126,21 @@ pub struct EmergencyFailoverStatus {
 }
 
 /// Phases of a planned failover, in order. `Failed` is terminal after undoing the
-/// fence; `Rejected` means the request was refused before anything was touched. (The
-/// Dragonfly issue adds `WaitingForDragonflySync` and `PromotingDragonfly` between
-/// `WaitingForLag` and `Promoting`.)
+/// fence; `Rejected` means the request was refused before anything was touched.
+/// `WaitingForDragonflySync` and `PromotingDragonfly` move the Dragonfly master before
+/// MySQL's `Promoting` (and are passed through at once without `spec.dragonfly`).
 #[derive(
     Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
 )]
 pub enum PlannedFailoverPhase {
     WaitingForLag,
+    /// The target site's Dragonfly replica reaches stable sync (bounded by the
+    /// Dragonfly budget; skipped without `spec.dragonfly`).
+    WaitingForDragonflySync,
+    /// Shed the old cache master's traffic, `REPLTAKEOVER` on the target (falling back
+    /// to `REPLICAOF NO ONE`), label the target master with traffic. Bounded: never
+    /// blocks MySQL.
+    PromotingDragonfly,
     Promoting,
     Resuming,
     Succeeded,
@@ -212,11 +219,24 @@ pub struct DragonflyStatus {
     /// The site whose Dragonfly is master and receives traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub master_site: Option<String>,
+    /// The `master_replid` the master reported when it became (or was confirmed) master:
+    /// a different value later means its process restarted and lost the cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_replid: Option<String>,
+    /// True while the master serves traffic and the other site is in stable sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<bool>,
+    /// Why `ready` is what it is, in one word (the `DragonflyReady` condition's reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub sites: Vec<DragonflySiteStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The move of the master in progress (no `completedAt`) or the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub takeover: Option<DragonflyTakeoverStatus>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -228,10 +248,44 @@ pub struct DragonflySiteStatus {
     pub role: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reachable: Option<bool>,
+    /// The pod's Ready condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<bool>,
+    /// A replica's link: `connecting`, `full_sync` or `stable_sync`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link_status: Option<String>,
+    /// The site a replica replicates from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_of: Option<String>,
+    /// The pod's `shipstream.io/dragonfly-traffic` label is `enabled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic: Option<bool>,
+}
+
+/// A move of the Dragonfly master from one site to another.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DragonflyTakeoverStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    pub to: String,
+    /// `REPLTAKEOVER`, `REPLICAOF NO ONE`, or `None` before anything was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Set once completed: true only when `REPLTAKEOVER` handed over every write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions_preserved: Option<bool>,
+    /// `Succeeded` or `Failed`, once completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -340,6 +394,8 @@ impl PlannedFailoverPhase {
     pub fn as_str(self) -> &'static str {
         match self {
             PlannedFailoverPhase::WaitingForLag => "WaitingForLag",
+            PlannedFailoverPhase::WaitingForDragonflySync => "WaitingForDragonflySync",
+            PlannedFailoverPhase::PromotingDragonfly => "PromotingDragonfly",
             PlannedFailoverPhase::Promoting => "Promoting",
             PlannedFailoverPhase::Resuming => "Resuming",
             PlannedFailoverPhase::Succeeded => "Succeeded",
@@ -357,11 +413,14 @@ impl PlannedFailoverPhase {
         )
     }
 
-    /// The phase that follows this one on the success path. The Dragonfly issue
-    /// inserts its two phases here and gives them an arm in `engine::planned::step`.
+    /// The phase that follows this one on the success path.
     pub fn next(self) -> PlannedFailoverPhase {
         match self {
-            PlannedFailoverPhase::WaitingForLag => PlannedFailoverPhase::Promoting,
+            PlannedFailoverPhase::WaitingForLag => PlannedFailoverPhase::WaitingForDragonflySync,
+            PlannedFailoverPhase::WaitingForDragonflySync => {
+                PlannedFailoverPhase::PromotingDragonfly
+            }
+            PlannedFailoverPhase::PromotingDragonfly => PlannedFailoverPhase::Promoting,
             PlannedFailoverPhase::Promoting => PlannedFailoverPhase::Resuming,
             PlannedFailoverPhase::Resuming => PlannedFailoverPhase::Succeeded,
             terminal @ (PlannedFailoverPhase::Succeeded

@@ -9,6 +9,7 @@ use std::fmt;
 
 use k8s_openapi::api::core::v1::Secret;
 
+use crate::children::dragonfly::DRAGONFLY_PASSWORD_KEY;
 use crate::children::{
     DEFAULT_REPLICATION_USER, MAX_REPLICATION_PASSWORD_CHARS, REPLICATION_PASSWORD_KEY,
     REPLICATION_USER_KEY, ROOT_PASSWORD_KEY, replication_password_too_long,
@@ -21,6 +22,8 @@ use crate::seams::ReplicationAccount;
 pub(crate) struct Credentials {
     pub root_password: String,
     pub replication: ReplicationAccount,
+    /// `dragonfly-password`: Dragonfly's `requirepass` (needed only with `spec.dragonfly`).
+    pub dragonfly_password: Option<String>,
 }
 
 impl fmt::Debug for Credentials {
@@ -80,6 +83,7 @@ impl Credentials {
                     .unwrap_or_else(|| DEFAULT_REPLICATION_USER.to_string()),
                 password,
             },
+            dragonfly_password: value(secret, DRAGONFLY_PASSWORD_KEY).filter(|p| !p.is_empty()),
         })
     }
 }

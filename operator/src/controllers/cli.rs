@@ -102,6 +102,13 @@ pub async fn run_in_cluster(args: OperatorArgs) -> Result<(), OperatorError> {
                 request: Duration::from_secs(5),
             },
         )),
+        // Responses may take as long as a REPLTAKEOVER; each command bounds itself.
+        dragonfly: Arc::new(crate::production::dragonfly::RedisDragonflyConnector::new(
+            crate::seams::DragonflyTimeouts {
+                connect: Duration::from_secs(2),
+                response: Duration::from_secs(10),
+            },
+        )),
         clock: Arc::new(SystemClock),
         metrics: Metrics::new(),
         readiness: Readiness::default(),

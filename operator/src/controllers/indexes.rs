@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::api::{DNSEndpoint, MysqlBackup, MysqlFailoverGroup};
+use crate::children::dragonfly::DRAGONFLY_APP_NAME;
 use crate::children::{
     DesiredObject, INSTANCE_LABEL, MANAGED_BY_LABEL, MYSQL_APP_NAME, NAME_LABEL,
 };
@@ -50,7 +51,7 @@ pub const API_ACCESS: &[ApiAccess] = &[
         "",
         "pods",
         LIST_WATCH,
-        "mysqld pods: phase, readiness, node, role label",
+        "mysqld and Dragonfly pods: phase, readiness, node, role and traffic labels",
     ),
     ApiAccess {
         group: "",
@@ -389,8 +390,9 @@ impl Indexes {
             let wakeups = wakeups.clone();
             reflect(
                 api::<Pod>(client, settings),
-                base.clone()
-                    .labels(&format!("{NAME_LABEL}={MYSQL_APP_NAME}")),
+                base.clone().labels(&format!(
+                    "{NAME_LABEL} in ({MYSQL_APP_NAME},{DRAGONFLY_APP_NAME})"
+                )),
                 tasks,
                 move |event| {
                     wake_for(&wakeups, event, |pod: &Pod| {

@@ -11,6 +11,7 @@ pub(crate) mod accounts;
 pub(crate) mod act;
 pub(crate) mod backup;
 pub mod cli;
+pub(crate) mod dragonfly;
 pub mod indexes;
 pub(crate) mod observe;
 pub(crate) mod owned;
@@ -40,7 +41,7 @@ use crate::leader::{Elector, LeaderSettings};
 use crate::metrics::{Metrics, Readiness, ReconcileResult};
 use crate::production::events::EventPublisher;
 use crate::production::kube::{apply_children, delete_children, patch_status};
-use crate::seams::{SharedClock, SharedMysqlConnector};
+use crate::seams::{SharedClock, SharedDragonflyConnector, SharedMysqlConnector};
 use accounts::Credentials;
 use act::Operations;
 use indexes::{Indexes, WatchSettings};
@@ -80,6 +81,8 @@ pub struct ControllerSettings {
 pub struct ControllerDeps {
     pub client: Client,
     pub mysql: SharedMysqlConnector,
+    /// Opens the Redis-protocol connections to each site's Dragonfly.
+    pub dragonfly: SharedDragonflyConnector,
     pub clock: SharedClock,
     pub metrics: Metrics,
     pub readiness: Readiness,
@@ -156,6 +159,8 @@ struct GroupState {
     held: Option<quiet_status::HeldStatus>,
     /// When this process last wrote the group's status (operator's monotonic clock).
     last_status_write: Option<engine::Millis>,
+    /// The Dragonfly probes and commands, while `spec.dragonfly` is set.
+    cache: Option<dragonfly::CacheWorker>,
 }
 
 /// Runs the controller until `shutdown` completes: starts the watches and the leader
@@ -544,6 +549,22 @@ async fn reconcile(
     } else {
         Leadership::NotLeader
     };
+    // The caches are probed by their own worker; this pass reads its latest view.
+    let cache_observation = if group.spec.dragonfly.is_some() {
+        let worker = state.cache.get_or_insert_with(|| {
+            dragonfly::CacheWorker::start(
+                deps.client.clone(),
+                deps.dragonfly.clone(),
+                indexes.clone(),
+                indexes.wakeups.of(&namespace, &name),
+            )
+        });
+        worker.configure(group, credentials.dragonfly_password.clone());
+        Some(worker.observation(group, indexes))
+    } else {
+        state.cache = None;
+        None
+    };
     let snapshot = observe::snapshot(
         indexes,
         group,
@@ -551,6 +572,7 @@ async fn reconcile(
         state.probes.clone(),
         leadership,
         state.memory.clone(),
+        cache_observation,
     );
     let now = Now {
         mono: indexes.sightings.now(),
@@ -645,6 +667,12 @@ async fn reconcile(
     }
     for intent in &decision.metrics {
         deps.metrics.record(&namespace, &name, intent);
+    }
+    // Dragonfly's actions run in the cache worker, beside MySQL's and never before them.
+    if shared.elector.is_leader()
+        && let Some(worker) = &state.cache
+    {
+        worker.submit(decision.cache_actions.clone());
     }
 
     let mut operations = Operations {

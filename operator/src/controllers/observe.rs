@@ -287,6 +287,7 @@ pub(crate) fn snapshot(
     probes: BTreeMap<String, MysqlProbe>,
     leadership: Leadership,
     memory: EngineMemory,
+    dragonfly: Option<crate::engine::dragonfly::DragonflyObservation>,
 ) -> Snapshot {
     let status = group.status.clone().unwrap_or_default();
     let sites = group
@@ -312,6 +313,7 @@ pub(crate) fn snapshot(
         annotations: annotations(group),
         dns_target: dns_target(indexes, group),
         memory,
+        dragonfly,
     }
 }
 

@@ -6,7 +6,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::{DnsSpec, DnsStatus, Health, MysqlFailoverGroupStatus, SiteState};
-use crate::engine::dragonfly::{ConfigVerdict, DRAGONFLY_CONFIG_WARNING};
+use crate::engine::dragonfly::{ConfigVerdict, DRAGONFLY_CONFIG_WARNING, DRAGONFLY_READY};
 use crate::metrics::{Metrics, SiteGauges};
 
 /// `Ready`: True while the group is Healthy; the reason is the health, the message the
@@ -99,7 +99,8 @@ pub(crate) fn with_conditions(
     status
 }
 
-/// Adds `DragonflyConfigWarning` (absent without `spec.dragonfly`).
+/// Adds `DragonflyConfigWarning` and `DragonflyReady` (both absent without
+/// `spec.dragonfly`).
 pub(crate) fn with_dragonfly_config(
     mut status: MysqlFailoverGroupStatus,
     previous: &MysqlFailoverGroupStatus,
@@ -114,6 +115,18 @@ pub(crate) fn with_dragonfly_config(
             verdict.warning,
             verdict.reason,
             &verdict.message,
+            generation,
+            now,
+        ));
+    }
+    // `DragonflyReady` mirrors what the engine wrote in `status.dragonfly`.
+    if let Some(cache) = status.dragonfly.clone() {
+        status.conditions.push(condition(
+            &previous.conditions,
+            DRAGONFLY_READY,
+            cache.ready == Some(true),
+            cache.reason.as_deref().unwrap_or("Unknown"),
+            cache.message.as_deref().unwrap_or_default(),
             generation,
             now,
         ));
@@ -236,6 +249,19 @@ pub(crate) fn publish_gauges(
         &sites,
         status.dns.as_ref().map(|dns| dns.site.as_deref()),
     );
+    if let Some(cache) = &status.dragonfly {
+        let roles: Vec<(&str, Option<&str>)> = cache
+            .sites
+            .iter()
+            .map(|s| (s.name.as_str(), s.role.as_deref()))
+            .collect();
+        let preserved = cache
+            .takeover
+            .as_ref()
+            .filter(|t| t.completed_at.is_some())
+            .and_then(|t| t.sessions_preserved);
+        metrics.set_dragonfly(namespace, group, &roles, preserved);
+    }
     for site in &status.sites {
         metrics.set_site(
             namespace,

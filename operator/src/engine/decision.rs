@@ -28,6 +28,10 @@ pub struct Decision {
     /// A phase is advancing step by step: reconcile again as soon as the actions are
     /// done rather than waiting for the probe interval.
     pub requeue_soon: bool,
+    /// Dragonfly commands and label writes, in order. Carried out apart from
+    /// `actions` (by the group's cache worker) so that Dragonfly never holds MySQL up;
+    /// the controller stops this list, not the MySQL one, at its first failure.
+    pub cache_actions: Vec<super::dragonfly::CacheAction>,
 }
 
 /// One small named operation on the cluster. Each is idempotent: repeating it after a
@@ -132,6 +136,12 @@ pub enum EventReason {
     DNSUpdated,
     /// `spec.dragonfly.args` sets flags the guide discourages (message: the trade-off).
     DragonflyDiscouragedArgs,
+    /// The Dragonfly master moved to another site (message: method, sessions kept).
+    DragonflyMasterMoved,
+    /// A move of the Dragonfly master failed or fell back to `REPLICAOF NO ONE`.
+    DragonflyTakeoverFailed,
+    /// The caches stopped being ready (message: why; see `DragonflyReady`).
+    DragonflyDegraded,
     /// The group's stored object does not deserialize (emitted by the controller, not
     /// the engine: the engine never sees such a group).
     GroupUnreadable,
@@ -147,7 +157,7 @@ pub enum EventReason {
 impl EventReason {
     /// Every reason the operator can emit: what the scenario parser allows an `events:`
     /// check on a MysqlFailoverGroup to name. Keep in step with the enum.
-    pub const ALL: [EventReason; 19] = [
+    pub const ALL: [EventReason; 22] = [
         EventReason::FailoverStarted,
         EventReason::FailoverSucceeded,
         EventReason::FailoverFailed,
@@ -162,6 +172,9 @@ impl EventReason {
         EventReason::SplitBrainDetected,
         EventReason::DNSUpdated,
         EventReason::DragonflyDiscouragedArgs,
+        EventReason::DragonflyMasterMoved,
+        EventReason::DragonflyTakeoverFailed,
+        EventReason::DragonflyDegraded,
         EventReason::GroupUnreadable,
         EventReason::BackupStarted,
         EventReason::BackupSucceeded,
@@ -185,6 +198,9 @@ impl EventReason {
             EventReason::SplitBrainDetected => "SplitBrainDetected",
             EventReason::DNSUpdated => "DNSUpdated",
             EventReason::DragonflyDiscouragedArgs => "DragonflyDiscouragedArgs",
+            EventReason::DragonflyMasterMoved => "DragonflyMasterMoved",
+            EventReason::DragonflyTakeoverFailed => "DragonflyTakeoverFailed",
+            EventReason::DragonflyDegraded => "DragonflyDegraded",
             EventReason::GroupUnreadable => "GroupUnreadable",
             EventReason::BackupStarted => "BackupStarted",
             EventReason::BackupSucceeded => "BackupSucceeded",
@@ -206,5 +222,12 @@ pub enum MetricIntent {
         kind: FailoverKind,
         result: FailoverResult,
         duration: Duration,
+    },
+    /// `bloodraven_dragonfly_takeovers_total{method,result}`: a move of the Dragonfly
+    /// master finished (`method` as in `status.dragonfly.takeover.method`, `none` when
+    /// nothing had to be sent).
+    DragonflyTakeover {
+        method: &'static str,
+        succeeded: bool,
     },
 }

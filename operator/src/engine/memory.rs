@@ -33,6 +33,12 @@ pub enum Mark {
         target: String,
         phase: PlannedFailoverPhase,
     },
+    /// The move of the Dragonfly master to `to` that started at wall-clock `started_ms`
+    /// (its identity, from the status) is timed against the Dragonfly budget.
+    DragonflyMove { to: String, started_ms: i64 },
+    /// The Dragonfly master at `site` was seen restarted (new `replid`): its replica
+    /// gets one detection window to break away with the cache.
+    DragonflyRestarted { site: String, replid: String },
 }
 
 /// What one decision hands to the next. Lost on restart, which only makes the next

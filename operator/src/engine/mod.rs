@@ -4,7 +4,8 @@
 //!
 //! Reading order: `snapshot` (what is observed), `decide` below (which situation we
 //! are in), then one module per situation: `bootstrap`, `steady`, `emergency`,
-//! `planned`, `recovery`; `fencing` guards every promotion, `health` summarises.
+//! `planned`, `recovery`; `fencing` guards every promotion, `health` summarises;
+//! `dragonfly` makes the cache follow MySQL.
 
 pub mod backup;
 mod bootstrap;
@@ -83,6 +84,9 @@ pub fn decide(snapshot: &Snapshot, now: Now) -> Decision {
     recovery::handle_reclone_annotation(&mut ctx);
     emergency::handle_force_annotation(&mut ctx);
     steady::converge_labels_and_dns(&mut ctx);
+    // After MySQL's decisions (it may have moved the active site) and never before:
+    // Dragonfly follows MySQL and its actions run apart from MySQL's.
+    dragonfly::step(&mut ctx);
     health::summarise(&mut ctx);
     ctx.finish()
 }
@@ -110,6 +114,8 @@ pub(crate) struct Ctx<'a> {
     pub blocked_failover: Option<BlockedFailover>,
     /// This decision started a failover on a `force-failover` confirmation.
     pub force_failover_used: bool,
+    /// Dragonfly commands and label writes (see `Decision::cache_actions`).
+    pub cache_actions: Vec<dragonfly::CacheAction>,
 }
 
 /// An emergency failover held back because its best candidate lacks transactions
@@ -143,6 +149,7 @@ impl<'a> Ctx<'a> {
             notes: Vec::new(),
             blocked_failover: None,
             force_failover_used: false,
+            cache_actions: Vec::new(),
         }
     }
 
@@ -275,6 +282,7 @@ impl<'a> Ctx<'a> {
             memory: self.memory.into_memory(),
             next_deadline: self.next_deadline,
             requeue_soon: self.requeue_soon,
+            cache_actions: self.cache_actions,
         }
     }
 }

@@ -1,14 +1,20 @@
 //! Planned failover on `planned-failover: <site>`: validate, then WaitingForLag ->
-//! Promoting (fence the old primary, wait for exact GTID catch-up, move the lease,
-//! promote) -> Resuming -> Succeeded; on failure undo the fence -> Failed.
+//! WaitingForDragonflySync -> PromotingDragonfly (both bounded, passed through without
+//! `spec.dragonfly`; the cache move itself is `dragonfly`'s) -> Promoting (fence the old
+//! primary, wait for exact GTID catch-up, move the lease, promote) -> Resuming ->
+//! Succeeded; on failure undo the fence -> Failed.
 
 use super::Ctx;
 use super::decision::{Action, EventIntent, EventReason};
+use super::dragonfly;
 use super::memory::Mark;
 use super::recovery::site_list;
 use super::snapshot::PLANNED_FAILOVER_ANNOTATION;
 use super::status::{as_i64, elapsed_ms};
-use crate::api::{FailoverKind, FailoverResult, PlannedFailoverPhase, PlannedFailoverStatus};
+use crate::api::{
+    FailoverKind, FailoverResult, PlannedFailoverDragonfly, PlannedFailoverPhase,
+    PlannedFailoverStatus,
+};
 
 /// The validation message for a target that is read-only but not replicating; users
 /// and runbooks match on it exactly.
@@ -148,6 +154,10 @@ pub(super) fn step(ctx: &mut Ctx<'_>) {
     ctx.phase_started(started_mark(&plan));
     match plan.phase {
         PlannedFailoverPhase::WaitingForLag => waiting_for_lag(ctx, plan, &from),
+        PlannedFailoverPhase::WaitingForDragonflySync => {
+            waiting_for_dragonfly_sync(ctx, plan, &from)
+        }
+        PlannedFailoverPhase::PromotingDragonfly => promoting_dragonfly(ctx, plan, &from),
         PlannedFailoverPhase::Promoting => promoting(ctx, plan, &from),
         PlannedFailoverPhase::Resuming => resuming(ctx, plan, &from),
         PlannedFailoverPhase::Succeeded
@@ -224,9 +234,101 @@ fn with_detail(text: String, detail: &str) -> String {
     }
 }
 
+/// The target's Dragonfly replica reaches stable sync with the cache master (so that
+/// `REPLTAKEOVER` preserves every session), bounded by the Dragonfly budget: after it
+/// the failover carries on and the move falls back to `REPLICAOF NO ONE`.
+fn waiting_for_dragonfly_sync(ctx: &mut Ctx<'_>, mut plan: PlannedFailoverStatus, from: &str) {
+    if !ctx.snap.site(from).is_some_and(|s| s.writable()) {
+        return fail(
+            ctx,
+            plan,
+            from,
+            format!("the active site {from} stopped being writable"),
+        );
+    }
+    let target = plan.target.clone();
+    match dragonfly::sync_for_takeover(ctx, &target) {
+        None | Some(Ok(())) => advance(ctx, plan, from),
+        Some(Err(waiting_for)) => {
+            if ctx.phase_exceeded(phase_mark(&plan), dragonfly::DRAGONFLY_BUDGET) {
+                plan.message = Some(format!(
+                    "gave up waiting for {waiting_for} after {:?}; the cache moves without REPLTAKEOVER",
+                    dragonfly::DRAGONFLY_BUDGET
+                ));
+                return advance(ctx, plan, from);
+            }
+            plan.message = Some(format!("waiting for {waiting_for}"));
+            set(ctx, plan);
+        }
+    }
+}
+
+/// Waits for `dragonfly`'s move of the cache master to the target (shed, REPLTAKEOVER,
+/// fallback REPLICAOF NO ONE, label), bounded: whatever happened by then is recorded in
+/// `plannedFailover.dragonfly` and MySQL's promotion goes ahead.
+fn promoting_dragonfly(ctx: &mut Ctx<'_>, mut plan: PlannedFailoverStatus, from: &str) {
+    if !ctx.snap.site(from).is_some_and(|s| s.writable()) {
+        return fail(
+            ctx,
+            plan,
+            from,
+            format!("the active site {from} stopped being writable"),
+        );
+    }
+    let target = plan.target.clone();
+    if ctx.snap.dragonfly.is_none() {
+        return advance(ctx, plan, from);
+    }
+    if let Some(outcome) = dragonfly::planned_move_outcome(ctx, &target, plan.started_at.as_ref()) {
+        plan.message = Some(format!(
+            "{target}'s Dragonfly is master (method {}, sessions {}); promoting MySQL",
+            outcome.method.as_deref().unwrap_or("none"),
+            if outcome.sessions_preserved == Some(true) {
+                "preserved"
+            } else {
+                "not preserved"
+            }
+        ));
+        plan.dragonfly = Some(outcome);
+        return advance(ctx, plan, from);
+    }
+    // The move gives itself up after the budget; this bound only covers a move that
+    // could not even start (its worker busy, the target never answering).
+    let bound = dragonfly::DRAGONFLY_BUDGET + std::time::Duration::from_secs(2);
+    if ctx.phase_exceeded(phase_mark(&plan), bound) {
+        let method = ctx
+            .status
+            .dragonfly
+            .as_ref()
+            .and_then(|d| d.takeover.as_ref())
+            .filter(|t| t.to == target)
+            .and_then(|t| t.method.clone());
+        plan.dragonfly = Some(PlannedFailoverDragonfly {
+            sessions_preserved: Some(false),
+            method,
+        });
+        plan.message = Some(format!(
+            "{target}'s Dragonfly did not become master within {bound:?}; promoting MySQL anyway"
+        ));
+        return advance(ctx, plan, from);
+    }
+    plan.message = Some(format!("moving the Dragonfly master to {target}"));
+    set(ctx, plan);
+}
+
 /// Moves to the next phase of the success path and performs its entry actions.
 fn advance(ctx: &mut Ctx<'_>, mut plan: PlannedFailoverStatus, from: &str) {
     plan.phase = plan.phase.next();
+    // Without Dragonfly its phases are passed through in the same decision.
+    while ctx.snap.dragonfly.is_none()
+        && matches!(
+            plan.phase,
+            PlannedFailoverPhase::WaitingForDragonflySync
+                | PlannedFailoverPhase::PromotingDragonfly
+        )
+    {
+        plan.phase = plan.phase.next();
+    }
     match plan.phase {
         PlannedFailoverPhase::Promoting => {
             // Writes stop here: the old primary is fenced before anything is promoted.
@@ -250,6 +352,17 @@ fn advance(ctx: &mut Ctx<'_>, mut plan: PlannedFailoverStatus, from: &str) {
             set(ctx, plan);
         }
         PlannedFailoverPhase::Succeeded => succeed(ctx, plan, from),
+        PlannedFailoverPhase::WaitingForDragonflySync => {
+            plan.message = Some(format!(
+                "waiting for {}'s Dragonfly to be in stable sync",
+                plan.target
+            ));
+            set(ctx, plan);
+        }
+        PlannedFailoverPhase::PromotingDragonfly => {
+            plan.message = Some(format!("moving the Dragonfly master to {}", plan.target));
+            set(ctx, plan);
+        }
         PlannedFailoverPhase::WaitingForLag
         | PlannedFailoverPhase::Failed
         | PlannedFailoverPhase::Rejected => set(ctx, plan),

@@ -388,6 +388,7 @@ mod world {
                 },
                 dns_target: None,
                 memory: memory.clone(),
+                dragonfly: None,
             };
             let decision = decide(&snap, at(now));
             if let Some(s) = &decision.status {

@@ -38,6 +38,8 @@ pub struct Snapshot {
     /// Monotonic marks the engine asked to keep from its previous decision (empty after
     /// an operator restart).
     pub memory: EngineMemory,
+    /// The Dragonfly caches, with `spec.dragonfly` only.
+    pub dragonfly: Option<super::dragonfly::DragonflyObservation>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

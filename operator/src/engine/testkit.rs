@@ -156,6 +156,7 @@ pub(crate) fn healthy_pair() -> Snapshot {
         annotations: Annotations::default(),
         dns_target: Some("iad".into()),
         memory: EngineMemory::default(),
+        dragonfly: None,
     }
 }
 

@@ -124,3 +124,22 @@ pub(super) struct ProfileResultLabels {
     pub profile: String,
     pub result: String,
 }
+
+/// `bloodraven_dragonfly_role{site,role}`: `role` is `master` or `replica`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct DragonflyRoleLabels {
+    pub namespace: String,
+    pub group: String,
+    pub site: String,
+    pub role: String,
+}
+
+/// `bloodraven_dragonfly_takeovers_total{method,result}`: `method` is `REPLTAKEOVER`,
+/// `REPLICAOF NO ONE` or `none`; `result` `succeeded` or `failed`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct DragonflyTakeoverLabels {
+    pub namespace: String,
+    pub group: String,
+    pub method: String,
+    pub result: ResultLabel,
+}

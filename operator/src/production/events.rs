@@ -54,6 +54,10 @@ pub(crate) fn action_for(reason: EventReason) -> &'static str {
         | EventReason::BackupSucceeded
         | EventReason::BackupFailed
         | EventReason::BackupExpired => "Backup",
+        EventReason::DragonflyMasterMoved | EventReason::DragonflyTakeoverFailed => {
+            "MoveDragonflyMaster"
+        }
+        EventReason::DragonflyDegraded => "Observe",
     }
 }
 

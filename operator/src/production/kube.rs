@@ -94,7 +94,7 @@ pub const API_ACCESS: &[ApiAccess] = &[
         "",
         "pods",
         &["patch"],
-        "SetRoleLabel: shipstream.io/role on the mysqld pods",
+        "shipstream.io/role on the mysqld pods; dragonfly-role and dragonfly-traffic on the Dragonfly pods",
     ),
 ];
 
@@ -132,6 +132,15 @@ pub enum KubeWriteError {
         namespace: String,
         name: String,
         role: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("labelling Dragonfly pod {namespace}/{name} role={role} traffic={traffic}: {source}")]
+    DragonflyLabels {
+        namespace: String,
+        name: String,
+        role: String,
+        traffic: String,
         #[source]
         source: Box<kube::Error>,
     },
@@ -396,6 +405,42 @@ pub async fn set_pod_role(client: &Client, pod: &Pod, role: &str) -> Result<bool
             source: Box::new(source),
         })?;
     Ok(true)
+}
+
+/// Sets a Dragonfly pod's `dragonfly-role` and `dragonfly-traffic` labels in one merge
+/// patch (only those labels change). A missing pod is not an error when traffic is
+/// being taken away: a new pod comes without labels and matches no Service.
+pub async fn set_dragonfly_labels(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    role: &str,
+    traffic: &str,
+) -> Result<(), KubeWriteError> {
+    let patch = serde_json::json!({"metadata": {"labels": {
+        crate::api::DRAGONFLY_ROLE_LABEL: role,
+        crate::api::DRAGONFLY_TRAFFIC_LABEL: traffic,
+    }}});
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status))
+            if status.code == 404
+                && traffic != crate::children::dragonfly::DRAGONFLY_TRAFFIC_ENABLED =>
+        {
+            Ok(())
+        }
+        Err(source) => Err(KubeWriteError::DragonflyLabels {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            role: role.to_string(),
+            traffic: traffic.to_string(),
+            source: Box::new(source),
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -47,10 +47,17 @@ impl PodProgram for DragonflyProgram {
         let mut config = self.config.clone();
         Box::pin(async move {
             config.apply_args(&ctx.args);
+            // Dragonfly reads every flag from `DFLY_<flag>` too; a flag given on the
+            // command line wins.
             if config.requirepass.is_none()
                 && let Some(password) = ctx.env.get("DFLY_requirepass")
             {
-                config.requirepass = Some(password.clone());
+                config.requirepass = Some(password.clone()).filter(|p| !p.is_empty());
+            }
+            if config.masterauth.is_none()
+                && let Some(password) = ctx.env.get("DFLY_masterauth")
+            {
+                config.masterauth = Some(password.clone()).filter(|p| !p.is_empty());
             }
             run(config, ctx).await
         })

@@ -56,11 +56,14 @@ pub(super) struct ReplicaSession {
 }
 /// `REPLICAOF NO ONE` (also the end of a successful takeover and of a broken replication
 /// under `--break_replication_on_master_restart`): keep the data, become a master.
+/// On a master it changes nothing (as in Redis and Dragonfly: the data set, and so the
+/// replication id, stay the same).
 pub(super) fn promote(server: &Server) {
     let mut state = server.state();
-    if let Role::Replica { task, .. } = &state.role {
-        task.abort();
-    }
+    let Role::Replica { task, .. } = &state.role else {
+        return;
+    };
+    task.abort();
     state.role = Role::Master;
     state.replid = new_replid(&server.host);
 }
