@@ -94,7 +94,7 @@ pub async fn run_in_cluster(args: OperatorArgs) -> Result<(), OperatorError> {
     let client = kube::Client::try_default().await?;
     let deps = ControllerDeps {
         client,
-        mysql: Arc::new(crate::production::mysql::MysqlAsyncConnector::new(
+        mysql: Arc::new(crate::production::mysql::MysqlProtocolConnector::tcp(
             MysqlTimeouts {
                 connect: Duration::from_secs(2),
                 request: Duration::from_secs(5),

@@ -202,7 +202,7 @@ fn known(lease: &Lease, site: &str) -> KnownLease {
 pub async fn run_in_cluster(args: SidecarArgs) -> Result<(), SidecarError> {
     let settings = args.settings()?;
     let client = kube::Client::try_default().await?;
-    let mysql = Arc::new(crate::production::mysql::MysqlAsyncConnector::new(
+    let mysql = Arc::new(crate::production::mysql::MysqlProtocolConnector::tcp(
         crate::seams::MysqlTimeouts {
             connect: settings.renew_interval,
             request: settings.renew_interval,

@@ -3,9 +3,9 @@
 //! API, SUPER-user statements on the MySQL models) and how each operation runs. The
 //! ledger stores these operations; `recover` replays their undo in another process.
 
-use bloodraven::seams::mysql::{MysqlSession, MysqlTarget, MysqlTimeouts};
+use bloodraven::seams::mysql::{MysqlConnector, MysqlSession, MysqlTarget, MysqlTimeouts};
 use bloodraven_sim::Fault as WorldFault;
-use bloodraven_sim::models::mysql::{MYSQL_PORT, SimMysqlSession};
+use bloodraven_sim::models::mysql::{MYSQL_PORT, mysql_connector};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams};
 use serde::{Deserialize, Serialize};
@@ -403,7 +403,7 @@ impl SimBackend {
         &self,
         namespace: &str,
         site: &str,
-    ) -> Result<SimMysqlSession, BackendError> {
+    ) -> Result<Box<dyn MysqlSession>, BackendError> {
         let node = self.node_of(site)?.to_owned();
         let pods = self
             .site_pods(namespace, &node, &[Component::Mysql])
@@ -436,7 +436,8 @@ impl SimBackend {
             user: "root".into(),
             password,
         };
-        SimMysqlSession::connect(&self.dialer(namespace), &target, MysqlTimeouts::default())
+        mysql_connector(self.dialer(namespace), MysqlTimeouts::default())
+            .connect(&target)
             .await
             .map_err(|e| call_error(format!("connect to MySQL of site {site}"), e))
     }
