@@ -37,8 +37,15 @@ async fn logs_in_with_the_password_and_refuses_a_wrong_one_with_1045() {
         .open(&db.admin)
         .await
         .unwrap();
-    assert!(conn.server_version().contains("MariaDB"), "{}", conn.server_version());
-    let result = conn.query("SELECT 1 AS one, NULL AS nothing").await.unwrap();
+    assert!(
+        conn.server_version().contains("MariaDB"),
+        "{}",
+        conn.server_version()
+    );
+    let result = conn
+        .query("SELECT 1 AS one, NULL AS nothing")
+        .await
+        .unwrap();
     assert_eq!(result.columns, ["one", "nothing"]);
     assert_eq!(result.rows, [vec![Some("1".to_string()), None]]);
     let id = conn.query("SELECT CONNECTION_ID()").await.unwrap();
@@ -50,7 +57,11 @@ async fn logs_in_with_the_password_and_refuses_a_wrong_one_with_1045() {
         .await
         .err()
         .unwrap();
-    assert_eq!(error.server_code(), Some(error_codes::ACCESS_DENIED), "{error}");
+    assert_eq!(
+        error.server_code(),
+        Some(error_codes::ACCESS_DENIED),
+        "{error}"
+    );
     // A statement the server does not know keeps the connection usable.
     let error = conn.query("SELEKT 1").await.unwrap_err();
     assert!(error.to_string().contains("1064"), "{error}");
@@ -105,10 +116,16 @@ async fn the_counter_workload_runs_and_read_only_refuses_it_with_1290() {
     admin.query_drop("SET GLOBAL read_only = ON").await.unwrap();
     let refused = app.counter_increment("hits'").await.unwrap_err();
     assert!(refused.is_read_only_refusal(), "{refused}");
-    assert_eq!(refused.server_code(), Some(error_codes::OPTION_PREVENTS_STATEMENT));
+    assert_eq!(
+        refused.server_code(),
+        Some(error_codes::OPTION_PREVENTS_STATEMENT)
+    );
     // The refusal rolled the transaction back; the session stays usable.
     assert_eq!(app.counter_read("hits'").await.unwrap(), Some(2));
-    admin.query_drop("SET GLOBAL read_only = OFF").await.unwrap();
+    admin
+        .query_drop("SET GLOBAL read_only = OFF")
+        .await
+        .unwrap();
     assert_eq!(app.counter_increment("hits'").await.unwrap(), 3);
 }
 
@@ -168,7 +185,10 @@ async fn lock_tables_write_blocks_the_read_only_switch_until_the_holder_is_kille
         .query_drop("SET SESSION lock_wait_timeout = 1")
         .await
         .unwrap();
-    let waited = admin.query_drop("SET GLOBAL read_only = ON").await.unwrap_err();
+    let waited = admin
+        .query_drop("SET GLOBAL read_only = ON")
+        .await
+        .unwrap_err();
     assert!(waited.to_string().contains("1205"), "{waited}");
     let read_only = admin.query("SELECT @@global.read_only").await.unwrap();
     assert_eq!(read_only.scalar(), Some("0"), "the switch did not happen");
@@ -178,5 +198,8 @@ async fn lock_tables_write_blocks_the_read_only_switch_until_the_holder_is_kille
     admin.query_drop("SET GLOBAL read_only = ON").await.unwrap();
     let refused = app.counter_increment("k").await.unwrap_err();
     assert!(refused.is_read_only_refusal(), "{refused}");
-    admin.query_drop("SET GLOBAL read_only = OFF").await.unwrap();
+    admin
+        .query_drop("SET GLOBAL read_only = OFF")
+        .await
+        .unwrap();
 }

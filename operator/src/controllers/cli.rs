@@ -1,6 +1,6 @@
 //! `bloodraven operator`: the controller with the real transports (in-cluster or
-//! kubeconfig client, mysql_async, the system clock), `/metrics`, `/healthz` and
-//! `/readyz`, leader election, and a graceful stop on SIGTERM.
+//! kubeconfig client, the MySQL protocol client over TCP, the system clock), `/metrics`,
+//! `/healthz` and `/readyz`, leader election, and a graceful stop on SIGTERM.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -197,8 +197,8 @@ fn known(lease: &Lease, site: &str) -> KnownLease {
     }
 }
 
-/// Production wiring: the in-cluster Kubernetes client, mysql_async, the machine's
-/// clock; serves `/healthz` and `/status` on `--listen`; stops on SIGTERM or Ctrl-C.
+/// Production wiring: the in-cluster Kubernetes client, the MySQL protocol client over
+/// TCP, the machine's clock; serves `/healthz` and `/status` on `--listen`; stops on SIGTERM or Ctrl-C.
 pub async fn run_in_cluster(args: SidecarArgs) -> Result<(), SidecarError> {
     let settings = args.settings()?;
     let client = kube::Client::try_default().await?;

@@ -78,7 +78,7 @@ pub(super) async fn run(
             acks: watch::channel(GtidSet::default()).0,
             relay_grew: tokio::sync::Notify::new(),
             restart: tokio::sync::Notify::new(),
-            write_lock: Arc::new(tokio::sync::Mutex::new(())),
+            row_locks: Mutex::new(BTreeMap::new()),
         });
         let _shutdown = ShutdownGuard(server.clone());
         let listener = turmoil::net::TcpListener::bind(("0.0.0.0", config.port)).await?;

@@ -163,10 +163,10 @@ pub(super) struct Server {
     pub relay_grew: tokio::sync::Notify,
     /// Tells the main loop to restart (after CLONE).
     pub restart: tokio::sync::Notify,
-    /// The counter table's lock: a write transaction holds it from its first row lock to
-    /// COMMIT/ROLLBACK (or until its connection dies), serialising writers as InnoDB's
-    /// row locks do for the workload's single-row transactions.
-    pub write_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Row locks of the counter table by key: a transaction holds a row's lock from its
+    /// first write or `FOR UPDATE` read of it to COMMIT/ROLLBACK (or until its connection
+    /// dies), as InnoDB's exclusive record locks do.
+    pub row_locks: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 pub(super) type ServerError = (u16, String);
@@ -185,6 +185,16 @@ impl Server {
     /// Runs `f` on the durable state. Lock order: `state` before `disk`, never the reverse.
     pub(super) fn with_disk<T>(&self, f: impl FnOnce(&mut Durable) -> T) -> Option<T> {
         self.disk.lock().as_mut().map(f)
+    }
+
+    /// The lock of the counter row `key`.
+    pub(super) fn row_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.row_locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(key.to_string())
+            .or_default()
+            .clone()
     }
 
     pub(super) fn server_uuid(&self) -> String {

@@ -71,12 +71,12 @@ impl Reply {
     }
 }
 
-/// An open transaction: the rows it wrote (visible to itself only) and the table lock
-/// it holds once it wrote or locked a row.
+/// An open transaction: the rows it wrote (visible to itself only) and the row locks it
+/// holds.
 #[derive(Default)]
 struct Transaction {
     changes: BTreeMap<String, i64>,
-    lock: Option<OwnedMutexGuard<()>>,
+    locks: BTreeMap<String, OwnedMutexGuard<()>>,
 }
 
 pub(super) struct Session {
@@ -446,8 +446,8 @@ impl Session {
                 for_update,
             } => {
                 self.counter_table(&table)?;
-                if for_update && self.transaction.is_some() {
-                    self.lock_rows().await?;
+                if for_update {
+                    self.lock_row(&key).await?;
                 }
                 let value = self
                     .transaction
@@ -473,7 +473,7 @@ impl Session {
                 if autocommit {
                     self.transaction = Some(Transaction::default());
                 }
-                self.lock_rows().await?;
+                self.lock_row(&key).await?;
                 let current = self
                     .transaction
                     .as_ref()
@@ -508,14 +508,14 @@ impl Session {
         })
     }
 
-    /// Takes the counter table's lock for the open transaction, waiting at most
-    /// `innodb_lock_wait_timeout`.
-    async fn lock_rows(&mut self) -> Result<(), ServerError> {
+    /// Takes row `key`'s lock for the open transaction (none outside a transaction),
+    /// waiting at most `innodb_lock_wait_timeout`.
+    async fn lock_row(&mut self, key: &str) -> Result<(), ServerError> {
         let Some(transaction) = self.transaction.as_mut() else {
             return Ok(());
         };
-        if transaction.lock.is_none() {
-            let lock = self.server.write_lock.clone();
+        if !transaction.locks.contains_key(key) {
+            let lock = self.server.row_lock(key);
             let guard = tokio::time::timeout(LOCK_WAIT_TIMEOUT, lock.lock_owned())
                 .await
                 .map_err(|_| {
@@ -524,7 +524,7 @@ impl Session {
                         "Lock wait timeout exceeded; try restarting transaction",
                     )
                 })?;
-            transaction.lock = Some(guard);
+            transaction.locks.insert(key.to_string(), guard);
         }
         Ok(())
     }
@@ -539,7 +539,7 @@ impl Session {
         }
         let changes = transaction.changes.into_iter().collect();
         let result = self.server.commit_local(&self.account, changes).await;
-        drop(transaction.lock);
+        drop(transaction.locks);
         result
     }
 
