@@ -41,6 +41,8 @@ def free_port():
 def main():
     work = tempfile.mkdtemp(prefix="bloodraven-mariadb-")
     data = os.path.join(work, "data")
+    tmp = os.path.join(work, "tmp")
+    os.mkdir(tmp)
     user_args = ["--user=" + getpass.getuser()] if os.geteuid() == 0 else []
     install = subprocess.run(
         ["mariadb-install-db", "--no-defaults", "--datadir=" + data,
@@ -66,7 +68,7 @@ GRANT ALL ON {DATABASE}.* TO '{APP[0]}'@'%';
          "--bind-address=127.0.0.1", "--socket=" + os.path.join(work, "sock"),
          "--pid-file=" + os.path.join(work, "pid"), "--log-error=" + log,
          "--skip-name-resolve", "--init-file=" + init,
-         "--innodb-buffer-pool-size=32M"] + user_args,
+         "--innodb-buffer-pool-size=32M", "--tmpdir=" + tmp] + user_args,
         stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
 
     def stop(*_):
