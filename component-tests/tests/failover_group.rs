@@ -242,7 +242,7 @@ fn planned_failover_rejections_name_the_problem() {
 // client host, and write through the chaos sim backend's counter workload.
 
 use bloodraven::seams::mysql::MysqlConnector;
-use bloodraven::seams::mysql::{MysqlSession, MysqlTarget, MysqlTimeouts};
+use bloodraven::seams::mysql::{MysqlTarget, MysqlTimeouts};
 use bloodraven_chaos::backend::{Backend, sim::SimBackend};
 use bloodraven_sim::StartupProfile;
 use bloodraven_sim::apiserver::ApiServer;
