@@ -88,8 +88,10 @@ playground-sim: ## The simulated playground in real time, for kubectl (no Docker
 
 # The integration tier (crate integration/): its tests are #[ignore]d in `make test` and
 # run here, each against a real server it starts itself (S3: moto's server, from
-# `pip install 'moto[server]'`). A server that cannot start fails the test. docs/backups.md.
-test-integration: ## Adapters against real servers started by the harness (S3 via moto, MariaDB, podman)
+# `pip install 'moto[server]'`; MySQL: mariadbd, from `apt-get install mariadb-server`;
+# Redis: redis-server; podman for the k3d backend's Docker half). A server that cannot
+# start fails the test. docs/backups.md, docs/testing.md.
+test-integration: ## Adapters against real servers started by the harness (S3 via moto, MariaDB, Redis, podman)
 	@start=$$(date +%s); \
 	if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	  $(CARGO) nextest run -p bloodraven-integration --run-ignored only --no-fail-fast; \

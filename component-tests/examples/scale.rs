@@ -19,7 +19,7 @@ use bloodraven::children::names;
 use bloodraven::seams::mysql::{MysqlConnector, MysqlTarget, MysqlTimeouts};
 use bloodraven_sim::apiserver::ResourceKey;
 use bloodraven_sim::dialer::ClusterDialer;
-use bloodraven_sim::models::mysql::SimMysqlConnector;
+use bloodraven_sim::models::mysql::mysql_connector;
 use bloodraven_sim::playground::{self, OPERATOR_NAMESPACE};
 use bloodraven_sim::{Placement, World};
 use serde_json::Value;
@@ -134,7 +134,7 @@ fn add_writer(world: &mut World, i: usize) {
             password: "app".into(),
         };
         async move {
-            let connector = SimMysqlConnector::new(
+            let connector = mysql_connector(
                 dialer,
                 MysqlTimeouts {
                     connect: Duration::from_secs(1),

@@ -285,12 +285,16 @@ fn planned_failover_rejections_name_the_problem() {
 // SUPER would, through the sim's own MySQL client, scrape the operator's /metrics from a
 // client host, and write through the chaos sim backend's counter workload.
 
-use bloodraven::seams::mysql::{MysqlSession, MysqlTarget, MysqlTimeouts};
+use bloodraven::seams::mysql::MysqlConnector;
+use bloodraven::seams::mysql::{MysqlTarget, MysqlTimeouts};
 use bloodraven_chaos::backend::{Backend, sim::SimBackend};
 use bloodraven_sim::StartupProfile;
 use bloodraven_sim::apiserver::ApiServer;
 use bloodraven_sim::harness::DrivenWorld;
-use bloodraven_sim::models::mysql::{MYSQL_PORT, SimMysqlSession};
+use bloodraven_sim::models::mysql::{MYSQL_PORT, mysql_connector};
+
+/// A session through the production connector over the simulated network.
+type SimMysqlSession = Box<dyn bloodraven::seams::mysql::MysqlSession>;
 
 const RECLONE: &str = "bloodraven.shipstream.io/reclone-site";
 
@@ -354,7 +358,8 @@ async fn root_session(api: &ApiServer, target: &MysqlTarget) -> SimMysqlSession 
         Duration::from_secs(1),
     )
     .shared();
-    SimMysqlSession::connect(&dialer, target, MysqlTimeouts::default())
+    mysql_connector(dialer, MysqlTimeouts::default())
+        .connect(target)
         .await
         .unwrap_or_else(|e| panic!("root session to {}: {e}", target.address()))
 }
@@ -1032,7 +1037,11 @@ fn bootstrap_creates_a_replication_account_that_replicates_and_is_not_root() {
             .shared();
             let connect = |t: MysqlTarget| {
                 let dialer = dialer.clone();
-                async move { SimMysqlSession::connect(&dialer, &t, MysqlTimeouts::default()).await }
+                async move {
+                    mysql_connector(dialer, MysqlTimeouts::default())
+                        .connect(&t)
+                        .await
+                }
             };
             let mut on_iad = connect(repl_iad)
                 .await

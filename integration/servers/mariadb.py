@@ -4,7 +4,10 @@
 Initialises a fresh data directory under argv[1] (mariadb-install-db), starts mariadbd
 on 127.0.0.1 at a free port with binary logging on (mariadb-dump --master-data needs
 it) and GTIDs, creates the account argv[2] with password argv[3] holding every
-privilege, prints one JSON line (host, port, user, password, socket), and serves until
+privilege and the application account `app` holding every privilege on the counter
+database only (what the counter app has: read_only refuses it, unlike an account with
+SUPER), prints one JSON line (host, port, user, password, socket, app_user,
+app_password, database), and serves until
 its standard input closes; then it stops mariadbd, so the server never outlives the
 test harness that started it.
 """
@@ -17,6 +20,9 @@ import socket
 import subprocess
 import sys
 import time
+
+APP = ("app", "app-secret")
+DATABASE = "bloodraven_counter"
 
 
 def free_port() -> int:
@@ -89,13 +95,16 @@ def main() -> int:
         grant = subprocess.run(
             [client, "--no-defaults", "-S", sock, "-uroot", "-e",
              f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}';"
-             f" GRANT ALL PRIVILEGES ON *.* TO '{user}'@'%' WITH GRANT OPTION;"],
+             f" GRANT ALL PRIVILEGES ON *.* TO '{user}'@'%' WITH GRANT OPTION;"
+             f" CREATE USER '{APP[0]}'@'%' IDENTIFIED BY '{APP[1]}';"
+             f" GRANT ALL PRIVILEGES ON {DATABASE}.* TO '{APP[0]}'@'%';"],
             capture_output=True, text=True)
         if grant.returncode != 0:
             print(f"creating the account failed: {grant.stderr}", file=sys.stderr)
             return 7
         print(json.dumps({"host": "127.0.0.1", "port": port, "user": user,
-                          "password": password, "socket": sock}), flush=True)
+                          "password": password, "socket": sock, "app_user": APP[0],
+                          "app_password": APP[1], "database": DATABASE}), flush=True)
         sys.stdin.read()
         return 0
     finally:

@@ -1,6 +1,11 @@
-//! A real MariaDB server for the backup pipeline's real-data check: a fresh data
-//! directory in a temporary directory, mariadbd on a free port of 127.0.0.1 with binary
-//! logging and GTIDs, one account with every privilege. Started by
+//! A real MariaDB server (Debian's `mariadb-server`) for the integration tier: a fresh
+//! data directory in a temporary directory, mariadbd on a free port of 127.0.0.1 with
+//! binary logging and GTIDs, an administrative account with every privilege and an
+//! application account limited to the counter database (real passwords; never
+//! `--skip-grant-tables`). Used by the backup pipeline's real-data check and by the
+//! production MySQL client's tests. MariaDB is not MySQL 8.4 (no `server_uuid`,
+//! `super_read_only`, MySQL GTIDs or `performance_schema.processlist`), so the tier
+//! checks only what the two share; docs/testing.md lists which is which. Started by
 //! `servers/mariadb.py`, stopped (and its directory removed) when the handle drops.
 //! MariaDB's tools stand in for MySQL's: `mariadb-dump` for `mysqldump`, `mariadb` for
 //! `mysql` (Debian ships no MySQL server).
@@ -11,6 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bloodraven::seams::dump::DumpTarget;
+use bloodraven::seams::mysql::MysqlTarget;
 
 use crate::process::{HarnessError, ServerProcess, crate_file};
 
@@ -24,6 +30,8 @@ struct Announcement {
     port: u16,
     user: String,
     password: String,
+    app_user: String,
+    app_password: String,
 }
 
 /// A running MariaDB; stopped when dropped.
@@ -33,6 +41,10 @@ pub struct MariaDb {
     pub port: u16,
     pub user: String,
     pub password: String,
+    /// The administrative account as a MySQL session target (the operator's role).
+    pub admin: MysqlTarget,
+    /// The application account: every privilege on the counter database only.
+    pub app: MysqlTarget,
     // Dropped first: the server stops before its directory goes.
     process: ServerProcess,
     dir: TempDir,
@@ -85,7 +97,15 @@ impl MariaDb {
                 line: line.clone(),
                 reason: err.to_string(),
             })?;
+        let target = |user: &str, password: &str| MysqlTarget {
+            host: announced.host.clone(),
+            port: announced.port,
+            user: user.to_owned(),
+            password: password.to_owned(),
+        };
         Ok(Self {
+            admin: target(&announced.user, &announced.password),
+            app: target(&announced.app_user, &announced.app_password),
             host: announced.host,
             port: announced.port,
             user: announced.user,

@@ -16,8 +16,8 @@ use clap::Parser;
 
 use crate::apiserver::TurmoilListener;
 use crate::images::{ImageRegistry, StartupProfile};
-use crate::models::mysql::SimMysqlConnector;
 use crate::models::mysql::dump::SimDumpSource;
+use crate::models::mysql::mysql_connector;
 use crate::models::s3::SimStorageDialer;
 use crate::pod::{PodContext, PodProgram, ProgramFuture};
 use crate::transport::{API_SERVER_HOST, API_SERVER_PORT, SimClientConfig, kube_client};
@@ -106,7 +106,7 @@ impl PodProgram for BloodravenProgram {
                     let settings = args.settings()?;
                     let deps = ControllerDeps {
                         client: sim_client(&ctx, OPERATOR_USER_AGENT)?,
-                        mysql: Arc::new(SimMysqlConnector::new(
+                        mysql: Arc::new(mysql_connector(
                             ctx.dialer.clone(),
                             MysqlTimeouts {
                                 connect: Duration::from_secs(1),
@@ -148,7 +148,7 @@ impl PodProgram for BloodravenProgram {
                 Command::Sidecar(args) => {
                     let deps = SidecarDeps {
                         client: sim_client(&ctx, SIDECAR_USER_AGENT)?,
-                        mysql: Arc::new(SimMysqlConnector::new(
+                        mysql: Arc::new(mysql_connector(
                             ctx.dialer.clone(),
                             MysqlTimeouts {
                                 connect: Duration::from_millis(500),

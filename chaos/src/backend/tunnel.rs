@@ -1,7 +1,7 @@
 //! Port-forward tunnels from the runner's machine into the k3d cluster: a local TCP
 //! listener on 127.0.0.1 per target whose every accepted connection is forwarded to a
 //! pod port through the API server (`pods/portforward`, kube's `ws` feature), so that
-//! ordinary clients (the operator's mysql_async adapter, the redis crate) can reach pods.
+//! ordinary clients (the operator's MySQL protocol client, the redis crate) can reach pods.
 //!
 //! A target is a set of pods, not a pod: a label selector, or a Service's ready
 //! endpoints (what a client of the Service reaches). The pod is resolved again for each

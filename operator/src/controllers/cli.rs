@@ -1,6 +1,6 @@
 //! `bloodraven operator`: the controller with the real transports (in-cluster or
-//! kubeconfig client, mysql_async, the system clock), `/metrics`, `/healthz` and
-//! `/readyz`, leader election, and a graceful stop on SIGTERM.
+//! kubeconfig client, the MySQL protocol client over TCP, the system clock), `/metrics`,
+//! `/healthz` and `/readyz`, leader election, and a graceful stop on SIGTERM.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -96,7 +96,7 @@ pub async fn run_in_cluster(args: OperatorArgs) -> Result<(), OperatorError> {
     let client = kube::Client::try_default().await?;
     let deps = ControllerDeps {
         client,
-        mysql: Arc::new(crate::production::mysql::MysqlAsyncConnector::new(
+        mysql: Arc::new(crate::production::mysql::MysqlProtocolConnector::tcp(
             MysqlTimeouts {
                 connect: Duration::from_secs(2),
                 request: Duration::from_secs(5),

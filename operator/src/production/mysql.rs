@@ -1,15 +1,15 @@
 //! Production MySQL transport: the `MysqlConnector`/`MysqlSession` seam implemented with
-//! mysql_async and MySQL 8 SQL. The statement text lives in [`sql`] as pure functions, so
-//! it is unit-tested without a server; this module only sends it and parses replies.
+//! our own MySQL protocol client ([`client`], over [`wire`]) and MySQL 8 SQL. The
+//! statement text lives in [`sql`] as pure functions, unit-tested without a server; this
+//! module dials through the injected [`StorageDialer`] byte-stream seam (TCP in
+//! production, the simulated network in the simulation), sends the SQL and parses replies.
 //!
-//! Not tested against a server here: Debian ships MariaDB, whose GTIDs differ (see
-//! docs/simulation.md).
+//! Checked against a real server by the integration tier (MariaDB, for what it shares
+//! with MySQL) and against the simulation's MySQL model in every scenario.
 
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder, Row};
 
 use crate::gtid::GtidSet;
 use crate::seams::mysql::error_codes;
@@ -18,86 +18,295 @@ use crate::seams::mysql::{
     MysqlStatus, MysqlTarget, MysqlTimeouts, ReadOnlyMode, ReplicaStatus, ReplicationAccount,
     ReplicationError, ReplicationSource, SemisyncSourceStatus,
 };
+use crate::seams::object_storage::{BoxedByteStream, SharedStorageDialer};
 
+pub mod client;
 pub mod sql;
+pub mod wire;
 
-/// Opens mysql_async connections with mandatory connect and request timeouts.
-#[derive(Debug, Clone)]
-pub struct MysqlAsyncConnector {
-    timeouts: MysqlTimeouts,
-}
+use client::{ClientError, Connection, QueryResult};
 
-impl MysqlAsyncConnector {
-    pub fn new(timeouts: MysqlTimeouts) -> Self {
-        Self { timeouts }
+/// One protocol connection over whatever stream the dialer returned.
+pub type Conn = Connection<DialledStream>;
+
+/// The dialled stream under a [`Conn`]. A named type rather than `Box<dyn ...>` so that
+/// closures over `&mut Conn` have no trait-object lifetime to be generic over.
+pub struct DialledStream(BoxedByteStream);
+
+impl tokio::io::AsyncRead for DialledStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
     }
 }
 
-impl MysqlConnector for MysqlAsyncConnector {
+impl tokio::io::AsyncWrite for DialledStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
+
+/// Opens protocol connections through a dialer, with mandatory connect and request
+/// timeouts. MySQL sessions share the object-storage byte-stream dialer seam: both are
+/// "open a stream to host:port", and the simulation injects its network there once.
+#[derive(Clone)]
+pub struct MysqlProtocolConnector {
+    dialer: SharedStorageDialer,
+    timeouts: MysqlTimeouts,
+}
+
+impl MysqlProtocolConnector {
+    pub fn new(dialer: SharedStorageDialer, timeouts: MysqlTimeouts) -> Self {
+        Self { dialer, timeouts }
+    }
+
+    /// Production: plain TCP through the system resolver.
+    pub fn tcp(timeouts: MysqlTimeouts) -> Self {
+        Self::new(
+            std::sync::Arc::new(crate::seams::object_storage::TcpDialer),
+            timeouts,
+        )
+    }
+
+    /// Dials and logs in within the connect timeout; the raw connection, for callers
+    /// that speak more than the session's operations (tests, the simulation's replicas).
+    pub async fn open(&self, target: &MysqlTarget) -> Result<Conn, MysqlError> {
+        let address = target.address();
+        let login = async {
+            let stream = self
+                .dialer
+                .dial(&target.host, target.port)
+                .await
+                .map_err(ClientError::Io)?;
+            Connection::handshake(DialledStream(stream), &target.user, &target.password).await
+        };
+        match tokio::time::timeout(self.timeouts.connect, login).await {
+            Err(_) => Err(MysqlError::Timeout {
+                address,
+                operation: "connect",
+                after: self.timeouts.connect,
+            }),
+            Ok(Err(error)) => Err(map_error(&address, "connect", error)),
+            Ok(Ok(conn)) => Ok(conn),
+        }
+    }
+
+    /// A session over an already opened connection.
+    pub fn session(&self, conn: Conn, address: String) -> MysqlProtocolSession {
+        MysqlProtocolSession {
+            conn: Some(conn),
+            address,
+            timeouts: self.timeouts,
+        }
+    }
+}
+
+impl MysqlConnector for MysqlProtocolConnector {
     fn connect<'a>(
         &'a self,
         target: &'a MysqlTarget,
     ) -> BoxFuture<'a, Result<Box<dyn MysqlSession>, MysqlError>> {
         Box::pin(async move {
-            let address = target.address();
-            let opts = OptsBuilder::default()
-                .ip_or_hostname(target.host.clone())
-                .tcp_port(target.port)
-                .user(Some(target.user.clone()))
-                .pass(Some(target.password.clone()))
-                .prefer_socket(false)
-                // Before any statement of ours: literals need backslash escapes, and a
-                // lock wait must end in seconds (see `sql::session_setup`).
-                .setup(sql::session_setup().to_vec());
-            let conn = match tokio::time::timeout(self.timeouts.connect, Conn::new(opts)).await {
-                Err(_) => {
-                    return Err(MysqlError::Timeout {
-                        address,
-                        operation: "connect",
-                        after: self.timeouts.connect,
-                    });
-                }
-                Ok(Err(error)) => return Err(map_error(&address, "connect", error)),
-                Ok(Ok(conn)) => conn,
-            };
-            Ok(Box::new(MysqlAsyncSession {
-                conn,
-                address,
-                timeouts: self.timeouts,
-            }) as Box<dyn MysqlSession>)
+            let conn = self.open(target).await?;
+            let mut session = self.session(conn, target.address());
+            // Before any statement of ours: literals need backslash escapes, and a lock
+            // wait must end in seconds (see `sql::session_setup`).
+            session
+                .execute_all("session setup", sql::session_setup().to_vec())
+                .await?;
+            Ok(Box::new(session) as Box<dyn MysqlSession>)
         })
     }
 }
 
-fn map_error(address: &str, operation: &'static str, error: mysql_async::Error) -> MysqlError {
+/// Maps a protocol failure of `operation` to the seam's error. A server error during the
+/// login (access denied, too many connections) stays a server error with its code.
+pub fn map_error(address: &str, operation: &'static str, error: ClientError) -> MysqlError {
     let address = address.to_string();
     match error {
-        mysql_async::Error::Server(server) => MysqlError::Server {
+        ClientError::Server(server) => MysqlError::Server {
             address,
             operation,
             code: server.code,
             message: server.message,
         },
-        mysql_async::Error::Io(io) => MysqlError::ConnectionLost {
+        ClientError::Io(io) if operation == "connect" => MysqlError::Connect {
+            address,
+            message: io.to_string(),
+        },
+        ClientError::Io(io) => MysqlError::ConnectionLost {
             address,
             operation,
             message: io.to_string(),
         },
-        other if operation == "connect" => MysqlError::Connect {
-            address,
-            message: other.to_string(),
-        },
-        other => MysqlError::Protocol {
+        ClientError::Protocol(message) if operation == "connect" => {
+            MysqlError::Connect { address, message }
+        }
+        ClientError::Protocol(message) => MysqlError::Protocol {
             address,
             operation,
-            message: other.to_string(),
+            message,
         },
     }
 }
 
-/// One mysql_async connection.
-pub struct MysqlAsyncSession {
-    conn: Conn,
+/// One row of a text result, with its column names.
+#[derive(Debug, Clone)]
+pub struct Row {
+    columns: std::sync::Arc<[String]>,
+    values: Vec<Option<String>>,
+}
+
+impl Row {
+    pub fn get(&self, name: &str) -> Option<String> {
+        let index = self
+            .columns
+            .iter()
+            .position(|c| c.eq_ignore_ascii_case(name))?;
+        self.values.get(index).cloned().flatten()
+    }
+}
+
+/// Conversion of a text row into what a caller asked for (mysql_async's `FromRow`,
+/// reduced to the shapes the session uses).
+pub trait FromRow: Sized {
+    fn from_row(row: Row) -> Result<Self, ClientError>;
+}
+
+fn cell<T: std::str::FromStr>(row: &Row, index: usize) -> Result<T, ClientError> {
+    let text = row
+        .values
+        .get(index)
+        .cloned()
+        .flatten()
+        .ok_or_else(|| ClientError::Protocol(format!("column {index} is missing or NULL")))?;
+    text.parse()
+        .map_err(|_| ClientError::Protocol(format!("column {index}: cannot convert {text:?}")))
+}
+
+impl FromRow for Row {
+    fn from_row(row: Row) -> Result<Self, ClientError> {
+        Ok(row)
+    }
+}
+
+impl FromRow for i64 {
+    fn from_row(row: Row) -> Result<Self, ClientError> {
+        cell(&row, 0)
+    }
+}
+
+impl FromRow for u64 {
+    fn from_row(row: Row) -> Result<Self, ClientError> {
+        cell(&row, 0)
+    }
+}
+
+impl FromRow for (String, String) {
+    fn from_row(row: Row) -> Result<Self, ClientError> {
+        Ok((cell(&row, 0)?, cell(&row, 1)?))
+    }
+}
+
+/// A cell that may be NULL (`None`), else converted as [`cell`] converts.
+fn nullable_cell<T: std::str::FromStr>(row: &Row, index: usize) -> Result<Option<T>, ClientError> {
+    match row.values.get(index).cloned().flatten() {
+        None => Ok(None),
+        Some(text) => text
+            .parse()
+            .map(Some)
+            .map_err(|_| ClientError::Protocol(format!("column {index}: cannot convert {text:?}"))),
+    }
+}
+
+/// `performance_schema.clone_status`'s STATE, ERROR_NO, ERROR_MESSAGE: any may be NULL.
+impl FromRow for (Option<String>, Option<u32>, Option<String>) {
+    fn from_row(row: Row) -> Result<Self, ClientError> {
+        Ok((
+            nullable_cell(&row, 0)?,
+            nullable_cell(&row, 1)?,
+            nullable_cell(&row, 2)?,
+        ))
+    }
+}
+
+impl FromRow for (String, String, String, String, String) {
+    fn from_row(row: Row) -> Result<Self, ClientError> {
+        Ok((
+            cell(&row, 0)?,
+            cell(&row, 1)?,
+            cell(&row, 2)?,
+            cell(&row, 3)?,
+            cell(&row, 4)?,
+        ))
+    }
+}
+
+fn rows<T: FromRow>(result: QueryResult) -> Result<Vec<T>, ClientError> {
+    let columns: std::sync::Arc<[String]> = result.columns.into();
+    result
+        .rows
+        .into_iter()
+        .map(|values| {
+            T::from_row(Row {
+                columns: columns.clone(),
+                values,
+            })
+        })
+        .collect()
+}
+
+impl Conn {
+    /// Runs a statement and discards its result.
+    pub async fn query_drop(&mut self, statement: impl AsRef<str>) -> Result<(), ClientError> {
+        self.query(statement.as_ref()).await.map(|_| ())
+    }
+
+    /// The first row of a statement's result, converted.
+    pub async fn query_first<T: FromRow>(
+        &mut self,
+        statement: impl AsRef<str>,
+    ) -> Result<Option<T>, ClientError> {
+        let result = self.query(statement.as_ref()).await?;
+        Ok(rows(result)?.into_iter().next())
+    }
+
+    /// Every row of a statement's result, converted.
+    pub async fn query_rows<T: FromRow>(
+        &mut self,
+        statement: impl AsRef<str>,
+    ) -> Result<Vec<T>, ClientError> {
+        let result = self.query(statement.as_ref()).await?;
+        rows(result)
+    }
+}
+
+/// One protocol connection to a mysqld. After a timeout or a broken connection the
+/// stream may still hold a late reply, so the session refuses further requests (the
+/// caller reconnects) instead of pairing a request with the wrong answer.
+pub struct MysqlProtocolSession {
+    conn: Option<Conn>,
     address: String,
     timeouts: MysqlTimeouts,
 }
@@ -150,21 +359,37 @@ pub(crate) fn clone_state(
     }
 }
 
-impl MysqlAsyncSession {
+impl MysqlProtocolSession {
     async fn bounded<T>(
         &mut self,
         operation: &'static str,
         extra: Duration,
-        work: impl AsyncFnOnce(&mut Conn) -> Result<T, mysql_async::Error>,
+        work: impl AsyncFnOnce(&mut Conn) -> Result<T, ClientError>,
     ) -> Result<T, MysqlError> {
         let limit = self.timeouts.request + extra;
-        match tokio::time::timeout(limit, work(&mut self.conn)).await {
-            Err(_) => Err(MysqlError::Timeout {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(MysqlError::ConnectionLost {
                 address: self.address.clone(),
                 operation,
-                after: limit,
-            }),
-            Ok(result) => result.map_err(|e| map_error(&self.address, operation, e)),
+                message: "session broken by an earlier failure".into(),
+            });
+        };
+        match tokio::time::timeout(limit, work(conn)).await {
+            Err(_) => {
+                self.conn = None;
+                Err(MysqlError::Timeout {
+                    address: self.address.clone(),
+                    operation,
+                    after: limit,
+                })
+            }
+            Ok(Err(error)) => {
+                if !matches!(error, ClientError::Server(_)) {
+                    self.conn = None;
+                }
+                Err(map_error(&self.address, operation, error))
+            }
+            Ok(Ok(value)) => Ok(value),
         }
     }
 
@@ -184,7 +409,7 @@ impl MysqlAsyncSession {
 }
 
 fn column(row: &Row, name: &str) -> Option<String> {
-    row.get::<Option<String>, &str>(name).flatten()
+    row.get(name)
 }
 
 fn flag(value: Option<String>) -> bool {
@@ -235,7 +460,7 @@ fn parse_replica_status(address: &str, row: &Row) -> Result<ReplicaStatus, Mysql
     })
 }
 
-impl MysqlSession for MysqlAsyncSession {
+impl MysqlSession for MysqlProtocolSession {
     fn address(&self) -> &str {
         &self.address
     }
@@ -247,8 +472,10 @@ impl MysqlSession for MysqlAsyncSession {
                     let basics: Option<(String, String, String, String, String)> =
                         conn.query_first(sql::OBSERVE).await?;
                     let replica: Option<Row> = conn.query_first(sql::REPLICA_STATUS).await?;
-                    let enabled: Vec<(String, String)> = conn.query(sql::SEMISYNC_ENABLED).await?;
-                    let status: Vec<(String, String)> = conn.query(sql::SEMISYNC_STATUS).await?;
+                    let enabled: Vec<(String, String)> =
+                        conn.query_rows(sql::SEMISYNC_ENABLED).await?;
+                    let status: Vec<(String, String)> =
+                        conn.query_rows(sql::SEMISYNC_STATUS).await?;
                     Ok((basics, replica, enabled, status))
                 })
                 .await?;
@@ -389,13 +616,13 @@ impl MysqlSession for MysqlAsyncSession {
     fn kill_client_connections(&mut self) -> BoxFuture<'_, Result<u64, MysqlError>> {
         Box::pin(async move {
             self.bounded("KILL", Duration::ZERO, async |conn| {
-                let ids: Vec<u64> = conn.query(sql::KILL_CANDIDATES).await?;
+                let ids: Vec<u64> = conn.query_rows(sql::KILL_CANDIDATES).await?;
                 let mut killed = 0;
                 for id in ids {
                     match conn.query_drop(sql::kill(id)).await {
                         Ok(()) => killed += 1,
                         // ER_NO_SUCH_THREAD: it ended by itself meanwhile.
-                        Err(mysql_async::Error::Server(e)) if e.code == 1094 => {}
+                        Err(ClientError::Server(e)) if e.code == 1094 => {}
                         Err(e) => return Err(e),
                     }
                 }
@@ -417,7 +644,7 @@ impl MysqlSession for MysqlAsyncSession {
                             conn.query_drop(upsert).await?;
                             let value: Option<i64> = conn.query_first(select).await?;
                             conn.query_drop(commit).await?;
-                            Ok::<_, mysql_async::Error>(value)
+                            Ok::<_, ClientError>(value)
                         }
                         .await;
                         if outcome.is_err() {
@@ -519,7 +746,7 @@ impl MysqlSession for MysqlAsyncSession {
         Box::pin(async move {
             self.bounded("ALTER EVENT ... ENABLE", Duration::ZERO, async |conn| {
                 let events: Vec<(String, String)> =
-                    conn.query(sql::REPLICA_SIDE_DISABLED_EVENTS).await?;
+                    conn.query_rows(sql::REPLICA_SIDE_DISABLED_EVENTS).await?;
                 let mut enabled = 0;
                 for (schema, name) in events {
                     conn.query_drop(sql::enable_event(&schema, &name)).await?;
@@ -541,7 +768,7 @@ mod tests {
         let error = map_error(
             "db:3306",
             "counter increment",
-            mysql_async::Error::Server(mysql_async::ServerError {
+            ClientError::Server(wire::ServerError {
                 code: 1290,
                 message: "The MySQL server is running with the --super-read-only option".into(),
                 state: "HY000".into(),

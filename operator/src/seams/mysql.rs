@@ -2,8 +2,9 @@
 //! operations the operator, the sidecar, the chaos runner and the counter app perform on
 //! it, at the level they think in (observe, fence, repoint, clone), not SQL.
 //!
-//! Production implements it with mysql_async and MySQL 8 SQL (`production::mysql`); the
-//! simulation implements it over its simulated network against the MySQL model. Every
+//! One implementation, `production::mysql`: MySQL 8 SQL over its own protocol client,
+//! dialled through the byte-stream seam (`object_storage::StorageDialer`: TCP in
+//! production, the simulated network against the MySQL model in the simulation). Every
 //! implementation bounds connecting and every request by the [`MysqlTimeouts`] it was built
 //! with: turmoil's TCP (like a real network partition) can stall a connection forever.
 

@@ -202,12 +202,12 @@ fn known(lease: &Lease, site: &str) -> KnownLease {
     }
 }
 
-/// Production wiring: the in-cluster Kubernetes client, mysql_async, the machine's
-/// clock; serves `/healthz` and `/status` on `--listen`; stops on SIGTERM or Ctrl-C.
+/// Production wiring: the in-cluster Kubernetes client, the MySQL protocol client over
+/// TCP, the machine's clock; serves `/healthz` and `/status` on `--listen`; stops on SIGTERM or Ctrl-C.
 pub async fn run_in_cluster(args: SidecarArgs) -> Result<(), SidecarError> {
     let settings = args.settings()?;
     let client = kube::Client::try_default().await?;
-    let mysql = Arc::new(crate::production::mysql::MysqlAsyncConnector::new(
+    let mysql = Arc::new(crate::production::mysql::MysqlProtocolConnector::tcp(
         crate::seams::MysqlTimeouts {
             connect: settings.renew_interval,
             request: settings.renew_interval,

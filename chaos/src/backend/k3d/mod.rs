@@ -152,7 +152,7 @@ impl K3dBackend {
         let live = LiveParts {
             forwarder: Arc::new(KubeForwarder(client.clone())),
             groups: Arc::new(KubeGroups(client.clone())),
-            mysql: Arc::new(bloodraven::production::mysql::MysqlAsyncConnector::new(
+            mysql: Arc::new(bloodraven::production::mysql::MysqlProtocolConnector::tcp(
                 super::k3d_live::counter_timeouts(),
             )),
             dragonfly: Arc::new(

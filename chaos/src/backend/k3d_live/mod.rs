@@ -3,7 +3,7 @@
 //! the counter workload, the per-tick writability poll for single-writer, and the two
 //! faults that need a SQL session (write-divergent, replication-delay).
 //!
-//! The clients are the operator's own production adapters (mysql_async, the redis
+//! The clients are the operator's own production adapters (the MySQL protocol client, the redis
 //! crate) behind the seams' connector traits; the Kubernetes reads sit behind
 //! [`GroupApi`], so tests record every call without a cluster. The counter is in
 //! `counter`, the production `GroupApi` in `groups`.

@@ -11,7 +11,7 @@ use bloodraven::seams::{DragonflyConnector, DragonflyTarget, DragonflyTimeouts};
 use bloodraven_sim::apiserver::ResourceKey;
 use bloodraven_sim::harness::WorldHandle;
 use bloodraven_sim::models::dragonfly::SimDragonflyConnector;
-use bloodraven_sim::models::mysql::{MYSQL_PORT, SimMysqlConnector};
+use bloodraven_sim::models::mysql::{MYSQL_PORT, mysql_connector};
 use bloodraven_sim::pod::SharedDialer;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -158,7 +158,7 @@ impl SimCounter {
                 password: endpoint.password.unwrap_or_default(),
             };
             let dialer = self.dialer(&endpoint.namespace);
-            let connector = SimMysqlConnector::new(dialer, counter_timeouts());
+            let connector = mysql_connector(dialer, counter_timeouts());
             let session = connector.connect(&target).await?;
             // Which site answered: the pod the Service resolves to right now.
             let site = self.site_of_service(&endpoint.namespace, &endpoint.service);

@@ -3,9 +3,9 @@
 //! API, SUPER-user statements on the MySQL models) and how each operation runs. The
 //! ledger stores these operations; `recover` replays their undo in another process.
 
-use bloodraven::seams::mysql::{MysqlSession, MysqlTarget, MysqlTimeouts};
+use bloodraven::seams::mysql::{MysqlConnector, MysqlSession, MysqlTarget, MysqlTimeouts};
 use bloodraven_sim::Fault as WorldFault;
-use bloodraven_sim::models::mysql::{MYSQL_PORT, SimMysqlSession};
+use bloodraven_sim::models::mysql::{MYSQL_PORT, mysql_connector};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams};
 use serde::{Deserialize, Serialize};
@@ -447,15 +447,15 @@ impl SimBackend {
         self.world
             .run_in_site(site, move |host| async move {
                 let dialer = super::dialer(&world, &namespace_owned, &host);
-                let mut session =
-                    SimMysqlSession::connect(&dialer, &target, MysqlTimeouts::default())
-                        .await
-                        .map_err(|e| {
-                            call_error(
-                                format!("connect to MySQL of site {site_owned} from inside it"),
-                                e,
-                            )
-                        })?;
+                let mut session = mysql_connector(dialer, MysqlTimeouts::default())
+                    .connect(&target)
+                    .await
+                    .map_err(|e| {
+                        call_error(
+                            format!("connect to MySQL of site {site_owned} from inside it"),
+                            e,
+                        )
+                    })?;
                 statements.run(&mut session).await
             })
             .await
@@ -488,7 +488,7 @@ fn statements_label(statements: LocalStatements) -> &'static str {
 }
 
 impl LocalStatements {
-    async fn run(self, session: &mut SimMysqlSession) -> Result<(), BackendError> {
+    async fn run(self, session: &mut Box<dyn MysqlSession>) -> Result<(), BackendError> {
         let label = statements_label(self);
         let fail = |e: bloodraven::seams::MysqlError| call_error(label, e);
         match self {

@@ -1,6 +1,6 @@
 //! The dump tool of the simulation: the [`DumpSource`] the simulated Bloodraven image
-//! gives `bloodraven backup` in place of `mysqldump`. It connects to the MySQL model as
-//! a client would, takes one consistent snapshot of its data (the model's
+//! gives `bloodraven backup` in place of `mysqldump`. It logs in to the MySQL model as
+//! a client would (the production protocol client), takes one consistent snapshot of its data (the model's
 //! `CloneSnapshot`, which copies data and `gtid_executed` together, as
 //! `--single-transaction` does), and writes it out in mysqldump's text form, with the
 //! `SET @@GLOBAL.GTID_PURGED` line the production code reads the position from.
@@ -10,11 +10,13 @@
 
 use std::io;
 
+use bloodraven::production::mysql::client::ClientError;
+use bloodraven::production::mysql::wire::command;
 use bloodraven::seams::dump::{DumpSource, DumpStream, DumpTarget};
+use bloodraven::seams::mysql::{MysqlTarget, MysqlTimeouts};
 use futures::future::BoxFuture;
-use tokio::io::BufReader;
 
-use super::protocol::{CloneSnapshot, Request, Response, read_line, write_line};
+use super::protocol::CloneSnapshot;
 use crate::pod::SharedDialer;
 
 /// The database and table the model's rows live in (the counter workload's).
@@ -57,45 +59,40 @@ pub fn render_dump(host: &str, snapshot: &CloneSnapshot) -> String {
 
 impl DumpSource for SimDumpSource {
     fn dump(&self, target: &DumpTarget) -> BoxFuture<'static, io::Result<DumpStream>> {
-        let dialer = self.dialer.clone();
+        let connector = super::mysql_connector(self.dialer.clone(), MysqlTimeouts::default());
         let target = target.clone();
         Box::pin(async move {
             let fail = |what: String| io::Error::other(format!("mysqldump: {what}"));
-            let stream = dialer.dial(&target.host, target.port).await.map_err(|e| {
-                fail(format!(
-                    "Got error: 2003: Can't connect to MySQL server on '{}:{}' ({e})",
-                    target.host, target.port
-                ))
-            })?;
-            let (read, mut write) = stream.into_split();
-            let mut read = BufReader::new(read);
-            write_line(
-                &mut write,
-                &Request::Hello {
-                    user: target.user.clone(),
-                    password: target.password.clone(),
-                },
-            )
-            .await?;
-            match read_line::<_, Response>(&mut read).await? {
-                Some(Response::Hello { .. }) => {}
-                Some(Response::Error { code, message }) => {
-                    return Err(fail(format!("Got error: {code}: {message}")));
-                }
-                other => return Err(fail(format!("unexpected handshake reply {other:?}"))),
+            let session_target = MysqlTarget {
+                host: target.host.clone(),
+                port: target.port,
+                user: target.user.clone(),
+                password: target.password.clone(),
+            };
+            // Logs in over the MySQL protocol with the production client, as mysqldump
+            // would; a refused login keeps MySQL's error text.
+            let mut conn = connector
+                .open(&session_target)
+                .await
+                .map_err(|e| fail(format!("Got error: {e}")))?;
+            // The model's consistent snapshot is its CLONE payload (data and
+            // gtid_executed together, as --single-transaction gives).
+            let reply = async {
+                conn.send_command(command::CLONE, &[]).await?;
+                conn.read_reply().await
             }
-            write_line(&mut write, &Request::CloneSnapshot).await?;
-            let snapshot = match read_line::<_, Response>(&mut read).await? {
-                Some(Response::Snapshot { snapshot }) => *snapshot,
-                Some(Response::Error { code, message }) => {
-                    return Err(fail(format!("Got error: {code}: {message}")));
+            .await;
+            let snapshot: CloneSnapshot = match reply {
+                Ok(payload) => serde_json::from_slice(&payload)
+                    .map_err(|e| fail(format!("unreadable snapshot: {e}")))?,
+                Err(ClientError::Server(e)) => {
+                    return Err(fail(format!("Got error: {}: {}", e.code, e.message)));
                 }
-                None => {
+                Err(_) => {
                     return Err(fail(
                         "Error 2013: Lost connection to MySQL server during query".to_string(),
                     ));
                 }
-                other => return Err(fail(format!("unexpected reply {other:?}"))),
             };
             let text = render_dump(&target.host, &snapshot);
             Ok(Box::pin(std::io::Cursor::new(text.into_bytes())) as DumpStream)

@@ -8,20 +8,31 @@
 //! rebuilt at every start. See docs/simulation.md, "MySQL model", for what is and is not
 //! modelled and where each behaviour comes from.
 
-pub mod client;
 pub mod dump;
+mod frontend;
 mod observer;
 mod process;
 pub mod protocol;
 mod replication;
 mod server;
+mod session;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::pod::{PodContext, PodProgram, ProgramFuture, Volume};
+use bloodraven::production::mysql::MysqlProtocolConnector;
+use bloodraven::seams::mysql::MysqlTimeouts;
 
-pub use client::{SimMysqlConnector, SimMysqlSession};
+use crate::models::s3::SimStorageDialer;
+use crate::pod::{PodContext, PodProgram, ProgramFuture, SharedDialer, Volume};
+
+/// The production MySQL connector, dialling through a pod's simulated network: the only
+/// way the operator, the sidecar, the workload, the chaos faults and the tests reach the
+/// model (there is no simulation-only client).
+pub fn mysql_connector(dialer: SharedDialer, timeouts: MysqlTimeouts) -> MysqlProtocolConnector {
+    MysqlProtocolConnector::new(std::sync::Arc::new(SimStorageDialer::new(dialer)), timeouts)
+}
+
 pub use observer::{MysqlObserver, ObservedServer};
 pub use server::DataDir;
 

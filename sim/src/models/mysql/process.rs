@@ -5,21 +5,22 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bloodraven::gtid::GtidSet;
+use bloodraven::production::mysql::wire::{self, capability, command};
 use bloodraven::seams::mysql::error_codes;
-use tokio::io::BufReader;
+use bloodraven::seams::object_storage::BoxedByteStream;
 use tokio::sync::watch;
 
-use super::protocol::{Request, Response, SourceEvent, read_line, write_line};
+use super::frontend;
+use super::protocol::{DumpRequest, SourceEvent, write_message};
 use super::server::{
     DataDir, Durable, ReplicaRuntime, Runtime, Server, ServerError, denied, err,
     generate_server_uuid,
 };
+use super::session::{Reply, Session};
 use super::{Account, MysqlConfig, replication};
 use crate::pod::{PodContext, ProgramResult};
-use bloodraven::production::mysql::sql::COUNTER_DATABASE;
 
 /// Runs mysqld until the program is dropped (crash, pod deletion); restarts in place after
 /// a CLONE, as mysqld does under a supervisor.
@@ -66,6 +67,10 @@ pub(super) async fn run(
                 replica: ReplicaRuntime::default(),
                 semisync_active: config.semisync_source_enabled,
                 semisync_no_tx: 0,
+                semisync_source_enabled: config.semisync_source_enabled,
+                semisync_replica_enabled: config.semisync_replica_enabled,
+                semisync_timeout: config.semisync_timeout,
+                globals: BTreeMap::new(),
                 tasks: Vec::new(),
                 restart_requested: false,
             }),
@@ -73,6 +78,7 @@ pub(super) async fn run(
             acks: watch::channel(GtidSet::default()).0,
             relay_grew: tokio::sync::Notify::new(),
             restart: tokio::sync::Notify::new(),
+            row_locks: Mutex::new(BTreeMap::new()),
         });
         let _shutdown = ShutdownGuard(server.clone());
         let listener = turmoil::net::TcpListener::bind(("0.0.0.0", config.port)).await?;
@@ -117,48 +123,195 @@ impl Drop for ShutdownGuard {
     }
 }
 
+/// The greeting's server version: MySQL 8.4, marked as the model.
+const SERVER_VERSION: &str = "8.4.3-bloodraven-model";
+
+/// What the model's greeting offers (no TLS, no compression, no DEPRECATE_EOF).
+const SERVER_CAPABILITIES: u32 = capability::LONG_PASSWORD
+    | capability::FOUND_ROWS
+    | capability::LONG_FLAG
+    | capability::CONNECT_WITH_DB
+    | capability::PROTOCOL_41
+    | capability::TRANSACTIONS
+    | capability::SECURE_CONNECTION
+    | capability::MULTI_RESULTS
+    | capability::PLUGIN_AUTH
+    | capability::PLUGIN_AUTH_LENENC_CLIENT_DATA;
+
+/// `SERVER_STATUS_AUTOCOMMIT`.
+const STATUS_AUTOCOMMIT: u16 = 0x0002;
+
+/// A 20-byte nonce for connection `id`: deterministic for a seed (drawn from the
+/// simulation's time and the server UUID), printable and NUL-free as MySQL's are.
+fn nonce(server: &Server, id: u64) -> Vec<u8> {
+    let elapsed = turmoil::sim_elapsed().unwrap_or_default().as_nanos();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in server
+        .server_uuid()
+        .bytes()
+        .chain(id.to_le_bytes())
+        .chain(elapsed.to_le_bytes())
+    {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (0..20)
+        .map(|i| {
+            hash = hash.rotate_left(7).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i;
+            b'!' + (hash % 90) as u8
+        })
+        .collect()
+}
+
+async fn send(stream: &mut BoxedByteStream, sequence: &mut u8, payload: &[u8]) -> bool {
+    wire::write_packet(stream, sequence, payload).await.is_ok()
+}
+
+fn error_packet((code, message): ServerError) -> Vec<u8> {
+    wire::ServerError {
+        code,
+        state: sqlstate(code).to_string(),
+        message,
+    }
+    .encode()
+}
+
+/// The SQLSTATE MySQL reports with each error number the model raises.
+pub(super) fn sqlstate(code: u16) -> &'static str {
+    match code {
+        error_codes::ACCESS_DENIED => "28000",
+        error_codes::DATABASE_ACCESS_DENIED
+        | error_codes::SPECIFIC_ACCESS_DENIED
+        | frontend::PARSE_ERROR
+        | 1231 => "42000",
+        1146 => "42S02",
+        2013 => "HY000",
+        _ => "HY000",
+    }
+}
+
+/// The connection phase: greeting, login, caching_sha2_password's fast path (the model's
+/// cache is always warm). Returns the account, or None after refusing the login.
+async fn login(server: &Server, id: u64, stream: &mut BoxedByteStream) -> Option<Account> {
+    let nonce = nonce(server, id);
+    let greeting = wire::Handshake {
+        server_version: SERVER_VERSION.to_string(),
+        connection_id: u32::try_from(id).unwrap_or(u32::MAX),
+        nonce: nonce.clone(),
+        capabilities: SERVER_CAPABILITIES,
+        collation: wire::UTF8MB4_GENERAL_CI,
+        status: STATUS_AUTOCOMMIT,
+        auth_plugin: wire::CACHING_SHA2_PASSWORD.to_string(),
+    };
+    let mut sequence = 0;
+    if !send(stream, &mut sequence, &greeting.encode()).await {
+        return None;
+    }
+    let packet = wire::read_packet(stream).await.ok()?;
+    let response = wire::HandshakeResponse::decode(&packet.payload).ok()?;
+    let mut sequence = packet.sequence.wrapping_add(1);
+    let mut answer = response.auth_response.clone();
+    if response.auth_plugin.as_deref() != Some(wire::CACHING_SHA2_PASSWORD) {
+        // AuthSwitchRequest to the server's default plugin.
+        let mut switch = vec![0xfe];
+        switch.extend_from_slice(wire::CACHING_SHA2_PASSWORD.as_bytes());
+        switch.push(0);
+        switch.extend_from_slice(&nonce);
+        switch.push(0);
+        if !send(stream, &mut sequence, &switch).await {
+            return None;
+        }
+        let reply = wire::read_packet(stream).await.ok()?;
+        sequence = reply.sequence.wrapping_add(1);
+        answer = reply.payload;
+    }
+    let account = server.account(&response.user).filter(|account| {
+        wire::scramble(wire::CACHING_SHA2_PASSWORD, &nonce, &account.password).as_ref()
+            == Some(&answer)
+    });
+    let Some(account) = account else {
+        let using = if answer.is_empty() { "NO" } else { "YES" };
+        let refusal = err(
+            error_codes::ACCESS_DENIED,
+            format!(
+                "Access denied for user '{}'@'%' (using password: {using})",
+                response.user
+            ),
+        );
+        send(stream, &mut sequence, &error_packet(refusal)).await;
+        return None;
+    };
+    if !answer.is_empty()
+        && !send(
+            stream,
+            &mut sequence,
+            &[0x01, wire::caching_sha2::FAST_AUTH_SUCCESS],
+        )
+        .await
+    {
+        return None;
+    }
+    let ok = wire::OkPacket {
+        status: STATUS_AUTOCOMMIT,
+        ..wire::OkPacket::default()
+    };
+    send(stream, &mut sequence, &ok.encode())
+        .await
+        .then_some(account)
+}
+
 async fn handle_connection(server: Arc<Server>, id: u64, stream: turmoil::net::TcpStream) {
-    let (read, mut write) = stream.into_split();
-    let mut read = BufReader::new(read);
+    let mut stream: BoxedByteStream = Box::new(stream);
     let _deregister = Deregister(server.clone(), id);
-    // Handshake.
-    let account = match read_line::<_, Request>(&mut read).await {
-        Ok(Some(Request::Hello { user, password })) => {
-            match server.authenticate(&user, &password) {
-                Ok(account) => account,
-                Err((code, message)) => {
-                    let _ = write_line(&mut write, &Response::Error { code, message }).await;
+    let Some(account) = login(&server, id, &mut stream).await else {
+        return;
+    };
+    let mut session = Session::new(server.clone(), account, id);
+    loop {
+        let Ok(packet) = wire::read_packet(&mut stream).await else {
+            return;
+        };
+        let mut sequence = packet.sequence.wrapping_add(1);
+        let Some((&command, body)) = packet.payload.split_first() else {
+            return;
+        };
+        match command {
+            command::QUIT => return,
+            command::PING => {
+                if !send(
+                    &mut stream,
+                    &mut sequence,
+                    &wire::OkPacket::default().encode(),
+                )
+                .await
+                {
                     return;
                 }
             }
-        }
-        _ => return,
-    };
-    let hello = Response::Hello {
-        connection_id: id,
-        server_uuid: server.server_uuid(),
-    };
-    if write_line(&mut write, &hello).await.is_err() {
-        return;
-    }
-    loop {
-        let request = match read_line::<_, Request>(&mut read).await {
-            Ok(Some(request)) => request,
-            _ => return,
-        };
-        match request {
-            Request::BinlogDump {
-                replica_uuid,
-                gtid_set,
-                semisync,
-            } => {
+            command::QUERY => {
+                let sql = String::from_utf8_lossy(body).into_owned();
+                let reply = match session.execute(&sql).await {
+                    Ok(Reply::Close) => return,
+                    Ok(reply) => reply.packets(),
+                    Err(error) => vec![error_packet(error)],
+                };
+                for payload in reply {
+                    if !send(&mut stream, &mut sequence, &payload).await {
+                        return;
+                    }
+                }
+            }
+            command::BINLOG_DUMP_GTID => {
+                let Ok(dump) = serde_json::from_slice::<DumpRequest>(body) else {
+                    return;
+                };
+                let (read, mut write) = tokio::io::split(stream);
                 // A binlog dump needs REPLICATION SLAVE. MySQL refuses it with error
-                // 1227 at COM_REGISTER_REPLICA/COM_BINLOG_DUMP_GTID and the IO thread
-                // stops; the model reports it through the dump's error event, so the
-                // replica shows it as a fatal IO error naming 1227.
-                if !account.has("REPLICATION SLAVE") {
+                // 1227 and the IO thread stops; the model reports it through the dump's
+                // error event, so the replica shows it as a fatal IO error naming 1227.
+                if !session.account.has("REPLICATION SLAVE") {
                     let (code, message) = denied("REPLICATION SLAVE");
-                    let _ = write_line(&mut write, &SourceEvent::Error { code, message }).await;
+                    let _ = write_message(&mut write, &SourceEvent::Error { code, message }).await;
                     return;
                 }
                 // The connection becomes a dump thread, not a client: KILL of client
@@ -166,7 +319,7 @@ async fn handle_connection(server: Arc<Server>, id: u64, stream: turmoil::net::T
                 {
                     let mut state = server.state();
                     if let Some(own) = state.connections.remove(&id)
-                        && let Some(previous) = state.dumps.insert(replica_uuid.clone(), own)
+                        && let Some(previous) = state.dumps.insert(dump.replica_uuid.clone(), own)
                     {
                         previous.abort();
                     }
@@ -175,42 +328,34 @@ async fn handle_connection(server: Arc<Server>, id: u64, stream: turmoil::net::T
                     server.clone(),
                     read,
                     write,
-                    replica_uuid,
-                    gtid_set,
-                    semisync,
+                    dump.replica_uuid,
+                    dump.gtid_set,
+                    dump.semisync,
                 )
                 .await;
                 return;
             }
-            Request::Clone { donor, timeout_ms } => {
-                if !account.super_user {
-                    let (code, message) = denied("CLONE_ADMIN");
-                    let _ = write_line(&mut write, &Response::Error { code, message }).await;
-                    continue;
-                }
-                match replication::fetch_clone(&server, &donor, Duration::from_millis(timeout_ms))
-                    .await
-                {
-                    Ok(snapshot) => {
-                        // The recipient restarts after installing the clone; the client's
-                        // connection ends with it, without a reply.
-                        server.install_snapshot(snapshot);
-                        server.state().restart_requested = true;
-                        server.restart.notify_one();
-                        return;
+            command::CLONE => {
+                // The donor-side clone user needs BACKUP_ADMIN (MySQL manual, "Cloning
+                // Remote Data").
+                let reply = if !session.account.has("BACKUP_ADMIN") {
+                    error_packet(denied("BACKUP_ADMIN"))
+                } else {
+                    match server.clone_snapshot().map(|s| serde_json::to_vec(&s)) {
+                        Some(Ok(json)) => json,
+                        _ => error_packet(err(
+                            error_codes::CLONE_DONOR,
+                            "Clone Donor Error: not initialised",
+                        )),
                     }
-                    Err((code, message)) => {
-                        let _ = write_line(&mut write, &Response::Error { code, message }).await;
-                        continue;
-                    }
+                };
+                if !send(&mut stream, &mut sequence, &reply).await {
+                    return;
                 }
             }
             other => {
-                let response = match execute(&server, &account, id, other).await {
-                    Ok(response) => response,
-                    Err((code, message)) => Response::Error { code, message },
-                };
-                if write_line(&mut write, &response).await.is_err() {
+                let refusal = err(1047, format!("Unknown command {other:#04x}"));
+                if !send(&mut stream, &mut sequence, &error_packet(refusal)).await {
                     return;
                 }
             }
@@ -225,123 +370,4 @@ impl Drop for Deregister {
     fn drop(&mut self) {
         self.0.state().connections.remove(&self.1);
     }
-}
-
-async fn execute(
-    server: &Arc<Server>,
-    account: &Account,
-    connection_id: u64,
-    request: Request,
-) -> Result<Response, ServerError> {
-    let need_super = |what: &str| {
-        if account.super_user {
-            Ok(())
-        } else {
-            Err(denied(what))
-        }
-    };
-    Ok(match request {
-        Request::Observe => Response::Status {
-            status: Box::new(server.observe()),
-        },
-        Request::SetReadOnly { mode } => {
-            need_super("SUPER or SYSTEM_VARIABLES_ADMIN")?;
-            server.set_read_only(mode);
-            Response::Ok
-        }
-        Request::StopReplica => {
-            need_super("SUPER or REPLICATION_SLAVE_ADMIN")?;
-            server.stop_replica();
-            Response::Ok
-        }
-        Request::StartReplica => {
-            need_super("SUPER or REPLICATION_SLAVE_ADMIN")?;
-            server.start_replica()?;
-            Response::Ok
-        }
-        Request::ResetReplicaAll => {
-            need_super("RELOAD")?;
-            server.reset_replica_all()?;
-            Response::Ok
-        }
-        Request::ChangeSource { source } => {
-            need_super("SUPER or REPLICATION_SLAVE_ADMIN")?;
-            server.change_source(source)?;
-            Response::Ok
-        }
-        Request::SetSourceDelay { seconds } => {
-            need_super("SUPER or REPLICATION_SLAVE_ADMIN")?;
-            server.set_source_delay(seconds)?;
-            Response::Ok
-        }
-        Request::WaitForExecutedGtidSet { set, timeout_ms } => Response::Wait {
-            result: server
-                .wait_for_gtids(&set, Duration::from_millis(timeout_ms))
-                .await,
-        },
-        Request::KillClientConnections => {
-            need_super("CONNECTION_ADMIN")?;
-            Response::Count {
-                count: server.kill_clients(connection_id),
-            }
-        }
-        Request::CounterIncrement { .. } | Request::CounterRead { .. }
-            if !account.may_use(COUNTER_DATABASE) =>
-        {
-            return Err(err(
-                error_codes::DATABASE_ACCESS_DENIED,
-                format!(
-                    "Access denied for user '{}'@'%' to database '{COUNTER_DATABASE}'",
-                    account.user
-                ),
-            ));
-        }
-        Request::CounterIncrement { key } => Response::Value {
-            value: Some(server.commit_local(account, &key, None, false).await?),
-        },
-        Request::CounterRead { key } => Response::Value {
-            value: server.disk.row(&key),
-        },
-        Request::ForcedWrite { key, value } => {
-            need_super("SUPER")?;
-            server
-                .commit_local(account, &key, Some(value), true)
-                .await?;
-            Response::Ok
-        }
-        Request::EnsureAccount { account } => {
-            need_super("CREATE USER")?;
-            server.ensure_account(account)?;
-            Response::Ok
-        }
-        Request::PurgeBinaryLogs => {
-            need_super("BINLOG_ADMIN")?;
-            server.purge_binary_logs();
-            Response::Ok
-        }
-        Request::CloneSnapshot => {
-            // The donor-side clone user needs BACKUP_ADMIN (MySQL manual, "Cloning
-            // Remote Data").
-            if !account.has("BACKUP_ADMIN") {
-                return Err(denied("BACKUP_ADMIN"));
-            }
-            match server.clone_snapshot() {
-                Some(snapshot) => Response::Snapshot {
-                    snapshot: Box::new(snapshot),
-                },
-                None => {
-                    return Err(err(
-                        error_codes::CLONE_DONOR,
-                        "Clone Donor Error: not initialised",
-                    ));
-                }
-            }
-        }
-        Request::Hello { .. } | Request::BinlogDump { .. } | Request::Clone { .. } => {
-            return Err(err(
-                error_codes::WRONG_ARGUMENTS,
-                "unexpected request on an established connection",
-            ));
-        }
-    })
 }

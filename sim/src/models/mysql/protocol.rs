@@ -1,17 +1,14 @@
-//! The MySQL model's wire protocol: newline-delimited JSON, one request and one response
-//! per line, on the model's simulated port. A connection starts with `Hello` (user and
-//! password); `BinlogDump` and `CloneSnapshot` are the server-to-server requests a replica
-//! and a clone recipient send, after which the connection carries [`SourceEvent`]s.
-//!
-//! The operator never sees this protocol: it talks to the model through
-//! `MysqlSession` (see `client.rs`), exactly as it talks to a real mysqld through SQL.
+//! The MySQL model's server-to-server messages. Clients (the operator, the sidecar, the
+//! workload) speak the MySQL protocol to the model; replication between model servers
+//! logs in the same way and then sends `COM_BINLOG_DUMP_GTID` with a [`DumpRequest`] (or
+//! `COM_CLONE`), after which the connection carries these messages as JSON in MySQL
+//! packets, not MySQL's binlog event format.
 
 use bloodraven::gtid::GtidSet;
-use bloodraven::seams::mysql::{
-    CloneDonor, GtidWait, MysqlStatus, ReadOnlyMode, ReplicationSource,
-};
+use bloodraven::production::mysql::wire;
+use bloodraven::seams::mysql::ReplicationSource;
+use bloodraven::seams::object_storage::BoxedByteStream;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 /// One committed transaction as it travels in the binlog: its GTID, its row changes on the
 /// counter table, and when it originally committed (for `Seconds_Behind_Source` and
@@ -43,91 +40,14 @@ pub struct CloneSnapshot {
     pub accounts: Vec<super::Account>,
 }
 
+/// The payload of `COM_BINLOG_DUMP_GTID` from a replica IO thread: stream every
+/// transaction not in `gtid_set` (auto-position), then follow new commits. `semisync`
+/// asks the source to wait for this replica's acks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum Request {
-    Hello {
-        user: String,
-        password: String,
-    },
-    Observe,
-    SetReadOnly {
-        mode: ReadOnlyMode,
-    },
-    StopReplica,
-    StartReplica,
-    ResetReplicaAll,
-    ChangeSource {
-        source: ReplicationSource,
-    },
-    /// `CHANGE REPLICATION SOURCE TO SOURCE_DELAY = n` alone: MySQL keeps every option a
-    /// CHANGE statement does not name, so this changes the delay and nothing else.
-    SetSourceDelay {
-        seconds: u32,
-    },
-    WaitForExecutedGtidSet {
-        set: GtidSet,
-        timeout_ms: u64,
-    },
-    Clone {
-        donor: CloneDonor,
-        timeout_ms: u64,
-    },
-    KillClientConnections,
-    CounterIncrement {
-        key: String,
-    },
-    CounterRead {
-        key: String,
-    },
-    ForcedWrite {
-        key: String,
-        value: i64,
-    },
-    /// `PURGE BINARY LOGS`: drop the whole binlog (its GTIDs move to `gtid_purged`).
-    PurgeBinaryLogs,
-    /// `CREATE USER IF NOT EXISTS` + `ALTER USER` + `GRANT` of the replication account.
-    EnsureAccount {
-        account: super::Account,
-    },
-    /// Replica IO thread: stream every transaction not in `gtid_set` (auto-position), then
-    /// follow new commits. `semisync` asks the source to wait for this replica's acks.
-    BinlogDump {
-        replica_uuid: String,
-        gtid_set: GtidSet,
-        semisync: bool,
-    },
-    /// Clone recipient: send a snapshot of the data.
-    CloneSnapshot,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "reply", rename_all = "snake_case")]
-pub enum Response {
-    Ok,
-    Hello {
-        connection_id: u64,
-        server_uuid: String,
-    },
-    Status {
-        status: Box<MysqlStatus>,
-    },
-    Wait {
-        result: GtidWait,
-    },
-    Value {
-        value: Option<i64>,
-    },
-    Count {
-        count: u64,
-    },
-    Snapshot {
-        snapshot: Box<CloneSnapshot>,
-    },
-    Error {
-        code: u16,
-        message: String,
-    },
+pub struct DumpRequest {
+    pub replica_uuid: String,
+    pub gtid_set: GtidSet,
+    pub semisync: bool,
 }
 
 /// What a source sends on a `BinlogDump` connection.
@@ -154,43 +74,41 @@ pub struct ReplicaAck {
     pub gno: u64,
 }
 
-/// Longest line either side accepts: a clone snapshot of a large counter table is the
-/// biggest message; anything longer is a protocol error, not an allocation.
-pub const MAX_LINE: usize = 8 * 1024 * 1024;
+/// The two halves of a connection after a dump or clone command took it over.
+pub type StreamRead = tokio::io::ReadHalf<BoxedByteStream>;
+pub type StreamWrite = tokio::io::WriteHalf<BoxedByteStream>;
 
-/// Writes one JSON line.
-pub async fn write_line<W, T>(writer: &mut W, message: &T) -> std::io::Result<()>
+/// Writes one message as one MySQL packet (JSON payload).
+pub async fn write_message<W, T>(writer: &mut W, message: &T) -> std::io::Result<()>
 where
     W: tokio::io::AsyncWrite + Unpin,
     T: Serialize,
 {
-    let mut bytes = serde_json::to_vec(message).map_err(std::io::Error::other)?;
-    bytes.push(b'\n');
-    writer.write_all(&bytes).await?;
-    writer.flush().await
+    let bytes = serde_json::to_vec(message).map_err(std::io::Error::other)?;
+    let mut sequence = 0;
+    wire::write_packet(writer, &mut sequence, &bytes)
+        .await
+        .map_err(into_io)
 }
 
-/// Reads one JSON line; `Ok(None)` at a clean end of stream.
-pub async fn read_line<R, T>(reader: &mut R) -> std::io::Result<Option<T>>
+/// Reads one message; `Ok(None)` at a clean end of stream.
+pub async fn read_message<R, T>(reader: &mut R) -> std::io::Result<Option<T>>
 where
-    R: tokio::io::AsyncBufRead + Unpin,
+    R: tokio::io::AsyncRead + Unpin,
     T: for<'de> Deserialize<'de>,
 {
-    let mut line = Vec::new();
-    let read = (&mut *reader)
-        .take(MAX_LINE as u64 + 1)
-        .read_until(b'\n', &mut line)
-        .await?;
-    if read == 0 {
-        return Ok(None);
+    match wire::read_packet(reader).await {
+        Ok(packet) => serde_json::from_slice(&packet.payload)
+            .map(Some)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+        Err(wire::WireError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(into_io(e)),
     }
-    if line.len() > MAX_LINE {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "line too long",
-        ));
+}
+
+fn into_io(error: wire::WireError) -> std::io::Error {
+    match error {
+        wire::WireError::Io(io) => io,
+        other => std::io::Error::new(std::io::ErrorKind::InvalidData, other.to_string()),
     }
-    serde_json::from_slice(&line)
-        .map(Some)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }

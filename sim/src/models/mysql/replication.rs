@@ -7,14 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bloodraven::gtid::GtidSet;
+use bloodraven::production::mysql::client::{ClientError, Connection};
+use bloodraven::production::mysql::wire::command;
 use bloodraven::seams::mysql::{
     CloneDonor, IoThreadState, ReplicationError, ReplicationSource, error_codes,
 };
-use tokio::io::BufReader;
-use turmoil::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use bloodraven::seams::object_storage::BoxedByteStream;
 
 use super::protocol::{
-    CloneSnapshot, ReplicaAck, Request, Response, SourceEvent, read_line, write_line,
+    CloneSnapshot, DumpRequest, ReplicaAck, SourceEvent, StreamRead, StreamWrite, read_message,
+    write_message,
 };
 use super::server::{Server, ServerError};
 
@@ -28,7 +30,8 @@ enum StreamEnd {
     Fatal(u16, String),
 }
 
-/// Opens an authenticated model connection to `host:port`, bounded by `timeout`.
+/// Logs in to the mysqld at `host:port` with the production protocol client, bounded
+/// by `timeout`, as a replica's IO thread or a clone recipient does.
 async fn connect(
     server: &Server,
     host: &str,
@@ -36,7 +39,7 @@ async fn connect(
     user: &str,
     password: &str,
     timeout: Duration,
-) -> Result<(BufReader<OwnedReadHalf>, OwnedWriteHalf), ServerError> {
+) -> Result<Connection<BoxedByteStream>, ServerError> {
     let unreachable = |detail: String| {
         (
             error_codes::SOURCE_CONNECT,
@@ -44,25 +47,14 @@ async fn connect(
         )
     };
     let stream = match tokio::time::timeout(timeout, server.dialer.dial(host, port)).await {
-        Ok(Ok(stream)) => stream,
+        Ok(Ok(stream)) => Box::new(stream) as BoxedByteStream,
         Ok(Err(error)) => return Err(unreachable(error.to_string())),
         Err(_) => return Err(unreachable("timed out".into())),
     };
-    let (read, mut write) = stream.into_split();
-    let mut read = BufReader::new(read);
-    let hello = Request::Hello {
-        user: user.to_string(),
-        password: password.to_string(),
-    };
-    let reply = tokio::time::timeout(timeout, async {
-        write_line(&mut write, &hello).await?;
-        read_line::<_, Response>(&mut read).await
-    })
-    .await;
-    match reply {
-        Ok(Ok(Some(Response::Hello { .. }))) => Ok((read, write)),
-        Ok(Ok(Some(Response::Error { code, message }))) => Err((code, message)),
-        Ok(Ok(_)) | Ok(Err(_)) => Err(unreachable("Lost connection during handshake".into())),
+    match tokio::time::timeout(timeout, Connection::handshake(stream, user, password)).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(ClientError::Server(e))) => Err((e.code, e.message)),
+        Ok(Err(_)) => Err(unreachable("Lost connection during handshake".into())),
         Err(_) => Err(unreachable("handshake timed out".into())),
     }
 }
@@ -115,7 +107,7 @@ pub(super) async fn io_thread(server: Arc<Server>) {
 
 async fn stream_from_source(server: &Arc<Server>, source: &ReplicationSource) -> StreamEnd {
     let net_timeout = server.config.replica_net_timeout;
-    let (mut read, mut write) = match connect(
+    let conn = match connect(
         server,
         &source.host,
         source.port,
@@ -136,27 +128,40 @@ async fn stream_from_source(server: &Arc<Server>, source: &ReplicationSource) ->
             executed.union(&state.replica.retrieved),
         )
     };
-    let semisync = server.config.semisync_replica_enabled;
-    let dump = Request::BinlogDump {
+    let semisync = server.state().semisync_replica_enabled;
+    let dump = DumpRequest {
         replica_uuid,
         gtid_set,
         semisync,
     };
-    if write_line(&mut write, &dump).await.is_err() {
+    let Ok(payload) = serde_json::to_vec(&dump) else {
+        return StreamEnd::Lost;
+    };
+    let mut conn = conn;
+    if conn
+        .send_command(command::BINLOG_DUMP_GTID, &payload)
+        .await
+        .is_err()
+    {
         return StreamEnd::Lost;
     }
+    let (mut read, mut write) = tokio::io::split(conn.into_stream());
     {
         let mut state = server.state();
         state.replica.io_state = IoThreadState::Running;
         state.replica.last_io_error = None;
     }
     loop {
-        let event =
-            match tokio::time::timeout(net_timeout, read_line::<_, SourceEvent>(&mut read)).await {
-                Ok(Ok(Some(event))) => event,
-                // Silence for replica_net_timeout, a reset or EOF: the link is gone.
-                _ => return StreamEnd::Lost,
-            };
+        let event = match tokio::time::timeout(
+            net_timeout,
+            read_message::<_, SourceEvent>(&mut read),
+        )
+        .await
+        {
+            Ok(Ok(Some(event))) => event,
+            // Silence for replica_net_timeout, a reset or EOF: the link is gone.
+            _ => return StreamEnd::Lost,
+        };
         match event {
             SourceEvent::Heartbeat => {}
             SourceEvent::Error { code, message } => {
@@ -192,7 +197,7 @@ async fn stream_from_source(server: &Arc<Server>, source: &ReplicationSource) ->
                 }
                 server.relay_grew.notify_one();
                 // The ack follows the relay-log write, as in MySQL's semisync replica.
-                if semisync && write_line(&mut write, &ack).await.is_err() {
+                if semisync && write_message(&mut write, &ack).await.is_err() {
                     return StreamEnd::Lost;
                 }
             }
@@ -228,8 +233,8 @@ pub(super) async fn sql_thread(server: Arc<Server>) {
 
 /// Ends a binlog dump with ER_SOURCE_FATAL_ERROR_READING_BINLOG (1236), the error a
 /// real source sends before closing the dump; the replica's IO thread stops with it.
-async fn refuse_dump(write: &mut OwnedWriteHalf, message: String) {
-    let _ = write_line(
+async fn refuse_dump(write: &mut StreamWrite, message: String) {
+    let _ = write_message(
         write,
         &SourceEvent::Error {
             code: 1236,
@@ -242,8 +247,8 @@ async fn refuse_dump(write: &mut OwnedWriteHalf, message: String) {
 /// The source side of replication for one replica connection.
 pub(super) async fn binlog_dump(
     server: Arc<Server>,
-    read: BufReader<OwnedReadHalf>,
-    mut write: OwnedWriteHalf,
+    read: StreamRead,
+    mut write: StreamWrite,
     replica_uuid: String,
     replica_set: GtidSet,
     semisync: bool,
@@ -323,7 +328,7 @@ pub(super) async fn binlog_dump(
             }
         };
         for transaction in batch {
-            if write_line(&mut write, &SourceEvent::Transaction { transaction })
+            if write_message(&mut write, &SourceEvent::Transaction { transaction })
                 .await
                 .is_err()
             {
@@ -334,7 +339,7 @@ pub(super) async fn binlog_dump(
             Ok(Ok(())) => {}
             Ok(Err(_)) => return,
             Err(_) => {
-                if write_line(&mut write, &SourceEvent::Heartbeat)
+                if write_message(&mut write, &SourceEvent::Heartbeat)
                     .await
                     .is_err()
                 {
@@ -345,8 +350,8 @@ pub(super) async fn binlog_dump(
     }
 }
 
-async fn read_acks(server: Arc<Server>, mut read: BufReader<OwnedReadHalf>) {
-    while let Ok(Some(ack)) = read_line::<_, ReplicaAck>(&mut read).await {
+async fn read_acks(server: Arc<Server>, mut read: StreamRead) {
+    while let Ok(Some(ack)) = read_message::<_, ReplicaAck>(&mut read).await {
         server.record_ack(&ack.uuid, ack.gno);
     }
 }
@@ -374,7 +379,7 @@ pub(super) async fn fetch_clone(
         )
     };
     let connect_timeout = timeout.min(server.config.replica_net_timeout);
-    let (mut read, mut write) = connect(
+    let mut conn = connect(
         server,
         &donor.host,
         donor.port,
@@ -385,16 +390,15 @@ pub(super) async fn fetch_clone(
     .await
     .map_err(|(code, message)| donor_error(format!("Connect failed: {code} : {message}")))?;
     let reply = tokio::time::timeout(timeout, async {
-        write_line(&mut write, &Request::CloneSnapshot).await?;
-        read_line::<_, Response>(&mut read).await
+        conn.send_command(command::CLONE, &[]).await?;
+        conn.read_reply().await
     })
     .await;
     match reply {
-        Ok(Ok(Some(Response::Snapshot { snapshot }))) => Ok(*snapshot),
-        Ok(Ok(Some(Response::Error { code, message }))) => {
-            Err(donor_error(format!("{code} : {message}")))
-        }
-        Ok(_) => Err(donor_error(
+        Ok(Ok(payload)) => serde_json::from_slice(&payload)
+            .map_err(|e| donor_error(format!("unreadable snapshot: {e}"))),
+        Ok(Err(ClientError::Server(e))) => Err(donor_error(format!("{} : {}", e.code, e.message))),
+        Ok(Err(_)) => Err(donor_error(
             "connection to the donor lost during the clone".into(),
         )),
         Err(_) => Err(donor_error(format!(

@@ -10,8 +10,8 @@ use std::time::Duration;
 use bloodraven::gtid::GtidSet;
 use bloodraven::seams::SharedClock;
 use bloodraven::seams::mysql::{
-    GtidWait, IoThreadState, MysqlStatus, ReadOnlyMode, ReplicaStatus, ReplicationError,
-    ReplicationSource, SemisyncSourceStatus, error_codes,
+    GtidWait, IoThreadState, MysqlStatus, ReplicaStatus, ReplicationError, ReplicationSource,
+    SemisyncSourceStatus, error_codes,
 };
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
@@ -134,6 +134,13 @@ pub(super) struct Runtime {
     pub replica: ReplicaRuntime,
     pub semisync_active: bool,
     pub semisync_no_tx: u64,
+    /// `rpl_semi_sync_source_enabled`, `rpl_semi_sync_replica_enabled`,
+    /// `rpl_semi_sync_source_timeout`: dynamic, from the config at boot.
+    pub semisync_source_enabled: bool,
+    pub semisync_replica_enabled: bool,
+    pub semisync_timeout: Duration,
+    /// Global variables the model stores without interpreting them (`SET GLOBAL x = v`).
+    pub globals: BTreeMap<String, String>,
     /// Every task this run spawned, aborted together at shutdown (crash, clone restart).
     pub tasks: Vec<AbortHandle>,
     pub restart_requested: bool,
@@ -156,6 +163,10 @@ pub(super) struct Server {
     pub relay_grew: tokio::sync::Notify,
     /// Tells the main loop to restart (after CLONE).
     pub restart: tokio::sync::Notify,
+    /// Row locks of the counter table by key: a transaction holds a row's lock from its
+    /// first write or `FOR UPDATE` read of it to COMMIT/ROLLBACK (or until its connection
+    /// dies), as InnoDB's exclusive record locks do.
+    pub row_locks: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 pub(super) type ServerError = (u16, String);
@@ -176,6 +187,16 @@ impl Server {
         self.disk.lock().as_mut().map(f)
     }
 
+    /// The lock of the counter row `key`.
+    pub(super) fn row_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.row_locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(key.to_string())
+            .or_default()
+            .clone()
+    }
+
     pub(super) fn server_uuid(&self) -> String {
         self.disk.server_uuid().unwrap_or_default()
     }
@@ -193,8 +214,9 @@ impl Server {
         handle
     }
 
-    /// The image's accounts first, then those created by statements (which replicate).
-    pub(super) fn authenticate(&self, user: &str, password: &str) -> Result<Account, ServerError> {
+    /// The account `user` logs in as: the image's accounts first, then those created by
+    /// statements (which replicate).
+    pub(super) fn account(&self, user: &str) -> Option<Account> {
         let created = self
             .with_disk(|disk| disk.accounts.get(user).cloned())
             .flatten();
@@ -203,50 +225,47 @@ impl Server {
             .find(|a| a.user == user)
             .cloned()
             .or(created)
-            .filter(|a| a.password == password)
-            .ok_or_else(|| {
-                err(
-                    error_codes::ACCESS_DENIED,
-                    format!("Access denied for user '{user}'@'%' (using password: YES)"),
-                )
-            })
+    }
+
+    /// The read-only refusal for a write by `account`, if the server refuses it
+    /// (MySQL 8.4 manual, "read_only" and "super_read_only" system variables).
+    pub(super) fn refuses_write(&self, account: &Account) -> Option<ServerError> {
+        let state = self.state();
+        if state.super_read_only {
+            Some(read_only_error("--super-read-only"))
+        } else if state.read_only && !account.super_user {
+            Some(read_only_error("--read-only"))
+        } else {
+            None
+        }
     }
 
     fn bump_commits(&self) {
         self.commits.send_modify(|n| *n += 1);
     }
 
-    /// Commits a transaction originating here: read-only checks (unless `forced`), the
-    /// commit latency (a KILL or crash inside it loses the transaction), then the durable
-    /// append, then the semisync wait. Returns the new value of `key`.
+    /// Commits a transaction originating here: the commit latency (a KILL or crash
+    /// inside it loses the transaction), the read-only checks, the durable append, then
+    /// the semisync wait.
     pub(super) async fn commit_local(
         self: &Arc<Self>,
         account: &Account,
-        key: &str,
-        value: Option<i64>,
-        forced: bool,
-    ) -> Result<i64, ServerError> {
+        changes: Vec<(String, i64)>,
+    ) -> Result<(), ServerError> {
         tokio::time::sleep(self.config.commit_latency).await;
         let transaction = {
-            let state = self.state();
-            if !forced {
-                if state.super_read_only {
-                    return Err(read_only_error("--super-read-only"));
-                }
-                if state.read_only && !account.super_user {
-                    return Err(read_only_error("--read-only"));
-                }
+            if let Some(refusal) = self.refuses_write(account) {
+                return Err(refusal);
             }
+            let _state = self.state();
             let now = self.now_us();
             self.with_disk(|disk| {
-                let new_value =
-                    value.unwrap_or_else(|| disk.data.get(key).copied().unwrap_or(0) + 1);
                 let uuid = disk.server_uuid.clone();
                 let gno = disk.gtid_executed.next_gno(&uuid);
                 let transaction = Transaction {
                     uuid,
                     gno,
-                    changes: vec![(key.to_string(), new_value)],
+                    changes,
                     original_commit_us: now,
                     account: None,
                 };
@@ -257,22 +276,22 @@ impl Server {
         };
         self.bump_commits();
         self.semisync_wait(&transaction).await;
-        Ok(transaction
-            .changes
-            .first()
-            .map(|(_, v)| *v)
-            .unwrap_or_default())
+        Ok(())
     }
 
     /// AFTER_SYNC semisync: the transaction is already durable in the binlog; the client's
     /// OK waits for one replica ack or the timeout, after which the source falls back to
     /// asynchronous replication (`Rpl_semi_sync_source_status=OFF`) until a replica catches up.
     async fn semisync_wait(&self, transaction: &Transaction) {
-        if !self.config.semisync_source_enabled || !self.state().semisync_active {
-            return;
-        }
+        let timeout = {
+            let state = self.state();
+            if !state.semisync_source_enabled || !state.semisync_active {
+                return;
+            }
+            state.semisync_timeout
+        };
         let mut acks = self.acks.subscribe();
-        let acked = tokio::time::timeout(self.config.semisync_timeout, async {
+        let acked = tokio::time::timeout(timeout, async {
             loop {
                 if acks
                     .borrow_and_update()
@@ -308,8 +327,9 @@ impl Server {
                     .is_some_and(|t| t.uuid == uuid && t.gno == gno)
             })
             .unwrap_or(false);
-        if caught_up && self.config.semisync_source_enabled {
-            self.state().semisync_active = true;
+        let mut state = self.state();
+        if caught_up && state.semisync_source_enabled {
+            state.semisync_active = true;
         }
     }
 
@@ -382,20 +402,11 @@ impl Server {
             gtid_purged: purged,
             replica,
             semisync_source: SemisyncSourceStatus {
-                enabled: self.config.semisync_source_enabled,
-                active: self.config.semisync_source_enabled && state.semisync_active,
+                enabled: state.semisync_source_enabled,
+                active: state.semisync_source_enabled && state.semisync_active,
                 no_ack_transactions: state.semisync_no_tx,
             },
         }
-    }
-
-    pub(super) fn set_read_only(&self, mode: ReadOnlyMode) {
-        let mut state = self.state();
-        (state.read_only, state.super_read_only) = match mode {
-            ReadOnlyMode::Writable => (false, false),
-            ReadOnlyMode::ReadOnly => (true, false),
-            ReadOnlyMode::SuperReadOnly => (true, true),
-        };
     }
 
     pub(super) fn change_source(
@@ -505,24 +516,31 @@ impl Server {
         state.replica.io_state = IoThreadState::Stopped;
     }
 
-    pub(super) fn kill_clients(&self, except: u64) -> u64 {
-        let mut state = self.state();
-        let victims: Vec<u64> = state
-            .connections
-            .keys()
-            .copied()
-            .filter(|id| *id != except)
-            .collect();
-        for id in &victims {
-            if let Some(handle) = state.connections.remove(id) {
+    /// Ends client connection `id` (`KILL CONNECTION`); false if there is none.
+    pub(super) fn kill(&self, id: u64) -> bool {
+        match self.state().connections.remove(&id) {
+            Some(handle) => {
                 handle.abort();
+                true
             }
+            None => false,
         }
-        victims.len() as u64
     }
 
-    pub(super) async fn wait_for_gtids(&self, set: &GtidSet, timeout: Duration) -> GtidWait {
+    /// The ids of the client connections (not dump threads), in order.
+    pub(super) fn client_connections(&self) -> Vec<u64> {
+        self.state().connections.keys().copied().collect()
+    }
+
+    /// `WAIT_FOR_EXECUTED_GTID_SET`; `None` waits without a limit, as a timeout of 0 does
+    /// in MySQL.
+    pub(super) async fn wait_for_gtids(
+        &self,
+        set: &GtidSet,
+        timeout: Option<Duration>,
+    ) -> GtidWait {
         let mut commits = self.commits.subscribe();
+        let timeout = timeout.unwrap_or(Duration::MAX);
         let reached = tokio::time::timeout(timeout, async {
             loop {
                 commits.borrow_and_update();
