@@ -11,7 +11,7 @@ use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplat
 use k8s_openapi::api::core::v1::{
     Container, EnvVar, EnvVarSource, PodSpec, PodTemplateSpec, SecretKeySelector, ServiceAccount,
 };
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use super::{BuildContext, COMPONENT_LABEL, Owner, ROOT_PASSWORD_KEY, names};
@@ -319,21 +319,7 @@ pub fn backup_role(owner: &Owner) -> Role {
 }
 
 pub fn backup_role_binding(owner: &Owner) -> RoleBinding {
-    let name = names::backup_account(&owner.name);
-    RoleBinding {
-        metadata: owner.child_meta(name.clone(), owner.labels(BACKUP_APP)),
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".to_string(),
-            kind: "Role".to_string(),
-            name: name.clone(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".to_string(),
-            name,
-            namespace: Some(owner.namespace.clone()),
-            ..Subject::default()
-        }]),
-    }
+    super::rbac::account_role_binding(owner, names::backup_account(&owner.name), BACKUP_APP)
 }
 
 #[cfg(test)]

@@ -37,9 +37,14 @@ pub fn sidecar_role(owner: &Owner) -> Role {
 }
 
 pub fn sidecar_role_binding(owner: &Owner) -> RoleBinding {
-    let name = names::sidecar_account(&owner.name);
+    account_role_binding(owner, names::sidecar_account(&owner.name), SIDECAR_APP)
+}
+
+/// Binds the Role named `name` to the ServiceAccount of the same name (each of the
+/// group's own accounts has a Role of its own name), labelled as `app`'s.
+pub(crate) fn account_role_binding(owner: &Owner, name: String, app: &str) -> RoleBinding {
     RoleBinding {
-        metadata: owner.child_meta(name.clone(), owner.labels(SIDECAR_APP)),
+        metadata: owner.child_meta(name.clone(), owner.labels(app)),
         role_ref: RoleRef {
             api_group: "rbac.authorization.k8s.io".to_string(),
             kind: "Role".to_string(),

@@ -793,6 +793,7 @@ mod tests {
                 ("SOURCE_AUTO_POSITION".into(), Value::Number("1".into())),
                 ("SOURCE_DELAY".into(), Value::Number("3".into())),
                 ("SOURCE_CONNECT_RETRY".into(), Value::Number("4".into())),
+                ("SOURCE_RETRY_COUNT".into(), Value::Number("0".into())),
                 ("GET_SOURCE_PUBLIC_KEY".into(), Value::Number("1".into())),
             ])
         );
