@@ -94,7 +94,7 @@ playground-sim: ## The simulated playground in real time, for kubectl (no Docker
 test-integration: ## Adapters against real servers started by the harness (S3 via moto, MariaDB, Redis, podman)
 	@start=$$(date +%s); \
 	if $(CARGO) nextest --version >/dev/null 2>&1; then \
-	  $(CARGO) nextest run -p bloodraven-integration --run-ignored only --no-fail-fast; \
+	  $(CARGO) nextest run --workspace --run-ignored only -E 'package(bloodraven-integration)' --no-fail-fast; \
 	else \
 	  $(CARGO) test -p bloodraven-integration -- --ignored; \
 	fi; \
