@@ -419,15 +419,38 @@ pub async fn trigger_backup(
         },
     );
     backup.metadata.labels = Some(trigger_labels(&args.group, &args.profile));
-    Api::<MysqlBackup>::namespaced(client.clone(), &args.namespace)
-        .create(&PostParams::default(), &backup)
-        .await
-        .map_err(|source| BackupError::Kube {
-            action: format!("creating MysqlBackup {name}"),
-            namespace: args.namespace.clone(),
-            source: Box::new(source),
-        })?;
+    create_triggered(client, &args.namespace, &backup).await?;
     Ok(name)
+}
+
+/// Creates what a trigger command made (a MysqlBackup or a MysqlBackupVerification),
+/// naming its kind and name in the error.
+async fn create_triggered<K>(
+    client: &Client,
+    namespace: &str,
+    object: &K,
+) -> Result<(), BackupError>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    Api::<K>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), object)
+        .await
+        .map(|_| ())
+        .map_err(|source| BackupError::Kube {
+            action: format!(
+                "creating {} {}",
+                K::kind(&K::DynamicType::default()),
+                object.name_any()
+            ),
+            namespace: namespace.to_string(),
+            source: Box::new(source),
+        })
 }
 
 /// The latest Succeeded backup of a group's profile (by completion time, then name).
@@ -499,14 +522,7 @@ pub async fn trigger_verification(
         },
     );
     verification.metadata.labels = Some(trigger_labels(&args.group, &args.profile));
-    Api::<MysqlBackupVerification>::namespaced(client.clone(), &args.namespace)
-        .create(&PostParams::default(), &verification)
-        .await
-        .map_err(|source| BackupError::Kube {
-            action: format!("creating MysqlBackupVerification {name}"),
-            namespace: args.namespace.clone(),
-            source: Box::new(source),
-        })?;
+    create_triggered(client, &args.namespace, &verification).await?;
     Ok(name)
 }
 
