@@ -87,11 +87,7 @@ spec:
 }
 
 fn groups_key() -> ResourceKey {
-    ResourceKey::new(
-        "bloodraven.shipstream.io",
-        "v1alpha1",
-        "mysqlfailovergroups",
-    )
+    bloodraven_sim::playground::groups_key()
 }
 
 fn status(world: &World, i: usize) -> Value {

@@ -18,20 +18,7 @@ use serde_json::Value;
 type Error = Box<dyn std::error::Error>;
 
 fn status(world: &World) -> Value {
-    world
-        .api()
-        .get(
-            &ResourceKey::new(
-                "bloodraven.shipstream.io",
-                "v1alpha1",
-                "mysqlfailovergroups",
-            ),
-            Some(PLAYGROUND_NAMESPACE),
-            PLAYGROUND_GROUP,
-        )
-        .ok()
-        .and_then(|g| g.get("status").cloned())
-        .unwrap_or(Value::Null)
+    bloodraven_sim::playground::playground_status(world)
 }
 
 fn site_writable(world: &World, site: &str) -> bool {

@@ -18,7 +18,6 @@ use std::time::Duration;
 use bloodraven_chaos::metrics::{Sample, parse};
 use bloodraven_component_tests::{helm, promtool};
 use bloodraven_sim::World;
-use bloodraven_sim::apiserver::ResourceKey;
 use bloodraven_sim::harness::DrivenWorld;
 use bloodraven_sim::playground::{self, PLAYGROUND_GROUP, PLAYGROUND_NAMESPACE};
 use serde_json::{Value, json};
@@ -32,16 +31,7 @@ fn repo() -> PathBuf {
 }
 
 fn group_status(world: &World) -> Value {
-    let key = ResourceKey::new(
-        "bloodraven.shipstream.io",
-        "v1alpha1",
-        "mysqlfailovergroups",
-    );
-    world
-        .api()
-        .get(&key, Some(PLAYGROUND_NAMESPACE), PLAYGROUND_GROUP)
-        .map(|g| g["status"].clone())
-        .unwrap_or(Value::Null)
+    bloodraven_sim::playground::playground_status(world)
 }
 
 /// `count` scrapes of the operator's /metrics, one every [`SCRAPE`] of simulated time.

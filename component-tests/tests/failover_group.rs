@@ -12,19 +12,11 @@ use bloodraven_sim::playground::{self, PLAYGROUND_GROUP, PLAYGROUND_NAMESPACE};
 use serde_json::Value;
 
 fn groups() -> ResourceKey {
-    ResourceKey::new(
-        "bloodraven.shipstream.io",
-        "v1alpha1",
-        "mysqlfailovergroups",
-    )
+    playground::groups_key()
 }
 
 fn status(world: &World) -> Value {
-    world
-        .api()
-        .get(&groups(), Some(PLAYGROUND_NAMESPACE), PLAYGROUND_GROUP)
-        .map(|g| g.get("status").cloned().unwrap_or(Value::Null))
-        .unwrap_or(Value::Null)
+    playground::playground_status(world)
 }
 
 fn str_at<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {

@@ -10,9 +10,7 @@
 use std::time::Duration;
 
 use bloodraven_sim::apiserver::{Caller, Patch, ResourceKey, Subresource};
-use bloodraven_sim::playground::{
-    self, OPERATOR_NAME, OPERATOR_NAMESPACE, PLAYGROUND_GROUP, PLAYGROUND_NAMESPACE,
-};
+use bloodraven_sim::playground::{self, OPERATOR_NAME, OPERATOR_NAMESPACE};
 use bloodraven_sim::{Fault, World};
 use serde_json::{Value, json};
 
@@ -22,20 +20,8 @@ const TEST: Caller<'static> = Caller {
 /// The operator's defaults (`bloodraven operator --help`).
 const LEADER_LEASE_DURATION: Duration = Duration::from_secs(8);
 
-fn groups() -> ResourceKey {
-    ResourceKey::new(
-        "bloodraven.shipstream.io",
-        "v1alpha1",
-        "mysqlfailovergroups",
-    )
-}
-
 fn status(world: &World) -> Value {
-    world
-        .api()
-        .get(&groups(), Some(PLAYGROUND_NAMESPACE), PLAYGROUND_GROUP)
-        .map(|g| g.get("status").cloned().unwrap_or(Value::Null))
-        .unwrap_or(Value::Null)
+    playground::playground_status(world)
 }
 
 fn site_writable(world: &World, site: &str) -> bool {

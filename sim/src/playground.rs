@@ -17,6 +17,26 @@ pub const OPERATOR_NAME: &str = "bloodraven-operator";
 pub const PLAYGROUND_NAMESPACE: &str = "bloodraven-playground";
 pub const PLAYGROUND_GROUP: &str = "playground";
 
+/// The API server's key for MysqlFailoverGroups.
+pub fn groups_key() -> ResourceKey {
+    ResourceKey::new(
+        "bloodraven.shipstream.io",
+        "v1alpha1",
+        "mysqlfailovergroups",
+    )
+}
+
+/// The playground group's status as the API server holds it now (`null` while the
+/// group or its status does not exist).
+pub fn playground_status(world: &World) -> Value {
+    world
+        .api()
+        .get(&groups_key(), Some(PLAYGROUND_NAMESPACE), PLAYGROUND_GROUP)
+        .ok()
+        .and_then(|g| g.get("status").cloned())
+        .unwrap_or(Value::Null)
+}
+
 const INSTALLER: Caller<'static> = Caller {
     user_agent: "bloodraven-playground-installer",
 };
