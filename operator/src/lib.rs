@@ -14,6 +14,7 @@ pub mod backup;
 pub mod children;
 pub mod cli;
 pub mod controllers;
+pub mod cron;
 pub mod deploy;
 pub mod engine;
 pub mod gtid;

@@ -12,13 +12,13 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::cron::CronSchedule;
 use super::workloads::random_suffix;
 use super::{ControlPlane, Snapshot, format_time, key_cronjobs, key_jobs, key_pods};
 use crate::object::{
     at, condition_status, controller_ref, controller_uid, i64_at, is_terminating, labels, name,
     namespace, str_at, uid,
 };
+use bloodraven::cron::CronSchedule;
 
 const JOB_COMPONENT: &str = "job-controller";
 const CRON_COMPONENT: &str = "cronjob-controller";

@@ -7,7 +7,6 @@
 //! what differs from the desired state; a write is made only on a real change, so an
 //! idle cluster costs no resourceVersions.
 
-mod cron;
 mod endpoints;
 mod events;
 mod jobs;
@@ -30,7 +29,7 @@ use crate::clock::SimClock;
 use crate::images::ImageRegistry;
 use crate::network::Network;
 
-pub use cron::{CronError, CronSchedule};
+pub use bloodraven::cron::{CronError, CronSchedule};
 pub(crate) use events::EventRecorder;
 pub use kubelet::FreezeError;
 pub(crate) use kubelet::Kubelet;

@@ -3,6 +3,10 @@
 //! names, `?` for `*`, Sunday as 0 or 7, and the `@hourly`-style macros. As in Vixie
 //! cron, when both day-of-month and day-of-week are restricted a day matching either
 //! fires. Times are UTC (`spec.timeZone` is not modelled).
+//!
+//! One parser for the whole repository: `bloodraven validate` refuses a profile
+//! schedule the CronJob controller would refuse, the operator derives how old a
+//! profile's newest backup may get, and the simulation's CronJob controller fires by it.
 
 use jiff::civil::{Date, DateTime, Time};
 use jiff::{Timestamp, ToSpan, tz::TimeZone};
@@ -153,6 +157,32 @@ impl CronSchedule {
     }
 }
 
+impl CronSchedule {
+    /// The longest wait between two consecutive firings in the `window` after
+    /// `from` (a weekday-only schedule waits three days over a weekend): how long a
+    /// profile may go without a new backup while its schedule is running as written.
+    /// `None` if the schedule fires fewer than twice in the window.
+    pub fn longest_gap(
+        &self,
+        from: Timestamp,
+        window: jiff::SignedDuration,
+    ) -> Option<jiff::SignedDuration> {
+        let end = from.checked_add(window).ok()?;
+        let mut previous = self.next_after(from)?;
+        let mut longest: Option<jiff::SignedDuration> = None;
+        // Every firing is at least a minute after the last, so a window bounds the loop.
+        while let Some(next) = self.next_after(previous) {
+            if next > end {
+                break;
+            }
+            let gap = next.duration_since(previous);
+            longest = Some(longest.map_or(gap, |l| l.max(gap)));
+            previous = next;
+        }
+        longest
+    }
+}
+
 fn parse_field(schedule: &str, text: &str, spec: &FieldSpec) -> Result<u64, CronError> {
     let err = |why: String| CronError::Field {
         schedule: schedule.to_string(),
@@ -224,6 +254,28 @@ mod tests {
             .next_after(ts(after))
             .unwrap()
             .to_string()
+    }
+
+    #[test]
+    fn the_longest_gap_covers_weekends_and_needs_two_firings() {
+        let gap = |schedule: &str, days: i64| {
+            CronSchedule::parse(schedule)
+                .unwrap()
+                .longest_gap(
+                    ts("2025-01-01T00:00:00Z"),
+                    jiff::SignedDuration::from_hours(24 * days),
+                )
+                .map(|d| d.as_secs())
+        };
+        assert_eq!(gap("*/30 * * * *", 1), Some(30 * 60));
+        assert_eq!(gap("0 2 * * *", 8), Some(24 * 3600));
+        // Monday to Friday at 02:00: Friday to Monday is the longest wait.
+        assert_eq!(gap("0 2 * * 1-5", 15), Some(3 * 24 * 3600));
+        // A list whose firings are uneven: 01:00 and 23:00 leave a 22-hour gap.
+        assert_eq!(gap("0 1,23 * * *", 3), Some(22 * 3600));
+        // Once a month fires once in a week: no gap to speak of.
+        assert_eq!(gap("0 0 1 * *", 7), None);
+        assert_eq!(gap("0 0 30 2 *", 400), None);
     }
 
     #[test]
