@@ -219,7 +219,9 @@ fn a_healthy_run_pages_nobody_and_a_lost_primary_pages_its_runbook() {
     // The chaos runner's own evaluator, over the same scrapes, agrees with promtool:
     // nothing while healthy, the failover right after it, the lost standby at the end,
     // and nothing else.
+    // promtool's time() counts from 0 at the first sample; so does this one's.
     let chaos_timeline = bloodraven_chaos::alerts::promql::Timeline {
+        unix_ms_at_start: 0,
         scrapes: timeline
             .iter()
             .enumerate()

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bloodraven::api::{FailoverKind, FailoverResult, Health};
+use bloodraven::engine::backup_freshness::ProfileFreshness;
 use bloodraven::metrics::{Metrics, ReconcileResult, SiteGauges};
 use bloodraven_component_tests::markdown::{heading_anchors, links};
 use bloodraven_component_tests::promql::{exported_series, metric_names};
@@ -270,6 +271,17 @@ fn exported() -> BTreeSet<String> {
     metrics.set_dns_site("ns", "g", &["a", "b"], Some(Some("a")));
     metrics.set_writer_lease_renewal_age("ns", "g", Some(Duration::from_secs(1)));
     metrics.set_leader(true);
+    metrics.set_dragonfly("ns", "g", &[("a", Some("master"))], Some(true), Some(true));
+    metrics.backup_finished("ns", "g", "p", false, Some(Duration::from_secs(3)));
+    metrics.set_backup_freshness(
+        "ns",
+        "g",
+        &[ProfileFreshness {
+            profile: "p".into(),
+            last_success: Some((jiff::Timestamp::UNIX_EPOCH, Some(1))),
+            max_age: Some(jiff::SignedDuration::from_hours(1)),
+        }],
+    );
     let text = metrics.render();
     let exported = exported_series(&text).unwrap();
     // The suffix rules agree with the samples the registry really wrote.

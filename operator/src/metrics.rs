@@ -71,14 +71,27 @@ struct Inner {
     dragonfly_role: Family<DragonflyRoleLabels, Gauge>,
     dragonfly_takeovers: Family<DragonflyTakeoverLabels, Counter>,
     dragonfly_sessions_preserved: Family<GroupLabels, Gauge>,
+    dragonfly_ready: Family<GroupLabels, Gauge>,
+    backup_max_age: Family<ProfileLabels, F64Gauge>,
     /// Every site each group's per-site series were set for, keyed by (namespace,
     /// group): `forget_group` removes exactly those, whatever the spec says by then.
     group_sites: Mutex<BTreeMap<(String, String), BTreeSet<String>>>,
+    /// Every backup profile each group's freshness series were set for, so that a
+    /// removed profile's (and a deleted group's) series go with it.
+    group_profiles: Mutex<BTreeMap<(String, String), BTreeSet<String>>>,
 }
 
 /// The operator's metrics. Cheap to clone; all clones share one registry.
 #[derive(Clone)]
 pub struct Metrics(Arc<Inner>);
+
+/// Unix seconds of `at`, as Prometheus timestamps are written.
+fn seconds(at: jiff::Timestamp) -> f64 {
+    // Milliseconds to seconds; precision beyond f64's 53 bits is irrelevant here.
+    #[allow(clippy::cast_precision_loss)]
+    let millis = at.as_millisecond() as f64;
+    millis / 1000.0
+}
 
 fn failover_buckets() -> Histogram {
     // Emergency failovers target <= 10 s, planned ones seconds: 0.25 s .. 64 s.
@@ -128,7 +141,10 @@ impl Metrics {
             dragonfly_role: Family::default(),
             dragonfly_takeovers: Family::default(),
             dragonfly_sessions_preserved: Family::default(),
+            dragonfly_ready: Family::default(),
+            backup_max_age: Family::default(),
             group_sites: Mutex::default(),
+            group_profiles: Mutex::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -250,6 +266,16 @@ impl Metrics {
             "dragonfly_sessions_preserved",
             "1 when the last move of the Dragonfly master preserved every session (REPLTAKEOVER), else 0",
             inner.dragonfly_sessions_preserved.clone(),
+        );
+        registry.register(
+            "dragonfly_ready",
+            "1 while the Dragonfly master serves traffic and the other site is in stable sync (the DragonflyReady condition), else 0",
+            inner.dragonfly_ready.clone(),
+        );
+        registry.register(
+            "backup_max_age_seconds",
+            "How old the profile's newest successful backup may get: twice the schedule's longest wait between runs",
+            inner.backup_max_age.clone(),
         );
         Self(Arc::new(Inner { registry, ..inner }))
     }
@@ -452,12 +478,15 @@ impl Metrics {
 
     /// The Dragonfly gauges: each site's reported role (`None`: not answering, both 0),
     /// and whether the last completed move preserved sessions (`None`: no move yet).
+    /// `ready`: the `DragonflyReady` condition (`None` without `spec.dragonfly`, which
+    /// removes the series).
     pub fn set_dragonfly(
         &self,
         namespace: &str,
         group: &str,
         roles: &[(&str, Option<&str>)],
         sessions_preserved: Option<bool>,
+        ready: Option<bool>,
     ) {
         for (site, role) in roles {
             self.remember_site(namespace, group, site);
@@ -474,6 +503,17 @@ impl Metrics {
             }
         }
         let labels = Self::group(namespace, group);
+        match ready {
+            Some(ready) => {
+                self.0
+                    .dragonfly_ready
+                    .get_or_create(&labels)
+                    .set(i64::from(ready));
+            }
+            None => {
+                self.0.dragonfly_ready.remove(&labels);
+            }
+        }
         match sessions_preserved {
             Some(kept) => {
                 self.0
@@ -515,9 +555,8 @@ impl Metrics {
             .inc();
     }
 
-    /// A backup finished: counts it, and for a success sets the last-success time and
-    /// size. `at` is the wall time it finished.
-    #[allow(clippy::too_many_arguments)]
+    /// A backup finished: counts it and observes its duration. The last success and
+    /// its size come from [`Metrics::set_backup_freshness`].
     pub fn backup_finished(
         &self,
         namespace: &str,
@@ -525,8 +564,6 @@ impl Metrics {
         profile: &str,
         succeeded: bool,
         duration: Option<Duration>,
-        size_bytes: Option<i64>,
-        at: jiff::Timestamp,
     ) {
         let labels = ProfileLabels {
             namespace: namespace.to_string(),
@@ -549,18 +586,78 @@ impl Metrics {
                 .get_or_create(&labels)
                 .observe(duration.as_secs_f64());
         }
-        if succeeded {
-            // Milliseconds to seconds; precision beyond f64's 53 bits is irrelevant here.
-            #[allow(clippy::cast_precision_loss)]
-            let seconds = at.as_millisecond() as f64 / 1000.0;
-            self.0
-                .backup_last_success
-                .get_or_create(&labels)
-                .set(seconds);
-            if let Some(size) = size_bytes {
-                self.0.backup_size.get_or_create(&labels).set(size);
+    }
+
+    /// Each profile's newest successful backup (time, size) and how old it may get,
+    /// as the `MysqlBackup` objects say: every operator that leads exports the same
+    /// figures, whether or not it saw the backup finish. Profiles of the group that
+    /// are no longer listed lose their series.
+    pub fn set_backup_freshness(
+        &self,
+        namespace: &str,
+        group: &str,
+        profiles: &[crate::engine::backup_freshness::ProfileFreshness],
+    ) {
+        let inner = &self.0;
+        let listed: BTreeSet<String> = profiles.iter().map(|p| p.profile.clone()).collect();
+        let before = inner
+            .group_profiles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((namespace.to_string(), group.to_string()), listed.clone())
+            .unwrap_or_default();
+        for gone in before.difference(&listed) {
+            self.forget_profile(namespace, group, gone);
+        }
+        for freshness in profiles {
+            let labels = ProfileLabels {
+                namespace: namespace.to_string(),
+                group: group.to_string(),
+                profile: freshness.profile.clone(),
+            };
+            match freshness.last_success {
+                Some((at, size)) => {
+                    inner
+                        .backup_last_success
+                        .get_or_create(&labels)
+                        .set(seconds(at));
+                    match size {
+                        Some(size) => {
+                            inner.backup_size.get_or_create(&labels).set(size);
+                        }
+                        None => {
+                            inner.backup_size.remove(&labels);
+                        }
+                    }
+                }
+                None => {
+                    inner.backup_last_success.remove(&labels);
+                    inner.backup_size.remove(&labels);
+                }
+            }
+            match freshness.max_age {
+                Some(age) => {
+                    inner
+                        .backup_max_age
+                        .get_or_create(&labels)
+                        .set(age.as_secs_f64());
+                }
+                None => {
+                    inner.backup_max_age.remove(&labels);
+                }
             }
         }
+    }
+
+    fn forget_profile(&self, namespace: &str, group: &str, profile: &str) {
+        let labels = ProfileLabels {
+            namespace: namespace.to_string(),
+            group: group.to_string(),
+            profile: profile.to_string(),
+        };
+        self.0.backup_last_success.remove(&labels);
+        self.0.backup_size.remove(&labels);
+        self.0.backup_max_age.remove(&labels);
     }
 
     /// How long ago the operator last saw the writer Lease change (a renewal, a new
@@ -668,6 +765,16 @@ impl Metrics {
         inner
             .dragonfly_sessions_preserved
             .remove(&Self::group(namespace, group));
+        inner.dragonfly_ready.remove(&Self::group(namespace, group));
+        let profiles = inner
+            .group_profiles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(namespace.to_string(), group.to_string()))
+            .unwrap_or_default();
+        for profile in &profiles {
+            self.forget_profile(namespace, group, profile);
+        }
     }
 
     /// The registry in the OpenMetrics text format.
@@ -728,7 +835,7 @@ pub fn router(metrics: Metrics, readiness: Readiness) -> Router {
 /// Every metric family the operator registers, by registered name (without the
 /// `bloodraven_` prefix) and type. A test holds it to the `registry.register` calls of
 /// [`Metrics::new`]; the scenario parser checks `metric:` names against the samples.
-pub const FAMILIES: [(&str, MetricType); 24] = [
+pub const FAMILIES: &[(&str, MetricType)] = &[
     ("group_health", MetricType::Gauge),
     ("active_site", MetricType::Gauge),
     ("site_writable", MetricType::Gauge),
@@ -753,6 +860,8 @@ pub const FAMILIES: [(&str, MetricType); 24] = [
     ("dragonfly_role", MetricType::Gauge),
     ("dragonfly_takeovers", MetricType::Counter),
     ("dragonfly_sessions_preserved", MetricType::Gauge),
+    ("dragonfly_ready", MetricType::Gauge),
+    ("backup_max_age_seconds", MetricType::Gauge),
 ];
 
 /// The OpenMetrics type of a family: it decides the names of its samples.
@@ -960,6 +1069,61 @@ mod tests {
 
     /// Issue 12: a counter born at its first event is invisible to `increase()`; the
     /// group's counters exist at 0 from its first reconcile.
+    #[test]
+    fn backup_freshness_follows_the_profiles_listed_and_goes_with_the_group() {
+        use crate::engine::backup_freshness::ProfileFreshness;
+        let m = Metrics::new();
+        let at: jiff::Timestamp = "2026-01-10T02:00:00Z".parse().unwrap();
+        let minio = |last_success| ProfileFreshness {
+            profile: "minio".into(),
+            last_success,
+            max_age: Some(jiff::SignedDuration::from_hours(48)),
+        };
+        m.set_backup_freshness("bp", "g", &[minio(Some((at, Some(2048))))]);
+        let text = m.render();
+        for expected in [
+            r#"bloodraven_backup_last_success_timestamp_seconds{namespace="bp",group="g",profile="minio"} 1768010400.0"#,
+            r#"bloodraven_backup_size_bytes{namespace="bp",group="g",profile="minio"} 2048"#,
+            r#"bloodraven_backup_max_age_seconds{namespace="bp",group="g",profile="minio"} 172800.0"#,
+        ] {
+            assert!(text.contains(expected), "missing {expected} in\n{text}");
+        }
+        // The newest backup went (retention, deletion): no last success, the limit stays.
+        m.set_backup_freshness("bp", "g", &[minio(None)]);
+        let text = m.render();
+        assert!(
+            !text.contains("bloodraven_backup_last_success_timestamp_seconds{"),
+            "{text}"
+        );
+        assert!(
+            text.contains("bloodraven_backup_max_age_seconds{"),
+            "{text}"
+        );
+        // The profile is removed from the spec: its series go.
+        m.set_backup_freshness("bp", "g", &[]);
+        assert!(!m.render().contains("bloodraven_backup_max_age_seconds{"));
+        m.set_backup_freshness("bp", "g", &[minio(Some((at, None)))]);
+        m.forget_group("bp", "g");
+        assert!(!m.render().contains(r#"profile="minio""#), "{}", m.render());
+    }
+
+    #[test]
+    fn dragonfly_ready_mirrors_the_condition_and_goes_without_spec_dragonfly() {
+        let m = Metrics::new();
+        m.set_dragonfly("bp", "g", &[("iad", Some("master"))], None, Some(false));
+        assert!(
+            m.render()
+                .contains(r#"bloodraven_dragonfly_ready{namespace="bp",group="g"} 0"#)
+        );
+        m.set_dragonfly("bp", "g", &[("iad", Some("master"))], None, Some(true));
+        assert!(
+            m.render()
+                .contains(r#"bloodraven_dragonfly_ready{namespace="bp",group="g"} 1"#)
+        );
+        m.set_dragonfly("bp", "g", &[], None, None);
+        assert!(!m.render().contains("bloodraven_dragonfly_ready{"));
+    }
+
     #[test]
     fn a_groups_counters_exist_at_zero_before_the_first_event() {
         let m = Metrics::new();

@@ -1,6 +1,7 @@
 //! A small PromQL evaluator for exactly the subset the chart's alert rules use:
 //! selectors with `=`/`!=` matchers, a range and `offset`; `rate`, `increase` and
-//! `absent`; `sum`/`max`/`min`/`count` with `by (...)`; comparisons; `/`; and the set
+//! `absent`; `time()`; `sum`/`max`/`min`/`count` with `by (...)`; comparisons; `/` and
+//! `-`; and the set
 //! operators `and`, `unless`, `or` with `on (...)`. Anything else is a parse error that
 //! names it, so a rule the runner cannot read is never silently skipped. Evaluation
 //! reads the runner's scrapes (see [`Timeline`]); the semantics it simplifies are
@@ -61,6 +62,7 @@ pub enum BinOp {
     Ge,
     Le,
     Div,
+    Sub,
 }
 
 impl BinOp {
@@ -82,6 +84,15 @@ impl BinOp {
             _ => false,
         }
     }
+
+    /// The value of an arithmetic operator; `None` for the others.
+    fn arithmetic(self, a: f64, b: f64) -> Option<f64> {
+        match self {
+            BinOp::Div => Some(a / b),
+            BinOp::Sub => Some(a - b),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -97,6 +108,8 @@ pub enum Expr {
         func: Func,
         arg: Box<Expr>,
     },
+    /// `time()`: the evaluation instant in Unix seconds.
+    Time,
     Aggregate {
         op: AggOp,
         by: Vec<String>,
@@ -123,8 +136,8 @@ enum Token {
     Sym(&'static str),
 }
 
-const SYMBOLS: [&str; 14] = [
-    "==", "!=", ">=", "<=", ">", "<", "=", "/", "(", ")", "{", "}", "[", "]",
+const SYMBOLS: [&str; 15] = [
+    "==", "!=", ">=", "<=", ">", "<", "=", "/", "-", "(", ")", "{", "}", "[", "]",
 ];
 
 fn lex(text: &str) -> Result<Vec<(usize, Token)>, (usize, String)> {
@@ -375,8 +388,12 @@ impl Parser<'_> {
                 (">", BinOp::Gt),
                 ("<", BinOp::Lt),
             ],
-            Self::division,
+            Self::subtraction,
         )
+    }
+
+    fn subtraction(&mut self) -> Result<Expr, PromqlError> {
+        self.binary(&[("-", BinOp::Sub)], Self::division)
     }
 
     fn division(&mut self) -> Result<Expr, PromqlError> {
@@ -415,6 +432,10 @@ impl Parser<'_> {
                         by,
                         arg: Box::new(arg),
                     });
+                }
+                if word == "time" && self.eat_sym("(") {
+                    self.expect_sym(")")?;
+                    return Ok(Expr::Time);
                 }
                 let func = match word.as_str() {
                     "rate" => Some(Func::Rate),
@@ -534,6 +555,9 @@ pub struct Scrape {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Timeline {
     pub scrapes: Vec<Scrape>,
+    /// The Unix time, in ms, of `at_ms == 0`: what `time()` counts from. The cluster's
+    /// wall clock at the start of the run (simulated time in the simulation).
+    pub unix_ms_at_start: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -608,6 +632,13 @@ impl Timeline {
                 )));
             }
             Expr::Call { func, arg } => self.call(*func, arg, at_ms)?,
+            Expr::Time => {
+                let at = i64::try_from(at_ms).unwrap_or(i64::MAX);
+                // Unix milliseconds to seconds; f64 holds them exactly for millennia.
+                #[allow(clippy::cast_precision_loss)]
+                let seconds = self.unix_ms_at_start.saturating_add(at) as f64 / 1000.0;
+                Value::Scalar(seconds)
+            }
             Expr::Aggregate { op, by, arg } => {
                 let Value::Vector(samples) = self.eval(arg, at_ms)? else {
                     return Err(PromqlError::Eval("aggregation over a number".into()));
@@ -727,35 +758,39 @@ fn binary(
     rhs: Value,
 ) -> Result<Value, PromqlError> {
     Ok(match (lhs, rhs) {
-        (Value::Scalar(a), Value::Scalar(b)) => match op {
-            BinOp::Div => Value::Scalar(a / b),
-            _ if op.compares() => Value::Scalar(f64::from(u8::from(op.holds(a, b)))),
-            _ => {
+        (Value::Scalar(a), Value::Scalar(b)) => match op.arithmetic(a, b) {
+            Some(value) => Value::Scalar(value),
+            None if op.compares() => Value::Scalar(f64::from(u8::from(op.holds(a, b)))),
+            None => {
                 return Err(PromqlError::Eval(format!("{op:?} between two numbers")));
             }
         },
-        (Value::Vector(v), Value::Scalar(b)) => match op {
-            BinOp::Div => Value::Vector(
-                v.into_iter()
-                    .map(|(l, a)| (without_name(&l), a / b))
-                    .collect(),
-            ),
-            _ if op.compares() => {
+        (Value::Vector(v), Value::Scalar(b)) => {
+            if op.arithmetic(0.0, 0.0).is_some() {
+                Value::Vector(
+                    v.into_iter()
+                        .filter_map(|(l, a)| Some((without_name(&l), op.arithmetic(a, b)?)))
+                        .collect(),
+                )
+            } else if op.compares() {
                 Value::Vector(v.into_iter().filter(|(_, a)| op.holds(*a, b)).collect())
+            } else {
+                return Err(PromqlError::Eval(format!("{op:?} with a number")));
             }
-            _ => return Err(PromqlError::Eval(format!("{op:?} with a number"))),
-        },
-        (Value::Scalar(a), Value::Vector(v)) => match op {
-            BinOp::Div => Value::Vector(
-                v.into_iter()
-                    .map(|(l, b)| (without_name(&l), a / b))
-                    .collect(),
-            ),
-            _ if op.compares() => {
+        }
+        (Value::Scalar(a), Value::Vector(v)) => {
+            if op.arithmetic(0.0, 0.0).is_some() {
+                Value::Vector(
+                    v.into_iter()
+                        .filter_map(|(l, b)| Some((without_name(&l), op.arithmetic(a, b)?)))
+                        .collect(),
+                )
+            } else if op.compares() {
                 Value::Vector(v.into_iter().filter(|(_, b)| op.holds(a, *b)).collect())
+            } else {
+                return Err(PromqlError::Eval(format!("{op:?} with a number")));
             }
-            _ => return Err(PromqlError::Eval(format!("{op:?} with a number"))),
-        },
+        }
         (Value::Vector(l), Value::Vector(r)) => match op {
             BinOp::And | BinOp::Unless => {
                 let right: BTreeSet<Labels> = r.iter().map(|(s, _)| signature(s, on)).collect();
@@ -796,13 +831,13 @@ fn binary(
                         )));
                     }
                     let Some(b) = right.get(&sig) else { continue };
-                    if op == BinOp::Div {
+                    if let Some(value) = op.arithmetic(a, *b) {
                         let result_labels = if on.is_some() {
                             sig
                         } else {
                             without_name(&labels)
                         };
-                        out.push((result_labels, a / b));
+                        out.push((result_labels, value));
                     } else if op.holds(a, *b) {
                         out.push((labels, a));
                     }
@@ -833,6 +868,7 @@ mod tests {
     fn timeline(rows: &[Row<'_>]) -> Timeline {
         let len = rows.iter().map(|r| r.2.len()).max().unwrap_or(0);
         Timeline {
+            unix_ms_at_start: 0,
             scrapes: (0..len)
                 .map(|i| Scrape {
                     at_ms: i as u64 * 60_000,
@@ -852,6 +888,13 @@ mod tests {
         match t.eval(&parse(expr).unwrap(), at_min * 60_000).unwrap() {
             Value::Vector(v) => v,
             Value::Scalar(s) => panic!("scalar {s}"),
+        }
+    }
+
+    fn eval_scalar(t: &Timeline, expr: &str) -> f64 {
+        match t.eval(&parse(expr).unwrap(), 0).unwrap() {
+            Value::Scalar(s) => s,
+            Value::Vector(v) => panic!("vector {v:?}"),
         }
     }
 
@@ -898,6 +941,29 @@ mod tests {
             "b"
         );
         assert!(vector(&t, "absent(lead)", 0).is_empty());
+    }
+
+    #[test]
+    fn time_and_subtraction_judge_an_age_against_a_limit() {
+        let mut t = timeline(&[
+            ("last", &[("p", "old")], &[100.0, 100.0, 100.0]),
+            ("last", &[("p", "new")], &[100.0, 160.0, 220.0]),
+            ("limit", &[("p", "old")], &[90.0, 90.0, 90.0]),
+            ("limit", &[("p", "new")], &[90.0, 90.0, 90.0]),
+        ]);
+        t.unix_ms_at_start = 100_000;
+        // At minute 2 the clock reads 100 + 120 s: "old" is 120 s old, "new" 0 s.
+        let over = vector(&t, "time() - last > limit", 2);
+        assert_eq!(
+            over,
+            vec![(without_name(&series("last", &[("p", "old")])), 120.0)]
+        );
+        // At minute 0 both are 0 s old.
+        assert!(vector(&t, "time() - last > limit", 0).is_empty());
+        // Left-associative: 10 - 3 - 2 is 5, and binds tighter than a comparison.
+        assert_eq!(eval_scalar(&t, "10 - 3 - 2"), 5.0);
+        assert_eq!(eval_scalar(&t, "10 - 6 / 2"), 7.0);
+        assert_eq!(eval_scalar(&t, "time()"), 100.0);
     }
 
     #[test]

@@ -320,7 +320,17 @@ impl Run<'_> {
     /// resolution on the timeline, and fails the run for an alert the scenario's
     /// `alerts:` does not allow.
     fn evaluate_alerts(&self, scrapes: Vec<alerts::promql::Scrape>, failures: &mut Vec<Failure>) {
-        let timeline = alerts::promql::Timeline { scrapes };
+        // at_ms counts from the start of the run; time() needs the wall clock then.
+        let elapsed_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let timeline = alerts::promql::Timeline {
+            scrapes,
+            unix_ms_at_start: self
+                .backend
+                .clock()
+                .now()
+                .as_millisecond()
+                .saturating_sub(elapsed_ms),
+        };
         let fired = match alerts::chart_rules()
             .map_err(|e| e.to_string())
             .and_then(|rules| alerts::evaluate(&rules, &timeline).map_err(|e| e.to_string()))

@@ -12,6 +12,8 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::ObjectRef;
+
+use crate::engine::backup_freshness::profile_freshness;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::watch;
@@ -196,7 +198,37 @@ async fn reconcile_all(shared: &Shared, written: &mut Written) -> Duration {
         }
     }
     retention(shared, &backups, now).await;
+    export_freshness(shared, &backups, now);
     wait
+}
+
+/// Exports every group's backup freshness ([`profile_freshness`]) from the backups
+/// as they are now.
+fn export_freshness(shared: &Shared, backups: &[Arc<MysqlBackup>], now: jiff::Timestamp) {
+    for object in shared.indexes.groups.state() {
+        let Ok(group) = &object.group else {
+            continue;
+        };
+        let namespace = group.namespace().unwrap_or_default();
+        let name = group.name_any();
+        let profiles = group
+            .spec
+            .backup
+            .as_ref()
+            .map(|b| b.profiles.as_slice())
+            .unwrap_or_default();
+        let of_group = backups
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|b: &&MysqlBackup| {
+                b.spec.group == name && b.namespace().as_deref() == Some(namespace.as_str())
+            });
+        let freshness = profile_freshness(profiles, of_group, now);
+        shared
+            .deps
+            .metrics
+            .set_backup_freshness(&namespace, &name, &freshness);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -310,8 +342,6 @@ async fn act(
             &backup.spec.profile,
             finished.succeeded,
             finished.duration,
-            finished.size_bytes,
-            shared.deps.clock.now(),
         );
     }
     Ok(())

@@ -260,7 +260,9 @@ pub(crate) fn publish_gauges(
             .as_ref()
             .filter(|t| t.completed_at.is_some())
             .and_then(|t| t.sessions_preserved);
-        metrics.set_dragonfly(namespace, group, &roles, preserved);
+        metrics.set_dragonfly(namespace, group, &roles, preserved, cache.ready);
+    } else {
+        metrics.set_dragonfly(namespace, group, &[], None, None);
     }
     for site in &status.sites {
         metrics.set_site(

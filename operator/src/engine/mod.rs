@@ -8,6 +8,7 @@
 //! `dragonfly` makes the cache follow MySQL.
 
 pub mod backup;
+pub mod backup_freshness;
 mod bootstrap;
 pub mod decision;
 pub mod dragonfly;
