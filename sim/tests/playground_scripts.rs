@@ -240,8 +240,7 @@ fn scripts_work_against_serve_mode() {
         Duration::from_secs(60),
         || {
             let (ok, out) = script(&kubeconfig, "verify-backup.sh", &["schedule-list"]);
-            if ok && out.contains("mysql-playground-verify-minio") && out.contains("*/30 * * * *")
-            {
+            if ok && out.contains("mysql-playground-verify-minio") && out.contains("*/30 * * * *") {
                 Ok(())
             } else {
                 Err(out)
@@ -256,10 +255,7 @@ fn scripts_work_against_serve_mode() {
             .join("---\n"),
     )
     .unwrap();
-    let (ok, out) = kubectl(
-        &kubeconfig,
-        &["create", "-f", manifest.to_str().unwrap()],
-    );
+    let (ok, out) = kubectl(&kubeconfig, &["create", "-f", manifest.to_str().unwrap()]);
     assert!(ok, "{out}");
     set_phase(&kubeconfig, "check-ok", "Succeeded");
     set_phase(&kubeconfig, "check-bad", "Failed");
@@ -316,7 +312,10 @@ fn scripts_work_against_serve_mode() {
 
     // teardown.sh: group, namespace, CRDs and site labels gone; the nodes stay.
     let (ok, out) = script(&kubeconfig, "teardown.sh", &[]);
-    assert!(!ok && out.contains("--yes"), "refuses without a terminal: {out}");
+    assert!(
+        !ok && out.contains("--yes"),
+        "refuses without a terminal: {out}"
+    );
     let (ok, out) = script(&kubeconfig, "teardown.sh", &["--yes"]);
     assert!(ok, "{out}");
     let (ok, out) = kubectl(&kubeconfig, &["get", "namespace", "bloodraven-playground"]);
@@ -331,5 +330,8 @@ fn scripts_work_against_serve_mode() {
         &["get", "nodes", "-L", "topology.kubernetes.io/zone"],
     );
     assert!(ok && zones.contains("bloodraven-iad"), "{zones}");
-    assert!(!zones.contains("zone-iad") && !zones.contains("zone-pdx"), "{zones}");
+    assert!(
+        !zones.contains("zone-iad") && !zones.contains("zone-pdx"),
+        "{zones}"
+    );
 }
