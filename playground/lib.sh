@@ -166,3 +166,19 @@ valid_site() {
     *) die "unknown site '$1' (sites: $SITES)" ;;
   esac
 }
+
+# Waits until the group reports Healthy (a poll, not `kubectl wait --for=jsonpath`,
+# which kubectl before 1.23 lacks): wait_healthy SECONDS.
+wait_healthy() {
+  local timeout="$1" waited=0 health=""
+  while [ "$waited" -lt "$timeout" ]; do
+    health="$(kube get mysqlfailovergroup "$PLAYGROUND_GROUP" -o jsonpath='{.status.health}' 2>/dev/null || true)"
+    if [ "$health" = Healthy ]; then
+      info "$PLAYGROUND_GROUP is Healthy after ${waited}s"
+      return 0
+    fi
+    sleep 2
+    waited=$((waited + 2))
+  done
+  die "$PLAYGROUND_GROUP is ${health:-without a health} after ${timeout}s (kubectl -n $PLAYGROUND_NAMESPACE describe mysqlfailovergroup $PLAYGROUND_GROUP)"
+}

@@ -67,8 +67,7 @@ main() {
   kube delete pvc -l "$selector" --ignore-not-found --wait=true --timeout="${timeout}s"
   info "creating the group again"
   kubectl apply -f "$PLAYGROUND_ROOT/examples/playground.yaml"
-  kube wait --for=jsonpath='{.status.health}'=Healthy \
-    "mysqlfailovergroup/$PLAYGROUND_GROUP" --timeout="${timeout}s"
+  wait_healthy "$timeout"
   kube get mysqlfailovergroups
 }
 

@@ -109,8 +109,7 @@ main() {
   done
 
   info "waiting up to ${timeout}s for the group to be Healthy"
-  kube wait --for=jsonpath='{.status.health}'=Healthy \
-    "mysqlfailovergroup/$PLAYGROUND_GROUP" --timeout="${timeout}s"
+  wait_healthy "$timeout"
   kube get mysqlfailovergroups
   cat <<NEXT
 

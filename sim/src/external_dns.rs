@@ -664,7 +664,12 @@ mod tests {
                 case.what
             );
         }
-        let failover = plan(&[iad.clone()], &[pdx.clone()], Policy::Sync, &filter);
+        let failover = plan(
+            std::slice::from_ref(&iad),
+            std::slice::from_ref(&pdx),
+            Policy::Sync,
+            &filter,
+        );
         assert_eq!(failover.update_old, vec![iad.clone()]);
         assert_eq!(failover.update_new, vec![pdx]);
         let first = plan(

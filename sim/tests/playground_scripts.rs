@@ -2,7 +2,7 @@
 //! The playground scripts' kubectl-only paths against the simulated playground in serve
 //! mode, run as a person runs them (bash, the real kubectl, KUBECONFIG): every script's
 //! --help, `chaos.sh dragonfly-status`, `verify-backup.sh status|cleanup [--failed]|
-//! schedule-list` and, last, `teardown.sh --yes`.
+//! schedule-list`, `reset-mysql.sh --yes` and, last, `teardown.sh --yes`.
 
 mod support;
 
@@ -308,6 +308,47 @@ fn scripts_work_against_serve_mode() {
     assert!(
         !ok && out.contains("check-running") && out.contains("has no Job yet"),
         "{out}"
+    );
+
+    // reset-mysql.sh: a new group on new volumes, Healthy again.
+    let before = group("{.metadata.uid}");
+    let volumes = || {
+        kubectl(
+            &kubeconfig,
+            &[
+                "-n",
+                "bloodraven-playground",
+                "get",
+                "pvc",
+                "-l",
+                "app.kubernetes.io/name=mysql",
+                "-o",
+                "jsonpath={.items[*].metadata.uid}",
+            ],
+        )
+        .1
+    };
+    let old_volumes = volumes();
+    assert!(!old_volumes.is_empty(), "no MySQL PVCs before the reset");
+    let (ok, out) = script(&kubeconfig, "reset-mysql.sh", &[]);
+    assert!(
+        !ok && out.contains("--yes"),
+        "refuses without a terminal: {out}"
+    );
+    let (ok, out) = script(
+        &kubeconfig,
+        "reset-mysql.sh",
+        &["--yes", "--timeout", "240"],
+    );
+    assert!(ok && out.contains("is Healthy after"), "{out}");
+    let after = group("{.metadata.uid}");
+    assert!(!after.is_empty() && after != before, "{before} -> {after}");
+    let new_volumes = volumes();
+    assert!(
+        old_volumes
+            .split_whitespace()
+            .all(|uid| !new_volumes.contains(uid)),
+        "old volumes kept: {old_volumes} / {new_volumes}"
     );
 
     // teardown.sh: group, namespace, CRDs and site labels gone; the nodes stay.
