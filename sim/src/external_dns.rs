@@ -20,6 +20,7 @@ use kube::api::{
     Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
 };
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use crate::apiserver::TurmoilListener;
 use crate::images::StartupProfile;
@@ -69,7 +70,16 @@ impl PodProgram for DnsWebhookProgram {
                 let _ = axum::serve(TurmoilListener(health), health_router()).await;
             });
             ctx.ready.set(true);
-            axum::serve(TurmoilListener(webhook), webhook_router(zone)).await?;
+            // axum serves each connection on a task of its own, outside the container's
+            // span: carry the span into every request, so that the provider's log lines
+            // are this container's (`kubectl logs ... -c dns-webhook`), not external-dns's.
+            let span = tracing::Span::current();
+            let router = webhook_router(zone).layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    next.run(request).instrument(span.clone())
+                },
+            ));
+            axum::serve(TurmoilListener(webhook), router).await?;
             Ok(())
         })
     }

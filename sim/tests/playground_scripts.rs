@@ -208,6 +208,41 @@ fn scripts_work_against_serve_mode() {
         },
     );
 
+    // The DNS pipeline ran: each container's output is its own.
+    eventually(
+        "the webhook logged the pushed record",
+        Duration::from_secs(60),
+        || {
+            let logs = |container: &str| {
+                kubectl(
+                    &kubeconfig,
+                    &[
+                        "-n",
+                        "bloodraven-playground",
+                        "logs",
+                        "-l",
+                        "app.kubernetes.io/name=external-dns",
+                        "-c",
+                        container,
+                        "--tail=-1",
+                    ],
+                )
+                .1
+            };
+            let (webhook, external_dns) = (logs("dns-webhook"), logs("external-dns"));
+            if webhook.contains("bloodraven_dns_webhook::http: applied changes create=1")
+                && external_dns.contains("negotiated the domain filter")
+                && !external_dns.contains("bloodraven_dns_webhook")
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "dns-webhook:\n{webhook}\nexternal-dns:\n{external_dns}"
+                ))
+            }
+        },
+    );
+
     // chaos.sh dragonfly-status: the operator's view, the pods' labels, the endpoints.
     eventually(
         "dragonfly-status shows the iad master serving",
