@@ -36,10 +36,18 @@ Then: kubectl -n $PLAYGROUND_NAMESPACE port-forward svc/dashboard 8091:8091
 USAGE
 }
 
+# Schedulable, untainted nodes matching a label selector.
+schedulable_nodes() {
+  kubectl get nodes -l "$1" \
+    -o jsonpath='{range .items[*]}{.metadata.name}|{.spec.unschedulable}|{.spec.taints[*].effect}{"\n"}{end}' \
+    | awk -F'|' '$1 != "" && $2 != "true" && $3 !~ /NoSchedule/ { print $1 }'
+}
+
+# The nodes to become sites: workers first; a control plane that takes pods (minikube's
+# first node) only when there are fewer than two workers.
 worker_nodes() {
-  # Schedulable nodes that are not control planes (a single-node minikube has none).
-  kubectl get nodes -o jsonpath='{range .items[?(!@.spec.unschedulable)]}{.metadata.name} {.metadata.labels.node-role\.kubernetes\.io/control-plane}{"\n"}{end}' \
-    | awk '$2 == "" { print $1 }'
+  schedulable_nodes '!node-role.kubernetes.io/control-plane'
+  schedulable_nodes 'node-role.kubernetes.io/control-plane'
 }
 
 main() {
