@@ -8,7 +8,8 @@ BACKEND ?= sim
 PARALLEL ?= 2
 
 .PHONY: help build test ci fmt fmt-check lint generate generate-check chaos-list chaos-run \
-        chaos-run-all chaos-recover chaos-sweep report test-integration test-contract docs-build playground-sim bench
+        chaos-run-all chaos-recover chaos-sweep report test-integration test-contract docs-build playground-sim bench \
+        images image-operator image-counter-app image-dashboard image-dns-webhook
 
 help: ## Show the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -84,7 +85,7 @@ report: ## Run the sim suite and a sweep; write docs/report.md: make report [SEE
 
 playground-sim: ## The simulated playground in real time, for kubectl (no Docker): make playground-sim [SEED=1] [PORT=6443]
 	$(CARGO) run --quiet -p bloodraven-sim -- serve --port $(or $(PORT),6443) --seed $(or $(SEED),1) --kubeconfig bloodraven-sim.kubeconfig \
-	  --bloodraven --apply examples/playground.yaml --apply examples/playground-minio.yaml
+	  --bloodraven --operator-namespace bloodraven-playground --apply examples/playground.yaml --apply examples/playground-minio.yaml --apply examples/playground-dns.yaml
 
 # The integration tier (crate integration/): its tests are #[ignore]d in `make test` and
 # run here, each against a real server it starts itself (S3: moto's server, from
@@ -107,3 +108,28 @@ test-contract: ## The dns-webhook against its OpenAPI contract with schemathesis
 docs-build: ## Build the mdBook under docs/ into docs/book
 	@command -v mdbook >/dev/null 2>&1 || { echo "docs-build: mdbook is not installed (cargo install mdbook --locked)"; exit 1; }
 	mdbook build docs
+
+# Container images (images/Containerfile.*): multi-stage, non-root, base images as build
+# arguments (RUST_IMAGE, RUNTIME_IMAGE; pass more with IMAGE_BUILD_ARGS="--build-arg
+# RUNTIME_IMAGE=..."). docker, or podman when docker is absent or
+# BLOODRAVEN_CONTAINER_RUNTIME=podman. docs/playground.md, "Images".
+CONTAINER_RUNTIME ?= $(or $(BLOODRAVEN_CONTAINER_RUNTIME),$(shell command -v docker >/dev/null 2>&1 && echo docker || echo podman))
+IMAGE_TAG ?= dev
+IMAGE_BUILD_ARGS ?=
+IMAGE_REPO_operator = ghcr.io/shipstream/bloodraven
+IMAGE_REPO_counter-app = ghcr.io/shipstream/bloodraven-counter-app
+IMAGE_REPO_dashboard = ghcr.io/shipstream/bloodraven-dashboard
+IMAGE_REPO_dns-webhook = ghcr.io/shipstream/bloodraven-dns-webhook
+
+images: image-operator image-counter-app image-dashboard image-dns-webhook ## Build the operator (with sidecar), counter-app, dashboard and dns-webhook images: make images [IMAGE_TAG=dev] [CONTAINER_RUNTIME=podman]
+
+build_image = $(CONTAINER_RUNTIME) build -f images/Containerfile.$(1) -t $(IMAGE_REPO_$(1)):$(IMAGE_TAG) $(IMAGE_BUILD_ARGS) .
+
+image-operator: ## Build the operator image (also the sidecar and the backup Jobs)
+	$(call build_image,operator)
+image-counter-app: ## Build the counter-app image
+	$(call build_image,counter-app)
+image-dashboard: ## Build the dashboard image
+	$(call build_image,dashboard)
+image-dns-webhook: ## Build the dns-webhook image
+	$(call build_image,dns-webhook)

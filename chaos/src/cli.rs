@@ -45,6 +45,7 @@ Examples:
   bloodraven-chaos run 05-network-partition-iad --seed 1234     # replay a sim failure
   bloodraven-chaos recover                                      # after a runner crash
   bloodraven-chaos recover --ledger reports/ledgers/04-cordon-iad.ledger
+  bloodraven-chaos fault 'cordon: iad'                          # leave one fault in effect
   bloodraven-chaos sweep --seeds 200                            # random fault schedules
   bloodraven-chaos sweep --first 17 --seeds 1                   # replay one sweep seed
   bloodraven-chaos report --sweep-seeds 50                      # writes docs/report.md
@@ -120,6 +121,21 @@ pub enum Command {
         /// One ledger; default: every ledger under REPORT_DIR/ledgers with faults left.
         #[arg(long, value_name = "PATH")]
         ledger: Option<PathBuf>,
+        /// kubeconfig context of the live cluster.
+        #[arg(long, default_value = "k3d-bloodraven")]
+        k3d_context: String,
+    },
+    /// Inject one fault into the live cluster and leave it in effect: the playground's
+    /// chaos.sh. The fault and its undo go to REPORT_DIR/ledgers/playground.ledger
+    /// first, so `recover` undoes it together with anything a crashed run left.
+    Fault {
+        /// The fault as a scenario step writes it: 'kill-site: iad', 'cordon: pdx',
+        /// 'network-partition: iad', 'kill-dragonfly: iad', ... (docs/scenarios.md).
+        #[arg(value_name = "FAULT")]
+        fault: String,
+        /// Namespace of the failover group.
+        #[arg(long, default_value = "bloodraven-playground")]
+        namespace: String,
         /// kubeconfig context of the live cluster.
         #[arg(long, default_value = "k3d-bloodraven")]
         k3d_context: String,
@@ -268,6 +284,21 @@ async fn run_cli(cli: Cli) -> Result<ExitCode, CliError> {
             ledger,
             k3d_context,
         } => recover(ledger, &cli.report_dir, &k3d_context).await,
+        Command::Fault {
+            fault,
+            namespace,
+            k3d_context,
+        } => {
+            let fault = parse_fault(&fault)?;
+            let backend = connect(BackendKind::K3d, &k3d_context).await?;
+            inject_and_keep(
+                &fault,
+                &namespace,
+                &playground_ledger(&cli.report_dir),
+                &backend,
+            )
+            .await
+        }
         Command::Sweep {
             seeds,
             first,
@@ -676,6 +707,46 @@ async fn recover(
     })
 }
 
+/// The ledger of faults injected one at a time (`fault`), beside the runs' ledgers so
+/// that `recover` finds it.
+pub fn playground_ledger(report_dir: &Path) -> PathBuf {
+    report_dir.join("ledgers").join("playground.ledger")
+}
+
+/// A fault as a scenario step writes it (`kill-site: iad`); `recover` is a verb of its own.
+pub fn parse_fault(text: &str) -> Result<scenario::Fault, CliError> {
+    let bad = |reason: String| CliError::BadOption {
+        option: format!("FAULT {text:?}"),
+        reason,
+    };
+    let fault: scenario::Fault = serde_saphyr::from_str(text).map_err(|e| bad(e.to_string()))?;
+    if let scenario::Fault::Recover(_) = fault {
+        return Err(bad("use `bloodraven-chaos recover` to undo faults".into()));
+    }
+    Ok(fault)
+}
+
+/// Plans `fault`, writes it and its undo to `ledger_path` (kept faults stay listed),
+/// then applies it and leaves it in effect.
+pub async fn inject_and_keep(
+    fault: &scenario::Fault,
+    namespace: &str,
+    ledger_path: &Path,
+    backend: &SharedBackend,
+) -> Result<ExitCode, CliError> {
+    let plan = backend.plan_fault(fault, namespace).await?;
+    let now = backend.clock().now().to_string();
+    let mut ledger =
+        ledger::Ledger::open_append(ledger_path, backend.kind(), "playground", now.clone())?;
+    let seq = ledger.record_fault("chaos.sh", fault, plan.undo.clone(), now)?;
+    backend.execute(&plan.apply).await?;
+    outln!(
+        "#{seq} {fault}: in effect; `bloodraven-chaos recover` undoes it ({})",
+        ledger_path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// What `recover_ledger` did: one line per fault undone, one per fault it could not undo.
 #[derive(Debug, Default)]
 pub struct RecoveryResult {
@@ -703,4 +774,33 @@ pub async fn recover_ledger(
         }
     }
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn faults_parse_as_scenario_steps_write_them() {
+        assert_eq!(
+            parse_fault("kill-site: iad").unwrap(),
+            scenario::Fault::KillSite("iad".into())
+        );
+        assert_eq!(
+            parse_fault("{cordon: pdx}").unwrap(),
+            scenario::Fault::Cordon("pdx".into())
+        );
+        for bad in ["recover: all", "explode: iad", ""] {
+            let err = parse_fault(bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("{bad:?}")), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_playground_ledger_is_where_recover_looks() {
+        let path = playground_ledger(Path::new("reports"));
+        assert_eq!(path, Path::new("reports/ledgers/playground.ledger"));
+        assert_eq!(path.extension().unwrap(), "ledger");
+    }
 }

@@ -64,6 +64,12 @@ pub enum LedgerError {
         backend: BackendKind,
         pending: usize,
     },
+    #[error("ledger {}: written for the {found} backend, not {wanted}", path.display())]
+    OtherBackend {
+        path: PathBuf,
+        found: BackendKind,
+        wanted: BackendKind,
+    },
 }
 
 /// An open ledger for the current run; tracks which faults are still in effect.
@@ -126,6 +132,50 @@ impl Ledger {
             started_at,
         })?;
         Ok(ledger)
+    }
+
+    /// Opens a ledger to add faults to it, keeping the faults it already lists (the
+    /// playground's `chaos.sh` adds one fault per call, and one `recover` undoes them
+    /// all). A missing or empty file is created with a run header; a file written by
+    /// another backend is refused, since its undo operations could not run here.
+    pub fn open_append(
+        path: &Path,
+        backend: BackendKind,
+        scenario: &str,
+        started_at: String,
+    ) -> Result<Self, LedgerError> {
+        let io = |source| LedgerError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let existing = match read_for_recovery(path) {
+            Ok(recovery) => recovery,
+            Err(LedgerError::NoHeader { .. }) => {
+                return Self::create(path, backend, scenario, None, started_at);
+            }
+            Err(LedgerError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Self::create(path, backend, scenario, None, started_at);
+            }
+            Err(e) => return Err(e),
+        };
+        if existing.backend != backend {
+            return Err(LedgerError::OtherBackend {
+                path: path.to_owned(),
+                found: existing.backend,
+                wanted: backend,
+            });
+        }
+        let file = OpenOptions::new().append(true).open(path).map_err(io)?;
+        let highest = highest_seq(path)?;
+        Ok(Ledger {
+            path: path.to_owned(),
+            file,
+            next_seq: highest + 1,
+            // read_for_recovery lists them newest first; the ledger keeps oldest first.
+            pending: existing.pending.into_iter().rev().collect(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -244,6 +294,24 @@ pub fn read_for_recovery(path: &Path) -> Result<Recovery, LedgerError> {
     })
 }
 
+/// The highest fault sequence number a ledger has used (0 for none), undone or not.
+fn highest_seq(path: &Path) -> Result<u64, LedgerError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LedgerError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Record>(line).ok())
+        .map(|record| match record {
+            Record::Fault(entry) => entry.seq,
+            Record::Undone { seq, .. } => seq,
+            Record::Run { .. } => 0,
+        })
+        .max()
+        .unwrap_or(0))
+}
+
 /// Appends an `undone` record to an existing ledger (used by `recover` after a crash).
 pub fn append_undone(path: &Path, seq: u64, at: String) -> Result<(), LedgerError> {
     let io = |source| LedgerError::Io {
@@ -300,6 +368,49 @@ mod tests {
             (r.backend, r.scenario.as_str(), r.seed),
             (BackendKind::K3d, "02-x", Some(7))
         );
+    }
+
+    #[test]
+    fn open_append_keeps_earlier_faults_and_numbers_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("playground.ledger");
+        let mut first =
+            Ledger::open_append(&path, BackendKind::K3d, "playground", "t0".into()).unwrap();
+        first
+            .record_fault(
+                "a",
+                &Fault::Cordon("iad".into()),
+                vec![json!({"u": 1})],
+                "t1".into(),
+            )
+            .unwrap();
+        let undone = first
+            .record_fault("b", &Fault::KillSite("pdx".into()), vec![], "t2".into())
+            .unwrap();
+        first.mark_undone(undone, "t3".into()).unwrap();
+        drop(first);
+        let mut second =
+            Ledger::open_append(&path, BackendKind::K3d, "playground", "t4".into()).unwrap();
+        assert_eq!(second.pending_newest_first().len(), 1, "the cordon is kept");
+        let seq = second
+            .record_fault(
+                "c",
+                &Fault::NetworkPartition("iad".into()),
+                vec![],
+                "t5".into(),
+            )
+            .unwrap();
+        assert_eq!(seq, 3, "numbers never repeat");
+        let pending: Vec<u64> = read_for_recovery(&path)
+            .unwrap()
+            .pending
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(pending, vec![3, 1]);
+        let err =
+            Ledger::open_append(&path, BackendKind::Sim, "playground", "t6".into()).unwrap_err();
+        assert!(matches!(err, LedgerError::OtherBackend { .. }), "{err}");
     }
 
     #[test]

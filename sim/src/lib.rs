@@ -9,6 +9,7 @@ pub mod bloodraven_image;
 pub(crate) mod clock;
 pub mod cluster;
 pub mod dialer;
+pub mod external_dns;
 pub mod harness;
 pub mod hosts;
 pub mod images;

@@ -88,14 +88,15 @@ fn create(
     }
 }
 
-/// The operator Deployment: one replica of `bloodraven operator` on the control plane.
-pub fn operator_deployment(image_tag: &str) -> Value {
+/// The operator Deployment in `namespace`: one replica of `bloodraven operator` on the
+/// control plane.
+pub fn operator_deployment(image_tag: &str, namespace: &str) -> Value {
     use bloodraven::deploy::{METRICS_PORT, METRICS_PORT_NAME, OPERATOR_APP_NAME};
     let image = format!("{BLOODRAVEN_IMAGE}:{image_tag}");
     json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": OPERATOR_NAME, "namespace": OPERATOR_NAMESPACE,
+        "metadata": {"name": OPERATOR_NAME, "namespace": namespace,
                      "labels": {"app.kubernetes.io/name": OPERATOR_APP_NAME}},
         "spec": {
             "replicas": 1,
@@ -140,18 +141,28 @@ pub fn install_crds(world: &World) -> Result<(), InstallError> {
 
 /// Installs the operator's namespace and Deployment (the CRDs must be there already).
 pub fn install_operator(world: &World) -> Result<(), InstallError> {
+    install_operator_in(world, OPERATOR_NAMESPACE)
+}
+
+/// Installs the operator's Deployment into `namespace`, creating the namespace unless a
+/// manifest already did (the playground's operator shares `bloodraven-playground` with
+/// its group, where the guide's `kubectl logs -l ...` looks for it).
+pub fn install_operator_in(world: &World, namespace: &str) -> Result<(), InstallError> {
     let api = world.api();
-    create(
-        api,
-        &ResourceKey::core("v1", "namespaces"),
-        None,
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}}),
-    )?;
+    let namespaces = ResourceKey::core("v1", "namespaces");
+    if api.get(&namespaces, None, namespace).is_err() {
+        create(
+            api,
+            &namespaces,
+            None,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}),
+        )?;
+    }
     create(
         api,
         &ResourceKey::new("apps", "v1", "deployments"),
-        Some(OPERATOR_NAMESPACE),
-        operator_deployment("dev"),
+        Some(namespace),
+        operator_deployment("dev", namespace),
     )
 }
 
@@ -214,4 +225,9 @@ pub fn apply_text(world: &World, path: &Path, text: &str) -> Result<usize, Insta
 /// `examples/playground.yaml` from the repository.
 pub fn playground_manifest() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/playground.yaml")
+}
+
+/// `examples/playground-dns.yaml`: external-dns and the dns-webhook provider.
+pub fn playground_dns_manifest() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/playground-dns.yaml")
 }

@@ -43,6 +43,8 @@ pub struct ServeOptions {
     /// Install the Bloodraven CRDs and the operator Deployment before the manifests,
     /// so that a failover group applied afterwards is managed by the real operator.
     pub bloodraven: bool,
+    /// Namespace of the operator's Deployment (with `bloodraven`).
+    pub operator_namespace: String,
     /// Manifests (multi-document YAML) created once the cluster is up.
     pub manifests: Vec<PathBuf>,
     /// Stop after this much time (default: run until killed).
@@ -85,13 +87,18 @@ pub fn serve(options: &ServeOptions) -> Result<(), ServeError> {
         crate::harness::REALISTIC_MYSQL_STARTUP,
     );
     let mut world: World = builder.build()?;
+    // CRDs, then the manifests, then the operator: a manifest may create the
+    // operator's namespace (the playground's does).
     if options.bloodraven {
-        crate::playground::install(&world)?;
-        tracing::info!("installed the Bloodraven CRDs and operator");
+        crate::playground::install_crds(&world)?;
     }
     for manifest in &options.manifests {
         let created = crate::playground::apply_file(&world, manifest)?;
         tracing::info!(manifest = %manifest.display(), created, "applied");
+    }
+    if options.bloodraven {
+        crate::playground::install_operator_in(&world, &options.operator_namespace)?;
+        tracing::info!(namespace = %options.operator_namespace, "installed the Bloodraven CRDs and operator");
     }
 
     let listener =

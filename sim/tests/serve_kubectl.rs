@@ -300,6 +300,8 @@ fn playground_pod_kill_fails_over() {
             "--duration-seconds",
             "600",
             "--bloodraven",
+            "--operator-namespace",
+            "bloodraven-playground",
         ])
         .arg("--kubeconfig")
         .arg(&kubeconfig)
@@ -392,7 +394,7 @@ fn playground_pod_kill_fails_over() {
         &kubeconfig,
         &[
             "-n",
-            "bloodraven-system",
+            "bloodraven-playground",
             "logs",
             "-l",
             "app.kubernetes.io/name=bloodraven",

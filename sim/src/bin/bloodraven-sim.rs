@@ -40,6 +40,10 @@ enum Command {
         /// `--bloodraven --apply examples/playground.yaml`).
         #[arg(long)]
         bloodraven: bool,
+        /// Namespace of the operator with `--bloodraven` (the playground's is
+        /// `bloodraven-playground`, where the guide looks for its logs).
+        #[arg(long, default_value = bloodraven::deploy::OPERATOR_NAMESPACE)]
+        operator_namespace: String,
         /// Manifests (multi-document YAML) to create at start.
         #[arg(long = "apply", value_name = "FILE")]
         manifests: Vec<PathBuf>,
@@ -77,6 +81,7 @@ fn main() -> std::process::ExitCode {
             kubeconfig,
             seed,
             bloodraven,
+            operator_namespace,
             manifests,
             duration_seconds,
             tick_ms,
@@ -86,6 +91,7 @@ fn main() -> std::process::ExitCode {
             kubeconfig,
             seed,
             bloodraven,
+            operator_namespace,
             manifests,
             duration: duration_seconds.map(Duration::from_secs),
             tick: Duration::from_millis(tick_ms.max(1)),
