@@ -89,6 +89,9 @@ pub const DRAGONFLY_BUDGET: Duration = Duration::from_secs(10);
 /// `status...method` values.
 pub const METHOD_TAKEOVER: &str = "REPLTAKEOVER";
 pub const METHOD_NO_ONE: &str = "REPLICAOF NO ONE";
+/// A move that ended without any command reaching its target (it never answered):
+/// recorded so that a failed move always says how it was (not) made.
+pub const METHOD_NONE: &str = "none";
 
 /// One reconcile's view of the caches.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -812,6 +815,7 @@ fn finish_move(
         ));
     } else {
         mv.sessions_preserved = Some(false);
+        mv.method.get_or_insert_with(|| METHOD_NONE.to_string());
         mv.message = Some(why.to_string());
         ctx.event(EventIntent::warning(
             EventReason::DragonflyTakeoverFailed,
@@ -825,7 +829,7 @@ fn finish_move(
         method: match mv.method.as_deref() {
             Some(METHOD_TAKEOVER) => METHOD_TAKEOVER,
             Some(METHOD_NO_ONE) => METHOD_NO_ONE,
-            _ => "none",
+            _ => METHOD_NONE,
         },
         succeeded,
     });

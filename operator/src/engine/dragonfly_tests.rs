@@ -588,6 +588,11 @@ fn an_unreachable_target_cache_never_blocks_the_planned_failover_beyond_the_budg
         recorded.dragonfly.as_ref().unwrap().sessions_preserved,
         Some(false)
     );
+    // Nothing reached pdx: the record says so rather than leaving the method out.
+    assert_eq!(
+        recorded.dragonfly.as_ref().unwrap().method.as_deref(),
+        Some(METHOD_NONE)
+    );
     // The cache master stayed where it was.
     assert_eq!(dragonfly(&last).master_site.as_deref(), Some("iad"));
 }

@@ -89,6 +89,9 @@ struct State {
 struct Server {
     config: DragonflyConfig,
     host: String,
+    /// The container's freezer: a frozen Dragonfly stops answering on every
+    /// connection, not only in its accept loop.
+    freezer: crate::pod::Freezer,
     dialer: SharedDialer,
     state: Mutex<State>,
     /// Bumped on every journal write and every ack.
@@ -108,7 +111,7 @@ impl Server {
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        let handle = tokio::spawn(future).abort_handle();
+        let handle = tokio::spawn(self.freezer.clone().run(future)).abort_handle();
         self.state().tasks.push(handle.clone());
         handle
     }
@@ -152,6 +155,7 @@ async fn run(config: DragonflyConfig, ctx: PodContext) -> crate::pod::ProgramRes
     tokio::time::sleep(config.startup_time).await;
     let server = Arc::new(Server {
         host: ctx.host.clone(),
+        freezer: ctx.freezer.clone(),
         dialer: ctx.dialer.clone(),
         state: Mutex::new(State {
             data: BTreeMap::new(),
