@@ -659,6 +659,7 @@ async fn docker_is_pinged_for_node_faults_only_and_a_dead_daemon_fails_them_befo
         Fault::NodeCrash("iad".into()),
         Fault::NetworkPartition("iad".into()),
         Fault::DisableSidecar("iad".into()),
+        Fault::FreezeDragonfly("iad".into()),
         Fault::Partition {
             between: ["iad".into(), "pdx".into()],
         },
@@ -821,6 +822,35 @@ async fn disable_sidecar_stops_the_sites_sidecar_process_in_its_node_and_continu
     assert!(
         stop[2].ends_with("exit 1; }"),
         "the fault fails when no sidecar is found"
+    );
+    assert!(cont[2].contains("kill -CONT") && cont[2].ends_with("true"));
+}
+
+#[tokio::test]
+async fn freeze_dragonfly_stops_the_sites_dragonfly_process_in_its_node_and_continues_it() {
+    let (apply, undo) = calls_for(Fault::FreezeDragonfly("pdx".into())).await;
+    let stop = bloodraven_chaos::backend::k3d::dragonfly_signal_command("pdx", "STOP", true);
+    let cont = bloodraven_chaos::backend::k3d::dragonfly_signal_command("pdx", "CONT", false);
+    assert_eq!(
+        apply,
+        vec![format!(
+            "docker exec k3d-bloodraven-agent-1: {}",
+            stop.join(" ")
+        )]
+    );
+    assert_eq!(
+        undo,
+        vec![format!(
+            "docker exec k3d-bloodraven-agent-1: {}",
+            cont.join(" ")
+        )]
+    );
+    assert!(
+        stop[2].contains("kill -STOP") && stop[2].contains("--break_replication_on_master_restart")
+    );
+    assert!(
+        stop[2].ends_with("exit 1; }"),
+        "the fault fails when no Dragonfly is found"
     );
     assert!(cont[2].contains("kill -CONT") && cont[2].ends_with("true"));
 }

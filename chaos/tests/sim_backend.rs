@@ -252,6 +252,7 @@ fn every_fault_kind_has_a_plan_and_an_undo() {
             "{replication-delay: {site: pdx, seconds: 30}}",
             "{kill-operator: {}}",
             "{disable-sidecar: pdx}",
+            "{freeze-dragonfly: pdx}",
         ] {
             let fault: Fault = serde_saphyr::from_str(yaml).unwrap();
             let plan = backend.plan_fault(&fault, "ns").await.unwrap();
@@ -304,12 +305,27 @@ fn every_fault_kind_has_a_plan_and_an_undo() {
     let (_, apply, undo) = get("disable-sidecar pdx");
     assert_eq!(
         apply,
-        json!([{"op": "freeze-container", "namespace": "ns", "site": "pdx", "container": "sidecar", "frozen": true}])
+        json!([{"op": "freeze-container", "namespace": "ns", "site": "pdx", "component": "mysql", "container": "sidecar", "frozen": true}])
     );
     assert_eq!(
         undo,
-        json!([{"op": "freeze-container", "namespace": "ns", "site": "pdx", "container": "sidecar", "frozen": false}])
+        json!([{"op": "freeze-container", "namespace": "ns", "site": "pdx", "component": "mysql", "container": "sidecar", "frozen": false}])
     );
+    let (_, apply, undo) = get("freeze-dragonfly pdx");
+    assert_eq!(
+        apply,
+        json!([{"op": "freeze-container", "namespace": "ns", "site": "pdx", "component": "dragonfly", "container": "dragonfly", "frozen": true}])
+    );
+    assert_eq!(
+        undo,
+        json!([{"op": "freeze-container", "namespace": "ns", "site": "pdx", "component": "dragonfly", "container": "dragonfly", "frozen": false}])
+    );
+    // A ledger written before Dragonfly could be frozen has no component: MySQL's.
+    let old: bloodraven_chaos::backend::sim::SimOp = serde_json::from_value(
+        json!({"op": "freeze-container", "namespace": "ns", "site": "pdx", "container": "sidecar", "frozen": true}),
+    )
+    .unwrap();
+    assert_eq!(json!(old)["component"], "mysql");
     let (_, err, _) = get("error");
     assert!(err.as_str().unwrap().contains("sfo"), "{err}");
 }

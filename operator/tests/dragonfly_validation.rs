@@ -122,3 +122,43 @@ fn the_default_block_is_valid() {
         report("    image: docker.dragonflydb.io/dragonflydb/dragonfly:v1.38.0\n");
     assert_eq!(problems, 0, "{text}");
 }
+
+const SNAPSHOT: &str = "    snapshot:\n      bucket: cache-snapshots\n      endpoint: http://rustfs.storage.svc:9000\n      credentialsSecret: cache-s3\n";
+
+#[test]
+fn with_snapshots_the_snapshot_flags_belong_to_the_operator() {
+    let (problems, text) = report(SNAPSHOT);
+    assert_eq!(problems, 0, "{text}");
+    for arg in [
+        "--dir=/data",
+        "--dbfilename=dump",
+        "--s3_endpoint=elsewhere:9000",
+        "--s3-use-https=true",
+        "-dir /tmp",
+    ] {
+        let (problems, text) = report(&format!("{SNAPSHOT}    args: [\"{arg}\"]\n"));
+        assert_eq!(problems, 1, "{arg}: {text}");
+        assert!(text.contains("while snapshot is set"), "{arg}: {text}");
+    }
+    // Without snapshots --dir stays allowed (a discouraged arg, reported by a Warning).
+    let (problems, text) = report("    args: [\"--dir=/data\"]\n");
+    assert_eq!(problems, 0, "{text}");
+    // Flags that only share a prefix are not snapshot flags.
+    let (problems, text) = report(&format!("{SNAPSHOT}    args: [\"--dirty_ok=1\"]\n"));
+    assert_eq!(problems, 0, "{text}");
+}
+
+#[test]
+fn a_snapshot_endpoint_is_a_bare_http_url_and_the_bucket_and_secret_are_required() {
+    for endpoint in ["rustfs:9000", "http://rustfs:9000/path", "ftp://rustfs"] {
+        let block = SNAPSHOT.replace("http://rustfs.storage.svc:9000", endpoint);
+        let (problems, text) = report(&block);
+        assert_eq!(problems, 1, "{endpoint}: {text}");
+        assert!(text.contains("endpoint must be http(s)://"), "{text}");
+    }
+    let (problems, text) = report("    snapshot:\n      bucket: cache-snapshots\n");
+    assert!(
+        problems >= 1 && text.contains("credentialsSecret"),
+        "{text}"
+    );
+}

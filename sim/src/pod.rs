@@ -54,6 +54,58 @@ pub struct PodContext {
     pub dialer: SharedDialer,
     /// SIGTERM: raised by the kubelet when the pod is deleted.
     pub termination: Termination,
+    /// The cgroup freezer of this run. The kubelet runs the program under it; a
+    /// program runs the tasks it spawns under it too (`Freezer::run`), so that a frozen
+    /// container stops as a whole, as SIGSTOP stops every thread of a process.
+    pub freezer: Freezer,
+}
+
+/// Whether the container's current run is frozen (never, by default).
+#[derive(Clone)]
+pub struct Freezer {
+    frozen: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Default for Freezer {
+    fn default() -> Self {
+        // The sender is dropped: never frozen, and `run` polls the future directly.
+        Self::new(tokio::sync::watch::channel(false).1)
+    }
+}
+
+impl Freezer {
+    pub(crate) fn new(frozen: tokio::sync::watch::Receiver<bool>) -> Self {
+        Self { frozen }
+    }
+
+    /// Runs `future` like a process the cgroup freezer can stop: while frozen the
+    /// future is not polled at all (its timers run out meanwhile and fire on thaw, as
+    /// a stopped process's would); it resumes where it was. `biased` keeps the select
+    /// from drawing on a random number, so runs stay deterministic.
+    pub async fn run<F: Future>(self, future: F) -> F::Output {
+        let mut frozen = self.frozen;
+        tokio::pin!(future);
+        loop {
+            if *frozen.borrow_and_update() {
+                if frozen.changed().await.is_err() {
+                    // The kubelet forgot the container: nobody can thaw it, nor needs to.
+                    return std::future::pending().await;
+                }
+                continue;
+            }
+            // The freeze is looked at first, so that a container frozen between two
+            // polls of its program is not polled once more.
+            tokio::select! {
+                biased;
+                changed = frozen.changed() => {
+                    if changed.is_err() {
+                        return future.await;
+                    }
+                }
+                output = &mut future => return output,
+            }
+        }
+    }
 }
 
 /// The pod's SIGTERM. A program that waits for it (`requested`) is given the pod's

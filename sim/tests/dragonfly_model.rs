@@ -568,3 +568,153 @@ fn a_replica_without_masterauth_never_reaches_stable_sync() {
     });
     run(&mut sim, &Faults::default());
 }
+
+/// The S3 model on host `minio`, with the bucket `cache-snapshots`.
+fn minio(sim: &mut turmoil::Sim<'_>) {
+    use bloodraven_sim::models::s3::{Buckets, ObjectStoreModel, S3ServerCredentials, serve};
+    let state = std::sync::Arc::new(std::sync::Mutex::new(Buckets::default()));
+    sim.host("minio", move || {
+        let model = ObjectStoreModel::new(state.clone(), support::clock());
+        async move {
+            model.ensure_bucket("cache-snapshots");
+            let listener = turmoil::net::TcpListener::bind(("0.0.0.0", 9000)).await?;
+            serve(
+                listener,
+                model,
+                S3ServerCredentials {
+                    access_key_id: "snap".into(),
+                    secret_access_key: "snap-secret".into(),
+                },
+            )
+            .await?;
+            Ok(())
+        }
+    });
+}
+
+const S3_CREDENTIALS: &[(&str, &str)] = &[
+    ("AWS_ACCESS_KEY_ID", "snap"),
+    ("AWS_SECRET_ACCESS_KEY", "snap-secret"),
+];
+
+fn snapshot_args(bucket: &str) -> Vec<String> {
+    [
+        "--requirepass=cache-secret".to_string(),
+        format!("--dir=s3://{bucket}/playground"),
+        "--dbfilename=playground-iad".to_string(),
+        "--s3_endpoint=minio:9000".to_string(),
+        "--s3_use_https=false".to_string(),
+    ]
+    .to_vec()
+}
+
+/// Runs a Dragonfly with `args` and `env` on the calling host until it exits.
+async fn run_dragonfly(host: &str, env: &[(&str, &str)], args: &[String]) -> String {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ctx = context(host, &Volume::default(), env, &args);
+    match DragonflyProgram::new(DragonflyConfig::default())
+        .run(ctx)
+        .await
+    {
+        Ok(()) => "exited cleanly".to_string(),
+        Err(err) => err.to_string(),
+    }
+}
+
+#[test]
+fn an_unusable_s3_snapshot_dir_ends_the_process_at_start_up() {
+    let mut sim = sim(31);
+    minio(&mut sim);
+    sim.client("nobucket", async {
+        let exit =
+            run_dragonfly("nobucket", S3_CREDENTIALS, &snapshot_args("missing-bucket")).await;
+        assert!(exit.contains("s3://missing-bucket"), "{exit}");
+        Ok(())
+    });
+    sim.client("nocreds", async {
+        let exit = run_dragonfly("nocreds", &[], &snapshot_args("cache-snapshots")).await;
+        assert!(exit.contains("no S3 credentials"), "{exit}");
+        Ok(())
+    });
+    sim.client("badcreds", async {
+        let env = [
+            ("AWS_ACCESS_KEY_ID", "snap"),
+            ("AWS_SECRET_ACCESS_KEY", "wrong"),
+        ];
+        let exit = run_dragonfly("badcreds", &env, &snapshot_args("cache-snapshots")).await;
+        assert!(exit.contains("s3://cache-snapshots"), "{exit}");
+        Ok(())
+    });
+    run(&mut sim, &Faults::default());
+}
+
+#[test]
+fn save_writes_the_snapshot_to_s3_and_a_restarted_process_loads_it() {
+    let mut sim = sim(32);
+    minio(&mut sim);
+    let faults = Faults::default();
+    sim.host("df", move || {
+        let args = snapshot_args("cache-snapshots");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let ctx = context("df", &Volume::default(), S3_CREDENTIALS, &args);
+        async move {
+            DragonflyProgram::new(DragonflyConfig::default())
+                .run(ctx)
+                .await
+        }
+    });
+    let restart = faults.clone();
+    sim.client("test", async move {
+        let mut df = connect("df").await;
+        for _ in 0..42 {
+            let _: i64 = redis::cmd("INCR")
+                .arg("counter")
+                .query_async(&mut df)
+                .await
+                .unwrap();
+        }
+        let _: () = redis::cmd("SAVE").query_async(&mut df).await.unwrap();
+        // The object is in the bucket, read back through the production S3 client.
+        let storage = bloodraven::storage::ObjectStorage::new(
+            &bloodraven::storage::S3Target {
+                endpoint: Some("http://minio:9000".into()),
+                region: None,
+                bucket: "cache-snapshots".into(),
+                prefix: Some("playground".into()),
+                credentials: bloodraven::storage::S3Credentials {
+                    access_key_id: "snap".into(),
+                    secret_access_key: "snap-secret".into(),
+                },
+            },
+            std::sync::Arc::new(bloodraven_sim::models::s3::SimStorageDialer::new(dialer())),
+            bloodraven::storage::TransferTuning::default(),
+        )
+        .unwrap();
+        let keys: Vec<String> = storage
+            .list("")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(keys, ["playground/playground-iad.rdb"]);
+        // A write after the SAVE is not in the snapshot: the restarted process has the
+        // saved state, not the last one.
+        let _: i64 = redis::cmd("INCR")
+            .arg("counter")
+            .query_async(&mut df)
+            .await
+            .unwrap();
+        restart.bounce("df");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut df = connect("df").await;
+        let loaded: Option<i64> = redis::cmd("GET")
+            .arg("counter")
+            .query_async(&mut df)
+            .await
+            .unwrap();
+        assert_eq!(loaded, Some(42));
+        Ok(())
+    });
+    run(&mut sim, &faults);
+}

@@ -231,6 +231,10 @@ pub enum Fault {
     /// simulation): mysqld runs on with nobody beside it to fence it. Undone by thawing
     /// it (SIGCONT); a restart of the container also ends it.
     DisableSidecar(Site),
+    /// Freeze the site's Dragonfly process (SIGSTOP; the cgroup freezer in the
+    /// simulation): the pod stays Running, its cache answers nobody (connections hang)
+    /// while the site's MySQL is untouched. Undone by thawing it (SIGCONT).
+    FreezeDragonfly(Site),
     /// Delete the operator's pod.
     KillOperator {},
     /// Undo faults recorded in the ledger, newest first.
@@ -256,6 +260,7 @@ impl fmt::Display for Fault {
             }
             Fault::ForceWritable(s) => write!(f, "force-writable {s}"),
             Fault::DisableSidecar(s) => write!(f, "disable-sidecar {s}"),
+            Fault::FreezeDragonfly(s) => write!(f, "freeze-dragonfly {s}"),
             Fault::KillOperator {} => write!(f, "kill-operator"),
             Fault::Recover(RecoverScope::All) => write!(f, "recover all"),
         }

@@ -278,6 +278,7 @@ pub struct DnsSpec {
     {"rule": "!has(self.args) || self.args.all(a, !a.matches('^--?(no)?break[-_]replication[-_]on[-_]master[-_]restart([= ].*)?$'))", "message": "args must not set --break_replication_on_master_restart: the operator owns it (a replica must keep its data when its master restarts empty)", "fieldPath": ".args"},
     {"rule": "!has(self.args) || self.args.all(a, !a.matches('^--?maxmemory([= ].*)?$'))", "message": "args must not set --maxmemory: the operator owns it (it follows resources)", "fieldPath": ".args"},
     {"rule": "!has(self.args) || self.args.all(a, !a.matches('^--?proactor[-_]threads([= ].*)?$'))", "message": "args must not set --proactor_threads: the operator owns it (it follows resources)", "fieldPath": ".args"},
+    {"rule": "!has(self.snapshot) || !has(self.args) || self.args.all(a, !a.matches('^--?(no)?(dir|dbfilename|s3[-_][a-z_-]+)([= ].*)?$'))", "message": "args must not set --dir, --dbfilename or --s3_* while snapshot is set: the operator derives them from spec.dragonfly.snapshot", "fieldPath": ".args"},
     {"rule": "self.image.matches('@sha256:[0-9a-f]{64}$') || self.image.matches(':v?(([2-9]|[1-9][0-9]+)[.][0-9]+|1[.](3[89]|[4-9][0-9]|[1-9][0-9][0-9]+))[.][0-9]+(-[0-9A-Za-z.-]+)?$')", "message": "image must be Dragonfly v1.38.0 or newer, as a version tag (vX.Y.Z) or a digest (@sha256:...): older releases have replication, snapshot and expiry bugs", "fieldPath": ".image"}
 ]))]
 pub struct DragonflySpec {
@@ -298,15 +299,32 @@ pub struct DragonflySpec {
     pub snapshot: Option<DragonflySnapshotSpec>,
 }
 
+/// S3 snapshots of the cache (the guide's D6a path): each site's Dragonfly saves to and
+/// loads from `s3://<bucket>/<prefix>/<group>-<site>`. Dragonfly v1.38 exits at start-up
+/// when the bucket or the credentials are unavailable: provision them first.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.endpoint) || self.endpoint.matches('^https?://[^/?#]+/?$')", "message": "endpoint must be http(s)://host[:port] (Dragonfly takes a host and a scheme, no path)", "fieldPath": ".endpoint"}
+]))]
 pub struct DragonflySnapshotSpec {
-    /// Snapshot directory, e.g. `s3://bucket/prefix`.
-    #[schemars(length(min = 1))]
-    pub dir: String,
-    /// Secret with the object store's credentials.
+    #[schemars(length(min = 3, max = 63))]
+    pub bucket: String,
+    /// Key prefix inside the bucket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credentials_secret: Option<String>,
+    #[schemars(length(max = 512))]
+    pub prefix: Option<String>,
+    /// Endpoint URL of an S3-compatible store (MinIO, RustFS), `http(s)://host[:port]`;
+    /// none means AWS S3 in `region`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub region: Option<String>,
+    /// Secret with `access-key-id` and `secret-access-key` (as backup profiles).
+    #[schemars(length(min = 1, max = 253))]
+    pub credentials_secret: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

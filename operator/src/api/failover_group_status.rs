@@ -176,7 +176,8 @@ pub struct PlannedFailoverStatus {
 pub struct PlannedFailoverDragonfly {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sessions_preserved: Option<bool>,
-    /// `REPLTAKEOVER` or `REPLICAOF NO ONE`.
+    /// `REPLTAKEOVER`, `REPLICAOF NO ONE`, or `none` when no command reached the
+    /// target's Dragonfly (it never answered).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
 }
@@ -269,7 +270,8 @@ pub struct DragonflyTakeoverStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
     pub to: String,
-    /// `REPLTAKEOVER`, `REPLICAOF NO ONE`, or `None` before anything was sent.
+    /// `REPLTAKEOVER`, `REPLICAOF NO ONE`, `none` for a move that failed without any
+    /// command reaching its target (it never answered), or absent before anything was sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
     /// Set once completed: true only when `REPLTAKEOVER` handed over every write.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, PodSpec, PodTemplateSpec, Probe,
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, PodSpec, PodTemplateSpec, Probe,
     ResourceRequirements, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
@@ -17,8 +17,10 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::mysql::secret_env;
 use super::{INSTANCE_LABEL, NAME_LABEL, Owner, names};
 use crate::api::{
-    DRAGONFLY_ROLE_LABEL, DRAGONFLY_TRAFFIC_LABEL, DragonflySpec, MysqlFailoverGroup, SiteSpec,
+    DRAGONFLY_ROLE_LABEL, DRAGONFLY_TRAFFIC_LABEL, DragonflySnapshotSpec, DragonflySpec,
+    MysqlFailoverGroup, SiteSpec,
 };
+use crate::storage::{DEFAULT_REGION, S3Credentials};
 
 /// `app.kubernetes.io/name` of every Dragonfly pod and Dragonfly child.
 pub const DRAGONFLY_APP_NAME: &str = "dragonfly";
@@ -38,6 +40,11 @@ pub const DRAGONFLY_TRAFFIC_ENABLED: &str = "enabled";
 pub const DRAGONFLY_TRAFFIC_DISABLED: &str = "disabled";
 /// The Dragonfly container (chaos faults and the sim find it by name).
 pub const DRAGONFLY_CONTAINER: &str = "dragonfly";
+
+/// The environment Dragonfly's S3 client reads its credentials and region from.
+pub const S3_ACCESS_KEY_ID_ENV: &str = "AWS_ACCESS_KEY_ID";
+pub const S3_SECRET_ACCESS_KEY_ENV: &str = "AWS_SECRET_ACCESS_KEY";
+pub const S3_REGION_ENV: &str = "AWS_REGION";
 
 /// Flags the operator sets and `spec.dragonfly.args` may not: changing any of them
 /// breaks replication, authentication, the Service's port or the memory contract.
@@ -179,10 +186,12 @@ pub fn dragonfly_children(owner: &Owner, group: &MysqlFailoverGroup) -> Option<D
     })
 }
 
-/// Dragonfly's command line: the owned flags first, then `spec.dragonfly.args`
-/// (validation has refused any that set an owned flag). The passwords are not here:
-/// they reach Dragonfly as `DFLY_requirepass` / `DFLY_masterauth` from the Secret.
-pub fn dragonfly_args(spec: &DragonflySpec) -> Vec<String> {
+/// Dragonfly's command line for one site: the owned flags first, then the snapshot
+/// flags when `spec.dragonfly.snapshot` is set, then `spec.dragonfly.args` (validation
+/// has refused any that set an owned or, with snapshots, a snapshot flag). The
+/// passwords and S3 keys are not here: they arrive as environment variables from
+/// Secrets.
+pub fn dragonfly_args(spec: &DragonflySpec, group: &str, site: &str) -> Vec<String> {
     let mut args = vec![
         format!("--port={DRAGONFLY_PORT}"),
         format!("--admin_port={DRAGONFLY_ADMIN_PORT}"),
@@ -192,8 +201,69 @@ pub fn dragonfly_args(spec: &DragonflySpec) -> Vec<String> {
         "--break_replication_on_master_restart=true".to_string(),
     ];
     args.extend(sizing_args(spec.resources.as_ref()));
+    if let Some(snapshot) = &spec.snapshot {
+        args.extend(snapshot_args(snapshot, group, site));
+    }
     args.extend(spec.args.iter().cloned());
     args
+}
+
+/// The snapshot object's name (`--dbfilename`) of a site: one per site, so that the two
+/// sites never overwrite each other's snapshot and a restarted pod loads its own.
+pub fn snapshot_file_name(group: &str, site: &str) -> String {
+    format!("{group}-{site}")
+}
+
+/// `--dir=s3://<bucket>[/<prefix>]`, `--dbfilename`, and for an S3-compatible store
+/// `--s3_endpoint=<host[:port]>` with `--s3_use_https` from the endpoint's scheme
+/// (Dragonfly takes the host and the scheme apart).
+pub fn snapshot_args(snapshot: &DragonflySnapshotSpec, group: &str, site: &str) -> Vec<String> {
+    let mut dir = format!("s3://{}", snapshot.bucket);
+    if let Some(prefix) = snapshot
+        .prefix
+        .as_deref()
+        .map(|p| p.trim_matches('/'))
+        .filter(|p| !p.is_empty())
+    {
+        dir.push('/');
+        dir.push_str(prefix);
+    }
+    let mut args = vec![
+        format!("--dir={dir}"),
+        format!("--dbfilename={}", snapshot_file_name(group, site)),
+    ];
+    if let Some(endpoint) = snapshot.endpoint.as_deref() {
+        let (https, host) = match endpoint.strip_prefix("https://") {
+            Some(host) => (true, host),
+            None => (false, endpoint.strip_prefix("http://").unwrap_or(endpoint)),
+        };
+        args.push(format!("--s3_endpoint={}", host.trim_end_matches('/')));
+        args.push(format!("--s3_use_https={https}"));
+    }
+    args
+}
+
+/// The S3 credentials (from the snapshot's Secret, never inline) and region.
+fn snapshot_env(snapshot: &DragonflySnapshotSpec) -> Vec<EnvVar> {
+    let secret = &snapshot.credentials_secret;
+    vec![
+        secret_env(S3_ACCESS_KEY_ID_ENV, secret, S3Credentials::ACCESS_KEY_ID),
+        secret_env(
+            S3_SECRET_ACCESS_KEY_ENV,
+            secret,
+            S3Credentials::SECRET_ACCESS_KEY,
+        ),
+        EnvVar {
+            name: S3_REGION_ENV.to_string(),
+            value: Some(
+                snapshot
+                    .region
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_REGION.to_string()),
+            ),
+            ..EnvVar::default()
+        },
+    ]
 }
 
 /// `--maxmemory` and `--proactor_threads` from the container's limits (requests when
@@ -316,11 +386,16 @@ pub fn statefulset(
                     containers: vec![Container {
                         name: DRAGONFLY_CONTAINER.to_string(),
                         image: Some(spec.image.clone()),
-                        args: Some(dragonfly_args(spec)),
-                        env: Some(vec![
-                            secret_env("DFLY_requirepass", secret, DRAGONFLY_PASSWORD_KEY),
-                            secret_env("DFLY_masterauth", secret, DRAGONFLY_PASSWORD_KEY),
-                        ]),
+                        args: Some(dragonfly_args(spec, &owner.name, &site.name)),
+                        env: Some(
+                            [
+                                secret_env("DFLY_requirepass", secret, DRAGONFLY_PASSWORD_KEY),
+                                secret_env("DFLY_masterauth", secret, DRAGONFLY_PASSWORD_KEY),
+                            ]
+                            .into_iter()
+                            .chain(spec.snapshot.iter().flat_map(snapshot_env))
+                            .collect(),
+                        ),
                         ports: Some(vec![
                             port("redis", DRAGONFLY_PORT),
                             port("admin", DRAGONFLY_ADMIN_PORT),

@@ -142,6 +142,99 @@ fn no_dragonfly_password_is_ever_inlined() {
 }
 
 #[test]
+fn snapshot_sets_the_s3_flags_per_site_and_credentials_from_the_secret() {
+    let group = with_dragonfly(json!({
+        "args": ["--cache_mode=true"],
+        "snapshot": {
+            "bucket": "cache-snapshots",
+            "prefix": "/playground/",
+            "endpoint": "http://rustfs.storage.svc:9000/",
+            "credentialsSecret": "rustfs-credentials"
+        }
+    }));
+    let sites = built(&group).dragonfly.unwrap().sites;
+    let container = |i: usize| {
+        to_json(&sites[i].statefulset)["spec"]["template"]["spec"]["containers"][0].clone()
+    };
+    assert_eq!(
+        container(0)["args"],
+        json!([
+            "--port=6379",
+            "--admin_port=9999",
+            "--break_replication_on_master_restart=true",
+            "--dir=s3://cache-snapshots/playground",
+            "--dbfilename=playground-iad",
+            "--s3_endpoint=rustfs.storage.svc:9000",
+            "--s3_use_https=false",
+            "--cache_mode=true"
+        ])
+    );
+    // Each site has its own snapshot object.
+    assert!(
+        container(1)["args"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("--dbfilename=playground-pdx"))
+    );
+    let secret_ref = |name: &str, key: &str| {
+        json!({"name": name, "valueFrom": {"secretKeyRef": {
+            "name": "rustfs-credentials", "key": key, "optional": false}}})
+    };
+    let env = container(0)["env"].clone();
+    let env = env.as_array().unwrap();
+    assert_eq!(
+        env[2..],
+        [
+            secret_ref("AWS_ACCESS_KEY_ID", "access-key-id"),
+            secret_ref("AWS_SECRET_ACCESS_KEY", "secret-access-key"),
+            json!({"name": "AWS_REGION", "value": "us-east-1"}),
+        ]
+    );
+}
+
+#[test]
+fn snapshot_flags_follow_the_endpoint_scheme_and_its_absence() {
+    let snapshot =
+        |v: Value| serde_json::from_value::<crate::api::DragonflySnapshotSpec>(v).unwrap();
+    assert_eq!(
+        snapshot_args(
+            &snapshot(
+                json!({"bucket": "b-1", "endpoint": "https://s3.example.net",
+                "credentialsSecret": "s"})
+            ),
+            "g",
+            "iad"
+        ),
+        vec![
+            "--dir=s3://b-1",
+            "--dbfilename=g-iad",
+            "--s3_endpoint=s3.example.net",
+            "--s3_use_https=true"
+        ]
+    );
+    // AWS S3: no endpoint flags; Dragonfly derives the endpoint from the region.
+    assert_eq!(
+        snapshot_args(
+            &snapshot(json!({"bucket": "b-1", "prefix": "", "credentialsSecret": "s"})),
+            "g",
+            "pdx"
+        ),
+        vec!["--dir=s3://b-1", "--dbfilename=g-pdx"]
+    );
+    // Without snapshots nothing of this appears.
+    let plain = with_dragonfly(json!({}));
+    let statefulsets: Vec<_> = built(&plain)
+        .dragonfly
+        .unwrap()
+        .sites
+        .into_iter()
+        .map(|s| s.statefulset)
+        .collect();
+    let text = serde_json::to_string(&statefulsets).unwrap();
+    assert!(!text.contains("--dir=") && !text.contains("AWS_"), "{text}");
+}
+
+#[test]
 fn app_service_requires_master_and_traffic_and_exposes_no_admin_port() {
     let group = with_dragonfly(json!({}));
     let dragonfly = built(&group).dragonfly.unwrap();

@@ -28,7 +28,9 @@ use crate::api::{DNSEndpoint, MysqlFailoverGroup, SITE_LABEL};
 
 pub use backup::{BackupChildren, backup_children};
 pub use dns::dns_endpoint;
-pub use dragonfly::{DragonflyChildren, DragonflySiteChildren, dragonfly_children};
+pub use dragonfly::{
+    DRAGONFLY_CONTAINER, DragonflyChildren, DragonflySiteChildren, dragonfly_children,
+};
 pub use lease::writer_lease;
 pub use mysql::{
     ADMIN_PORT, APP_DATABASE_KEY, APP_PASSWORD_KEY, APP_USER, CLONE_PLUGIN_LIBRARY,

@@ -200,7 +200,47 @@ pub(crate) fn cache_pod(pod: Option<&Pod>) -> CachePod {
         },
         traffic: labels.get(DRAGONFLY_TRAFFIC_LABEL).map(String::as_str)
             == Some(DRAGONFLY_TRAFFIC_ENABLED),
+        start_failure: start_failure(pod),
     }
+}
+
+/// Why the Dragonfly container keeps exiting, when it does: waiting in
+/// CrashLoopBackOff, or terminated with a non-zero code (the message of its last
+/// termination, which carries Dragonfly's error, else the kubelet's reason).
+fn start_failure(pod: &Pod) -> Option<String> {
+    let container = pod
+        .status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == crate::children::DRAGONFLY_CONTAINER)?;
+    let state = container.state.as_ref();
+    let crash_looping = state
+        .and_then(|s| s.waiting.as_ref())
+        .is_some_and(|w| w.reason.as_deref() == Some("CrashLoopBackOff"));
+    let failed_now = state
+        .and_then(|s| s.terminated.as_ref())
+        .filter(|t| t.exit_code != 0);
+    if !crash_looping && failed_now.is_none() {
+        return None;
+    }
+    let last = failed_now.or_else(|| {
+        container
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+    });
+    Some(match last {
+        Some(t) => match (&t.message, &t.reason) {
+            (Some(message), _) if !message.is_empty() => {
+                format!("exit code {}: {}", t.exit_code, message.trim())
+            }
+            (_, Some(reason)) => format!("exit code {} ({reason})", t.exit_code),
+            _ => format!("exit code {}", t.exit_code),
+        },
+        None => "CrashLoopBackOff".to_string(),
+    })
 }
 
 fn target(settings: &Settings, site: &str) -> DragonflyTarget {

@@ -142,6 +142,9 @@ pub enum EventReason {
     DragonflyTakeoverFailed,
     /// The caches stopped being ready (message: why; see `DragonflyReady`).
     DragonflyDegraded,
+    /// A Dragonfly container keeps exiting at start-up (message: its last error; with
+    /// S3 snapshots, usually the bucket or the credentials).
+    DragonflyStartupFailed,
     /// The group's stored object does not deserialize (emitted by the controller, not
     /// the engine: the engine never sees such a group).
     GroupUnreadable,
@@ -157,7 +160,7 @@ pub enum EventReason {
 impl EventReason {
     /// Every reason the operator can emit: what the scenario parser allows an `events:`
     /// check on a MysqlFailoverGroup to name. Keep in step with the enum.
-    pub const ALL: [EventReason; 22] = [
+    pub const ALL: [EventReason; 23] = [
         EventReason::FailoverStarted,
         EventReason::FailoverSucceeded,
         EventReason::FailoverFailed,
@@ -180,6 +183,7 @@ impl EventReason {
         EventReason::BackupSucceeded,
         EventReason::BackupFailed,
         EventReason::BackupExpired,
+        EventReason::DragonflyStartupFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -206,6 +210,7 @@ impl EventReason {
             EventReason::BackupSucceeded => "BackupSucceeded",
             EventReason::BackupFailed => "BackupFailed",
             EventReason::BackupExpired => "BackupExpired",
+            EventReason::DragonflyStartupFailed => "DragonflyStartupFailed",
         }
     }
 }

@@ -89,6 +89,9 @@ pub const DRAGONFLY_BUDGET: Duration = Duration::from_secs(10);
 /// `status...method` values.
 pub const METHOD_TAKEOVER: &str = "REPLTAKEOVER";
 pub const METHOD_NO_ONE: &str = "REPLICAOF NO ONE";
+/// A move that ended without any command reaching its target (it never answered):
+/// recorded so that a failed move always says how it was (not) made.
+pub const METHOD_NONE: &str = "none";
 
 /// One reconcile's view of the caches.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -119,6 +122,9 @@ pub struct CachePod {
     pub role_label: Option<CacheRole>,
     /// `shipstream.io/dragonfly-traffic=enabled`.
     pub traffic: bool,
+    /// The container keeps exiting (CrashLoopBackOff, or terminated with an error):
+    /// its last termination message, else the kubelet's reason.
+    pub start_failure: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -335,10 +341,32 @@ pub(super) fn step(ctx: &mut Ctx<'_>) {
             format!("Dragonfly is degraded ({reason}): {message}"),
         ));
     }
+    // Once per episode (not every reconcile): a crash-looping container is otherwise
+    // only visible in the pod's status.
+    if reason == REASON_STARTUP_FAILING && cache.reason.as_deref() != Some(REASON_STARTUP_FAILING) {
+        ctx.event(EventIntent::warning(
+            EventReason::DragonflyStartupFailed,
+            message.clone(),
+        ));
+    }
     cache.ready = Some(ready);
     cache.reason = Some(reason.to_string());
     cache.message = Some(message);
     ctx.status.dragonfly = Some(cache);
+}
+
+/// `DragonflyReady` reason while a site's Dragonfly keeps exiting at start-up.
+pub const REASON_STARTUP_FAILING: &str = "StartupFailing";
+
+/// The first site whose Dragonfly keeps exiting, and what to check.
+fn startup_failure(obs: &DragonflyObservation) -> Option<String> {
+    obs.sites.iter().find_map(|s| {
+        let failure = s.pod.start_failure.as_deref()?;
+        Some(format!(
+            "{}'s Dragonfly keeps exiting at start-up: {failure}; with spec.dragonfly.snapshot set, Dragonfly exits when the bucket does not exist or the credentials Secret's keys are missing or refused",
+            s.name
+        ))
+    })
 }
 
 fn site_status(obs: &DragonflyObservation, s: &CacheSiteObservation) -> DragonflySiteStatus {
@@ -368,6 +396,9 @@ fn site_status(obs: &DragonflyObservation, s: &CacheSiteObservation) -> Dragonfl
 
 /// Whether the caches serve, why not, in a sentence.
 fn readiness(obs: &DragonflyObservation, cache: &DragonflyStatus) -> (bool, &'static str, String) {
+    if let Some(message) = startup_failure(obs) {
+        return (false, REASON_STARTUP_FAILING, message);
+    }
     if let Some(t) = cache.takeover.as_ref().filter(|t| t.completed_at.is_none()) {
         return (
             false,
@@ -812,6 +843,7 @@ fn finish_move(
         ));
     } else {
         mv.sessions_preserved = Some(false);
+        mv.method.get_or_insert_with(|| METHOD_NONE.to_string());
         mv.message = Some(why.to_string());
         ctx.event(EventIntent::warning(
             EventReason::DragonflyTakeoverFailed,
@@ -825,7 +857,7 @@ fn finish_move(
         method: match mv.method.as_deref() {
             Some(METHOD_TAKEOVER) => METHOD_TAKEOVER,
             Some(METHOD_NO_ONE) => METHOD_NO_ONE,
-            _ => "none",
+            _ => METHOD_NONE,
         },
         succeeded,
     });

@@ -33,6 +33,7 @@ fn pod(role: Option<CacheRole>, traffic: bool) -> CachePod {
         deleting: false,
         role_label: role,
         traffic,
+        start_failure: None,
     }
 }
 
@@ -588,6 +589,11 @@ fn an_unreachable_target_cache_never_blocks_the_planned_failover_beyond_the_budg
         recorded.dragonfly.as_ref().unwrap().sessions_preserved,
         Some(false)
     );
+    // Nothing reached pdx: the record says so rather than leaving the method out.
+    assert_eq!(
+        recorded.dragonfly.as_ref().unwrap().method.as_deref(),
+        Some(METHOD_NONE)
+    );
     // The cache master stayed where it was.
     assert_eq!(dragonfly(&last).master_site.as_deref(), Some("iad"));
 }
@@ -692,5 +698,46 @@ fn a_restarted_master_is_not_accepted_while_its_replica_may_still_break_away() {
         late.events
             .iter()
             .any(|e| e.reason == EventReason::DragonflyDegraded)
+    );
+}
+
+#[test]
+fn a_dragonfly_exiting_at_start_up_is_reported_once_not_silently() {
+    let mut snap = settled();
+    let first = run(&snap, 20_000);
+    assert_eq!(dragonfly(&first).reason.as_deref(), Some("Ready"));
+    carry(&mut snap, &first);
+    // pdx's container exits at start-up (e.g. its S3 snapshot bucket is missing).
+    let pdx = cache(&mut snap, "pdx");
+    pdx.pod.ready = false;
+    pdx.pod.start_failure =
+        Some("exit code 1: snapshot dir s3://cache-snapshots: NoSuchBucket".into());
+    pdx.probe = CacheProbe::Failing {
+        since: Millis(20_500),
+    };
+    let second = run(&snap, 21_000);
+    let status = dragonfly(&second);
+    assert_eq!(status.ready, Some(false));
+    assert_eq!(status.reason.as_deref(), Some(REASON_STARTUP_FAILING));
+    let message = status.message.as_deref().unwrap();
+    assert!(
+        message.contains("pdx") && message.contains("NoSuchBucket"),
+        "{message}"
+    );
+    let startup_events = |d: &Decision| {
+        d.events
+            .iter()
+            .filter(|e| e.reason == EventReason::DragonflyStartupFailed)
+            .count()
+    };
+    assert_eq!(startup_events(&second), 1);
+    // The master is not moved because a replica cannot start.
+    assert_eq!(status.master_site.as_deref(), Some("iad"));
+    carry(&mut snap, &second);
+    let third = run(&snap, 23_000);
+    assert_eq!(startup_events(&third), 0, "one Event per episode");
+    assert_eq!(
+        dragonfly(&third).reason.as_deref(),
+        Some(REASON_STARTUP_FAILING)
     );
 }

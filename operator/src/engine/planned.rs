@@ -302,10 +302,11 @@ fn promoting_dragonfly(ctx: &mut Ctx<'_>, mut plan: PlannedFailoverStatus, from:
             .as_ref()
             .and_then(|d| d.takeover.as_ref())
             .filter(|t| t.to == target)
-            .and_then(|t| t.method.clone());
+            .and_then(|t| t.method.clone())
+            .unwrap_or_else(|| dragonfly::METHOD_NONE.to_string());
         plan.dragonfly = Some(PlannedFailoverDragonfly {
             sessions_preserved: Some(false),
-            method,
+            method: Some(method),
         });
         plan.message = Some(format!(
             "{target}'s Dragonfly did not become master within {bound:?}; promoting MySQL anyway"

@@ -57,7 +57,7 @@ pub(crate) fn action_for(reason: EventReason) -> &'static str {
         EventReason::DragonflyMasterMoved | EventReason::DragonflyTakeoverFailed => {
             "MoveDragonflyMaster"
         }
-        EventReason::DragonflyDegraded => "Observe",
+        EventReason::DragonflyDegraded | EventReason::DragonflyStartupFailed => "Observe",
     }
 }
 

@@ -50,6 +50,7 @@ pub fn context(host: &str, volume: &Volume, env: &[(&str, &str)], args: &[&str])
         clock: clock(),
         dialer: dialer(),
         termination: Default::default(),
+        freezer: Default::default(),
     }
 }
 

@@ -26,7 +26,10 @@ pub use api::{
     UnavailableDocker,
 };
 pub use clients::{BollardDocker, DOCKER_CALL_TIMEOUT, KubeNodes};
-pub use plan::{IPTABLES_LOCK_WAIT, K3dOp, remove_rule_command, sidecar_signal_command};
+pub use plan::{
+    IPTABLES_LOCK_WAIT, K3dOp, dragonfly_signal_command, remove_rule_command,
+    sidecar_signal_command,
+};
 
 use super::k3d_live::{K3dCounter, KubeGroups, Live, LiveConfig, LiveError, LiveParts};
 use super::tunnel::KubeForwarder;

@@ -392,6 +392,22 @@ impl K3dBackend {
                 // 3 x 10 s): that is not an error.
                 (signal("STOP", true), signal("CONT", false))
             }
+            Fault::FreezeDragonfly(site) => {
+                self.require_docker(fault).await?;
+                let nodes = self.site_nodes(site, namespace).await?;
+                let signal = |signal: &str, must_find: bool| -> Vec<K3dOp> {
+                    nodes
+                        .iter()
+                        .map(|n| K3dOp::Exec {
+                            container: n.name.clone(),
+                            cmd: dragonfly_signal_command(site, signal, must_find),
+                        })
+                        .collect()
+                };
+                // The pod has no liveness probe on the cache, so the stopped process
+                // stays stopped until the undo continues it.
+                (signal("STOP", true), signal("CONT", false))
+            }
             Fault::NodeCrash(site) => {
                 self.require_docker(fault).await?;
                 let nodes = self.site_nodes(site, namespace).await?;
@@ -592,6 +608,24 @@ pub fn remove_rule_command(chain: &str, flag: &str, ip: &str) -> Vec<String> {
     let w = IPTABLES_LOCK_WAIT;
     let script = format!(
         "while iptables -w {w} -C {rule} 2>/dev/null; do iptables -w {w} -D {rule} || exit 1; done"
+    );
+    vec!["sh".to_owned(), "-c".to_owned(), script]
+}
+
+/// As `sidecar_signal_command`, for the Dragonfly process(es) on a site's node: those
+/// whose command line is `...dragonfly ... --break_replication_on_master_restart...`
+/// (as `children::dragonfly_args` writes it). The command line names no site; a site's
+/// nodes run only that site's Dragonfly.
+pub fn dragonfly_signal_command(site: &str, signal: &str, must_find: bool) -> Vec<String> {
+    let check = if must_find {
+        format!(
+            "[ \"$found\" = 1 ] || {{ echo 'no dragonfly process for site {site} on this node' >&2; exit 1; }}"
+        )
+    } else {
+        "true".to_owned()
+    };
+    let script = format!(
+        r#"found=0; for d in /proc/[0-9]*; do p="${{d#/proc/}}"; [ "$p" = "$$" ] && continue; c=$(tr '\000' ' ' < "$d/cmdline" 2>/dev/null) || continue; case "$c " in *dragonfly' '*'--break_replication_on_master_restart'*) kill -{signal} "$p" && found=1;; esac; done; {check}"#
     );
     vec!["sh".to_owned(), "-c".to_owned(), script]
 }

@@ -21,6 +21,10 @@ const OPERATOR_SELECTOR: &str = bloodraven_sim::harness::metrics::OPERATOR_SELEC
 /// Keys the write-divergent fault writes in the models' counter table.
 const DIVERGENT_KEY_PREFIX: &str = "chaos-divergent/";
 
+fn mysql_component() -> Component {
+    Component::Mysql
+}
+
 /// One concrete operation; what the ledger stores for the sim backend.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
@@ -72,11 +76,14 @@ pub enum SimOp {
         namespace: String,
         site: String,
     },
-    /// Freeze (`frozen: true`) or thaw the named container of the namespace's MySQL
-    /// pods on the site's node (the sidecar runs in the MySQL pod).
+    /// Freeze (`frozen: true`) or thaw the named container of the namespace's
+    /// `component` pods on the site's node (the sidecar runs in the MySQL pod).
     FreezeContainer {
         namespace: String,
         site: String,
+        /// Absent in ledgers written before Dragonfly could be frozen: MySQL.
+        #[serde(default = "mysql_component")]
+        component: Component,
         container: String,
         frozen: bool,
     },
@@ -183,7 +190,19 @@ impl SimBackend {
                 let freeze = |frozen: bool| SimOp::FreezeContainer {
                     namespace: ns.clone(),
                     site: s.clone(),
+                    component: Component::Mysql,
                     container: bloodraven::children::SIDECAR_CONTAINER.to_owned(),
+                    frozen,
+                };
+                (vec![freeze(true)], vec![freeze(false)])
+            }
+            Fault::FreezeDragonfly(s) => {
+                let s = site(s)?;
+                let freeze = |frozen: bool| SimOp::FreezeContainer {
+                    namespace: ns.clone(),
+                    site: s.clone(),
+                    component: Component::Dragonfly,
+                    container: bloodraven::children::DRAGONFLY_CONTAINER.to_owned(),
                     frozen,
                 };
                 (vec![freeze(true)], vec![freeze(false)])
@@ -319,16 +338,17 @@ impl SimBackend {
             SimOp::FreezeContainer {
                 namespace,
                 site,
+                component,
                 container,
                 frozen,
             } => {
                 let pods = self
-                    .site_pods(namespace, &node(site)?, &[Component::Mysql])
+                    .site_pods(namespace, &node(site)?, &[*component])
                     .await?;
                 if pods.is_empty() && *frozen {
                     return Err(call_error(
                         format!("freeze {container} at {site}"),
-                        format!("no MySQL pod of {namespace} runs on {site}'s node"),
+                        format!("no {component} pod of {namespace} runs on {site}'s node"),
                     ));
                 }
                 // Thawing a pod that was recreated since is a no-op: its container

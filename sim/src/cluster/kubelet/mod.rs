@@ -469,6 +469,7 @@ fn start_waiting_containers(
             )
             .shared(),
             termination: runtime.termination.clone(),
+            freezer: Default::default(),
         };
         runtime.contexts[*index] = Some(ctx);
     }

@@ -76,6 +76,8 @@ async fn run_pod(launch: Arc<Launch>) {
             continue;
         };
         ctx.ready = command.ready;
+        // The whole process is frozen, tasks it spawned included (they ask `ctx.freezer`).
+        ctx.freezer = crate::pod::Freezer::new(command.frozen);
         let reports = launch.reports.clone();
         let clock = launch.clock.clone();
         let logs = launch.logs.clone();
@@ -91,11 +93,10 @@ async fn run_pod(launch: Arc<Launch>) {
             let output = logs.start_run(&ctx.namespace, &ctx.pod, &ctx.container);
             let route = crate::logs::route(&output);
             let span = tracing::info_span!(crate::logs::CONTAINER_SPAN, log_route = route);
-            let result = freezable(
-                tracing::Instrument::instrument(program.run(ctx), span),
-                command.frozen,
-            )
-            .await;
+            let freezer = ctx.freezer.clone();
+            let result = freezer
+                .run(tracing::Instrument::instrument(program.run(ctx), span))
+                .await;
             if let Err(err) = &result {
                 output.push(clock.now(), format!("exited: {err}"));
             }
@@ -113,37 +114,6 @@ async fn run_pod(launch: Arc<Launch>) {
         });
     }
     std::future::pending::<()>().await;
-}
-
-/// Runs `program` like a process the cgroup freezer can stop: while `frozen` is true
-/// the future is not polled at all (its timers run out meanwhile and fire on thaw, as
-/// a stopped process's would); it resumes where it was. `biased` keeps the select
-/// from drawing on a random number, so runs stay deterministic.
-async fn freezable<F: std::future::Future>(
-    program: F,
-    mut frozen: tokio::sync::watch::Receiver<bool>,
-) -> F::Output {
-    tokio::pin!(program);
-    loop {
-        if *frozen.borrow_and_update() {
-            if frozen.changed().await.is_err() {
-                // The kubelet forgot the container: nobody can thaw it, nor needs to.
-                return std::future::pending().await;
-            }
-            continue;
-        }
-        // The freeze is looked at first, so that a container frozen between two polls
-        // of its program is not polled once more.
-        tokio::select! {
-            biased;
-            changed = frozen.changed() => {
-                if changed.is_err() {
-                    return program.await;
-                }
-            }
-            output = &mut program => return output,
-        }
-    }
 }
 
 #[derive(Clone, Debug)]

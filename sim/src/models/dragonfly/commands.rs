@@ -131,6 +131,14 @@ async fn execute(server: &Arc<Server>, name: &str, args: &[Vec<u8>]) -> Reply {
             }
             Reply::Integer(removed)
         }
+        "SAVE" if server.snapshots.is_none() => {
+            // Real Dragonfly would write to its local --dir; the model keeps no files.
+            Reply::error("ERR the model saves snapshots only to an S3 --dir")
+        }
+        "SAVE" => match server.save_snapshot().await {
+            Ok(()) => Reply::ok(),
+            Err(err) => Reply::error(format!("ERR {err}")),
+        },
         "DBSIZE" => Reply::Integer(i64::try_from(server.state().data.len()).unwrap_or(i64::MAX)),
         "SELECT" => Reply::ok(),
         "CLIENT" => Reply::ok(),

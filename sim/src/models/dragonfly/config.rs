@@ -1,6 +1,7 @@
 //! How a modelled Dragonfly is configured: its defaults and the command-line flags
 //! (`--requirepass`, `--masterauth`, `--break_replication_on_master_restart`, ...) that
-//! the container's args override them with.
+//! the container's args override them with (`--dir`, `--dbfilename` and the `--s3_*`
+//! flags of S3 snapshots among them).
 
 use std::time::Duration;
 
@@ -29,6 +30,14 @@ pub struct DragonflyConfig {
     pub replication_timeout: Duration,
     /// Interval of the master's pings on the replication link.
     pub ping_interval: Duration,
+    /// `--dir`: snapshots go to S3 when it is `s3://bucket[/prefix]`.
+    pub dir: Option<String>,
+    /// `--dbfilename` (Dragonfly's default `dump`).
+    pub dbfilename: Option<String>,
+    /// `--s3_endpoint` (`host[:port]`; none: AWS S3).
+    pub s3_endpoint: Option<String>,
+    /// `--s3_use_https` (default true).
+    pub s3_use_https: bool,
 }
 
 impl Default for DragonflyConfig {
@@ -44,6 +53,10 @@ impl Default for DragonflyConfig {
             reconnect_interval: Duration::from_secs(1),
             replication_timeout: Duration::from_secs(30),
             ping_interval: Duration::from_secs(1),
+            dir: None,
+            dbfilename: None,
+            s3_endpoint: None,
+            s3_use_https: true,
         }
     }
 }
@@ -60,7 +73,10 @@ impl DragonflyConfig {
                 Some((name, value)) => (name.replace('-', "_"), Some(value.to_string())),
                 None => (option.replace('-', "_"), None),
             };
-            let takes_value = matches!(name.as_str(), "requirepass" | "masterauth" | "port");
+            let takes_value = matches!(
+                name.as_str(),
+                "requirepass" | "masterauth" | "port" | "dir" | "dbfilename" | "s3_endpoint"
+            );
             let value = match inline {
                 Some(value) => Some(value),
                 None if takes_value => iter.next().cloned(),
@@ -79,6 +95,10 @@ impl DragonflyConfig {
                     self.break_replication_on_master_restart = flag()
                 }
                 "info_replication_valkey_compatible" => self.valkey_compatible = flag(),
+                "dir" => self.dir = value.clone().filter(|v| !v.is_empty()),
+                "dbfilename" => self.dbfilename = value.clone().filter(|v| !v.is_empty()),
+                "s3_endpoint" => self.s3_endpoint = value.clone().filter(|v| !v.is_empty()),
+                "s3_use_https" => self.s3_use_https = flag(),
                 _ => {}
             }
         }

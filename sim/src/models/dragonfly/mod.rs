@@ -13,6 +13,7 @@ mod config;
 mod connector;
 mod replication;
 pub mod resp;
+pub mod snapshot;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -89,12 +90,17 @@ struct State {
 struct Server {
     config: DragonflyConfig,
     host: String,
+    /// The container's freezer: a frozen Dragonfly stops answering on every
+    /// connection, not only in its accept loop.
+    freezer: crate::pod::Freezer,
     dialer: SharedDialer,
     state: Mutex<State>,
     /// Bumped on every journal write and every ack.
     changed: watch::Sender<u64>,
     /// Ends the process after a successful takeover.
     shutdown: tokio::sync::Notify,
+    /// The S3 snapshot store, with `--dir s3://...`.
+    snapshots: Option<snapshot::SnapshotStore>,
 }
 
 impl Server {
@@ -108,9 +114,18 @@ impl Server {
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        let handle = tokio::spawn(future).abort_handle();
+        let handle = tokio::spawn(self.freezer.clone().run(future)).abort_handle();
         self.state().tasks.push(handle.clone());
         handle
+    }
+
+    /// Saves the data to the S3 snapshot store (`SAVE`, and on SIGTERM).
+    async fn save_snapshot(&self) -> Result<(), snapshot::SnapshotError> {
+        let Some(store) = &self.snapshots else {
+            return Ok(());
+        };
+        let data = self.state().data.clone();
+        store.save(&data).await
     }
 
     fn bump(&self) {
@@ -150,11 +165,45 @@ fn new_replid(host: &str) -> String {
 async fn run(config: DragonflyConfig, ctx: PodContext) -> crate::pod::ProgramResult {
     ctx.ready.set(false);
     tokio::time::sleep(config.startup_time).await;
+    // An S3 snapshot directory must be usable before anything is served: Dragonfly
+    // v1.38 exits at start-up when the bucket or the credentials are unavailable.
+    let location = snapshot::SnapshotLocation::from_flags(
+        config.dir.as_deref(),
+        config.dbfilename.as_deref(),
+        config.s3_endpoint.as_deref(),
+        config.s3_use_https,
+        ctx.env.get("AWS_REGION").map(String::as_str),
+    );
+    let (snapshots, data) = match location {
+        None => (None, BTreeMap::new()),
+        Some(location) => {
+            let store = snapshot::SnapshotStore::open(location, &ctx.env, ctx.dialer.clone())
+                .await
+                .inspect_err(|err| tracing::error!(host = %ctx.host, %err, "dragonfly exiting"))?;
+            let data = store
+                .load()
+                .await
+                .inspect_err(|err| tracing::error!(host = %ctx.host, %err, "dragonfly exiting"))?
+                .unwrap_or_default();
+            tracing::info!(host = %ctx.host, keys = data.len(), "dragonfly loaded its S3 snapshot");
+            (Some(store), data)
+        }
+    };
+    // With snapshots the process saves before it exits on SIGTERM; without, it is
+    // killed at once as before.
+    let terminated: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> =
+        if snapshots.is_some() {
+            Box::pin(ctx.termination.requested())
+        } else {
+            Box::pin(std::future::pending())
+        };
+    tokio::pin!(terminated);
     let server = Arc::new(Server {
         host: ctx.host.clone(),
+        freezer: ctx.freezer.clone(),
         dialer: ctx.dialer.clone(),
         state: Mutex::new(State {
-            data: BTreeMap::new(),
+            data,
             journal: Vec::new(),
             offset: 0,
             replid: new_replid(&ctx.host),
@@ -167,6 +216,7 @@ async fn run(config: DragonflyConfig, ctx: PodContext) -> crate::pod::ProgramRes
         }),
         changed: watch::channel(0).0,
         shutdown: tokio::sync::Notify::new(),
+        snapshots,
         config,
     });
     let _guard = AbortAll(server.clone());
@@ -182,6 +232,13 @@ async fn run(config: DragonflyConfig, ctx: PodContext) -> crate::pod::ProgramRes
             () = server.shutdown.notified() => {
                 tracing::info!(host = %ctx.host, "dragonfly shutting down after takeover");
                 ctx.ready.set(false);
+                return Ok(());
+            }
+            () = &mut terminated => {
+                ctx.ready.set(false);
+                if let Err(err) = server.save_snapshot().await {
+                    tracing::warn!(host = %ctx.host, %err, "dragonfly could not save on shutdown");
+                }
                 return Ok(());
             }
         }
