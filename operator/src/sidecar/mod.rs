@@ -326,8 +326,9 @@ fn fence_attempt(result: &Result<(), MysqlError>) -> FenceAttempt {
 /// `super_read_only = ON`, then kill every client connection. When the SET cannot get
 /// the global read lock, the clients holding it are killed from a second connection
 /// and the SET is tried again there ([`decide::after_fence_attempt`]); the session
-/// left behind is whichever connection still works.
-async fn fence(
+/// left behind is whichever connection still works. Public so that the simulation's
+/// MySQL model tests can run this exact fence against the modelled lock wait.
+pub async fn fence(
     connector: &dyn crate::seams::MysqlConnector,
     target: &MysqlTarget,
     session: &mut Option<Box<dyn MysqlSession>>,
