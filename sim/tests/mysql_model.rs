@@ -1377,3 +1377,70 @@ fn tagged_gtid_sets_are_valid_and_distinct_from_untagged_ones() {
     });
     run(&mut sim, &Faults::default());
 }
+
+/// `CHANGE REPLICATION SOURCE` with both threads stopped deletes the relay log
+/// (15.4.2.3): received but unapplied transactions are gone until fetched again, while
+/// `STOP REPLICA` / `START REPLICA` alone keeps them (issue 13 defect 6: the operator's
+/// repair only starts a channel that already names the primary).
+#[test]
+fn change_source_deletes_the_relay_log_and_start_replica_keeps_it() {
+    let mut sim = sim(20);
+    mysqld(&mut sim, "a", &["--read-only=OFF"]);
+    mysqld(&mut sim, "b", &[]);
+    sim.client("test", async {
+        let mut a = session(root("a")).await;
+        let mut b = session(root("b")).await;
+        let delayed = ReplicationSource {
+            delay_seconds: 3600,
+            ..source("a")
+        };
+        make_replica(&mut b, delayed.clone()).await;
+        a.counter_increment("k").await.unwrap();
+        let primary = gtids(&mut a).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            b.observe()
+                .await
+                .unwrap()
+                .replica
+                .unwrap()
+                .retrieved_gtid_set,
+            primary
+        );
+        // STOP and START keep the relay log.
+        b.stop_replica().await.unwrap();
+        assert_eq!(
+            b.observe()
+                .await
+                .unwrap()
+                .replica
+                .unwrap()
+                .retrieved_gtid_set,
+            primary
+        );
+        b.start_replica().await.unwrap();
+        assert_eq!(
+            b.observe()
+                .await
+                .unwrap()
+                .replica
+                .unwrap()
+                .retrieved_gtid_set,
+            primary
+        );
+        // CHANGE deletes it.
+        b.stop_replica().await.unwrap();
+        b.change_source(&delayed).await.unwrap();
+        assert!(
+            b.observe()
+                .await
+                .unwrap()
+                .replica
+                .unwrap()
+                .retrieved_gtid_set
+                .is_empty()
+        );
+        Ok(())
+    });
+    run(&mut sim, &Faults::default());
+}

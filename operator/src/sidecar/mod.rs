@@ -542,7 +542,8 @@ mod tests {
         let cli = Cli::try_parse_from(argv).unwrap();
         assert_eq!(cli.args.group, "playground");
         assert_eq!(cli.args.site, "iad");
-        assert_eq!(cli.args.mysql_port, 3306);
+        // The administrative interface, not the client port.
+        assert_eq!(cli.args.mysql_port, crate::children::ADMIN_PORT);
         let settings = cli.args.settings().unwrap();
         assert_eq!(settings.timing.duration(), Duration::from_secs(5));
         assert_eq!(settings.renew_interval, Duration::from_secs(1));

@@ -174,7 +174,13 @@ impl Session {
     /// The session's `lock_wait_timeout` (session value, else global, else MySQL's
     /// default of a year).
     fn lock_wait_timeout(&self) -> Duration {
-        let seconds = |text: &String| text.parse::<f64>().ok().filter(|s| *s >= 0.0);
+        // MySQL clamps the value to [1, 31536000] seconds.
+        let seconds = |text: &String| {
+            text.parse::<f64>()
+                .ok()
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                .map(|d| d.clamp(Duration::from_secs(1), DEFAULT_METADATA_LOCK_WAIT))
+        };
         self.variables
             .get("lock_wait_timeout")
             .and_then(seconds)
@@ -185,7 +191,6 @@ impl Session {
                     .get("lock_wait_timeout")
                     .and_then(seconds)
             })
-            .map(Duration::from_secs_f64)
             .unwrap_or(DEFAULT_METADATA_LOCK_WAIT)
     }
 
