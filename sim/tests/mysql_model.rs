@@ -7,9 +7,10 @@ mod support;
 use std::time::Duration;
 
 use bloodraven::gtid::{GtidSet, reclone_token};
+use bloodraven::production::mysql::sql;
 use bloodraven::seams::mysql::{
-    CloneDonor, GtidWait, IoThreadState, MysqlConnector, MysqlSession, MysqlTarget, MysqlTimeouts,
-    ReadOnlyMode, ReplicationAccount, ReplicationSource, error_codes,
+    CloneDonor, CloneState, GtidWait, IoThreadState, MysqlConnector, MysqlSession, MysqlTarget,
+    MysqlTimeouts, ReadOnlyMode, ReplicationAccount, ReplicationSource, error_codes,
 };
 use bloodraven_sim::models::mysql::{MysqlConfig, MysqlProgram, mysql_connector};
 use bloodraven_sim::pod::{PodProgram, Volume};
@@ -351,11 +352,19 @@ fn semisync_waits_for_an_ack_then_falls_back_to_async_on_timeout() {
         &mut sim,
         "a",
         &[
+            "--plugin-load-add=semisync_source.so",
             "--rpl-semi-sync-source-enabled=ON",
             "--rpl_semi_sync_source_timeout=2000",
         ],
     );
-    mysqld(&mut sim, "b", &["--rpl-semi-sync-replica-enabled=ON"]);
+    mysqld(
+        &mut sim,
+        "b",
+        &[
+            "--plugin-load-add=semisync_replica.so",
+            "--rpl-semi-sync-replica-enabled=ON",
+        ],
+    );
     sim.client("test", async {
         let mut a = session(root("a")).await;
         let mut b = session(root("b")).await;
@@ -471,12 +480,21 @@ fn volume_rows(volume: &Volume) -> Option<i64> {
         .copied()
 }
 
+/// The production pod's plugin argument (7.6.7.1 "Installing the Clone Plugin").
+const CLONE_PLUGIN: &[&str] = &["--plugin-load-add=mysql_clone.so"];
+
+/// A CLONE on the official image's unsupervised mysqld: the data is replaced, the
+/// client gets 3707 and the server shuts down; once restarted (the kubelet, here a
+/// bounce) it runs on the cloned data and `performance_schema.clone_status` says
+/// `Completed` (7.6.7.3 "Cloning Remote Data", 29.12.19.1).
 #[test]
 fn clone_replaces_data_and_gtids_and_restarts() {
     let mut sim = sim(8);
-    mysqld(&mut sim, "a", &[]);
-    mysqld(&mut sim, "b", &[]);
-    sim.client("test", async {
+    mysqld(&mut sim, "a", CLONE_PLUGIN);
+    mysqld(&mut sim, "b", CLONE_PLUGIN);
+    let faults = Faults::default();
+    let bounce = faults.clone();
+    sim.client("test", async move {
         let mut a = session(root("a")).await;
         let mut b = session(root("b")).await;
         make_primary(&mut a).await;
@@ -494,11 +512,30 @@ fn clone_replaces_data_and_gtids_and_restarts() {
             user: "root".into(),
             password: ROOT_PASSWORD.into(),
         };
-        b.clone_from(&donor, Duration::from_secs(10)).await.unwrap();
-        // The old session ended with the restart.
+        assert_eq!(b.clone_state().await.unwrap(), None, "no clone ran yet");
+        let mut raw = mysql_connector(dialer(), MysqlTimeouts::default())
+            .open(&root("b"))
+            .await
+            .unwrap();
+        for statement in &sql::clone_instance(&donor)[..2] {
+            raw.query_drop(statement).await.unwrap();
+        }
+        assert_eq!(
+            raw_code(raw.query_drop(&sql::clone_instance(&donor)[2]).await),
+            Some(error_codes::RESTART_SERVER_FAILED),
+            "the official image's mysqld has no supervisor to restart it"
+        );
+        // The server shut down: nothing answers until it is started again.
         assert!(b.observe().await.is_err());
+        assert!(connect(&root("b")).await.is_err());
+        bounce.bounce("b");
 
         let mut b = session(root("b")).await;
+        assert_eq!(
+            b.clone_state().await.unwrap(),
+            Some(CloneState::Completed),
+            "clone_status survives the restart"
+        );
         let status = b.observe().await.unwrap();
         let primary = gtids(&mut a).await;
         assert_eq!(status.gtid_executed, primary);
@@ -538,9 +575,77 @@ fn clone_replaces_data_and_gtids_and_restarts() {
             Some(error_codes::CLONE_DONOR),
             "{error}"
         );
+        match b.clone_state().await.unwrap() {
+            Some(CloneState::Failed { error, message }) => {
+                assert_eq!(error, error_codes::CLONE_DONOR as u32, "{message}");
+            }
+            other => panic!("expected a failed clone, got {other:?}"),
+        }
         Ok(())
     });
-    run(&mut sim, &Faults::default());
+    run(&mut sim, &faults);
+}
+
+/// Without the clone plugin (MySQL's default) its variables do not exist (1193),
+/// CLONE fails with 1524 and `performance_schema.clone_status` does not exist
+/// (1146, which the production adapter reads as "no clone"); `INSTALL PLUGIN` loads
+/// it, for later starts too (7.6.7.1).
+#[test]
+fn clone_needs_the_clone_plugin() {
+    let mut sim = sim(14);
+    mysqld(&mut sim, "a", &["--read-only=OFF"]);
+    let faults = Faults::default();
+    let crash = faults.clone();
+    sim.client("test", async move {
+        let mut a = session(root("a")).await;
+        let donor = CloneDonor {
+            host: "a".into(),
+            port: 3306,
+            user: "root".into(),
+            password: ROOT_PASSWORD.into(),
+        };
+        let error = a
+            .clone_from(&donor, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.server_code(),
+            Some(error_codes::UNKNOWN_SYSTEM_VARIABLE),
+            "{error}"
+        );
+        assert_eq!(a.clone_state().await.unwrap(), None);
+        let mut raw = mysql_connector(dialer(), MysqlTimeouts::default())
+            .open(&root("a"))
+            .await
+            .unwrap();
+        assert_eq!(
+            raw_code(raw.query_drop(&sql::clone_instance(&donor)[2]).await),
+            Some(1524)
+        );
+        raw.query_drop("INSTALL PLUGIN clone SONAME 'mysql_clone.so'")
+            .await
+            .unwrap();
+        raw.query_drop(&sql::clone_instance(&donor)[0])
+            .await
+            .unwrap();
+        // Registered in mysql.plugin: loaded again after a restart.
+        crash.bounce("a");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut raw = loop {
+            if let Ok(conn) = mysql_connector(dialer(), MysqlTimeouts::default())
+                .open(&root("a"))
+                .await
+            {
+                break conn;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        raw.query_drop(&sql::clone_instance(&donor)[0])
+            .await
+            .unwrap();
+        Ok(())
+    });
+    run(&mut sim, &faults);
 }
 
 #[test]
@@ -621,10 +726,12 @@ fn repl_source(host: &str, password: &str) -> ReplicationSource {
 #[test]
 fn the_replication_account_is_created_on_the_primary_replicates_and_is_all_a_replica_needs() {
     let mut sim = sim(21);
-    mysqld(&mut sim, "a", &[]);
-    mysqld(&mut sim, "b", &[]);
-    mysqld(&mut sim, "c", &[]);
-    sim.client("test", async {
+    mysqld(&mut sim, "a", CLONE_PLUGIN);
+    mysqld(&mut sim, "b", CLONE_PLUGIN);
+    mysqld(&mut sim, "c", CLONE_PLUGIN);
+    let faults = Faults::default();
+    let restart = faults.clone();
+    sim.client("test", async move {
         let mut a = session(root("a")).await;
         let mut b = session(root("b")).await;
         // Under super_read_only even root cannot create it (every mysqld boots fenced).
@@ -715,6 +822,9 @@ fn the_replication_account_is_created_on_the_primary_replicates_and_is_all_a_rep
             password: "repl-secret".into(),
         };
         c.clone_from(&donor, Duration::from_secs(10)).await.unwrap();
+        // The unsupervised mysqld shut down after the clone; the kubelet would start it.
+        restart.bounce("c");
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let mut c = session(root("c")).await;
         assert_eq!(gtids(&mut c).await, gtids(&mut b).await);
         make_replica(&mut c, repl_source("a", "repl-secret")).await;
@@ -725,14 +835,14 @@ fn the_replication_account_is_created_on_the_primary_replicates_and_is_all_a_rep
         assert_eq!(wait, GtidWait::Reached);
         Ok(())
     });
-    run(&mut sim, &Faults::default());
+    run(&mut sim, &faults);
 }
 
 #[test]
 fn accounts_without_the_privileges_cannot_replicate_or_donate_a_clone() {
     let mut sim = sim(22);
-    mysqld(&mut sim, "a", &[]);
-    mysqld(&mut sim, "b", &[]);
+    mysqld(&mut sim, "a", CLONE_PLUGIN);
+    mysqld(&mut sim, "b", CLONE_PLUGIN);
     sim.client("test", async {
         let mut a = session(root("a")).await;
         let mut b = session(root("b")).await;
@@ -801,6 +911,535 @@ fn the_app_account_may_use_only_the_database_the_image_granted_it() {
         assert!(error.to_string().contains("bloodraven_counter"), "{error}");
         assert!(as_app.counter_read("k").await.is_err());
         assert!(gtids(&mut a).await.is_empty());
+        Ok(())
+    });
+    run(&mut sim, &Faults::default());
+}
+
+/// The server error code a raw connection's statement ended with, if any.
+fn raw_code(result: Result<(), bloodraven::production::mysql::client::ClientError>) -> Option<u16> {
+    match result {
+        Err(bloodraven::production::mysql::client::ClientError::Server(e)) => Some(e.code),
+        _ => None,
+    }
+}
+
+/// Enabling `read_only` (here through `super_read_only`) takes the global read lock
+/// (MySQL 8.4 manual 7.1.8, `read_only`): it waits for open write transactions and
+/// `LOCK TABLES ... WRITE`, at most `lock_wait_timeout` (1 s in the production
+/// session, a year by default), and writers arriving meanwhile queue behind it.
+#[test]
+fn enabling_read_only_waits_for_the_global_read_lock() {
+    let mut sim = sim(11);
+    mysqld(&mut sim, "a", &["--read-only=OFF"]);
+    sim.client("test", async {
+        let mut admin = session(root("a")).await;
+        let connector = mysql_connector(dialer(), MysqlTimeouts::default());
+        let mut holder = connector.open(&app("a")).await.unwrap();
+        let increment = sql::counter_increment("k");
+
+        // An open transaction that wrote: the fence gives up after lock_wait_timeout.
+        holder.query_drop(&increment[0]).await.unwrap();
+        holder.query_drop(&increment[1]).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let error = admin
+            .set_read_only(ReadOnlyMode::SuperReadOnly)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.server_code(),
+            Some(error_codes::LOCK_WAIT_TIMEOUT),
+            "{error}"
+        );
+        assert!(started.elapsed() >= Duration::from_secs(1));
+        let status = admin.observe().await.unwrap();
+        assert!(!status.read_only && !status.super_read_only, "{status:?}");
+        // Once it commits, the fence gets the lock at once.
+        holder.query_drop("COMMIT").await.unwrap();
+        admin
+            .set_read_only(ReadOnlyMode::SuperReadOnly)
+            .await
+            .unwrap();
+        assert!(admin.observe().await.unwrap().super_read_only);
+
+        // LOCK TABLES ... WRITE holds it too, until UNLOCK TABLES; READ does not.
+        admin.set_read_only(ReadOnlyMode::Writable).await.unwrap();
+        holder
+            .query_drop("LOCK TABLES bloodraven_counter.counters WRITE")
+            .await
+            .unwrap();
+        let error = admin
+            .set_read_only(ReadOnlyMode::SuperReadOnly)
+            .await
+            .unwrap_err();
+        assert_eq!(error.server_code(), Some(error_codes::LOCK_WAIT_TIMEOUT));
+        holder
+            .query_drop("LOCK TABLES bloodraven_counter.counters READ")
+            .await
+            .unwrap();
+        admin
+            .set_read_only(ReadOnlyMode::SuperReadOnly)
+            .await
+            .unwrap();
+        holder.query_drop("UNLOCK TABLES").await.unwrap();
+        // Already read_only: super_read_only = ON waits for nothing.
+        admin.set_read_only(ReadOnlyMode::ReadOnly).await.unwrap();
+        holder
+            .query_drop("LOCK TABLES bloodraven_counter.counters WRITE")
+            .await
+            .expect_err("LOCK TABLES WRITE under read_only is refused to an ordinary user");
+        let mut root_holder = connector.open(&root("a")).await.unwrap();
+        root_holder.query_drop(&increment[0]).await.unwrap();
+        root_holder.query_drop(&increment[1]).await.unwrap();
+        admin
+            .set_read_only(ReadOnlyMode::SuperReadOnly)
+            .await
+            .unwrap();
+        root_holder.query_drop("ROLLBACK").await.unwrap();
+
+        // With MySQL's default lock_wait_timeout the SET waits for the holder as long
+        // as it takes; a write that arrives meanwhile queues behind the SET and is
+        // refused once the fence is up.
+        admin.set_read_only(ReadOnlyMode::Writable).await.unwrap();
+        holder.query_drop(&increment[0]).await.unwrap();
+        holder.query_drop(&increment[1]).await.unwrap();
+        let mut fencer = connector.open(&root("a")).await.unwrap();
+        let waiting = tokio::spawn(async move {
+            fencer
+                .query_drop("SET GLOBAL super_read_only = ON")
+                .await
+                .map(|_| tokio::time::Instant::now())
+        });
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(
+            !waiting.is_finished(),
+            "the SET waits while the holder's transaction is open"
+        );
+        let mut late = connector.open(&root("a")).await.unwrap();
+        let late_write = tokio::spawn(async move {
+            raw_code(
+                late.query_drop(sql::counter_set("late", 1))
+                    .await
+                    .map(|_| ()),
+            )
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(
+            !late_write.is_finished(),
+            "a new writer queues behind the waiting SET"
+        );
+        let committed_at = tokio::time::Instant::now();
+        holder.query_drop("COMMIT").await.unwrap();
+        let fenced_at = waiting.await.unwrap().unwrap();
+        assert!(fenced_at >= committed_at);
+        assert_eq!(
+            late_write.await.unwrap(),
+            Some(error_codes::OPTION_PREVENTS_STATEMENT)
+        );
+        assert_eq!(admin.counter_read("k").await.unwrap(), Some(2));
+        assert_eq!(admin.counter_read("late").await.unwrap(), None);
+        Ok(())
+    });
+    run(&mut sim, &Faults::default());
+}
+
+/// The sidecar's fence (issue 13 part 1, defect 4) against the modelled lock wait: its
+/// SET gives up after the session's lock_wait_timeout, it kills the lock holders from a
+/// second connection and the fence holds; the holders' uncommitted writes are gone.
+#[test]
+fn the_sidecar_fence_kills_the_lock_holders_and_holds() {
+    let mut sim = sim(12);
+    mysqld(&mut sim, "a", &["--read-only=OFF"]);
+    sim.client("test", async {
+        let connector = mysql_connector(dialer(), MysqlTimeouts::default());
+        let increment = sql::counter_increment("k");
+        for hold in [
+            vec![increment[0].clone(), increment[1].clone()],
+            vec!["LOCK TABLES bloodraven_counter.counters WRITE".to_string()],
+        ] {
+            session(root("a"))
+                .await
+                .set_read_only(ReadOnlyMode::Writable)
+                .await
+                .unwrap();
+            let mut holder = connector.open(&app("a")).await.unwrap();
+            for statement in &hold {
+                holder.query_drop(statement).await.unwrap();
+            }
+            let started = tokio::time::Instant::now();
+            let mut fence_session = None;
+            bloodraven::sidecar::fence(&connector, &root("a"), &mut fence_session)
+                .await
+                .unwrap();
+            assert!(
+                started.elapsed() >= Duration::from_secs(1),
+                "the first SET waited out lock_wait_timeout: {hold:?}"
+            );
+            // The fence killed every client connection but its own.
+            let mut admin = session(root("a")).await;
+            let status = admin.observe().await.unwrap();
+            assert!(status.super_read_only, "{hold:?}");
+            assert!(
+                holder.query_drop("COMMIT").await.is_err(),
+                "the holder was killed: {hold:?}"
+            );
+            assert_eq!(admin.counter_read("k").await.unwrap(), None);
+        }
+        Ok(())
+    });
+    run(&mut sim, &Faults::default());
+}
+
+/// `max_connections` client connections on the main port, one more for an account
+/// with CONNECTION_ADMIN, then 1040 for everyone; the administrative interface
+/// (`--admin-address`, port 33062) is not counted, and a loopback admin address takes
+/// connections from the server's own host only (MySQL 8.4 manual 7.1.12.1, 7.1.12.2).
+#[test]
+fn the_admin_interface_is_not_counted_against_max_connections() {
+    let mut sim = sim(13);
+    mysqld(&mut sim, "a", &["--max-connections=2", "--admin-address=a"]);
+    mysqld(&mut sim, "b", &["--admin-address=127.0.0.1"]);
+    sim.client("test", async {
+        let connector = mysql_connector(dialer(), MysqlTimeouts::default());
+        let too_many = |result: Result<_, bloodraven::seams::mysql::MysqlError>| match result {
+            Err(error) => error.server_code() == Some(1040),
+            Ok(_) => false,
+        };
+        let _first = session(app("a")).await;
+        let second = connector.open(&app("a")).await.unwrap();
+        // The last slot is CONNECTION_ADMIN's.
+        assert!(too_many(connector.open(&app("a")).await));
+        let extra = connector.open(&root("a")).await.unwrap();
+        assert!(too_many(connector.open(&root("a")).await));
+        // The admin interface takes root regardless, and an ordinary account not at all.
+        let admin_port = |mut target: MysqlTarget| {
+            target.port = 33062;
+            target
+        };
+        let mut admin = connect(&admin_port(root("a"))).await.unwrap();
+        assert!(!admin.observe().await.unwrap().server_uuid.is_empty());
+        let _more_admin = connector.open(&admin_port(root("a"))).await.unwrap();
+        let error = connector.open(&admin_port(app("a"))).await.err().unwrap();
+        assert_eq!(
+            error.server_code(),
+            Some(error_codes::SPECIFIC_ACCESS_DENIED),
+            "{error}"
+        );
+        // Closing main-port connections frees their slots (the admin ones count not).
+        drop(second);
+        drop(extra);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _again = connector.open(&app("a")).await.unwrap();
+        // b's admin interface is on loopback: not reachable from another host.
+        let _b = session(root("b")).await;
+        assert!(connector.open(&admin_port(root("b"))).await.is_err());
+        Ok(())
+    });
+    run(&mut sim, &Faults::default());
+}
+
+/// `SET PERSIST` writes mysqld-auto.cnf on the data volume and wins over the command
+/// line at the next start: a `SET PERSIST read_only = OFF` makes a server that the
+/// command line fences boot writable (issue 13 defect 10). `SET GLOBAL` is forgotten
+/// at restart, and `--persisted-globals-load=OFF` (the production pod's argument)
+/// ignores the file (7.1.9.3 "Persisted System Variables").
+#[test]
+fn persisted_globals_override_the_command_line_unless_loading_is_off() {
+    let mut sim = sim(15);
+    mysqld(
+        &mut sim,
+        "a",
+        &[
+            "--super-read-only=ON",
+            "--plugin-load-add=semisync_source.so",
+        ],
+    );
+    mysqld(
+        &mut sim,
+        "b",
+        &[
+            "--super-read-only=ON",
+            "--persisted-globals-load=OFF",
+            "--plugin-load-add=semisync_source.so",
+        ],
+    );
+    let faults = Faults::default();
+    let bounce = faults.clone();
+    sim.client("test", async move {
+        for host in ["a", "b"] {
+            session(root(host)).await; // booted
+            execute(&root(host), "SET PERSIST read_only = OFF").await;
+            execute(
+                &root(host),
+                "SET GLOBAL rpl_semi_sync_source_timeout = 1234",
+            )
+            .await;
+            bounce.bounce(host);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut a = session(root("a")).await;
+        let status = a.observe().await.unwrap();
+        assert!(
+            !status.read_only && !status.super_read_only,
+            "the persisted value beat --super-read-only=ON: {status:?}"
+        );
+        let mut b = session(root("b")).await;
+        let status = b.observe().await.unwrap();
+        assert!(status.read_only && status.super_read_only, "{status:?}");
+        for host in ["a", "b"] {
+            let timeout: Option<i64> = mysql_connector(dialer(), MysqlTimeouts::default())
+                .open(&root(host))
+                .await
+                .unwrap()
+                .query_first("SELECT @@global.rpl_semi_sync_source_timeout")
+                .await
+                .unwrap();
+            assert_eq!(timeout, Some(10_000), "SET GLOBAL does not survive");
+        }
+        Ok(())
+    });
+    run(&mut sim, &faults);
+}
+
+/// Semisync is two plugins whose variables exist only once loaded (1193 before), and
+/// both `rpl_semi_sync_*_enabled` are OFF after loading: loading the plugins alone
+/// changes nothing (19.4.10.2 "Installing Semisynchronous Replication"; issue 13
+/// defect 2).
+#[test]
+fn semisync_is_off_until_its_plugins_are_loaded_and_enabled() {
+    let mut sim = sim(16);
+    mysqld(&mut sim, "a", &["--read-only=OFF"]);
+    sim.client("test", async {
+        let mut a = session(root("a")).await;
+        let connector = mysql_connector(dialer(), MysqlTimeouts::default());
+        let mut raw = connector.open(&root("a")).await.unwrap();
+        assert_eq!(
+            raw_code(
+                raw.query_drop("SET GLOBAL rpl_semi_sync_source_enabled = ON")
+                    .await
+            ),
+            Some(error_codes::UNKNOWN_SYSTEM_VARIABLE)
+        );
+        assert!(!a.observe().await.unwrap().semisync_source.enabled);
+        raw.query_drop("INSTALL PLUGIN rpl_semi_sync_source SONAME 'semisync_source.so'")
+            .await
+            .unwrap();
+        let status = a.observe().await.unwrap();
+        assert!(
+            !status.semisync_source.enabled && !status.semisync_source.active,
+            "loaded but not enabled: {:?}",
+            status.semisync_source
+        );
+        raw.query_drop("SET GLOBAL rpl_semi_sync_source_enabled = ON")
+            .await
+            .unwrap();
+        assert!(a.observe().await.unwrap().semisync_source.enabled);
+        // The replica side is another plugin.
+        assert_eq!(
+            raw_code(
+                raw.query_drop("SET GLOBAL rpl_semi_sync_replica_enabled = ON")
+                    .await
+            ),
+            Some(error_codes::UNKNOWN_SYSTEM_VARIABLE)
+        );
+        Ok(())
+    });
+    run(&mut sim, &Faults::default());
+}
+
+/// `SOURCE_RETRY_COUNT` (MySQL 8.4 default 10) bounds the IO thread's reconnection
+/// attempts: past it the thread stops for good. The production CHANGE sets 0 (no
+/// limit), so its replica is still trying, and recovers, after the same outage
+/// (15.4.2.3; issue 13 defect 7).
+#[test]
+fn the_io_thread_gives_up_after_source_retry_count_unless_it_is_zero() {
+    let mut sim = sim(17);
+    mysqld(&mut sim, "a", &["--read-only=OFF"]);
+    mysqld(&mut sim, "b", &["--replica-net-timeout=2"]);
+    mysqld(&mut sim, "c", &["--replica-net-timeout=2"]);
+    sim.client("test", async {
+        let mut a = session(root("a")).await;
+        // b: a CHANGE without SOURCE_RETRY_COUNT keeps MySQL's default of 10.
+        execute(
+            &root("b"),
+            "CHANGE REPLICATION SOURCE TO SOURCE_HOST = 'a', SOURCE_PORT = 3306, \
+             SOURCE_USER = 'root', SOURCE_PASSWORD = 'root-secret', \
+             SOURCE_AUTO_POSITION = 1, SOURCE_CONNECT_RETRY = 1",
+        )
+        .await;
+        execute(&root("b"), "START REPLICA").await;
+        // c: the production statement (SOURCE_RETRY_COUNT = 0).
+        let mut c = session(root("c")).await;
+        make_replica(&mut c, source("a")).await;
+        a.counter_increment("k").await.unwrap();
+        let mut b = session(root("b")).await;
+        for replica in [&mut b, &mut c] {
+            replica
+                .wait_for_executed_gtid_set(&gtids(&mut a).await, Duration::from_secs(5))
+                .await
+                .unwrap();
+        }
+
+        turmoil::partition("a", "b");
+        turmoil::partition("a", "c");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let gave_up = b.observe().await.unwrap().replica.unwrap();
+        assert_eq!(gave_up.io_thread, IoThreadState::Stopped, "{gave_up:?}");
+        let error = gave_up.last_io_error.unwrap();
+        assert!(error.message.contains("retries: 11"), "{}", error.message);
+        let trying = c.observe().await.unwrap().replica.unwrap();
+        assert_eq!(trying.io_thread, IoThreadState::Connecting);
+
+        turmoil::repair("a", "b");
+        turmoil::repair("a", "c");
+        a.counter_increment("k").await.unwrap();
+        let primary = gtids(&mut a).await;
+        assert_eq!(
+            c.wait_for_executed_gtid_set(&primary, Duration::from_secs(10))
+                .await
+                .unwrap(),
+            GtidWait::Reached
+        );
+        assert_eq!(
+            b.wait_for_executed_gtid_set(&primary, Duration::from_secs(10))
+                .await
+                .unwrap(),
+            GtidWait::TimedOut,
+            "stopped for good until START REPLICA"
+        );
+        Ok(())
+    });
+    run(&mut sim, &Faults::default());
+}
+
+/// Replication user names and passwords longer than 32 characters: `CREATE USER`
+/// refuses the name (1470) but takes the password; `CHANGE REPLICATION SOURCE`
+/// refuses the password with 3056 (15.4.2.3; issue 13 defect 8).
+#[test]
+fn replication_credentials_are_limited_to_32_characters() {
+    let mut sim = sim(18);
+    mysqld(&mut sim, "a", &["--read-only=OFF"]);
+    sim.client("test", async {
+        let mut a = session(root("a")).await;
+        let long = "p".repeat(33);
+        a.ensure_replication_account(&ReplicationAccount {
+            user: "repl".into(),
+            password: long.clone(),
+        })
+        .await
+        .unwrap();
+        let error = a
+            .ensure_replication_account(&ReplicationAccount {
+                user: "u".repeat(33),
+                password: "x".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(error.server_code(), Some(1470), "{error}");
+        let mut too_long = source("a");
+        too_long.password = long;
+        let error = a.change_source(&too_long).await.unwrap_err();
+        assert_eq!(error.server_code(), Some(3056), "{error}");
+        let mut just_fits = source("a");
+        just_fits.password = "p".repeat(32);
+        a.change_source(&just_fits).await.unwrap();
+        Ok(())
+    });
+    run(&mut sim, &Faults::default());
+}
+
+/// MySQL 8.4 GTID sets may carry tags (`uuid:tag:n`, 19.1.3.1): the model reads them
+/// with the shared `GtidSet`, so a tagged set is a valid argument (never 1772) and a
+/// tagged transaction is not the untagged one with the same number.
+#[test]
+fn tagged_gtid_sets_are_valid_and_distinct_from_untagged_ones() {
+    let mut sim = sim(19);
+    mysqld(&mut sim, "a", &["--read-only=OFF"]);
+    sim.client("test", async {
+        let mut a = session(root("a")).await;
+        a.counter_increment("k").await.unwrap();
+        let uuid = a.observe().await.unwrap().server_uuid;
+        let untagged = GtidSet::parse(&format!("{uuid}:1")).unwrap();
+        let tagged = GtidSet::parse(&format!("{uuid}:ops:1")).unwrap();
+        assert_eq!(
+            a.wait_for_executed_gtid_set(&untagged, Duration::from_millis(100))
+                .await
+                .unwrap(),
+            GtidWait::Reached
+        );
+        assert_eq!(
+            a.wait_for_executed_gtid_set(&tagged, Duration::from_millis(100))
+                .await
+                .unwrap(),
+            GtidWait::TimedOut
+        );
+        Ok(())
+    });
+    run(&mut sim, &Faults::default());
+}
+
+/// `CHANGE REPLICATION SOURCE` with both threads stopped deletes the relay log
+/// (15.4.2.3): received but unapplied transactions are gone until fetched again, while
+/// `STOP REPLICA` / `START REPLICA` alone keeps them (issue 13 defect 6: the operator's
+/// repair only starts a channel that already names the primary).
+#[test]
+fn change_source_deletes_the_relay_log_and_start_replica_keeps_it() {
+    let mut sim = sim(20);
+    mysqld(&mut sim, "a", &["--read-only=OFF"]);
+    mysqld(&mut sim, "b", &[]);
+    sim.client("test", async {
+        let mut a = session(root("a")).await;
+        let mut b = session(root("b")).await;
+        let delayed = ReplicationSource {
+            delay_seconds: 3600,
+            ..source("a")
+        };
+        make_replica(&mut b, delayed.clone()).await;
+        a.counter_increment("k").await.unwrap();
+        let primary = gtids(&mut a).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            b.observe()
+                .await
+                .unwrap()
+                .replica
+                .unwrap()
+                .retrieved_gtid_set,
+            primary
+        );
+        // STOP and START keep the relay log.
+        b.stop_replica().await.unwrap();
+        assert_eq!(
+            b.observe()
+                .await
+                .unwrap()
+                .replica
+                .unwrap()
+                .retrieved_gtid_set,
+            primary
+        );
+        b.start_replica().await.unwrap();
+        assert_eq!(
+            b.observe()
+                .await
+                .unwrap()
+                .replica
+                .unwrap()
+                .retrieved_gtid_set,
+            primary
+        );
+        // CHANGE deletes it.
+        b.stop_replica().await.unwrap();
+        b.change_source(&delayed).await.unwrap();
+        assert!(
+            b.observe()
+                .await
+                .unwrap()
+                .replica
+                .unwrap()
+                .retrieved_gtid_set
+                .is_empty()
+        );
         Ok(())
     });
     run(&mut sim, &Faults::default());

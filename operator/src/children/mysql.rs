@@ -378,10 +378,10 @@ pub fn sidecar_args(owner: &Owner, group: &MysqlFailoverGroup, site: &str) -> Ve
         "sidecar".to_string(),
         format!("--group={}", owner.name),
         format!("--site={site}"),
-        // The client port for now. The sidecar belongs on [`ADMIN_PORT`]; it moves there
-        // once the simulated mysqld listens on `--admin-port` (issue 13 part 2), since
-        // the scenarios run this exact pod spec.
-        format!("--mysql-port={}", group.spec.mysql.port),
+        // The administrative interface: not counted against max_connections, so a
+        // connection storm that also takes the one extra CONNECTION_ADMIN slot of the
+        // client port cannot keep the fence out (manual 7.1.12.1, 7.1.12.2).
+        format!("--mysql-port={ADMIN_PORT}"),
         format!("--lease-duration={}", failover.lease_duration),
         format!("--lease-renew-interval={}", failover.lease_renew_interval),
         format!("--lease-safety-margin={}", failover.lease_safety_margin),

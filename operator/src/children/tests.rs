@@ -155,7 +155,7 @@ fn statefulset_runs_a_fenced_mysqld_and_the_sidecar_on_the_site_nodes() {
                             "name": "sidecar",
                             "image": "ghcr.io/shipstream/bloodraven:test",
                             "args": ["sidecar", "--group=playground", "--site=iad",
-                                     "--mysql-port=3306", "--lease-duration=5s",
+                                     "--mysql-port=33062", "--lease-duration=5s",
                                      "--lease-renew-interval=1s", "--lease-safety-margin=1s",
                                      "--listen=0.0.0.0:8081"],
                             "env": [
@@ -502,6 +502,14 @@ fn mysqld_offers_an_administrative_interface_on_loopback_only() {
     let mysqld_args = mysqld["args"].as_array().unwrap();
     assert!(mysqld_args.contains(&json!("--admin-address=127.0.0.1")));
     assert!(mysqld_args.contains(&json!(format!("--admin-port={ADMIN_PORT}"))));
-    // Not published: the port is for the pod's own sidecar.
+    // Not published: the port is for the pod's own sidecar, which connects there.
     assert_eq!(mysqld["ports"].as_array().unwrap().len(), 1);
+    let sidecar = pod_container(&sts, "containers", SIDECAR_CONTAINER);
+    assert!(
+        sidecar["args"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(format!("--mysql-port={ADMIN_PORT}"))),
+        "{sidecar}"
+    );
 }

@@ -132,6 +132,7 @@ mod tests {
             server_uuid: uuid.to_string(),
             replication: None,
             semisync_source_active: false,
+            clone_status: None,
             probed_at: Millis(0),
         })
     }

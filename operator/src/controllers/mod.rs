@@ -536,7 +536,26 @@ async fn reconcile(
                 .probe(&deps.mysql, site, &target, probe_timeout, now)
                 .await
             {
-                Ok(status) => MysqlProbe::Answered(observe::mysql_observation(group, &status, now)),
+                Ok(status) => {
+                    let mut observation = observe::mysql_observation(group, &status, now);
+                    // Only a site being recloned is asked how its clone went: one more
+                    // statement per probe, for the few probes that need it.
+                    let recloning = group.status.as_ref().is_some_and(|s| {
+                        s.sites.iter().any(|entry| {
+                            entry.name == site
+                                && entry.recovery_state
+                                    == Some(crate::api::RecoveryState::Recloning)
+                        })
+                    });
+                    if recloning {
+                        observation.clone_status = state
+                            .prober
+                            .clone_status(site, probe_timeout)
+                            .await
+                            .map(Box::new);
+                    }
+                    MysqlProbe::Answered(observation)
+                }
                 Err(since) => MysqlProbe::Failing { since },
             };
             state.probes.insert(site.to_string(), probe);

@@ -22,7 +22,7 @@ use crate::engine::{
     Snapshot,
 };
 use crate::seams::{
-    IoThreadState, MysqlError, MysqlSession, MysqlStatus, MysqlTarget, ReplicaStatus,
+    CloneState, IoThreadState, MysqlError, MysqlSession, MysqlStatus, MysqlTarget, ReplicaStatus,
     SharedMysqlConnector,
 };
 
@@ -80,6 +80,23 @@ impl Prober {
     /// Drops a session whose connection may be broken; the next use reconnects.
     pub(crate) fn forget(&mut self, site: &str) {
         self.sessions.remove(site);
+    }
+
+    /// The site's `performance_schema.clone_status` over its open session, bounded by
+    /// `timeout`; `None` when it cannot be read (the reclone then just waits).
+    pub(crate) async fn clone_status(
+        &mut self,
+        site: &str,
+        timeout: Duration,
+    ) -> Option<CloneState> {
+        let session = self.sessions.get_mut(site)?;
+        match tokio::time::timeout(timeout, session.clone_state()).await {
+            Ok(Ok(state)) => state,
+            Ok(Err(_)) | Err(_) => {
+                self.forget(site);
+                None
+            }
+        }
     }
 
     /// Probes one site: one bounded `observe` call.
@@ -177,6 +194,7 @@ pub(crate) fn mysql_observation(
             .as_ref()
             .map(|r| replication_observation(group, r)),
         semisync_source_active: status.semisync_source.active,
+        clone_status: None,
     }
 }
 

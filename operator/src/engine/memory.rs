@@ -105,6 +105,13 @@ impl<'a> Recall<'a> {
         }
     }
 
+    /// When this process asked `site` to clone, if it did; unlike
+    /// [`Recall::clone_requested`] the mark is not kept: a caller that wants it again
+    /// marks it again.
+    pub(crate) fn clone_requested_at(&self, site: &str) -> Option<Millis> {
+        self.old.clone_requested.get(site).copied()
+    }
+
     pub(crate) fn mark_clone_requested(&mut self, site: &str, now: Millis) {
         self.new.clone_requested.insert(site.to_string(), now);
     }

@@ -195,6 +195,16 @@ impl<'a> Ctx<'a> {
         self.memory.mark_clone_requested(site, self.now.mono);
     }
 
+    /// When this process asked `site` to clone (the mark is dropped unless kept with
+    /// [`Ctx::keep_clone_request`]).
+    pub(crate) fn clone_requested_at(&self, site: &str) -> Option<Millis> {
+        self.memory.clone_requested_at(site)
+    }
+
+    pub(crate) fn keep_clone_request(&mut self, site: &str, at: Millis) {
+        self.memory.mark_clone_requested(site, at);
+    }
+
     /// Records a finished failover the same way for both kinds: the `lastFailover`
     /// status entry and the `FailoverFinished` metric, with one duration.
     pub(crate) fn record_failover(

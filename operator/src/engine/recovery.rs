@@ -8,6 +8,10 @@ use super::snapshot::{MysqlObservation, RECLONE_SITE_ANNOTATION, ReplicationObse
 use super::status::as_i64;
 use crate::api::RecoveryState;
 use crate::gtid::{GtidSet, reclone_token};
+use crate::seams::mysql::CloneState;
+use std::time::Duration;
+
+use super::time::Millis;
 
 /// The transactions `site` has that the primary does not. A replica whose IO thread
 /// is running from the primary may legitimately be ahead of the primary's probe on
@@ -126,19 +130,105 @@ fn clear_recovery(ctx: &mut Ctx<'_>, site: &str) {
     entry.divergent_transaction_count = None;
 }
 
-/// CLONE from the primary (once per operator process; the adapter treats a clone
-/// already running as success), then replicate, then clear the recovery state.
+/// How long after a CLONE that failed the operator asks for the next one: long enough
+/// not to hammer a donor that refuses, short against a reclone a person asked for.
+pub(super) const RECLONE_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// The next step of a reclone whose site still holds divergent transactions.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum RecloneStep {
+    /// Ask the site to CLONE from the primary (first time, or retrying a failure).
+    Request,
+    /// A CLONE was asked for and has not finished (running, or the server restarting
+    /// on the cloned data): keep the request, report `progress`.
+    Wait { progress: String },
+    /// The last CLONE failed: report it, and ask again at `retry_at`.
+    Failed {
+        error: u32,
+        message: String,
+        retry_at: Millis,
+    },
+}
+
+/// Decides the reclone step from when this process asked for a CLONE (if it did),
+/// the site's `performance_schema.clone_status` and the time. A `Failed` row is only
+/// believed after a request of ours (a row from an earlier clone says nothing about
+/// the next one); `Completed` while the data still diverges means the restart onto
+/// the cloned data has not been observed yet.
+pub(super) fn reclone_step(
+    requested_at: Option<Millis>,
+    clone: Option<&CloneState>,
+    now: Millis,
+) -> RecloneStep {
+    let Some(requested_at) = requested_at else {
+        return RecloneStep::Request;
+    };
+    match clone {
+        Some(CloneState::Failed { error, message }) => {
+            let retry_at = requested_at.plus(RECLONE_RETRY_AFTER);
+            if now >= retry_at {
+                RecloneStep::Request
+            } else {
+                RecloneStep::Failed {
+                    error: *error,
+                    message: message.clone(),
+                    retry_at,
+                }
+            }
+        }
+        Some(CloneState::InProgress) => RecloneStep::Wait {
+            progress: "clone in progress".into(),
+        },
+        Some(CloneState::Completed) => RecloneStep::Wait {
+            progress: "clone completed, waiting for the restarted server".into(),
+        },
+        Some(CloneState::NotStarted) | None => RecloneStep::Wait {
+            progress: "clone requested".into(),
+        },
+    }
+}
+
+/// CLONE from the primary (once per operator process, again 30 s after a CLONE that
+/// `performance_schema.clone_status` says failed), then replicate, then clear the
+/// recovery state.
 fn reclone_progress(ctx: &mut Ctx<'_>, site: &str, active: &str, extra: &GtidSet) {
     ctx.requeue_soon();
     if !extra.is_empty() {
-        if !ctx.clone_requested(site) {
-            ctx.act(Action::Clone {
-                site: site.to_string(),
-                donor: active.to_string(),
-            });
-            ctx.mark_clone_requested(site);
+        let clone = ctx
+            .snap
+            .site(site)
+            .and_then(|s| s.mysql())
+            .and_then(|m| m.clone_status.as_deref().cloned());
+        let requested_at = ctx.clone_requested_at(site);
+        match reclone_step(requested_at, clone.as_ref(), ctx.now.mono) {
+            RecloneStep::Request => {
+                ctx.act(Action::Clone {
+                    site: site.to_string(),
+                    donor: active.to_string(),
+                });
+                ctx.mark_clone_requested(site);
+                ctx.note(format!("recloning {site} from {active}"));
+            }
+            RecloneStep::Wait { progress } => {
+                if let Some(at) = requested_at {
+                    ctx.keep_clone_request(site, at);
+                }
+                ctx.note(format!("recloning {site} from {active}: {progress}"));
+            }
+            RecloneStep::Failed {
+                error,
+                message,
+                retry_at,
+            } => {
+                if let Some(at) = requested_at {
+                    ctx.keep_clone_request(site, at);
+                }
+                ctx.deadline(retry_at);
+                ctx.note(format!(
+                    "recloning {site} from {active}: the clone failed with error {error} ({message}); retrying"
+                ));
+            }
         }
-        ctx.note(format!("recloning {site} from {active}"));
         return;
     }
     // The clone replaced the divergent data: the site is now a subset of the primary.
@@ -242,6 +332,48 @@ mod tests {
     use crate::engine::testkit::*;
     use crate::engine::*;
     use crate::gtid::GtidSet;
+
+    #[test]
+    fn a_reclone_reads_clone_status_to_wait_report_and_retry() {
+        use super::{RECLONE_RETRY_AFTER, RecloneStep, reclone_step};
+        use crate::seams::mysql::CloneState;
+        let asked = Millis(10_000);
+        let failed = CloneState::Failed {
+            error: 3862,
+            message: "Clone Donor Error: refused".into(),
+        };
+        let retry_at = asked.plus(RECLONE_RETRY_AFTER);
+        let wait = |progress: &str| RecloneStep::Wait {
+            progress: progress.into(),
+        };
+        type Case = (
+            &'static str,
+            Option<Millis>,
+            Option<CloneState>,
+            Millis,
+            RecloneStep,
+        );
+        #[rustfmt::skip]
+        let table: Vec<Case> = vec![
+            ("never asked: ask", None, None, Millis(20_000), RecloneStep::Request),
+            ("never asked, an old failure on the server: ask, do not report it", None, Some(failed.clone()), Millis(20_000), RecloneStep::Request),
+            ("never asked, an old completed clone: ask", None, Some(CloneState::Completed), Millis(20_000), RecloneStep::Request),
+            ("asked, running", Some(asked), Some(CloneState::InProgress), Millis(20_000), wait("clone in progress")),
+            ("asked, completed: the server restarts onto the clone", Some(asked), Some(CloneState::Completed), Millis(20_000), wait("clone completed, waiting for the restarted server")),
+            ("asked, nothing readable yet", Some(asked), None, Millis(20_000), wait("clone requested")),
+            ("asked, not started", Some(asked), Some(CloneState::NotStarted), Millis(20_000), wait("clone requested")),
+            ("asked, failed: report it, retry later", Some(asked), Some(failed.clone()), Millis(20_000),
+                RecloneStep::Failed { error: 3862, message: "Clone Donor Error: refused".into(), retry_at }),
+            ("asked, failed, retry time reached: ask again", Some(asked), Some(failed.clone()), retry_at, RecloneStep::Request),
+        ];
+        for (case, requested_at, clone, now, expected) in table {
+            assert_eq!(
+                reclone_step(requested_at, clone.as_ref(), now),
+                expected,
+                "{case}"
+            );
+        }
+    }
 
     /// pdx is the primary with IAD's 10 transactions plus 5 of its own; iad returns.
     fn iad_returns(iad_executed: GtidSet) -> Snapshot {
@@ -440,6 +572,64 @@ mod tests {
             Some(Health::Healthy),
             "{}",
             d.health_reason
+        );
+    }
+
+    #[test]
+    fn a_failed_clone_is_reported_in_status_and_asked_for_again() {
+        use crate::seams::mysql::CloneState;
+        let mut snap = iad_returns(iad_txns(12));
+        with_recovery(
+            &mut snap,
+            "iad",
+            &format!("{IAD_UUID}:11-12"),
+            RecoveryState::Recloning,
+        );
+        let d = run(&snap, 12_000);
+        assert_eq!(
+            d.actions,
+            [Action::Clone {
+                site: "iad".into(),
+                donor: "pdx".into()
+            }]
+        );
+        carry(&mut snap, &d);
+        mysql_mut(&mut snap, "iad").clone_status = Some(Box::new(CloneState::InProgress));
+        let d = run(&snap, 13_000);
+        assert!(d.actions.is_empty(), "{:?}", d.actions);
+        assert!(
+            d.health_reason
+                .contains("recloning iad from pdx: clone in progress"),
+            "{}",
+            d.health_reason
+        );
+        carry(&mut snap, &d);
+        mysql_mut(&mut snap, "iad").clone_status = Some(Box::new(CloneState::Failed {
+            error: 3862,
+            message: "Clone Donor Error: 1045 : Access denied".into(),
+        }));
+        let d = run(&snap, 14_000);
+        assert!(d.actions.is_empty(), "not at once: {:?}", d.actions);
+        assert!(
+            d.health_reason.contains(
+                "the clone failed with error 3862 (Clone Donor Error: 1045 : Access denied)"
+            ),
+            "{}",
+            d.health_reason
+        );
+        assert_eq!(
+            recovery(status(&d), "iad").unwrap().state,
+            RecoveryState::Recloning
+        );
+        carry(&mut snap, &d);
+        let d = run(&snap, 42_000);
+        assert_eq!(
+            d.actions,
+            [Action::Clone {
+                site: "iad".into(),
+                donor: "pdx".into()
+            }],
+            "asked again 30 s after the failed request"
         );
     }
 }

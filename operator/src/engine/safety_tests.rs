@@ -350,6 +350,7 @@ mod world {
                                 last_sql_error: None,
                             }),
                             semisync_source_active: false,
+                            clone_status: None,
                             probed_at: Millis(now),
                         })
                     } else {

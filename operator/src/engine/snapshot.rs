@@ -11,6 +11,7 @@ use super::time::Millis;
 use crate::api::MysqlFailoverGroupSpec;
 use crate::api::MysqlFailoverGroupStatus;
 use crate::gtid::{GtidParseError, GtidSet};
+use crate::seams::mysql::CloneState;
 
 /// The annotations a person sets on the group; defined with the API types.
 pub use crate::api::{
@@ -169,6 +170,10 @@ pub struct MysqlObservation {
     /// acknowledgement now (OFF when semisync is disabled, and after a wait ran into
     /// `rpl_semi_sync_source_timeout` until a replica catches up again).
     pub semisync_source_active: bool,
+    /// `performance_schema.clone_status` (manual 29.12.19.1), read only while the
+    /// site is being recloned; `None` otherwise, or when no clone ran there. Boxed:
+    /// rarely present, and it would double the size of every probe.
+    pub clone_status: Option<Box<CloneState>>,
     /// When the probe that produced this observation started, on the operator's
     /// monotonic clock: what it saw is true no earlier than this.
     pub probed_at: Millis,

@@ -326,8 +326,9 @@ fn fence_attempt(result: &Result<(), MysqlError>) -> FenceAttempt {
 /// `super_read_only = ON`, then kill every client connection. When the SET cannot get
 /// the global read lock, the clients holding it are killed from a second connection
 /// and the SET is tried again there ([`decide::after_fence_attempt`]); the session
-/// left behind is whichever connection still works.
-async fn fence(
+/// left behind is whichever connection still works. Public so that the simulation's
+/// MySQL model tests can run this exact fence against the modelled lock wait.
+pub async fn fence(
     connector: &dyn crate::seams::MysqlConnector,
     target: &MysqlTarget,
     session: &mut Option<Box<dyn MysqlSession>>,
@@ -541,7 +542,8 @@ mod tests {
         let cli = Cli::try_parse_from(argv).unwrap();
         assert_eq!(cli.args.group, "playground");
         assert_eq!(cli.args.site, "iad");
-        assert_eq!(cli.args.mysql_port, 3306);
+        // The administrative interface, not the client port.
+        assert_eq!(cli.args.mysql_port, crate::children::ADMIN_PORT);
         let settings = cli.args.settings().unwrap();
         assert_eq!(settings.timing.duration(), Duration::from_secs(5));
         assert_eq!(settings.renew_interval, Duration::from_secs(1));

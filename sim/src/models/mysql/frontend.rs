@@ -122,6 +122,11 @@ pub(super) enum Statement {
     InstallPlugin {
         name: String,
     },
+    /// `SELECT STATE, ERROR_NO, ERROR_MESSAGE FROM performance_schema.clone_status`.
+    SelectCloneStatus,
+    /// `LOCK TABLES db.t [AS alias] READ|WRITE, ...`: (table, is a WRITE lock).
+    LockTables(Vec<((String, String), bool)>),
+    UnlockTables,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -541,6 +546,36 @@ fn statement(c: &mut Cursor) -> Parsed<Statement> {
             c.text()?;
             Statement::InstallPlugin { name }
         }
+        "LOCK" => {
+            if !c.eat_word("TABLES") {
+                c.word("TABLE")?;
+            }
+            let mut tables = Vec::new();
+            loop {
+                let table = c.table()?;
+                if c.eat_word("AS") {
+                    c.identifier()?;
+                }
+                let write = if c.eat_word("WRITE") {
+                    true
+                } else {
+                    c.word("READ")?;
+                    c.eat_word("LOCAL");
+                    false
+                };
+                tables.push((table, write));
+                if !c.eat_symbol(",") {
+                    break;
+                }
+            }
+            Statement::LockTables(tables)
+        }
+        "UNLOCK" => {
+            if !c.eat_word("TABLES") {
+                c.word("TABLE")?;
+            }
+            Statement::UnlockTables
+        }
         other => return Err(format!("unknown statement {other}")),
     };
     c.end()?;
@@ -680,6 +715,21 @@ fn select(c: &mut Cursor) -> Parsed<Statement> {
             c.at = c.tokens.len();
             Statement::SelectKillCandidates
         }
+        Some(Token::Word(w)) if w.eq_ignore_ascii_case("STATE") => {
+            c.next();
+            for column in ["ERROR_NO", "ERROR_MESSAGE"] {
+                c.symbol(",")?;
+                c.word(column)?;
+            }
+            c.word("FROM")?;
+            let table = c.table()?;
+            if !table.0.eq_ignore_ascii_case("performance_schema")
+                || !table.1.eq_ignore_ascii_case("clone_status")
+            {
+                return Err(format!("unknown table {}.{}", table.0, table.1));
+            }
+            Statement::SelectCloneStatus
+        }
         Some(Token::Word(w)) if w.eq_ignore_ascii_case("value") => {
             c.next();
             c.word("FROM")?;
@@ -744,6 +794,8 @@ mod tests {
             sql::START_REPLICA.into(),
             sql::RESET_REPLICA_ALL.into(),
             sql::KILL_CANDIDATES.into(),
+            sql::CLONE_STATUS.into(),
+            sql::READ_ONLY_FLAGS.into(),
             sql::change_source(&source),
             sql::set_source_delay(5),
             sql::wait_for_executed_gtid_set(&set, Duration::from_millis(1500)),
@@ -848,6 +900,14 @@ mod tests {
             }
         );
         assert_eq!(parse("KILL 7;").unwrap(), Statement::Kill { id: 7 });
+        assert_eq!(
+            parse("LOCK TABLES bloodraven_counter.counters AS c WRITE, a.b READ LOCAL").unwrap(),
+            Statement::LockTables(vec![
+                (("bloodraven_counter".into(), "counters".into()), true),
+                (("a".into(), "b".into()), false),
+            ])
+        );
+        assert_eq!(parse("unlock table").unwrap(), Statement::UnlockTables);
         assert_eq!(
             parse("SELECT WAIT_FOR_EXECUTED_GTID_SET('x')").unwrap(),
             Statement::WaitForExecutedGtidSet {

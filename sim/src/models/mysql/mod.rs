@@ -34,10 +34,13 @@ pub fn mysql_connector(dialer: SharedDialer, timeouts: MysqlTimeouts) -> MysqlPr
 }
 
 pub use observer::{MysqlObserver, ObservedServer};
-pub use server::DataDir;
+pub use server::{CloneStatus, DataDir};
 
 /// The port mysqld listens on.
 pub const MYSQL_PORT: u16 = 3306;
+
+/// `admin_port`'s default (MySQL 8.4 manual 7.1.8 "Server System Variables").
+pub const MYSQL_ADMIN_PORT: u16 = 33062;
 
 /// A database account. `super_user` accounts (root) hold every privilege: SUPER (write
 /// while only `read_only` is ON, set global variables, kill), CLONE_ADMIN and so on.
@@ -96,7 +99,12 @@ pub struct MysqlConfig {
     /// Time a client write spends before it is durable (binlog fsync). A crash or a KILL
     /// inside this window loses the transaction, as it would on a real server.
     pub commit_latency: Duration,
-    /// `rpl_semi_sync_source_enabled`.
+    /// The semisync plugins loaded at boot (`--plugin-load-add=semisync_source.so`,
+    /// `semisync_replica.so`; 19.4.10.2 "Installing Semisynchronous Replication"):
+    /// their `rpl_semi_sync_*` variables exist only while they are loaded.
+    pub semisync_source_plugin: bool,
+    pub semisync_replica_plugin: bool,
+    /// `rpl_semi_sync_source_enabled` (OFF by default, also with the plugin loaded).
     pub semisync_source_enabled: bool,
     /// `rpl_semi_sync_replica_enabled`.
     pub semisync_replica_enabled: bool,
@@ -115,6 +123,29 @@ pub struct MysqlConfig {
     /// my.cnf on a real server (for fixtures without the operator).
     pub boot_read_only: bool,
     pub boot_super_read_only: bool,
+    /// `admin_address`: with it, mysqld also listens on the administrative interface
+    /// (`admin_port`), whose connections `max_connections` does not count (7.1.12.1
+    /// "Connection Interfaces", 7.1.12.2 "Administrative Connection Management").
+    pub admin_address: Option<String>,
+    /// `admin_port` (default 33062).
+    pub admin_port: u16,
+    /// `max_connections` (default 151): client connections on the main port beyond it
+    /// are refused with 1040, except one more for an account with CONNECTION_ADMIN
+    /// (7.1.12.1).
+    pub max_connections: usize,
+    /// The clone plugin loaded at boot (`--plugin-load-add=mysql_clone.so` or
+    /// `--plugin-load=...`; 7.6.7.1 "Installing the Clone Plugin"). `INSTALL PLUGIN
+    /// clone` loads it too, and for every later start (it is registered in
+    /// `mysql.plugin` on the data volume).
+    pub clone_plugin: bool,
+    /// mysqld runs under a supervisor that restarts it in place (mysqld_safe or
+    /// systemd, which set `MYSQLD_PARENT_PID` / `NOTIFY_SOCKET` in its environment).
+    /// The official image runs mysqld as the container's process: unsupervised, so a
+    /// CLONE ends with ER_RESTART_SERVER_FAILED (3707) and a shutdown (7.6.7.3
+    /// "Cloning Remote Data"; 15.7.8.8 "RESTART Statement").
+    pub supervised: bool,
+    /// `persisted_globals_load` (default ON): apply `mysqld-auto.cnf` at start.
+    pub persisted_globals_load: bool,
 }
 
 impl Default for MysqlConfig {
@@ -125,6 +156,8 @@ impl Default for MysqlConfig {
             data_volume: "data".to_string(),
             startup_time: Duration::from_millis(500),
             commit_latency: Duration::from_millis(2),
+            semisync_source_plugin: false,
+            semisync_replica_plugin: false,
             semisync_source_enabled: false,
             semisync_replica_enabled: false,
             semisync_timeout: Duration::from_secs(10),
@@ -133,6 +166,12 @@ impl Default for MysqlConfig {
             skip_replica_start: false,
             boot_read_only: true,
             boot_super_read_only: true,
+            admin_address: None,
+            admin_port: MYSQL_ADMIN_PORT,
+            max_connections: 151,
+            clone_plugin: false,
+            supervised: false,
+            persisted_globals_load: true,
         }
     }
 }
@@ -146,10 +185,24 @@ pub struct MysqlArgError {
 }
 
 impl MysqlConfig {
+    /// Whether the administrative interface accepts only connections from the server's
+    /// own host: `admin_address` is a loopback address (in the simulation a pod dials
+    /// `localhost` as its own host, so "loopback" means "from the same host").
+    pub fn admin_loopback_only(&self) -> bool {
+        matches!(
+            self.admin_address.as_deref(),
+            Some("127.0.0.1" | "::1" | "localhost")
+        )
+    }
+
     /// Applies mysqld command-line options the model understands (`--name=value`, `-` and
     /// `_` interchangeable, booleans as ON/OFF/1/0/TRUE/FALSE); unknown options are ignored,
     /// as the model does not implement most of mysqld.
     pub fn apply_args(&mut self, args: &[String]) -> Result<(), MysqlArgError> {
+        // Semisync options with the side (source?) whose plugin defines them: mysqld
+        // refuses to start with an option no loaded plugin defines ("unknown
+        // variable"), wherever the plugin-load option stands on the command line.
+        let mut plugin_options: Vec<(String, bool)> = Vec::new();
         for arg in args {
             let Some(option) = arg.strip_prefix("--") else {
                 continue;
@@ -181,12 +234,15 @@ impl MysqlConfig {
                         .ok_or_else(|| bad("port"))?
                 }
                 "rpl-semi-sync-source-enabled" | "rpl-semi-sync-master-enabled" => {
+                    plugin_options.push((arg.clone(), true));
                     self.semisync_source_enabled = flag(value)?
                 }
                 "rpl-semi-sync-replica-enabled" | "rpl-semi-sync-slave-enabled" => {
+                    plugin_options.push((arg.clone(), false));
                     self.semisync_replica_enabled = flag(value)?
                 }
                 "rpl-semi-sync-source-timeout" | "rpl-semi-sync-master-timeout" => {
+                    plugin_options.push((arg.clone(), true));
                     self.semisync_timeout = Duration::from_millis(seconds(value)?)
                 }
                 "replica-net-timeout" | "slave-net-timeout" => {
@@ -194,6 +250,42 @@ impl MysqlConfig {
                     self.heartbeat_period = self.replica_net_timeout / 2;
                 }
                 "skip-replica-start" | "skip-slave-start" => self.skip_replica_start = flag(value)?,
+                "plugin-load-add" | "plugin-load" => {
+                    // `name=library` or `library` entries, separated by `;`.
+                    for entry in value.unwrap_or_default().split(';') {
+                        let library = entry.rsplit('=').next().unwrap_or(entry).trim();
+                        match library.trim_end_matches(".so") {
+                            "mysql_clone" => self.clone_plugin = true,
+                            "semisync_source" | "semisync_master" => {
+                                self.semisync_source_plugin = true
+                            }
+                            "semisync_replica" | "semisync_slave" => {
+                                self.semisync_replica_plugin = true
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                "persisted-globals-load" => self.persisted_globals_load = flag(value)?,
+                "admin-address" => {
+                    self.admin_address = Some(
+                        value
+                            .filter(|v| !v.is_empty())
+                            .ok_or_else(|| bad("expected an address"))?
+                            .to_string(),
+                    )
+                }
+                "admin-port" => {
+                    self.admin_port = value
+                        .and_then(|v| v.parse().ok())
+                        .ok_or_else(|| bad("expected a port number"))?
+                }
+                "max-connections" => {
+                    self.max_connections = value
+                        .and_then(|v| v.parse().ok())
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| bad("expected a number of connections of at least 1"))?
+                }
                 // MySQL couples the two: read_only=OFF turns super_read_only OFF, and
                 // super_read_only=ON turns read_only ON.
                 "read-only" => {
@@ -209,6 +301,31 @@ impl MysqlConfig {
                     }
                 }
                 _ => {}
+            }
+        }
+        for (arg, source_side) in plugin_options {
+            let loaded = if source_side {
+                self.semisync_source_plugin
+            } else {
+                self.semisync_replica_plugin
+            };
+            if !loaded {
+                return Err(MysqlArgError {
+                    arg,
+                    problem: format!(
+                        "unknown variable: the {} plugin is not loaded (--plugin-load-add={})",
+                        if source_side {
+                            "rpl_semi_sync_source"
+                        } else {
+                            "rpl_semi_sync_replica"
+                        },
+                        if source_side {
+                            "semisync_source.so"
+                        } else {
+                            "semisync_replica.so"
+                        },
+                    ),
+                });
             }
         }
         Ok(())
@@ -278,6 +395,9 @@ impl PodProgram for MysqlProgram {
         let observer = self.observer.clone();
         Box::pin(async move {
             config.apply_args(&ctx.args)?;
+            config.supervised |= ["MYSQLD_PARENT_PID", "NOTIFY_SOCKET"]
+                .iter()
+                .any(|name| ctx.env.contains_key(*name));
             let accounts = config.accounts_for(&ctx.env);
             if accounts.is_empty() {
                 // What the official image says when it has no credentials to initialise with.
@@ -309,6 +429,48 @@ mod tests {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         config.apply_args(&args).unwrap();
         (config.boot_read_only, config.boot_super_read_only)
+    }
+
+    #[test]
+    fn the_clone_plugin_is_loaded_only_when_asked_for() {
+        let loaded = |args: &[&str]| {
+            let mut config = MysqlConfig::default();
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            config.apply_args(&args).unwrap();
+            config.clone_plugin
+        };
+        assert!(!loaded(&[]), "not loaded by default");
+        assert!(loaded(&["--plugin-load-add=mysql_clone.so"]));
+        assert!(loaded(&[
+            "--plugin_load=semisync_source.so;clone=mysql_clone.so"
+        ]));
+        assert!(!loaded(&["--plugin-load-add=semisync_source.so"]));
+    }
+
+    #[test]
+    fn semisync_options_need_their_plugins() {
+        let apply = |args: &[&str]| {
+            let mut config = MysqlConfig::default();
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            config.apply_args(&args).map(|()| config)
+        };
+        let config = apply(&["--plugin-load-add=semisync_source.so"]).unwrap();
+        assert!(config.semisync_source_plugin && !config.semisync_source_enabled);
+        let error = apply(&["--rpl-semi-sync-source-enabled=ON"]).err().unwrap();
+        assert!(error.to_string().contains("semisync_source.so"), "{error}");
+        assert!(
+            apply(&[
+                "--rpl-semi-sync-replica-enabled=ON",
+                "--plugin-load-add=semisync_source.so"
+            ])
+            .is_err()
+        );
+        let config = apply(&[
+            "--rpl-semi-sync-replica-enabled=ON",
+            "--plugin-load-add=semisync_replica.so",
+        ])
+        .unwrap();
+        assert!(config.semisync_replica_enabled);
     }
 
     #[test]

@@ -43,12 +43,35 @@ pub(super) async fn run(
                 gtid_purged: GtidSet::default(),
                 source: None,
                 accounts: BTreeMap::new(),
+                installed_plugins: Default::default(),
+                clone_status: None,
+                persisted: BTreeMap::new(),
+                source_retry_count: super::server::DEFAULT_SOURCE_RETRY_COUNT,
             });
         }
     }
+    let command_line = config;
     loop {
         ctx.ready.set(false);
-        tokio::time::sleep(config.startup_time).await;
+        tokio::time::sleep(command_line.startup_time).await;
+        // mysqld-auto.cnf is read at every start, after the command line: persisted
+        // values win (7.1.9.3 "Persisted System Variables"), unless
+        // --persisted-globals-load=OFF.
+        let persisted = if command_line.persisted_globals_load {
+            disk.lock()
+                .as_ref()
+                .map(|d| d.persisted.clone())
+                .unwrap_or_default()
+        } else {
+            BTreeMap::new()
+        };
+        let mut config = command_line.clone();
+        config.apply_args(
+            &persisted
+                .iter()
+                .map(|(name, value)| format!("--{name}={value}"))
+                .collect::<Vec<_>>(),
+        )?;
         let server = Arc::new(Server {
             config: config.clone(),
             accounts: accounts.clone(),
@@ -63,6 +86,7 @@ pub(super) async fn run(
                 super_read_only: config.boot_super_read_only,
                 next_connection_id: 1,
                 connections: BTreeMap::new(),
+                admin_connections: std::collections::BTreeSet::new(),
                 dumps: BTreeMap::new(),
                 replica: ReplicaRuntime::default(),
                 semisync_active: config.semisync_source_enabled,
@@ -70,18 +94,22 @@ pub(super) async fn run(
                 semisync_source_enabled: config.semisync_source_enabled,
                 semisync_replica_enabled: config.semisync_replica_enabled,
                 semisync_timeout: config.semisync_timeout,
-                globals: BTreeMap::new(),
+                globals: persisted,
                 tasks: Vec::new(),
-                restart_requested: false,
             }),
             commits: watch::channel(0).0,
             acks: watch::channel(GtidSet::default()).0,
             relay_grew: tokio::sync::Notify::new(),
             restart: tokio::sync::Notify::new(),
             row_locks: Mutex::new(BTreeMap::new()),
+            global_read_lock: Arc::new(tokio::sync::RwLock::new(())),
         });
         let _shutdown = ShutdownGuard(server.clone());
         let listener = turmoil::net::TcpListener::bind(("0.0.0.0", config.port)).await?;
+        let admin_listener = match &config.admin_address {
+            Some(_) => Some(turmoil::net::TcpListener::bind(("0.0.0.0", config.admin_port)).await?),
+            None => None,
+        };
         if !config.skip_replica_start && server.with_disk(|d| d.source.is_some()).unwrap_or(false) {
             // Errors here are impossible (the source is configured); ignore like mysqld would log.
             let _ = server.start_replica();
@@ -101,14 +129,75 @@ pub(super) async fn run(
                         state.next_connection_id += 1;
                         id
                     };
-                    let handle = server.spawn(handle_connection(server.clone(), id, stream));
+                    let handle = server.spawn(handle_connection(server.clone(), id, stream, Interface::Main));
+                    server.state().connections.insert(id, handle);
+                }
+                accepted = admin_accept(admin_listener.as_ref()) => {
+                    let Ok((stream, peer)) = accepted else { continue };
+                    // A loopback admin_address is reachable from the host itself only
+                    // (live, other hosts' connections would be refused).
+                    let from_own_host = stream.local_addr().is_ok_and(|own| own.ip() == peer.ip());
+                    if config.admin_loopback_only() && !from_own_host {
+                        continue;
+                    }
+                    let id = {
+                        let mut state = server.state();
+                        let id = state.next_connection_id;
+                        state.next_connection_id += 1;
+                        state.admin_connections.insert(id);
+                        id
+                    };
+                    let handle = server.spawn(handle_connection(server.clone(), id, stream, Interface::Admin));
                     server.state().connections.insert(id, handle);
                 }
                 () = server.restart.notified() => break,
             }
         }
+        if !config.supervised {
+            // Nobody restarts mysqld in place: the process ends, and the container
+            // with it (the kubelet restarts it per the pod's restartPolicy).
+            tracing::info!(host = %ctx.host, "mysqld shutting down after CLONE (no supervisor)");
+            return Ok(());
+        }
         tracing::info!(host = %ctx.host, "mysqld restarting after CLONE");
     }
+}
+
+/// The next connection on the administrative interface; never, without one.
+async fn admin_accept(
+    listener: Option<&turmoil::net::TcpListener>,
+) -> std::io::Result<(turmoil::net::TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Which of mysqld's interfaces a client connected to (7.1.12.1 "Connection
+/// Interfaces").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Interface {
+    /// `port`: counted against `max_connections`, plus one slot for CONNECTION_ADMIN.
+    Main,
+    /// `admin_port`: not counted; only for SERVICE_CONNECTION_ADMIN.
+    Admin,
+}
+
+/// `ER_CON_COUNT_ERROR`.
+const TOO_MANY_CONNECTIONS: u16 = 1040;
+
+fn too_many_connections() -> ServerError {
+    err(TOO_MANY_CONNECTIONS, "Too many connections")
+}
+
+/// Client connections on the main interface other than `id`.
+fn other_main_connections(server: &Server, id: u64) -> usize {
+    let state = server.state();
+    state
+        .connections
+        .keys()
+        .filter(|c| **c != id && !state.admin_connections.contains(c))
+        .count()
 }
 
 /// Aborts every task of a server run when the run ends (restart, crash, pod deletion).
@@ -185,6 +274,7 @@ pub(super) fn sqlstate(code: u16) -> &'static str {
         | frontend::PARSE_ERROR
         | 1231 => "42000",
         1146 => "42S02",
+        TOO_MANY_CONNECTIONS => "08004",
         2013 => "HY000",
         _ => "HY000",
     }
@@ -192,7 +282,20 @@ pub(super) fn sqlstate(code: u16) -> &'static str {
 
 /// The connection phase: greeting, login, caching_sha2_password's fast path (the model's
 /// cache is always warm). Returns the account, or None after refusing the login.
-async fn login(server: &Server, id: u64, stream: &mut BoxedByteStream) -> Option<Account> {
+async fn login(
+    server: &Server,
+    id: u64,
+    interface: Interface,
+    stream: &mut BoxedByteStream,
+) -> Option<Account> {
+    // max_connections + 1 connections on the main interface at most: beyond that the
+    // server answers with 1040 instead of a greeting (7.1.12.1).
+    if interface == Interface::Main
+        && other_main_connections(server, id) > server.config.max_connections
+    {
+        send(stream, &mut 0, &error_packet(too_many_connections())).await;
+        return None;
+    }
     let nonce = nonce(server, id);
     let greeting = wire::Handshake {
         server_version: SERVER_VERSION.to_string(),
@@ -241,6 +344,23 @@ async fn login(server: &Server, id: u64, stream: &mut BoxedByteStream) -> Option
         send(stream, &mut sequence, &error_packet(refusal)).await;
         return None;
     };
+    let refusal = match interface {
+        // The last slot on the main interface is kept for CONNECTION_ADMIN.
+        Interface::Main
+            if other_main_connections(server, id) >= server.config.max_connections
+                && !account.has("CONNECTION_ADMIN") =>
+        {
+            Some(too_many_connections())
+        }
+        Interface::Admin if !account.has("SERVICE_CONNECTION_ADMIN") => {
+            Some(denied("SERVICE_CONNECTION_ADMIN"))
+        }
+        _ => None,
+    };
+    if let Some(refusal) = refusal {
+        send(stream, &mut sequence, &error_packet(refusal)).await;
+        return None;
+    }
     if !answer.is_empty()
         && !send(
             stream,
@@ -260,10 +380,15 @@ async fn login(server: &Server, id: u64, stream: &mut BoxedByteStream) -> Option
         .then_some(account)
 }
 
-async fn handle_connection(server: Arc<Server>, id: u64, stream: turmoil::net::TcpStream) {
+async fn handle_connection(
+    server: Arc<Server>,
+    id: u64,
+    stream: turmoil::net::TcpStream,
+    interface: Interface,
+) {
     let mut stream: BoxedByteStream = Box::new(stream);
     let _deregister = Deregister(server.clone(), id);
-    let Some(account) = login(&server, id, &mut stream).await else {
+    let Some(account) = login(&server, id, interface, &mut stream).await else {
         return;
     };
     let mut session = Session::new(server.clone(), account, id);
@@ -292,6 +417,13 @@ async fn handle_connection(server: Arc<Server>, id: u64, stream: turmoil::net::T
                 let sql = String::from_utf8_lossy(body).into_owned();
                 let reply = match session.execute(&sql).await {
                     Ok(Reply::Close) => return,
+                    Ok(Reply::Restart { error }) => {
+                        if let Some(error) = error {
+                            send(&mut stream, &mut sequence, &error_packet(error)).await;
+                        }
+                        server.restart.notify_one();
+                        return;
+                    }
                     Ok(reply) => reply.packets(),
                     Err(error) => vec![error_packet(error)],
                 };
@@ -368,6 +500,8 @@ struct Deregister(Arc<Server>, u64);
 
 impl Drop for Deregister {
     fn drop(&mut self) {
-        self.0.state().connections.remove(&self.1);
+        let mut state = self.0.state();
+        state.connections.remove(&self.1);
+        state.admin_connections.remove(&self.1);
     }
 }

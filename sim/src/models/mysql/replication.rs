@@ -95,6 +95,16 @@ pub(super) async fn io_thread(server: Arc<Server>) {
                         source.user, source.host, source.port
                     ),
                 });
+                // SOURCE_RETRY_COUNT reconnection attempts, then the IO thread stops
+                // for good (0: no limit; 15.4.2.3).
+                let limit = server.with_disk(|d| d.source_retry_count).unwrap_or(0);
+                if limit != 0 && retries > limit {
+                    let mut state = server.state();
+                    state.replica.io_state = IoThreadState::Stopped;
+                    state.replica.io = None;
+                    tracing::warn!(host = %server.host, retries, "replica IO thread gave up reconnecting (SOURCE_RETRY_COUNT)");
+                    return;
+                }
                 tokio::time::sleep(Duration::from_secs(u64::from(retry))).await;
             }
             StreamEnd::Lost => {

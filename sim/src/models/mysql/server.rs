@@ -76,6 +76,26 @@ pub(super) struct Durable {
     /// accounts (root, `MYSQL_USER`) are created at initialisation without binlogging
     /// and live in `Server::accounts`.
     pub accounts: BTreeMap<String, Account>,
+    /// Plugins registered by `INSTALL PLUGIN` (`mysql.plugin`): loaded at every start.
+    pub installed_plugins: std::collections::BTreeSet<String>,
+    /// The last CLONE on this server as recipient (`performance_schema.clone_status`,
+    /// kept in the data directory so that it survives the restart that ends a clone:
+    /// 29.12.19.1 "The clone_status Table").
+    pub clone_status: Option<CloneStatus>,
+    /// `SOURCE_RETRY_COUNT` of the channel (0: no limit), kept with it in
+    /// `mysql.slave_master_info`.
+    pub source_retry_count: u64,
+    /// `mysqld-auto.cnf`: the values `SET PERSIST` wrote, by variable name.
+    pub persisted: BTreeMap<String, String>,
+}
+
+/// One row of `performance_schema.clone_status`: `STATE` (`In Progress`,
+/// `Completed`, `Failed`), `ERROR_NO` and `ERROR_MESSAGE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloneStatus {
+    pub state: &'static str,
+    pub error_no: u16,
+    pub error_message: String,
 }
 
 impl Durable {
@@ -128,6 +148,8 @@ pub(super) struct Runtime {
     pub next_connection_id: u64,
     /// Client connections by id, with the handle that kills them.
     pub connections: BTreeMap<u64, AbortHandle>,
+    /// The ids among `connections` that came in on the administrative interface.
+    pub admin_connections: std::collections::BTreeSet<u64>,
     /// Binlog dump threads by replica server UUID: a replica that reconnects replaces its
     /// old dump thread, as MySQL does.
     pub dumps: BTreeMap<String, AbortHandle>,
@@ -143,7 +165,6 @@ pub(super) struct Runtime {
     pub globals: BTreeMap<String, String>,
     /// Every task this run spawned, aborted together at shutdown (crash, clone restart).
     pub tasks: Vec<AbortHandle>,
-    pub restart_requested: bool,
 }
 
 /// One running mysqld.
@@ -167,9 +188,24 @@ pub(super) struct Server {
     /// first write or `FOR UPDATE` read of it to COMMIT/ROLLBACK (or until its connection
     /// dies), as InnoDB's exclusive record locks do.
     pub row_locks: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The global read lock that enabling `read_only` takes (MySQL 8.4 manual, 7.1.8
+    /// "Server System Variables", `read_only`): every writing transaction and every
+    /// `LOCK TABLES ... WRITE` holds it shared until it ends, so `SET GLOBAL
+    /// read_only|super_read_only = ON` waits for them, up to the session's
+    /// `lock_wait_timeout`. Tokio's lock is fair: while the SET waits, new writers queue
+    /// behind it, as the manual says other clients' transactions and table locks do.
+    pub global_read_lock: Arc<tokio::sync::RwLock<()>>,
 }
 
 pub(super) type ServerError = (u16, String);
+
+/// `SOURCE_RETRY_COUNT`'s default in MySQL 8.4 (15.4.2.3).
+pub(super) const DEFAULT_SOURCE_RETRY_COUNT: u64 = 10;
+
+/// Plugin names as `INSTALL PLUGIN` and `information_schema.PLUGINS` spell them.
+pub(super) const CLONE_PLUGIN: &str = "clone";
+pub(super) const SEMISYNC_SOURCE_PLUGIN: &str = "rpl_semi_sync_source";
+pub(super) const SEMISYNC_REPLICA_PLUGIN: &str = "rpl_semi_sync_replica";
 
 pub(super) fn err(code: u16, message: impl Into<String>) -> ServerError {
     (code, message.into())
@@ -225,6 +261,32 @@ impl Server {
             .find(|a| a.user == user)
             .cloned()
             .or(created)
+    }
+
+    /// Whether plugin `name` is loaded: from the command line, or registered by an
+    /// earlier `INSTALL PLUGIN` (either of its names).
+    pub(super) fn plugin_loaded(&self, name: &str) -> bool {
+        let (at_boot, other_name) = match name {
+            CLONE_PLUGIN => (self.config.clone_plugin, CLONE_PLUGIN),
+            SEMISYNC_SOURCE_PLUGIN => (self.config.semisync_source_plugin, "rpl_semi_sync_master"),
+            SEMISYNC_REPLICA_PLUGIN => (self.config.semisync_replica_plugin, "rpl_semi_sync_slave"),
+            _ => (false, name),
+        };
+        at_boot
+            || self
+                .with_disk(|d| {
+                    d.installed_plugins.contains(name) || d.installed_plugins.contains(other_name)
+                })
+                .unwrap_or(false)
+    }
+
+    pub(super) fn set_clone_status(&self, status: CloneStatus) {
+        self.with_disk(|d| d.clone_status = Some(status));
+    }
+
+    /// The clone status row, if a clone ever ran here.
+    pub(super) fn clone_status(&self) -> Option<CloneStatus> {
+        self.with_disk(|d| d.clone_status.clone()).flatten()
     }
 
     /// The read-only refusal for a write by `account`, if the server refuses it
@@ -409,9 +471,12 @@ impl Server {
         }
     }
 
+    /// `CHANGE REPLICATION SOURCE` with receiver options; `retry_count` is
+    /// `SOURCE_RETRY_COUNT` when given (kept otherwise, 10 for a new channel).
     pub(super) fn change_source(
         self: &Arc<Self>,
         source: ReplicationSource,
+        retry_count: Option<u64>,
     ) -> Result<(), ServerError> {
         let mut state = self.state();
         if state.replica.io.is_some() {
@@ -429,7 +494,15 @@ impl Server {
         // CHANGE REPLICATION SOURCE deletes the relay logs.
         state.replica.relay.clear();
         state.replica.retrieved = GtidSet::default();
-        self.with_disk(|disk| disk.source = Some(source));
+        self.with_disk(|disk| {
+            if disk.source.is_none() {
+                disk.source_retry_count = DEFAULT_SOURCE_RETRY_COUNT;
+            }
+            if let Some(count) = retry_count {
+                disk.source_retry_count = count;
+            }
+            disk.source = Some(source)
+        });
         Ok(())
     }
 

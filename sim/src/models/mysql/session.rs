@@ -12,10 +12,13 @@ use bloodraven::gtid::GtidSet;
 use bloodraven::production::mysql::sql::COUNTER_DATABASE;
 use bloodraven::production::mysql::wire;
 use bloodraven::seams::mysql::{CloneDonor, IoThreadState, ReplicationSource, error_codes};
-use tokio::sync::OwnedMutexGuard;
+use tokio::sync::{OwnedMutexGuard, OwnedRwLockReadGuard};
 
 use super::frontend::{self, Assignment, OnDuplicate, Scope, Statement, Value};
-use super::server::{Server, ServerError, denied, err};
+use super::server::{
+    CLONE_PLUGIN, CloneStatus, SEMISYNC_REPLICA_PLUGIN, SEMISYNC_SOURCE_PLUGIN, Server,
+    ServerError, denied, err,
+};
 use super::{Account, replication};
 
 /// The counter workload's table, the only table the model has.
@@ -24,6 +27,33 @@ const COUNTER_TABLE: &str = "counters";
 /// `innodb_lock_wait_timeout` (MySQL default 50 s): a row-lock wait longer than this
 /// fails with ER_LOCK_WAIT_TIMEOUT.
 const LOCK_WAIT_TIMEOUT: Duration = Duration::from_secs(50);
+
+/// `lock_wait_timeout` (MySQL default 31536000 s, a year: 7.1.8 "Server System
+/// Variables"): how long a statement waits for a metadata lock, the global read lock
+/// that enabling `read_only` takes included.
+const DEFAULT_METADATA_LOCK_WAIT: Duration = Duration::from_secs(31_536_000);
+
+/// MySQL's limits on `SOURCE_USER` and `SOURCE_PASSWORD` (15.4.2.3 "CHANGE
+/// REPLICATION SOURCE TO Statement"), and the errors past them
+/// (`ER_WRONG_STRING_LENGTH`, `ER_CHANGE_MASTER_PASSWORD_LENGTH`).
+const MAX_USER_NAME_CHARS: usize = 32;
+const MAX_SOURCE_PASSWORD_CHARS: usize = 32;
+const WRONG_STRING_LENGTH: u16 = 1470;
+const CHANGE_SOURCE_PASSWORD_LENGTH: u16 = 3056;
+
+/// `ER_PLUGIN_IS_NOT_LOADED`: CLONE without the clone plugin.
+const PLUGIN_IS_NOT_LOADED: u16 = 1524;
+
+/// `ER_LOCK_OR_ACTIVE_TRANSACTION`: `SET GLOBAL read_only = ON` from a session that
+/// itself holds table locks or an open transaction.
+const LOCK_OR_ACTIVE_TRANSACTION: u16 = 1192;
+
+fn lock_wait_timeout_error() -> ServerError {
+    err(
+        bloodraven::seams::mysql::error_codes::LOCK_WAIT_TIMEOUT,
+        "Lock wait timeout exceeded; try restarting transaction",
+    )
+}
 
 /// What a statement answers.
 pub(super) enum Reply {
@@ -34,9 +64,12 @@ pub(super) enum Reply {
         columns: Vec<String>,
         rows: Vec<Vec<Option<String>>>,
     },
-    /// The connection ends without a reply (a CLONE restarting the server, KILL of
-    /// the session's own connection).
+    /// The connection ends without a reply (KILL of the session's own connection).
     Close,
+    /// The server restarts (after a CLONE) once `error`, if any, is sent.
+    Restart {
+        error: Option<ServerError>,
+    },
 }
 
 impl Reply {
@@ -66,7 +99,7 @@ impl Reply {
                 let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
                 wire::encode_result_set(&columns, &rows, status)
             }
-            Reply::Close => Vec::new(),
+            Reply::Close | Reply::Restart { .. } => Vec::new(),
         }
     }
 }
@@ -77,6 +110,8 @@ impl Reply {
 struct Transaction {
     changes: BTreeMap<String, i64>,
     locks: BTreeMap<String, OwnedMutexGuard<()>>,
+    /// The shared hold on the global read lock, from the first write to the end.
+    write_intent: Option<OwnedRwLockReadGuard<()>>,
 }
 
 pub(super) struct Session {
@@ -85,6 +120,8 @@ pub(super) struct Session {
     id: u64,
     transaction: Option<Transaction>,
     variables: BTreeMap<String, String>,
+    /// `LOCK TABLES ... WRITE` in force: the shared hold on the global read lock.
+    table_write_lock: Option<OwnedRwLockReadGuard<()>>,
 }
 
 fn on_off(value: bool) -> String {
@@ -130,7 +167,79 @@ impl Session {
             id,
             transaction: None,
             variables: BTreeMap::new(),
+            table_write_lock: None,
         }
+    }
+
+    /// The session's `lock_wait_timeout` (session value, else global, else MySQL's
+    /// default of a year).
+    fn lock_wait_timeout(&self) -> Duration {
+        // MySQL clamps the value to [1, 31536000] seconds.
+        let seconds = |text: &String| {
+            text.parse::<f64>()
+                .ok()
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                .map(|d| d.clamp(Duration::from_secs(1), DEFAULT_METADATA_LOCK_WAIT))
+        };
+        self.variables
+            .get("lock_wait_timeout")
+            .and_then(seconds)
+            .or_else(|| {
+                self.server
+                    .state()
+                    .globals
+                    .get("lock_wait_timeout")
+                    .and_then(seconds)
+            })
+            .unwrap_or(DEFAULT_METADATA_LOCK_WAIT)
+    }
+
+    /// A shared hold on the global read lock, waiting at most `lock_wait_timeout`
+    /// behind a `SET GLOBAL read_only = ON` that holds or waits for it.
+    async fn write_intent(&self) -> Result<OwnedRwLockReadGuard<()>, ServerError> {
+        let lock = self.server.global_read_lock.clone();
+        tokio::time::timeout(self.lock_wait_timeout(), lock.read_owned())
+            .await
+            .map_err(|_| lock_wait_timeout_error())
+    }
+
+    /// Whether `assignment` turns `read_only` on (directly or through
+    /// `super_read_only`) on a server where it is off: only that takes the global read
+    /// lock (7.1.8, `read_only`: enabling it blocks while other clients hold explicit
+    /// table locks or have pending transactions). `super_read_only = ON` on a server
+    /// already `read_only` changes no client's rights to write tables and waits for
+    /// nothing, as in MySQL.
+    fn enables_read_only(&self, assignment: &Assignment) -> bool {
+        assignment.scope != Scope::Session
+            && matches!(assignment.name.as_str(), "read_only" | "super_read_only")
+            && flag(assignment).unwrap_or(false)
+            && !self.server.state().read_only
+    }
+
+    /// One `SET` assignment; enabling `read_only` first takes the global read lock
+    /// exclusively (see [`Server::global_read_lock`]), waiting at most
+    /// `lock_wait_timeout`, and holds it while the flag changes.
+    async fn set_waiting_for_locks(&mut self, assignment: Assignment) -> Result<(), ServerError> {
+        if !self.enables_read_only(&assignment) {
+            return self.set(assignment);
+        }
+        self.need("SUPER or SYSTEM_VARIABLES_ADMIN")?;
+        if self
+            .transaction
+            .as_ref()
+            .is_some_and(|t| t.write_intent.is_some())
+            || self.table_write_lock.is_some()
+        {
+            return Err(err(
+                LOCK_OR_ACTIVE_TRANSACTION,
+                "Can't execute the given command because you have active locked tables or an active transaction",
+            ));
+        }
+        let lock = self.server.global_read_lock.clone();
+        let _exclusive = tokio::time::timeout(self.lock_wait_timeout(), lock.write_owned())
+            .await
+            .map_err(|_| lock_wait_timeout_error())?;
+        self.set(assignment)
     }
 
     fn need(&self, privilege: &str) -> Result<(), ServerError> {
@@ -169,18 +278,23 @@ impl Session {
         vars.insert("gtid_executed".into(), status.gtid_executed.to_string());
         vars.insert("gtid_purged".into(), status.gtid_purged.to_string());
         vars.insert("gtid_mode".into(), "ON".into());
-        vars.insert(
-            "rpl_semi_sync_source_enabled".into(),
-            on_off(state.semisync_source_enabled),
-        );
-        vars.insert(
-            "rpl_semi_sync_replica_enabled".into(),
-            on_off(state.semisync_replica_enabled),
-        );
-        vars.insert(
-            "rpl_semi_sync_source_timeout".into(),
-            state.semisync_timeout.as_millis().to_string(),
-        );
+        // A plugin's variables exist while it is loaded (19.4.10.2).
+        if self.server.plugin_loaded(SEMISYNC_SOURCE_PLUGIN) {
+            vars.insert(
+                "rpl_semi_sync_source_enabled".into(),
+                on_off(state.semisync_source_enabled),
+            );
+            vars.insert(
+                "rpl_semi_sync_source_timeout".into(),
+                state.semisync_timeout.as_millis().to_string(),
+            );
+        }
+        if self.server.plugin_loaded(SEMISYNC_REPLICA_PLUGIN) {
+            vars.insert(
+                "rpl_semi_sync_replica_enabled".into(),
+                on_off(state.semisync_replica_enabled),
+            );
+        }
         vars.insert("port".into(), self.server.config.port.to_string());
         vars
     }
@@ -230,17 +344,17 @@ impl Session {
             Statement::ShowStatus { pattern } => {
                 let status = server.observe();
                 let clients = server.client_connections().len();
-                let all = [
-                    (
+                let mut all = vec![("Threads_connected", clients.to_string())];
+                if server.plugin_loaded(SEMISYNC_SOURCE_PLUGIN) {
+                    all.push((
                         "Rpl_semi_sync_source_status",
                         on_off(status.semisync_source.active),
-                    ),
-                    (
+                    ));
+                    all.push((
                         "Rpl_semi_sync_source_no_tx",
                         status.semisync_source.no_ack_transactions.to_string(),
-                    ),
-                    ("Threads_connected", clients.to_string()),
-                ];
+                    ));
+                }
                 let rows = all
                     .into_iter()
                     .filter(|(name, _)| like(&pattern, name))
@@ -251,7 +365,7 @@ impl Session {
             Statement::ShowReplicaStatus => self.replica_status(),
             Statement::Set(assignments) => {
                 for assignment in assignments {
-                    self.set(assignment)?;
+                    self.set_waiting_for_locks(assignment).await?;
                 }
                 Reply::ok()
             }
@@ -327,6 +441,10 @@ impl Session {
                 password,
             } => {
                 self.need("CLONE_ADMIN")?;
+                // 7.6.7.1 "Installing the Clone Plugin": on donor and recipient.
+                if !server.plugin_loaded(CLONE_PLUGIN) {
+                    return Err(err(PLUGIN_IS_NOT_LOADED, "Plugin 'clone' is not loaded"));
+                }
                 let allowed = server
                     .state()
                     .globals
@@ -349,14 +467,46 @@ impl Session {
                     user,
                     password,
                 };
-                let snapshot =
-                    replication::fetch_clone(&server, &donor, Duration::from_secs(3600)).await?;
-                // The recipient restarts after installing the clone; the client's
-                // connection ends with it, without a reply.
+                server.set_clone_status(CloneStatus {
+                    state: "In Progress",
+                    error_no: 0,
+                    error_message: String::new(),
+                });
+                let snapshot = match replication::fetch_clone(
+                    &server,
+                    &donor,
+                    Duration::from_secs(3600),
+                )
+                .await
+                {
+                    Ok(snapshot) => snapshot,
+                    Err((code, message)) => {
+                        server.set_clone_status(CloneStatus {
+                            state: "Failed",
+                            error_no: code,
+                            error_message: message.clone(),
+                        });
+                        return Err((code, message));
+                    }
+                };
                 server.install_snapshot(snapshot);
-                server.state().restart_requested = true;
-                server.restart.notify_one();
-                Reply::Close
+                server.set_clone_status(CloneStatus {
+                    state: "Completed",
+                    error_no: 0,
+                    error_message: String::new(),
+                });
+                // The recipient restarts on the cloned data (7.6.7.3 "Cloning Remote
+                // Data"). Under a supervisor the client's connection just ends; without
+                // one (the official image runs mysqld as the container's process) the
+                // client gets ER_RESTART_SERVER_FAILED and the server shuts down.
+                Reply::Restart {
+                    error: (!server.config.supervised).then(|| {
+                        err(
+                            error_codes::RESTART_SERVER_FAILED,
+                            "Restart server failed (mysqld is not managed by supervisor process).",
+                        )
+                    }),
+                }
             }
             Statement::CreateUser {
                 if_not_exists,
@@ -364,6 +514,14 @@ impl Session {
                 password,
             } => {
                 self.need("CREATE USER")?;
+                if user.chars().count() > MAX_USER_NAME_CHARS {
+                    return Err(err(
+                        WRONG_STRING_LENGTH,
+                        format!(
+                            "String '{user}' is too long for user name (should be no longer than {MAX_USER_NAME_CHARS})"
+                        ),
+                    ));
+                }
                 match server.account(&user) {
                     Some(_) if if_not_exists => {}
                     Some(_) => {
@@ -473,7 +631,12 @@ impl Session {
                 if autocommit {
                     self.transaction = Some(Transaction::default());
                 }
-                self.lock_row(&key).await?;
+                if let Err(error) = self.lock_for_write(&key).await {
+                    if autocommit {
+                        self.transaction = None;
+                    }
+                    return Err(error);
+                }
                 let current = self
                     .transaction
                     .as_ref()
@@ -497,15 +660,79 @@ impl Session {
                 server.purge_binary_logs();
                 Reply::ok()
             }
-            Statement::InstallPlugin { name } => {
-                self.need("INSERT on mysql.plugin")?;
-                server.state().globals.insert(
-                    format!("plugin_{}", name.to_ascii_lowercase()),
-                    "ACTIVE".into(),
-                );
+            Statement::LockTables(tables) => {
+                // LOCK TABLES commits an open transaction and releases earlier table
+                // locks (15.3.6 "LOCK TABLES and UNLOCK TABLES Statements").
+                self.commit().await?;
+                self.table_write_lock = None;
+                for (table, _) in &tables {
+                    self.counter_table(table)?;
+                }
+                if tables.iter().any(|(_, write)| *write) {
+                    if let Some(refusal) = server.refuses_write(&self.account) {
+                        return Err(refusal);
+                    }
+                    self.table_write_lock = Some(self.write_intent().await?);
+                }
                 Reply::ok()
             }
+            Statement::UnlockTables => {
+                self.table_write_lock = None;
+                Reply::ok()
+            }
+            Statement::InstallPlugin { name } => {
+                self.need("INSERT on mysql.plugin")?;
+                // It writes mysql.plugin: refused under super_read_only (7.1.8,
+                // `super_read_only`).
+                if server.state().super_read_only {
+                    return Err(err(
+                        error_codes::OPTION_PREVENTS_STATEMENT,
+                        "The MySQL server is running with the --super-read-only option so it cannot execute this statement",
+                    ));
+                }
+                server.with_disk(|d| d.installed_plugins.insert(name.to_ascii_lowercase()));
+                Reply::ok()
+            }
+            Statement::SelectCloneStatus => {
+                // The table exists only while the clone plugin is loaded (29.12.19.1).
+                if !server.plugin_loaded(CLONE_PLUGIN) {
+                    return Err(err(
+                        error_codes::NO_SUCH_TABLE,
+                        "Table 'performance_schema.clone_status' doesn't exist",
+                    ));
+                }
+                let rows = server
+                    .clone_status()
+                    .map(|status| {
+                        vec![
+                            Some(status.state.to_string()),
+                            Some(status.error_no.to_string()),
+                            Some(status.error_message),
+                        ]
+                    })
+                    .into_iter()
+                    .collect();
+                Reply::rows(&["STATE", "ERROR_NO", "ERROR_MESSAGE"], rows)
+            }
         })
+    }
+
+    /// What a write of row `key` in the open transaction needs: the shared hold on the
+    /// global read lock (unless `LOCK TABLES ... WRITE` already holds it), then the
+    /// row's lock.
+    async fn lock_for_write(&mut self, key: &str) -> Result<(), ServerError> {
+        let needs_intent = self.table_write_lock.is_none()
+            && self
+                .transaction
+                .as_ref()
+                .is_some_and(|t| t.write_intent.is_none());
+        if needs_intent {
+            let intent = self.write_intent().await?;
+            if let Some(transaction) = self.transaction.as_mut() {
+                transaction.write_intent = Some(intent);
+            }
+        }
+        self.lock_row(key).await
     }
 
     /// Takes row `key`'s lock for the open transaction (none outside a transaction),
@@ -538,8 +765,11 @@ impl Session {
             return Ok(());
         }
         let changes = transaction.changes.into_iter().collect();
+        // The write intent is held through the commit, semisync wait included: a
+        // commit in progress blocks enabling read_only.
         let result = self.server.commit_local(&self.account, changes).await;
         drop(transaction.locks);
+        drop(transaction.write_intent);
         result
     }
 
@@ -551,6 +781,26 @@ impl Session {
         }
         self.need("SUPER or SYSTEM_VARIABLES_ADMIN")?;
         let server = &self.server;
+        // A plugin's variables exist only while it is loaded (7.6.7.1, 19.4.10.2).
+        let plugin = if assignment.name.starts_with("clone_") {
+            Some(CLONE_PLUGIN)
+        } else if assignment.name.starts_with("rpl_semi_sync_source_")
+            || assignment.name.starts_with("rpl_semi_sync_master_")
+        {
+            Some(SEMISYNC_SOURCE_PLUGIN)
+        } else if assignment.name.starts_with("rpl_semi_sync_replica_")
+            || assignment.name.starts_with("rpl_semi_sync_slave_")
+        {
+            Some(SEMISYNC_REPLICA_PLUGIN)
+        } else {
+            None
+        };
+        if plugin.is_some_and(|plugin| !server.plugin_loaded(plugin)) {
+            return Err(err(
+                error_codes::UNKNOWN_SYSTEM_VARIABLE,
+                format!("Unknown system variable '{}'", assignment.name),
+            ));
+        }
         let mut state = server.state();
         match assignment.name.as_str() {
             // MySQL couples the two (MySQL 8.4 manual, "super_read_only"):
@@ -590,6 +840,16 @@ impl Session {
                     .insert(name.to_string(), assignment.value.text().to_string());
             }
         }
+        drop(state);
+        if assignment.scope == Scope::Persist {
+            // Written to mysqld-auto.cnf in the data directory: applied again at every
+            // start (7.1.9.3 "Persisted System Variables"). The model treats
+            // PERSIST_ONLY as PERSIST.
+            server.with_disk(|d| {
+                d.persisted
+                    .insert(assignment.name.clone(), assignment.value.text().to_string())
+            });
+        }
         Ok(())
     }
 
@@ -609,6 +869,7 @@ impl Session {
             };
             return server.set_source_delay(number(name, value)?);
         }
+        let mut retry_count = None;
         let mut source =
             server
                 .with_disk(|d| d.source.clone())
@@ -628,15 +889,38 @@ impl Session {
                     source.port = u16::try_from(number(name, value)?)
                         .map_err(|_| err(frontend::PARSE_ERROR, "SOURCE_PORT out of range"))?
                 }
-                "SOURCE_USER" => source.user = value.text().to_string(),
-                "SOURCE_PASSWORD" => source.password = value.text().to_string(),
+                "SOURCE_USER" => {
+                    // 15.4.2.3: user names and passwords are limited to 32 characters.
+                    let user = value.text();
+                    if user.chars().count() > MAX_USER_NAME_CHARS {
+                        return Err(err(
+                            WRONG_STRING_LENGTH,
+                            format!(
+                                "String '{user}' is too long for user name (should be no longer than {MAX_USER_NAME_CHARS})"
+                            ),
+                        ));
+                    }
+                    source.user = user.to_string()
+                }
+                "SOURCE_PASSWORD" => {
+                    if value.text().chars().count() > MAX_SOURCE_PASSWORD_CHARS {
+                        return Err(err(
+                            CHANGE_SOURCE_PASSWORD_LENGTH,
+                            "The password provided for the replication user exceeds the maximum length of 32 characters",
+                        ));
+                    }
+                    source.password = value.text().to_string()
+                }
+                // 0 retries without a limit; MySQL 8.4's default is 10 (15.4.2.3).
+                "SOURCE_RETRY_COUNT" => {
+                    retry_count = Some(u64::from(number(name, value)?));
+                }
                 "SOURCE_DELAY" => source.delay_seconds = number(name, value)?,
                 "SOURCE_CONNECT_RETRY" => source.connect_retry_seconds = number(name, value)?,
                 // Accepted, not modelled: the model always auto-positions, retries
                 // without a limit, and has no TLS or RSA key exchange between servers.
                 "SOURCE_AUTO_POSITION"
                 | "GET_SOURCE_PUBLIC_KEY"
-                | "SOURCE_RETRY_COUNT"
                 | "SOURCE_HEARTBEAT_PERIOD"
                 | "SOURCE_SSL" => {}
                 other => {
@@ -649,7 +933,7 @@ impl Session {
                 }
             }
         }
-        server.change_source(source)
+        server.change_source(source, retry_count)
     }
 
     /// `SHOW REPLICA STATUS`: one row while a channel is configured, none otherwise. The
