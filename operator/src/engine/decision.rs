@@ -152,12 +152,15 @@ pub enum EventReason {
     BackupFailed,
     /// Retention deleted a backup and its object.
     BackupExpired,
+    /// Retention could not delete an expired backup's object (the backup stays; the
+    /// message says what to check).
+    BackupExpiryFailed,
 }
 
 impl EventReason {
     /// Every reason the operator can emit: what the scenario parser allows an `events:`
     /// check on a MysqlFailoverGroup to name. Keep in step with the enum.
-    pub const ALL: [EventReason; 22] = [
+    pub const ALL: [EventReason; 23] = [
         EventReason::FailoverStarted,
         EventReason::FailoverSucceeded,
         EventReason::FailoverFailed,
@@ -180,6 +183,7 @@ impl EventReason {
         EventReason::BackupSucceeded,
         EventReason::BackupFailed,
         EventReason::BackupExpired,
+        EventReason::BackupExpiryFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -206,6 +210,7 @@ impl EventReason {
             EventReason::BackupSucceeded => "BackupSucceeded",
             EventReason::BackupFailed => "BackupFailed",
             EventReason::BackupExpired => "BackupExpired",
+            EventReason::BackupExpiryFailed => "BackupExpiryFailed",
         }
     }
 }

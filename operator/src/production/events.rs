@@ -53,7 +53,8 @@ pub(crate) fn action_for(reason: EventReason) -> &'static str {
         EventReason::BackupStarted
         | EventReason::BackupSucceeded
         | EventReason::BackupFailed
-        | EventReason::BackupExpired => "Backup",
+        | EventReason::BackupExpired
+        | EventReason::BackupExpiryFailed => "Backup",
         EventReason::DragonflyMasterMoved | EventReason::DragonflyTakeoverFailed => {
             "MoveDragonflyMaster"
         }
