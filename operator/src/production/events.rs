@@ -55,6 +55,12 @@ pub(crate) fn action_for(reason: EventReason) -> &'static str {
         | EventReason::BackupFailed
         | EventReason::BackupExpired
         | EventReason::BackupExpiryFailed => "Backup",
+        EventReason::RestoreStarted
+        | EventReason::RestoreLoading
+        | EventReason::RestoreLoaded
+        | EventReason::RestoreRecloning
+        | EventReason::RestoreSucceeded
+        | EventReason::RestoreFailed => "Restore",
         EventReason::DragonflyMasterMoved | EventReason::DragonflyTakeoverFailed => {
             "MoveDragonflyMaster"
         }
