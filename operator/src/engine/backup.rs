@@ -377,7 +377,7 @@ fn finished(
     }
 }
 
-fn condition(
+pub(super) fn condition(
     type_: &str,
     status: &str,
     reason: &str,

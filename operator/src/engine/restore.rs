@@ -17,9 +17,9 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::backup::{BackupJobState, JOB_MISSING_GRACE};
+use super::backup::{BackupJobState, JOB_MISSING_GRACE, condition};
 use super::decision::{EventIntent, EventReason};
 use crate::api::{
     JobPhase, JobStatus, MysqlBackup, MysqlFailoverGroup, MysqlRestoreSpec, MysqlRestoreStatus,
@@ -760,24 +760,6 @@ fn terminal(
             )],
         },
         ..obs.status.clone()
-    }
-}
-
-fn condition(
-    type_: &str,
-    status: &str,
-    reason: &str,
-    message: &str,
-    generation: Option<i64>,
-    now: Timestamp,
-) -> Condition {
-    Condition {
-        type_: type_.to_string(),
-        status: status.to_string(),
-        reason: reason.to_string(),
-        message: message.to_string(),
-        observed_generation: generation,
-        last_transition_time: Time(now),
     }
 }
 
