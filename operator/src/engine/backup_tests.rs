@@ -449,10 +449,17 @@ fn an_expired_backups_object_is_found_under_the_profiles_current_prefix_only() {
         ("", None, None),
     ];
     for (location, prefix, expected) in cases {
-        assert_eq!(
-            object_name_under_prefix(location, prefix).as_deref(),
-            expected,
-            "{location} under {prefix:?}"
-        );
+        let name = object_name_under_prefix(location, prefix);
+        assert_eq!(name.as_deref(), expected, "{location} under {prefix:?}");
+        // What the client deletes for that name is exactly the recorded key.
+        if let Some(name) = name {
+            assert_eq!(
+                crate::storage::object_path(prefix, &name)
+                    .unwrap()
+                    .to_string(),
+                location,
+                "{location} under {prefix:?}"
+            );
+        }
     }
 }
