@@ -314,6 +314,16 @@ fn decide_start(obs: &RestoreObservation<'_>, now: Timestamp) -> RestoreDecision
             format!("waiting for restore {other} of the group to finish: one restore at a time"),
         );
     }
+    if let Some(holder) = paused_for(group).filter(|h| *h != obs.name) {
+        // Someone else's pause (another restore, or a person restoring by hand): the
+        // group is theirs until they remove it.
+        return pending(
+            obs,
+            format!(
+                "waiting to start: failover is paused by {holder:?} ({RESTORE_IN_PROGRESS_ANNOTATION})"
+            ),
+        );
+    }
     let sites = match ready_group(group) {
         Ok(sites) => sites,
         Err(why) => return pending(obs, format!("waiting to start: {why}")),
@@ -354,13 +364,29 @@ fn decide_pausing(obs: &RestoreObservation<'_>, now: Timestamp) -> RestoreDecisi
             ),
         );
     };
-    if paused_for(group) != Some(obs.name) {
+    match paused_for(group) {
+        Some(holder) if holder == obs.name => {}
         // Our annotation is not in the cache yet (or someone removed it): set it again
         // and wait. Loading before the group shows the pause could race a failover.
-        return RestoreDecision {
-            pause: Some(PauseChange::Pause),
-            ..RestoreDecision::wait()
-        };
+        None => {
+            return RestoreDecision {
+                pause: Some(PauseChange::Pause),
+                ..RestoreDecision::wait()
+            };
+        }
+        // Someone replaced it: never take the group from them; wait, saying so.
+        Some(holder) => {
+            return RestoreDecision {
+                status: with_message(
+                    obs,
+                    format!(
+                        "failover is paused by {holder:?}, not by this restore; waiting for {RESTORE_IN_PROGRESS_ANNOTATION} to name {}",
+                        obs.name
+                    ),
+                ),
+                ..RestoreDecision::wait()
+            };
+        }
     }
     let sites = match ready_group(group) {
         Ok(sites) => sites,

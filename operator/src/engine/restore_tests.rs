@@ -317,9 +317,22 @@ fn an_unsafe_group_makes_the_restore_wait_pending_and_say_why() {
             "restore earlier of the group",
         ),
     ];
-    for (what, group_status, others, text) in cases {
+    let no_annotations = json!({});
+    let by_hand = json!({RESTORE_IN_PROGRESS_ANNOTATION: "manual"});
+    let cases: Vec<(&str, Value, &[String], &str, &Value)> = cases
+        .into_iter()
+        .map(|(what, s, others, text)| (what, s, others, text, &no_annotations))
+        .chain([(
+            "failover paused by hand",
+            status(json!({})),
+            &[] as &[String],
+            "failover is paused by \"manual\"",
+            &by_hand,
+        )])
+        .collect();
+    for (what, group_status, others, text, annotations) in cases {
         let case = Case {
-            group: Some(group_with(group_status, json!({}))),
+            group: Some(group_with(group_status, annotations.clone())),
             others,
             ..Case::new()
         };
@@ -374,6 +387,15 @@ fn a_confirmed_restore_pauses_failover_first_and_loads_only_once_the_group_shows
     }
     .decide(11);
     assert_eq!(other_pause.start_job, None);
+    assert_eq!(
+        other_pause.pause, None,
+        "never takes the pause from its holder"
+    );
+    assert!(
+        message(&other_pause).contains("paused by \"other\""),
+        "{}",
+        message(&other_pause)
+    );
 
     // Shown: the Job loads the backup into iad, and only iad.
     let paused_group = group_with(
