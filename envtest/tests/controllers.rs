@@ -160,6 +160,7 @@ impl Env {
                     bloodraven::seams::DragonflyTimeouts::default(),
                 ),
             ),
+            storage: Arc::new(bloodraven::seams::object_storage::TcpDialer),
             clock: Arc::new(SystemClock),
             metrics: Metrics::new(),
             readiness: Readiness::default(),

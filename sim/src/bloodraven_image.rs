@@ -120,6 +120,7 @@ impl PodProgram for BloodravenProgram {
                                 response: Duration::from_secs(10),
                             },
                         )),
+                        storage: Arc::new(SimStorageDialer::new(ctx.dialer.clone())),
                         clock: ctx.clock.clone(),
                         metrics: Metrics::new(),
                         readiness: Readiness::default(),

@@ -459,6 +459,27 @@ impl Run<'_> {
                 }
                 Ok(())
             }
+            Action::ApplyRefused(refused) => {
+                match self.cluster.apply(&refused.manifest, &self.namespace).await {
+                    Ok(()) => Err(fail(format!(
+                        "the API server accepted the manifest; it must refuse it with a message matching {:?}",
+                        refused.message
+                    ))),
+                    Err(e) => {
+                        let text = e.to_string();
+                        let pattern = regex::Regex::new(&refused.message)
+                            .map_err(|e| fail(format!("applyRefused.message: bad regex: {e}")))?;
+                        if pattern.is_match(&text) {
+                            Ok(())
+                        } else {
+                            Err(fail(format!(
+                                "refused, but the error does not match {:?}: {text}",
+                                refused.message
+                            )))
+                        }
+                    }
+                }
+            }
             Action::Patch(p) => self
                 .cluster
                 .merge_patch(&p.resource, &self.namespace, &p.merge)

@@ -116,6 +116,8 @@ pub enum Action {
     Refute(Refutation),
     Wait(ScenarioDuration),
     Capture(CaptureAction),
+    /// An inline manifest the API server must refuse, with a message matching a regex.
+    ApplyRefused(RefusedApply),
 }
 
 impl Action {
@@ -135,8 +137,26 @@ impl Action {
             Action::Refute(r) => format!("refute {}", r.check.summary()),
             Action::Wait(d) => format!("wait {d}"),
             Action::Capture(c) => format!("capture {} from {}", c.name, c.resource),
+            Action::ApplyRefused(r) => {
+                let kind = r
+                    .manifest
+                    .get("kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?");
+                let name = r.manifest.pointer("/metadata/name").and_then(Value::as_str);
+                format!("apply {kind}/{} (must be refused)", name.unwrap_or("?"))
+            }
         }
     }
+}
+
+/// `applyRefused: {manifest: {...}, message: REGEX}`: the apply must fail, and the
+/// error (the API server's status message) must match `message`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefusedApply {
+    pub manifest: Value,
+    pub message: String,
 }
 
 /// A manifest to apply: inline, or `{file: path}` relative to the scenario file.

@@ -94,6 +94,8 @@ struct RawStep {
     refute: Option<Spanned<RawCheck>>,
     #[serde(default)]
     wait: Option<ScenarioDuration>,
+    #[serde(default, rename = "applyRefused")]
+    apply_refused: Option<RefusedApply>,
 }
 
 /// An annotate as written: values located, so a bad `${...}` names its line.
@@ -494,6 +496,23 @@ fn validate_step(
     if let Some(d) = raw.wait {
         actions.push(("wait", Action::Wait(d)));
     }
+    if let Some(refused) = raw.apply_refused {
+        if !refused.manifest.is_object() {
+            return Err(invalid(
+                &loc,
+                format!("{key}.applyRefused.manifest"),
+                "must be an inline manifest (a map)".into(),
+            ));
+        }
+        if let Err(e) = regex::Regex::new(&refused.message) {
+            return Err(invalid(
+                &loc,
+                format!("{key}.applyRefused.message"),
+                format!("bad regex: {e}"),
+            ));
+        }
+        actions.push(("applyRefused", Action::ApplyRefused(refused)));
+    }
     match actions.len() {
         1 => {
             let (_, action) = actions.remove(0);
@@ -502,7 +521,7 @@ fn validate_step(
         0 => Err(invalid(
             &loc,
             key.to_owned(),
-            "step has no action (one of apply, patch, annotate, capture, delete, fault, assert, refute, wait)"
+            "step has no action (one of apply, applyRefused, patch, annotate, capture, delete, fault, assert, refute, wait)"
                 .into(),
         )),
         _ => {

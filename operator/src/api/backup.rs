@@ -179,9 +179,34 @@ pub struct MysqlRestoreSpec {
     pub confirm: String,
 }
 
+/// Where a Running restore is (see `engine::restore`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RestoreStep {
+    /// Waiting for the group to show automatic failover paused for this restore.
+    PausingFailover,
+    /// The restore Job loads the backup into the active site.
+    Loading,
+    /// The other site is rebuilt from the restored one by a confirmed reclone.
+    Recloning,
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MysqlRestoreStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<RestoreStep>,
+    /// The site the backup is loaded into (the active site when the restore started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    /// The restored site's gtid_executed (from the group's status) when loading began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid_before: Option<String>,
+    /// The restored site's gtid_executed right after the load (written by the Job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_gtid_executed: Option<String>,
+    /// The reclone confirmation (`<site>:<token>`) this restore set on the group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reclone_requested: Option<String>,
     /// Phase, timestamps, message and conditions, shared by the three job kinds.
     #[serde(flatten)]
     pub job: JobStatus,
@@ -212,7 +237,10 @@ mod tests {
             job: job(),
             ..MysqlBackupVerificationStatus::default()
         };
-        let restore = MysqlRestoreStatus { job: job() };
+        let restore = MysqlRestoreStatus {
+            job: job(),
+            ..MysqlRestoreStatus::default()
+        };
         let cases = [
             (
                 serde_json::to_value(&backup).unwrap(),

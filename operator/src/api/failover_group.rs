@@ -24,6 +24,9 @@ pub const RECLONE_SITE_ANNOTATION: &str = "bloodraven.shipstream.io/reclone-site
 /// where the count is the number of transactions last seen on the lost primary that the
 /// site does not have and that the promotion gives up.
 pub const FORCE_FAILOVER_ANNOTATION: &str = "bloodraven.shipstream.io/force-failover";
+/// Set by the restore controller (value: the `MysqlRestore`'s name) while a restore
+/// runs: the engine starts no emergency failover and no planned failover meanwhile.
+pub const RESTORE_IN_PROGRESS_ANNOTATION: &str = "bloodraven.shipstream.io/restore-in-progress";
 
 /// Pod label naming the site a pod belongs to.
 pub const SITE_LABEL: &str = "shipstream.io/site";

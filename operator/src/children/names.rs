@@ -112,6 +112,11 @@ pub fn backup_job(backup: &str) -> String {
     format!("{backup}-dump")
 }
 
+/// The Job that loads one `MysqlRestore`'s backup into the active site.
+pub fn restore_job(restore: &str) -> String {
+    format!("{restore}-load")
+}
+
 /// The volumeClaimTemplate name; the PVC is `data-<group>-mysql-<site>-0`.
 pub const DATA_VOLUME: &str = "data";
 
@@ -173,6 +178,7 @@ mod tests {
         );
         assert_eq!(backup_account("playground"), "playground-backup");
         assert_eq!(backup_job("nightly"), "nightly-dump");
+        assert_eq!(restore_job("before-migration"), "before-migration-load");
         assert_eq!(
             dragonfly_pdb("playground", "iad"),
             "playground-dragonfly-iad"

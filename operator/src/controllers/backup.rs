@@ -1,7 +1,8 @@
 //! The MysqlBackup controller: for every `MysqlBackup` in the caches, observe (its
 //! group, its Job) -> `engine::backup::decide_backup` -> act (create the Job, write the
 //! status, publish the Event, record the metrics); then per profile, retention
-//! (`engine::backup::expired_backups`). Runs beside the group workers, only while this
+//! (`engine::backup::expired_backups`), which deletes each expired backup's object
+//! before its `MysqlBackup`. Runs beside the group workers, only while this
 //! replica holds the operator's leader lease, and never touches a group's MySQL.
 
 use std::collections::BTreeMap;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::ObjectRef;
 
@@ -19,15 +20,16 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use super::Shared;
-use crate::api::{JobPhase, MysqlBackup, MysqlBackupStatus, MysqlFailoverGroup};
+use crate::api::{BackupProfile, JobPhase, MysqlBackup, MysqlBackupStatus, MysqlFailoverGroup};
 use crate::children::backup::{BackupJobSpec, backup_job};
 use crate::children::names;
 use crate::engine::backup::{
     BackupDecision, BackupJobState, BackupObservation, RetainedBackup, decide_backup,
-    expired_backups,
+    expired_backups, object_name_under_prefix,
 };
 use crate::engine::{EventIntent, EventReason};
 use crate::rbac::ApiAccess;
+use crate::storage::{ObjectStorage, S3Credentials, S3Target, StorageError, TransferTuning};
 
 /// What this module calls (see `crate::rbac`). The per-group backup Role
 /// (`children::backup::backup_role`) grants the Jobs some of these too: Kubernetes lets
@@ -62,6 +64,12 @@ pub(crate) const API_ACCESS: &[ApiAccess] = &[
         "jobs",
         &["create"],
         "the backup Job of each MysqlBackup",
+    ),
+    ApiAccess::watched(
+        "",
+        "secrets",
+        &["get"],
+        "the S3 keys in a backup profile's credentialsSecret: retention deletes expired backups' objects (never logged)",
     ),
 ];
 
@@ -356,8 +364,89 @@ async fn publish(shared: &Shared, event: &EventIntent, backup: &MysqlBackup) {
 /// (namespace, group, profile).
 type ProfileKey = (String, String, String);
 
-/// Applies each profile's retention to its Succeeded backups: deletes the expired
-/// `MysqlBackup`s (uid-guarded). Their objects stay in the bucket: see docs/backups.md.
+/// Why retention could not delete an expired backup's object; the backup stays and is
+/// tried again on the next pass.
+#[derive(Debug, thiserror::Error)]
+enum ExpiryError {
+    #[error("backup profile {profile:?} uses pvc storage; only s3 objects are deleted")]
+    NotS3 { profile: String },
+    #[error(
+        "reading Secret {namespace}/{secret} (the profile's storage.s3.credentialsSecret): {source}"
+    )]
+    Secret {
+        namespace: String,
+        secret: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("the backup recorded no location, so its object cannot be found")]
+    NoLocation,
+    #[error(
+        "its object {location} is not under the profile's prefix {prefix:?} (the prefix changed since the backup); delete the object by hand, then the MysqlBackup"
+    )]
+    OutsidePrefix {
+        location: String,
+        prefix: Option<String>,
+    },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Deletes the object of one expired backup through the profile's storage, with the
+/// profile's credentials; returns its key. A missing object counts as deleted.
+async fn delete_backup_object(
+    shared: &Shared,
+    namespace: &str,
+    profile: &BackupProfile,
+    backup: &MysqlBackup,
+) -> Result<String, ExpiryError> {
+    let s3 = profile
+        .storage
+        .s3
+        .as_ref()
+        .ok_or_else(|| ExpiryError::NotS3 {
+            profile: profile.name.clone(),
+        })?;
+    let location = backup
+        .status
+        .as_ref()
+        .and_then(|s| s.location.clone())
+        .ok_or(ExpiryError::NoLocation)?;
+    let name = object_name_under_prefix(&location, s3.prefix.as_deref()).ok_or_else(|| {
+        ExpiryError::OutsidePrefix {
+            location: location.clone(),
+            prefix: s3.prefix.clone(),
+        }
+    })?;
+    let secret = Api::<Secret>::namespaced(shared.deps.client.clone(), namespace)
+        .get(&s3.credentials_secret)
+        .await
+        .map_err(|source| ExpiryError::Secret {
+            namespace: namespace.to_string(),
+            secret: s3.credentials_secret.clone(),
+            source: Box::new(source),
+        })?;
+    let data: BTreeMap<String, String> = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+        .chain(secret.string_data.unwrap_or_default())
+        .collect();
+    let credentials = S3Credentials::from_secret_data(&s3.credentials_secret, &data)?;
+    let storage = ObjectStorage::new(
+        &S3Target::from_spec(s3, credentials),
+        shared.deps.storage.clone(),
+        TransferTuning::default(),
+    )?;
+    storage.delete(&name).await?;
+    Ok(location)
+}
+
+/// Applies each profile's retention to its Succeeded backups: deletes each expired
+/// backup's object from the bucket, then the `MysqlBackup` (uid-guarded). When the
+/// object cannot be deleted the `MysqlBackup` stays (a Warning Event says why), so that
+/// no object is ever left in the bucket without a backup that names it.
 async fn retention(shared: &Shared, backups: &[Arc<MysqlBackup>], now: jiff::Timestamp) {
     // (namespace, group, profile) -> Succeeded backups.
     let mut by_profile: BTreeMap<ProfileKey, Vec<(RetainedBackup, &MysqlBackup)>> = BTreeMap::new();
@@ -400,17 +489,33 @@ async fn retention(shared: &Shared, backups: &[Arc<MysqlBackup>], now: jiff::Tim
         else {
             continue;
         };
-        let retention = group
+        let Some(profile) = group
             .spec
             .backup
             .iter()
             .flat_map(|b| b.profiles.iter())
             .find(|p| p.name == profile_name)
-            .and_then(|p| p.retention.clone());
+        else {
+            continue;
+        };
         let retained: Vec<RetainedBackup> = list.iter().map(|(r, _)| r.clone()).collect();
-        for expired in expired_backups(&retained, retention.as_ref(), now) {
+        for expired in expired_backups(&retained, profile.retention.as_ref(), now) {
             let Some((_, backup)) = list.iter().find(|(r, _)| r.name == expired) else {
                 continue;
+            };
+            let key = match delete_backup_object(shared, &namespace, profile, backup).await {
+                Ok(key) => key,
+                Err(err) => {
+                    tracing::warn!(backup = %expired, %namespace, %err, "retention could not delete an expired backup's object");
+                    let event = EventIntent::warning(
+                        EventReason::BackupExpiryFailed,
+                        format!(
+                            "backup {expired} of profile {profile_name} expired, but its object could not be deleted, so the backup stays: {err}"
+                        ),
+                    );
+                    publish(shared, &event, backup).await;
+                    continue;
+                }
             };
             let params = DeleteParams {
                 preconditions: Some(Preconditions {
@@ -428,7 +533,7 @@ async fn retention(shared: &Shared, backups: &[Arc<MysqlBackup>], now: jiff::Tim
                     let event = EventIntent::normal(
                         EventReason::BackupExpired,
                         format!(
-                            "backup {expired} of profile {profile_name} expired under the profile's retention and was deleted"
+                            "backup {expired} of profile {profile_name} expired under the profile's retention and was deleted, with its object {key}"
                         ),
                     );
                     publish(shared, &event, backup).await;

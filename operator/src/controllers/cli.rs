@@ -109,6 +109,7 @@ pub async fn run_in_cluster(args: OperatorArgs) -> Result<(), OperatorError> {
                 response: Duration::from_secs(10),
             },
         )),
+        storage: Arc::new(crate::seams::object_storage::TcpDialer),
         clock: Arc::new(SystemClock),
         metrics: Metrics::new(),
         readiness: Readiness::default(),

@@ -83,6 +83,9 @@ pub struct ControllerDeps {
     pub mysql: SharedMysqlConnector,
     /// Opens the Redis-protocol connections to each site's Dragonfly.
     pub dragonfly: SharedDragonflyConnector,
+    /// Opens connections to the backup profiles' object stores (retention deletes the
+    /// objects of the backups it expires).
+    pub storage: crate::seams::object_storage::SharedStorageDialer,
     pub clock: SharedClock,
     pub metrics: Metrics,
     pub readiness: Readiness,

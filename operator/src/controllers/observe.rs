@@ -13,7 +13,7 @@ use kube::runtime::reflector::ObjectRef;
 use super::indexes::Indexes;
 use crate::api::{
     FORCE_FAILOVER_ANNOTATION, MysqlFailoverGroup, PLANNED_FAILOVER_ANNOTATION,
-    RECLONE_SITE_ANNOTATION, ROLE_LABEL,
+    RECLONE_SITE_ANNOTATION, RESTORE_IN_PROGRESS_ANNOTATION, ROLE_LABEL,
 };
 use crate::children::names;
 use crate::engine::{
@@ -293,6 +293,8 @@ pub(crate) fn annotations(group: &MysqlFailoverGroup) -> Annotations {
         planned_failover: get(PLANNED_FAILOVER_ANNOTATION),
         reclone_site: get(RECLONE_SITE_ANNOTATION),
         force_failover: get(FORCE_FAILOVER_ANNOTATION),
+        // Present means paused, whatever the value: a pause must not be undone by a typo.
+        restore_in_progress: get(RESTORE_IN_PROGRESS_ANNOTATION),
     }
 }
 
@@ -347,6 +349,7 @@ mod tests {
                 (PLANNED_FAILOVER_ANNOTATION, ""),
                 (RECLONE_SITE_ANNOTATION, " "),
                 (FORCE_FAILOVER_ANNOTATION, ""),
+                (RESTORE_IN_PROGRESS_ANNOTATION, ""),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -356,6 +359,7 @@ mod tests {
         assert_eq!(seen.planned_failover.as_deref(), Some(""));
         assert_eq!(seen.reclone_site.as_deref(), Some(""));
         assert_eq!(seen.force_failover.as_deref(), Some(""));
+        assert_eq!(seen.restore_in_progress.as_deref(), Some(""));
     }
 
     #[test]

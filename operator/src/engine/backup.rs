@@ -377,7 +377,7 @@ fn finished(
     }
 }
 
-fn condition(
+pub(super) fn condition(
     type_: &str,
     status: &str,
     reason: &str,
@@ -412,7 +412,8 @@ pub struct RetainedBackup {
 /// - neither (or no retention): nothing.
 ///
 /// The newest verified backup is never let go, whatever the rules say: it is the one
-/// known to restore. Failed backups are not counted and never deleted here (they hold
+/// known to restore. Nor is the newest backup of all (a `maxAge` shorter than the
+/// schedule's gap would otherwise leave the profile with nothing to restore). Failed backups are not counted and never deleted here (they hold
 /// no object; a failure must not make older good backups go either).
 pub fn expired_backups(
     backups: &[RetainedBackup],
@@ -437,6 +438,7 @@ pub fn expired_backups(
             .then_with(|| b.name.cmp(&a.name))
     });
     let newest_verified = newest_first.iter().find(|b| b.verified).map(|b| &b.name);
+    let newest = newest_first.first().map(|b| &b.name);
     let mut expired: Vec<&RetainedBackup> = newest_first
         .iter()
         .enumerate()
@@ -450,10 +452,26 @@ pub fn expired_backups(
                     > age_ms
             })
         })
-        .filter(|b| Some(&b.name) != newest_verified)
+        .filter(|b| Some(&b.name) != newest_verified && Some(&b.name) != newest)
         .collect();
     expired.reverse();
     expired.into_iter().map(|b| b.name.clone()).collect()
+}
+
+/// The name (relative to the profile's `prefix`, what `ObjectStorage::delete` takes) of
+/// the object a backup recorded as `location` (the full key). `None` when the location
+/// is not under the profile's current prefix: the prefix changed since the backup was
+/// written, so deleting through the profile would miss the object.
+pub fn object_name_under_prefix(location: &str, prefix: Option<&str>) -> Option<String> {
+    let location = location.trim_matches('/');
+    let name = match prefix
+        .map(|p| p.trim_matches('/'))
+        .filter(|p| !p.is_empty())
+    {
+        Some(prefix) => location.strip_prefix(prefix)?.strip_prefix('/')?,
+        None => location,
+    };
+    (!name.is_empty()).then(|| name.to_string())
 }
 
 #[cfg(test)]

@@ -374,7 +374,7 @@ fn retention_keeps_the_newest_and_never_the_newest_verified() {
             })
             .collect()
     };
-    let cases: [(Option<Retention>, Option<&str>, &[&str]); 8] = [
+    let cases: [(Option<Retention>, Option<&str>, &[&str]); 11] = [
         (None, None, &[]),
         (Some(retention(None, None)), None, &[]),
         (Some(retention(Some(2), None)), None, &["b1", "b2", "b3"]),
@@ -387,6 +387,24 @@ fn retention_keeps_the_newest_and_never_the_newest_verified() {
         (Some(retention(Some(4), Some(12))), None, &["b1"]),
         // Nothing is old enough.
         (Some(retention(Some(1), Some(1000))), None, &[]),
+        // maxAge shorter than the age of every backup: the newest stays all the same.
+        (
+            Some(retention(None, Some(1))),
+            None,
+            &["b1", "b2", "b3", "b4"],
+        ),
+        // ... and so does the newest verified one, beside it.
+        (
+            Some(retention(None, Some(1))),
+            Some("b3"),
+            &["b1", "b2", "b4"],
+        ),
+        // keepLast 0 means no count limit, not "keep nothing".
+        (
+            Some(retention(Some(0), Some(1))),
+            None,
+            &["b1", "b2", "b3", "b4"],
+        ),
     ];
     for (index, (retention, verified, expected)) in cases.into_iter().enumerate() {
         assert_eq!(
@@ -402,4 +420,46 @@ fn retention_keeps_the_newest_and_never_the_newest_verified() {
         expired_backups(&shuffled, Some(&retention(Some(3), None)), t(now)),
         ["b1", "b2"]
     );
+}
+
+#[test]
+fn an_expired_backups_object_is_found_under_the_profiles_current_prefix_only() {
+    let cases: [(&str, Option<&str>, Option<&str>); 8] = [
+        (
+            "playground/playground/first.sql",
+            Some("playground"),
+            Some("playground/first.sql"),
+        ),
+        (
+            "playground/playground/first.sql",
+            Some("/playground/"),
+            Some("playground/first.sql"),
+        ),
+        ("playground/first.sql", None, Some("playground/first.sql")),
+        (
+            "playground/first.sql",
+            Some(""),
+            Some("playground/first.sql"),
+        ),
+        // The prefix changed since the backup: the profile cannot reach the object.
+        ("old/playground/first.sql", Some("playground"), None),
+        // A prefix that is only a string prefix of the first segment does not match.
+        ("playgroundx/playground/first.sql", Some("playground"), None),
+        ("playground", Some("playground"), None),
+        ("", None, None),
+    ];
+    for (location, prefix, expected) in cases {
+        let name = object_name_under_prefix(location, prefix);
+        assert_eq!(name.as_deref(), expected, "{location} under {prefix:?}");
+        // What the client deletes for that name is exactly the recorded key.
+        if let Some(name) = name {
+            assert_eq!(
+                crate::storage::object_path(prefix, &name)
+                    .unwrap()
+                    .to_string(),
+                location,
+                "{location} under {prefix:?}"
+            );
+        }
+    }
 }

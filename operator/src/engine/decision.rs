@@ -155,12 +155,26 @@ pub enum EventReason {
     BackupFailed,
     /// Retention deleted a backup and its object.
     BackupExpired,
+    /// Retention could not delete an expired backup's object (the backup stays; the
+    /// message says what to check).
+    BackupExpiryFailed,
+    /// A `MysqlRestore` passed its checks and paused automatic failover.
+    RestoreStarted,
+    /// The restore Job started loading the backup into the active site.
+    RestoreLoading,
+    /// The backup is loaded; the other site is rebuilt next.
+    RestoreLoaded,
+    /// The restore asked for the confirmed reclone of the other site.
+    RestoreRecloning,
+    RestoreSucceeded,
+    /// A restore failed; the message states what is where and what to check.
+    RestoreFailed,
 }
 
 impl EventReason {
     /// Every reason the operator can emit: what the scenario parser allows an `events:`
     /// check on a MysqlFailoverGroup to name. Keep in step with the enum.
-    pub const ALL: [EventReason; 23] = [
+    pub const ALL: &[EventReason] = &[
         EventReason::FailoverStarted,
         EventReason::FailoverSucceeded,
         EventReason::FailoverFailed,
@@ -184,6 +198,13 @@ impl EventReason {
         EventReason::BackupFailed,
         EventReason::BackupExpired,
         EventReason::DragonflyStartupFailed,
+        EventReason::BackupExpiryFailed,
+        EventReason::RestoreStarted,
+        EventReason::RestoreLoading,
+        EventReason::RestoreLoaded,
+        EventReason::RestoreRecloning,
+        EventReason::RestoreSucceeded,
+        EventReason::RestoreFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -211,6 +232,13 @@ impl EventReason {
             EventReason::BackupFailed => "BackupFailed",
             EventReason::BackupExpired => "BackupExpired",
             EventReason::DragonflyStartupFailed => "DragonflyStartupFailed",
+            EventReason::BackupExpiryFailed => "BackupExpiryFailed",
+            EventReason::RestoreStarted => "RestoreStarted",
+            EventReason::RestoreLoading => "RestoreLoading",
+            EventReason::RestoreLoaded => "RestoreLoaded",
+            EventReason::RestoreRecloning => "RestoreRecloning",
+            EventReason::RestoreSucceeded => "RestoreSucceeded",
+            EventReason::RestoreFailed => "RestoreFailed",
         }
     }
 }

@@ -26,6 +26,14 @@ pub(super) fn start(ctx: &mut Ctx<'_>, from: &str) {
         ));
         return;
     }
+    if let Some(restore) = &snap.annotations.restore_in_progress {
+        // The restore loads into `from`; promoting the other site mid-restore would
+        // make the un-restored data the primary's (engine::restore).
+        ctx.note(format!(
+            "primary {from} unreachable for over {window:?}; automatic failover is paused by MysqlRestore {restore}"
+        ));
+        return;
+    }
     let last_seen = match last_seen_on(ctx, from) {
         Ok(set) => set,
         Err(why) => {

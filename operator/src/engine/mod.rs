@@ -20,6 +20,7 @@ pub mod lease;
 pub mod memory;
 mod planned;
 mod recovery;
+pub mod restore;
 pub mod snapshot;
 pub mod status;
 mod steady;

@@ -91,6 +91,11 @@ fn validate(ctx: &Ctx<'_>, target: &str) -> Result<String, String> {
     if ctx.status.emergency_failover.is_some() {
         return Err("an emergency failover is in progress".to_string());
     }
+    if let Some(restore) = &snap.annotations.restore_in_progress {
+        return Err(format!(
+            "MysqlRestore {restore} is in progress; failovers wait until it ends"
+        ));
+    }
     if target.is_empty() {
         return Err(format!(
             "the value is empty; name the site to fail over to (sites: {})",
@@ -570,7 +575,7 @@ mod tests {
     #[test]
     fn rejections_name_the_problem_and_change_nothing() {
         type Edit = fn(&mut Snapshot);
-        let cases: [(&str, &str, Edit, &str); 8] = [
+        let cases: [(&str, &str, Edit, &str); 9] = [
             (
                 "empty value",
                 "",
@@ -625,6 +630,12 @@ mod tests {
                     )
                 },
                 "site pdx is RecoveryPending: reclone it first",
+            ),
+            (
+                "a restore in progress",
+                "pdx",
+                |s| s.annotations.restore_in_progress = Some("undo".into()),
+                "MysqlRestore undo is in progress; failovers wait until it ends",
             ),
         ];
         for (name, target, edit, why) in cases {

@@ -386,6 +386,7 @@ mod world {
                     planned_failover: annotation.take(),
                     reclone_site: None,
                     force_failover: None,
+                    restore_in_progress: None,
                 },
                 dns_target: None,
                 memory: memory.clone(),

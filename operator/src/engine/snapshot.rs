@@ -16,6 +16,7 @@ use crate::seams::mysql::CloneState;
 /// The annotations a person sets on the group; defined with the API types.
 pub use crate::api::{
     FORCE_FAILOVER_ANNOTATION, PLANNED_FAILOVER_ANNOTATION, RECLONE_SITE_ANNOTATION,
+    RESTORE_IN_PROGRESS_ANNOTATION,
 };
 
 /// One reconcile's view of a failover group.
@@ -230,6 +231,8 @@ pub struct Annotations {
     pub planned_failover: Option<String>,
     pub reclone_site: Option<String>,
     pub force_failover: Option<String>,
+    /// The `MysqlRestore` that paused failover (`restore-in-progress`), if any.
+    pub restore_in_progress: Option<String>,
 }
 
 impl Snapshot {

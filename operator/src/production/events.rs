@@ -53,7 +53,14 @@ pub(crate) fn action_for(reason: EventReason) -> &'static str {
         EventReason::BackupStarted
         | EventReason::BackupSucceeded
         | EventReason::BackupFailed
-        | EventReason::BackupExpired => "Backup",
+        | EventReason::BackupExpired
+        | EventReason::BackupExpiryFailed => "Backup",
+        EventReason::RestoreStarted
+        | EventReason::RestoreLoading
+        | EventReason::RestoreLoaded
+        | EventReason::RestoreRecloning
+        | EventReason::RestoreSucceeded
+        | EventReason::RestoreFailed => "Restore",
         EventReason::DragonflyMasterMoved | EventReason::DragonflyTakeoverFailed => {
             "MoveDragonflyMaster"
         }

@@ -438,10 +438,13 @@ fn no_failover_without_a_safe_candidate_or_with_automatic_off() {
     manual.knobs.automatic_failover = false;
     let mut both_down = iad_down();
     both_down.sites[1] = silent("pdx", 12_000);
+    let mut restoring = iad_down();
+    restoring.annotations.restore_in_progress = Some("undo".into());
     for (name, snap) in [
         ("diverged", diverged),
         ("manual", manual),
         ("both down", both_down),
+        ("paused by a restore", restoring),
     ] {
         let d = run(&snap, 30_000);
         assert!(status(&d).emergency_failover.is_none(), "{name}");
