@@ -71,6 +71,9 @@ struct Inner {
     dragonfly_role: Family<DragonflyRoleLabels, Gauge>,
     dragonfly_takeovers: Family<DragonflyTakeoverLabels, Counter>,
     dragonfly_sessions_preserved: Family<GroupLabels, Gauge>,
+    verifications: Family<ProfileResultLabels, Counter>,
+    verification_last_success: Family<ProfileLabels, F64Gauge>,
+    verification_duration: HistogramFamily<ProfileLabels>,
     /// Every site each group's per-site series were set for, keyed by (namespace,
     /// group): `forget_group` removes exactly those, whatever the spec says by then.
     group_sites: Mutex<BTreeMap<(String, String), BTreeSet<String>>>,
@@ -128,6 +131,9 @@ impl Metrics {
             dragonfly_role: Family::default(),
             dragonfly_takeovers: Family::default(),
             dragonfly_sessions_preserved: Family::default(),
+            verifications: Family::default(),
+            verification_last_success: Family::default(),
+            verification_duration: Family::new_with_constructor(backup_buckets),
             group_sites: Mutex::default(),
             registry: Registry::default(),
         };
@@ -235,6 +241,21 @@ impl Metrics {
             "backup_size_bytes",
             "Size of the profile's latest successful backup object",
             inner.backup_size.clone(),
+        );
+        registry.register(
+            "backup_verifications",
+            "Finished backup verifications by profile and result (succeeded, failed)",
+            inner.verifications.clone(),
+        );
+        registry.register(
+            "backup_verification_last_success_timestamp_seconds",
+            "Unix time at which the profile's latest successful backup verification finished",
+            inner.verification_last_success.clone(),
+        );
+        registry.register(
+            "backup_verification_duration_seconds",
+            "From a verification's start to its end (succeeded or failed; refusals have none)",
+            inner.verification_duration.clone(),
         );
         registry.register(
             "dragonfly_role",
@@ -563,6 +584,49 @@ impl Metrics {
         }
     }
 
+    /// A verification finished (or was refused): counts it, observes its duration when
+    /// it ran, and for a success sets the last-success time. `at` is the wall time.
+    pub fn verification_finished(
+        &self,
+        namespace: &str,
+        group: &str,
+        profile: &str,
+        succeeded: bool,
+        duration: Option<Duration>,
+        at: jiff::Timestamp,
+    ) {
+        let labels = ProfileLabels {
+            namespace: namespace.to_string(),
+            group: group.to_string(),
+            profile: profile.to_string(),
+        };
+        let result = if succeeded { "succeeded" } else { "failed" };
+        self.0
+            .verifications
+            .get_or_create(&ProfileResultLabels {
+                namespace: namespace.to_string(),
+                group: group.to_string(),
+                profile: profile.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+        if let Some(duration) = duration {
+            self.0
+                .verification_duration
+                .get_or_create(&labels)
+                .observe(duration.as_secs_f64());
+        }
+        if succeeded {
+            // Milliseconds to seconds; precision beyond f64's 53 bits is irrelevant here.
+            #[allow(clippy::cast_precision_loss)]
+            let seconds = at.as_millisecond() as f64 / 1000.0;
+            self.0
+                .verification_last_success
+                .get_or_create(&labels)
+                .set(seconds);
+        }
+    }
+
     /// How long ago the operator last saw the writer Lease change (a renewal, a new
     /// holder); `None` while the Lease has no holder, which removes the series: nobody
     /// is expected to renew it then.
@@ -728,7 +792,7 @@ pub fn router(metrics: Metrics, readiness: Readiness) -> Router {
 /// Every metric family the operator registers, by registered name (without the
 /// `bloodraven_` prefix) and type. A test holds it to the `registry.register` calls of
 /// [`Metrics::new`]; the scenario parser checks `metric:` names against the samples.
-pub const FAMILIES: [(&str, MetricType); 24] = [
+pub const FAMILIES: [(&str, MetricType); 27] = [
     ("group_health", MetricType::Gauge),
     ("active_site", MetricType::Gauge),
     ("site_writable", MetricType::Gauge),
@@ -753,6 +817,9 @@ pub const FAMILIES: [(&str, MetricType); 24] = [
     ("dragonfly_role", MetricType::Gauge),
     ("dragonfly_takeovers", MetricType::Counter),
     ("dragonfly_sessions_preserved", MetricType::Gauge),
+    ("backup_verifications", MetricType::Counter),
+    ("backup_verification_last_success_timestamp_seconds", MetricType::Gauge),
+    ("backup_verification_duration_seconds", MetricType::Histogram),
 ];
 
 /// The OpenMetrics type of a family: it decides the names of its samples.

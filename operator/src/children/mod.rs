@@ -6,6 +6,7 @@
 //! [`Children`] only while `spec.dragonfly` is set.
 
 pub mod backup;
+pub mod verification;
 mod dns;
 pub mod dragonfly;
 mod lease;

@@ -112,6 +112,11 @@ pub fn backup_job(backup: &str) -> String {
     format!("{backup}-dump")
 }
 
+/// The Job that verifies one `MysqlBackupVerification` (scratch mysqld, load, check).
+pub fn verification_job(verification: &str) -> String {
+    format!("{verification}-load")
+}
+
 /// The volumeClaimTemplate name; the PVC is `data-<group>-mysql-<site>-0`.
 pub const DATA_VOLUME: &str = "data";
 

@@ -120,7 +120,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-fn job_state(job: &Job) -> BackupJobState {
+pub(super) fn job_state(job: &Job) -> BackupJobState {
     let conditions = job
         .status
         .as_ref()
@@ -329,6 +329,19 @@ type ProfileKey = (String, String, String);
 /// Applies each profile's retention to its Succeeded backups: deletes the expired
 /// `MysqlBackup`s (uid-guarded). Their objects stay in the bucket: see docs/backups.md.
 async fn retention(shared: &Shared, backups: &[Arc<MysqlBackup>], now: jiff::Timestamp) {
+    // (namespace, backup) of every backup a Succeeded verification names.
+    let verified: std::collections::BTreeSet<(String, String)> = shared
+        .indexes
+        .verifications
+        .state()
+        .iter()
+        .filter_map(|v| {
+            let status = v.status.as_ref()?;
+            (status.job.phase == Some(JobPhase::Succeeded))
+                .then(|| Some((v.namespace().unwrap_or_default(), status.backup.clone()?)))
+                .flatten()
+        })
+        .collect();
     // (namespace, group, profile) -> Succeeded backups.
     let mut by_profile: BTreeMap<ProfileKey, Vec<(RetainedBackup, &MysqlBackup)>> = BTreeMap::new();
     for backup in backups {
@@ -343,6 +356,7 @@ async fn retention(shared: &Shared, backups: &[Arc<MysqlBackup>], now: jiff::Tim
         };
         let namespace = backup.namespace().unwrap_or_default();
         let name = backup.name_any();
+        let is_verified = verified.contains(&(namespace.clone(), name.clone()));
         by_profile
             .entry((
                 namespace,
@@ -352,9 +366,7 @@ async fn retention(shared: &Shared, backups: &[Arc<MysqlBackup>], now: jiff::Tim
             .or_default()
             .push((
                 RetainedBackup {
-                    // No verification runs yet (docs/backups.md), so none is known verified:
-                    // retention follows keepLast and maxAge alone.
-                    verified: false,
+                    verified: is_verified,
                     name,
                     completed_at: completed.0,
                 },

@@ -10,6 +10,7 @@
 pub(crate) mod accounts;
 pub(crate) mod act;
 pub(crate) mod backup;
+pub(crate) mod verification;
 pub mod cli;
 pub(crate) mod dragonfly;
 pub mod indexes;
@@ -222,6 +223,7 @@ pub async fn run(
     shared.deps.readiness.set(true);
     tracing::info!(identity = %shared.settings.identity, "caches synced; controller running");
     background.spawn(backup::run(shared.clone(), stop_rx.clone()));
+    background.spawn(verification::run(shared.clone(), stop_rx.clone()));
 
     let mut workers: BTreeMap<(String, String), tokio::task::JoinHandle<()>> = BTreeMap::new();
     let mut unreadable = unreadable::UnreadableGroups::default();

@@ -152,12 +152,18 @@ pub enum EventReason {
     BackupFailed,
     /// Retention deleted a backup and its object.
     BackupExpired,
+    /// A `MysqlBackupVerification`'s Job was started (on the verification).
+    VerificationStarted,
+    /// The backup loaded into a scratch mysqld and its sanity check held.
+    VerificationSucceeded,
+    /// A verification failed or was refused; the message says why and what to check.
+    VerificationFailed,
 }
 
 impl EventReason {
     /// Every reason the operator can emit: what the scenario parser allows an `events:`
     /// check on a MysqlFailoverGroup to name. Keep in step with the enum.
-    pub const ALL: [EventReason; 22] = [
+    pub const ALL: [EventReason; 25] = [
         EventReason::FailoverStarted,
         EventReason::FailoverSucceeded,
         EventReason::FailoverFailed,
@@ -180,6 +186,9 @@ impl EventReason {
         EventReason::BackupSucceeded,
         EventReason::BackupFailed,
         EventReason::BackupExpired,
+        EventReason::VerificationStarted,
+        EventReason::VerificationSucceeded,
+        EventReason::VerificationFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -206,6 +215,9 @@ impl EventReason {
             EventReason::BackupSucceeded => "BackupSucceeded",
             EventReason::BackupFailed => "BackupFailed",
             EventReason::BackupExpired => "BackupExpired",
+            EventReason::VerificationStarted => "VerificationStarted",
+            EventReason::VerificationSucceeded => "VerificationSucceeded",
+            EventReason::VerificationFailed => "VerificationFailed",
         }
     }
 }

@@ -54,6 +54,9 @@ pub(crate) fn action_for(reason: EventReason) -> &'static str {
         | EventReason::BackupSucceeded
         | EventReason::BackupFailed
         | EventReason::BackupExpired => "Backup",
+        EventReason::VerificationStarted
+        | EventReason::VerificationSucceeded
+        | EventReason::VerificationFailed => "VerifyBackup",
         EventReason::DragonflyMasterMoved | EventReason::DragonflyTakeoverFailed => {
             "MoveDragonflyMaster"
         }
