@@ -31,8 +31,9 @@ use crate::storage::S3Credentials;
 pub const VERIFY_CONTAINER: &str = "verify";
 /// Label on verification Jobs naming the `MysqlBackupVerification` they run.
 pub const VERIFICATION_LABEL: &str = "bloodraven.shipstream.io/verification";
-/// The scratch volume's name (the PVC is `<pod>-scratch`).
-pub const SCRATCH_VOLUME: &str = "scratch";
+/// The scratch volume's name, the same as a site's data volume (the PVC is
+/// `<pod>-data`).
+pub const SCRATCH_VOLUME: &str = names::DATA_VOLUME;
 /// The scratch PVC holds the loaded data, its indexes and InnoDB's files: a few times
 /// the dump's size, and never less than this.
 const MIN_SCRATCH_BYTES: i64 = 1 << 30;
