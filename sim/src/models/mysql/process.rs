@@ -88,7 +88,16 @@ pub(super) async fn run(
         }
         let _registration = observer
             .as_ref()
-            .map(|o| o.register(&ctx.host, &ctx.namespace, &ctx.pod, &ctx.node, &server));
+            .map(|o| {
+                    o.register(
+                        &ctx.host,
+                        &ctx.namespace,
+                        &ctx.pod,
+                        &ctx.node,
+                        &ctx.labels,
+                        &server,
+                    )
+                });
         ctx.ready.set(true);
         tracing::info!(host = %ctx.host, uuid = %server.server_uuid(), "mysqld ready for connections");
         loop {
