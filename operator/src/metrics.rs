@@ -818,8 +818,14 @@ pub const FAMILIES: [(&str, MetricType); 27] = [
     ("dragonfly_takeovers", MetricType::Counter),
     ("dragonfly_sessions_preserved", MetricType::Gauge),
     ("backup_verifications", MetricType::Counter),
-    ("backup_verification_last_success_timestamp_seconds", MetricType::Gauge),
-    ("backup_verification_duration_seconds", MetricType::Histogram),
+    (
+        "backup_verification_last_success_timestamp_seconds",
+        MetricType::Gauge,
+    ),
+    (
+        "backup_verification_duration_seconds",
+        MetricType::Histogram,
+    ),
 ];
 
 /// The OpenMetrics type of a family: it decides the names of its samples.

@@ -136,7 +136,10 @@ pub struct Verified {
 /// Runs one verification and records its verdict: `result`, `rowsReturned` and, when it
 /// failed, `message`. The verdict is recorded in both cases; the error is returned too
 /// so that the container exits non-zero.
-pub async fn run_verification(args: &VerifyArgs, deps: &VerifyDeps) -> Result<Verified, VerifyError> {
+pub async fn run_verification(
+    args: &VerifyArgs,
+    deps: &VerifyDeps,
+) -> Result<Verified, VerifyError> {
     let api = Api::<MysqlBackupVerification>::namespaced(deps.client.clone(), &args.namespace);
     let result = async {
         let verification =
@@ -162,7 +165,11 @@ pub async fn run_verification(args: &VerifyArgs, deps: &VerifyDeps) -> Result<Ve
         }}),
     };
     let written = api
-        .patch_status(&args.verification, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch_status(
+            &args.verification,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
         .map_err(|source| VerifyError::Record {
             namespace: args.namespace.clone(),
@@ -406,7 +413,9 @@ impl StatementSplitter {
     }
 
     fn emit(&mut self, end: usize, done: &mut Vec<String>) {
-        let text = String::from_utf8_lossy(&self.current[..end]).trim().to_string();
+        let text = String::from_utf8_lossy(&self.current[..end])
+            .trim()
+            .to_string();
         if !text.is_empty() {
             done.push(text);
         }
@@ -456,7 +465,14 @@ impl StatementSplitter {
             SplitState::DelimiterLine => {
                 if byte == b'\n' {
                     let line = String::from_utf8_lossy(&self.current).to_string();
-                    let new = line.trim()["DELIMITER".len()..].trim().as_bytes().to_vec();
+                    // The line starts with the word DELIMITER (`starts_delimiter_line`).
+                    let new = line
+                        .trim()
+                        .get("DELIMITER".len()..)
+                        .unwrap_or_default()
+                        .trim()
+                        .as_bytes()
+                        .to_vec();
                     if !new.is_empty() {
                         self.delimiter = new;
                     }
@@ -558,8 +574,16 @@ mod tests {
     #[test]
     fn dumps_split_into_the_statements_the_mysql_client_would_send() {
         let cases: Vec<(&str, &str, Vec<&str>)> = vec![
-            ("plain", "SELECT 1;SELECT 2;\n", vec!["SELECT 1", "SELECT 2"]),
-            ("no final delimiter", "SELECT 1;\nSELECT 2", vec!["SELECT 1", "SELECT 2"]),
+            (
+                "plain",
+                "SELECT 1;SELECT 2;\n",
+                vec!["SELECT 1", "SELECT 2"],
+            ),
+            (
+                "no final delimiter",
+                "SELECT 1;\nSELECT 2",
+                vec!["SELECT 1", "SELECT 2"],
+            ),
             (
                 "delimiters inside quotes, with escapes and doubled quotes",
                 "INSERT INTO t VALUES ('a;b','it\\'s;','x'';y',\"q;\\\"\",`c;d`);",

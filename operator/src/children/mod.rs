@@ -6,7 +6,6 @@
 //! [`Children`] only while `spec.dragonfly` is set.
 
 pub mod backup;
-pub mod verification;
 mod dns;
 pub mod dragonfly;
 mod lease;
@@ -14,6 +13,7 @@ mod mysql;
 pub mod names;
 pub mod prune;
 mod rbac;
+pub mod verification;
 
 use std::collections::BTreeMap;
 

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EphemeralVolumeSource, EnvVar, ExecAction, PersistentVolumeClaimSpec,
+    Container, EnvVar, EphemeralVolumeSource, ExecAction, PersistentVolumeClaimSpec,
     PersistentVolumeClaimTemplate, PodSpec, PodTemplateSpec, Probe, Volume, VolumeMount,
     VolumeResourceRequirements,
 };
@@ -97,7 +97,10 @@ pub fn verification_job(spec: &VerificationJobSpec<'_>, ctx: &BuildContext) -> J
             super::FIELD_MANAGER.to_string(),
         ),
         (COMPONENT_LABEL.to_string(), "verification".to_string()),
-        (VERIFICATION_LABEL.to_string(), spec.verification.to_string()),
+        (
+            VERIFICATION_LABEL.to_string(),
+            spec.verification.to_string(),
+        ),
         (PROFILE_LABEL.to_string(), spec.profile.name.clone()),
     ]);
     let mysql = &spec.group.spec.mysql;

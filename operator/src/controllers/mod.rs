@@ -10,7 +10,6 @@
 pub(crate) mod accounts;
 pub(crate) mod act;
 pub(crate) mod backup;
-pub(crate) mod verification;
 pub mod cli;
 pub(crate) mod dragonfly;
 pub mod indexes;
@@ -19,6 +18,7 @@ pub(crate) mod owned;
 pub(crate) mod quiet_status;
 pub(crate) mod status;
 pub(crate) mod unreadable;
+pub(crate) mod verification;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

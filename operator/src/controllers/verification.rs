@@ -163,7 +163,10 @@ async fn reconcile_all(shared: &Shared, written: &mut Written) -> Duration {
             .collect();
         // Once running, the backup recorded on the status is the one; before, the named
         // one or the profile's latest Succeeded.
-        let wanted = status.backup.clone().or_else(|| verification.spec.backup.clone());
+        let wanted = status
+            .backup
+            .clone()
+            .or_else(|| verification.spec.backup.clone());
         let backup = match &wanted {
             Some(wanted) => in_namespace.iter().find(|b| b.name_any() == *wanted),
             None => crate::backup::latest_succeeded(
@@ -193,8 +196,7 @@ async fn reconcile_all(shared: &Shared, written: &mut Written) -> Duration {
         if let Some(requeue) = decision.requeue {
             wait = wait.min(requeue.max(Duration::from_millis(100)));
         }
-        if let Err(err) = act(shared, &verification, group.as_deref(), &decision, written).await
-        {
+        if let Err(err) = act(shared, &verification, group.as_deref(), &decision, written).await {
             tracing::warn!(verification = %name, %namespace, %err, "verification reconcile failed; retrying");
             wait = wait.min(Duration::from_secs(1));
         }

@@ -179,7 +179,9 @@ fn decide_start(obs: &VerificationObservation<'_>, now: Timestamp) -> Verificati
     }
     let Some(backup) = obs.backup else {
         let message = match &spec.backup {
-            Some(name) => format!("MysqlBackup {name:?} (spec.backup) does not exist in this namespace"),
+            Some(name) => {
+                format!("MysqlBackup {name:?} (spec.backup) does not exist in this namespace")
+            }
             None => format!(
                 "no Succeeded MysqlBackup of profile {:?} of MysqlFailoverGroup {} to verify",
                 spec.profile, spec.group
@@ -232,8 +234,7 @@ fn decide_start(obs: &VerificationObservation<'_>, now: Timestamp) -> Verificati
             };
         }
     }
-    let (Some(location), Some(checksum)) = (backup_status.location, backup_status.checksum)
-    else {
+    let (Some(location), Some(checksum)) = (backup_status.location, backup_status.checksum) else {
         return fail(
             obs,
             now,

@@ -102,12 +102,7 @@ fn case(name: &'static str) -> Case {
         spec: spec(Some("nightly"), true, false),
         status: MysqlBackupVerificationStatus::default(),
         group: true,
-        backup: Some(backup(
-            "nightly",
-            "minio",
-            Some(JobPhase::Succeeded),
-            true,
-        )),
+        backup: Some(backup("nightly", "minio", Some(JobPhase::Succeeded), true)),
         pitr: NO_PITR,
         job: None,
         deleting: false,
@@ -363,7 +358,9 @@ fn each_situation_decides_as_the_table_says() {
                     result: Some(VerificationResult::Failed),
                     rows_returned: Some(0),
                     job: JobStatus {
-                        message: Some("the sanity check returned 0 rows, expected at least 1".into()),
+                        message: Some(
+                            "the sanity check returned 0 rows, expected at least 1".into(),
+                        ),
                         ..running(-20).job
                     },
                     ..running(-20)
@@ -371,7 +368,10 @@ fn each_situation_decides_as_the_table_says() {
                 job: Some(BackupJobState::Running),
                 ..case("the check failed: Failed, the Job (Pod, PVC) kept")
             },
-            failed("CheckFailed", "returned 0 rows, expected at least 1; the Pod of Job v1-load (its scratch mysqld still running) and its PVC are kept"),
+            failed(
+                "CheckFailed",
+                "returned 0 rows, expected at least 1; the Pod of Job v1-load (its scratch mysqld still running) and its PVC are kept",
+            ),
         ),
         (
             Case {
