@@ -161,7 +161,7 @@ pub struct RecordedBackup {
     pub gtid_executed: String,
 }
 
-async fn read_group(
+pub(crate) async fn read_group(
     client: &Client,
     namespace: &str,
     group: &str,
@@ -176,7 +176,7 @@ async fn read_group(
         })
 }
 
-fn find_profile(
+pub(crate) fn find_profile(
     group: &MysqlFailoverGroup,
     namespace: &str,
     profile: &str,

@@ -61,6 +61,11 @@ pub enum Command {
     /// creates a MysqlBackupVerification against the latest Succeeded MysqlBackup of the
     /// profile, with the profile's verification block (sanityCheck) copied onto it.
     TriggerVerification(crate::backup::TriggerArgs),
+    /// The verification Job's program (started by the operator for each
+    /// MysqlBackupVerification, beside a scratch mysqld): downloads the backup's dump
+    /// (SHA-256 checked), loads it into the scratch mysqld, runs the sanity query and
+    /// records the verdict on the MysqlBackupVerification's status.
+    VerifyBackup(Box<crate::verification::VerifyArgs>),
 }
 
 /// Errors that end a command.
@@ -82,6 +87,8 @@ pub enum CliError {
     Operator(#[from] crate::controllers::cli::OperatorError),
     #[error("{0}")]
     Backup(#[from] crate::backup::BackupError),
+    #[error("{0}")]
+    Verify(#[from] crate::verification::VerifyError),
 }
 
 /// The exit status when stdout's reader went away: 128 + SIGPIPE, what a shell shows for
@@ -168,6 +175,28 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<i32, CliError> {
         }
         Command::TriggerBackup(args) => trigger(out, &args, false),
         Command::TriggerVerification(args) => trigger(out, &args, true),
+        Command::VerifyBackup(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let verified = runtime.block_on(async {
+                let client = kube::Client::try_default().await?;
+                let deps = crate::verification::production_deps(client);
+                Ok::<_, CliError>(crate::verification::run_verification(&args, &deps).await?)
+            })?;
+            writeln!(
+                out,
+                "verification {}: backup {} loaded ({} bytes, {} statements); sanity check rows: {}",
+                args.verification,
+                args.backup,
+                verified.bytes,
+                verified.statements,
+                verified
+                    .rows_returned
+                    .map_or("none configured".to_string(), |n| n.to_string())
+            )?;
+            Ok(0)
+        }
         Command::Validate { files } => {
             let schemas = bloodraven_schemas()?;
             let (mut problems, mut unreadable) = (0, 0);

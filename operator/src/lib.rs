@@ -28,3 +28,4 @@ pub mod seams;
 pub mod sidecar;
 pub mod storage;
 pub mod validate;
+pub mod verification;

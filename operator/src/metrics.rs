@@ -73,6 +73,9 @@ struct Inner {
     dragonfly_sessions_preserved: Family<GroupLabels, Gauge>,
     dragonfly_ready: Family<GroupLabels, Gauge>,
     backup_max_age: Family<ProfileLabels, F64Gauge>,
+    verifications: Family<ProfileResultLabels, Counter>,
+    verification_last_success: Family<ProfileLabels, F64Gauge>,
+    verification_duration: HistogramFamily<ProfileLabels>,
     /// Every site each group's per-site series were set for, keyed by (namespace,
     /// group): `forget_group` removes exactly those, whatever the spec says by then.
     group_sites: Mutex<BTreeMap<(String, String), BTreeSet<String>>>,
@@ -143,6 +146,9 @@ impl Metrics {
             dragonfly_sessions_preserved: Family::default(),
             dragonfly_ready: Family::default(),
             backup_max_age: Family::default(),
+            verifications: Family::default(),
+            verification_last_success: Family::default(),
+            verification_duration: Family::new_with_constructor(backup_buckets),
             group_sites: Mutex::default(),
             group_profiles: Mutex::default(),
             registry: Registry::default(),
@@ -251,6 +257,21 @@ impl Metrics {
             "backup_size_bytes",
             "Size of the profile's latest successful backup object",
             inner.backup_size.clone(),
+        );
+        registry.register(
+            "backup_verifications",
+            "Finished backup verifications by profile and result (succeeded, failed)",
+            inner.verifications.clone(),
+        );
+        registry.register(
+            "backup_verification_last_success_timestamp_seconds",
+            "Unix time at which the profile's latest successful backup verification finished",
+            inner.verification_last_success.clone(),
+        );
+        registry.register(
+            "backup_verification_duration_seconds",
+            "From a verification's start to its end (succeeded or failed; refusals have none)",
+            inner.verification_duration.clone(),
         );
         registry.register(
             "dragonfly_role",
@@ -660,6 +681,79 @@ impl Metrics {
         self.0.backup_max_age.remove(&labels);
     }
 
+    /// A verification finished (or was refused): counts it, observes its duration when
+    /// it ran, and for a success sets the last-success time. `at` is the wall time.
+    pub fn verification_finished(
+        &self,
+        namespace: &str,
+        group: &str,
+        profile: &str,
+        succeeded: bool,
+        duration: Option<Duration>,
+        at: jiff::Timestamp,
+    ) {
+        let labels = ProfileLabels {
+            namespace: namespace.to_string(),
+            group: group.to_string(),
+            profile: profile.to_string(),
+        };
+        let result = if succeeded { "succeeded" } else { "failed" };
+        self.0
+            .verifications
+            .get_or_create(&ProfileResultLabels {
+                namespace: namespace.to_string(),
+                group: group.to_string(),
+                profile: profile.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+        if let Some(duration) = duration {
+            self.0
+                .verification_duration
+                .get_or_create(&labels)
+                .observe(duration.as_secs_f64());
+        }
+        if succeeded {
+            self.0
+                .verification_last_success
+                .get_or_create(&labels)
+                .set(seconds(at));
+        }
+        let labels = ProfileLabels {
+            namespace: namespace.to_string(),
+            group: group.to_string(),
+            profile: profile.to_string(),
+        };
+        self.0.backup_last_success.remove(&labels);
+        self.0.backup_size.remove(&labels);
+        self.0.backup_max_age.remove(&labels);
+        let result = if succeeded { "succeeded" } else { "failed" };
+        self.0
+            .verifications
+            .get_or_create(&ProfileResultLabels {
+                namespace: namespace.to_string(),
+                group: group.to_string(),
+                profile: profile.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+        if let Some(duration) = duration {
+            self.0
+                .verification_duration
+                .get_or_create(&labels)
+                .observe(duration.as_secs_f64());
+        }
+        if succeeded {
+            // Milliseconds to seconds; precision beyond f64's 53 bits is irrelevant here.
+            #[allow(clippy::cast_precision_loss)]
+            let seconds = at.as_millisecond() as f64 / 1000.0;
+            self.0
+                .verification_last_success
+                .get_or_create(&labels)
+                .set(seconds);
+        }
+    }
+
     /// How long ago the operator last saw the writer Lease change (a renewal, a new
     /// holder); `None` while the Lease has no holder, which removes the series: nobody
     /// is expected to renew it then.
@@ -862,6 +956,15 @@ pub const FAMILIES: &[(&str, MetricType)] = &[
     ("dragonfly_sessions_preserved", MetricType::Gauge),
     ("dragonfly_ready", MetricType::Gauge),
     ("backup_max_age_seconds", MetricType::Gauge),
+    ("backup_verifications", MetricType::Counter),
+    (
+        "backup_verification_last_success_timestamp_seconds",
+        MetricType::Gauge,
+    ),
+    (
+        "backup_verification_duration_seconds",
+        MetricType::Histogram,
+    ),
 ];
 
 /// The OpenMetrics type of a family: it decides the names of its samples.

@@ -58,6 +58,7 @@ pub fn operator_access() -> Vec<ApiAccess> {
         crate::controllers::API_ACCESS,
         crate::controllers::act::API_ACCESS,
         crate::controllers::backup::API_ACCESS,
+        crate::controllers::verification::API_ACCESS,
         crate::production::kube::API_ACCESS,
         crate::production::events::API_ACCESS,
         crate::leader::API_ACCESS,

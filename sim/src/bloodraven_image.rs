@@ -37,7 +37,8 @@ pub struct BloodravenProgram;
 /// operator's load from the sidecars'.
 pub const OPERATOR_USER_AGENT: &str = "bloodraven-operator";
 pub const SIDECAR_USER_AGENT: &str = "bloodraven-sidecar";
-/// The backup Jobs and the backup and verification CronJobs' trigger Jobs.
+/// The backup and verification Jobs and the backup and verification CronJobs' trigger
+/// Jobs.
 pub const BACKUP_USER_AGENT: &str = "bloodraven-backup";
 
 fn sim_client(ctx: &PodContext, user_agent: &str) -> Result<kube::Client, http::Error> {
@@ -71,7 +72,7 @@ fn argv(ctx: &PodContext) -> Vec<String> {
                 "--watch-timeout-seconds={SIM_WATCH_TIMEOUT_SECONDS}"
             ));
         }
-        Some("backup") => {
+        Some("backup" | "verify-backup") => {
             // What the real binary reads from its environment (clap `env`).
             use bloodraven::children::backup::{
                 MYSQL_PASSWORD_ENV, S3_ACCESS_KEY_ENV, S3_SECRET_KEY_ENV,
@@ -178,6 +179,22 @@ impl PodProgram for BloodravenProgram {
                     };
                     let recorded = bloodraven::backup::run_backup(&args, &deps).await?;
                     tracing::info!(backup = %args.backup, ?recorded, "backup recorded");
+                    Ok(())
+                }
+                Command::VerifyBackup(args) => {
+                    let deps = bloodraven::verification::VerifyDeps {
+                        client: sim_client(&ctx, BACKUP_USER_AGENT)?,
+                        mysql: mysql_connector(
+                            ctx.dialer.clone(),
+                            MysqlTimeouts {
+                                connect: Duration::from_secs(1),
+                                request: Duration::from_secs(60),
+                            },
+                        ),
+                        storage: Arc::new(SimStorageDialer::new(ctx.dialer.clone())),
+                    };
+                    let verified = bloodraven::verification::run_verification(&args, &deps).await?;
+                    tracing::info!(verification = %args.verification, ?verified, "verification passed");
                     Ok(())
                 }
                 Command::TriggerBackup(args) => {

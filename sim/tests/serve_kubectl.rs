@@ -3,7 +3,8 @@
 //! answer `get nodes/pods -o wide`, `cordon`/`uncordon`, `delete pod` (recreated by its
 //! StatefulSet), `get events --sort-by=.lastTimestamp` (in order, ages relative to now),
 //! `create namespace|secret|configmap|job --from=cronjob` (sent as protobuf) and `logs`;
-//! and the guide's pod-kill walkthrough must fail over.
+//! the guide's pod-kill walkthrough must fail over, and its backup verification run from
+//! `kubectl create job verify-now --from=cronjob/mysql-playground-verify-minio`.
 
 mod support;
 
@@ -402,6 +403,136 @@ fn playground_pod_kill_fails_over() {
         ],
     );
     assert!(ok && logs.contains("bloodraven::controllers"), "{logs}");
+}
+
+/// The guide's "Exercise backup verification": fire the operator's verification CronJob
+/// as a one-off Job with `kubectl create job verify-now --from=cronjob/...`; its
+/// trigger-verification creates a MysqlBackupVerification of the latest backup, with the
+/// profile's sanity check copied on, and the verification controller runs it to
+/// Succeeded.
+#[test]
+fn playground_verification_runs_from_its_cronjob() {
+    support::kubectl();
+    let dir = tempfile_dir().join("verify");
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let child = Command::new(env!("CARGO_BIN_EXE_bloodraven-sim"))
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--seed",
+            "4",
+            "--duration-seconds",
+            "600",
+            "--bloodraven",
+        ])
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--apply")
+        .arg(examples.join("playground.yaml"))
+        .arg("--apply")
+        .arg(examples.join("playground-minio.yaml"))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = Server(child);
+    eventually("kubeconfig written", Duration::from_secs(120), || {
+        if kubeconfig.exists() {
+            Ok(())
+        } else {
+            Err("no kubeconfig yet".into())
+        }
+    });
+    let ns = |args: &[&str]| {
+        let mut all = vec!["-n", "bloodraven-playground"];
+        all.extend_from_slice(args);
+        kubectl(&kubeconfig, &all)
+    };
+    eventually("the group is Healthy", Duration::from_secs(120), || {
+        let (_, ready) = ns(&[
+            "get",
+            "mysqlfailovergroup",
+            "playground",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}",
+        ]);
+        if ready == "Healthy" {
+            Ok(())
+        } else {
+            Err(ready)
+        }
+    });
+    // The playground's sanity query reads the counter app's `counter.counters`; serve
+    // mode runs no counter app and the MySQL model's one table is
+    // `bloodraven_counter.counters`, so the profile's query is pointed there.
+    let (ok, out) = ns(&[
+        "patch",
+        "mysqlfailovergroup",
+        "playground",
+        "--type=json",
+        "-p",
+        r#"[{"op": "replace", "path": "/spec/backup/profiles/0/verification/sanityCheck", "value": {"query": "SELECT value FROM bloodraven_counter.counters WHERE name = 'main'", "expectRows": 0}}]"#,
+    ]);
+    assert!(ok, "{out}");
+    let backup = dir.join("backup.yaml");
+    std::fs::write(
+        &backup,
+        "apiVersion: bloodraven.shipstream.io/v1alpha1\nkind: MysqlBackup\nmetadata: {name: by-hand, namespace: bloodraven-playground}\nspec: {group: playground, profile: minio}\n",
+    )
+    .unwrap();
+    let (ok, out) = kubectl(&kubeconfig, &["apply", "-f", backup.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    eventually("the backup succeeds", Duration::from_secs(120), || {
+        let (_, phase) = ns(&[
+            "get",
+            "mysqlbackup",
+            "by-hand",
+            "-o",
+            "jsonpath={.status.phase}",
+        ]);
+        if phase == "Succeeded" {
+            Ok(())
+        } else {
+            Err(phase)
+        }
+    });
+    let (ok, out) = ns(&[
+        "create",
+        "job",
+        "verify-now",
+        "--from=cronjob/mysql-playground-verify-minio",
+    ]);
+    assert!(ok, "{out}");
+    eventually("verify-now completes", Duration::from_secs(60), || {
+        let (_, status) = ns(&[
+            "get",
+            "job",
+            "verify-now",
+            "-o",
+            "jsonpath={.status.succeeded}",
+        ]);
+        if status == "1" { Ok(()) } else { Err(status) }
+    });
+    eventually(
+        "its MysqlBackupVerification succeeds",
+        Duration::from_secs(120),
+        || {
+            let (_, found) = ns(&[
+                "get",
+                "mysqlbackupverifications",
+                "-o",
+                "jsonpath={range .items[*]}{.status.phase} {.status.backup} {.status.result} {.spec.sanityCheck.query}{\"\\n\"}{end}",
+            ]);
+            let line = found.trim();
+            if line.starts_with("Succeeded by-hand Passed SELECT value FROM bloodraven_counter") {
+                Ok(())
+            } else {
+                Err(found)
+            }
+        },
+    );
 }
 
 fn tempfile_dir() -> PathBuf {

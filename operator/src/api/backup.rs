@@ -140,9 +140,21 @@ pub struct MysqlBackupVerificationStatus {
     pub backup: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows_returned: Option<i64>,
+    /// What the verification Job found, written by the Job when it is done (the
+    /// controller turns it into the phase).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<VerificationResult>,
     /// Phase, timestamps, message and conditions, shared by the three job kinds.
     #[serde(flatten)]
     pub job: JobStatus,
+}
+
+/// The verdict of a verification Job: the dump loaded and the sanity check (if any)
+/// held, or not (`status.message` says what failed).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum VerificationResult {
+    Passed,
+    Failed,
 }
 
 /// Replaces a failover group's data with a backup. Destructive: `spec.confirm` must

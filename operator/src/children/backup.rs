@@ -297,9 +297,10 @@ pub fn backup_service_account(owner: &Owner) -> ServiceAccount {
     }
 }
 
-/// What the trigger and backup Jobs may do: read groups (the profile), create the CRs
-/// the triggers make, and record a finished dump on its `MysqlBackup`'s status. No
-/// Secrets: those come in through the pod's environment.
+/// What the trigger, backup and verification Jobs may do: read groups (the profile),
+/// create the CRs the triggers make, record a finished dump on its `MysqlBackup`'s
+/// status, read a verification's sanity check and record its verdict. No Secrets:
+/// those come in through the pod's environment.
 pub fn backup_role(owner: &Owner) -> Role {
     let rule = |resource: &str, verbs: &[&str]| PolicyRule {
         api_groups: Some(vec!["bloodraven.shipstream.io".to_string()]),
@@ -313,7 +314,8 @@ pub fn backup_role(owner: &Owner) -> Role {
             rule("mysqlfailovergroups", &["get"]),
             rule("mysqlbackups", &["get", "list", "create"]),
             rule("mysqlbackups/status", &["patch"]),
-            rule("mysqlbackupverifications", &["create"]),
+            rule("mysqlbackupverifications", &["get", "create"]),
+            rule("mysqlbackupverifications/status", &["patch"]),
         ]),
     }
 }

@@ -105,7 +105,7 @@ fn no_backup_spec_or_no_profiles_means_no_backup_children() {
 }
 
 #[test]
-fn the_jobs_role_grants_only_the_triggers_and_the_result_write() {
+fn the_jobs_role_grants_only_the_triggers_and_the_result_writes() {
     let role = serde_json::to_value(backup_role(&owner())).unwrap();
     assert_eq!(
         role["rules"],
@@ -113,7 +113,8 @@ fn the_jobs_role_grants_only_the_triggers_and_the_result_write() {
             {"apiGroups": ["bloodraven.shipstream.io"], "resources": ["mysqlfailovergroups"], "verbs": ["get"]},
             {"apiGroups": ["bloodraven.shipstream.io"], "resources": ["mysqlbackups"], "verbs": ["get", "list", "create"]},
             {"apiGroups": ["bloodraven.shipstream.io"], "resources": ["mysqlbackups/status"], "verbs": ["patch"]},
-            {"apiGroups": ["bloodraven.shipstream.io"], "resources": ["mysqlbackupverifications"], "verbs": ["create"]}
+            {"apiGroups": ["bloodraven.shipstream.io"], "resources": ["mysqlbackupverifications"], "verbs": ["get", "create"]},
+            {"apiGroups": ["bloodraven.shipstream.io"], "resources": ["mysqlbackupverifications/status"], "verbs": ["patch"]}
         ])
     );
     let binding = serde_json::to_value(backup_role_binding(&owner())).unwrap();

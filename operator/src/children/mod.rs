@@ -13,6 +13,7 @@ mod mysql;
 pub mod names;
 pub mod prune;
 mod rbac;
+pub mod verification;
 
 use std::collections::BTreeMap;
 

@@ -59,7 +59,7 @@ pub const ROLE_REPLICA: &str = "replica";
 pub const MYSQL_CONTAINER: &str = "mysqld";
 /// The fencing sidecar's container in the MySQL pod (chaos faults stop it by name).
 pub const SIDECAR_CONTAINER: &str = "sidecar";
-const DATA_DIR: &str = "/var/lib/mysql";
+pub(super) const DATA_DIR: &str = "/var/lib/mysql";
 
 /// A stable MySQL `server_id` for a site: derived from the site name alone (FNV-1a,
 /// mapped into 1..=2^32-1; 0 disables replication), so that reordering `spec.sites`

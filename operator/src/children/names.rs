@@ -114,7 +114,12 @@ pub fn backup_job(backup: &str) -> String {
 
 /// The Job that loads one `MysqlRestore`'s backup into the active site.
 pub fn restore_job(restore: &str) -> String {
-    format!("{restore}-load")
+    format!("{restore}-restore")
+}
+
+/// The Job that verifies one `MysqlBackupVerification` (scratch mysqld, load, check).
+pub fn verification_job(verification: &str) -> String {
+    format!("{verification}-load")
 }
 
 /// The volumeClaimTemplate name; the PVC is `data-<group>-mysql-<site>-0`.
@@ -178,7 +183,7 @@ mod tests {
         );
         assert_eq!(backup_account("playground"), "playground-backup");
         assert_eq!(backup_job("nightly"), "nightly-dump");
-        assert_eq!(restore_job("before-migration"), "before-migration-load");
+        assert_eq!(restore_job("before-migration"), "before-migration-restore");
         assert_eq!(
             dragonfly_pdb("playground", "iad"),
             "playground-dragonfly-iad"

@@ -130,7 +130,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-fn job_state(job: &Job) -> BackupJobState {
+pub(super) fn job_state(job: &Job) -> BackupJobState {
     let conditions = job
         .status
         .as_ref()
@@ -448,6 +448,19 @@ async fn delete_backup_object(
 /// object cannot be deleted the `MysqlBackup` stays (a Warning Event says why), so that
 /// no object is ever left in the bucket without a backup that names it.
 async fn retention(shared: &Shared, backups: &[Arc<MysqlBackup>], now: jiff::Timestamp) {
+    // (namespace, backup) of every backup a Succeeded verification names.
+    let verified: std::collections::BTreeSet<(String, String)> = shared
+        .indexes
+        .verifications
+        .state()
+        .iter()
+        .filter_map(|v| {
+            let status = v.status.as_ref()?;
+            (status.job.phase == Some(JobPhase::Succeeded))
+                .then(|| Some((v.namespace().unwrap_or_default(), status.backup.clone()?)))
+                .flatten()
+        })
+        .collect();
     // (namespace, group, profile) -> Succeeded backups.
     let mut by_profile: BTreeMap<ProfileKey, Vec<(RetainedBackup, &MysqlBackup)>> = BTreeMap::new();
     for backup in backups {
@@ -462,6 +475,7 @@ async fn retention(shared: &Shared, backups: &[Arc<MysqlBackup>], now: jiff::Tim
         };
         let namespace = backup.namespace().unwrap_or_default();
         let name = backup.name_any();
+        let is_verified = verified.contains(&(namespace.clone(), name.clone()));
         by_profile
             .entry((
                 namespace,
@@ -471,9 +485,7 @@ async fn retention(shared: &Shared, backups: &[Arc<MysqlBackup>], now: jiff::Tim
             .or_default()
             .push((
                 RetainedBackup {
-                    // No verification runs yet (docs/backups.md), so none is known verified:
-                    // retention follows keepLast and maxAge alone.
-                    verified: false,
+                    verified: is_verified,
                     name,
                     completed_at: completed.0,
                 },

@@ -26,7 +26,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::api::{DNSEndpoint, MysqlBackup, MysqlFailoverGroup};
+use crate::api::{DNSEndpoint, MysqlBackup, MysqlBackupVerification, MysqlFailoverGroup};
 use crate::children::dragonfly::DRAGONFLY_APP_NAME;
 use crate::children::{
     DesiredObject, INSTANCE_LABEL, MANAGED_BY_LABEL, MYSQL_APP_NAME, NAME_LABEL,
@@ -105,6 +105,12 @@ pub const API_ACCESS: &[ApiAccess] = &[
         "mysqlbackups",
         LIST_WATCH,
         "the backups the backup controller reconciles",
+    ),
+    ApiAccess::watched(
+        "bloodraven.shipstream.io",
+        "mysqlbackupverifications",
+        LIST_WATCH,
+        "the verifications the verification controller reconciles",
     ),
 ];
 
@@ -187,8 +193,10 @@ pub struct Indexes {
     /// Jobs labelled managed-by=bloodraven: backup Jobs and the CronJobs' trigger Jobs.
     pub jobs: Store<Job>,
     pub backups: Store<MysqlBackup>,
-    /// Woken by any change to a `MysqlBackup` or a managed Job: the backup controller
-    /// reconciles at once instead of at its next tick.
+    pub verifications: Store<MysqlBackupVerification>,
+    /// Woken by any change to a `MysqlBackup`, a `MysqlBackupVerification` or a managed
+    /// Job: the backup and verification controllers reconcile at once instead of at
+    /// their next tick.
     pub backups_changed: Arc<Notify>,
     pub sightings: LeaseSightings,
     /// Woken when any group changes: the controller's loop starts and stops workers.
@@ -451,6 +459,12 @@ impl Indexes {
             },
             backups: {
                 let changed = backups_changed.clone();
+                reflect(api(client, settings), base.clone(), tasks, move |_| {
+                    changed.notify_waiters();
+                })
+            },
+            verifications: {
+                let changed = backups_changed.clone();
                 reflect(api(client, settings), base, tasks, move |_| {
                     changed.notify_waiters();
                 })
@@ -480,6 +494,7 @@ impl Indexes {
             self.cronjobs.wait_until_ready(),
             self.jobs.wait_until_ready(),
             self.backups.wait_until_ready(),
+            self.verifications.wait_until_ready(),
         );
     }
 }

@@ -18,6 +18,7 @@ pub(crate) mod owned;
 pub(crate) mod quiet_status;
 pub(crate) mod status;
 pub(crate) mod unreadable;
+pub(crate) mod verification;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -225,6 +226,7 @@ pub async fn run(
     shared.deps.readiness.set(true);
     tracing::info!(identity = %shared.settings.identity, "caches synced; controller running");
     background.spawn(backup::run(shared.clone(), stop_rx.clone()));
+    background.spawn(verification::run(shared.clone(), stop_rx.clone()));
 
     let mut workers: BTreeMap<(String, String), tokio::task::JoinHandle<()>> = BTreeMap::new();
     let mut unreadable = unreadable::UnreadableGroups::default();

@@ -317,7 +317,7 @@ fn decide_running(obs: &BackupObservation<'_>, now: Timestamp) -> BackupDecision
     }
 }
 
-fn duration_since(start: Option<&Time>, now: Timestamp) -> Option<Duration> {
+pub(super) fn duration_since(start: Option<&Time>, now: Timestamp) -> Option<Duration> {
     let start = start?;
     u64::try_from(now.as_millisecond() - start.0.as_millisecond())
         .ok()

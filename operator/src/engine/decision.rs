@@ -169,6 +169,12 @@ pub enum EventReason {
     RestoreSucceeded,
     /// A restore failed; the message states what is where and what to check.
     RestoreFailed,
+    /// A `MysqlBackupVerification`'s Job was started (on the verification).
+    VerificationStarted,
+    /// The backup loaded into a scratch mysqld and its sanity check held.
+    VerificationSucceeded,
+    /// A verification failed or was refused; the message says why and what to check.
+    VerificationFailed,
 }
 
 impl EventReason {
@@ -205,6 +211,9 @@ impl EventReason {
         EventReason::RestoreRecloning,
         EventReason::RestoreSucceeded,
         EventReason::RestoreFailed,
+        EventReason::VerificationStarted,
+        EventReason::VerificationSucceeded,
+        EventReason::VerificationFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -239,6 +248,9 @@ impl EventReason {
             EventReason::RestoreRecloning => "RestoreRecloning",
             EventReason::RestoreSucceeded => "RestoreSucceeded",
             EventReason::RestoreFailed => "RestoreFailed",
+            EventReason::VerificationStarted => "VerificationStarted",
+            EventReason::VerificationSucceeded => "VerificationSucceeded",
+            EventReason::VerificationFailed => "VerificationFailed",
         }
     }
 }

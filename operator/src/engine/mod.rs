@@ -25,6 +25,7 @@ pub mod snapshot;
 pub mod status;
 mod steady;
 pub mod time;
+pub mod verification;
 
 #[cfg(test)]
 mod safety_tests;

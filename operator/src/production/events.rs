@@ -61,6 +61,9 @@ pub(crate) fn action_for(reason: EventReason) -> &'static str {
         | EventReason::RestoreRecloning
         | EventReason::RestoreSucceeded
         | EventReason::RestoreFailed => "Restore",
+        EventReason::VerificationStarted
+        | EventReason::VerificationSucceeded
+        | EventReason::VerificationFailed => "VerifyBackup",
         EventReason::DragonflyMasterMoved | EventReason::DragonflyTakeoverFailed => {
             "MoveDragonflyMaster"
         }

@@ -1,5 +1,5 @@
 //! Site writability as the driver samples it after every tick: a site accepts writes
-//! when any MySQL model on its node does. Only changes are recorded, so that a
+//! when any MySQL model of a site on its node does (not a verification scratch mysqld). Only changes are recorded, so that a
 //! single-writer check sees every flip, however short, at simulated-millisecond time.
 
 use std::collections::BTreeMap;

@@ -36,7 +36,11 @@ pub(super) fn resolve_volumes(
         .unwrap_or_default()
     {
         let volume_name = str_at(&volume, &["name"]).unwrap_or_default().to_string();
-        let key = match str_at(&volume, &["persistentVolumeClaim", "claimName"]) {
+        let ephemeral_claim = ephemeral_claim(cp, pod, &volume_name, &volume);
+        let claim = str_at(&volume, &["persistentVolumeClaim", "claimName"])
+            .map(str::to_string)
+            .or(ephemeral_claim);
+        let key = match claim.as_deref() {
             Some(claim) => match cp.api.get(&key_pvcs(), Some(&runtime.namespace), claim) {
                 Some(pvc) => format!("pvc:{}/{claim}:{}", runtime.namespace, uid(&pvc)),
                 None => {
@@ -60,6 +64,48 @@ pub(super) fn resolve_volumes(
         volumes.insert(volume_name, disk);
     }
     Some(volumes)
+}
+
+/// A generic ephemeral volume (`ephemeral.volumeClaimTemplate`): the PVC
+/// `<pod>-<volume>`, owned by the pod so that it goes with it. In a cluster the
+/// ephemeral volume controller creates it and the kubelet waits for it; the simulation's
+/// kubelet does both. Returns the claim's name; `None` for other volumes.
+fn ephemeral_claim(
+    cp: &mut ControlPlane,
+    pod: &Value,
+    volume_name: &str,
+    volume: &Value,
+) -> Option<String> {
+    let template = at(volume, &["ephemeral", "volumeClaimTemplate"])?;
+    let claim = format!("{}-{volume_name}", name(pod));
+    let ns = namespace(pod);
+    if cp.api.get(&key_pvcs(), Some(ns), &claim).is_none() {
+        let mut pvc = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {
+                "name": claim,
+                "namespace": ns,
+                "ownerReferences": [{
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "name": name(pod),
+                    "uid": uid(pod),
+                    "controller": true,
+                    "blockOwnerDeletion": true,
+                }],
+            },
+            "spec": template.get("spec").cloned().unwrap_or(Value::Null),
+        });
+        if let (Some(template_labels), Some(metadata)) = (
+            at(template, &["metadata", "labels"]),
+            pvc.get_mut("metadata").and_then(Value::as_object_mut),
+        ) {
+            metadata.insert("labels".to_string(), template_labels.clone());
+        }
+        cp.api.create(COMPONENT, &key_pvcs(), Some(ns), pvc);
+    }
+    Some(claim)
 }
 
 /// Container env with `valueFrom` and `envFrom` resolved (Secrets, ConfigMaps,

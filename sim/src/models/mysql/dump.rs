@@ -19,9 +19,13 @@ use futures::future::BoxFuture;
 use super::protocol::CloneSnapshot;
 use crate::pod::SharedDialer;
 
-/// The database and table the model's rows live in (the counter workload's).
-pub const DUMP_DATABASE: &str = "counter";
+/// The database and table the model's rows live in (the counter workload's, and the
+/// model's only table).
+pub const DUMP_DATABASE: &str = bloodraven::production::mysql::sql::COUNTER_DATABASE;
 pub const DUMP_TABLE: &str = "counters";
+
+/// Rows per INSERT statement of the dump.
+const ROWS_PER_INSERT: usize = 100;
 
 #[derive(Clone)]
 pub struct SimDumpSource {
@@ -34,7 +38,10 @@ impl SimDumpSource {
     }
 }
 
-/// The snapshot as mysqldump would print it.
+/// The snapshot as mysqldump would print it, with one difference: table names are
+/// qualified with their database instead of following a `USE`, because the model's
+/// SQL front end knows only qualified names. Loading it into the model (a verification's
+/// scratch mysqld) runs every statement through its front end.
 pub fn render_dump(host: &str, snapshot: &CloneSnapshot) -> String {
     let mut out = format!(
         "-- Bloodraven simulated dump of {host}\n\
@@ -42,15 +49,21 @@ pub fn render_dump(host: &str, snapshot: &CloneSnapshot) -> String {
          --\n-- GTID state at the beginning of the backup \n--\n\n\
          SET @@GLOBAL.GTID_PURGED=/*!80000 '+'*/ '{}';\n\n\
          CREATE DATABASE /*!32312 IF NOT EXISTS*/ `{DUMP_DATABASE}`;\n\
-         USE `{DUMP_DATABASE}`;\n\
-         DROP TABLE IF EXISTS `{DUMP_TABLE}`;\n\
-         CREATE TABLE `{DUMP_TABLE}` (\n  `name` varchar(255) NOT NULL,\n  `value` bigint NOT NULL,\n  PRIMARY KEY (`name`)\n) ENGINE=InnoDB;\n",
+         CREATE TABLE /*!32312 IF NOT EXISTS*/ `{DUMP_DATABASE}`.`{DUMP_TABLE}` (\n  `name` varchar(255) NOT NULL,\n  `value` bigint NOT NULL,\n  PRIMARY KEY (`name`)\n) ENGINE=InnoDB;\n",
         snapshot.gtid_executed
     );
-    for (name, value) in &snapshot.data {
-        let name = name.replace('\\', "\\\\").replace('\'', "\\'");
+    // Extended inserts, as mysqldump writes them (--extended-insert is its default).
+    for chunk in snapshot.data.chunks(ROWS_PER_INSERT) {
+        let rows: Vec<String> = chunk
+            .iter()
+            .map(|(name, value)| {
+                let name = name.replace('\\', "\\\\").replace('\'', "\\'");
+                format!("('{name}',{value})")
+            })
+            .collect();
         out.push_str(&format!(
-            "INSERT INTO `{DUMP_TABLE}` VALUES ('{name}',{value});\n"
+            "INSERT INTO `{DUMP_DATABASE}`.`{DUMP_TABLE}` VALUES {};\n",
+            rows.join(",")
         ));
     }
     out.push_str("-- Dump completed\n");
@@ -118,7 +131,11 @@ mod tests {
             gtid_from_dump_head(&text).as_deref(),
             Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-42")
         );
-        assert!(text.contains("INSERT INTO `counters` VALUES ('main',42);"));
-        assert!(text.contains("('o\\'brien',7)"), "{text}");
+        assert!(
+            text.contains(
+                "INSERT INTO `bloodraven_counter`.`counters` VALUES ('main',42),('o\\'brien',7);"
+            ),
+            "{text}"
+        );
     }
 }

@@ -101,6 +101,12 @@ pub(super) enum Statement {
     Begin,
     Commit,
     Rollback,
+    /// `INSERT INTO db.table VALUES ('key', n), ...`: mysqldump's form, as a loaded
+    /// dump sends it. A key that exists is ERROR 1062.
+    Insert {
+        table: (String, String),
+        rows: Vec<(String, i64)>,
+    },
     /// `INSERT INTO db.table (name, value) VALUES ('key', n) ON DUPLICATE KEY UPDATE ...`.
     Upsert {
         table: (String, String),
@@ -143,10 +149,30 @@ fn tokenize(sql: &str) -> Result<Vec<Token>, String> {
     let chars: Vec<char> = sql.chars().collect();
     let mut tokens = Vec::new();
     let mut i = 0;
+    // Open `/*!NNNNN ... */` version comments: their text is SQL to this server (the
+    // model is MySQL 8.x, so every version mysqldump writes applies).
+    let mut version_comments = 0usize;
     while i < chars.len() {
         let c = chars[i];
         if c.is_whitespace() {
             i += 1;
+        } else if c == '/' && chars.get(i + 1) == Some(&'*') {
+            if chars.get(i + 2) == Some(&'!') {
+                i += 3;
+                while chars.get(i).is_some_and(char::is_ascii_digit) {
+                    i += 1;
+                }
+                version_comments += 1;
+            } else {
+                let end = chars[i + 2..]
+                    .windows(2)
+                    .position(|w| w == ['*', '/'])
+                    .ok_or("unterminated comment")?;
+                i += end + 4;
+            }
+        } else if c == '*' && chars.get(i + 1) == Some(&'/') && version_comments > 0 {
+            version_comments -= 1;
+            i += 2;
         } else if c == '\'' || c == '"' {
             let quote = c;
             let mut text = String::new();
@@ -180,7 +206,11 @@ fn tokenize(sql: &str) -> Result<Vec<Token>, String> {
                     text.push(c);
                 }
             }
-            tokens.push(Token::Text(text));
+            // Adjacent string literals are one string, as in MySQL ('+' 'uuid:1-5').
+            match tokens.last_mut() {
+                Some(Token::Text(previous)) => previous.push_str(&text),
+                _ => tokens.push(Token::Text(text)),
+            }
         } else if c == '`' {
             let end = chars[i + 1..]
                 .iter()
@@ -500,6 +530,22 @@ fn statement(c: &mut Cursor) -> Parsed<Statement> {
         "INSERT" => {
             c.word("INTO")?;
             let table = c.table()?;
+            if c.eat_word("VALUES") {
+                let mut rows = Vec::new();
+                loop {
+                    c.symbol("(")?;
+                    let key = c.text()?;
+                    c.symbol(",")?;
+                    let value = c.number()?;
+                    c.symbol(")")?;
+                    rows.push((key, value));
+                    if !c.eat_symbol(",") {
+                        break;
+                    }
+                }
+                c.end()?;
+                return Ok(Statement::Insert { table, rows });
+            }
             c.symbol("(")?;
             c.word("name")?;
             c.symbol(",")?;
@@ -915,6 +961,41 @@ mod tests {
                 timeout_seconds: None
             }
         );
+    }
+
+    #[test]
+    fn a_loaded_dump_parses_with_its_version_comments_and_extended_inserts() {
+        assert_eq!(
+            parse("CREATE DATABASE /*!32312 IF NOT EXISTS*/ `bloodraven_counter`").unwrap(),
+            Statement::CreateDatabase {
+                name: "bloodraven_counter".into()
+            }
+        );
+        assert_eq!(
+            parse("CREATE TABLE /*!32312 IF NOT EXISTS*/ `bloodraven_counter`.`counters` (\n  `name` varchar(255) NOT NULL /* the key */,\n  PRIMARY KEY (`name`)\n) ENGINE=InnoDB").unwrap(),
+            Statement::CreateTable {
+                table: ("bloodraven_counter".into(), "counters".into())
+            }
+        );
+        // Adjacent literals are one string, as mysqldump's GTID line relies on.
+        assert_eq!(
+            parse("SET @@GLOBAL.GTID_PURGED=/*!80000 '+'*/ 'u:1-3'").unwrap(),
+            Statement::Set(vec![Assignment {
+                scope: Scope::Global,
+                name: "gtid_purged".into(),
+                value: Value::Text("+u:1-3".into()),
+            }])
+        );
+        assert_eq!(
+            parse("INSERT INTO `bloodraven_counter`.`counters` VALUES ('a',1),('o\\'b',-2)")
+                .unwrap(),
+            Statement::Insert {
+                table: ("bloodraven_counter".into(), "counters".into()),
+                rows: vec![("a".into(), 1), ("o'b".into(), -2)],
+            }
+        );
+        let (code, _) = parse("SELECT 1 /* unterminated").unwrap_err();
+        assert_eq!(code, PARSE_ERROR);
     }
 
     #[test]

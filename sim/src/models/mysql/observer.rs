@@ -37,6 +37,9 @@ struct Entry {
     namespace: String,
     pod: String,
     node: String,
+    /// False for a backup verification's scratch mysqld: it holds a loaded copy, no
+    /// Service routes clients to it, and its writability is no site's.
+    serves_site: bool,
     server: Weak<Server>,
 }
 
@@ -80,12 +83,14 @@ impl MysqlObserver {
             .collect()
     }
 
-    /// Whether any server running on `node` accepts ordinary writes now (what
+    /// Whether any site's server running on `node` accepts ordinary writes now (what
     /// [`Self::servers`] shows, without copying it: the chaos driver asks after every
-    /// tick).
+    /// tick). A verification's scratch mysqld is writable by design and serves no site,
+    /// so it does not count.
     pub fn accepts_writes_on(&self, node: &str) -> bool {
         self.lock().values().any(|entry| {
             entry.node == node
+                && entry.serves_site
                 && entry.server.upgrade().is_some_and(|server| {
                     let state = server.state();
                     accepts_writes(state.read_only, state.super_read_only)
@@ -100,14 +105,18 @@ impl MysqlObserver {
         namespace: &str,
         pod: &str,
         node: &str,
+        labels: &std::collections::BTreeMap<String, String>,
         server: &Arc<Server>,
     ) -> Registration {
+        let serves_site =
+            !labels.contains_key(bloodraven::children::verification::VERIFICATION_LABEL);
         self.lock().insert(
             host.to_string(),
             Entry {
                 namespace: namespace.to_string(),
                 pod: pod.to_string(),
                 node: node.to_string(),
+                serves_site,
                 server: Arc::downgrade(server),
             },
         );

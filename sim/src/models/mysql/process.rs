@@ -114,9 +114,16 @@ pub(super) async fn run(
             // Errors here are impossible (the source is configured); ignore like mysqld would log.
             let _ = server.start_replica();
         }
-        let _registration = observer
-            .as_ref()
-            .map(|o| o.register(&ctx.host, &ctx.namespace, &ctx.pod, &ctx.node, &server));
+        let _registration = observer.as_ref().map(|o| {
+            o.register(
+                &ctx.host,
+                &ctx.namespace,
+                &ctx.pod,
+                &ctx.node,
+                &ctx.labels,
+                &server,
+            )
+        });
         ctx.ready.set(true);
         tracing::info!(host = %ctx.host, uuid = %server.server_uuid(), "mysqld ready for connections");
         loop {

@@ -655,6 +655,30 @@ impl Session {
                 }
                 Reply::Ok { affected_rows }
             }
+            Statement::Insert { table, rows } => {
+                self.counter_table(&table)?;
+                if let Some(refusal) = server.refuses_write(&self.account) {
+                    return Err(refusal);
+                }
+                let autocommit = self.transaction.is_none();
+                if autocommit {
+                    self.transaction = Some(Transaction::default());
+                }
+                let inserted = self.insert_rows(&rows).await;
+                if let Err(refusal) = inserted {
+                    // A failed autocommit statement leaves nothing behind.
+                    if autocommit {
+                        self.transaction = None;
+                    }
+                    return Err(refusal);
+                }
+                if autocommit {
+                    self.commit().await?;
+                }
+                Reply::Ok {
+                    affected_rows: rows.len() as u64,
+                }
+            }
             Statement::PurgeBinaryLogs => {
                 self.need("BINLOG_ADMIN")?;
                 server.purge_binary_logs();
@@ -771,6 +795,29 @@ impl Session {
         drop(transaction.locks);
         drop(transaction.write_intent);
         result
+    }
+
+    /// Plain INSERT rows into the open transaction: a key that exists (committed or
+    /// written by this transaction) is ERROR 1062, as the primary key makes it.
+    async fn insert_rows(&mut self, rows: &[(String, i64)]) -> Result<(), ServerError> {
+        for (key, value) in rows {
+            self.lock_row(key).await?;
+            let exists = self
+                .transaction
+                .as_ref()
+                .is_some_and(|t| t.changes.contains_key(key))
+                || self.server.disk.row(key).is_some();
+            if exists {
+                return Err(err(
+                    1062,
+                    format!("Duplicate entry '{key}' for key '{COUNTER_TABLE}.PRIMARY'"),
+                ));
+            }
+            if let Some(transaction) = self.transaction.as_mut() {
+                transaction.changes.insert(key.clone(), *value);
+            }
+        }
+        Ok(())
     }
 
     fn set(&mut self, assignment: Assignment) -> Result<(), ServerError> {
