@@ -273,6 +273,14 @@ fn exported() -> BTreeSet<String> {
     metrics.set_leader(true);
     metrics.set_dragonfly("ns", "g", &[("a", Some("master"))], Some(true), Some(true));
     metrics.backup_finished("ns", "g", "p", false, Some(Duration::from_secs(3)));
+    metrics.verification_finished(
+        "ns",
+        "g",
+        "p",
+        false,
+        Some(Duration::from_secs(3)),
+        jiff::Timestamp::UNIX_EPOCH,
+    );
     metrics.set_backup_freshness(
         "ns",
         "g",
