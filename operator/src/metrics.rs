@@ -71,6 +71,7 @@ struct Inner {
     dragonfly_role: Family<DragonflyRoleLabels, Gauge>,
     dragonfly_takeovers: Family<DragonflyTakeoverLabels, Counter>,
     dragonfly_sessions_preserved: Family<GroupLabels, Gauge>,
+    probe_duration: HistogramFamily<GroupLabels>,
     /// Every site each group's per-site series were set for, keyed by (namespace,
     /// group): `forget_group` removes exactly those, whatever the spec says by then.
     group_sites: Mutex<BTreeMap<(String, String), BTreeSet<String>>>,
@@ -128,6 +129,7 @@ impl Metrics {
             dragonfly_role: Family::default(),
             dragonfly_takeovers: Family::default(),
             dragonfly_sessions_preserved: Family::default(),
+            probe_duration: Family::new_with_constructor(reconcile_buckets),
             group_sites: Mutex::default(),
             registry: Registry::default(),
         };
@@ -250,6 +252,11 @@ impl Metrics {
             "dragonfly_sessions_preserved",
             "1 when the last move of the Dragonfly master preserved every session (REPLTAKEOVER), else 0",
             inner.dragonfly_sessions_preserved.clone(),
+        );
+        registry.register(
+            "probe_duration_seconds",
+            "Time of one probe pass: every site of the group probed in turn",
+            inner.probe_duration.clone(),
         );
         Self(Arc::new(Inner { registry, ..inner }))
     }
@@ -485,6 +492,14 @@ impl Metrics {
                 self.0.dragonfly_sessions_preserved.remove(&labels);
             }
         }
+    }
+
+    /// One probe pass of a group (its sites probed in turn) took `took`.
+    pub fn probed(&self, namespace: &str, group: &str, took: Duration) {
+        self.0
+            .probe_duration
+            .get_or_create(&Self::group(namespace, group))
+            .observe(took.as_secs_f64());
     }
 
     pub fn reconciled(
@@ -728,7 +743,7 @@ pub fn router(metrics: Metrics, readiness: Readiness) -> Router {
 /// Every metric family the operator registers, by registered name (without the
 /// `bloodraven_` prefix) and type. A test holds it to the `registry.register` calls of
 /// [`Metrics::new`]; the scenario parser checks `metric:` names against the samples.
-pub const FAMILIES: [(&str, MetricType); 24] = [
+pub const FAMILIES: [(&str, MetricType); 25] = [
     ("group_health", MetricType::Gauge),
     ("active_site", MetricType::Gauge),
     ("site_writable", MetricType::Gauge),
@@ -753,6 +768,7 @@ pub const FAMILIES: [(&str, MetricType); 24] = [
     ("dragonfly_role", MetricType::Gauge),
     ("dragonfly_takeovers", MetricType::Counter),
     ("dragonfly_sessions_preserved", MetricType::Gauge),
+    ("probe_duration_seconds", MetricType::Histogram),
 ];
 
 /// The OpenMetrics type of a family: it decides the names of its samples.
@@ -1026,12 +1042,14 @@ mod tests {
         );
         m.reconciled("bp", "g", ReconcileResult::error, Duration::from_millis(30));
         m.status_write_dropped("bp", "g");
+        m.probed("bp", "g", Duration::from_millis(2));
         m.set_leader(true);
         let text = m.render();
         for expected in [
             r#"bloodraven_reconciles_total{namespace="bp",group="g",result="success"} 1"#,
             r#"bloodraven_reconciles_total{namespace="bp",group="g",result="error"} 1"#,
             r#"bloodraven_reconcile_duration_seconds_count{namespace="bp",group="g"} 2"#,
+            r#"bloodraven_probe_duration_seconds_count{namespace="bp",group="g"} 1"#,
             r#"bloodraven_status_writes_dropped_total{namespace="bp",group="g"} 1"#,
             "bloodraven_leader 1",
         ] {
