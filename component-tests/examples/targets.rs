@@ -68,7 +68,8 @@ struct LogStep {
 
 /// Every `bloodraven` log line at info level or above emitted inside a simulated host,
 /// stamped with that host's simulated time. The simulation runs one world at a time on
-/// one thread, so one layer serves every run; each run takes what it needs.
+/// one thread, so one layer serves every run; every World starts at the same simulated
+/// epoch, so each run clears the lines of the runs before it.
 #[derive(Clone, Default)]
 struct StepLog(Arc<Mutex<Vec<LogStep>>>);
 
@@ -190,7 +191,8 @@ fn add_writer(world: &mut World, accepted: Rc<RefCell<Vec<Millis>>>) {
             ),
             port: 3306,
             user: "app".into(),
-            password: "app".into(),
+            // The playground Secret's `app-password` (examples/playground.yaml).
+            password: "playground-app".into(),
         };
         let accepted = accepted.clone();
         let clock = clock.clone();
@@ -524,6 +526,9 @@ struct PlannedUnderLoad {
 /// it succeeded and a few seconds after, then checks every acknowledged increment on the
 /// final primary (the no-acknowledged-write-lost invariant's own check).
 fn planned_under_load(seed: u64, log: &StepLog) -> Result<PlannedUnderLoad, Error> {
+    // Every World starts at the same simulated epoch: the lines of the runs before this
+    // one carry times that this run's would be mistaken for.
+    log.clear();
     use bloodraven_chaos::backend::Backend;
     use bloodraven_chaos::backend::sim::run_backend;
     use bloodraven_chaos::invariants;
