@@ -45,7 +45,7 @@ const WRITES_PER_SECOND: u64 = 10;
 const WINDOW: Duration = Duration::from_secs(60);
 /// How long the simulation runs on after the operator's host was crashed, for the CPU
 /// the rest of it costs.
-const WITHOUT_OPERATOR: Duration = Duration::from_secs(20);
+const WITHOUT_OPERATOR: Duration = Duration::from_secs(10);
 
 fn namespace(i: usize) -> String {
     format!("scale-{i:03}")
@@ -322,7 +322,11 @@ fn cpu_time() -> Duration {
 
 fn run(seed: u64, groups: usize) -> Result<(), Error> {
     let wall = Instant::now();
-    let mut world = World::playground(seed)?;
+    // Every group's sidecars connect to the API server within the same few steps;
+    // turmoil's default of 64 pending connections per listener is kept up to 8 groups.
+    let mut world = bloodraven_sim::WorldBuilder::new(seed)
+        .tcp_capacity(64.max(8 * groups))
+        .build()?;
     playground::install(&world)?;
     for i in 0..groups {
         playground::apply_text(&world, std::path::Path::new("scale.yaml"), &manifest(i))?;

@@ -598,8 +598,10 @@ mod tests {
         failed_renewal.record(&s, LeaseEvent::RenewalFailed);
         let at_once = Duration::ZERO;
         let poll = GRANT_POLL;
+        // (case, memory, now, this tick's read succeeded, holder since, expected)
+        type Case<'a> = (&'a str, &'a SidecarMemory, u64, bool, Option<u64>, Duration);
         #[rustfmt::skip]
-        let cases: [(&str, &SidecarMemory, u64, bool, Option<u64>, Duration); 14] = [
+        let cases: [Case; 14] = [
             // (case, memory, now, this tick's read succeeded, holder since, expected)
             ("lease just moved here: renew at once", &fresh_holder, 0, true, Some(0), at_once),
             ("moved here, granted already: renew at once", &read(Some("iad"), true), 0, true, Some(0), at_once),
