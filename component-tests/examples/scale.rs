@@ -341,6 +341,12 @@ fn run(seed: u64, groups: usize) -> Result<(), Error> {
         .into());
     }
     let bootstrap = world.elapsed();
+    // Printed at once: a large run takes long, and this shows how far it got.
+    println!("{groups} group(s), {WRITES_PER_SECOND} writes/s each, seed {seed}:");
+    println!(
+        "  bootstrap to all Healthy: {:.1} simulated s",
+        bootstrap.as_secs_f64()
+    );
     for i in 0..groups {
         add_writer(&mut world, i);
     }
@@ -408,11 +414,6 @@ fn run(seed: u64, groups: usize) -> Result<(), Error> {
         .filter(|k| *k != "status-writes")
         .map(|k| per_second(k))
         .sum();
-    println!("{groups} group(s), {WRITES_PER_SECOND} writes/s each, seed {seed}:");
-    println!(
-        "  bootstrap to all Healthy: {:.1} simulated s",
-        bootstrap.as_secs_f64()
-    );
     println!(
         "  operator API requests/s over {} simulated s: {total:.2} ({})",
         simulated.as_secs(),
