@@ -42,8 +42,10 @@ memory=$(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
 
 Written by \`make bench\` (\`component-tests/bench/bench.sh\`); do not edit by hand. It
 runs two examples of \`bloodraven-component-tests\` on the simulation, built with
-the release profile unless the run below says otherwise: \`targets\` (issue 5's and 18's targets for one playground group) and
-\`scale\` (1, 10 and 100 groups under one operator, each with a write workload). The
+the release profile unless the run below says otherwise: \`targets\` (issue 5's and 18's targets for one playground group,
+with where the emergency RTO and the planned write-unavailability go, step by step) and
+\`scale\` (1, 10 and 100 groups under one operator, each with a write workload; the
+operator's own heap and CPU are measured by crashing its host at the end). The
 simulation is deterministic for a seed: the simulated figures (times, requests, writes)
 repeat exactly; memory, CPU and wall time are this machine's and vary. What each
 figure means is in the examples' own documentation and in

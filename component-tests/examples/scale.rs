@@ -4,12 +4,20 @@
 //! API requests per second by verb, the status writes per group, the reconcile pass
 //! latency p50/p99 (from the operator's own histogram, so as bucket upper bounds), the
 //! process's resident memory and CPU per simulated second (the whole simulation: the
-//! API server, every mysqld model and sidecar, and the operator; an upper bound of the
-//! operator's own), and the RTO of one group whose primary pod dies while the others
-//! keep writing.
+//! API server, every mysqld model and sidecar, and the operator), and the RTO of one
+//! group whose primary pod dies while the others keep writing.
+//!
+//! The operator's own share is measured by taking it away: every host of the
+//! simulation shares this process, so at the end its host is crashed (turmoil drops
+//! its runtime and every task, connection and cache it held, at once) and the heap's
+//! live bytes before and after, from a counting allocator, differ by the operator's
+//! heap; a further window without the operator gives the CPU the rest of the
+//! simulation costs, so the difference is the operator's CPU (with the API server's
+//! work on its behalf).
 //!
 //!     cargo run --release -p bloodraven-component-tests --example scale [-- SEED [GROUPS...]]
 
+use std::alloc::System;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -23,12 +31,21 @@ use bloodraven_sim::models::mysql::mysql_connector;
 use bloodraven_sim::playground::{self, OPERATOR_NAMESPACE};
 use bloodraven_sim::{Placement, World};
 use serde_json::Value;
+use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
+
+/// Counts every allocation of the process: the operator's heap is the difference of
+/// the live bytes before and after its host is crashed.
+#[global_allocator]
+static HEAP: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 type Error = Box<dyn std::error::Error>;
 
 /// Increments per second per group.
 const WRITES_PER_SECOND: u64 = 10;
 const WINDOW: Duration = Duration::from_secs(60);
+/// How long the simulation runs on after the operator's host was crashed, for the CPU
+/// the rest of it costs.
+const WITHOUT_OPERATOR: Duration = Duration::from_secs(10);
 
 fn namespace(i: usize) -> String {
     format!("scale-{i:03}")
@@ -193,12 +210,13 @@ fn scrape(world: &mut World, tag: &str) -> Result<String, Error> {
     text.ok_or_else(|| "the operator's /metrics did not answer".into())
 }
 
-/// `bloodraven_reconcile_duration_seconds` buckets summed over every group:
-/// (upper bound, cumulative count).
-fn reconcile_buckets(metrics: &str) -> BTreeMap<String, f64> {
+/// A histogram's buckets summed over every group: (upper bound, cumulative count).
+/// `family` is `reconcile_duration_seconds` or `probe_duration_seconds`.
+fn histogram_buckets(metrics: &str, family: &str) -> BTreeMap<String, f64> {
+    let prefix = format!("bloodraven_{family}_bucket{{");
     let mut out = BTreeMap::new();
     for line in metrics.lines() {
-        let Some(rest) = line.strip_prefix("bloodraven_reconcile_duration_seconds_bucket{") else {
+        let Some(rest) = line.strip_prefix(prefix.as_str()) else {
             continue;
         };
         let Some(le) = rest.split("le=\"").nth(1).and_then(|s| s.split('"').next()) else {
@@ -267,6 +285,21 @@ fn memory_kib() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// Bytes allocated and not yet freed, by the whole process.
+fn heap_live_bytes() -> u64 {
+    let stats = HEAP.stats();
+    u64::try_from(
+        stats
+            .bytes_allocated
+            .saturating_sub(stats.bytes_deallocated),
+    )
+    .unwrap_or(u64::MAX)
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
 /// User + system CPU time of this process (from /proc/self/stat, in clock ticks of
 /// 10 ms on Linux).
 fn cpu_time() -> Duration {
@@ -289,7 +322,11 @@ fn cpu_time() -> Duration {
 
 fn run(seed: u64, groups: usize) -> Result<(), Error> {
     let wall = Instant::now();
-    let mut world = World::playground(seed)?;
+    // Every group's sidecars connect to the API server within the same few steps;
+    // turmoil's default of 64 pending connections per listener is kept up to 8 groups.
+    let mut world = bloodraven_sim::WorldBuilder::new(seed)
+        .tcp_capacity(64.max(8 * groups))
+        .build()?;
     playground::install(&world)?;
     for i in 0..groups {
         playground::apply_text(&world, std::path::Path::new("scale.yaml"), &manifest(i))?;
@@ -304,13 +341,21 @@ fn run(seed: u64, groups: usize) -> Result<(), Error> {
         .into());
     }
     let bootstrap = world.elapsed();
+    // Printed at once: a large run takes long, and this shows how far it got.
+    println!("{groups} group(s), {WRITES_PER_SECOND} writes/s each, seed {seed}:");
+    println!(
+        "  bootstrap to all Healthy: {:.1} simulated s",
+        bootstrap.as_secs_f64()
+    );
     for i in 0..groups {
         add_writer(&mut world, i);
     }
     world.run_for(Duration::from_secs(15))?;
 
     let requests_before = operator_requests(&world);
-    let metrics_before = reconcile_buckets(&scrape(&mut world, "before")?);
+    let scraped = scrape(&mut world, "before")?;
+    let reconciles_before = histogram_buckets(&scraped, "reconcile_duration_seconds");
+    let probes_before = histogram_buckets(&scraped, "probe_duration_seconds");
     let cpu_before = cpu_time();
     let wall_before = Instant::now();
     let sim_before = world.elapsed();
@@ -319,8 +364,11 @@ fn run(seed: u64, groups: usize) -> Result<(), Error> {
     let wall_window = wall_before.elapsed();
     let cpu = cpu_time().saturating_sub(cpu_before);
     let requests_after = operator_requests(&world);
-    let metrics_after = reconcile_buckets(&scrape(&mut world, "after")?);
+    let scraped = scrape(&mut world, "after")?;
+    let reconciles_after = histogram_buckets(&scraped, "reconcile_duration_seconds");
+    let probes_after = histogram_buckets(&scraped, "probe_duration_seconds");
     let (rss, peak) = memory_kib();
+    let heap_window = heap_live_bytes();
     let healthy_after = (0..groups).filter(|i| healthy(&world, *i)).count();
 
     // One group's primary pod dies (its host crashes: mysqld and its sidecar stop at
@@ -338,6 +386,19 @@ fn run(seed: u64, groups: usize) -> Result<(), Error> {
     })?;
     let rto = world.elapsed() - frozen_at;
 
+    // The operator's share: its host is crashed (nothing restarts a crashed host), which
+    // frees its heap at once; then the rest of the simulation runs on without it.
+    let heap_with_operator = heap_live_bytes();
+    let (operator_host, _) = operator_endpoint(&world)?;
+    world.network().crash(&operator_host);
+    let heap_without_operator = heap_live_bytes();
+    let operator_heap = heap_with_operator.saturating_sub(heap_without_operator);
+    let cpu_before_rest = cpu_time();
+    let sim_before_rest = world.elapsed();
+    world.run_for(WITHOUT_OPERATOR)?;
+    let rest_cpu_per_second = cpu_time().saturating_sub(cpu_before_rest).as_secs_f64()
+        / (world.elapsed() - sim_before_rest).as_secs_f64();
+
     let per_second = |key: &str| {
         let n = requests_after.get(key).copied().unwrap_or(0)
             - requests_before.get(key).copied().unwrap_or(0);
@@ -353,11 +414,6 @@ fn run(seed: u64, groups: usize) -> Result<(), Error> {
         .filter(|k| *k != "status-writes")
         .map(|k| per_second(k))
         .sum();
-    println!("{groups} group(s), {WRITES_PER_SECOND} writes/s each, seed {seed}:");
-    println!(
-        "  bootstrap to all Healthy: {:.1} simulated s",
-        bootstrap.as_secs_f64()
-    );
     println!(
         "  operator API requests/s over {} simulated s: {total:.2} ({})",
         simulated.as_secs(),
@@ -369,18 +425,34 @@ fn run(seed: u64, groups: usize) -> Result<(), Error> {
     );
     println!(
         "  reconcile pass latency (simulated): p50 {}, p99 {}",
-        quantile(&metrics_before, &metrics_after, 0.5),
-        quantile(&metrics_before, &metrics_after, 0.99)
+        quantile(&reconciles_before, &reconciles_after, 0.5),
+        quantile(&reconciles_before, &reconciles_after, 0.99)
     );
     println!(
-        "  process memory (whole simulation): {} MiB resident, {} MiB peak",
+        "  probe pass latency (simulated, both sites in turn): p50 {}, p99 {}",
+        quantile(&probes_before, &probes_after, 0.5),
+        quantile(&probes_before, &probes_after, 0.99)
+    );
+    println!(
+        "  process memory (whole simulation): {} MiB resident, {} MiB peak; heap {:.1} MiB live",
         rss / 1024,
-        peak / 1024
+        peak / 1024,
+        mib(heap_window)
     );
     println!(
-        "  process CPU per simulated second (whole simulation): {:.3} s ({:.1} s wall for the window)",
-        cpu.as_secs_f64() / simulated.as_secs_f64(),
+        "  operator heap (allocator: live bytes freed when its host was crashed): {:.1} MiB ({:.0} KiB per group)",
+        mib(operator_heap),
+        operator_heap as f64 / 1024.0 / groups as f64
+    );
+    let cpu_per_second = cpu.as_secs_f64() / simulated.as_secs_f64();
+    println!(
+        "  process CPU per simulated second (whole simulation): {cpu_per_second:.3} s ({:.1} s wall for the window)",
         wall_window.as_secs_f64()
+    );
+    println!(
+        "  operator CPU per simulated second (whole simulation minus {} s without the operator, {rest_cpu_per_second:.3} s): {:.3} s",
+        WITHOUT_OPERATOR.as_secs(),
+        (cpu_per_second - rest_cpu_per_second).max(0.0)
     );
     println!("  groups Healthy at the end of the window: {healthy_after} of {groups}");
     if moved {

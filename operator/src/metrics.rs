@@ -76,6 +76,7 @@ struct Inner {
     verifications: Family<ProfileResultLabels, Counter>,
     verification_last_success: Family<ProfileLabels, F64Gauge>,
     verification_duration: HistogramFamily<ProfileLabels>,
+    probe_duration: HistogramFamily<GroupLabels>,
     /// Every site each group's per-site series were set for, keyed by (namespace,
     /// group): `forget_group` removes exactly those, whatever the spec says by then.
     group_sites: Mutex<BTreeMap<(String, String), BTreeSet<String>>>,
@@ -149,6 +150,7 @@ impl Metrics {
             verifications: Family::default(),
             verification_last_success: Family::default(),
             verification_duration: Family::new_with_constructor(backup_buckets),
+            probe_duration: Family::new_with_constructor(reconcile_buckets),
             group_sites: Mutex::default(),
             group_profiles: Mutex::default(),
             registry: Registry::default(),
@@ -297,6 +299,11 @@ impl Metrics {
             "backup_max_age_seconds",
             "How old the profile's newest successful backup may get: twice the schedule's longest wait between runs",
             inner.backup_max_age.clone(),
+        );
+        registry.register(
+            "probe_duration_seconds",
+            "Time of one probe pass: every site of the group probed in turn",
+            inner.probe_duration.clone(),
         );
         Self(Arc::new(Inner { registry, ..inner }))
     }
@@ -546,6 +553,14 @@ impl Metrics {
                 self.0.dragonfly_sessions_preserved.remove(&labels);
             }
         }
+    }
+
+    /// One probe pass of a group (its sites probed in turn) took `took`.
+    pub fn probed(&self, namespace: &str, group: &str, took: Duration) {
+        self.0
+            .probe_duration
+            .get_or_create(&Self::group(namespace, group))
+            .observe(took.as_secs_f64());
     }
 
     pub fn reconciled(
@@ -965,6 +980,7 @@ pub const FAMILIES: &[(&str, MetricType)] = &[
         "backup_verification_duration_seconds",
         MetricType::Histogram,
     ),
+    ("probe_duration_seconds", MetricType::Histogram),
 ];
 
 /// The OpenMetrics type of a family: it decides the names of its samples.
@@ -1293,12 +1309,14 @@ mod tests {
         );
         m.reconciled("bp", "g", ReconcileResult::error, Duration::from_millis(30));
         m.status_write_dropped("bp", "g");
+        m.probed("bp", "g", Duration::from_millis(2));
         m.set_leader(true);
         let text = m.render();
         for expected in [
             r#"bloodraven_reconciles_total{namespace="bp",group="g",result="success"} 1"#,
             r#"bloodraven_reconciles_total{namespace="bp",group="g",result="error"} 1"#,
             r#"bloodraven_reconcile_duration_seconds_count{namespace="bp",group="g"} 2"#,
+            r#"bloodraven_probe_duration_seconds_count{namespace="bp",group="g"} 1"#,
             r#"bloodraven_status_writes_dropped_total{namespace="bp",group="g"} 1"#,
             "bloodraven_leader 1",
         ] {

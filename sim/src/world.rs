@@ -61,6 +61,7 @@ pub struct WorldBuilder {
     timings: ClusterTimings,
     images: ImageRegistry,
     watch_delay_max: Duration,
+    tcp_capacity: Option<usize>,
 }
 
 impl WorldBuilder {
@@ -79,7 +80,18 @@ impl WorldBuilder {
             timings: ClusterTimings::default(),
             images: crate::programs::builtin_registry(),
             watch_delay_max: Duration::ZERO,
+            tcp_capacity: None,
         }
+    }
+
+    /// turmoil's per-host TCP capacity (default 64): the pending connections a
+    /// listener holds before it accepts them, and each stream's segments in flight.
+    /// turmoil panics ("server socket buffer full") when more clients than that
+    /// connect to one listener within a step, as the sidecars of 100 groups do to the
+    /// API server; a real kernel would queue or refuse them.
+    pub fn tcp_capacity(mut self, capacity: usize) -> Self {
+        self.tcp_capacity = Some(capacity);
+        self
     }
 
     /// Simulated time per step (default 2 ms). Coarser ticks run faster and quantise
@@ -141,6 +153,9 @@ impl WorldBuilder {
             .simulation_duration(Duration::from_secs(100 * 365 * 24 * 3600))
             .min_message_latency(self.min_latency)
             .max_message_latency(self.max_latency);
+        if let Some(capacity) = self.tcp_capacity {
+            turmoil_builder.tcp_capacity(capacity);
+        }
         let sim = turmoil_builder.build();
         let clock = SimClock::new(self.epoch);
         let api = ApiServer::with_config(

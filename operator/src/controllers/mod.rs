@@ -530,6 +530,7 @@ async fn reconcile(
             .last_probe
             .is_none_or(|at| at.elapsed() >= probe_interval);
     if due {
+        let started = Instant::now();
         let active = group.status.as_ref().and_then(|s| s.active_site.clone());
         let mut order: Vec<&str> = group.spec.sites.iter().map(|s| s.name.as_str()).collect();
         order.sort_by_key(|site| Some(*site) == active.as_deref());
@@ -566,6 +567,7 @@ async fn reconcile(
             state.probes.insert(site.to_string(), probe);
         }
         state.last_probe = Some(Instant::now());
+        deps.metrics.probed(&namespace, &name, started.elapsed());
     }
 
     let leadership = if shared.elector.is_leader() {

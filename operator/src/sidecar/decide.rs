@@ -90,6 +90,49 @@ pub(crate) fn renewal_due(settings: &SidecarSettings, memory: &SidecarMemory, no
             .is_none_or(|last| now >= last.plus(settings.renew_interval))
 }
 
+/// How soon the next tick comes while a lease that moved here carries no grant yet
+/// (see [`next_tick_in`]).
+pub(crate) const GRANT_POLL: Duration = Duration::from_millis(100);
+
+/// How long the sidecar waits before its next tick; `tick` normally. Two exceptions,
+/// both for a lease that has just moved here, and both only about *when* the next
+/// observe -> decide -> act runs, never about what it decides:
+///
+/// - At once, when this tick read the lease (the read succeeded) and it names this site
+///   holder with no renewal attempted within the renew interval. The renewal that
+///   follows is exactly the one the next tick would send, and lifting the fence needs
+///   it acknowledged, so this moves the lift up to a tick earlier.
+/// - After [`GRANT_POLL`] (if shorter than `tick`), while this site holds the lease
+///   without the operator's grant and has held it for less than a lease duration
+///   (`holder_since`, when this sidecar first saw itself named): the operator writes the
+///   grant right after moving the lease, and the lift waits on seeing it. Bounded, so
+///   that a holder left without a grant (an operator that stopped in between) goes
+///   back to the tick interval; a holder whose grant was revoked to fence it has held
+///   the lease for longer and is not affected.
+///
+/// A failed read or renewal waits the tick out, and an attempted renewal is not due
+/// again for a renew interval, so this never loops.
+pub(crate) fn next_tick_in(
+    settings: &SidecarSettings,
+    memory: &SidecarMemory,
+    now: Millis,
+    lease_read: bool,
+    holder_since: Option<Millis>,
+    tick: Duration,
+) -> Duration {
+    if lease_read && renewal_due(settings, memory, now) {
+        return Duration::ZERO;
+    }
+    let awaiting_grant = memory.holds(settings)
+        && memory.known.as_ref().is_some_and(|k| !k.granted_to_me)
+        && holder_since.is_some_and(|since| now < since.plus(settings.timing.duration()));
+    if awaiting_grant {
+        tick.min(GRANT_POLL)
+    } else {
+        tick
+    }
+}
+
 /// Why the mysqld must be read-only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "reason")]
@@ -522,6 +565,77 @@ mod tests {
         assert_eq!(
             renewal_timeout(&s, &SidecarMemory::default(), Millis(0)),
             Duration::from_secs(1)
+        );
+    }
+
+    /// Issue 18: a lease that just moved here is renewed at once, and its grant polled
+    /// for every 100 ms for at most a lease duration; anything else waits for the tick
+    /// (no hot loop on failures, none as a replica or as a revoked long-time holder).
+    #[test]
+    fn next_tick_comes_sooner_only_right_after_the_lease_moved_here() {
+        let s = settings();
+        let tick = Duration::from_millis(500);
+        let read = |holder: Option<&str>, granted: bool| {
+            let mut memory = SidecarMemory::default();
+            memory.record(&s, LeaseEvent::Read(view(holder, granted)));
+            memory
+        };
+        let fresh_holder = read(Some("iad"), false);
+        let replica = read(Some("pdx"), true);
+        let no_holder = read(None, false);
+        let renewed = holder_renewed_at(10_000);
+        let mut renewed_no_grant = SidecarMemory::default();
+        renewed_no_grant.renewal_attempted(Millis(10_000));
+        renewed_no_grant.record(
+            &s,
+            LeaseEvent::RenewalSucceeded {
+                started: Millis(10_000),
+                lease: view(Some("iad"), false),
+            },
+        );
+        let mut failed_renewal = renewed.clone();
+        failed_renewal.renewal_attempted(Millis(11_000));
+        failed_renewal.record(&s, LeaseEvent::RenewalFailed);
+        let at_once = Duration::ZERO;
+        let poll = GRANT_POLL;
+        // (case, memory, now, this tick's read succeeded, holder since, expected)
+        type Case<'a> = (&'a str, &'a SidecarMemory, u64, bool, Option<u64>, Duration);
+        #[rustfmt::skip]
+        let cases: [Case; 14] = [
+            // (case, memory, now, this tick's read succeeded, holder since, expected)
+            ("lease just moved here: renew at once", &fresh_holder, 0, true, Some(0), at_once),
+            ("moved here, granted already: renew at once", &read(Some("iad"), true), 0, true, Some(0), at_once),
+            ("moved here but the read failed", &fresh_holder, 0, false, Some(0), poll),
+            ("a replica", &replica, 0, true, None, tick),
+            ("nobody holds it", &no_holder, 0, true, None, tick),
+            ("renewed, granted", &renewed, 10_500, true, Some(9_000), tick),
+            ("renewed, no grant yet, held 1.5 s: poll for it", &renewed_no_grant, 10_500, true, Some(9_000), poll),
+            ("renewed, no grant, held just under 5 s", &renewed_no_grant, 10_500, true, Some(5_501), poll),
+            ("renewed, no grant, held 5 s: back to the tick", &renewed_no_grant, 10_500, true, Some(5_500), tick),
+            ("revoked long-time holder (planned fence)", &renewed_no_grant, 10_500, true, Some(0), tick),
+            ("renewal due, this tick renewed (not a read)", &renewed, 11_000, false, Some(0), tick),
+            ("renewal failed just now", &failed_renewal, 11_100, false, Some(0), tick),
+            ("renewal failed, read since", &failed_renewal, 11_100, true, Some(0), tick),
+            ("a 1 s tick is shortened to the poll too", &renewed_no_grant, 10_500, true, Some(10_000), poll),
+        ];
+        for (case, memory, now, lease_read, since, expected) in cases {
+            assert_eq!(
+                next_tick_in(&s, memory, Millis(now), lease_read, since.map(Millis), tick),
+                expected,
+                "{case}"
+            );
+        }
+        // A tick already under the poll interval is never lengthened.
+        assert_eq!(
+            next_tick_in(
+                &s,
+                &renewed_no_grant,
+                Millis(10_500),
+                true,
+                Some(Millis(10_000)),
+                Duration::from_millis(50)
+            ),
+            Duration::from_millis(50)
         );
     }
 }

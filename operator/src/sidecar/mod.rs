@@ -32,7 +32,7 @@ use crate::seams::{
 };
 use decide::{
     FenceAttempt, FenceNext, FenceReason, KnownLease, LeaseEvent, MysqlAction, MysqldView,
-    SidecarMemory, SidecarSettings, after_fence_attempt, mysql_action, renewal_due,
+    SidecarMemory, SidecarSettings, after_fence_attempt, mysql_action, next_tick_in, renewal_due,
     renewal_timeout, writable_allowed,
 };
 
@@ -400,12 +400,14 @@ pub async fn run(
     let mut memory = SidecarMemory::default();
     let mut last_lease: Option<Lease> = None;
     let mut session: Option<Box<dyn MysqlSession>> = None;
+    let mut holder_since: Option<Millis> = None;
     tokio::pin!(shutdown);
     loop {
         let mut errors = Vec::new();
 
         // Observe the lease, renewing it when due (the renewal's answer is the read).
         let started = now();
+        let mut lease_read = false;
         match (&last_lease, renewal_due(&settings, &memory, started)) {
             (Some(current), true) => {
                 memory.renewal_attempted(started);
@@ -451,6 +453,7 @@ pub async fn run(
                         Ok(Ok(lease)) => {
                             let view = known(&lease, &settings.site);
                             last_lease = Some(lease);
+                            lease_read = true;
                             LeaseEvent::Read(view)
                         }
                         Ok(Err(err)) => {
@@ -509,9 +512,21 @@ pub async fn run(
             shown.last_tick = Some(Instant::now());
         }
 
+        // Since when this sidecar has seen its site named holder (for `next_tick_in`).
+        let named_holder = memory
+            .known
+            .as_ref()
+            .is_some_and(|k| k.holder.as_deref() == Some(settings.site.as_str()));
+        holder_since = if named_holder {
+            holder_since.or(Some(decided_at))
+        } else {
+            None
+        };
+        // Sooner than a tick only right after the lease moved here.
+        let wait = next_tick_in(&settings, &memory, now(), lease_read, holder_since, tick);
         tokio::select! {
             () = &mut shutdown => return Ok(()),
-            () = tokio::time::sleep(tick) => {}
+            () = tokio::time::sleep(wait) => {}
         }
     }
 }
