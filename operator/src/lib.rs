@@ -25,5 +25,6 @@ pub mod rbac;
 pub mod schema;
 pub mod seams;
 pub mod sidecar;
+pub mod state_feed;
 pub mod storage;
 pub mod validate;

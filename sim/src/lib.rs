@@ -17,6 +17,7 @@ pub mod models;
 pub(crate) mod network;
 pub(crate) mod object;
 pub mod playground;
+pub mod playground_apps;
 pub mod pod;
 pub mod programs;
 pub mod serve;

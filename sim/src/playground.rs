@@ -152,7 +152,30 @@ pub fn install_operator(world: &World) -> Result<(), InstallError> {
         &ResourceKey::new("apps", "v1", "deployments"),
         Some(OPERATOR_NAMESPACE),
         operator_deployment("dev"),
+    )?;
+    create(
+        api,
+        &ResourceKey::core("v1", "services"),
+        Some(OPERATOR_NAMESPACE),
+        operator_service(),
     )
+}
+
+/// The operator's Service: its metrics port, which also serves the dashboard's state
+/// feed (`/ws/state`). Any replica answers the feed (it only reads), so no leader
+/// selection is needed.
+pub fn operator_service() -> Value {
+    use bloodraven::deploy::{METRICS_PORT, METRICS_PORT_NAME, OPERATOR_APP_NAME};
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": OPERATOR_NAME, "namespace": OPERATOR_NAMESPACE,
+                     "labels": {"app.kubernetes.io/name": OPERATOR_APP_NAME}},
+        "spec": {
+            "selector": {"app.kubernetes.io/name": OPERATOR_APP_NAME},
+            "ports": [{"name": METRICS_PORT_NAME, "port": METRICS_PORT, "targetPort": METRICS_PORT_NAME}]
+        }
+    })
 }
 
 /// Creates every object of a manifest (multi-document YAML).
@@ -214,4 +237,9 @@ pub fn apply_text(world: &World, path: &Path, text: &str) -> Result<usize, Insta
 /// `examples/playground.yaml` from the repository.
 pub fn playground_manifest() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/playground.yaml")
+}
+
+/// `examples/playground-apps.yaml`: the counter app (and its Service).
+pub fn playground_apps_manifest() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/playground-apps.yaml")
 }

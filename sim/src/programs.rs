@@ -74,6 +74,7 @@ pub fn register_builtins(registry: &mut ImageRegistry) {
     registry.register(JOB_IMAGE, RunToCompletion, StartupProfile::default());
     crate::models::register(registry);
     crate::bloodraven_image::register(registry);
+    crate::playground_apps::register(registry);
 }
 
 /// A registry holding only the built-in programs.
