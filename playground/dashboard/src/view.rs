@@ -267,18 +267,15 @@ mod tests {
         assert!(b.detail.contains("disconnected"), "{b:?}");
     }
 
+    type WebhookAnswer = Result<Vec<Endpoint>, String>;
+
     #[test]
     fn dns_prefers_the_webhook_and_falls_back_to_the_objects_saying_why() {
         let s = snap(json!({}));
         let live = Ok(vec![endpoint("webhook-target")]);
         let empty = Ok(vec![]);
         let down = Err("connection refused".to_string());
-        let table: [(
-            Option<&Result<Vec<Endpoint>, String>>,
-            DnsSource,
-            &str,
-            Option<&str>,
-        ); 4] = [
+        let table: [(Option<&WebhookAnswer>, DnsSource, &str, Option<&str>); 4] = [
             (Some(&live), DnsSource::Webhook, "webhook-target", None),
             (
                 Some(&empty),
