@@ -9,6 +9,7 @@ pub mod bloodraven_image;
 pub(crate) mod clock;
 pub mod cluster;
 pub mod dialer;
+pub mod expose;
 pub mod harness;
 pub mod hosts;
 pub mod images;
