@@ -91,7 +91,8 @@ report: ## Run the sim suite and a sweep; write docs/report.md: make report [SEE
 
 playground-sim: ## The simulated playground in real time, for kubectl (no Docker): make playground-sim [SEED=1] [PORT=6443]
 	$(CARGO) run --quiet -p bloodraven-sim -- serve --port $(or $(PORT),6443) --seed $(or $(SEED),1) --kubeconfig bloodraven-sim.kubeconfig \
-	  --bloodraven --operator-namespace bloodraven-playground --apply examples/playground.yaml --apply examples/playground-minio.yaml --apply examples/playground-dns.yaml
+	  --bloodraven --operator-namespace bloodraven-playground --apply examples/playground.yaml --apply examples/playground-minio.yaml --apply examples/playground-dns.yaml \
+	  --apply examples/playground-apps.yaml --expose bloodraven-playground/dashboard:8091 --expose bloodraven-playground/counter-app:8090
 
 # The integration tier (crate integration/): its tests are #[ignore]d in `make test` and
 # run here, each against a real server it starts itself (S3: moto's server, from

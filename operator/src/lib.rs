@@ -26,6 +26,7 @@ pub mod rbac;
 pub mod schema;
 pub mod seams;
 pub mod sidecar;
+pub mod state_feed;
 pub mod storage;
 pub mod validate;
 pub mod verification;

@@ -62,6 +62,7 @@ pub fn operator_access() -> Vec<ApiAccess> {
         crate::production::kube::API_ACCESS,
         crate::production::events::API_ACCESS,
         crate::leader::API_ACCESS,
+        crate::state_feed::API_ACCESS,
     ]
     .concat()
 }

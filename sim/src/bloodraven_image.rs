@@ -129,7 +129,8 @@ impl PodProgram for BloodravenProgram {
                     let listener =
                         turmoil::net::TcpListener::bind(("0.0.0.0", args.listen.port())).await?;
                     let app =
-                        bloodraven::metrics::router(deps.metrics.clone(), deps.readiness.clone());
+                        bloodraven::metrics::router(deps.metrics.clone(), deps.readiness.clone())
+                            .merge(bloodraven::state_feed::router(deps.client.clone()));
                     tokio::task::spawn_local(async move {
                         let _ = axum::serve(TurmoilListener(listener), app).await;
                     });

@@ -163,7 +163,30 @@ pub fn install_operator_in(world: &World, namespace: &str) -> Result<(), Install
         &ResourceKey::new("apps", "v1", "deployments"),
         Some(namespace),
         operator_deployment("dev", namespace),
+    )?;
+    create(
+        api,
+        &ResourceKey::core("v1", "services"),
+        Some(namespace),
+        operator_service(namespace),
     )
+}
+
+/// The operator's Service: its metrics port, which also serves the dashboard's state
+/// feed (`/ws/state`). Any replica answers the feed (it only reads), so no leader
+/// selection is needed.
+pub fn operator_service(namespace: &str) -> Value {
+    use bloodraven::deploy::{METRICS_PORT, METRICS_PORT_NAME, OPERATOR_APP_NAME};
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": OPERATOR_NAME, "namespace": namespace,
+                     "labels": {"app.kubernetes.io/name": OPERATOR_APP_NAME}},
+        "spec": {
+            "selector": {"app.kubernetes.io/name": OPERATOR_APP_NAME},
+            "ports": [{"name": METRICS_PORT_NAME, "port": METRICS_PORT, "targetPort": METRICS_PORT_NAME}]
+        }
+    })
 }
 
 /// Creates every object of a manifest (multi-document YAML).
@@ -230,4 +253,9 @@ pub fn playground_manifest() -> PathBuf {
 /// `examples/playground-dns.yaml`: external-dns and the dns-webhook provider.
 pub fn playground_dns_manifest() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/playground-dns.yaml")
+}
+
+/// `examples/playground-apps.yaml`: the counter app (and its Service).
+pub fn playground_apps_manifest() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/playground-apps.yaml")
 }

@@ -75,6 +75,7 @@ pub fn register_builtins(registry: &mut ImageRegistry) {
     crate::models::register(registry);
     crate::bloodraven_image::register(registry);
     crate::external_dns::register(registry);
+    crate::playground_apps::register(registry);
 }
 
 /// A registry holding only the built-in programs.

@@ -32,6 +32,8 @@ pub enum ServeError {
     Install(#[from] crate::playground::InstallError),
     #[error("cannot start the HTTP runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("cannot expose a Service on a local port: {0}")]
+    Expose(std::io::Error),
 }
 
 #[derive(Clone, Debug)]
@@ -54,6 +56,8 @@ pub struct ServeOptions {
     /// The simulated wall-clock start in seconds since the Unix epoch; `None` is the
     /// real current time.
     pub epoch_seconds: Option<u64>,
+    /// Services reachable on real local ports (`--expose`), on the listen address.
+    pub exposures: Vec<crate::expose::Exposure>,
 }
 
 /// The real current time in whole seconds since the Unix epoch: the serve-mode epoch, so
@@ -124,6 +128,13 @@ pub fn serve(options: &ServeOptions) -> Result<(), ServeError> {
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;
+    let exposed = crate::expose::install(
+        &mut world,
+        &options.exposures,
+        options.listen.ip(),
+        &runtime,
+    )
+    .map_err(ServeError::Expose)?;
     std::thread::spawn(move || {
         runtime.block_on(async move {
             match tokio::net::TcpListener::from_std(listener) {
@@ -149,6 +160,12 @@ pub fn serve(options: &ServeOptions) -> Result<(), ServeError> {
         options.kubeconfig.display()
     );
     println!("  export KUBECONFIG={}", options.kubeconfig.display());
+    for (exposure, local) in options.exposures.iter().zip(&exposed) {
+        println!(
+            "  http://{local} -> svc/{} port {} in {}",
+            exposure.service, exposure.port, exposure.namespace
+        );
+    }
 
     // Real-time lockstep: the one legitimate wall-clock read in the simulation (it
     // paces the steps; it never becomes a timestamp).

@@ -120,7 +120,8 @@ pub async fn run_in_cluster(args: OperatorArgs) -> Result<(), OperatorError> {
             address: args.listen,
             source,
         })?;
-    let app = crate::metrics::router(deps.metrics.clone(), deps.readiness.clone());
+    let app = crate::metrics::router(deps.metrics.clone(), deps.readiness.clone())
+        .merge(crate::state_feed::router(deps.client.clone()));
     tokio::spawn(async move {
         if let Err(err) = axum::serve(listener, app).await {
             tracing::error!(%err, "metrics server stopped");

@@ -57,6 +57,11 @@ enum Command {
         /// so that ages in kubectl are relative to the real time).
         #[arg(long)]
         epoch_seconds: Option<u64>,
+        /// Serve a Service's port on a real local port (repeatable):
+        /// NAMESPACE/SERVICE:PORT[=LOCAL_PORT]. The stand-in for `kubectl port-forward`,
+        /// which the simulated API server does not serve.
+        #[arg(long = "expose", value_name = "NS/SVC:PORT[=LOCAL]")]
+        exposures: Vec<bloodraven_sim::expose::Exposure>,
     },
 }
 
@@ -86,6 +91,7 @@ fn main() -> std::process::ExitCode {
             duration_seconds,
             tick_ms,
             epoch_seconds,
+            exposures,
         } => bloodraven_sim::serve::serve(&bloodraven_sim::serve::ServeOptions {
             listen: SocketAddr::new(address, port),
             kubeconfig,
@@ -96,6 +102,7 @@ fn main() -> std::process::ExitCode {
             duration: duration_seconds.map(Duration::from_secs),
             tick: Duration::from_millis(tick_ms.max(1)),
             epoch_seconds,
+            exposures,
         }),
     };
     match result {
