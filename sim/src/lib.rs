@@ -19,6 +19,8 @@ pub(crate) mod object;
 pub mod playground;
 pub mod pod;
 pub mod programs;
+pub mod rng;
+pub mod seam_faults;
 pub mod serve;
 pub mod transport;
 pub mod world;
