@@ -95,13 +95,15 @@ pub fn schedule(seed: u64) -> String {
     let _ = writeln!(
         out,
         "simulation:\n  seed: {seed}\n  seamFaults: {{apiConflictPercent: {}, apiThrottlePercent: {}, \
-         apiUnavailablePercent: {}, apiLostResponsePercent: {}, watchDelayMaxMs: {}, watchStallPercent: {}}}",
+         apiUnavailablePercent: {}, apiLostResponsePercent: {}, watchDelayMaxMs: {}, watchStallPercent: {}, \
+         clockDriftMaxPpm: {}}}",
         faults.api_conflict_percent,
         faults.api_throttle_percent,
         faults.api_unavailable_percent,
         faults.api_lost_response_percent,
         faults.watch_delay_max_ms,
         faults.watch_stall_percent,
+        faults.clock_drift_max_ppm,
     );
     out.push_str(
         "tags: [sweep]\nbackends: [sim]\ntimeout: 15m\nfixture: playground\n\

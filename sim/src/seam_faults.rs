@@ -16,6 +16,10 @@ use crate::rng::{SimRng, Stream, mix};
 pub const MAX_PERCENT: f64 = 20.0;
 /// The most a watch event may be delayed (a lagging watch cache).
 pub const MAX_WATCH_DELAY_MS: u64 = 5_000;
+/// The most a node's wall clock may run fast or slow, in parts per million: a free-running
+/// quartz oscillator is within about ±100 ppm, NTP-disciplined far less; 200 leaves room
+/// (about 0.2 s apart after a 15-minute run between two nodes drifting opposite ways).
+pub const MAX_CLOCK_DRIFT_PPM: u64 = 200;
 
 /// Per-seed seam-fault rates. Percentages apply per request (API) or per watch event.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -38,6 +42,11 @@ pub struct SeamFaults {
     /// Per watch event: the stream stalls instead (sends nothing more and ends when the
     /// client gives up on it); the client must re-watch from its last resourceVersion.
     pub watch_stall_percent: f64,
+    /// Each node's wall clock (the `Clock` its pods read) runs fast or slow by a rate
+    /// drawn per node within ±this many parts per million. Rate only: every clock starts
+    /// at the epoch and stays monotonic. Timers (tokio's time, shared by all hosts under
+    /// turmoil) do not drift.
+    pub clock_drift_max_ppm: u64,
 }
 
 /// Which requests a fault hits: only the product's own clients (operator, sidecar,
@@ -70,6 +79,8 @@ pub enum SeamFaultsError {
     Percent { field: &'static str, value: f64 },
     #[error("seamFaults.watchDelayMaxMs: {0} is above the bound {MAX_WATCH_DELAY_MS}")]
     WatchDelay(u64),
+    #[error("seamFaults.clockDriftMaxPpm: {0} is above the bound {MAX_CLOCK_DRIFT_PPM}")]
+    ClockDrift(u64),
 }
 
 impl SeamFaults {
@@ -103,6 +114,8 @@ impl SeamFaults {
         let watch_stall_percent = percent(&mut rng) / 10.0;
         let delay_on = rng.chance(0.5);
         let delay = rng.range(100, 2_000);
+        let drift_on = rng.chance(0.5);
+        let drift = rng.range(10, MAX_CLOCK_DRIFT_PPM);
         Self {
             api_conflict_percent,
             api_throttle_percent,
@@ -110,6 +123,7 @@ impl SeamFaults {
             api_lost_response_percent,
             watch_delay_max_ms: if delay_on { delay } else { 0 },
             watch_stall_percent: (watch_stall_percent * 1000.0).round() / 1000.0,
+            clock_drift_max_ppm: if drift_on { drift } else { 0 },
         }
     }
 
@@ -128,6 +142,9 @@ impl SeamFaults {
         }
         if self.watch_delay_max_ms > MAX_WATCH_DELAY_MS {
             return Err(SeamFaultsError::WatchDelay(self.watch_delay_max_ms));
+        }
+        if self.clock_drift_max_ppm > MAX_CLOCK_DRIFT_PPM {
+            return Err(SeamFaultsError::ClockDrift(self.clock_drift_max_ppm));
         }
         Ok(())
     }
@@ -153,13 +170,27 @@ impl SeamFaults {
             return ApiFault::Throttle;
         }
         if within(self.api_unavailable_percent) {
-            let code = if mix(index) % 2 == 0 { 500 } else { 503 };
+            let code = if mix(index).is_multiple_of(2) { 500 } else { 503 };
             return ApiFault::Unavailable(code);
         }
         if within(self.api_lost_response_percent) {
             return ApiFault::LostResponse;
         }
         ApiFault::None
+    }
+
+    /// The rate, in parts per million (negative: slow), at which `node`'s clock runs:
+    /// uniform in ±`clock_drift_max_ppm`, a pure function of the seed and the node name.
+    pub fn clock_rate_ppm(&self, seed: u64, node: &str) -> i64 {
+        let max = i64::try_from(self.clock_drift_max_ppm.min(MAX_CLOCK_DRIFT_PPM)).unwrap_or(0);
+        if max == 0 {
+            return 0;
+        }
+        let name = node
+            .bytes()
+            .fold(0xc10c_0000_0000_0000_u64, |h, b| mix(h ^ u64::from(b)));
+        let span = u64::try_from(2 * max + 1).unwrap_or(1);
+        i64::try_from(mix(seed ^ name) % span).unwrap_or(0) - max
     }
 
     /// Whether the `index`-th event of watch `watch_id` stalls its stream.
@@ -185,13 +216,14 @@ impl fmt::Display for SeamFaults {
         }
         write!(
             f,
-            "seam faults: api 409 {}% 429 {}% 5xx {}% lost-response {}%, watch delay <= {} ms, watch stall {}%",
+            "seam faults: api 409 {}% 429 {}% 5xx {}% lost-response {}%, watch delay <= {} ms, watch stall {}%, clock drift <= {} ppm",
             self.api_conflict_percent,
             self.api_throttle_percent,
             self.api_unavailable_percent,
             self.api_lost_response_percent,
             self.watch_delay_max_ms,
-            self.watch_stall_percent
+            self.watch_stall_percent,
+            self.clock_drift_max_ppm
         )
     }
 }
@@ -219,6 +251,7 @@ mod tests {
             api_lost_response_percent: 5.0,
             watch_delay_max_ms: 0,
             watch_stall_percent: 1.0,
+            clock_drift_max_ppm: 0,
         };
         let n = 100_000;
         let mut counts = [0u64; 4];
@@ -261,7 +294,9 @@ mod tests {
         assert!(drawn.iter().any(|f| f.api_lost_response_percent == 0.0));
         assert!(drawn.iter().any(|f| f.watch_delay_max_ms > 0));
         assert!(drawn.iter().any(|f| f.watch_stall_percent > 0.0));
-        assert!(drawn.iter().any(SeamFaults::is_off) || drawn.len() < 64);
+        assert!(drawn.iter().any(|f| f.clock_drift_max_ppm > 0));
+        // All seven off is one seed in 128.
+        assert!((0..2_000).map(SeamFaults::draw).any(|f| f.is_off()));
     }
 
     #[test]
@@ -280,5 +315,28 @@ mod tests {
             ..SeamFaults::off()
         };
         assert!(faults.validate().is_err());
+        let faults = SeamFaults {
+            clock_drift_max_ppm: 1_000,
+            ..SeamFaults::off()
+        };
+        assert!(faults.validate().is_err());
+    }
+
+    #[test]
+    fn clock_rates_stay_within_the_bound_per_node_and_replay() {
+        let faults = SeamFaults {
+            clock_drift_max_ppm: 150,
+            ..SeamFaults::off()
+        };
+        let rates: Vec<i64> = (0..500)
+            .map(|i| faults.clock_rate_ppm(3, &format!("node-{i}")))
+            .collect();
+        assert!(rates.iter().all(|r| (-150..=150).contains(r)), "{rates:?}");
+        assert!(rates.iter().any(|r| *r > 100) && rates.iter().any(|r| *r < -100));
+        assert_eq!(
+            faults.clock_rate_ppm(3, "bloodraven-iad"),
+            faults.clock_rate_ppm(3, "bloodraven-iad")
+        );
+        assert_eq!(SeamFaults::off().clock_rate_ppm(3, "bloodraven-iad"), 0);
     }
 }
