@@ -170,7 +170,11 @@ impl SeamFaults {
             return ApiFault::Throttle;
         }
         if within(self.api_unavailable_percent) {
-            let code = if mix(index).is_multiple_of(2) { 500 } else { 503 };
+            let code = if mix(index).is_multiple_of(2) {
+                500
+            } else {
+                503
+            };
             return ApiFault::Unavailable(code);
         }
         if within(self.api_lost_response_percent) {
