@@ -451,6 +451,9 @@ impl SimBackend {
                 // again, as a person at a mysql prompt would: every statement here is
                 // safe to repeat (upserts of fixed keys, SETs).
                 let mut attempt = 1;
+                // Forced writes already committed: a retry goes on after them, so the
+                // site ends with exactly the divergent transactions the step asked for.
+                let mut done = 0;
                 loop {
                     let mut session = mysql_connector(dialer.clone(), MysqlTimeouts::default())
                         .connect(&target)
@@ -461,7 +464,7 @@ impl SimBackend {
                                 e,
                             )
                         })?;
-                    match statements.run(&mut session).await {
+                    match statements.run(&mut session, &mut done).await {
                         Err(bloodraven::seams::MysqlError::ConnectionLost { .. })
                             if attempt < LOCAL_STATEMENT_ATTEMPTS =>
                         {
@@ -507,15 +510,19 @@ fn statements_label(statements: LocalStatements) -> &'static str {
 }
 
 impl LocalStatements {
+    /// Runs the statements; `done` counts the forced writes that committed (a retry
+    /// starts after them).
     async fn run(
         self,
         session: &mut Box<dyn MysqlSession>,
+        done: &mut u32,
     ) -> Result<(), bloodraven::seams::MysqlError> {
         match self {
             LocalStatements::ForcedWrites(transactions) => {
-                for n in 1..=transactions {
+                for n in (*done + 1)..=transactions {
                     let key = format!("{DIVERGENT_KEY_PREFIX}{n}");
                     session.forced_write(&key, i64::from(n)).await?;
+                    *done = n;
                 }
                 Ok(())
             }
