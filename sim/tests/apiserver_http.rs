@@ -442,6 +442,7 @@ async fn seam_faults_hit_the_products_requests_only_and_lost_responses_commit() 
         }
     }
     assert!(codes.get(&409).is_some_and(|n| *n >= 3), "{codes:?}");
-    assert!(codes.get(&429).is_some_and(|n| *n >= 3), "{codes:?}");
+    // No 429 reaches the caller: kube's client retries it (Retry-After) on its own.
+    assert!(!codes.contains_key(&429), "{codes:?}");
     assert!(codes.get(&200).is_some_and(|n| *n >= 60), "{codes:?}");
 }
