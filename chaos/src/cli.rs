@@ -447,8 +447,10 @@ fn run_sweep(
         } else {
             let failures: String = outcome.failures.iter().map(ToString::to_string).collect();
             errln!(
-                "sweep: seed {} FAILED\n{failures}replay: {}\n",
+                "sweep: seed {} FAILED\n{failures}{}\n{}\nreplay: {}\n",
                 r.seed,
+                bloodraven_sim::rng::seed_line(r.seed),
+                r.seam_faults,
                 r.replay
             );
         }
@@ -477,16 +479,35 @@ fn run_sweep(
         summary.failed.len()
     );
     for r in &summary.failed {
+        let file = write_failing_seed(r.seed, scenarios_dir, &report_dir.join("sweep-failures"))?;
         outln!(
-            "  seed {}: {}\n    replay: {}",
+            "  seed {}: {}\n    {}\n    {}\n    replay: {}\n    or: bloodraven-chaos run {}",
             r.seed,
             r.failure.as_deref().unwrap_or("?"),
-            r.replay
+            bloodraven_sim::rng::seed_line(r.seed),
+            r.seam_faults,
+            r.replay,
+            file.display()
         );
     }
     let json = serde_json::to_string_pretty(&summary)?;
     report::write_text(&report_dir.join("sweep.json"), &json)?;
     Ok(summary)
+}
+
+/// Writes `seed`'s schedule, seed and seam-fault rates as a scenario file in `dir`, with
+/// the playground fixture it names beside it (`dir/fixtures/`), so that
+/// `bloodraven-chaos run FILE` replays the seed without the sweep.
+fn write_failing_seed(seed: u64, scenarios_dir: &Path, dir: &Path) -> Result<PathBuf, CliError> {
+    let file = dir.join(format!("sweep-{seed}.yaml"));
+    report::write_text(&file, &sweep::schedule(seed))?;
+    let fixture = scenarios_dir.join("fixtures").join("playground.yaml");
+    let text = std::fs::read_to_string(&fixture).map_err(|source| report::ReportError::Read {
+        path: fixture.clone(),
+        source,
+    })?;
+    report::write_text(&dir.join("fixtures").join("playground.yaml"), &text)?;
+    Ok(file)
 }
 
 async fn run_many(
@@ -523,9 +544,10 @@ async fn run_many_outcomes(
         BackendKind::Sim => {
             let seed = options.seed.unwrap_or(sim::DEFAULT_SEED);
             errln!(
-                "sim: seed {seed}{}",
+                "sim: {}{}",
+                bloodraven_sim::rng::seed_line(seed),
                 if options.seed.is_none() {
-                    " (the default; --seed N to change)"
+                    " (the default unless a scenario sets simulation.seed; --seed N to change)"
                 } else {
                     ""
                 }
@@ -555,7 +577,11 @@ async fn run_many_outcomes(
         };
         let mut config =
             RunConfig::new(report_dir.join("ledgers").join(format!("{}.ledger", s.id)));
-        config.seed = seed;
+        // A scenario's own `simulation.seed` (a sweep seed's file) unless --seed is given.
+        config.seed = match options.backend {
+            BackendKind::Sim => options.seed.or(s.simulation.seed).or(seed),
+            BackendKind::K3d => seed,
+        };
         let prefix = format!("[{}/{total}]", i + 1);
         config.progress = Some(Arc::new(move |line: &str| errln!("{prefix} {line}")));
         let stop = stop.clone();

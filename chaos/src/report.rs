@@ -90,8 +90,18 @@ pub fn summary_table(outcomes: &[ScenarioOutcome]) -> String {
 /// The failure text of one scenario: every failure, then how to replay it.
 pub fn failure_text(outcome: &ScenarioOutcome) -> String {
     let mut out = failures_only(outcome);
+    out.push_str(&seed_text(outcome));
     out.push_str(&format!("replay: {}\n", replay_command(outcome)));
     out
+}
+
+/// `seed N (generator G, commit C)` of a sim run, with a newline; empty otherwise. The
+/// commit and generator say what else the replay needs besides the seed.
+fn seed_text(outcome: &ScenarioOutcome) -> String {
+    match (outcome.backend, outcome.seed) {
+        (BackendKind::Sim, Some(seed)) => format!("{}\n", bloodraven_sim::rng::seed_line(seed)),
+        _ => String::new(),
+    }
 }
 
 /// What a failing test prints: every failure, the timeline, then `replay` (the
@@ -102,6 +112,7 @@ pub fn failure_with_timeline(outcome: &ScenarioOutcome, replay: &str) -> String 
     for entry in &outcome.timeline {
         out.push_str(&format!("  {entry}\n"));
     }
+    out.push_str(&seed_text(outcome));
     out.push_str(&format!("replay: {replay}\n"));
     out
 }
@@ -187,6 +198,11 @@ pub fn junit(
 pub enum ReportError {
     #[error("writing {}: {source}", path.display())]
     Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("reading {}: {source}", path.display())]
+    Read {
         path: std::path::PathBuf,
         source: std::io::Error,
     },

@@ -1,50 +1,26 @@
 //! The seed sweep: for each seed, a random fault schedule over the playground (kills,
 //! partitions, cordons, node crashes, operator restarts, planned failovers, at random
 //! simulated times), written as an ordinary scenario and run on the sim backend with the
-//! same seed and both invariants on. Everything is derived from the seed, so a failing
-//! seed replays exactly (`bloodraven-chaos sweep --first SEED --seeds 1`).
+//! same seed and both invariants on, with the seed's own seam-fault rates (swarm
+//! testing, `bloodraven_sim::seam_faults`). Everything is drawn from the seed by the
+//! simulation's one generator (`bloodraven_sim::rng`), so a failing seed replays exactly
+//! (`bloodraven-chaos sweep --first SEED --seeds 1`), and its scenario text, which
+//! carries the seed and the rates, replays it as an ordinary scenario file.
 
 use std::fmt::Write as _;
 use std::ops::RangeInclusive;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use serde::Serialize;
+
+use bloodraven_sim::rng::{self, SimRng, Stream};
+use bloodraven_sim::seam_faults::SeamFaults;
 
 use crate::backend::sim;
 use crate::runner::{RunConfig, ScenarioOutcome};
 use crate::scenario::{self, Scenario, ScenarioError};
-
-/// SplitMix64 (Steele, Lea, Flood 2014): tiny, and its output for a seed never changes
-/// with a dependency upgrade, which a replayable schedule needs.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `low..=high` (the modulo bias is irrelevant at these sizes).
-    pub fn range(&mut self, low: u64, high: u64) -> u64 {
-        low + self.next_u64() % (high - low + 1)
-    }
-
-    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        let index = self.range(0, items.len() as u64 - 1) as usize;
-        items[index]
-    }
-}
 
 const SITES: [&str; 2] = ["iad", "pdx"];
 const GROUP: &str = "{kind: MysqlFailoverGroup, name: playground}";
@@ -84,16 +60,21 @@ struct Planned {
 
 /// `seed`'s disruptions: 2 to 5, every choice drawn from the seed in a fixed order.
 fn plan(seed: u64) -> Vec<Planned> {
-    let mut rng = SplitMix64::new(seed);
+    let mut rng = SimRng::new(seed, Stream::SweepSchedule);
     let count = rng.range(2, 5);
     (0..count)
         .map(|_| Planned {
             pause_s: rng.range(2, 40),
-            site: rng.pick(&SITES),
+            site: rng.pick(&SITES).unwrap_or("iad"),
             hold_s: rng.range(1, 45),
-            kind: rng.pick(&DISRUPTIONS),
+            kind: rng.pick(&DISRUPTIONS).unwrap_or(Disruption::KillSite),
         })
         .collect()
+}
+
+/// `seed`'s seam-fault rates (drawn per seed: swarm testing).
+pub fn seam_faults(seed: u64) -> SeamFaults {
+    SeamFaults::draw(seed)
 }
 
 /// The scenario text of `seed`'s schedule: 2 to 5 disruptions, each after a random
@@ -108,6 +89,21 @@ pub fn schedule(seed: u64) -> String {
         out,
         "description: sweep seed {seed}, {} random disruptions over the playground",
         planned.len()
+    );
+    let faults = seam_faults(seed);
+    let _ = writeln!(out, "# {}\n# {faults}", rng::seed_line(seed));
+    let _ = writeln!(
+        out,
+        "simulation:\n  seed: {seed}\n  seamFaults: {{apiConflictPercent: {}, apiThrottlePercent: {}, \
+         apiUnavailablePercent: {}, apiLostResponsePercent: {}, watchDelayMaxMs: {}, watchStallPercent: {}, \
+         clockDriftMaxPpm: {}}}",
+        faults.api_conflict_percent,
+        faults.api_throttle_percent,
+        faults.api_unavailable_percent,
+        faults.api_lost_response_percent,
+        faults.watch_delay_max_ms,
+        faults.watch_stall_percent,
+        faults.clock_drift_max_ppm,
     );
     out.push_str(
         "tags: [sweep]\nbackends: [sim]\ntimeout: 15m\nfixture: playground\n\
@@ -169,32 +165,21 @@ pub fn schedule(seed: u64) -> String {
 pub fn ci_seeds() -> RangeInclusive<u64> {
     let mut missing: Vec<Disruption> = DISRUPTIONS.to_vec();
     let mut delayed = false;
+    let mut lost = false;
     let mut seed = 1;
     // Bounded so that a generator change cannot hang CI; the unit test below checks
     // that the answer covers every kind and stays short.
     while seed < 1000 {
         missing.retain(|kind| !plan(seed).iter().any(|p| p.kind == *kind));
-        delayed |= !watch_delay(seed).is_zero();
-        if missing.is_empty() && delayed && seed >= CI_MIN_SEEDS {
+        let faults = seam_faults(seed);
+        delayed |= faults.watch_delay_max_ms > 0;
+        lost |= faults.api_lost_response_percent > 0.0;
+        if missing.is_empty() && delayed && lost && seed >= CI_MIN_SEEDS {
             break;
         }
         seed += 1;
     }
     1..=seed
-}
-
-/// How late the simulated API server may deliver each watch event in `seed`'s run:
-/// zero for about two seeds in three, 100 to 500 ms for the others. Drawn from its own
-/// generator, so the fault schedules (and every seed's replay) stay what they were; the
-/// operator must act on what it wrote, never on a cache that has not caught up with it
-/// (issue 12: a stale status repeated a transition and its Events).
-pub fn watch_delay(seed: u64) -> Duration {
-    // "WATCHDLY": any constant that is not another generator's works.
-    let mut rng = SplitMix64::new(seed ^ 0x5741_5443_4844_4c59);
-    if rng.range(0, 2) != 0 {
-        return Duration::ZERO;
-    }
-    Duration::from_millis(rng.range(100, 500))
 }
 
 /// CI's sweep is at least this many seeds.
@@ -215,8 +200,8 @@ pub struct SeedResult {
     pub failure: Option<String>,
     pub wall_ms: u64,
     pub simulated_ms: u64,
-    /// The most a watch event was delayed in this seed's run ([`watch_delay`]).
-    pub watch_delay_ms: u64,
+    /// The seed's seam-fault rates.
+    pub seam_faults: SeamFaults,
     pub replay: String,
 }
 
@@ -262,7 +247,7 @@ fn result_of(seed: u64, outcome: &ScenarioOutcome) -> SeedResult {
             .map(|f| format!("{}: {}", f.step, f.message)),
         wall_ms: outcome.wall_ms,
         simulated_ms: outcome.simulated_ms,
-        watch_delay_ms: u64::try_from(watch_delay(seed).as_millis()).unwrap_or(u64::MAX),
+        seam_faults: seam_faults(seed),
         replay: replay_command(seed),
     }
 }
@@ -299,7 +284,6 @@ pub fn run(
                     let mut config =
                         RunConfig::new(ledger_dir.join(format!("sweep-{seed}.ledger")));
                     config.seed = Some(*seed);
-                    config.watch_delay = watch_delay(*seed);
                     let outcome = sim::run_scenario(scenario, &config);
                     let result = result_of(*seed, &outcome);
                     on_result(&result, &outcome);
@@ -331,8 +315,6 @@ mod tests {
 
     #[test]
     fn the_generator_is_a_fixed_function_of_the_seed() {
-        // SplitMix64's published first output for seed 0.
-        assert_eq!(SplitMix64::new(0).next_u64(), 0xE220_A839_7B1D_CDAF);
         assert_eq!(schedule(7), schedule(7));
         assert_ne!(schedule(7), schedule(8));
     }
@@ -345,6 +327,9 @@ mod tests {
             let s = scenario(seed, dir).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
             assert_eq!(s.invariants.len(), 2);
             assert_eq!(s.fixture.as_deref(), Some("playground"));
+            // The scenario carries the seed and its rates: the file alone replays it.
+            assert_eq!(s.simulation.seed, Some(seed));
+            assert_eq!(s.simulation.seam_faults, seam_faults(seed));
             all.push_str(&schedule(seed));
         }
         for needle in [
@@ -364,7 +349,7 @@ mod tests {
     fn cpu_time_is_read_and_grows_with_work() {
         let before = process_cpu_ms().expect("/proc/self/stat");
         // Spin until 30 ms of CPU show (however busy the machine), or give up after 20 s.
-        let mut rng = SplitMix64::new(1);
+        let mut rng = SimRng::new(1, Stream::SweepSchedule);
         let spin = std::time::Instant::now();
         let mut after = before;
         while after < before + 30 && spin.elapsed() < std::time::Duration::from_secs(20) {
@@ -390,26 +375,17 @@ mod tests {
             assert!(used.contains(&kind), "CI seeds never {kind:?}");
         }
         assert!(
-            seeds.clone().any(|seed| !watch_delay(seed).is_zero()),
+            seeds
+                .clone()
+                .any(|seed| seam_faults(seed).watch_delay_max_ms > 0),
             "no CI seed delays watch events"
         );
-    }
-
-    #[test]
-    fn a_share_of_seeds_delays_watch_events_within_bounds() {
-        let delays: Vec<Duration> = (0..300).map(watch_delay).collect();
-        let delayed = delays.iter().filter(|d| !d.is_zero()).count();
         assert!(
-            (60..=140).contains(&delayed),
-            "{delayed} of 300 seeds delayed"
+            seeds
+                .clone()
+                .any(|seed| seam_faults(seed).api_lost_response_percent > 0.0),
+            "no CI seed loses API responses"
         );
-        for d in delays.iter().filter(|d| !d.is_zero()) {
-            assert!(
-                (Duration::from_millis(100)..=Duration::from_millis(500)).contains(d),
-                "{d:?}"
-            );
-        }
-        assert_eq!(watch_delay(7), watch_delay(7));
     }
 
     #[test]

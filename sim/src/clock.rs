@@ -63,9 +63,55 @@ impl Clock for SimClock {
     }
 }
 
+/// A node's wall clock running `rate_ppm` parts per million fast (negative: slow)
+/// relative to [`SimClock`]: the seam fault "clock drift" (`crate::seam_faults`). It
+/// reads the epoch at the start and stays monotonic (rates are far above -10^6).
+#[derive(Clone, Debug)]
+pub(crate) struct DriftingClock {
+    inner: SimClock,
+    rate_ppm: i64,
+}
+
+impl DriftingClock {
+    pub(crate) fn new(inner: SimClock, rate_ppm: i64) -> Self {
+        Self { inner, rate_ppm }
+    }
+
+    /// The drifted time since the epoch, in nanoseconds.
+    fn elapsed_nanos(&self) -> i128 {
+        let elapsed = i128::try_from(self.inner.elapsed().as_nanos()).unwrap_or(i128::MAX);
+        elapsed.saturating_add(elapsed.saturating_mul(i128::from(self.rate_ppm)) / 1_000_000)
+    }
+}
+
+impl Clock for DriftingClock {
+    fn now(&self) -> jiff::Timestamp {
+        let epoch = i128::try_from(self.inner.epoch().as_nanos()).unwrap_or(i128::MAX);
+        let nanos = epoch.saturating_add(self.elapsed_nanos().max(0));
+        jiff::Timestamp::from_nanosecond(nanos).unwrap_or(jiff::Timestamp::MAX)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_drifting_clock_runs_at_its_rate_from_the_epoch() {
+        let clock = SimClock::new(Duration::from_secs(DEFAULT_EPOCH_SECONDS));
+        let fast = DriftingClock::new(clock.clone(), 200);
+        let slow = DriftingClock::new(clock.clone(), -200);
+        assert_eq!(fast.now(), clock.now());
+        clock.publish(Duration::from_secs(1_000));
+        // 200 ppm of 1000 s is 200 ms.
+        assert_eq!(fast.now().to_string(), "2025-01-01T00:16:40.2Z");
+        assert_eq!(slow.now().to_string(), "2025-01-01T00:16:39.8Z");
+        let later = {
+            clock.publish(Duration::from_millis(1_000_001));
+            slow.now()
+        };
+        assert!(later > jiff::Timestamp::from_second(1_735_690_599).unwrap_or_default());
+    }
 
     #[test]
     fn outside_a_host_the_clock_reads_the_published_time() {

@@ -22,6 +22,8 @@ pub mod playground;
 pub mod playground_apps;
 pub mod pod;
 pub mod programs;
+pub mod rng;
+pub mod seam_faults;
 pub mod serve;
 pub mod transport;
 pub mod world;

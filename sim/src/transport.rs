@@ -20,8 +20,6 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use kube::client::middleware::BaseUriLayer;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use tower::ServiceBuilder;
 
 /// The turmoil host name of the simulated API server.
@@ -267,7 +265,7 @@ where
 /// timer reads tokio's (simulated) clock: kube's `DefaultBackoff` jitters from the
 /// thread RNG and times resets with `std::time::Instant`, both nondeterministic.
 pub struct SeededBackoff {
-    rng: StdRng,
+    rng: crate::rng::SimRng,
     min: Duration,
     max: Duration,
     reset_after: Duration,
@@ -278,7 +276,7 @@ pub struct SeededBackoff {
 impl SeededBackoff {
     pub fn new(seed: u64) -> Self {
         Self {
-            rng: StdRng::seed_from_u64(seed),
+            rng: crate::rng::SimRng::new(seed, crate::rng::Stream::WatcherBackoff),
             min: Duration::from_millis(800),
             max: Duration::from_secs(30),
             reset_after: Duration::from_secs(120),
@@ -313,7 +311,7 @@ impl Iterator for SeededBackoff {
             (self.current * 2).min(self.max)
         };
         // Full jitter on top, as backon's `with_jitter` does: [current, 2 * current).
-        let jitter = self.rng.random_range(0.0..1.0_f64);
+        let jitter = self.rng.unit();
         Some(self.current.mul_f64(1.0 + jitter))
     }
 }

@@ -11,8 +11,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use serde_json::{Value, json};
 
 use crate::apiserver::{ApiServer, ServerConfig, TurmoilListener};
@@ -23,6 +21,8 @@ use crate::cluster::{
 use crate::images::ImageRegistry;
 use crate::network::{Network, NetworkFault, Placement};
 use crate::object::{name, str_at};
+use crate::rng::{SimRng, Stream};
+use crate::seam_faults::SeamFaults;
 use crate::transport::{API_SERVER_HOST, API_SERVER_PORT};
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +62,7 @@ pub struct WorldBuilder {
     images: ImageRegistry,
     watch_delay_max: Duration,
     tcp_capacity: Option<usize>,
+    seam_faults: SeamFaults,
 }
 
 impl WorldBuilder {
@@ -81,6 +82,7 @@ impl WorldBuilder {
             images: crate::programs::builtin_registry(),
             watch_delay_max: Duration::ZERO,
             tcp_capacity: None,
+            seam_faults: SeamFaults::off(),
         }
     }
 
@@ -121,6 +123,14 @@ impl WorldBuilder {
         self
     }
 
+    /// Seam faults the API server injects into the product's requests and watch streams
+    /// (off by default; see `crate::seam_faults`). A non-zero `watchDelayMaxMs` delays
+    /// watch events as [`WorldBuilder::watch_delay`] does (the larger bound wins).
+    pub fn seam_faults(mut self, faults: SeamFaults) -> Self {
+        self.seam_faults = faults;
+        self
+    }
+
     /// Message latency range on every link (turmoil draws from it with the seed).
     pub fn latency(mut self, min: Duration, max: Duration) -> Self {
         self.min_latency = min;
@@ -146,7 +156,9 @@ impl WorldBuilder {
     pub fn build(self) -> Result<World, WorldError> {
         let mut turmoil_builder = turmoil::Builder::new();
         turmoil_builder
-            .rng_seed(self.seed)
+            // turmoil keys its own SmallRng from this: latency draws and the per-host
+            // tokio seeds (docs/simulation.md, "Random numbers", on what that leaves).
+            .rng_seed(SimRng::new(self.seed, Stream::Turmoil).next_u64())
             .epoch(UNIX_EPOCH + self.epoch)
             .tick_duration(self.tick)
             // Hosts never "finish"; the duration only bounds client-driven `Sim::run`.
@@ -162,7 +174,8 @@ impl WorldBuilder {
             Arc::new(clock.clone()),
             ServerConfig {
                 seed: self.seed,
-                watch_delay_max: self.watch_delay_max,
+                watch_delay_max: self.watch_delay_max.max(self.seam_faults.watch_delay_max()),
+                seam_faults: self.seam_faults,
                 ..ServerConfig::default()
             },
         );
@@ -217,7 +230,7 @@ impl WorldBuilder {
             register_node(&controller_api, node, &ip)?;
         }
 
-        let rng = StdRng::seed_from_u64(self.seed ^ 0x6b75_6265_6c65_7400);
+        let rng = SimRng::new(self.seed, Stream::ControlPlane);
         let control = ControlPlane::new(
             api.clone(),
             clock.clone(),

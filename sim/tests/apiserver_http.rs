@@ -348,3 +348,101 @@ async fn crd_over_http_and_discovery() {
         .is_some()
     );
 }
+
+/// Issue 13 part 3: the HTTP layer's seam faults hit the product's clients only; a lost
+/// response still commits the write; 409 and 429 are refused before anything commits.
+#[tokio::test]
+async fn seam_faults_hit_the_products_requests_only_and_lost_responses_commit() {
+    use bloodraven_sim::seam_faults::SeamFaults;
+    let client_as = |addr: &str, agent: Option<&str>| {
+        let mut config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+        if let Some(agent) = agent {
+            config
+                .headers
+                .push((http::header::USER_AGENT, agent.parse().unwrap()));
+        }
+        kube::Client::try_from(config).unwrap()
+    };
+    let serve = |faults: SeamFaults| async move {
+        let api = ApiServer::with_config(
+            Arc::new(FixedClock),
+            ServerConfig {
+                seed: 3,
+                seam_faults: faults,
+                ..ServerConfig::default()
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(api.clone().serve(listener));
+        (api, addr)
+    };
+
+    // Every request lost: the operator's create commits but its answer never arrives;
+    // the runner (another User-Agent) is never faulted and sees the object.
+    let (_api, addr) = serve(SeamFaults {
+        api_lost_response_percent: 20.0,
+        ..SeamFaults::off()
+    })
+    .await;
+    let operator: Api<ConfigMap> =
+        Api::namespaced(client_as(&addr, Some("bloodraven-operator")), "default");
+    let runner: Api<ConfigMap> = Api::namespaced(client_as(&addr, None), "default");
+    let mut lost = 0;
+    for i in 0..40 {
+        let name = format!("lost-{i}");
+        if operator
+            .create(&PostParams::default(), &cm(&name))
+            .await
+            .is_err()
+        {
+            lost += 1;
+        }
+        // Committed either way.
+        runner.get(&name).await.unwrap();
+    }
+    assert!((2..=20).contains(&lost), "{lost} of 40 lost");
+    for _ in 0..40 {
+        runner.list(&ListParams::default()).await.unwrap();
+    }
+
+    // 409 and 429: refused, nothing written.
+    let (_api, addr) = serve(SeamFaults {
+        api_conflict_percent: 10.0,
+        api_throttle_percent: 10.0,
+        ..SeamFaults::off()
+    })
+    .await;
+    let operator: Api<ConfigMap> =
+        Api::namespaced(client_as(&addr, Some("bloodraven-operator")), "default");
+    let runner: Api<ConfigMap> = Api::namespaced(client_as(&addr, None), "default");
+    runner
+        .create(&PostParams::default(), &cm("c"))
+        .await
+        .unwrap();
+    let mut codes = std::collections::BTreeMap::new();
+    for i in 0..100 {
+        let patch = json!({"data": {"k": format!("v{i}")}});
+        match operator
+            .patch("c", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => *codes.entry(200).or_insert(0) += 1,
+            Err(kube::Error::Api(status)) => {
+                *codes.entry(status.code).or_insert(0) += 1;
+                // Refused before the write: the value is the last accepted one.
+                let now = runner.get("c").await.unwrap();
+                assert_ne!(
+                    now.data.unwrap().get("k").cloned(),
+                    Some(format!("v{i}")),
+                    "a refused patch committed"
+                );
+            }
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+    assert!(codes.get(&409).is_some_and(|n| *n >= 3), "{codes:?}");
+    // No 429 reaches the caller: kube's client retries it (Retry-After) on its own.
+    assert!(!codes.contains_key(&429), "{codes:?}");
+    assert!(codes.get(&200).is_some_and(|n| *n >= 60), "{codes:?}");
+}

@@ -55,9 +55,6 @@ pub struct RunConfig {
     pub ledger_path: PathBuf,
     pub poll_interval: Duration,
     pub progress: Option<ProgressFn>,
-    /// Sim backend only: the API server delays each watch event by up to this much
-    /// (drawn from the seed). Zero, the default, delivers at once.
-    pub watch_delay: Duration,
 }
 
 impl RunConfig {
@@ -67,7 +64,6 @@ impl RunConfig {
             ledger_path,
             poll_interval: Duration::from_millis(500),
             progress: None,
-            watch_delay: Duration::ZERO,
         }
     }
 }

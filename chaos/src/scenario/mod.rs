@@ -41,6 +41,21 @@ pub struct Scenario {
     /// alert that fires during the run (evaluated over the scraped /metrics) fails it;
     /// `[]` says that the run must page nobody. When absent the alerts are listed only.
     pub alerts: Option<Vec<String>>,
+    /// `simulation:` the seed and seam faults of a sim run (the sweep writes them, so a
+    /// failing seed's file replays it). Empty by default: `--seed` or the default
+    /// seed, and no seam faults.
+    pub simulation: SimulationSpec,
+}
+
+/// `simulation: {seed: N, seamFaults: {...}}`: sim backend only. `--seed` on the command
+/// line wins over `seed`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SimulationSpec {
+    #[serde(default)]
+    pub seed: Option<u64>,
+    #[serde(default)]
+    pub seam_faults: bloodraven_sim::seam_faults::SeamFaults,
 }
 
 impl Scenario {

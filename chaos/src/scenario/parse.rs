@@ -68,6 +68,8 @@ struct RawScenario {
     finally: Vec<Spanned<RawStep>>,
     #[serde(default)]
     alerts: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    simulation: Option<Spanned<SimulationSpec>>,
 }
 
 /// A step as written: every action key optional; `validate` requires exactly one.
@@ -243,6 +245,25 @@ fn parse_located(
             ));
         }
     }
+    let backends = raw
+        .backends
+        .unwrap_or_else(|| vec![BackendKind::Sim, BackendKind::K3d]);
+    if let Some(simulation) = &raw.simulation {
+        if backends.iter().any(|b| *b != BackendKind::Sim) {
+            return Err(invalid(
+                &simulation.referenced,
+                "simulation".into(),
+                "applies to the sim backend only: add `backends: [sim]`".into(),
+            ));
+        }
+        if let Err(e) = simulation.value.seam_faults.validate() {
+            return Err(invalid(
+                &simulation.referenced,
+                "simulation.seamFaults".into(),
+                e.to_string(),
+            ));
+        }
+    }
     let mut steps = Vec::with_capacity(raw.steps.value.len());
     for (i, step) in raw.steps.value.into_iter().enumerate() {
         steps.push(validate_step(
@@ -267,9 +288,7 @@ fn parse_located(
             path: path.to_owned(),
             description: raw.description,
             tags: raw.tags,
-            backends: raw
-                .backends
-                .unwrap_or_else(|| vec![BackendKind::Sim, BackendKind::K3d]),
+            backends,
             timeout: raw.timeout.unwrap_or(DEFAULT_TIMEOUT),
             fixture: raw.fixture.map(|f| f.value),
             workload: raw.workload,
@@ -277,6 +296,7 @@ fn parse_located(
             steps,
             finally,
             alerts: raw.alerts.map(|a| a.value),
+            simulation: raw.simulation.map(|s| s.value).unwrap_or_default(),
         },
         fixture_at,
     ))

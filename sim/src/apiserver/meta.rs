@@ -145,13 +145,8 @@ pub(super) fn validate_name(name: &str, label_only: bool) -> Result<(), StatusCa
     ))
 }
 
-/// SplitMix64: the deterministic source of generated names and uids.
-pub(super) fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
+/// The deterministic source of generated names and uids (SplitMix64's hash).
+pub(super) use crate::rng::mix;
 
 /// The 5-character suffix of a generated name (Kubernetes' alphabet without vowels).
 pub(super) fn name_suffix(random: u64) -> String {

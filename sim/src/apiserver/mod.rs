@@ -181,6 +181,9 @@ pub struct ServerConfig {
     /// exactly. A real API server's watch lags behind its writes; a client that reads
     /// its own writes back from a watch cache must cope (issue 12).
     pub watch_delay_max: std::time::Duration,
+    /// Faults the HTTP layer injects into the product's requests and watch streams
+    /// (off by default; see `crate::seam_faults`).
+    pub seam_faults: crate::seam_faults::SeamFaults,
 }
 
 /// The delay before the `index`-th event of watch `watch_id`: uniform in
@@ -196,12 +199,10 @@ pub fn watch_delay(
     if max_ms == 0 {
         return std::time::Duration::ZERO;
     }
-    let mut z = seed
-        ^ watch_id.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        ^ index.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
+    let z = crate::rng::mix(
+        seed ^ watch_id.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ index.wrapping_mul(0xbf58_476d_1ce4_e5b9),
+    );
     std::time::Duration::from_millis(z % max_ms.saturating_add(1))
 }
 
@@ -213,6 +214,7 @@ impl Default for ServerConfig {
             bookmark_interval: std::time::Duration::from_secs(60),
             default_watch_timeout: std::time::Duration::from_secs(1800),
             watch_delay_max: std::time::Duration::ZERO,
+            seam_faults: crate::seam_faults::SeamFaults::off(),
         }
     }
 }
@@ -229,6 +231,8 @@ struct Inner {
     config: ServerConfig,
     /// What simulated containers printed, for `kubectl logs` (the kubelet writes it).
     logs: crate::logs::ContainerLogs,
+    /// Requests of the product's clients so far: the index of the next seam-fault draw.
+    faultable_requests: std::sync::atomic::AtomicU64,
 }
 
 impl ApiServer {
@@ -247,6 +251,7 @@ impl ApiServer {
                 clock,
                 config,
                 logs: crate::logs::ContainerLogs::default(),
+                faultable_requests: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -271,6 +276,21 @@ impl ApiServer {
 
     pub fn config(&self) -> &ServerConfig {
         &self.inner.config
+    }
+
+    /// The seam fault for this request of `user_agent` (`write`: a PUT or non-apply
+    /// PATCH). Only the product's clients are faulted, and only they advance the draw
+    /// index, so the runner's own reads cannot shift the operator's faults.
+    pub fn seam_fault(&self, user_agent: &str, write: bool) -> crate::seam_faults::ApiFault {
+        let faults = &self.inner.config.seam_faults;
+        if faults.is_off() || !crate::seam_faults::faults_apply_to(user_agent) {
+            return crate::seam_faults::ApiFault::None;
+        }
+        let index = self
+            .inner
+            .faultable_requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        faults.api_fault(self.inner.config.seed, index, write)
     }
 
     /// The resource registered at `key`, if any.

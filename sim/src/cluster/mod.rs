@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bloodraven::seams::Clock;
-use rand::rngs::StdRng;
 use serde_json::Value;
 
 use crate::apiserver::{ApiError, ApiServer, Caller, ListQuery, Patch, ResourceKey, Subresource};
@@ -329,7 +328,7 @@ pub(crate) struct ControlPlane {
     pub api: ControllerApi,
     pub clock: SimClock,
     pub timings: ClusterTimings,
-    pub rng: StdRng,
+    pub rng: crate::rng::SimRng,
     pub events: EventRecorder,
     pub scheduler: scheduler::Scheduler,
     pub nodes: NodeLifecycle,
@@ -358,7 +357,7 @@ impl ControlPlane {
         api: ApiServer,
         clock: SimClock,
         timings: ClusterTimings,
-        rng: StdRng,
+        rng: crate::rng::SimRng,
         images: ImageRegistry,
     ) -> Self {
         let api = ControllerApi::new(api);

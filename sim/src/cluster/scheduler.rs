@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 
-use rand::Rng;
 use serde_json::{Value, json};
 
 use super::{ControlPlane, Snapshot, format_time, key_pods};
@@ -200,7 +199,7 @@ pub(crate) fn reconcile(cp: &mut ControlPlane, snap: &Snapshot) {
         }
         // kube-scheduler scores nodes and breaks ties at random; every feasible node
         // scores alike here (no resource accounting), so the choice is the seeded tie-break.
-        let choice = cp.rng.random_range(0..feasible.len());
+        let choice = cp.rng.below(feasible.len() as u64) as usize;
         let node = feasible[choice].clone();
         if cp
             .api

@@ -13,7 +13,6 @@
 
 use std::collections::BTreeMap;
 
-use rand::Rng;
 use serde_json::{Value, json};
 
 use super::{ControlPlane, Snapshot, key_deployments, key_pods, key_pvcs, key_statefulsets};
@@ -381,7 +380,7 @@ fn write_status_if_changed(
 pub(crate) fn random_suffix(cp: &mut ControlPlane) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     (0..5)
-        .map(|_| char::from(ALPHABET[cp.rng.random_range(0..ALPHABET.len())]))
+        .map(|_| char::from(ALPHABET[cp.rng.below(ALPHABET.len() as u64) as usize]))
         .collect()
 }
 

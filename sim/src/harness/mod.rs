@@ -22,6 +22,7 @@ use crate::images::StartupProfile;
 use crate::models::MYSQL_IMAGE;
 use crate::models::mysql::{MysqlObserver, MysqlProgram};
 use crate::playground::{self, InstallError};
+use crate::seam_faults::SeamFaults;
 use crate::{Fault, Placement, SimClock, World, WorldBuilder, WorldError};
 
 pub use cache_master::{CacheMasterSampler, CacheMasterViolation};
@@ -190,26 +191,26 @@ impl DrivenWorld {
         seed: u64,
         mysql_startup: StartupProfile,
     ) -> Result<Self, DriverError> {
-        Self::playground_with(seed, mysql_startup, Duration::ZERO)
+        Self::playground_with(seed, mysql_startup, &SeamFaults::off())
     }
 
-    /// [`DrivenWorld::playground`] whose API server delays every watch event by up to
-    /// `watch_delay` (drawn from the seed, see [`WorldBuilder::watch_delay`]): the
-    /// sweep's way of finding code that acts on a cache older than its own writes.
-    pub fn playground_with_watch_delay(
+    /// [`DrivenWorld::playground`] whose transports inject `faults` into the product's
+    /// traffic (see [`WorldBuilder::seam_faults`]): the sweep's seams, among them watch
+    /// events delayed (code that acts on a cache older than its own writes).
+    pub fn playground_with_seam_faults(
         seed: u64,
-        watch_delay: Duration,
+        faults: &SeamFaults,
     ) -> Result<Self, DriverError> {
-        Self::playground_with(seed, REALISTIC_MYSQL_STARTUP, watch_delay)
+        Self::playground_with(seed, REALISTIC_MYSQL_STARTUP, faults)
     }
 
     fn playground_with(
         seed: u64,
         mysql_startup: StartupProfile,
-        watch_delay: Duration,
+        faults: &SeamFaults,
     ) -> Result<Self, DriverError> {
         let observer = MysqlObserver::default();
-        let mut builder = WorldBuilder::new(seed).watch_delay(watch_delay);
+        let mut builder = WorldBuilder::new(seed).seam_faults(faults.clone());
         builder.images_mut().register(
             MYSQL_IMAGE,
             MysqlProgram::default().with_observer(observer.clone()),

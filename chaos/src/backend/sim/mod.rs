@@ -50,7 +50,7 @@ pub(crate) fn call_error(
 /// plain thread, not a tokio runtime's (turmoil would spawn onto that runtime when a
 /// crashed host's stream is dropped). Any panic during the run fails it.
 pub fn run_scenario(scenario: &Scenario, config: &RunConfig) -> ScenarioOutcome {
-    let seed = config.seed.unwrap_or(DEFAULT_SEED);
+    let seed = seed_of(scenario, config);
     let watched = panics::watch(|| run_world(scenario, config));
     let mut outcome = watched.result.unwrap_or_else(|| {
         ScenarioOutcome::not_run(
@@ -71,7 +71,7 @@ pub fn run_scenario(scenario: &Scenario, config: &RunConfig) -> ScenarioOutcome 
 }
 
 fn run_world(scenario: &Scenario, config: &RunConfig) -> ScenarioOutcome {
-    let seed = config.seed.unwrap_or(DEFAULT_SEED);
+    let seed = seed_of(scenario, config);
     let mut config = config.clone();
     config.seed = Some(seed);
     let wall = std::time::Instant::now();
@@ -87,7 +87,8 @@ fn run_world(scenario: &Scenario, config: &RunConfig) -> ScenarioOutcome {
         outcome.wall_ms = u64::try_from(wall.elapsed().as_millis()).unwrap_or(u64::MAX);
         outcome
     };
-    let mut sim = match DrivenWorld::playground_with_watch_delay(seed, config.watch_delay) {
+    let faults = &scenario.simulation.seam_faults;
+    let mut sim = match DrivenWorld::playground_with_seam_faults(seed, faults) {
         Ok(sim) => sim,
         Err(e) => return setup_failure(e.to_string()),
     };
@@ -125,6 +126,15 @@ where
     Fut: Future<Output = T> + 'static,
 {
     world.run_client(limit, move |host| client(Arc::new(SimBackend::new(host))))
+}
+
+/// The seed of a sim run: `--seed`, else the scenario's `simulation.seed`, else
+/// [`DEFAULT_SEED`].
+pub fn seed_of(scenario: &Scenario, config: &RunConfig) -> u64 {
+    config
+        .seed
+        .or(scenario.simulation.seed)
+        .unwrap_or(DEFAULT_SEED)
 }
 
 fn describe(seed: u64) -> String {

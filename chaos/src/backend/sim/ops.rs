@@ -467,16 +467,35 @@ impl SimBackend {
         self.world
             .run_in_site(site, move |host| async move {
                 let dialer = super::dialer(&world, &namespace_owned, &host);
-                let mut session = mysql_connector(dialer, MysqlTimeouts::default())
-                    .connect(&target)
-                    .await
-                    .map_err(|e| {
-                        call_error(
-                            format!("connect to MySQL of site {site_owned} from inside it"),
-                            e,
-                        )
-                    })?;
-                statements.run(&mut session).await
+                // A session the server (or the site's sidecar, fencing) cuts is opened
+                // again, as a person at a mysql prompt would: every statement here is
+                // safe to repeat (upserts of fixed keys, SETs).
+                let mut attempt = 1;
+                // Forced writes already committed: a retry goes on after them, so the
+                // site ends with exactly the divergent transactions the step asked for.
+                let mut done = 0;
+                loop {
+                    let mut session = mysql_connector(dialer.clone(), MysqlTimeouts::default())
+                        .connect(&target)
+                        .await
+                        .map_err(|e| {
+                            call_error(
+                                format!("connect to MySQL of site {site_owned} from inside it"),
+                                e,
+                            )
+                        })?;
+                    match statements.run(&mut session, &mut done).await {
+                        Err(bloodraven::seams::MysqlError::ConnectionLost { .. })
+                            if attempt < LOCAL_STATEMENT_ATTEMPTS =>
+                        {
+                            attempt += 1;
+                            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        }
+                        result => {
+                            return result.map_err(|e| call_error(statements_label(statements), e));
+                        }
+                    }
+                }
             })
             .await
             .map_err(|e| {
@@ -487,6 +506,9 @@ impl SimBackend {
             })?
     }
 }
+
+/// How often a fault's statements are tried on a site when the session is cut.
+const LOCAL_STATEMENT_ATTEMPTS: u32 = 3;
 
 /// The SUPER-user statements a fault runs on one site's mysqld.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -508,28 +530,31 @@ fn statements_label(statements: LocalStatements) -> &'static str {
 }
 
 impl LocalStatements {
-    async fn run(self, session: &mut Box<dyn MysqlSession>) -> Result<(), BackendError> {
-        let label = statements_label(self);
-        let fail = |e: bloodraven::seams::MysqlError| call_error(label, e);
+    /// Runs the statements; `done` counts the forced writes that committed (a retry
+    /// starts after them).
+    async fn run(
+        self,
+        session: &mut Box<dyn MysqlSession>,
+        done: &mut u32,
+    ) -> Result<(), bloodraven::seams::MysqlError> {
         match self {
             LocalStatements::ForcedWrites(transactions) => {
-                for n in 1..=transactions {
+                for n in (*done + 1)..=transactions {
                     let key = format!("{DIVERGENT_KEY_PREFIX}{n}");
-                    session
-                        .forced_write(&key, i64::from(n))
-                        .await
-                        .map_err(fail)?;
+                    session.forced_write(&key, i64::from(n)).await?;
+                    *done = n;
                 }
                 Ok(())
             }
-            LocalStatements::ForceWritable => session
-                .set_read_only(bloodraven::seams::mysql::ReadOnlyMode::Writable)
-                .await
-                .map_err(fail),
+            LocalStatements::ForceWritable => {
+                session
+                    .set_read_only(bloodraven::seams::mysql::ReadOnlyMode::Writable)
+                    .await
+            }
             LocalStatements::SourceDelay(seconds) => {
-                session.stop_replica().await.map_err(fail)?;
-                session.set_source_delay(seconds).await.map_err(fail)?;
-                session.start_replica().await.map_err(fail)
+                session.stop_replica().await?;
+                session.set_source_delay(seconds).await?;
+                session.start_replica().await
             }
         }
     }

@@ -28,6 +28,7 @@ use super::{
     ApiServer, Caller, DeleteOptions, ListQuery, Patch, Propagation, ResourceKey, Subresource,
     WatchEvent,
 };
+use crate::seam_faults::ApiFault;
 
 /// turmoil's TCP listener as an axum listener (turmoil's TcpStream is tokio-compatible).
 pub struct TurmoilListener(pub turmoil::net::TcpListener);
@@ -102,6 +103,55 @@ async fn handle(
             ),
         ));
     }
+    // Seam faults (off unless the world was built with them): only resource requests,
+    // only from the product's clients (`ApiServer::seam_fault`).
+    let is_resource_request = matches!(
+        segments.as_slice(),
+        ["api", _, rest @ ..] | ["apis", _, _, rest @ ..] if !rest.is_empty()
+    );
+    let fault = if is_resource_request {
+        server.seam_fault(&user_agent, is_conflictable_write(&method, &headers))
+    } else {
+        ApiFault::None
+    };
+    match fault {
+        ApiFault::None | ApiFault::LostResponse => {}
+        ApiFault::Conflict => {
+            return error_response(&ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {}: the object has been modified; please apply your changes to the latest version and try again",
+                    uri.path()
+                ),
+            ));
+        }
+        ApiFault::Throttle => {
+            let mut response = error_response(&ApiError::new(
+                429,
+                "TooManyRequests",
+                "the server has received too many requests and has asked us to try again later",
+            ));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            return response;
+        }
+        ApiFault::Unavailable(code) => {
+            let (reason, message) = if code == 503 {
+                (
+                    "ServiceUnavailable",
+                    "the server is currently unable to handle the request",
+                )
+            } else {
+                (
+                    "InternalError",
+                    "an error on the server (\"etcdserver: leader changed\") has prevented the request from succeeding",
+                )
+            };
+            return error_response(&ApiError::new(code, reason, message));
+        }
+    }
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -174,7 +224,38 @@ async fn handle(
             "the server could not find the requested resource",
         )),
     };
-    result.unwrap_or_else(|e| error_response(&e))
+    let response = result.unwrap_or_else(|e| error_response(&e));
+    if fault == ApiFault::LostResponse {
+        return lose_body(response);
+    }
+    response
+}
+
+/// A request a `409 Conflict` is plausible for: an update, or a patch that is not a
+/// server-side apply (a forced apply takes ownership instead of conflicting).
+fn is_conflictable_write(method: &Method, headers: &HeaderMap) -> bool {
+    match *method {
+        Method::PUT => true,
+        Method::PATCH => !headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("application/apply-patch")),
+        _ => false,
+    }
+}
+
+/// `response` with its headers but a body that fails at once: hyper then cuts the
+/// connection, so the client never reads the answer of a request that was served (a
+/// write that committed, for all the client knows maybe not).
+fn lose_body(response: Response) -> Response {
+    let (parts, _) = response.into_parts();
+    let failing = stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "seam fault: response lost",
+        ))
+    });
+    Response::from_parts(parts, Body::from_stream(failing))
 }
 
 fn parse_query(query: &str) -> BTreeMap<String, String> {
@@ -745,6 +826,7 @@ async fn watch(
         kind: info.kind.clone(),
         api_version: info.api_version(),
         sent: 0,
+        faulted: crate::seam_faults::faults_apply_to(who.user_agent),
     };
     let lines = stream::unfold(state, |mut state| async move {
         let line = state.next_line().await?;
@@ -889,6 +971,8 @@ struct WatchState {
     api_version: String,
     /// Events sent so far (the index of the next one's seeded delay).
     sent: u64,
+    /// Whether seam faults (a stall) may hit this stream: a product client's watch.
+    faulted: bool,
 }
 
 impl WatchState {
@@ -908,6 +992,15 @@ impl WatchState {
                         self.sent,
                         config.watch_delay_max,
                     );
+                    if self.faulted
+                        && config.seam_faults.watch_stalls(config.seed, self.id, self.sent)
+                    {
+                        // A stalled stream: nothing more until the watch's own timeout
+                        // (a client with an idle timeout gives up sooner and re-watches
+                        // from its last resourceVersion, losing nothing).
+                        tokio::time::sleep_until(self.deadline).await;
+                        return None;
+                    }
                     self.sent += 1;
                     if !delay.is_zero() {
                         // Later events queue behind this one: order is kept.

@@ -126,6 +126,16 @@ impl Kubelet {
     }
 }
 
+/// The wall clock of `node`'s pods: the simulated clock, running at the node's drifted
+/// rate when the seam fault "clock drift" is on.
+fn node_clock(cp: &ControlPlane, node: &str) -> bloodraven::seams::SharedClock {
+    let config = cp.api.api.config();
+    match config.seam_faults.clock_rate_ppm(config.seed, node) {
+        0 => Arc::new(cp.clock.clone()),
+        rate => Arc::new(crate::clock::DriftingClock::new(cp.clock.clone(), rate)),
+    }
+}
+
 fn plus(ts: jiff::Timestamp, d: Duration) -> jiff::Timestamp {
     ts.checked_add(jiff::SignedDuration::try_from(d).unwrap_or_default())
         .unwrap_or(ts)
@@ -460,7 +470,7 @@ fn start_waiting_containers(
             labels: labels(pod),
             volumes: volumes.clone(),
             ready: Readiness::default(),
-            clock: Arc::new(cp.clock.clone()),
+            clock: node_clock(cp, &runtime.node),
             dialer: ClusterDialer::new(
                 cp.api.api.clone(),
                 &runtime.namespace,

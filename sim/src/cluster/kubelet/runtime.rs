@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bloodraven::seams::SharedClock;
-use rand::Rng;
 use serde_json::{Value, json};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
@@ -182,7 +181,7 @@ fn startup_delay(cp: &mut ControlPlane, program: &ImageProgram) -> Duration {
     let extra = if jitter_ms == 0 {
         0
     } else {
-        cp.rng.random_range(0..=jitter_ms)
+        cp.rng.range(0, jitter_ms)
     };
     program.startup.delay + Duration::from_millis(extra)
 }
