@@ -145,6 +145,9 @@ pub enum EventReason {
     /// A Dragonfly container keeps exiting at start-up (message: its last error; with
     /// S3 snapshots, usually the bucket or the credentials).
     DragonflyStartupFailed,
+    /// The orchestrated rollout of the Dragonfly pods began (message: image, order).
+    DragonflyRolloutStarted,
+    DragonflyRolloutCompleted,
     /// The group's stored object does not deserialize (emitted by the controller, not
     /// the engine: the engine never sees such a group).
     GroupUnreadable,
@@ -160,7 +163,7 @@ pub enum EventReason {
 impl EventReason {
     /// Every reason the operator can emit: what the scenario parser allows an `events:`
     /// check on a MysqlFailoverGroup to name. Keep in step with the enum.
-    pub const ALL: [EventReason; 23] = [
+    pub const ALL: [EventReason; 25] = [
         EventReason::FailoverStarted,
         EventReason::FailoverSucceeded,
         EventReason::FailoverFailed,
@@ -184,6 +187,8 @@ impl EventReason {
         EventReason::BackupFailed,
         EventReason::BackupExpired,
         EventReason::DragonflyStartupFailed,
+        EventReason::DragonflyRolloutStarted,
+        EventReason::DragonflyRolloutCompleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -211,6 +216,8 @@ impl EventReason {
             EventReason::BackupFailed => "BackupFailed",
             EventReason::BackupExpired => "BackupExpired",
             EventReason::DragonflyStartupFailed => "DragonflyStartupFailed",
+            EventReason::DragonflyRolloutStarted => "DragonflyRolloutStarted",
+            EventReason::DragonflyRolloutCompleted => "DragonflyRolloutCompleted",
         }
     }
 }

@@ -144,6 +144,13 @@ pub enum KubeWriteError {
         #[source]
         source: Box<kube::Error>,
     },
+    #[error("deleting Dragonfly pod {namespace}/{name} for the rollout: {source}")]
+    DragonflyPodDelete {
+        namespace: String,
+        name: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
 }
 
 /// What the cache holds for a child, as JSON. The controller implements it over its
@@ -438,6 +445,25 @@ pub async fn set_dragonfly_labels(
             name: name.to_string(),
             role: role.to_string(),
             traffic: traffic.to_string(),
+            source: Box::new(source),
+        }),
+    }
+}
+
+/// Deletes a Dragonfly pod so that its StatefulSet (`OnDelete`) recreates it on the
+/// current template. A pod already gone is not an error.
+pub async fn delete_dragonfly_pod(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<(), KubeWriteError> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    match api.delete(name, &kube::api::DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(KubeWriteError::DragonflyPodDelete {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
             source: Box::new(source),
         }),
     }
