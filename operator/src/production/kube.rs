@@ -96,6 +96,12 @@ pub const API_ACCESS: &[ApiAccess] = &[
         &["patch"],
         "shipstream.io/role on the mysqld pods; dragonfly-role and dragonfly-traffic on the Dragonfly pods",
     ),
+    ApiAccess::watched(
+        "",
+        "pods",
+        &["delete"],
+        "the Dragonfly rollout replaces one site's pod at a time (OnDelete StatefulSets)",
+    ),
 ];
 
 /// A Kubernetes write that failed, naming the object.
