@@ -10,8 +10,8 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use super::Ctx;
-use super::dragonfly_rollout;
 use super::decision::{EventIntent, EventReason, MetricIntent};
+use super::dragonfly_rollout;
 use super::memory::Mark;
 use super::status::{as_i64, elapsed_ms};
 use super::time::Millis;
@@ -381,7 +381,11 @@ pub(super) fn step(ctx: &mut Ctx<'_>) {
 
 /// The rollout's step (`engine::dragonfly_rollout`): updates `cache.rollout`, emits its
 /// Event; the site whose pod should be replaced now, if any.
-fn roll(ctx: &mut Ctx<'_>, obs: &DragonflyObservation, cache: &mut DragonflyStatus) -> Option<String> {
+fn roll(
+    ctx: &mut Ctx<'_>,
+    obs: &DragonflyObservation,
+    cache: &mut DragonflyStatus,
+) -> Option<String> {
     let failover =
         ctx.status.emergency_failover.is_some() || ctx.status.planned_in_progress().is_some();
     let decision = dragonfly_rollout::decide(&dragonfly_rollout::RolloutInput {
@@ -673,7 +677,8 @@ fn realign(
     cache: &mut DragonflyStatus,
     actions: &mut Vec<CacheAction>,
 ) {
-    let (Some(master), Some(desired)) = (cache.master_site.clone(), desired_master(ctx, cache)) else {
+    let (Some(master), Some(desired)) = (cache.master_site.clone(), desired_master(ctx, cache))
+    else {
         return;
     };
     if master == desired {

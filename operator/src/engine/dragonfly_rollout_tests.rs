@@ -162,12 +162,22 @@ fn never_deletes_a_pod_with_traffic_or_a_master_label() {
     let mut pdx = replica_site("pdx", "iad", CacheLink::StableSync, true);
     pdx.pod.traffic = true;
     let o = obs(vec![master_site("iad", false), pdx.clone()]);
-    let d = decide_with(&o, "iad", Some(&rollout(PHASE_ROLLING_REPLICA, "pdx")), false);
+    let d = decide_with(
+        &o,
+        "iad",
+        Some(&rollout(PHASE_ROLLING_REPLICA, "pdx")),
+        false,
+    );
     assert_eq!(d.delete_pod, None);
     pdx.pod.traffic = false;
     pdx.pod.role_label = Some(CacheRole::Master);
     let o = obs(vec![master_site("iad", false), pdx]);
-    let d = decide_with(&o, "iad", Some(&rollout(PHASE_ROLLING_REPLICA, "pdx")), false);
+    let d = decide_with(
+        &o,
+        "iad",
+        Some(&rollout(PHASE_ROLLING_REPLICA, "pdx")),
+        false,
+    );
     assert_eq!(d.delete_pod, None);
 }
 
@@ -179,7 +189,12 @@ fn never_deletes_while_the_master_does_not_serve() {
         iad,
         replica_site("pdx", "iad", CacheLink::StableSync, true),
     ]);
-    let d = decide_with(&o, "iad", Some(&rollout(PHASE_ROLLING_REPLICA, "pdx")), false);
+    let d = decide_with(
+        &o,
+        "iad",
+        Some(&rollout(PHASE_ROLLING_REPLICA, "pdx")),
+        false,
+    );
     assert_eq!(d.delete_pod, None);
 }
 
@@ -232,7 +247,10 @@ fn master_moved_then_old_master_replaced_then_handed_back() {
     assert_eq!(temporary_master(Some(&status), &o), None);
     // Not complete until the master is back at MySQL's active site.
     let d = decide_with(&o, "pdx", Some(&status), false);
-    assert_eq!(d.status.as_ref().map(|s| s.phase.as_str()), Some(PHASE_HANDING_BACK));
+    assert_eq!(
+        d.status.as_ref().map(|s| s.phase.as_str()),
+        Some(PHASE_HANDING_BACK)
+    );
     assert_eq!(d.event, None);
     let o = obs(vec![
         master_site("iad", false),
@@ -270,7 +288,12 @@ fn only_the_replica_outdated_skips_the_move() {
         master_site("iad", false),
         replica_site("pdx", "iad", CacheLink::StableSync, false),
     ]);
-    let d = decide_with(&o, "iad", Some(&rollout(PHASE_ROLLING_REPLICA, "pdx")), false);
+    let d = decide_with(
+        &o,
+        "iad",
+        Some(&rollout(PHASE_ROLLING_REPLICA, "pdx")),
+        false,
+    );
     assert_eq!(
         d.status.map(|s| s.phase),
         Some(PHASE_HANDING_BACK.to_string())
