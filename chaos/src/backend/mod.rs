@@ -15,7 +15,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 use crate::cluster::{ClusterError, SharedCluster};
-use crate::scenario::{BackendKind, Fault};
+use crate::scenario::{BackendKind, Fault, ObjectsCheck};
 use crate::workload::{CounterTarget, WritabilitySample};
 
 /// How to inject a fault and how to undo it, as backend operations (data, so that the
@@ -157,6 +157,16 @@ pub trait Backend: LedgerFaults {
     /// cannot, and `single-cache-master` is reported as not checkable.
     fn cache_master_violations(&self) -> Option<Vec<String>> {
         None
+    }
+    /// The object keys under the check's bucket and prefix, listed with the production
+    /// S3 client as a pod in `namespace` reaches the store. `Ok(None)`: this backend
+    /// cannot list a store (the check is reported as not checkable).
+    fn object_keys<'a>(
+        &'a self,
+        _namespace: &'a str,
+        _check: &'a ObjectsCheck,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, BackendError>> {
+        Box::pin(async { Ok(None) })
     }
 }
 

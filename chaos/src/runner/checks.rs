@@ -207,6 +207,28 @@ impl Run<'_> {
                 }
             }
             Check::Workload(w) => self.probe_workload(w).await,
+            Check::Objects(o) => match self.backend.object_keys(&self.namespace, o).await {
+                Ok(None) => Probe::Error(format!(
+                    "cannot be checked: the {} backend cannot list an S3 store",
+                    self.backend.kind()
+                )),
+                Ok(Some(keys)) => {
+                    let seen = format!(
+                        "{} object(s) under s3://{}/{}: {}",
+                        keys.len(),
+                        o.bucket,
+                        o.prefix.as_deref().unwrap_or(""),
+                        keys.join(", ")
+                    );
+                    if keys.len() >= o.min_count {
+                        Probe::Holds(seen)
+                    } else {
+                        Probe::NotYet(format!("want at least {}, got {seen}", o.min_count))
+                    }
+                }
+                // The store may not answer yet (its pod restarting): try again.
+                Err(e) => Probe::NotYet(e.to_string()),
+            },
         }
     }
 

@@ -332,6 +332,27 @@ pub enum Check {
     Events(EventCheck),
     Metric(MetricCheck),
     Workload(WorkloadCheck),
+    Objects(ObjectsCheck),
+}
+
+/// `{objects: {endpoint, bucket, prefix?, credentialsSecret, minCount?}}`: the S3 store
+/// at `endpoint` (as the cluster's pods reach it) holds at least `minCount` (default 1)
+/// objects under `bucket`/`prefix`, listed with the production S3 client and the keys
+/// `access-key-id` / `secret-access-key` of `credentialsSecret`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ObjectsCheck {
+    pub endpoint: String,
+    pub bucket: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    pub credentials_secret: String,
+    #[serde(default = "one_object")]
+    pub min_count: usize,
+}
+
+fn one_object() -> usize {
+    1
 }
 
 impl Check {
@@ -347,6 +368,11 @@ impl Check {
             }
             Check::Metric(m) => format!("metric {} {} {}", m.name, m.op, m.value),
             Check::Workload(_) => "workload".to_owned(),
+            Check::Objects(o) => format!(
+                "objects in s3://{}/{}",
+                o.bucket,
+                o.prefix.as_deref().unwrap_or("")
+            ),
         }
     }
 }

@@ -142,6 +142,8 @@ struct RawCheck {
     #[serde(default)]
     workload: Option<WorkloadCheck>,
     #[serde(default)]
+    objects: Option<ObjectsCheck>,
+    #[serde(default)]
     within: Option<ScenarioDuration>,
     #[serde(default)]
     hold: Option<ScenarioDuration>,
@@ -658,6 +660,7 @@ fn validate_check(
         ("events", raw.events.is_some()),
         ("metric", raw.metric.is_some()),
         ("workload", raw.workload.is_some()),
+        ("objects", raw.objects.is_some()),
     ]
     .into_iter()
     .filter_map(|(name, p)| p.then_some(name))
@@ -667,7 +670,7 @@ fn validate_check(
             &loc,
             key.to_owned(),
             format!(
-                "needs exactly one of resource, events, metric, workload; found {}",
+                "needs exactly one of resource, events, metric, workload, objects; found {}",
                 if present.is_empty() {
                     "none".to_owned()
                 } else {
@@ -769,6 +772,15 @@ fn validate_check(
             ));
         }
         Check::Workload(workload)
+    } else if let Some(objects) = raw.objects {
+        if !(objects.endpoint.starts_with("http://") || objects.endpoint.starts_with("https://")) {
+            return Err(invalid(
+                &loc,
+                format!("{key}.objects.endpoint"),
+                format!("{:?} is not http(s)://host[:port]", objects.endpoint),
+            ));
+        }
+        Check::Objects(objects)
     } else {
         return Err(invalid(&loc, key.to_owned(), "needs a check".into()));
     };

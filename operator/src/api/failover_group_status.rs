@@ -238,6 +238,29 @@ pub struct DragonflyStatus {
     /// The move of the master in progress (no `completedAt`) or the last one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub takeover: Option<DragonflyTakeoverStatus>,
+    /// The orchestrated restart of the Dragonfly pods onto a new pod template (an image
+    /// or snapshot change): in progress, or the last one (`phase: Completed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<DragonflyRolloutStatus>,
+}
+
+/// One site at a time: `RollingReplica` (the replica site's pod is replaced and
+/// resyncs), `MovingMaster` (`REPLTAKEOVER` to it), `RollingOldMaster`, `HandingBack`
+/// (the master returns to MySQL's active site), `Completed`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DragonflyRolloutStatus {
+    pub phase: String,
+    /// `spec.dragonfly.image` when the rollout started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The site the phase works on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, EnvVar, PodSpec, PodTemplateSpec, Probe,
     ResourceRequirements, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
@@ -368,6 +368,12 @@ pub fn statefulset(
         spec: Some(StatefulSetSpec {
             replicas: Some(1),
             service_name: Some(names::dragonfly_headless_service(&owner.name, &site.name)),
+            // The operator decides when each pod restarts (replica first, the master
+            // only after a takeover): `engine::dragonfly_rollout`.
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".to_string()),
+                ..StatefulSetUpdateStrategy::default()
+            }),
             selector: LabelSelector {
                 match_labels: Some(owner.app_site_selector(DRAGONFLY_APP_NAME, &site.name)),
                 ..LabelSelector::default()

@@ -75,6 +75,7 @@ fn statefulset_per_site_runs_dragonfly_on_ephemeral_storage_with_owned_flags() {
             "spec": {
                 "replicas": 1,
                 "serviceName": "playground-dragonfly-pdx-headless",
+                "updateStrategy": {"type": "OnDelete"},
                 "selector": {"matchLabels": selector("pdx")},
                 "template": {
                     "metadata": {"labels": labels("pdx")},

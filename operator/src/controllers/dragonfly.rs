@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
@@ -24,7 +25,7 @@ use crate::engine::dragonfly::{
 };
 use crate::engine::time::Millis;
 use crate::production::dragonfly::{DragonflyCommandError, DragonflySession};
-use crate::production::kube::set_dragonfly_labels;
+use crate::production::kube::{delete_dragonfly_pod, set_dragonfly_labels};
 use crate::seams::{DragonflyTarget, SharedDragonflyConnector};
 
 /// How long `REPLTAKEOVER` may take before the old master gives up draining (seconds):
@@ -40,6 +41,7 @@ pub(crate) enum CacheActError {
         #[source]
         source: DragonflyCommandError,
     },
+    /// A pod label write or a pod deletion.
     #[error(transparent)]
     Label(crate::production::kube::KubeWriteError),
 }
@@ -149,6 +151,13 @@ impl CacheWorker {
                                 .within(&namespace),
                         )
                         .as_deref(),
+                    indexes
+                        .statefulsets
+                        .get(
+                            &ObjectRef::new(&names::dragonfly_statefulset(&name, &site.name))
+                                .within(&namespace),
+                        )
+                        .as_deref(),
                 ),
                 probe: state
                     .probes
@@ -160,6 +169,12 @@ impl CacheWorker {
         DragonflyObservation {
             sites,
             busy: state.busy || !state.probed,
+            image: group
+                .spec
+                .dragonfly
+                .as_ref()
+                .map(|d| d.image.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -178,8 +193,9 @@ impl CacheWorker {
     }
 }
 
-/// The engine's view of a Dragonfly pod.
-pub(crate) fn cache_pod(pod: Option<&Pod>) -> CachePod {
+/// The engine's view of a Dragonfly pod; `set` is its StatefulSet, whose update
+/// revision tells whether the pod runs the current template.
+pub(crate) fn cache_pod(pod: Option<&Pod>, set: Option<&StatefulSet>) -> CachePod {
     let Some(pod) = pod else {
         return CachePod::default();
     };
@@ -201,7 +217,29 @@ pub(crate) fn cache_pod(pod: Option<&Pod>) -> CachePod {
         traffic: labels.get(DRAGONFLY_TRAFFIC_LABEL).map(String::as_str)
             == Some(DRAGONFLY_TRAFFIC_ENABLED),
         start_failure: start_failure(pod),
+        outdated: outdated(pod, set),
     }
+}
+
+/// The pod's `controller-revision-hash` differs from its StatefulSet's update revision,
+/// once the StatefulSet controller has observed the current spec (before that, the
+/// update revision may be the old one).
+fn outdated(pod: &Pod, set: Option<&StatefulSet>) -> bool {
+    let Some(set) = set else {
+        return false;
+    };
+    let Some(status) = set.status.as_ref() else {
+        return false;
+    };
+    if status.observed_generation < set.metadata.generation {
+        return false;
+    }
+    let Some(update) = status.update_revision.as_deref() else {
+        return false;
+    };
+    pod.labels()
+        .get("controller-revision-hash")
+        .is_some_and(|rev| rev != update)
 }
 
 /// Why the Dragonfly container keeps exiting, when it does: waiting in
@@ -361,6 +399,13 @@ async fn carry_out(
                     .map_err(command)?;
             session.replicaof_no_one().await.map_err(command)
         }
+        CacheAction::DeletePod { site } => delete_dragonfly_pod(
+            client,
+            &settings.namespace,
+            &names::dragonfly_pod(&settings.group, site),
+        )
+        .await
+        .map_err(CacheActError::Label),
         CacheAction::Takeover { site } => {
             let mut session =
                 DragonflySession::open(connector.as_ref(), &target(settings, site), timeout)

@@ -145,6 +145,9 @@ pub enum EventReason {
     /// A Dragonfly container keeps exiting at start-up (message: its last error; with
     /// S3 snapshots, usually the bucket or the credentials).
     DragonflyStartupFailed,
+    /// The orchestrated rollout of the Dragonfly pods began (message: image, order).
+    DragonflyRolloutStarted,
+    DragonflyRolloutCompleted,
     /// The group's stored object does not deserialize (emitted by the controller, not
     /// the engine: the engine never sees such a group).
     GroupUnreadable,
@@ -214,6 +217,8 @@ impl EventReason {
         EventReason::VerificationStarted,
         EventReason::VerificationSucceeded,
         EventReason::VerificationFailed,
+        EventReason::DragonflyRolloutStarted,
+        EventReason::DragonflyRolloutCompleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -251,6 +256,8 @@ impl EventReason {
             EventReason::VerificationStarted => "VerificationStarted",
             EventReason::VerificationSucceeded => "VerificationSucceeded",
             EventReason::VerificationFailed => "VerificationFailed",
+            EventReason::DragonflyRolloutStarted => "DragonflyRolloutStarted",
+            EventReason::DragonflyRolloutCompleted => "DragonflyRolloutCompleted",
         }
     }
 }

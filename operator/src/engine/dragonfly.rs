@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use super::Ctx;
 use super::decision::{EventIntent, EventReason, MetricIntent};
+use super::dragonfly_rollout;
 use super::memory::Mark;
 use super::status::{as_i64, elapsed_ms};
 use super::time::Millis;
@@ -101,6 +102,8 @@ pub struct DragonflyObservation {
     /// Cache actions handed over earlier are still being carried out (a `REPLTAKEOVER`
     /// can take seconds): decide none until they are done and observed.
     pub busy: bool,
+    /// `spec.dragonfly.image`, recorded in the rollout's status.
+    pub image: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -125,6 +128,9 @@ pub struct CachePod {
     /// The container keeps exiting (CrashLoopBackOff, or terminated with an error):
     /// its last termination message, else the kubelet's reason.
     pub start_failure: Option<String>,
+    /// The pod runs an older template than its StatefulSet's update revision (the
+    /// image or the snapshot configuration changed): the rollout replaces it.
+    pub outdated: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,6 +206,9 @@ pub enum CacheAction {
     /// `REPLTAKEOVER` on `site`, a replica in stable sync: its master hands over every
     /// write, then shuts down.
     Takeover { site: String },
+    /// Delete the site's Dragonfly pod: its StatefulSet (`OnDelete`) recreates it on
+    /// the current template. Only for a pod that is not the master (the rollout).
+    DeletePod { site: String },
 }
 
 impl CacheSiteObservation {
@@ -210,11 +219,11 @@ impl CacheSiteObservation {
         }
     }
 
-    fn answers(&self) -> bool {
+    pub(super) fn answers(&self) -> bool {
         self.info().is_some()
     }
 
-    fn is_master(&self) -> bool {
+    pub(super) fn is_master(&self) -> bool {
         matches!(self.info(), Some(CacheInfo::Master { .. }))
     }
 
@@ -229,7 +238,7 @@ impl CacheSiteObservation {
         matches!(self.info(), Some(CacheInfo::Replica { master_host, .. }) if *master_host == master.host)
     }
 
-    fn in_stable_sync_with(&self, master: &CacheSiteObservation) -> bool {
+    pub(super) fn in_stable_sync_with(&self, master: &CacheSiteObservation) -> bool {
         matches!(self.info(), Some(CacheInfo::Replica { master_host, link: CacheLink::StableSync })
             if *master_host == master.host)
     }
@@ -248,11 +257,11 @@ impl CacheSiteObservation {
 }
 
 impl DragonflyObservation {
-    fn site(&self, name: &str) -> Option<&CacheSiteObservation> {
+    pub(super) fn site(&self, name: &str) -> Option<&CacheSiteObservation> {
         self.sites.iter().find(|s| s.name == name)
     }
 
-    fn other(&self, name: &str) -> Option<&CacheSiteObservation> {
+    pub(super) fn other(&self, name: &str) -> Option<&CacheSiteObservation> {
         self.sites.iter().find(|s| s.name != name)
     }
 }
@@ -261,7 +270,7 @@ impl DragonflyObservation {
 /// planned failover hands the cache over first (from `PromotingDragonfly` on), and an
 /// emergency failover already points at its target (the cache is not moved back to the
 /// site MySQL is leaving).
-fn desired_master(ctx: &Ctx<'_>) -> Option<String> {
+fn desired_master(ctx: &Ctx<'_>, cache: &DragonflyStatus) -> Option<String> {
     if let Some(emergency) = &ctx.status.emergency_failover {
         return Some(emergency.to.clone());
     }
@@ -274,6 +283,11 @@ fn desired_master(ctx: &Ctx<'_>) -> Option<String> {
         )
     {
         return Some(plan.target.clone());
+    }
+    if let Some(obs) = ctx.snap.dragonfly.as_ref()
+        && let Some(site) = dragonfly_rollout::temporary_master(cache.rollout.as_ref(), obs)
+    {
+        return Some(site);
     }
     ctx.status.active_site.clone()
 }
@@ -302,6 +316,7 @@ pub(super) fn step(ctx: &mut Ctx<'_>) {
             .takeover
             .as_ref()
             .is_some_and(|t| t.completed_at.is_none());
+        let rollout = (!moving).then(|| roll(ctx, obs, &mut cache));
         let hold = if moving {
             advance_move(ctx, obs, &mut cache, &mut actions);
             false
@@ -318,6 +333,15 @@ pub(super) fn step(ctx: &mut Ctx<'_>) {
             .is_some_and(|t| t.completed_at.is_none());
         if actions.is_empty() && !moving && !hold {
             converge(obs, &cache, &mut actions);
+        }
+        // A pod is replaced only when nothing else is under way: labels right, the
+        // replica pointed at the master, no move.
+        if actions.is_empty()
+            && !moving
+            && !hold
+            && let Some(site) = rollout.flatten()
+        {
+            actions.push(CacheAction::DeletePod { site });
         }
     } else {
         // Nothing observed since the last actions (or since the operator started): the
@@ -353,6 +377,34 @@ pub(super) fn step(ctx: &mut Ctx<'_>) {
     cache.reason = Some(reason.to_string());
     cache.message = Some(message);
     ctx.status.dragonfly = Some(cache);
+}
+
+/// The rollout's step (`engine::dragonfly_rollout`): updates `cache.rollout`, emits its
+/// Event; the site whose pod should be replaced now, if any.
+fn roll(
+    ctx: &mut Ctx<'_>,
+    obs: &DragonflyObservation,
+    cache: &mut DragonflyStatus,
+) -> Option<String> {
+    let failover =
+        ctx.status.emergency_failover.is_some() || ctx.status.planned_in_progress().is_some();
+    let decision = dragonfly_rollout::decide(&dragonfly_rollout::RolloutInput {
+        obs,
+        image: &obs.image,
+        master: cache.master_site.as_deref(),
+        home: ctx.status.active_site.as_deref(),
+        failover,
+        previous: cache.rollout.as_ref(),
+        now: ctx.now.wall,
+    });
+    cache.rollout = decision.status;
+    if let Some(event) = decision.event {
+        ctx.event(event);
+    }
+    if let Some(note) = decision.note {
+        ctx.note(note);
+    }
+    decision.delete_pod
 }
 
 /// `DragonflyReady` reason while a site's Dragonfly keeps exiting at start-up.
@@ -505,7 +557,7 @@ fn choose_master(
             confirm_master(cache, m);
             return false;
         }
-        let Some(pick) = desired_master(ctx).and_then(|d| obs.site(&d).cloned()) else {
+        let Some(pick) = desired_master(ctx, cache).and_then(|d| obs.site(&d).cloned()) else {
             ctx.note("the Dragonfly master waits for MySQL's active site");
             return false;
         };
@@ -625,7 +677,8 @@ fn realign(
     cache: &mut DragonflyStatus,
     actions: &mut Vec<CacheAction>,
 ) {
-    let (Some(master), Some(desired)) = (cache.master_site.clone(), desired_master(ctx)) else {
+    let (Some(master), Some(desired)) = (cache.master_site.clone(), desired_master(ctx, cache))
+    else {
         return;
     };
     if master == desired {

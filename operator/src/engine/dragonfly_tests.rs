@@ -34,6 +34,7 @@ fn pod(role: Option<CacheRole>, traffic: bool) -> CachePod {
         role_label: role,
         traffic,
         start_failure: None,
+        outdated: false,
     }
 }
 
@@ -52,6 +53,7 @@ fn with_caches(iad: CacheSiteObservation, pdx: CacheSiteObservation) -> Snapshot
     snap.dragonfly = Some(DragonflyObservation {
         sites: vec![iad, pdx],
         busy: false,
+        image: String::new(),
     });
     snap
 }

@@ -12,6 +12,7 @@ pub mod backup_freshness;
 mod bootstrap;
 pub mod decision;
 pub mod dragonfly;
+pub mod dragonfly_rollout;
 mod election;
 mod emergency;
 mod fencing;

@@ -68,6 +68,9 @@ pub(crate) fn action_for(reason: EventReason) -> &'static str {
             "MoveDragonflyMaster"
         }
         EventReason::DragonflyDegraded | EventReason::DragonflyStartupFailed => "Observe",
+        EventReason::DragonflyRolloutStarted | EventReason::DragonflyRolloutCompleted => {
+            "RollDragonfly"
+        }
     }
 }
 

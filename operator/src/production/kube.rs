@@ -96,6 +96,12 @@ pub const API_ACCESS: &[ApiAccess] = &[
         &["patch"],
         "shipstream.io/role on the mysqld pods; dragonfly-role and dragonfly-traffic on the Dragonfly pods",
     ),
+    ApiAccess::watched(
+        "",
+        "pods",
+        &["delete"],
+        "the Dragonfly rollout replaces one site's pod at a time (OnDelete StatefulSets)",
+    ),
 ];
 
 /// A Kubernetes write that failed, naming the object.
@@ -141,6 +147,13 @@ pub enum KubeWriteError {
         name: String,
         role: String,
         traffic: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("deleting Dragonfly pod {namespace}/{name} for the rollout: {source}")]
+    DragonflyPodDelete {
+        namespace: String,
+        name: String,
         #[source]
         source: Box<kube::Error>,
     },
@@ -438,6 +451,25 @@ pub async fn set_dragonfly_labels(
             name: name.to_string(),
             role: role.to_string(),
             traffic: traffic.to_string(),
+            source: Box::new(source),
+        }),
+    }
+}
+
+/// Deletes a Dragonfly pod so that its StatefulSet (`OnDelete`) recreates it on the
+/// current template. A pod already gone is not an error.
+pub async fn delete_dragonfly_pod(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<(), KubeWriteError> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    match api.delete(name, &kube::api::DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(KubeWriteError::DragonflyPodDelete {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
             source: Box::new(source),
         }),
     }

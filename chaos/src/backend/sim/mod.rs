@@ -23,7 +23,7 @@ use futures::future::BoxFuture;
 use super::{Backend, BackendError, SiteWritability};
 use crate::cluster::{KubeCluster, SharedCluster};
 use crate::runner::{self, RunConfig, ScenarioOutcome};
-use crate::scenario::{BackendKind, Scenario};
+use crate::scenario::{BackendKind, ObjectsCheck, Scenario};
 use crate::workload::{CounterTarget, WritabilitySample};
 
 pub use ops::SimOp;
@@ -243,6 +243,58 @@ impl Backend for SimBackend {
 
     fn writability_changes(&self) -> Option<Vec<WritabilitySample>> {
         self.world.take_writability_changes()
+    }
+
+    fn object_keys<'a>(
+        &'a self,
+        namespace: &'a str,
+        check: &'a ObjectsCheck,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, BackendError>> {
+        Box::pin(async move {
+            use bloodraven::storage::{ObjectStorage, S3Credentials, S3Target, TransferTuning};
+            use k8s_openapi::api::core::v1::Secret;
+            let secrets: kube::Api<Secret> = kube::Api::namespaced(self.client.clone(), namespace);
+            let operation = format!("read Secret {namespace}/{}", check.credentials_secret);
+            let secret = secrets
+                .get(&check.credentials_secret)
+                .await
+                .map_err(|e| call_error(&operation, e))?;
+            let key = |name: &str| {
+                secret
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get(name))
+                    .and_then(|v| String::from_utf8(v.0.clone()).ok())
+                    .ok_or_else(|| call_error(&operation, format!("no key {name}")))
+            };
+            let target = S3Target {
+                endpoint: Some(check.endpoint.clone()),
+                region: None,
+                bucket: check.bucket.clone(),
+                prefix: check.prefix.clone(),
+                credentials: S3Credentials {
+                    access_key_id: key("access-key-id")?,
+                    secret_access_key: key("secret-access-key")?,
+                },
+            };
+            let list = format!(
+                "list s3://{}/{}",
+                check.bucket,
+                check.prefix.as_deref().unwrap_or("")
+            );
+            let storage = ObjectStorage::new(
+                &target,
+                Arc::new(bloodraven_sim::models::s3::SimStorageDialer::new(dialer(
+                    &self.world,
+                    namespace,
+                    &self.host,
+                ))),
+                TransferTuning::default(),
+            )
+            .map_err(|e| call_error(&list, e))?;
+            let objects = storage.list("").await.map_err(|e| call_error(&list, e))?;
+            Ok(Some(objects.into_iter().map(|o| o.key).collect()))
+        })
     }
 
     fn cache_master_violations(&self) -> Option<Vec<String>> {
