@@ -71,7 +71,7 @@ mod tests {
         let outside = calls_outside(
             [
                 ("watch", "pods"),
-                ("delete", "pods"),
+                ("delete", "persistentvolumeclaims"),
                 (
                     "patch",
                     "mysqlfailovergroups.bloodraven.shipstream.io/status",
@@ -79,6 +79,6 @@ mod tests {
             ],
             &operator_rule_sets(),
         );
-        assert_eq!(outside, vec!["delete pods".to_string()]);
+        assert_eq!(outside, vec!["delete persistentvolumeclaims".to_string()]);
     }
 }

@@ -221,15 +221,20 @@ fn default_values_render_parseable_objects_that_grant_every_operator_call() {
     assert_tables_covered(&objects, None);
     // Nothing beyond the tables: no wildcard, no secrets list, and delete only on the
     // kinds of child the operator prunes when the spec stops asking for them
-    // (children::prune), and the MysqlBackups a profile's retention expires
-    // (controllers::backup): never pods, PVCs, Secrets or the groups themselves.
-    const PRUNABLE: [&str; 6] = [
+    // (children::prune), the MysqlBackups a profile's retention expires
+    // (controllers::backup), the Job of a passed backup verification (with its scratch
+    // mysqld and ephemeral PVC; controllers::verification), and the pods of an outdated
+    // Dragonfly cache, which its rollout replaces one site at a time
+    // (controllers::dragonfly): never MySQL's data (PVCs), Secrets or the groups.
+    const PRUNABLE: &[&str] = &[
         "services",
         "statefulsets",
         "dnsendpoints",
         "poddisruptionbudgets",
         "cronjobs",
         "mysqlbackups",
+        "pods",
+        "jobs",
     ];
     for rule in granted(&objects, None) {
         assert!(!rule.verbs.iter().any(|v| v == "*"), "{rule:?}");

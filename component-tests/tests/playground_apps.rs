@@ -23,9 +23,10 @@ fn healthy_with(world: &World, active: &str) -> bool {
 fn playground_with_apps(seed: u64) -> DrivenWorld {
     let mut driven = DrivenWorld::playground(seed).unwrap();
     let world = driven.world();
-    // Where the guide runs it, and where the dashboard's feed URL points.
-    playground::install_operator_in(world, "bloodraven-playground").unwrap();
     playground::apply_file(world, &playground::playground_manifest()).unwrap();
+    // Where the guide runs it, and where the dashboard's feed URL points (the manifest
+    // above creates the namespace).
+    playground::install_operator_in(world, "bloodraven-playground").unwrap();
     playground::apply_file(world, &playground::playground_apps_manifest()).unwrap();
     let ok = world
         .run_until(Duration::from_secs(120), |w| healthy_with(w, "iad"))

@@ -292,6 +292,31 @@ fn scripts_work_against_serve_mode() {
     .unwrap();
     let (ok, out) = kubectl(&kubeconfig, &["create", "-f", manifest.to_str().unwrap()]);
     assert!(ok, "{out}");
+    // The operator's verification controller refuses all three at once (their backup
+    // does not exist): wait for that final verdict, then give them the phases the
+    // script's views are tested with.
+    eventually(
+        "the operator has refused the hand-made verifications",
+        Duration::from_secs(60),
+        || {
+            let (ok, out) = kubectl(
+                &kubeconfig,
+                &[
+                    "-n",
+                    "bloodraven-playground",
+                    "get",
+                    "mysqlbackupverifications",
+                    "-o",
+                    "jsonpath={.items[*].status.phase}",
+                ],
+            );
+            if ok && out.split_whitespace().filter(|p| *p == "Failed").count() >= 3 {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        },
+    );
     set_phase(&kubeconfig, "check-ok", "Succeeded");
     set_phase(&kubeconfig, "check-bad", "Failed");
     set_phase(&kubeconfig, "check-running", "Running");

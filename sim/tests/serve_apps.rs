@@ -82,6 +82,9 @@ fn exposed_dashboard_and_counter_app_answer_on_local_ports() {
             "--duration-seconds",
             "300",
             "--bloodraven",
+            // Where the guide runs it and where the dashboard's feed URL points.
+            "--operator-namespace",
+            "bloodraven-playground",
         ])
         .arg("--kubeconfig")
         .arg(dir.join("kubeconfig"))

@@ -254,9 +254,18 @@ fn start_failure(pod: &Pod) -> Option<String> {
         .iter()
         .find(|c| c.name == crate::children::DRAGONFLY_CONTAINER)?;
     let state = container.state.as_ref();
-    let crash_looping = state
-        .and_then(|s| s.waiting.as_ref())
-        .is_some_and(|w| w.reason.as_deref() == Some("CrashLoopBackOff"));
+    // A back-off after a clean exit is a restart, not a failure to start: the old
+    // master exits 0 when it hands its role over by REPLTAKEOVER and the kubelet backs
+    // off before starting it again.
+    let exited_cleanly = container
+        .last_state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .is_some_and(|t| t.exit_code == 0);
+    let crash_looping = !exited_cleanly
+        && state
+            .and_then(|s| s.waiting.as_ref())
+            .is_some_and(|w| w.reason.as_deref() == Some("CrashLoopBackOff"));
     let failed_now = state
         .and_then(|s| s.terminated.as_ref())
         .filter(|t| t.exit_code != 0);
@@ -435,4 +444,56 @@ async fn label(
     set_dragonfly_labels(client, &settings.namespace, &pod, role.as_str(), traffic)
         .await
         .map_err(CacheActError::Label)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, PodStatus,
+    };
+
+    fn pod(waiting: Option<&str>, last_exit: Option<i32>) -> Pod {
+        Pod {
+            status: Some(PodStatus {
+                container_statuses: Some(vec![ContainerStatus {
+                    name: crate::children::DRAGONFLY_CONTAINER.into(),
+                    state: Some(ContainerState {
+                        waiting: waiting.map(|reason| ContainerStateWaiting {
+                            reason: Some(reason.into()),
+                            message: None,
+                        }),
+                        ..ContainerState::default()
+                    }),
+                    last_state: last_exit.map(|exit_code| ContainerState {
+                        terminated: Some(ContainerStateTerminated {
+                            exit_code,
+                            message: Some("s3 bucket not found".into()),
+                            ..ContainerStateTerminated::default()
+                        }),
+                        ..ContainerState::default()
+                    }),
+                    ..ContainerStatus::default()
+                }]),
+                ..PodStatus::default()
+            }),
+            ..Pod::default()
+        }
+    }
+
+    #[test]
+    fn a_back_off_after_a_failed_start_is_a_failure_and_after_a_clean_exit_is_not() {
+        assert_eq!(
+            start_failure(&pod(Some("CrashLoopBackOff"), Some(1))).as_deref(),
+            Some("exit code 1: s3 bucket not found")
+        );
+        // Unknown last state: still a crash loop.
+        assert_eq!(
+            start_failure(&pod(Some("CrashLoopBackOff"), None)).as_deref(),
+            Some("CrashLoopBackOff")
+        );
+        // The old master exited 0 after REPLTAKEOVER: a restart, not a failure.
+        assert_eq!(start_failure(&pod(Some("CrashLoopBackOff"), Some(0))), None);
+        assert_eq!(start_failure(&pod(None, Some(1))), None);
+    }
 }

@@ -130,6 +130,9 @@ pub(super) enum Statement {
     },
     /// `SELECT STATE, ERROR_NO, ERROR_MESSAGE FROM performance_schema.clone_status`.
     SelectCloneStatus,
+    /// `SELECT EVENT_SCHEMA, EVENT_NAME FROM information_schema.EVENTS WHERE ...`: what
+    /// a promotion asks to re-enable replica-side disabled events.
+    SelectEvents,
     /// `LOCK TABLES db.t [AS alias] READ|WRITE, ...`: (table, is a WRITE lock).
     LockTables(Vec<((String, String), bool)>),
     UnlockTables,
@@ -776,6 +779,22 @@ fn select(c: &mut Cursor) -> Parsed<Statement> {
             }
             Statement::SelectCloneStatus
         }
+        Some(Token::Word(w)) if w.eq_ignore_ascii_case("EVENT_SCHEMA") => {
+            c.next();
+            c.symbol(",")?;
+            c.word("EVENT_NAME")?;
+            c.word("FROM")?;
+            let table = c.table()?;
+            if !table.0.eq_ignore_ascii_case("information_schema")
+                || !table.1.eq_ignore_ascii_case("EVENTS")
+            {
+                return Err(format!("unknown table {}.{}", table.0, table.1));
+            }
+            // The model has no event scheduler objects: whatever the WHERE clause
+            // selects, the answer is no rows.
+            c.at = c.tokens.len();
+            Statement::SelectEvents
+        }
         Some(Token::Word(w)) if w.eq_ignore_ascii_case("value") => {
             c.next();
             c.word("FROM")?;
@@ -842,6 +861,7 @@ mod tests {
             sql::KILL_CANDIDATES.into(),
             sql::CLONE_STATUS.into(),
             sql::READ_ONLY_FLAGS.into(),
+            sql::REPLICA_SIDE_DISABLED_EVENTS.into(),
             sql::change_source(&source),
             sql::set_source_delay(5),
             sql::wait_for_executed_gtid_set(&set, Duration::from_millis(1500)),

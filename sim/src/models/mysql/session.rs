@@ -717,6 +717,8 @@ impl Session {
                 server.with_disk(|d| d.installed_plugins.insert(name.to_ascii_lowercase()));
                 Reply::ok()
             }
+            // No events exist in the model (docs/simulation.md): nothing to re-enable.
+            Statement::SelectEvents => Reply::rows(&["EVENT_SCHEMA", "EVENT_NAME"], Vec::new()),
             Statement::SelectCloneStatus => {
                 // The table exists only while the clone plugin is loaded (29.12.19.1).
                 if !server.plugin_loaded(CLONE_PLUGIN) {
