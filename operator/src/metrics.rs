@@ -89,6 +89,38 @@ struct Inner {
 #[derive(Clone)]
 pub struct Metrics(Arc<Inner>);
 
+fn profile_labels(namespace: &str, group: &str, profile: &str) -> ProfileLabels {
+    ProfileLabels {
+        namespace: namespace.to_string(),
+        group: group.to_string(),
+        profile: profile.to_string(),
+    }
+}
+
+/// One finished backup or verification run: its result counted, its duration observed
+/// when it ran at all (a refusal has none).
+fn count_run(
+    results: &Family<ProfileResultLabels, Counter>,
+    durations: &HistogramFamily<ProfileLabels>,
+    labels: &ProfileLabels,
+    succeeded: bool,
+    duration: Option<Duration>,
+) {
+    results
+        .get_or_create(&ProfileResultLabels {
+            namespace: labels.namespace.clone(),
+            group: labels.group.clone(),
+            profile: labels.profile.clone(),
+            result: if succeeded { "succeeded" } else { "failed" }.to_string(),
+        })
+        .inc();
+    if let Some(duration) = duration {
+        durations
+            .get_or_create(labels)
+            .observe(duration.as_secs_f64());
+    }
+}
+
 /// Unix seconds of `at`, as Prometheus timestamps are written.
 fn seconds(at: jiff::Timestamp) -> f64 {
     // Milliseconds to seconds; precision beyond f64's 53 bits is irrelevant here.
@@ -601,27 +633,14 @@ impl Metrics {
         succeeded: bool,
         duration: Option<Duration>,
     ) {
-        let labels = ProfileLabels {
-            namespace: namespace.to_string(),
-            group: group.to_string(),
-            profile: profile.to_string(),
-        };
-        let result = if succeeded { "succeeded" } else { "failed" };
-        self.0
-            .backups
-            .get_or_create(&ProfileResultLabels {
-                namespace: namespace.to_string(),
-                group: group.to_string(),
-                profile: profile.to_string(),
-                result: result.to_string(),
-            })
-            .inc();
-        if let Some(duration) = duration {
-            self.0
-                .backup_duration
-                .get_or_create(&labels)
-                .observe(duration.as_secs_f64());
-        }
+        let labels = profile_labels(namespace, group, profile);
+        count_run(
+            &self.0.backups,
+            &self.0.backup_duration,
+            &labels,
+            succeeded,
+            duration,
+        );
     }
 
     /// Each profile's newest successful backup (time, size) and how old it may get,
@@ -646,11 +665,7 @@ impl Metrics {
             self.forget_profile(namespace, group, gone);
         }
         for freshness in profiles {
-            let labels = ProfileLabels {
-                namespace: namespace.to_string(),
-                group: group.to_string(),
-                profile: freshness.profile.clone(),
-            };
+            let labels = profile_labels(namespace, group, &freshness.profile);
             match freshness.last_success {
                 Some((at, size)) => {
                     inner
@@ -686,11 +701,7 @@ impl Metrics {
     }
 
     fn forget_profile(&self, namespace: &str, group: &str, profile: &str) {
-        let labels = ProfileLabels {
-            namespace: namespace.to_string(),
-            group: group.to_string(),
-            profile: profile.to_string(),
-        };
+        let labels = profile_labels(namespace, group, profile);
         self.0.backup_last_success.remove(&labels);
         self.0.backup_size.remove(&labels);
         self.0.backup_max_age.remove(&labels);
@@ -707,65 +718,19 @@ impl Metrics {
         duration: Option<Duration>,
         at: jiff::Timestamp,
     ) {
-        let labels = ProfileLabels {
-            namespace: namespace.to_string(),
-            group: group.to_string(),
-            profile: profile.to_string(),
-        };
-        let result = if succeeded { "succeeded" } else { "failed" };
-        self.0
-            .verifications
-            .get_or_create(&ProfileResultLabels {
-                namespace: namespace.to_string(),
-                group: group.to_string(),
-                profile: profile.to_string(),
-                result: result.to_string(),
-            })
-            .inc();
-        if let Some(duration) = duration {
-            self.0
-                .verification_duration
-                .get_or_create(&labels)
-                .observe(duration.as_secs_f64());
-        }
+        let labels = profile_labels(namespace, group, profile);
+        count_run(
+            &self.0.verifications,
+            &self.0.verification_duration,
+            &labels,
+            succeeded,
+            duration,
+        );
         if succeeded {
             self.0
                 .verification_last_success
                 .get_or_create(&labels)
                 .set(seconds(at));
-        }
-        let labels = ProfileLabels {
-            namespace: namespace.to_string(),
-            group: group.to_string(),
-            profile: profile.to_string(),
-        };
-        self.0.backup_last_success.remove(&labels);
-        self.0.backup_size.remove(&labels);
-        self.0.backup_max_age.remove(&labels);
-        let result = if succeeded { "succeeded" } else { "failed" };
-        self.0
-            .verifications
-            .get_or_create(&ProfileResultLabels {
-                namespace: namespace.to_string(),
-                group: group.to_string(),
-                profile: profile.to_string(),
-                result: result.to_string(),
-            })
-            .inc();
-        if let Some(duration) = duration {
-            self.0
-                .verification_duration
-                .get_or_create(&labels)
-                .observe(duration.as_secs_f64());
-        }
-        if succeeded {
-            // Milliseconds to seconds; precision beyond f64's 53 bits is irrelevant here.
-            #[allow(clippy::cast_precision_loss)]
-            let seconds = at.as_millisecond() as f64 / 1000.0;
-            self.0
-                .verification_last_success
-                .get_or_create(&labels)
-                .set(seconds);
         }
     }
 

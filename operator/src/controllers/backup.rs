@@ -14,10 +14,10 @@ use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::ObjectRef;
 
-use crate::engine::backup_freshness::profile_freshness;
+use super::leader_passes::{LeaderPasses, TICK, Written};
+use crate::engine::backup_freshness::{ScheduleLimits, profile_freshness};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tokio::sync::watch;
 
 use super::Shared;
 use crate::api::{BackupProfile, JobPhase, MysqlBackup, MysqlBackupStatus, MysqlFailoverGroup};
@@ -73,60 +73,16 @@ pub(crate) const API_ACCESS: &[ApiAccess] = &[
     ),
 ];
 
-/// How often the backup controller looks without being woken.
-const TICK: Duration = Duration::from_secs(5);
-
-/// The status this controller last wrote per backup, until the cache shows it: a pass
-/// woken by the Job's creation must not decide from the status before our write.
+/// What the backup controller keeps between passes while it leads.
 #[derive(Default)]
-struct Written(BTreeMap<(String, String), MysqlBackupStatus>);
-
-fn rank(phase: Option<JobPhase>) -> u8 {
-    match phase {
-        None | Some(JobPhase::Pending) => 0,
-        Some(JobPhase::Running) => 1,
-        Some(JobPhase::Succeeded | JobPhase::Failed) => 2,
-    }
+pub(super) struct BackupController {
+    written: Written<MysqlBackupStatus>,
+    limits: ScheduleLimits,
 }
 
-impl Written {
-    /// The status to decide from: ours while the cache is behind it.
-    fn view(&mut self, key: &(String, String), cached: MysqlBackupStatus) -> MysqlBackupStatus {
-        match self.0.get(key) {
-            Some(ours) if rank(ours.job.phase) > rank(cached.job.phase) => MysqlBackupStatus {
-                // The Job's own fields (written by the Job, not by us) come from the cache.
-                location: cached.location.clone(),
-                size_bytes: cached.size_bytes,
-                checksum: cached.checksum.clone(),
-                gtid_executed: cached.gtid_executed.clone(),
-                ..ours.clone()
-            },
-            _ => {
-                self.0.remove(key);
-                cached
-            }
-        }
-    }
-}
-
-/// Runs until `stop` turns true.
-pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let mut written = Written::default();
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        let mut wait = TICK;
-        if shared.elector.is_leader() {
-            wait = wait.min(reconcile_all(&shared, &mut written).await);
-        } else {
-            written.0.clear();
-        }
-        tokio::select! {
-            _ = stop.changed() => return,
-            () = shared.indexes.backups_changed.notified() => {}
-            () = tokio::time::sleep(wait) => {}
-        }
+impl LeaderPasses for BackupController {
+    fn pass<'a>(&'a mut self, shared: &'a Shared) -> impl Future<Output = Duration> + Send + 'a {
+        reconcile_all(shared, self)
     }
 }
 
@@ -165,7 +121,8 @@ fn regarding(backup: &MysqlBackup) -> ObjectReference {
 }
 
 /// One pass over every backup; returns how soon to look again.
-async fn reconcile_all(shared: &Shared, written: &mut Written) -> Duration {
+async fn reconcile_all(shared: &Shared, controller: &mut BackupController) -> Duration {
+    let written = &mut controller.written;
     let indexes = &shared.indexes;
     let now = shared.deps.clock.now();
     let mut wait = TICK;
@@ -206,13 +163,18 @@ async fn reconcile_all(shared: &Shared, written: &mut Written) -> Duration {
         }
     }
     retention(shared, &backups, now).await;
-    export_freshness(shared, &backups, now);
+    export_freshness(shared, &backups, &mut controller.limits, now);
     wait
 }
 
 /// Exports every group's backup freshness ([`profile_freshness`]) from the backups
 /// as they are now.
-fn export_freshness(shared: &Shared, backups: &[Arc<MysqlBackup>], now: jiff::Timestamp) {
+fn export_freshness(
+    shared: &Shared,
+    backups: &[Arc<MysqlBackup>],
+    limits: &mut ScheduleLimits,
+    now: jiff::Timestamp,
+) {
     for object in shared.indexes.groups.state() {
         let Ok(group) = &object.group else {
             continue;
@@ -231,7 +193,7 @@ fn export_freshness(shared: &Shared, backups: &[Arc<MysqlBackup>], now: jiff::Ti
             .filter(|b: &&MysqlBackup| {
                 b.spec.group == name && b.namespace().as_deref() == Some(namespace.as_str())
             });
-        let freshness = profile_freshness(profiles, of_group, now);
+        let freshness = profile_freshness(profiles, of_group, limits, now);
         shared
             .deps
             .metrics
@@ -273,7 +235,7 @@ async fn act(
     backup: &MysqlBackup,
     group: Option<&MysqlFailoverGroup>,
     decision: &BackupDecision,
-    written: &mut Written,
+    written: &mut Written<MysqlBackupStatus>,
 ) -> Result<(), BackupActError> {
     let namespace = backup.namespace().unwrap_or_default();
     let name = backup.name_any();
@@ -336,9 +298,7 @@ async fn act(
                 backup: name.clone(),
                 source: Box::new(source),
             })?;
-        written
-            .0
-            .insert((namespace.clone(), name.clone()), status.clone());
+        written.remember((namespace.clone(), name.clone()), status.clone());
     }
     if let Some(event) = &decision.event {
         publish(shared, event, backup).await;

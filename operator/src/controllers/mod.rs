@@ -13,6 +13,7 @@ pub(crate) mod backup;
 pub mod cli;
 pub(crate) mod dragonfly;
 pub mod indexes;
+mod leader_passes;
 pub(crate) mod observe;
 pub(crate) mod owned;
 pub(crate) mod quiet_status;
@@ -225,8 +226,14 @@ pub async fn run(
     }
     shared.deps.readiness.set(true);
     tracing::info!(identity = %shared.settings.identity, "caches synced; controller running");
-    background.spawn(backup::run(shared.clone(), stop_rx.clone()));
-    background.spawn(verification::run(shared.clone(), stop_rx.clone()));
+    background.spawn(leader_passes::run::<backup::BackupController>(
+        shared.clone(),
+        stop_rx.clone(),
+    ));
+    background.spawn(leader_passes::run::<verification::VerificationController>(
+        shared.clone(),
+        stop_rx.clone(),
+    ));
 
     let mut workers: BTreeMap<(String, String), tokio::task::JoinHandle<()>> = BTreeMap::new();
     let mut unreadable = unreadable::UnreadableGroups::default();

@@ -4,8 +4,6 @@
 //! metrics). Runs beside the backup controller, only while this replica holds the
 //! leader lease; it never talks to MySQL or S3 itself (the Job does).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
@@ -14,13 +12,12 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPo
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tokio::sync::watch;
 
 use super::Shared;
 use super::backup::job_state;
+use super::leader_passes::{LeaderPasses, TICK, Written};
 use crate::api::{
-    JobPhase, MysqlBackup, MysqlBackupVerification, MysqlBackupVerificationStatus,
-    MysqlFailoverGroup,
+    MysqlBackup, MysqlBackupVerification, MysqlBackupVerificationStatus, MysqlFailoverGroup,
 };
 use crate::children::names;
 use crate::children::verification::{VerificationJobSpec, verification_job};
@@ -52,63 +49,15 @@ pub(crate) const API_ACCESS: &[ApiAccess] = &[
     ),
 ];
 
-/// How often the verification controller looks without being woken.
-const TICK: Duration = Duration::from_secs(5);
-
-/// The status this controller last wrote per verification, until the cache shows it.
+/// What the verification controller keeps between passes while it leads.
 #[derive(Default)]
-struct Written(BTreeMap<(String, String), MysqlBackupVerificationStatus>);
-
-fn rank(phase: Option<JobPhase>) -> u8 {
-    match phase {
-        None | Some(JobPhase::Pending) => 0,
-        Some(JobPhase::Running) => 1,
-        Some(JobPhase::Succeeded | JobPhase::Failed) => 2,
-    }
+pub(super) struct VerificationController {
+    written: Written<MysqlBackupVerificationStatus>,
 }
 
-impl Written {
-    /// The status to decide from: ours while the cache is behind it, with the Job's
-    /// own fields (its verdict) from the cache.
-    fn view(
-        &mut self,
-        key: &(String, String),
-        cached: MysqlBackupVerificationStatus,
-    ) -> MysqlBackupVerificationStatus {
-        match self.0.get(key) {
-            Some(ours) if rank(ours.job.phase) > rank(cached.job.phase) => {
-                MysqlBackupVerificationStatus {
-                    result: cached.result,
-                    rows_returned: cached.rows_returned,
-                    ..ours.clone()
-                }
-            }
-            _ => {
-                self.0.remove(key);
-                cached
-            }
-        }
-    }
-}
-
-/// Runs until `stop` turns true.
-pub(super) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let mut written = Written::default();
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        let mut wait = TICK;
-        if shared.elector.is_leader() {
-            wait = wait.min(reconcile_all(&shared, &mut written).await);
-        } else {
-            written.0.clear();
-        }
-        tokio::select! {
-            _ = stop.changed() => return,
-            () = shared.indexes.backups_changed.notified() => {}
-            () = tokio::time::sleep(wait) => {}
-        }
+impl LeaderPasses for VerificationController {
+    fn pass<'a>(&'a mut self, shared: &'a Shared) -> impl Future<Output = Duration> + Send + 'a {
+        reconcile_all(shared, &mut self.written)
     }
 }
 
@@ -137,7 +86,10 @@ fn pitr_state(group: Option<&MysqlFailoverGroup>) -> PitrState {
 }
 
 /// One pass over every verification; returns how soon to look again.
-async fn reconcile_all(shared: &Shared, written: &mut Written) -> Duration {
+async fn reconcile_all(
+    shared: &Shared,
+    written: &mut Written<MysqlBackupVerificationStatus>,
+) -> Duration {
     let indexes = &shared.indexes;
     let now = shared.deps.clock.now();
     let mut wait = TICK;
@@ -248,7 +200,7 @@ async fn act(
     verification: &MysqlBackupVerification,
     group: Option<&MysqlFailoverGroup>,
     decision: &VerificationDecision,
-    written: &mut Written,
+    written: &mut Written<MysqlBackupVerificationStatus>,
 ) -> Result<(), VerificationActError> {
     let namespace = verification.namespace().unwrap_or_default();
     let name = verification.name_any();
@@ -312,9 +264,7 @@ async fn act(
                 verification: name.clone(),
                 source: Box::new(source),
             })?;
-        written
-            .0
-            .insert((namespace.clone(), name.clone()), status.clone());
+        written.remember((namespace.clone(), name.clone()), status.clone());
     }
     if decision.delete_job {
         // Background: the Job goes at once, its Pod (and with it the ephemeral PVC)
