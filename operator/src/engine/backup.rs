@@ -74,6 +74,25 @@ impl BackupDecision {
     }
 }
 
+/// The error a Job recorded in its status message, unless the message is still the
+/// progress note it writes while working (starting with `progress`).
+pub(crate) fn recorded_error(message: Option<&str>, progress: &str) -> Option<String> {
+    message
+        .filter(|m| !m.starts_with(progress))
+        .map(str::to_string)
+}
+
+/// Why a Job failed, for a status message: the error it recorded, else where to look
+/// (its pod's log) with the Job's own reason.
+pub(crate) fn job_failure(message: Option<&str>, progress: &str, reason: Option<&str>) -> String {
+    recorded_error(message, progress).unwrap_or_else(|| {
+        format!(
+            "see the log of its pod (reason {})",
+            reason.unwrap_or("unknown")
+        )
+    })
+}
+
 /// The object name of a backup under its profile's prefix: the group, then the
 /// backup's name, so that groups sharing a bucket and prefix never collide.
 pub fn backup_object(group: &str, backup: &str) -> String {
@@ -256,19 +275,11 @@ fn decide_running(obs: &BackupObservation<'_>, now: Timestamp) -> BackupDecision
             }
         }
         Some(BackupJobState::Failed { reason }) => {
-            let why = obs
-                .status
-                .job
-                .message
-                .as_deref()
-                .filter(|m| !m.starts_with("dumping site"))
-                .map(str::to_string)
-                .unwrap_or_else(|| {
-                    format!(
-                        "see the log of its pod (reason {})",
-                        reason.as_deref().unwrap_or("unknown")
-                    )
-                });
+            let why = job_failure(
+                obs.status.job.message.as_deref(),
+                "dumping site",
+                reason.as_deref(),
+            );
             fail(
                 obs,
                 now,

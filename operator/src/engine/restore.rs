@@ -506,19 +506,11 @@ fn decide_loading(obs: &RestoreObservation<'_>, now: Timestamp) -> RestoreDecisi
             }
         }
         Some(BackupJobState::Failed { reason }) => {
-            let why = obs
-                .status
-                .job
-                .message
-                .as_deref()
-                .filter(|m| !m.starts_with("loading backup"))
-                .map(str::to_string)
-                .unwrap_or_else(|| {
-                    format!(
-                        "see the log of its pod (reason {})",
-                        reason.as_deref().unwrap_or("unknown")
-                    )
-                });
+            let why = crate::engine::backup::job_failure(
+                obs.status.job.message.as_deref(),
+                "loading backup",
+                reason.as_deref(),
+            );
             fail(
                 obs,
                 now,

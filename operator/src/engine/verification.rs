@@ -372,12 +372,11 @@ fn decide_running(obs: &VerificationObservation<'_>, now: Timestamp) -> Verifica
                 }
             }
             Some(BackupJobState::Failed { reason }) => {
-                let why = job_message(obs).unwrap_or_else(|| {
-                    format!(
-                        "see the log of its pod (reason {})",
-                        reason.as_deref().unwrap_or("unknown")
-                    )
-                });
+                let why = crate::engine::backup::job_failure(
+                    obs.status.job.message.as_deref(),
+                    LOADING,
+                    reason.as_deref(),
+                );
                 fail(
                     obs,
                     now,
@@ -398,13 +397,11 @@ fn decide_running(obs: &VerificationObservation<'_>, now: Timestamp) -> Verifica
 }
 
 /// The message the Job wrote, if it is not the controller's own "loading ..." line.
+/// How the verify program's progress note starts (not an error).
+const LOADING: &str = "loading backup";
+
 fn job_message(obs: &VerificationObservation<'_>) -> Option<String> {
-    obs.status
-        .job
-        .message
-        .as_deref()
-        .filter(|m| !m.starts_with("loading backup"))
-        .map(str::to_string)
+    crate::engine::backup::recorded_error(obs.status.job.message.as_deref(), LOADING)
 }
 
 fn fail(
